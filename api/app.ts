@@ -1,0 +1,147 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
+import { GraphQLError } from "graphql";
+import { createYoga, type Plugin } from "graphql-yoga";
+import { useServer } from "graphql-ws/use/ws";
+import { WebSocketServer } from "ws";
+import { AppError, NotAuthenticatedError } from "../domain/errors.ts";
+import { config } from "../infra/config.ts";
+import { prisma } from "../infra/db.ts";
+import { logger } from "../infra/logger.ts";
+import { redis } from "../infra/redis.ts";
+import { schema } from "../schema/index.ts";
+import { type Context, resolveViewer } from "./context.ts";
+
+export interface App {
+  server: Server;
+  /** Listens on `port` (0 for any free one) and resolves to the URL of the GraphQL endpoint. */
+  start(port: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const GRAPHQL_PATH = "/graphql";
+
+/** Expected failures keep their message and code; everything else is masked by Yoga. */
+function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  if (original instanceof AppError) {
+    return new GraphQLError(original.message, {
+      ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path } : {}),
+      extensions: { code: original.code },
+    });
+  }
+  if (error instanceof GraphQLError && !error.originalError) return error;
+  logger.error({ err: original }, "unexpected error");
+  return new GraphQLError(isDev ? String((original as Error)?.message ?? message) : message, {
+    extensions: { code: "INTERNAL_SERVER_ERROR" },
+  });
+}
+
+async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string): Promise<Context> {
+  const viewer = await resolveViewer(authorization);
+  if (viewer === "invalid") {
+    throw new GraphQLError("The API key is unknown or revoked", {
+      extensions: { code: new NotAuthenticatedError().code, http: { status: 401 } },
+    });
+  }
+  return { viewer, clientIp };
+}
+
+function clientIpOf(request: IncomingMessage | undefined): string {
+  return request?.socket.remoteAddress ?? "unknown";
+}
+
+export async function healthy(): Promise<boolean> {
+  try {
+    await Promise.all([prisma.$queryRaw`SELECT 1`, redis.ping()]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function buildApp(): App {
+  const { MAX_QUERY_DEPTH, MAX_QUERY_COST } = config();
+  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    logging: {
+      debug: (...args) => logger.debug(args),
+      info: (...args) => logger.info(args),
+      warn: (...args) => logger.warn(args),
+      error: (...args) => logger.error(args),
+    },
+    maskedErrors: { maskError },
+    context: ({ request, req }) => contextFromAuthorization(request.headers.get("authorization"), clientIpOf(req)),
+    plugins: [
+      EnvelopArmorPlugin({
+        maxDepth: { n: MAX_QUERY_DEPTH },
+        costLimit: { maxCost: MAX_QUERY_COST },
+        maxAliases: { n: 30 },
+        maxTokens: { n: 5000 },
+      }) as Plugin,
+    ],
+  });
+
+  const server = createServer(async (req, res) => {
+    if (req.url === "/healthz") {
+      const ok = await healthy();
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ok }));
+      return;
+    }
+    yoga(req, res);
+  });
+
+  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  const wsCleanup = useServer<Record<string, unknown>, { request: IncomingMessage }>(
+    {
+      execute: (args: any) => args.rootValue.execute(args),
+      subscribe: (args: any) => args.rootValue.subscribe(args),
+      onSubscribe: async (ctx, _id, payload) => {
+        const authorization = ctx.connectionParams?.authorization;
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, params: payload });
+        const { schema: envelopedSchema, execute, subscribe, parse, validate } = enveloped;
+        let contextValue: Context;
+        try {
+          contextValue = await contextFromAuthorization(
+            typeof authorization === "string" ? authorization : null,
+            clientIpOf(ctx.extra.request),
+          );
+        } catch (error) {
+          return [error as GraphQLError];
+        }
+        const document = parse(payload.query);
+        const errors = validate(envelopedSchema, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema: envelopedSchema,
+          operationName: payload.operationName,
+          document,
+          variableValues: payload.variables,
+          contextValue: { ...(await enveloped.contextFactory()), ...contextValue },
+          rootValue: { execute, subscribe },
+        };
+      },
+    },
+    wsServer,
+  );
+
+  return {
+    server,
+    start: (port) =>
+      new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, () => {
+          const { port: bound } = server.address() as AddressInfo;
+          resolve(`http://127.0.0.1:${bound}${GRAPHQL_PATH}`);
+        });
+      }),
+    stop: async () => {
+      await wsCleanup.dispose();
+      wsServer.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * Expected failures. Domain services throw these; the GraphQL layer returns them as members of the
+ * mutation result unions (and as `extensions.code` elsewhere). Anything else is a bug and is masked.
+ */
+export class AppError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export interface FieldIssue {
+  path: string[];
+  message: string;
+}
+
+export class ValidationError extends AppError {
+  constructor(readonly issues: FieldIssue[]) {
+    super(issues.map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; "), "VALIDATION");
+  }
+}
+
+/** Also what a caller gets for another account's ids: existence is never revealed. */
+export class NotFoundError extends AppError {
+  constructor(readonly resource: string) {
+    super(`${resource} not found`, "NOT_FOUND");
+  }
+}
+
+export class NotAuthenticatedError extends AppError {
+  constructor(message = "A valid API key is required") {
+    super(message, "UNAUTHENTICATED");
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message = "This API key may not do that") {
+    super(message, "FORBIDDEN");
+  }
+}
+
+export class InvalidCredentialsError extends AppError {
+  constructor() {
+    super("Email or password is wrong", "INVALID_CREDENTIALS");
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super(message, "CONFLICT");
+  }
+}
+
+export class RateLimitedError extends AppError {
+  constructor(readonly retryAfterSeconds: number) {
+    super(`Too many attempts; retry in ${retryAfterSeconds}s`, "RATE_LIMITED");
+  }
+}

@@ -1,0 +1,13 @@
+import type { z } from "zod";
+import { ValidationError } from "./errors.ts";
+
+/** Parses input with a zod schema, turning failures into a typed ValidationError that names each field. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    throw new ValidationError(
+      result.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })),
+    );
+  }
+  return result.data;
+}

@@ -1,0 +1,64 @@
+import SchemaBuilder from "@pothos/core";
+import DataloaderPlugin from "@pothos/plugin-dataloader";
+import ErrorsPlugin from "@pothos/plugin-errors";
+import PrismaPlugin from "@pothos/plugin-prisma";
+import RelayPlugin from "@pothos/plugin-relay";
+import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { AppError, ForbiddenError, NotAuthenticatedError, NotFoundError, ValidationError } from "../domain/errors.ts";
+import { prisma } from "../infra/db.ts";
+import type PrismaTypes from "../prisma/generated/pothos-types.ts";
+import { getDatamodel } from "../prisma/generated/pothos-types.ts";
+import type { Context } from "../api/context.ts";
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  PrismaTypes: PrismaTypes;
+  DefaultFieldNullability: false;
+  Scalars: {
+    ID: { Input: string; Output: string | number | bigint };
+    DateTime: { Input: Date; Output: Date };
+    /** US dollars as an exact decimal string; integer micro-dollars inside. */
+    Money: { Input: bigint; Output: bigint };
+  };
+  AuthScopes: {
+    /** Any valid key: account, machine or instance scoped. */
+    authenticated: boolean;
+    /** A full-account key. */
+    account: boolean;
+  };
+}>({
+  defaultFieldNullability: false,
+  plugins: [ScopeAuthPlugin, ErrorsPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  scopeAuth: {
+    authScopes: (context) => ({
+      authenticated: context.viewer !== null,
+      account: context.viewer?.scope === "ACCOUNT",
+    }),
+    unauthorizedError: (_parent, context) =>
+      context.viewer ? new ForbiddenError() : new NotAuthenticatedError(),
+  },
+  errors: {
+    // Only AppErrors become data; anything else is a bug and is masked by the server.
+    defaultTypes: [AppError, ValidationError, NotFoundError, NotAuthenticatedError, ForbiddenError],
+  },
+  prisma: {
+    client: prisma,
+    dmmf: getDatamodel(),
+    exposeDescriptions: true,
+    filterConnectionTotalCount: true,
+    onUnusedQuery: process.env.NODE_ENV === "production" ? null : "warn",
+  },
+  relay: {
+    clientMutationId: "omit",
+    cursorType: "String",
+    // Readable ids ("Machine:12") so people can type them in the CLI.
+    encodeGlobalID: (typename, id) => `${typename}:${id}`,
+    decodeGlobalID: (globalID) => {
+      const separator = globalID.lastIndexOf(":");
+      return { typename: globalID.slice(0, separator), id: globalID.slice(separator + 1) };
+    },
+    // Each type answers its own owner-checked lookups; a generic node field would bypass them.
+    nodeQueryOptions: false,
+    nodesQueryOptions: false,
+  },
+});

@@ -1,0 +1,4 @@
+import { builder } from "./builder.ts";
+
+builder.queryType({});
+builder.mutationType({});

@@ -1,0 +1,40 @@
+import { afterAll, beforeAll } from "vitest";
+import { type App, buildApp } from "../../api/app.ts";
+
+export interface GraphQLResponse<T = any> {
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string }; path?: (string | number)[] }[];
+}
+
+export interface TestApp {
+  url: string;
+  baseUrl: string;
+  /** POSTs an operation, with `key` as the bearer API key when given. */
+  gql<T = any>(query: string, variables?: Record<string, unknown>, key?: string): Promise<GraphQLResponse<T>>;
+}
+
+/** Starts the real HTTP + WebSocket server on a free port for the file's tests, stopped after them. */
+export function useTestApp(): TestApp {
+  let app: App;
+  const handle: TestApp = {
+    url: "",
+    baseUrl: "",
+    async gql(query, variables, key) {
+      const response = await fetch(handle.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await response.json()) as GraphQLResponse;
+    },
+  };
+  beforeAll(async () => {
+    app = buildApp();
+    handle.url = await app.start(0);
+    handle.baseUrl = new URL(handle.url).origin;
+  });
+  afterAll(async () => {
+    await app.stop();
+  });
+  return handle;
+}
