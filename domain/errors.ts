@@ -59,3 +59,24 @@ export class RateLimitedError extends AppError {
     super(`Too many attempts; retry in ${retryAfterSeconds}s`, "RATE_LIMITED");
   }
 }
+
+/** An instance was asked to do something its status does not allow (see domain/instances/lifecycle.ts). */
+export class IllegalTransitionError extends AppError {
+  constructor(
+    readonly from: string,
+    readonly event: string,
+  ) {
+    super(`An instance in status ${from} does not accept ${event}`, "ILLEGAL_TRANSITION");
+  }
+}
+
+/** A search query the filter language cannot read; `token` is the offending text as typed. */
+export class SearchQueryError extends AppError {
+  constructor(
+    message: string,
+    readonly token: string,
+    readonly field: string | null = null,
+  ) {
+    super(message, "INVALID_QUERY");
+  }
+}

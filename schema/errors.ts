@@ -2,12 +2,15 @@ import {
   AppError,
   ConflictError,
   ForbiddenError,
+  IllegalTransitionError,
   InvalidCredentialsError,
   NotAuthenticatedError,
   NotFoundError,
   RateLimitedError,
+  SearchQueryError,
   ValidationError,
 } from "../domain/errors.ts";
+import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { builder } from "./builder.ts";
 
 export const ErrorInterface = builder.interfaceRef<AppError>("Error").implement({
@@ -50,3 +53,32 @@ builder.objectType(RateLimitedError, {
   fields: (t) => ({ retryAfterSeconds: t.exposeInt("retryAfterSeconds") }),
 });
 
+builder.objectType(SearchQueryError, {
+  name: "SearchQueryError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    token: t.exposeString("token", { description: "The offending text, as typed." }),
+    field: t.exposeString("field", { nullable: true }),
+  }),
+});
+
+builder.objectType(IllegalTransitionError, {
+  name: "IllegalTransitionError",
+  interfaces: [ErrorInterface],
+  description: "The instance's status does not allow the request (for example starting a destroyed instance).",
+  fields: (t) => ({
+    from: t.exposeString("from", { description: "The instance's status." }),
+    event: t.exposeString("event", { description: "What was asked." }),
+  }),
+});
+
+builder.objectType(SpendRateLimitError, {
+  name: "SpendRateLimitError",
+  interfaces: [ErrorInterface],
+  description: "The rental would take the account's rentals over its spend rate limit (new or unverified accounts).",
+  fields: (t) => ({
+    limitPerHour: t.field({ type: "Money", resolve: (error) => error.limitMicrosPerHour }),
+    currentPerHour: t.field({ type: "Money", description: "What the account's rentals cost now.", resolve: (error) => error.currentMicrosPerHour }),
+    requestedPerHour: t.field({ type: "Money", resolve: (error) => error.requestedMicrosPerHour }),
+  }),
+});

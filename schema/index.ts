@@ -3,5 +3,10 @@ import "./root.ts";
 import "./scalars.ts";
 import "./errors.ts";
 import "./account.ts";
+import "./apiKey.ts";
+import "./sshKey.ts";
+import "./machine.ts";
+import "./offer.ts";
+import "./instance.ts";
 
 export const schema = builder.toSchema();

@@ -1,6 +1,9 @@
 import type { Tx } from "../../infra/db.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
+import { type Contract, winningBidFor } from "../auction/clearing.ts";
+import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { chunkDlperf } from "../dlperf.ts";
+import { defaultRanking } from "./ranking.ts";
 
 /** GPU counts a machine is offered in: minChunk, doubling, and always the whole machine. */
 export function chunkSizes(numGpus: number, minChunk: number): number[] {
@@ -15,26 +18,32 @@ export function offerId(machineId: number, numGpus: number): string {
 }
 
 /** A listed machine's offers can be rented when it is online, not deverified and its end date is ahead. */
-function machineRentable(machine: Machine, now: Date): boolean {
+function machineRentable(machine: Pick<Machine, "online" | "verification" | "endDate">, now: Date): boolean {
   return machine.online && machine.verification !== "DEVERIFIED" && machine.endDate !== null && machine.endDate > now;
 }
 
 /**
  * Brings the machine's rows in the offer table in line with the machine: the one place offers are
  * written. Call it in the same transaction as any change to a machine's specs, listing, rentals,
- * reliability or online state.
+ * reliability or online state. `contracts`: the machine's live contracts when the caller has them
+ * loaded already (the auction's clearing); read here otherwise.
  */
-export async function syncOffers(db: Tx, machineId: number, now = new Date()): Promise<void> {
+export async function syncOffers(db: Tx, machineId: number, now = new Date(), contracts?: Contract[]): Promise<void> {
   const machine = await db.machine.findUnique({ where: { id: machineId } });
   if (!machine?.listed || machine.pricePerGpuHourMicros === null) {
     await db.offer.deleteMany({ where: { machineId } });
     return;
   }
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
-  const freeGpus = machine.numGpus - machine.gpusOnDemand;
-  const rentable = machineRentable(machine, now);
-  const rows = sizes.map((numGpus) => {
-    const rented = numGpus > freeGpus;
+  contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
+  const availability = offerAvailability(machine, contracts, now);
+  const rows = sizes.map((numGpus, index) => {
+    const prices = {
+      gpuDphMicros: machine.pricePerGpuHourMicros! * BigInt(numGpus),
+      storageCostMicros: machine.storagePricePerGbMonthMicros ?? 0n,
+      dlperf: chunkDlperf(machine, numGpus),
+      reliability: machine.reliability,
+    };
     return {
       id: offerId(machine.id, numGpus),
       machineId: machine.id,
@@ -55,12 +64,10 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date()): P
       inetDown: machine.inetDownMbps,
       cudaMaxGood: machine.cudaMaxGood,
       driverVersion: machine.driverVersion,
-      reliability: machine.reliability,
-      dlperf: chunkDlperf(machine, numGpus),
+      ...prices,
+      ...defaultRanking(prices),
       pricePerGpuMicros: machine.pricePerGpuHourMicros!,
-      gpuDphMicros: machine.pricePerGpuHourMicros! * BigInt(numGpus),
       minBidMicros: machine.minBidPerGpuHourMicros ?? machine.pricePerGpuHourMicros!,
-      storageCostMicros: machine.storagePricePerGbMonthMicros ?? 0n,
       inetUpCostMicros: machine.inetUpPricePerGbMicros ?? 0n,
       inetDownCostMicros: machine.inetDownPricePerGbMicros ?? 0n,
       verified: machine.verification === "VERIFIED",
@@ -68,8 +75,7 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date()): P
       geolocation: machine.geolocation,
       countryCode: machine.countryCode,
       endDate: machine.endDate!,
-      rentable: rentable && !rented,
-      rented,
+      ...availability[index],
     };
   });
   await db.offer.deleteMany({ where: { machineId, numGpus: { notIn: sizes } } });
@@ -77,4 +83,52 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date()): P
     const { id, ...values } = row;
     await db.offer.upsert({ where: { id }, create: row, update: values });
   }
+}
+
+type AvailabilityMachine = Pick<
+  Machine,
+  "numGpus" | "minChunk" | "online" | "verification" | "endDate" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros"
+>;
+
+/**
+ * What it takes to run each chunk now, in chunkSizes order: GPUs on-demand rentals leave, the
+ * lowest winning bid, and whether it can be rented on demand.
+ */
+function offerAvailability(machine: AvailabilityMachine, contracts: readonly Contract[], now: Date) {
+  const freeGpus = machine.numGpus - onDemandClaim(machine.numGpus, contracts);
+  const auction = auctionMachine(machine);
+  const rentable = machineRentable(machine, now);
+  return chunkSizes(machine.numGpus, machine.minChunk).map((numGpus) => ({
+    rentable: rentable && numGpus <= freeGpus,
+    rented: numGpus > freeGpus,
+    gpusFreeOfOnDemand: freeGpus,
+    winningBidMicros: winningBidFor(auction, contracts, numGpus),
+  }));
+}
+
+/**
+ * The auction's part of syncOffers in one statement, for the clearing that changed nothing but
+ * contracts: the availability columns of the machine's offers, rows whose values changed only.
+ * A machine that is not listed has no offer rows, so nothing is written.
+ */
+export async function syncOfferAvailability(
+  db: Tx,
+  machine: AvailabilityMachine & { id: number },
+  contracts: readonly Contract[],
+  now = new Date(),
+): Promise<void> {
+  const sizes = chunkSizes(machine.numGpus, machine.minChunk);
+  const availability = offerAvailability(machine, contracts, now);
+  await db.$executeRawUnsafe(
+    `UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented, rentable = v.rentable
+       FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::bool[]) AS v(id, free, bid, rented, rentable)
+      WHERE offer.id = v.id
+        AND (offer.gpus_free_of_on_demand, offer.winning_bid_micros, offer.rented, offer.rentable)
+            IS DISTINCT FROM (v.free, v.bid::bigint, v.rented, v.rentable)`,
+    sizes.map((numGpus) => offerId(machine.id, numGpus)),
+    availability.map((a) => a.gpusFreeOfOnDemand),
+    availability.map((a) => (a.winningBidMicros === null ? null : a.winningBidMicros.toString())),
+    availability.map((a) => a.rented),
+    availability.map((a) => a.rentable),
+  );
 }

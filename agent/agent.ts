@@ -1,0 +1,83 @@
+import type { Logger } from "pino";
+import { AgentApi } from "./api.ts";
+import { type Backoff, subscribeAssignments } from "./connection.ts";
+import { startHeartbeat } from "./metrics.ts";
+import { Reconciler } from "./reconciler.ts";
+import type { Runtime } from "./runtime.ts";
+
+export interface AgentOptions {
+  /** The API's GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql. */
+  apiUrl: string;
+  /** The machine's MACHINE-scoped key (from registerMachine). */
+  key: string;
+  /** "Machine:12". */
+  machineId: string;
+  runtime: Runtime;
+  heartbeatSeconds: number;
+  /** Seconds between passes that notice containers ending by themselves. */
+  pollSeconds: number;
+  backoff: Backoff;
+  /** API_URL as the containers should see it (defaults to apiUrl). */
+  containerApiUrl?: string;
+  /** Where free disk is measured. */
+  diskPath: string;
+  logger: Logger;
+}
+
+export interface Agent {
+  /** Resolves when stopped; rejects with the reason when the API refused the key. */
+  done: Promise<void>;
+  /** Disconnects and stops reconciling; containers keep running (a restarted agent adopts them). */
+  stop(): Promise<void>;
+}
+
+export function startAgent(options: AgentOptions): Agent {
+  const { logger } = options;
+  const api = new AgentApi(options.apiUrl, options.key);
+  let settle!: { resolve: () => void; reject: (error: Error) => void };
+  const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  let stopping: Promise<void> | null = null;
+
+  const shutdown = (fatal?: Error) => {
+    stopping ??= (async () => {
+      if (fatal) logger.error({ err: fatal.message }, "stopping: the API refused this agent");
+      clearInterval(poll);
+      await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop()]);
+      logger.info("agent stopped");
+      if (fatal) settle.reject(fatal);
+      else settle.resolve();
+    })();
+    return stopping;
+  };
+  const onFatal = (error: Error) => void shutdown(error);
+
+  const reconciler = new Reconciler({
+    runtime: options.runtime,
+    api,
+    logger,
+    containerApiUrl: options.containerApiUrl ?? options.apiUrl,
+    onFatal,
+  });
+  const subscription = subscribeAssignments({
+    url: options.apiUrl,
+    key: options.key,
+    machineId: options.machineId,
+    logger,
+    backoff: options.backoff,
+    onState: (state) => reconciler.setDesired(state),
+    onFatal,
+  });
+  const heartbeat = startHeartbeat({
+    api,
+    runtime: options.runtime,
+    machineId: options.machineId,
+    intervalMs: options.heartbeatSeconds * 1000,
+    diskPath: options.diskPath,
+    logger,
+    onFatal,
+  });
+  const poll = setInterval(() => reconciler.kick(), options.pollSeconds * 1000);
+  logger.info({ api: options.apiUrl, machineId: options.machineId, runtime: options.runtime.name }, "agent started");
+
+  return { done, stop: () => shutdown() };
+}

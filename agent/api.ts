@@ -1,0 +1,182 @@
+import { z } from "zod";
+
+/**
+ * The agent's side of the realtime contract (issue 5): the documents it sends and the shape it
+ * expects back. Everything the API sends is parsed here, so the rest of the agent works on checked data.
+ */
+
+export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
+  subscription Assignments($machineId: ID!) {
+    assignments(machineId: $machineId) {
+      machineId
+      revision
+      instances {
+        instanceId
+        containerLabel
+        desiredState
+        image
+        launchMode
+        onstart
+        env { key value }
+        ports
+        diskGb
+        numGpus
+        preemptGraceSeconds
+        statusMessage
+      }
+    }
+  }
+`;
+
+const assignmentSchema = z.object({
+  instanceId: z.string().min(1),
+  containerLabel: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "a container label such as C.34"),
+  desiredState: z.enum(["RUNNING", "STOPPED"]),
+  image: z.string(),
+  launchMode: z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]),
+  onstart: z.string().nullable(),
+  env: z.array(z.object({ key: z.string().min(1), value: z.string() })),
+  ports: z.array(z.string()),
+  diskGb: z.number().int().nonnegative(),
+  numGpus: z.number().int().nonnegative(),
+  preemptGraceSeconds: z.number().int().nonnegative(),
+  statusMessage: z.string().nullable().optional(),
+});
+export type Assignment = z.infer<typeof assignmentSchema>;
+
+export const machineAssignmentsSchema = z.object({
+  machineId: z.string(),
+  revision: z.string().regex(/^\d+$/, "a decimal bigint"),
+  instances: z.array(assignmentSchema),
+});
+export type MachineAssignments = z.infer<typeof machineAssignmentsSchema>;
+
+export type ReportedInstanceState = "RUNNING" | "EXITED" | "STOPPED" | "FAILED";
+
+export interface MachineMetrics {
+  gpuUtilization?: number[];
+  gpuTemperatureC?: number[];
+  gpuMemoryUsedMb?: number[];
+  cpuLoad?: number;
+  diskFreeGb?: number;
+}
+
+/** The API refused the key: retrying cannot help, so the agent stops. */
+export class AuthRejectedError extends Error {
+  constructor(detail: string) {
+    super(`The API rejected the agent's key (${detail}); check --key / AGENT_API_KEY and --machine`);
+    this.name = "AuthRejectedError";
+  }
+}
+
+/** The API could not be reached or answered garbage: worth retrying later, not a verdict on the request. */
+export class TransientApiError extends Error {
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
+    this.name = "TransientApiError";
+  }
+}
+
+/** A mutation's typed error (a member of its result union): delivered, but refused. */
+export interface RefusedResult {
+  code: string;
+  message: string;
+}
+
+const AUTH_CODES = new Set(["UNAUTHENTICATED"]);
+const ERROR_FIELDS = "... on Error { code message }";
+
+/** GraphQL over HTTP for the agent's mutations; the subscription goes over graphql-ws (connection.ts). */
+export class AgentApi {
+  constructor(
+    readonly url: string,
+    private readonly key: string,
+  ) {}
+
+  /** Throws on transport failures and top-level errors (callers retry on their next pass). */
+  async request<T>(query: string, variables: Record<string, unknown>): Promise<T> {
+    const response = await fetch(this.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${this.key}` },
+      body: JSON.stringify({ query, variables }),
+      signal: AbortSignal.timeout(15_000),
+    }).catch((error: unknown) => {
+      throw new TransientApiError(`The API at ${this.url} did not answer: ${(error as Error).message}`, { cause: error });
+    });
+    if (response.status === 401 || response.status === 403) throw new AuthRejectedError(`HTTP ${response.status}`);
+    const body = (await response.json().catch(() => null)) as {
+      data?: T;
+      errors?: { message: string; extensions?: { code?: string } }[];
+    } | null;
+    if (!body) throw new TransientApiError(`The API answered HTTP ${response.status} without a GraphQL body`);
+    const first = body.errors?.[0];
+    if (first) {
+      if (AUTH_CODES.has(first.extensions?.code ?? "")) throw new AuthRejectedError(first.message);
+      throw new Error(`GraphQL error: ${first.message}`);
+    }
+    if (!body.data) throw new Error("The API answered without data");
+    return body.data;
+  }
+
+  /** Runs a mutation whose result is a union; a member implementing Error is the typed refusal. */
+  private async mutate(field: string, query: string, variables: Record<string, unknown>) {
+    const data = await this.request<Record<string, { code?: string; message?: string; data?: unknown }>>(query, variables);
+    const result = data[field]!;
+    const refused: RefusedResult | null =
+      result.code === undefined ? null : { code: result.code, message: result.message ?? "" };
+    return { refused, data: result.data };
+  }
+
+  /** null when the API accepted the report, else its typed refusal. */
+  async reportInstanceState(instanceId: string, status: ReportedInstanceState, message?: string) {
+    const { refused } = await this.mutate(
+      "reportInstanceState",
+      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String) {
+        reportInstanceState(instanceId: $instanceId, status: $status, message: $message) { __typename ${ERROR_FIELDS} }
+      }`,
+      { instanceId, status, message: message ?? null },
+    );
+    return refused;
+  }
+
+  async machineHeartbeat(machineId: string, metrics: MachineMetrics) {
+    const { refused } = await this.mutate(
+      "machineHeartbeat",
+      `mutation ($machineId: ID!, $metrics: MachineMetricsInput) {
+        machineHeartbeat(machineId: $machineId, metrics: $metrics) { __typename ${ERROR_FIELDS} }
+      }`,
+      { machineId, metrics },
+    );
+    return refused;
+  }
+
+  async reportUsage(instanceId: string, rxBytes: bigint, txBytes: bigint) {
+    const { refused } = await this.mutate(
+      "reportUsage",
+      `mutation ($instanceId: ID!, $rxBytes: String!, $txBytes: String!) {
+        reportUsage(instanceId: $instanceId, rxBytes: $rxBytes, txBytes: $txBytes) { __typename ${ERROR_FIELDS} }
+      }`,
+      { instanceId, rxBytes: rxBytes.toString(), txBytes: txBytes.toString() },
+    );
+    return refused;
+  }
+
+  /** The container's instance-scoped key; throws when the API refuses (the launch then fails). */
+  async issueContainerApiKey(instanceId: string): Promise<string> {
+    const { refused, data } = await this.mutate(
+      "issueContainerApiKey",
+      `mutation ($instanceId: ID!) {
+        issueContainerApiKey(instanceId: $instanceId) {
+          __typename
+          ... on MutationIssueContainerApiKeySuccess { data { token } }
+          ${ERROR_FIELDS}
+        }
+      }`,
+      { instanceId },
+    );
+    if (refused) throw new Error(`issueContainerApiKey refused: ${refused.message}`);
+    const token = (data as { token?: unknown } | undefined)?.token;
+    if (typeof token !== "string") throw new Error("issueContainerApiKey returned no token");
+    return token;
+  }
+}

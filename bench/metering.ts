@@ -1,0 +1,203 @@
+/**
+ * Metering benchmark: `npx tsx bench/metering.ts`.
+ *
+ * 1. Tick: BENCH_INSTANCES (100,000) RUNNING instances of 1–4 GPUs on 8-GPU machines, seeded with
+ *    SQL into a fresh database; times the tick that opens their accrual rows, BENCH_TICKS steady
+ *    one-second ticks (the clock driven in simulated time), and the tick that crosses a billing
+ *    period (UTC midnight); counts rows inserted and updated per steady tick (pg_stat) and turns
+ *    them into rows written per hour of metering.
+ * 2. Soak: BENCH_SOAK_INSTANCES (10,000) instances metered by the real BullMQ worker in real time for
+ *    BENCH_SOAK_SECONDS (600), with random stops and starts, then every account's balance is
+ *    checked against the exact expected figure computed from the status history.
+ */
+import pg from "pg";
+
+const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
+const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 100_000);
+const TICKS = Number(process.env.BENCH_TICKS ?? 30);
+const SOAK_INSTANCES = Number(process.env.BENCH_SOAK_INSTANCES ?? 10_000);
+const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
+const CLIENTS = 2_000;
+const HOSTS = 200;
+const DATABASE = "bench_metering";
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  await client.query(sql);
+  await client.end();
+}
+
+const url = new URL(SERVER_URL);
+url.pathname = `/${DATABASE}`;
+await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+await admin(`CREATE DATABASE ${DATABASE}`);
+process.env.DATABASE_URL = url.toString();
+process.env.REDIS_PREFIX = `bench_metering_${process.pid}`;
+process.env.LOG_LEVEL ??= "warn";
+
+const { migrate } = await import("../infra/migrate.ts");
+await migrate(url.toString());
+const { prisma } = await import("../infra/db.ts");
+const { meterUpTo } = await import("../domain/billing/metering.ts");
+const { ledgerMismatches } = await import("../domain/billing/ledger.ts");
+const { PERIOD_SECONDS } = await import("../domain/billing/rates.ts");
+const { at, eventAt, expectedCharges } = await import("../test/support/metering.ts");
+
+/** Users, 8-GPU machines and RUNNING instances created at `start`, in a few statements. */
+async function seed(instances: number, start: number): Promise<void> {
+  await prisma.$executeRawUnsafe(
+    `INSERT INTO user_account (email, password_hash, balance_micros)
+     SELECT 'u' || g || '@bench.local', 'x', 0 FROM generate_series(1, $1) g`,
+    CLIENTS + HOSTS,
+  );
+  const machines = Math.ceil(instances / 4);
+  await prisma.$executeRawUnsafe(
+    `INSERT INTO machine (host_id, gpu_name, num_gpus, gpu_ram_mb, compute_cap, tflops_per_gpu, gpu_mem_bw, pcie_gen, pcie_bw,
+                          cpu_name, cpu_cores, cpu_ram_mb, disk_space_gb, disk_bw, inet_up_mbps, inet_down_mbps, cuda_max_good,
+                          driver_version, country_code, geolocation, dlperf, updated_at)
+     SELECT ${CLIENTS} + 1 + g % ${HOSTS}, 'RTX 4090', 8, 24564, 890, 82.6, 1008, 4, 25, 'EPYC', 64, 256000, 4000, 3000, 1000, 1000,
+            12.4, '550.54.15', 'DE', 'Hesse, DE', 100, now()
+       FROM generate_series(1, $1) g`,
+    machines,
+  );
+  await prisma.$executeRawUnsafe(
+    `WITH ins AS (
+       INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
+                             inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at,
+                             image, disk_gb, launch_mode, onstart, env, ports, status, intended_status, status_changed_at, created_at)
+       SELECT 1 + g % ${CLIENTS}, 1 + (g - 1) / 4, CASE WHEN g % 3 = 0 THEN 'INTERRUPTIBLE' ELSE 'ON_DEMAND' END::"RentalKind",
+              1 + g % 2, 200000 + (g * 7919) % 600000, 100000 + (g * 104729) % 100000, 5000, 2000, to_timestamp($2) + interval '365 days',
+              CASE WHEN g % 3 = 0 THEN 100000 + (g * 31) % 200000 END, to_timestamp($2),
+              'ubuntu:22.04', 10 + g % 200, 'SSH', '', '[]', '{}', 'RUNNING', 'RUNNING', to_timestamp($2), to_timestamp($2)
+         FROM generate_series(1::bigint, $1) g
+       RETURNING id
+     )
+     INSERT INTO instance_status_change (instance_id, from_status, to_status, event, at)
+     SELECT id, NULL, 'RUNNING', 'CREATED', to_timestamp($2) FROM ins`,
+    instances,
+    start,
+  );
+  await prisma.$executeRawUnsafe(`ANALYZE`);
+}
+
+async function writes(): Promise<{ inserted: number; updated: number }> {
+  const [row] = await prisma.$queryRawUnsafe<{ inserted: bigint; updated: bigint }[]>(
+    `SELECT sum(n_tup_ins)::bigint AS inserted, sum(n_tup_upd)::bigint AS updated FROM pg_stat_user_tables`,
+  );
+  return { inserted: Number(row.inserted), updated: Number(row.updated) };
+}
+
+const lag = 2;
+async function tick(sec: number): Promise<number> {
+  const started = performance.now();
+  await meterUpTo(at(sec + lag));
+  return performance.now() - started;
+}
+
+const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((values.length * p) / 100))];
+const ms = (value: number) => value.toFixed(1);
+
+// --- 1. One tick at 100,000 instances, in simulated time ---------------------------------------
+// Start 10 s + TICKS before a UTC midnight, so the run ends by crossing a billing period.
+const midnight = (Math.floor(Date.now() / 1000 / PERIOD_SECONDS) - 1) * PERIOD_SECONDS;
+const start = midnight - TICKS - 10;
+await seed(INSTANCES, start);
+console.log(`seeded ${INSTANCES} running instances`);
+const opening = await tick(start + 1);
+const steady: number[] = [];
+const before = await writes();
+for (let s = start + 2; s < midnight; s++) steady.push(await tick(s));
+const after = await writes();
+// pg_stat counters arrive asynchronously; wait for the stats collector.
+await new Promise((resolve) => setTimeout(resolve, 1000));
+const statAfter = await writes();
+const rollover = await tick(midnight + 1);
+const afterMidnight: number[] = [];
+for (let s = midnight + 2; s < midnight + 7; s++) afterMidnight.push(await tick(s));
+const perTick = {
+  inserted: (Math.max(after.inserted, statAfter.inserted) - before.inserted) / steady.length,
+  updated: (Math.max(after.updated, statAfter.updated) - before.updated) / steady.length,
+};
+const accruals = await prisma.timeAccrual.count();
+const mismatches = await ledgerMismatches(prisma);
+const { charged } = await expectedCharges(midnight + 6);
+const totals = await prisma.ledgerEntry.groupBy({ by: ["userId"], where: { kind: "CHARGE" }, _sum: { amountMicros: true } });
+const wrong = totals.filter((t) => -(t._sum.amountMicros ?? 0n) !== (charged.get(t.userId) ?? 0n)).length;
+console.log(
+  JSON.stringify({
+    instances: INSTANCES,
+    openingTickMs: ms(opening),
+    steadyTicks: steady.length,
+    steadyP50Ms: ms(percentile(steady, 50)),
+    steadyP95Ms: ms(percentile(steady, 95)),
+    steadyMaxMs: ms(Math.max(...steady)),
+    rolloverTickMs: ms(rollover),
+    afterRolloverP50Ms: ms(percentile(afterMidnight, 50)),
+    rowsInsertedPerTick: perTick.inserted,
+    rowsUpdatedPerTick: perTick.updated,
+    accrualRowsAfterRun: accruals,
+    ledgerMismatches: mismatches.length,
+    accountsWithWrongCharges: wrong,
+  }),
+);
+
+// --- 2. Soak: the real worker in real time ------------------------------------------------------
+if (SOAK_SECONDS > 0) {
+  await prisma.$executeRawUnsafe(
+    `TRUNCATE instance, instance_status_change, time_accrual, bandwidth_accrual, bandwidth_counter, ledger_entry, metering_clock, machine, user_account RESTART IDENTITY CASCADE`,
+  );
+  const soakStart = Math.floor(Date.now() / 1000);
+  await seed(SOAK_INSTANCES, soakStart);
+  const ids = (await prisma.instance.findMany({ select: { id: true } })).map((i) => i.id);
+  const { startMeteringWorker } = await import("../workers/metering.ts");
+  const worker = await startMeteringWorker();
+  console.log(`soak: ${SOAK_INSTANCES} instances for ${SOAK_SECONDS} s`);
+  const deadline = Date.now() + SOAK_SECONDS * 1000;
+  let changes = 0;
+  let lastClock = 0;
+  let maxBehind = 0;
+  while (Date.now() < deadline) {
+    // A few stops and starts per second, like users and the auction.
+    for (let i = 0; i < 5; i++) {
+      const id = ids[Math.floor(Math.random() * ids.length)];
+      const { status } = await prisma.instance.findUniqueOrThrow({ where: { id }, select: { status: true } });
+      const event = status === "RUNNING" ? "STOP_REQUESTED" : status === "STOPPED" ? "START_REQUESTED" : status === "SCHEDULING" ? "ALLOCATED" : "AGENT_RUNNING";
+      await eventAt(id, event, Date.now() / 1000);
+      changes++;
+    }
+    const clock = await prisma.meteringClock.findUnique({ where: { id: 1 } });
+    if (clock) {
+      lastClock = clock.meteredUntil.getTime() / 1000;
+      maxBehind = Math.max(maxBehind, Date.now() / 1000 - lastClock);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const end = Math.floor(Date.now() / 1000) + 1;
+  while ((await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000 < end) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  await worker.close();
+  const clock = (await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000;
+  const expected = await expectedCharges(clock);
+  const users = await prisma.user.findMany({ select: { id: true, balanceMicros: true } });
+  const earned = expected.earned;
+  const wrongBalances = users.filter((u) => u.balanceMicros !== (earned.get(u.id) ?? 0n) - (expected.charged.get(u.id) ?? 0n)).length;
+  console.log(
+    JSON.stringify({
+      soakInstances: SOAK_INSTANCES,
+      soakSeconds: SOAK_SECONDS,
+      statusChanges: changes,
+      meteredSeconds: clock - soakStart,
+      maxClockBehindRealTimeS: maxBehind.toFixed(1),
+      accounts: users.length,
+      wrongBalances,
+      ledgerMismatches: (await ledgerMismatches(prisma)).length,
+    }),
+  );
+}
+await prisma.$disconnect();
+const { redis } = await import("../infra/redis.ts");
+redis.disconnect();
+process.exit(0);

@@ -1,0 +1,62 @@
+import { randomBytes } from "node:crypto";
+import { hash, verify } from "@node-rs/argon2";
+import { z } from "zod";
+import { prisma } from "../infra/db.ts";
+import { Prisma } from "../prisma/generated/client/client.ts";
+import { type IssuedKey, issueApiKey } from "./apiKeys.ts";
+import { ConflictError, InvalidCredentialsError } from "./errors.ts";
+import { consumeLoginAttempt } from "./rateLimit.ts";
+import { parseInput } from "./validation.ts";
+
+/** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (argon2id is the library's default algorithm). */
+const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+
+const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
+const signupInput = z.object({ email, password: z.string().min(8).max(256) });
+// Every stored password met the signup rules; login only bounds the hashing work one attempt can cause.
+const loginInput = z.object({ email, password: z.string().min(1).max(256) });
+
+/** A signed-up or logged-in account with its new full-account key. */
+export interface Session {
+  userId: number;
+  key: IssuedKey;
+}
+
+export async function signup(input: { email: string; password: string }): Promise<Session> {
+  const { email, password } = parseInput(signupInput, input);
+  // Checked before hashing so that duplicates cost no hashing work; the unique index settles races.
+  if (await prisma.user.findUnique({ where: { email }, select: { id: true } })) throw duplicateEmail();
+  const passwordHash = await hash(password, ARGON2);
+  try {
+    return await prisma.$transaction(async (tx) => {
+      const user = await tx.user.create({ data: { email, passwordHash }, select: { id: true } });
+      const key = await issueApiKey(tx, { userId: user.id, name: "signup", scope: "ACCOUNT" });
+      return { userId: user.id, key };
+    });
+  } catch (error) {
+    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") throw duplicateEmail();
+    throw error;
+  }
+}
+
+function duplicateEmail(): ConflictError {
+  return new ConflictError("An account with this email already exists");
+}
+
+let dummyHash: Promise<string> | undefined;
+
+/**
+ * Checks the password and issues a new full-account key. Rate-limited per email and per client
+ * address before any hashing. An unknown email costs the same argon2 verification as a known one
+ * (against a hash of a random secret), so response times do not reveal which accounts exist.
+ */
+export async function login(input: { email: string; password: string }, clientIp: string): Promise<Session> {
+  const { email, password } = parseInput(loginInput, input);
+  await consumeLoginAttempt(email, clientIp);
+  const user = await prisma.user.findUnique({ where: { email }, select: { id: true, passwordHash: true } });
+  dummyHash ??= hash(randomBytes(32).toString("base64"), ARGON2);
+  const valid = await verify(user?.passwordHash ?? (await dummyHash), password);
+  if (!user || !valid) throw new InvalidCredentialsError();
+  const key = await issueApiKey(prisma, { userId: user.id, name: "login", scope: "ACCOUNT" });
+  return { userId: user.id, key };
+}

@@ -1,0 +1,222 @@
+import { Queue } from "bullmq";
+import type { Tx } from "../../infra/db.ts";
+import { prisma } from "../../infra/db.ts";
+import { logger } from "../../infra/logger.ts";
+import { redisConnection, redisKey } from "../../infra/redis.ts";
+import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
+import { type BatchedEvent, applyEvents } from "../instances/status.ts";
+import type { InstanceEvent } from "../instances/lifecycle.ts";
+import { formatMoney } from "../money.ts";
+import { syncOfferAvailability } from "../offers/sync.ts";
+import { type Outcome, clearMachine } from "./clearing.ts";
+import { type LiveInstance, type MachineForAuction, auctionMachine, liveInstances, onDemandClaim, toContract } from "./contracts.ts";
+
+/*
+ * The database side of the auction. Every event that can change who runs on a machine happens in a
+ * transaction that locks the machine row with `lockMachineForEvent` (which also flags the machine
+ * as needing a clearing), and after commit calls `enqueueClearing`. The auction worker then runs
+ * `clearMachineNow`, one transaction under the same lock. A lost job (crash, Redis down) leaves the
+ * flag set, and `requeueStaleClearings` finds it.
+ */
+
+export const AUCTION_QUEUE = "auction";
+
+export interface LockedMachine extends MachineForAuction {
+  id: number;
+  hostId: number;
+  listed: boolean;
+  verification: "UNVERIFIED" | "VERIFIED" | "DEVERIFIED";
+  minChunk: number;
+  diskSpaceGb: number;
+  endDate: Date | null;
+  storagePricePerGbMonthMicros: bigint | null;
+  inetUpPricePerGbMicros: bigint | null;
+  inetDownPricePerGbMicros: bigint | null;
+  preemptGraceSeconds: number;
+  gpusOnDemand: number;
+}
+
+const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
+  min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate",
+  price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
+  storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
+  inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand"`;
+
+/**
+ * Locks the machine row for an event that can change who runs on it and flags it for clearing, in
+ * one statement. Every writer of a machine's contracts takes this lock first (machine, then its
+ * instances), so admission and clearing never interleave. Null when the machine does not exist.
+ */
+export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<LockedMachine | null> {
+  const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
+    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()) WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
+    machineId,
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * `lockMachineForEvent` for the machine of an instance (an instance never moves), found in the same
+ * statement; `clientId` restricts it to the client's own instance. Null when there is no such instance.
+ */
+export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId: number | null): Promise<LockedMachine | null> {
+  const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
+    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now())
+      WHERE id = (SELECT machine_id FROM instance WHERE id = $1 AND ($2::int IS NULL OR client_id = $2))
+      RETURNING ${MACHINE_COLUMNS}`,
+    instanceId,
+    clientId,
+  );
+  return rows[0] ?? null;
+}
+
+let queue: Queue | undefined;
+
+function auctionQueue(): Queue {
+  // Producers fail fast instead of queueing commands while Redis is away; the flag covers the gap.
+  queue ??= new Queue(AUCTION_QUEUE, { connection: redisConnection({ enableOfflineQueue: false }), prefix: redisKey("bull") });
+  return queue;
+}
+
+/**
+ * Asks the auction worker to clear the machine, once: while a clearing of it is waiting, further
+ * requests merge into it; while one runs, one more is kept to run after it (it may have read the
+ * contracts before this event committed). Never throws: a request that cannot reach Redis stays
+ * flagged on the machine row and is requeued by the maintenance job.
+ */
+export async function enqueueClearing(machineId: number): Promise<void> {
+  try {
+    const q = auctionQueue();
+    await q.waitUntilReady();
+    await q.add(
+      "clear",
+      { machineId },
+      {
+        deduplication: { id: `machine-${machineId}`, keepLastIfActive: true },
+        attempts: 3,
+        backoff: { type: "exponential", delay: 100 },
+        removeOnComplete: true,
+        removeOnFail: 1000,
+      },
+    );
+  } catch (err) {
+    logger.warn({ err, machineId }, "could not enqueue clearing; the maintenance job will requeue it");
+  }
+}
+
+export async function closeAuctionQueue(): Promise<void> {
+  const q = queue;
+  queue = undefined;
+  await q?.close();
+}
+
+/** The machines whose clearing was requested over `olderThanMs` ago and has not run: enqueued again. */
+export async function requeueStaleClearings(olderThanMs = 5_000, now = new Date()): Promise<number> {
+  const stale = await prisma.machine.findMany({
+    where: { clearingRequestedAt: { lt: new Date(now.getTime() - olderThanMs) } },
+    select: { id: true },
+  });
+  for (const { id } of stale) await enqueueClearing(id);
+  return stale.length;
+}
+
+/** A status change the clearing made, for logs, tests and the benchmark. */
+export interface ClearingChange {
+  instanceId: number;
+  from: InstanceStatus;
+  to: InstanceStatus;
+  message: string | null;
+}
+
+const GPU_HOUR = "/GPU/hr";
+
+/** What an outcome means for an instance in its current status: an event, or only a new message. */
+function decide(
+  instance: LiveInstance,
+  outcome: Outcome,
+  minBidMicros: bigint,
+): { event: InstanceEvent | null; message: string | null; preempts: boolean } {
+  const holdsGpus = instance.status === "LOADING" || instance.status === "RUNNING";
+  if (outcome.runs) {
+    const waiting = instance.status === "SCHEDULING" || instance.status === "PAUSED";
+    return { event: waiting ? "ALLOCATED" : null, message: waiting ? null : instance.statusMessage, preempts: false };
+  }
+  switch (outcome.reason) {
+    case "OUTBID":
+      return {
+        event: instance.status === "PAUSED" ? null : "OUTBID",
+        message: `outbid: $${formatMoney(outcome.winningBidMicros)}${GPU_HOUR} needed`,
+        preempts: holdsGpus,
+      };
+    case "BELOW_MIN_BID":
+      return {
+        event: instance.status === "PAUSED" ? null : "OUTBID",
+        message: `bid below the machine's minimum bid: $${formatMoney(minBidMicros)}${GPU_HOUR} needed`,
+        preempts: holdsGpus,
+      };
+    case "PREEMPTED_BY_ON_DEMAND":
+      return {
+        event: instance.status === "PAUSED" ? null : "PREEMPTED",
+        message: "preempted by on-demand rentals: too few GPUs left for bids",
+        preempts: holdsGpus,
+      };
+    case "MACHINE_UNAVAILABLE":
+      return { event: holdsGpus ? "MACHINE_OFFLINE" : null, message: "machine offline: waiting for it to return", preempts: false };
+    case "WAITING_FOR_GPUS":
+      return { event: null, message: "waiting for GPUs held by other on-demand rentals", preempts: false };
+    case "EXCEEDS_MACHINE":
+      return { event: null, message: "needs more GPUs than the machine has", preempts: false };
+  }
+}
+
+/**
+ * Runs the auction on one machine in one transaction with its row locked: expires contracts past
+ * their end date, applies `clearMachine`'s outcomes through the lifecycle table (winners waiting in
+ * SCHEDULING or PAUSED go to LOADING; the agent reports RUNNING), pauses losers with a message that
+ * says why and by what price, and brings the on-demand count, offers and clearing flag up to date.
+ */
+export async function clearMachineNow(machineId: number, now = new Date()): Promise<ClearingChange[]> {
+  return prisma.$transaction(async (tx) => {
+    // The lock also clears the flag: events after this one wait for the lock and set it again.
+    const [machine] = await tx.$queryRawUnsafe<LockedMachine[]>(
+      `UPDATE machine SET clearing_requested_at = NULL WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
+      machineId,
+    );
+    if (!machine) return [];
+
+    const live: LiveInstance[] = [];
+    const events: BatchedEvent[] = [];
+    for (const instance of await liveInstances(tx, machineId)) {
+      // Past its end date: ended here rather than holding GPUs until the expiry job runs.
+      if (instance.endDate > now) live.push(instance);
+      else events.push({ instance, event: "EXPIRED", message: "lifetime ended", preemptGraceSeconds: null });
+    }
+    const contracts = live.map((instance) => toContract(instance, now));
+    const auction = auctionMachine(machine);
+    const clearing = clearMachine(auction, contracts);
+    const byId = new Map(live.map((instance) => [instance.id, instance]));
+    const messages: { id: number; message: string | null }[] = [];
+    for (const outcome of clearing.outcomes) {
+      const instance = byId.get(outcome.instanceId)!;
+      const { event, message, preempts } = decide(instance, outcome, auction.minBidMicros);
+      if (event) {
+        const preemptGraceSeconds = preempts ? machine.preemptGraceSeconds : event === "ALLOCATED" ? null : undefined;
+        events.push({ instance, event, message, preemptGraceSeconds });
+      } else if (message !== instance.statusMessage) {
+        messages.push({ id: instance.id, message });
+      }
+    }
+    // Paused bids learn the new price to win in the same statement.
+    const statuses = await applyEvents(tx, events, now, messages);
+    const changes = events
+      .map(({ instance, message }, i) => ({ instanceId: instance.id, from: instance.status, to: statuses[i], message }))
+      .filter((change) => change.to !== change.from);
+    const gpusOnDemand = onDemandClaim(machine.numGpus, contracts);
+    if (gpusOnDemand !== machine.gpusOnDemand) {
+      await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand }, select: { id: true } });
+    }
+    await syncOfferAvailability(tx, machine, contracts, now);
+    return changes;
+  });
+}

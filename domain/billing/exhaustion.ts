@@ -1,0 +1,44 @@
+import { prisma } from "../../infra/db.ts";
+import { enqueueClearing } from "../auction/service.ts";
+import { INSTANCE_STATUSES, TRANSITIONS } from "../instances/lifecycle.ts";
+
+/** The statuses the lifecycle table stops on BALANCE_EXHAUSTED (stopped ones stay as they are). */
+const STOPPABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].BALANCE_EXHAUSTED === "STOPPED" && status !== "STOPPED");
+
+export const BALANCE_EXHAUSTED_MESSAGE = "stopped: the account's balance is exhausted";
+
+/**
+ * Stops (never destroys) every instance that wants to run of an account whose balance is zero or
+ * below and that is not in debit mode, in one statement with its history rows (event
+ * BALANCE_EXHAUSTED), then asks the auction to re-clear their machines. The disks stay, so storage
+ * keeps accruing. Rows locked by a running clearing or mutation are skipped and stopped on the next
+ * tick. Returns how many instances it stopped.
+ */
+export async function stopExhaustedAccounts(now = new Date()): Promise<number> {
+  const stopped = await prisma.$queryRawUnsafe<{ machineId: number }[]>(
+    `WITH due AS (
+       SELECT i.id, i.status FROM instance i JOIN user_account u ON u.id = i.client_id
+        WHERE u.balance_micros <= 0 AND NOT u.debit_mode AND i.status = ANY($2::"InstanceStatus"[])
+        FOR UPDATE OF i SKIP LOCKED
+     ), stopped AS (
+       UPDATE instance i
+          SET status = 'STOPPED', intended_status = 'STOPPED', status_message = $3,
+              status_changed_at = $1, preempt_grace_seconds = NULL
+         FROM due WHERE i.id = due.id
+       RETURNING i.id, i.machine_id, due.status AS from_status
+     ), history AS (
+       INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
+       SELECT id, from_status, 'STOPPED', 'BALANCE_EXHAUSTED', $3, $1 FROM stopped
+     )
+     SELECT machine_id AS "machineId" FROM stopped`,
+    now,
+    STOPPABLE,
+    BALANCE_EXHAUSTED_MESSAGE,
+  );
+  const machines = [...new Set(stopped.map((row) => row.machineId))];
+  if (machines.length) {
+    await prisma.machine.updateMany({ where: { id: { in: machines }, clearingRequestedAt: null }, data: { clearingRequestedAt: now } });
+  }
+  for (const machineId of machines) await enqueueClearing(machineId);
+  return stopped.length;
+}

@@ -1,0 +1,226 @@
+import { prisma, type Tx } from "../../infra/db.ts";
+import { config } from "../../infra/config.ts";
+import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStart } from "./rates.ts";
+
+/*
+ * Per-second metering of GPU and storage time (rules and rounding: rates.ts).
+ *
+ * One clock (metering_clock.metered_until, whole seconds) says up to when every instance has been
+ * charged. A tick takes the window [clock, now − lag), and in ONE transaction, with the clock row
+ * locked so that two ticks never overlap:
+ *
+ * 1. reconciles the accrual rows with what happened in the window: an open row (time_accrual with
+ *    ended_at null) is a stretch at one rate; it is closed and another opened only when the rate
+ *    changes (status, machine online, bid, billing period). Statuses come from the instance's status
+ *    history, so a change is cut at its second even when the metering was down for hours. Only
+ *    instances whose status changed or whose open rows no longer match are looked at closely.
+ * 2. charges every row overlapping the window the difference floor(total at the window's end) −
+ *    floor(total at its start), summed per account, kind and category into that period's CHARGE
+ *    (client, negative) and EARNING (host) ledger entries, and moves the balances by the same sums.
+ * 3. advances the clock.
+ *
+ * So a retried or duplicated tick finds the clock moved and charges nothing twice; a crash rolls the
+ * whole tick back and the next one charges the same seconds; a pause of any length is caught up
+ * window by window (a window never crosses a billing period). Writes per tick do not grow with the
+ * number of instances: only ledger entries and balances move; accrual rows change on state changes
+ * and once per period.
+ *
+ * What is read at the tick rather than from history: the machine's online flag and an interruptible
+ * instance's bid. They apply from the start of the window in which they are seen (a tick lasts a
+ * second; an outage also moves running instances out of RUNNING, which history cuts exactly).
+ * The lag (METERING_LAG_SECONDS) lets status changes stamped just before `now` commit first.
+ */
+
+export interface TickResult {
+  /** The window charged, epoch seconds; null when the clock was already there. */
+  from: number | null;
+  to: number | null;
+  /** Accrual rows closed and opened, and ledger entries written, over all windows. */
+  closed: number;
+  opened: number;
+  ledgerRows: number;
+}
+
+const STORAGE_MONTH = SECONDS_PER_STORAGE_MONTH.toString();
+const HOUR = SECONDS_PER_HOUR.toString();
+
+/** floor(price × units × seconds / unit) for a time_accrual row `a` over `secs` seconds, in SQL. */
+function amountSql(a: string, secs: string): string {
+  return `((${a}.unit_price_micros * ${a}.units * (${secs})) / CASE ${a}.category WHEN 'GPU' THEN ${HOUR} ELSE ${STORAGE_MONTH} END)`;
+}
+
+const epoch = (column: string) => `floor(extract(epoch FROM ${column}))::bigint`;
+
+/**
+ * Brings the accrual rows in line with the window [$1, $2) of period $3 (epoch seconds). Pieces are
+ * the stretches of one status; islands merge consecutive pieces of the same rate; the first island
+ * continues the open row when its rate, units and period match, otherwise the open row ends at $1.
+ */
+const RECONCILE = `
+WITH inst AS (
+  SELECT i.id, i.client_id, i.machine_id, ma.host_id, i.status, i.status_changed_at >= to_timestamp($1) AS changed,
+         ma.online, i.num_gpus, i.disk_gb,
+         CASE WHEN i.kind = 'ON_DEMAND' THEN i.price_per_gpu_hour_micros ELSE i.bid_per_gpu_hour_micros END AS gpu_price,
+         i.storage_price_per_gb_month_micros AS storage_price
+    FROM instance i JOIN machine ma ON ma.id = i.machine_id
+   WHERE i.status <> 'DESTROYED' OR i.status_changed_at >= to_timestamp($1)
+), cat AS (
+  SELECT * FROM (VALUES ('GPU'::"ChargeCategory"), ('STORAGE'::"ChargeCategory")) AS c(category)
+), open AS (
+  SELECT id, instance_id, category, unit_price_micros, units, period_start FROM time_accrual WHERE ended_at IS NULL
+), steady AS (
+  -- Instances without a status change in the window: the rate they should be charged at now.
+  SELECT i.id AS instance_id, c.category,
+         NULLIF(CASE WHEN c.category = 'GPU' THEN CASE WHEN i.status = 'RUNNING' AND i.online THEN i.gpu_price END
+                     ELSE CASE WHEN i.online THEN i.storage_price END END, 0) AS price,
+         CASE WHEN c.category = 'GPU' THEN i.num_gpus ELSE i.disk_gb END AS units
+    FROM inst i CROSS JOIN cat c WHERE NOT i.changed
+), candidates AS (
+  SELECT id AS instance_id FROM inst WHERE changed
+  UNION
+  SELECT coalesce(s.instance_id, o.instance_id)
+    FROM (SELECT * FROM steady WHERE price IS NOT NULL) s
+    FULL JOIN open o ON o.instance_id = s.instance_id AND o.category = s.category
+   WHERE s.instance_id IS NULL OR o.id IS NULL OR o.unit_price_micros <> s.price OR o.units <> s.units
+      OR o.period_start <> to_timestamp($3)
+), ev AS (
+  SELECT h.instance_id, ${epoch("h.at")} AS sec, h.from_status, h.to_status,
+         row_number() OVER w AS n, lead(${epoch("h.at")}) OVER w AS next_sec
+    FROM inst JOIN instance_status_change h ON h.instance_id = inst.id AND h.at >= to_timestamp($1)
+   WHERE inst.changed
+  WINDOW w AS (PARTITION BY h.instance_id ORDER BY h.at, h.id)
+), pieces AS (
+  SELECT i.id AS instance_id, $1::bigint AS p_from, $2::bigint AS p_to, i.status
+    FROM inst i JOIN candidates c ON c.instance_id = i.id WHERE NOT i.changed
+  UNION ALL
+  -- Before the first change in the window (nothing when the instance was created in it).
+  SELECT instance_id, $1::bigint, least(sec, $2::bigint), from_status FROM ev WHERE n = 1 AND from_status IS NOT NULL
+  UNION ALL
+  SELECT instance_id, sec, least(coalesce(next_sec, $2::bigint), $2::bigint), to_status FROM ev WHERE sec < $2::bigint
+), rated AS (
+  SELECT p.instance_id, c.category, p.p_from, p.p_to,
+         NULLIF(CASE WHEN c.category = 'GPU' THEN CASE WHEN p.status = 'RUNNING' AND i.online THEN i.gpu_price END
+                     ELSE CASE WHEN p.status <> 'DESTROYED' AND i.online THEN i.storage_price END END, 0) AS price,
+         CASE WHEN c.category = 'GPU' THEN i.num_gpus ELSE i.disk_gb END AS units
+    FROM pieces p JOIN inst i ON i.id = p.instance_id CROSS JOIN cat c
+   WHERE p.p_from < p.p_to
+), marked AS (
+  SELECT *, CASE WHEN lag(price) OVER w IS NOT DISTINCT FROM price THEN 0 ELSE 1 END AS brk
+    FROM rated WINDOW w AS (PARTITION BY instance_id, category ORDER BY p_from)
+), islands AS (
+  SELECT instance_id, category, price, min(units) AS units, min(p_from) AS s, max(p_to) AS e
+    FROM (SELECT *, sum(brk) OVER (PARTITION BY instance_id, category ORDER BY p_from) AS g FROM marked) x
+   GROUP BY instance_id, category, g, price
+), decision AS (
+  SELECT o.id, o.instance_id, o.category, f.e,
+         coalesce(f.price = o.unit_price_micros AND f.units = o.units AND o.period_start = to_timestamp($3), false) AS continues
+    FROM open o JOIN candidates c ON c.instance_id = o.instance_id
+    LEFT JOIN islands f ON f.instance_id = o.instance_id AND f.category = o.category AND f.s = $1::bigint
+), closed AS (
+  UPDATE time_accrual a
+     SET ended_at = to_timestamp(x.end_sec),
+         seconds = x.end_sec - ${epoch("a.started_at")},
+         amount_micros = ${amountSql("a", `x.end_sec - ${epoch("a.started_at")}`)}
+    FROM (SELECT id, CASE WHEN continues THEN e ELSE $1::bigint END AS end_sec FROM decision
+           WHERE NOT (continues AND e = $2::bigint)) x
+   WHERE a.id = x.id
+  RETURNING a.id
+), opened AS (
+  INSERT INTO time_accrual (instance_id, client_id, host_id, machine_id, category, period_start, unit_price_micros,
+                            units, started_at, ended_at, seconds, amount_micros)
+  SELECT s.instance_id, i.client_id, i.host_id, i.machine_id, s.category, to_timestamp($3), s.price, s.units, to_timestamp(s.s),
+         CASE WHEN s.e < $2::bigint THEN to_timestamp(s.e) END,
+         CASE WHEN s.e < $2::bigint THEN s.e - s.s END,
+         CASE WHEN s.e < $2::bigint THEN (s.price * s.units * (s.e - s.s)) / CASE s.category WHEN 'GPU' THEN ${HOUR} ELSE ${STORAGE_MONTH} END END
+    FROM islands s JOIN inst i ON i.id = s.instance_id
+   WHERE s.price IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM decision d
+                      WHERE d.instance_id = s.instance_id AND d.category = s.category AND d.continues AND s.s = $1::bigint)
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM closed)::int AS closed, (SELECT count(*) FROM opened)::int AS opened`;
+
+/**
+ * Charges every accrual row overlapping [$1, $2): floor(total at min(end, $2)) − floor(total at
+ * max(start, $1)), for the client (CHARGE, negative) and the host (EARNING, its share after the
+ * fee $4 in basis points), into the period $3's ledger entries and the balances, in one statement.
+ * Balances are locked in id order so that concurrent writers of several accounts never deadlock.
+ */
+const CHARGE = `
+WITH seg AS (
+  SELECT a.client_id, a.host_id, a.category,
+         ${amountSql("a", `least(coalesce(${epoch("a.ended_at")}, $2::bigint), $2::bigint) - ${epoch("a.started_at")}`)} AS upto,
+         ${amountSql("a", `greatest(${epoch("a.started_at")}, $1::bigint) - ${epoch("a.started_at")}`)} AS before
+    FROM time_accrual a
+   WHERE (a.ended_at IS NULL OR a.ended_at > to_timestamp($1)) AND a.started_at < to_timestamp($2)
+), moves AS (
+  SELECT client_id AS user_id, 'CHARGE'::"LedgerEntryKind" AS kind, category, -sum(upto - before) AS amount
+    FROM seg GROUP BY client_id, category
+  UNION ALL
+  SELECT host_id, 'EARNING'::"LedgerEntryKind", category,
+         sum((upto - (upto * $4::bigint) / 10000) - (before - (before * $4::bigint) / 10000))
+    FROM seg GROUP BY host_id, category
+), nonzero AS (
+  SELECT * FROM moves WHERE amount <> 0
+), locked AS (
+  SELECT u.id FROM user_account u WHERE u.id IN (SELECT user_id FROM nonzero) ORDER BY u.id FOR UPDATE
+), ledger AS (
+  INSERT INTO ledger_entry (user_id, kind, category, period_start, amount_micros, description)
+  SELECT n.user_id, n.kind, n.category, to_timestamp($3), n.amount,
+         initcap(replace(n.category::text, '_', ' ')) || CASE n.kind WHEN 'CHARGE' THEN ' charges ' ELSE ' earnings ' END
+           || to_char(to_timestamp($3) AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+    FROM nonzero n
+  ON CONFLICT (user_id, kind, category, period_start) DO UPDATE SET amount_micros = ledger_entry.amount_micros + excluded.amount_micros
+  RETURNING id
+), balances AS (
+  UPDATE user_account u SET balance_micros = u.balance_micros + t.amount
+    FROM (SELECT user_id, sum(amount) AS amount FROM nonzero GROUP BY user_id) t
+   WHERE u.id = t.user_id AND (SELECT count(*) FROM locked) >= 0
+  RETURNING u.id
+)
+SELECT (SELECT count(*) FROM ledger)::int AS "ledgerRows", (SELECT count(*) FROM balances)::int AS accounts`;
+
+/** Locks the clock and returns it (epoch seconds); a new database starts at its oldest live instance. */
+async function lockClock(tx: Tx, fallback: number): Promise<number> {
+  await tx.$executeRawUnsafe(
+    `INSERT INTO metering_clock (id, metered_until)
+     SELECT 1, coalesce(min(date_trunc('second', created_at)), to_timestamp($1)) FROM instance WHERE status <> 'DESTROYED'
+     ON CONFLICT (id) DO NOTHING`,
+    fallback,
+  );
+  const [clock] = await tx.$queryRawUnsafe<{ sec: bigint }[]>(
+    `SELECT ${epoch("metered_until")} AS sec FROM metering_clock WHERE id = 1 FOR UPDATE`,
+  );
+  return Number(clock.sec);
+}
+
+/**
+ * Charges everything up to `now` − lag (whole seconds), one transaction per window; returns what it
+ * did. Safe to run concurrently and to retry: the clock row serializes ticks.
+ */
+export async function meterUpTo(now = new Date()): Promise<TickResult> {
+  const target = Math.floor(now.getTime() / 1000) - config().METERING_LAG_SECONDS;
+  const result: TickResult = { from: null, to: null, closed: 0, opened: 0, ledgerRows: 0 };
+  for (;;) {
+    const window = await prisma.$transaction(
+      async (tx) => {
+        const from = await lockClock(tx, target);
+        if (from >= target) return null;
+        const period = periodStart(from);
+        const to = Math.min(target, period + PERIOD_SECONDS);
+        const [changes] = await tx.$queryRawUnsafe<{ closed: number; opened: number }[]>(RECONCILE, from, to, period);
+        const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS);
+        await tx.$executeRawUnsafe(`UPDATE metering_clock SET metered_until = to_timestamp($1) WHERE id = 1`, to);
+        return { from, to, ...changes, ...charged };
+      },
+      { timeout: 120_000 },
+    );
+    if (!window) return result;
+    result.from ??= window.from;
+    result.to = window.to;
+    result.closed += window.closed;
+    result.opened += window.opened;
+    result.ledgerRows += window.ledgerRows;
+    if (window.to >= target) return result;
+  }
+}

@@ -1,0 +1,135 @@
+import { z } from "zod";
+import { config } from "../../infra/config.ts";
+import type { Db, Tx } from "../../infra/db.ts";
+import { NotFoundError } from "../errors.ts";
+import { parseInput } from "../validation.ts";
+import { bandwidthAmount, hostShare, periodStart } from "./rates.ts";
+
+const counter = z.bigint().min(0n, "byte counters are never negative");
+const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes: counter, txBytes: counter });
+
+export interface UsageCharge {
+  /** Bytes newly counted by this report. */
+  rxBytes: bigint;
+  txBytes: bigint;
+  /** µ$ charged for them. */
+  chargedMicros: bigint;
+}
+
+/**
+ * The agent's bandwidth report: the container's received (rx, charged at the contract's download
+ * price) and sent (tx, upload price) byte counters since it was created. Counters only grow: the
+ * bytes above the highest value seen are charged, a repeated or stale (lower) report counts
+ * nothing, so retries never double count. Bytes are charged whatever the status and into the
+ * period of the report; each period's row is charged floor(price × total bytes / 10^9), and the
+ * balance and ledger move by the growth of that floor (rates.ts), in one transaction.
+ */
+export async function recordUsage(
+  db: Db | Tx,
+  instanceId: number,
+  rxBytesCounter: bigint,
+  txBytesCounter: bigint,
+  now = new Date(),
+): Promise<UsageCharge> {
+  const input = parseInput(usageSchema, { instanceId, rxBytes: rxBytesCounter, txBytes: txBytesCounter });
+  // Inside the caller's transaction when given one; its own otherwise (the counter lock must hold to commit).
+  const run = async (tx: Tx): Promise<UsageCharge> => {
+    const [instance] = await tx.$queryRawUnsafe<
+      { clientId: number; hostId: number; machineId: number; down: bigint; up: bigint }[]
+    >(
+      `SELECT i.client_id AS "clientId", m.host_id AS "hostId", i.machine_id AS "machineId",
+              i.inet_down_price_per_gb_micros AS down, i.inet_up_price_per_gb_micros AS up
+         FROM instance i JOIN machine m ON m.id = i.machine_id WHERE i.id = $1`,
+      input.instanceId,
+    );
+    if (!instance) throw new NotFoundError("Instance");
+    // The counter row serializes reports of one instance; the first report inserts it.
+    await tx.$executeRawUnsafe(
+      `INSERT INTO bandwidth_counter (instance_id, rx_bytes, tx_bytes, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT DO NOTHING`,
+      input.instanceId,
+      now,
+    );
+    const [last] = await tx.$queryRawUnsafe<{ rx: bigint; tx: bigint }[]>(
+      `SELECT rx_bytes AS rx, tx_bytes AS tx FROM bandwidth_counter WHERE instance_id = $1 FOR UPDATE`,
+      input.instanceId,
+    );
+    const rx = input.rxBytes > last.rx ? input.rxBytes - last.rx : 0n;
+    const txBytes = input.txBytes > last.tx ? input.txBytes - last.tx : 0n;
+    if (rx === 0n && txBytes === 0n) return { rxBytes: 0n, txBytes: 0n, chargedMicros: 0n };
+    await tx.$executeRawUnsafe(
+      `UPDATE bandwidth_counter SET rx_bytes = greatest(rx_bytes, $2), tx_bytes = greatest(tx_bytes, $3), updated_at = $4 WHERE instance_id = $1`,
+      input.instanceId,
+      input.rxBytes,
+      input.txBytes,
+      now,
+    );
+    const period = new Date(periodStart(Math.floor(now.getTime() / 1000)) * 1000);
+    const fee = config().PLATFORM_FEE_BPS;
+    let charged = 0n;
+    let earned = 0n;
+    const moves: { category: "BANDWIDTH_DOWN" | "BANDWIDTH_UP"; charge: bigint; earning: bigint }[] = [];
+    for (const [category, bytes, price] of [
+      ["BANDWIDTH_DOWN", rx, instance.down],
+      ["BANDWIDTH_UP", txBytes, instance.up],
+    ] as const) {
+      if (bytes === 0n || price === 0n) continue;
+      const [row] = await tx.$queryRawUnsafe<{ bytes: bigint; amount: bigint }[]>(
+        `INSERT INTO bandwidth_accrual (instance_id, client_id, host_id, machine_id, category, period_start, unit_price_micros, bytes, amount_micros)
+         VALUES ($1, $2, $3, $4, $5::"ChargeCategory", $6, $7, $8, 0)
+         ON CONFLICT (instance_id, category, period_start, unit_price_micros) DO UPDATE SET bytes = bandwidth_accrual.bytes + excluded.bytes
+         RETURNING bytes, amount_micros AS amount`,
+        input.instanceId, instance.clientId, instance.hostId, instance.machineId, category, period, price, bytes,
+      );
+      const amount = bandwidthAmount(price, row.bytes);
+      const charge = amount - row.amount;
+      if (charge === 0n) continue;
+      await tx.$executeRawUnsafe(
+        `UPDATE bandwidth_accrual SET amount_micros = $5
+          WHERE instance_id = $1 AND category = $2::"ChargeCategory" AND period_start = $3 AND unit_price_micros = $4`,
+        input.instanceId, category, period, price, amount,
+      );
+      const earning = hostShare(amount, fee) - hostShare(row.amount, fee);
+      moves.push({ category, charge, earning });
+      charged += charge;
+      earned += earning;
+    }
+    if (moves.length) await moveBalances(tx, period, instance.clientId, instance.hostId, moves, charged, earned);
+    return { rxBytes: rx, txBytes, chargedMicros: charged };
+  };
+  return "$transaction" in db ? db.$transaction(run) : run(db);
+}
+
+/** Grows the period's CHARGE and EARNING entries and moves both balances, accounts locked in id order. */
+async function moveBalances(
+  tx: Tx,
+  period: Date,
+  clientId: number,
+  hostId: number,
+  moves: { category: string; charge: bigint; earning: bigint }[],
+  charged: bigint,
+  earned: bigint,
+): Promise<void> {
+  await tx.$queryRawUnsafe(`SELECT id FROM user_account WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`, [clientId, hostId]);
+  await tx.$executeRawUnsafe(
+    `INSERT INTO ledger_entry (user_id, kind, category, period_start, amount_micros, description)
+     SELECT v.user_id, v.kind::"LedgerEntryKind", v.category::"ChargeCategory", $1, v.amount,
+            initcap(replace(v.category, '_', ' ')) || CASE v.kind WHEN 'CHARGE' THEN ' charges ' ELSE ' earnings ' END
+              || to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+       FROM unnest($2::int[], $3::text[], $4::text[], $5::bigint[]) AS v(user_id, kind, category, amount)
+      WHERE v.amount <> 0
+     ON CONFLICT (user_id, kind, category, period_start) DO UPDATE SET amount_micros = ledger_entry.amount_micros + excluded.amount_micros`,
+    period,
+    [...moves.map(() => clientId), ...moves.map(() => hostId)],
+    [...moves.map(() => "CHARGE"), ...moves.map(() => "EARNING")],
+    [...moves.map((m) => m.category), ...moves.map((m) => m.category)],
+    [...moves.map((m) => -m.charge), ...moves.map((m) => m.earning)],
+  );
+  await tx.$executeRawUnsafe(
+    `UPDATE user_account SET balance_micros = balance_micros + CASE WHEN id = $1 THEN $3::bigint ELSE 0 END + CASE WHEN id = $2 THEN $4::bigint ELSE 0 END
+      WHERE id IN ($1, $2)`,
+    clientId,
+    hostId,
+    -charged,
+    earned,
+  );
+}

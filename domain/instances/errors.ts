@@ -1,0 +1,28 @@
+import { AppError } from "../errors.ts";
+
+/** The offer no longer exists or its machine cannot be rented now (unlisted, offline, ended). */
+export class OfferUnavailableError extends AppError {
+  constructor(
+    readonly offerId: string,
+    reason: string,
+  ) {
+    super(`Offer ${offerId} cannot be rented: ${reason}`, "OFFER_UNAVAILABLE");
+  }
+}
+
+/** On-demand rentals need GPUs that no other on-demand contract holds. */
+export class InsufficientGpusError extends AppError {
+  constructor(
+    readonly requested: number,
+    readonly available: number,
+  ) {
+    super(`${requested} GPUs requested but only ${available} are free of other on-demand rentals`, "INSUFFICIENT_GPUS");
+  }
+}
+
+/** A bid under the machine's minimum bid (its reserve price). */
+export class BidTooLowError extends AppError {
+  constructor(readonly minBidMicros: bigint) {
+    super("The bid is below the machine's minimum bid per GPU-hour", "BID_TOO_LOW");
+  }
+}

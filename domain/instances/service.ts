@@ -1,0 +1,468 @@
+import { z } from "zod";
+import type { Tx } from "../../infra/db.ts";
+import { prisma } from "../../infra/db.ts";
+import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
+import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
+import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
+import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
+import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
+import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { MICROS_PER_DOLLAR } from "../money.ts";
+import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { parseInput } from "../validation.ts";
+import type { Viewer } from "../viewer.ts";
+import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { applyEvent } from "./status.ts";
+
+/*
+ * Rentals. Every service that changes a machine's contracts locks the machine row first
+ * (lockMachineForEvent), reads the instance under that lock, changes it through the lifecycle
+ * table, commits, then asks the auction to clear the machine.
+ *
+ * The instance's API key: createInstance issues an INSTANCE-scoped key and returns its token once,
+ * to the client, for the record; only its hash is stored. The agent that launches the container
+ * calls `issueContainerApiKey` (MACHINE key of the instance's machine), which revokes the previous
+ * key and issues a fresh one to put in the container's environment with the container label. So no
+ * secret is ever stored, and a restarted container gets a working key.
+ */
+
+/** Environment variables the platform sets in every container; clients cannot override them. */
+export const CONTAINER_LABEL_ENV = "CONTAINER_LABEL";
+export const CONTAINER_API_KEY_ENV = "CONTAINER_API_KEY";
+const RESERVED_ENV = new Set([CONTAINER_LABEL_ENV, CONTAINER_API_KEY_ENV]);
+
+const CONTAINER_LABEL_PREFIX = "C.";
+
+/** "C.<id>": the container's name on the host and the value of CONTAINER_LABEL inside it. */
+export function containerLabel(instanceId: number): string {
+  return `${CONTAINER_LABEL_PREFIX}${instanceId}`;
+}
+
+/** The name of an instance's own API key: the prefix and the instance id ("container C.12"). */
+const CONTAINER_KEY_NAME_PREFIX = `container ${CONTAINER_LABEL_PREFIX}`;
+function containerKeyName(instanceId: number): string {
+  return `${CONTAINER_KEY_NAME_PREFIX}${instanceId}`;
+}
+
+const MAX_BID = 100n * MICROS_PER_DOLLAR;
+const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
+
+// Docker image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
+const IMAGE_PATTERN =
+  /^(?:[a-zA-Z0-9.-]+(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+/**
+ * A port to open: `8081`, `8081/udp`, `8081:8081` (host:container, identical here) with an
+ * optional protocol. Numbers of 70000 and above ask for an identity mapping (the same public port
+ * as inside) and must be written as `N:N`.
+ */
+const PORT_PATTERN = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/;
+function portIssue(spec: string): string | null {
+  const match = PORT_PATTERN.exec(spec);
+  if (!match) return "a port such as 8081, 8081/udp, 8081:8081 or 70000:70000";
+  const [, first, second] = match;
+  const a = Number(first);
+  const b = second === undefined ? a : Number(second);
+  if (a >= 70_000 || b >= 70_000) {
+    return second !== undefined && a === b ? null : "identity ports (70000 and above) are written N:N";
+  }
+  if (a < 1 || a > 65_535 || b < 1 || b > 65_535) return "ports are 1 to 65535, or 70000 and above as identity N:N";
+  return null;
+}
+
+const createSchema = z.object({
+  offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
+  image: z.string().trim().max(255).regex(IMAGE_PATTERN, "a Docker image reference such as pytorch/pytorch:latest"),
+  diskGb: z.number().int().min(1).max(1_000_000),
+  launchMode: z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]),
+  onstart: z.string().max(4048).default(""),
+  env: z
+    .array(
+      z.object({
+        key: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "letters, digits and _, not starting with a digit")
+          .refine((key) => !RESERVED_ENV.has(key), "set by the platform"),
+        value: z.string().max(4096),
+      }),
+    )
+    .max(64)
+    .default([])
+    .superRefine((env, ctx) => {
+      const seen = new Set<string>();
+      env.forEach(({ key }, index) => {
+        if (seen.has(key)) ctx.addIssue({ code: "custom", path: [index, "key"], message: "duplicate key" });
+        seen.add(key);
+      });
+    }),
+  ports: z
+    .array(z.string().superRefine((spec, ctx) => {
+      const issue = portIssue(spec);
+      if (issue) ctx.addIssue({ code: "custom", message: issue });
+    }))
+    .max(32)
+    .default([]),
+  label: z.string().trim().max(64).nullish(),
+  bidPricePerGpuHour: bidPrice.nullish(),
+  idempotencyKey: z.string().min(1).max(128).nullish(),
+});
+
+export type CreateInstanceInput = z.input<typeof createSchema>;
+
+export interface CreatedInstance {
+  instance: Instance;
+  /** The INSTANCE key, shown once; null when an earlier request with the same idempotency key created the instance. */
+  apiKey: IssuedKey | null;
+}
+
+/** Why a locked machine's offer of `numGpus` cannot be rented now, or null when it can. */
+function unrentableReason(machine: LockedMachine | null, numGpus: number, now: Date): string | null {
+  if (!machine) return "no such offer";
+  if (!machine.listed || machine.pricePerGpuHourMicros === null) return "the machine is not listed";
+  if (!machine.online) return "the machine is offline";
+  if (machine.verification === "DEVERIFIED") return "the machine is deverified";
+  if (!machine.endDate || machine.endDate <= now) return "the listing has ended";
+  if (!chunkSizes(machine.numGpus, machine.minChunk).includes(numGpus)) return "no such offer";
+  return null;
+}
+
+/** The instance row as Prisma returns it, for raw statements that return instances. */
+export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
+  price_per_gpu_hour_micros AS "pricePerGpuHourMicros", storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
+  inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
+  end_date AS "endDate", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", image,
+  disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, label, status::text AS status,
+  intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
+  preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
+  destroyed_at AS "destroyedAt"`;
+
+type NewInstance = Pick<
+  Instance,
+  | "clientId" | "machineId" | "kind" | "numGpus" | "pricePerGpuHourMicros" | "storagePricePerGbMonthMicros"
+  | "inetUpPricePerGbMicros" | "inetDownPricePerGbMicros" | "endDate" | "bidPerGpuHourMicros" | "image" | "diskGb"
+  | "launchMode" | "onstart" | "ports" | "label" | "idempotencyKey"
+> & { env: { key: string; value: string }[] };
+
+/**
+ * Inserts a SCHEDULING instance, its creation in the status history and its INSTANCE key in one
+ * statement (the hot path of bidding), returning the row as Prisma would.
+ */
+async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
+  const secret = newApiKeySecret();
+  const [row] = await tx.$queryRawUnsafe<(Instance & { apiKeyId: number })[]>(
+    `WITH inserted AS (
+       INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
+         inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at, image,
+         disk_gb, launch_mode, onstart, env, ports, label, status, intended_status, status_message, status_changed_at, idempotency_key)
+       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $18,
+         'SCHEDULING', 'RUNNING', $19, $11, $20)
+       RETURNING *
+     ), history AS (
+       INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+     ), key AS (
+       INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
+       SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
+       RETURNING id
+     )
+     SELECT ${INSTANCE_COLUMNS}, (SELECT id FROM key) AS "apiKeyId" FROM inserted`,
+    values.clientId,
+    values.machineId,
+    values.kind,
+    values.numGpus,
+    values.pricePerGpuHourMicros,
+    values.storagePricePerGbMonthMicros,
+    values.inetUpPricePerGbMicros,
+    values.inetDownPricePerGbMicros,
+    values.endDate,
+    values.bidPerGpuHourMicros,
+    now,
+    values.image,
+    values.diskGb,
+    values.launchMode,
+    values.onstart,
+    JSON.stringify(values.env),
+    values.ports,
+    values.label,
+    "waiting for the auction to assign GPUs",
+    values.idempotencyKey,
+    CONTAINER_KEY_NAME_PREFIX,
+    secret.prefix,
+    secret.hash,
+  );
+  const { apiKeyId, ...instance } = row;
+  return { instance, apiKey: { id: apiKeyId, token: secret.token } };
+}
+
+/**
+ * Rents an offer: on demand at the listing's price, or interruptible with a bid. The contract
+ * copies the listing's prices and end date. Admission runs with the machine row locked, so racing
+ * clients never book more GPUs than on-demand rentals leave. The same idempotency key returns the
+ * instance it created first.
+ */
+export async function createInstance(userId: number, input: CreateInstanceInput, now = new Date()): Promise<CreatedInstance> {
+  const data = parseInput(createSchema, input);
+  const [machineId, numGpus] = data.offerId.split("-").map(Number);
+  const replay = () =>
+    data.idempotencyKey
+      ? prisma.instance.findUnique({ where: { clientId_idempotencyKey: { clientId: userId, idempotencyKey: data.idempotencyKey } } })
+      : null;
+  const earlier = await replay();
+  if (earlier) return { instance: earlier, apiKey: null };
+
+  let created: CreatedInstance;
+  try {
+    created = await prisma.$transaction(async (tx) => {
+      const machine = await lockMachineForEvent(tx, machineId);
+      const reason = unrentableReason(machine, numGpus, now);
+      if (reason) throw new OfferUnavailableError(data.offerId, reason);
+      const m = machine!;
+      if (data.diskGb > m.diskSpaceGb) {
+        throw new ValidationError([{ path: ["diskGb"], message: `at most the machine's ${m.diskSpaceGb} GB` }]);
+      }
+      const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
+      // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
+      const contracts = kind === "ON_DEMAND" ? (await liveInstances(tx, machineId)).map((instance) => toContract(instance, now)) : [];
+      if (kind === "ON_DEMAND") {
+        const free = m.numGpus - onDemandClaim(m.numGpus, contracts);
+        if (numGpus > free) throw new InsufficientGpusError(numGpus, free);
+      } else {
+        const { minBidMicros } = auctionMachine(m);
+        if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
+      }
+      await checkSpendRate(tx, userId, rentalMicrosPerHour({
+        numGpus,
+        gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
+        diskGb: data.diskGb,
+        storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
+      }), now);
+      const { instance, apiKey } = await insertInstance(tx, {
+        clientId: userId,
+        machineId,
+        kind,
+        numGpus,
+        pricePerGpuHourMicros: m.pricePerGpuHourMicros!,
+        storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
+        inetUpPricePerGbMicros: m.inetUpPricePerGbMicros ?? 0n,
+        inetDownPricePerGbMicros: m.inetDownPricePerGbMicros ?? 0n,
+        endDate: m.endDate!,
+        bidPerGpuHourMicros: data.bidPricePerGpuHour ?? null,
+        image: data.image,
+        diskGb: data.diskGb,
+        launchMode: data.launchMode,
+        onstart: data.onstart,
+        env: data.env,
+        ports: data.ports,
+        label: data.label ?? null,
+        idempotencyKey: data.idempotencyKey ?? null,
+      }, now);
+      if (kind === "ON_DEMAND") {
+        // Offers stop selling these GPUs on demand at once, before the clearing runs.
+        const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
+        await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
+        await syncOffers(tx, machineId, now, withNew);
+      }
+      return { instance, apiKey };
+    });
+  } catch (error) {
+    // The same key raced on another machine: the first one won.
+    const existing = isUniqueViolation(error) ? await replay() : null;
+    if (existing) return { instance: existing, apiKey: null };
+    throw error;
+  }
+  await enqueueClearing(machineId);
+  return created;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
+  // P2002 from the query builder; a raw statement reports PostgreSQL's own code.
+  return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
+}
+
+/**
+ * Who may act on an instance: its owner's account key, or the instance's own key for itself only.
+ * Machine keys act for their agent, never for the client.
+ */
+function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
+  if (viewer.scope === "INSTANCE" && viewer.instanceId !== instanceId) throw new ForbiddenError("An instance key controls only its own instance");
+  if (viewer.scope === "MACHINE") throw new ForbiddenError();
+  return { id: instanceId, clientId: viewer.userId };
+}
+
+type LockedInstance = Instance & { machine: LockedMachine };
+
+/** An instance, and the client it must belong to (omitted for the agent, checked by machine). */
+type InstanceTarget = { id: number; clientId?: number };
+
+/**
+ * Runs `change` on the caller's instance with its machine row locked and the instance read under
+ * the lock, then asks the auction to clear the machine. `change` returns the row it wrote. Another
+ * account's instance is NotFound.
+ */
+async function changeInstance(
+  target: InstanceTarget,
+  change: (tx: Tx, instance: LockedInstance, now: Date) => Promise<Instance>,
+  now = new Date(),
+): Promise<Instance> {
+  const instance = await prisma.$transaction(async (tx) => {
+    const machine = await lockMachineOfInstance(tx, target.id, target.clientId ?? null);
+    if (!machine) throw new NotFoundError("Instance");
+    const current = await tx.instance.findUniqueOrThrow({ where: { id: target.id } });
+    return change(tx, { ...current, machine }, now);
+  });
+  await enqueueClearing(instance.machineId);
+  return instance;
+}
+
+const instanceIdSchema = recordId;
+
+/** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
+export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
+  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
+  return changeInstance(where, (tx, instance, now) =>
+    applyEvent(tx, instance, "START_REQUESTED", {
+      message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
+      // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
+      bidPlacedAt: instance.status === "STOPPED" && instance.kind === "ON_DEMAND" ? now : undefined,
+    }, now),
+  );
+}
+
+/** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
+export function stopInstance(viewer: Viewer, id: number): Promise<Instance> {
+  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
+  return changeInstance(where, async (tx, instance, now) => {
+    const message = instance.status === "STOPPED" ? instance.statusMessage : "stopped by its owner";
+    return applyEvent(tx, instance, "STOP_REQUESTED", { message, preemptGraceSeconds: null }, now);
+  });
+}
+
+/** Destroy: final. The instance's keys stop working. */
+export function destroyInstance(viewer: Viewer, id: number): Promise<Instance> {
+  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
+  return changeInstance(where, async (tx, instance, now) => {
+    const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
+    await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
+    return destroyed;
+  });
+}
+
+const changeBidSchema = z.object({ instanceId: recordId, pricePerGpuHour: bidPrice });
+
+/** A new bid for an interruptible instance; it ranks as placed now. */
+export function changeBid(userId: number, id: number, price: bigint): Promise<Instance> {
+  const { instanceId, pricePerGpuHour } = parseInput(changeBidSchema, { instanceId: id, pricePerGpuHour: price });
+  return changeInstance({ id: instanceId, clientId: userId }, async (tx, instance, now) => {
+    if (instance.kind !== "INTERRUPTIBLE") {
+      throw new ValidationError([{ path: ["instanceId"], message: "only interruptible instances have a bid" }]);
+    }
+    if (instance.status === "EXITED" || instance.status === "DESTROYED") throw new IllegalTransitionError(instance.status, "BID_CHANGED");
+    const { minBidMicros } = auctionMachine(instance.machine);
+    if (pricePerGpuHour < minBidMicros) throw new BidTooLowError(minBidMicros);
+    return tx.instance.update({ where: { id: instance.id }, data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now } });
+  });
+}
+
+const labelSchema = z.object({ instanceId: recordId, label: z.string().trim().max(64).nullable() });
+
+/** Sets or (with null or "") clears the label; it changes nothing else. */
+export async function labelInstance(userId: number, id: number, label: string | null): Promise<Instance> {
+  const input = parseInput(labelSchema, { instanceId: id, label });
+  const { count } = await prisma.instance.updateMany({
+    where: { id: input.instanceId, clientId: userId },
+    data: { label: input.label || null },
+  });
+  if (count === 0) throw new NotFoundError("Instance");
+  return prisma.instance.findUniqueOrThrow({ where: { id: input.instanceId } });
+}
+
+const listSchema = z.object({
+  status: z.array(z.enum(["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"])).max(7).nullish(),
+  label: z.string().max(64).nullish(),
+});
+
+/** The WHERE clause of the caller's instances: destroyed ones only when the status filter asks for them. */
+export function instancesWhere(userId: number, filter: z.input<typeof listSchema>): Prisma.InstanceWhereInput {
+  const { status, label } = parseInput(listSchema, filter);
+  return {
+    clientId: userId,
+    status: status?.length ? { in: status as InstanceStatus[] } : { not: "DESTROYED" },
+    ...(label != null ? { label } : {}),
+  };
+}
+
+const MAX_LISTING_DAYS = 365;
+const extendSchema = z.object({
+  machineId: recordId,
+  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000, `at most ${MAX_LISTING_DAYS} days ahead`),
+});
+
+/**
+ * The host moves the listing's end date later, and every contract on the machine that has not
+ * ended with it. Contracts that already ended stay ended.
+ */
+export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
+  const input = parseInput(extendSchema, { machineId: id, endDate });
+  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
+  if (!owned) throw new NotFoundError("Machine");
+  const machine = await prisma.$transaction(async (tx) => {
+    const locked = (await lockMachineForEvent(tx, owned.id))!;
+    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
+      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
+    }
+    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
+    await tx.instance.updateMany({
+      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
+      data: { endDate: input.endDate },
+    });
+    await syncOffers(tx, owned.id, now);
+    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
+  });
+  await enqueueClearing(owned.id);
+  return machine;
+}
+
+/** The instance on the agent's machine, or NotFound. */
+async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: number; machineId: number }> {
+  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+  const instance = await prisma.instance.findFirst({
+    where: { id: parseInput(instanceIdSchema, id), machineId: viewer.machineId },
+    select: { id: true, machineId: true },
+  });
+  if (!instance) throw new NotFoundError("Instance");
+  return instance;
+}
+
+/**
+ * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
+ * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
+ */
+export async function reportContainerStatus(viewer: Viewer, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
+  const instance = await instanceOnMachine(viewer, id);
+  return changeInstance({ id: instance.id }, async (tx, current, now) => {
+    const message = report === "RUNNING" ? null : "the container exited";
+    return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
+  });
+}
+
+/**
+ * For the agent launching the container: revokes the instance's previous keys and issues a fresh
+ * INSTANCE key, whose token goes into the container's environment as CONTAINER_API_KEY next to
+ * CONTAINER_LABEL. Tokens are never stored, so each launch gets a new one.
+ */
+export async function issueContainerApiKey(viewer: Viewer, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
+  const instance = await instanceOnMachine(viewer, id);
+  return prisma.$transaction(async (tx) => {
+    const owner = await tx.instance.findUniqueOrThrow({ where: { id: instance.id }, select: { clientId: true, status: true } });
+    if (owner.status === "DESTROYED") throw new NotFoundError("Instance");
+    await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: new Date() } });
+    const apiKey = await issueApiKey(tx, {
+      userId: owner.clientId,
+      name: containerKeyName(instance.id),
+      scope: "INSTANCE",
+      instanceId: instance.id,
+    });
+    return { label: containerLabel(instance.id), apiKey };
+  });
+}

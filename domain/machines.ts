@@ -1,0 +1,204 @@
+import { z } from "zod";
+import type { Tx } from "../infra/db.ts";
+import type { Machine, Prisma, VerificationState } from "../prisma/generated/client/client.ts";
+import { type IssuedKey, issueApiKey, recordId } from "./apiKeys.ts";
+import { machineDlperf, pcieBandwidth } from "./dlperf.ts";
+import { NotFoundError, ValidationError } from "./errors.ts";
+import { MICROS_PER_DOLLAR } from "./money.ts";
+import { syncOffers } from "./offers/sync.ts";
+import { parseInput } from "./validation.ts";
+
+/*
+ * Host services. Each takes the host's user id and filters by it, so another account's machine is
+ * indistinguishable from a missing one, and each ends with syncOffers: run them inside one
+ * transaction so a machine and its offers never disagree. A rental locks its own price and end
+ * date, so nothing here touches contracts.
+ */
+
+// ISO 3166-1 alpha-2.
+const COUNTRY_CODES = new Set(
+  (
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ " +
+    "CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR " +
+    "GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO " +
+    "JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR " +
+    "MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO " +
+    "RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV " +
+    "TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"
+  ).split(" "),
+);
+
+const registerMachineSchema = z
+  .object({
+    gpuName: z
+      .string()
+      .trim()
+      .min(1)
+      .max(64)
+      .regex(/^[\w .+\-/()]+$/, "letters, digits, spaces and . + - / ( ) only"),
+    numGpus: z.number().int().min(1).max(16),
+    gpuRamMb: z.number().int().min(1024).max(262_144),
+    // 8.6 is 860: the minor version is a single digit.
+    computeCap: z.number().int().min(300).max(1290).multipleOf(10),
+    tflopsPerGpu: z.number().min(0.1).max(1000),
+    gpuMemBw: z.number().min(10).max(20_000),
+    pcieGen: z.number().int().min(1).max(6),
+    pcieBw: z.number().min(0.1).max(pcieBandwidth(6)),
+    cpuName: z.string().trim().min(1).max(128),
+    cpuCores: z.number().int().min(1).max(1024),
+    cpuRamMb: z.number().int().min(1024).max(32 * 1024 * 1024),
+    diskSpaceGb: z.number().min(1).max(1_000_000),
+    diskBw: z.number().min(1).max(100_000),
+    inetUpMbps: z.number().min(0).max(400_000),
+    inetDownMbps: z.number().min(0).max(400_000),
+    cudaMaxGood: z.number().min(1).max(50),
+    driverVersion: z.string().trim().regex(/^\d{2,4}(\.\d{1,4}){1,3}$/, "a driver version such as 550.54.15"),
+    countryCode: z
+      .string()
+      .trim()
+      .toUpperCase()
+      .refine((code) => COUNTRY_CODES.has(code), "an ISO 3166-1 alpha-2 country code such as US"),
+    geolocation: z.string().trim().min(1).max(100),
+    datacenter: z.boolean().default(false),
+  })
+  .superRefine((specs, ctx) => {
+    const max = pcieBandwidth(specs.pcieGen);
+    if (specs.pcieBw > max) {
+      ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
+    }
+  });
+
+export type RegisterMachineInput = z.input<typeof registerMachineSchema>;
+
+export async function registerMachine(
+  db: Tx,
+  hostId: number,
+  input: RegisterMachineInput,
+): Promise<{ machine: Machine; apiKey: IssuedKey }> {
+  const specs = parseInput(registerMachineSchema, input);
+  const created = await db.machine.create({ data: { ...specs, hostId, dlperf: machineDlperf(specs) } });
+  const apiKey = await issueApiKey(db, {
+    userId: hostId,
+    name: `agent of machine ${created.id}`,
+    scope: "MACHINE",
+    machineId: created.id,
+  });
+  await syncOffers(db, created.id);
+  return { machine: created, apiKey };
+}
+
+const dollars = (amount: bigint) => amount * MICROS_PER_DOLLAR;
+const MAX_LISTING_DAYS = 365;
+
+const pricePerGpuHour = z.bigint().min(1n).max(dollars(100n));
+const minBidPerGpuHour = z.bigint().min(0n).max(dollars(100n));
+const pricePerGb = z.bigint().min(0n).max(dollars(10n));
+
+const listMachineSchema = z
+  .object({
+    machineId: recordId,
+    pricePerGpuHour,
+    minBidPerGpuHour: minBidPerGpuHour.nullish(),
+    storagePricePerGbMonth: pricePerGb.nullish(),
+    inetUpPricePerGb: pricePerGb.nullish(),
+    inetDownPricePerGb: pricePerGb.nullish(),
+    minChunk: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .refine((n) => (n & (n - 1)) === 0, "a power of two")
+      .nullish(),
+    endDate: z
+      .date()
+      .refine((date) => date.getTime() > Date.now(), "must be in the future")
+      .refine(
+        (date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000,
+        `at most ${MAX_LISTING_DAYS} days ahead`,
+      ),
+  })
+  .superRefine((listing, ctx) => {
+    if (listing.minBidPerGpuHour != null && listing.minBidPerGpuHour > listing.pricePerGpuHour) {
+      ctx.addIssue({ code: "custom", path: ["minBidPerGpuHour"], message: "must not exceed pricePerGpuHour" });
+    }
+  });
+
+export type ListMachineInput = z.input<typeof listMachineSchema>;
+
+/** The host's machine, or NotFoundError: other accounts' machines do not exist for them. */
+async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> {
+  const machine = await db.machine.findFirst({ where: { id, hostId } });
+  if (!machine) throw new NotFoundError("Machine");
+  return machine;
+}
+
+async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
+  // The update locks the machine row, so concurrent changes to one machine sync one after another.
+  // Listing, min bid and verification changes can change who runs: flag the machine for the auction.
+  await db.machine.update({ where: { id }, data: { ...data, clearingRequestedAt: new Date() } });
+  await syncOffers(db, id);
+  return db.machine.findUniqueOrThrow({ where: { id } });
+}
+
+/**
+ * Lists the machine with the whole listing: omitted optional fields take their defaults (min bid =
+ * price, no storage or bandwidth charge, chunks from 1 GPU), they do not keep earlier values.
+ */
+export async function listMachine(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
+  const listing = parseInput(listMachineSchema, input);
+  const machine = await ownMachine(db, hostId, listing.machineId);
+  const minChunk = listing.minChunk ?? 1;
+  if (minChunk > machine.numGpus) {
+    throw new ValidationError([{ path: ["minChunk"], message: `at most the machine's ${machine.numGpus} GPUs` }]);
+  }
+  return updateAndSync(db, machine.id, {
+    listed: true,
+    pricePerGpuHourMicros: listing.pricePerGpuHour,
+    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? listing.pricePerGpuHour,
+    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? 0n,
+    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? 0n,
+    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? 0n,
+    minChunk,
+    endDate: listing.endDate,
+  });
+}
+
+const machineIdSchema = z.object({ machineId: recordId });
+
+/** Withdraws the machine's offers; its prices are kept for the record. */
+export async function unlistMachine(db: Tx, hostId: number, id: number): Promise<Machine> {
+  const { machineId } = parseInput(machineIdSchema, { machineId: id });
+  const machine = await ownMachine(db, hostId, machineId);
+  return updateAndSync(db, machine.id, { listed: false });
+}
+
+const setMinBidSchema = machineIdSchema.extend({ pricePerGpuHour: minBidPerGpuHour });
+
+/** Sets the reserve price for interruptible (bid) rentals: at most the on-demand price. */
+export async function setMinBid(db: Tx, hostId: number, id: number, price: bigint): Promise<Machine> {
+  const { machineId: validId, pricePerGpuHour: minBid } = parseInput(setMinBidSchema, {
+    machineId: id,
+    pricePerGpuHour: price,
+  });
+  const machine = await ownMachine(db, hostId, validId);
+  if (machine.pricePerGpuHourMicros !== null && minBid > machine.pricePerGpuHourMicros) {
+    throw new ValidationError([{ path: ["pricePerGpuHour"], message: "must not exceed the machine's price per GPU-hour" }]);
+  }
+  return updateAndSync(db, machine.id, { minBidPerGpuHourMicros: minBid });
+}
+
+/** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */
+export function myMachines(
+  db: Tx,
+  hostId: number,
+  query: { include?: Prisma.MachineInclude; select?: Prisma.MachineSelect } = {},
+): Promise<Machine[]> {
+  return db.machine.findMany({ ...query, where: { hostId }, orderBy: { id: "asc" } });
+}
+
+/** Operators (and demo data) set verification; hosts cannot verify their own machines. */
+export async function setMachineVerification(db: Tx, id: number, state: VerificationState): Promise<Machine> {
+  const machine = await db.machine.findUnique({ where: { id }, select: { id: true } });
+  if (!machine) throw new NotFoundError("Machine");
+  return updateAndSync(db, id, { verification: state });
+}

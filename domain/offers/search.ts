@@ -1,0 +1,501 @@
+import { z } from "zod";
+import type { Tx } from "../../infra/db.ts";
+import { Prisma } from "../../prisma/generated/client/client.ts";
+import { ValidationError } from "../errors.ts";
+import { parseInput } from "../validation.ts";
+import {
+  type Clause,
+  type Condition,
+  OFFER_FIELDS,
+  type OfferField,
+  type Scalar,
+  parseOfferQuery,
+  resolveClauses,
+} from "./query-language.ts";
+import { DEFAULT_STORAGE_GB, HOURS_PER_MONTH, storageMilliGb } from "./ranking.ts";
+
+/**
+ * Offer search: one parameterized SQL statement over the materialized `offer` table for a page of
+ * offers with their machine's extra specs. Filters come from the query language and the structured
+ * `OfferFilter`; order from `orderBy` (default `score` descending); Relay keyset pagination with the
+ * offer id as the last key, so pages neither repeat nor skip offers while the table holds still.
+ */
+
+export const MAX_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 20;
+
+export type SortDirection = "ASC" | "DESC";
+
+/** Fields an offer list can be ordered by: every numeric field. */
+export const SORTABLE_FIELDS = (Object.keys(OFFER_FIELDS) as OfferField[]).filter((field) =>
+  ["int", "float", "money"].includes(OFFER_FIELDS[field].kind),
+);
+
+export interface OfferOrder {
+  field: OfferField;
+  direction: SortDirection;
+}
+
+export const DEFAULT_ORDER: OfferOrder[] = [{ field: "score", direction: "DESC" }];
+
+/** The structured filter for frontends; every part narrows the search like a query clause would. */
+export interface OfferFilter {
+  gpuNames?: string[] | null;
+  minNumGpus?: number | null;
+  maxNumGpus?: number | null;
+  minGpuRamGb?: number | null;
+  maxDphTotal?: bigint | null;
+  minReliability?: number | null;
+  minDlperf?: number | null;
+  minCudaVersion?: number | null;
+  minInetDownMbps?: number | null;
+  minDurationDays?: number | null;
+  countries?: string[] | null;
+  datacenter?: boolean | null;
+  /** Absent keeps the default (true); null accepts both. */
+  verified?: boolean | null;
+  /** Absent keeps the default (true); null accepts both. */
+  rentable?: boolean | null;
+}
+
+export interface OfferSearchArgs {
+  query?: string | null;
+  filter?: OfferFilter | null;
+  orderBy?: OfferOrder[] | null;
+  storageGb?: number | null;
+  first?: number | null;
+  after?: string | null;
+}
+
+/** One offer as the search returns it; RAM in MB, money in micro-dollars. */
+export interface OfferRow {
+  id: string;
+  machineId: number;
+  hostId: number;
+  numGpus: number;
+  gpuName: string;
+  gpuRam: number;
+  gpuTotalRam: number;
+  computeCap: number;
+  totalFlops: number;
+  gpuMemBw: number;
+  pcieBw: number;
+  pcieGen: number;
+  cpuName: string;
+  cpuCores: number;
+  cpuRam: number;
+  diskSpace: number;
+  diskBw: number;
+  inetUp: number;
+  inetDown: number;
+  cudaMaxGood: number;
+  driverVersion: string;
+  reliability: number;
+  dlperf: number;
+  pricePerGpuMicros: bigint;
+  minBidMicros: bigint;
+  storageCostMicros: bigint;
+  inetUpCostMicros: bigint;
+  inetDownCostMicros: bigint;
+  dphTotalMicros: bigint;
+  dlperfPerDphtotal: number;
+  flopsPerDphtotal: number;
+  score: number;
+  verified: boolean;
+  datacenter: boolean;
+  geolocation: string;
+  countryCode: string;
+  endDate: Date;
+  rentable: boolean;
+  rented: boolean;
+}
+
+export interface OfferPage {
+  offers: OfferRow[];
+  cursors: string[];
+  hasNextPage: boolean;
+  hasPreviousPage: boolean;
+}
+
+const finite = z.number().finite();
+const filterSchema = z
+  .object({
+    gpuNames: z.array(z.string().trim().min(1).max(100)).min(1).max(50).nullish(),
+    minNumGpus: z.number().int().min(0).max(1024).nullish(),
+    maxNumGpus: z.number().int().min(0).max(1024).nullish(),
+    minGpuRamGb: finite.min(0).max(100_000).nullish(),
+    maxDphTotal: z.bigint().min(0n).nullish(),
+    minReliability: finite.min(0).max(1).nullish(),
+    minDlperf: finite.min(0).nullish(),
+    minCudaVersion: finite.min(0).max(100).nullish(),
+    minInetDownMbps: finite.min(0).nullish(),
+    minDurationDays: finite.min(0).max(100_000).nullish(),
+    countries: z
+      .array(z.string().regex(/^[A-Za-z]{2}$/, "must be a two-letter country code"))
+      .min(1)
+      .max(250)
+      .nullish(),
+    datacenter: z.boolean().nullish(),
+    verified: z.boolean().nullish(),
+    rentable: z.boolean().nullish(),
+  })
+  .nullish();
+
+const argsSchema = z.object({
+  query: z.string().max(2000).nullish(),
+  filter: filterSchema,
+  orderBy: z
+    .array(z.object({ field: z.enum(SORTABLE_FIELDS as [OfferField, ...OfferField[]]), direction: z.enum(["ASC", "DESC"]) }))
+    .max(5)
+    .refine((orders) => new Set(orders.map((o) => o.field)).size === orders.length, "each field at most once")
+    .nullish(),
+  storageGb: finite.min(0).max(100_000).nullish(),
+  first: z.number().int().min(0).max(MAX_PAGE_SIZE).nullish(),
+  after: z.string().max(1000).nullish(),
+});
+
+/** How the pieces of one search render to SQL: the storage size decides dph_total and what follows from it. */
+interface SqlContext {
+  /** Column qualifier: "" inside the page query, "o." in the outer select. */
+  prefix: string;
+  storageMilliGb: bigint;
+  defaultStorage: boolean;
+}
+
+function col(ctx: SqlContext, name: string): Prisma.Sql {
+  return Prisma.raw(`${ctx.prefix}${name}`);
+}
+
+// The SQL twins of ranking.ts: same operations, same order, so stored and computed values agree.
+function dphTotalSql(ctx: SqlContext): Prisma.Sql {
+  if (ctx.defaultStorage) return col(ctx, "dph_total_micros");
+  const divisor = BigInt(HOURS_PER_MONTH) * 1000n;
+  return Prisma.sql`(${col(ctx, "gpu_dph_micros")} + (${col(ctx, "storage_cost_micros")} * ${ctx.storageMilliGb}::bigint + ${divisor / 2n}::bigint) / ${divisor}::bigint)`;
+}
+
+function perDollarHourSql(ctx: SqlContext, value: Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`(${value} * 1000000 / GREATEST(${dphTotalSql(ctx)}, 1))`;
+}
+
+function dlperfPerDphSql(ctx: SqlContext): Prisma.Sql {
+  return ctx.defaultStorage ? col(ctx, "dlperf_per_dphtotal") : perDollarHourSql(ctx, col(ctx, "dlperf"));
+}
+
+const reliabilityCubed = (ctx: SqlContext) =>
+  Prisma.sql`(${col(ctx, "reliability")} * ${col(ctx, "reliability")} * ${col(ctx, "reliability")})`;
+
+/** Each field's SQL value, in the units the stored and typed values share (MB, micro-dollars, days). */
+const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
+  gpu_name: (ctx) => col(ctx, "gpu_name"),
+  num_gpus: (ctx) => col(ctx, "num_gpus"),
+  gpu_ram: (ctx) => col(ctx, "gpu_ram"),
+  gpu_total_ram: (ctx) => col(ctx, "gpu_total_ram"),
+  compute_cap: (ctx) => col(ctx, "compute_cap"),
+  total_flops: (ctx) => col(ctx, "total_flops"),
+  gpu_mem_bw: (ctx) => col(ctx, "gpu_mem_bw"),
+  pcie_bw: (ctx) => col(ctx, "pcie_bw"),
+  cpu_cores: (ctx) => col(ctx, "cpu_cores"),
+  cpu_ram: (ctx) => col(ctx, "cpu_ram"),
+  disk_space: (ctx) => col(ctx, "disk_space"),
+  disk_bw: (ctx) => col(ctx, "disk_bw"),
+  inet_up: (ctx) => col(ctx, "inet_up"),
+  inet_down: (ctx) => col(ctx, "inet_down"),
+  cuda_max_good: (ctx) => col(ctx, "cuda_max_good"),
+  driver_version: (ctx) => col(ctx, "driver_version"),
+  reliability: (ctx) => col(ctx, "reliability"),
+  dlperf: (ctx) => col(ctx, "dlperf"),
+  dlperf_per_dphtotal: dlperfPerDphSql,
+  flops_per_dphtotal: (ctx) => perDollarHourSql(ctx, col(ctx, "total_flops")),
+  score: (ctx) =>
+    ctx.defaultStorage ? col(ctx, "score") : Prisma.sql`(${dlperfPerDphSql(ctx)} * ${reliabilityCubed(ctx)})`,
+  dph_total: dphTotalSql,
+  min_bid: (ctx) => col(ctx, "min_bid_micros"),
+  storage_cost: (ctx) => col(ctx, "storage_cost_micros"),
+  inet_up_cost: (ctx) => col(ctx, "inet_up_cost_micros"),
+  inet_down_cost: (ctx) => col(ctx, "inet_down_cost_micros"),
+  verified: (ctx) => col(ctx, "verified"),
+  datacenter: (ctx) => col(ctx, "datacenter"),
+  geolocation: (ctx) => col(ctx, "geolocation"),
+  duration: (ctx) => Prisma.sql`(EXTRACT(EPOCH FROM (${col(ctx, "end_date")} - now())) / 86400)`,
+  // The row's flag is as of the last sync; a listing whose end date has passed since is not rentable.
+  rentable: (ctx) => Prisma.sql`(${col(ctx, "rentable")} AND ${col(ctx, "end_date")} > now())`,
+  rented: (ctx) => col(ctx, "rented"),
+  machine_id: (ctx) => col(ctx, "machine_id"),
+  host_id: (ctx) => col(ctx, "host_id"),
+};
+
+/** Order keys: the field's value, except duration, ordered by the end date so that cursors do not drift with time. */
+function sortKeySql(field: OfferField, ctx: SqlContext): Prisma.Sql {
+  return field === "duration" ? col(ctx, "end_date") : FIELD_SQL[field](ctx);
+}
+
+/** The SQL type a cursor's key is read back as. */
+function sortKeyType(field: OfferField): string {
+  if (field === "duration") return "timestamptz";
+  return { int: "int4", float: "float8", money: "int8" }[OFFER_FIELDS[field].kind as "int" | "float" | "money"];
+}
+
+const SQL_OPS = { eq: "=", neq: "<>", lt: "<", lte: "<=", gt: ">", gte: ">=" } as const;
+const INT_MAX = 2_147_483_647;
+
+function conditionSql(condition: Condition, ctx: SqlContext): Prisma.Sql {
+  const { field, op, value } = condition;
+  const kind = OFFER_FIELDS[field].kind;
+  if (kind === "geo") return geoSql(op, value, ctx);
+  const expr = FIELD_SQL[field](ctx);
+  if (value === null) return op === "eq" ? Prisma.sql`${expr} IS NULL` : Prisma.sql`${expr} IS NOT NULL`;
+  if (op === "in" || op === "notin") {
+    // An integer column holds no fractional value: such list items match nothing.
+    const items = (value as Scalar[]).filter((item) => kind !== "int" || isIntValue(item as number));
+    if (items.length === 0) return Prisma.raw(op === "in" ? "FALSE" : "TRUE");
+    return Prisma.sql`${expr} ${Prisma.raw(op === "in" ? "IN" : "NOT IN")} (${Prisma.join(items.map((item) => scalarSql(item, kind)))})`;
+  }
+  if (kind === "int") return intComparisonSql(expr, op, value as number);
+  return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${scalarSql(value as Scalar, kind)}`;
+}
+
+function scalarSql(value: Scalar, kind: string): Prisma.Sql {
+  if (kind === "money") return Prisma.sql`${value}::bigint`;
+  return Prisma.sql`${value}`;
+}
+
+function isIntValue(value: number): boolean {
+  return Number.isInteger(value) && Math.abs(value) <= INT_MAX;
+}
+
+/**
+ * Integer columns compare against integer parameters, which keeps their indexes usable: a
+ * fractional bound is rounded the way that gives the same rows (num_gpus > 1.5 is num_gpus >= 2).
+ */
+function intComparisonSql(expr: Prisma.Sql, op: Exclude<Condition["op"], "in" | "notin">, value: number): Prisma.Sql {
+  if (op === "eq" || op === "neq") {
+    if (!isIntValue(value)) return Prisma.raw(op === "eq" ? "FALSE" : "TRUE");
+    return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${value}`;
+  }
+  const rounded = op === "gt" || op === "lte" ? Math.floor(value) : Math.ceil(value);
+  const bound = Math.max(-INT_MAX, Math.min(INT_MAX, rounded));
+  return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${bound}`;
+}
+
+/** geolocation matches a two-letter country code exactly, anything else as text within the location. */
+function geoSql(op: Condition["op"], value: Condition["value"], ctx: SqlContext): Prisma.Sql {
+  if (value === null) return Prisma.raw(op === "eq" ? "FALSE" : "TRUE");
+  const values = (Array.isArray(value) ? value : [value]) as string[];
+  const matches = values.map((place) =>
+    /^[A-Za-z]{2}$/.test(place)
+      ? Prisma.sql`${col(ctx, "country_code")} = ${place.toUpperCase()}`
+      : Prisma.sql`${col(ctx, "geolocation")} ILIKE ${`%${place.replace(/[\\%_]/g, "\\$&")}%`}`,
+  );
+  const any = Prisma.sql`(${Prisma.join(matches, " OR ")})`;
+  return op === "eq" || op === "in" ? any : Prisma.sql`NOT ${any}`;
+}
+
+/** The structured filter as clauses, applied after the query's. */
+function filterClauses(filter: OfferFilter | null | undefined): Clause[] {
+  if (!filter) return [];
+  const clauses: Clause[] = [];
+  const add = (field: OfferField, op: Condition["op"], value: Condition["value"] | undefined) => {
+    if (value !== undefined && value !== null) clauses.push({ field, op, value });
+  };
+  add("gpu_name", "in", filter.gpuNames);
+  add("num_gpus", "gte", filter.minNumGpus);
+  add("num_gpus", "lte", filter.maxNumGpus);
+  add("gpu_ram", "gte", filter.minGpuRamGb == null ? null : filter.minGpuRamGb * OFFER_FIELDS.gpu_ram.scale);
+  add("dph_total", "lte", filter.maxDphTotal);
+  add("reliability", "gte", filter.minReliability);
+  add("dlperf", "gte", filter.minDlperf);
+  add("cuda_max_good", "gte", filter.minCudaVersion);
+  add("inet_down", "gte", filter.minInetDownMbps);
+  add("duration", "gte", filter.minDurationDays);
+  add("geolocation", "in", filter.countries);
+  add("datacenter", "eq", filter.datacenter);
+  for (const field of ["verified", "rentable"] as const) {
+    const wanted = filter[field];
+    if (wanted === null) clauses.push({ field, op: "any" });
+    else add(field, "eq", wanted);
+  }
+  return clauses;
+}
+
+interface Cursor {
+  /** The order and storage size the cursor was made for. */
+  o: string;
+  k: string[];
+  id: string;
+}
+
+function orderSignature(orders: OfferOrder[], milliGb: bigint): string {
+  return `${orders.map((o) => `${o.field}:${o.direction}`).join(",")}@${milliGb}`;
+}
+
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify(cursor)).toString("base64url");
+}
+
+function decodeCursor(text: string, signature: string, keys: number): Cursor {
+  let cursor: Cursor;
+  try {
+    cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    throw new ValidationError([{ path: ["after"], message: "is not a cursor from this search" }]);
+  }
+  const valid =
+    typeof cursor?.id === "string" &&
+    Array.isArray(cursor.k) &&
+    cursor.k.length === keys &&
+    cursor.k.every((key) => typeof key === "string");
+  if (!valid) throw new ValidationError([{ path: ["after"], message: "is not a cursor from this search" }]);
+  if (cursor.o !== signature) {
+    throw new ValidationError([{ path: ["after"], message: "was made for another order or storage size" }]);
+  }
+  return cursor;
+}
+
+function cursorKey(value: unknown): string {
+  return value instanceof Date ? value.toISOString() : String(value);
+}
+
+/**
+ * Rows after the cursor in the given order, the offer id breaking ties in the direction of the
+ * last key. One direction throughout is a row comparison, which an index on (key, id) answers;
+ * mixed directions expand to the equivalent OR of prefixes.
+ */
+function keysetSql(keys: { sql: Prisma.Sql; type: string; direction: SortDirection }[], cursor: Cursor): Prisma.Sql {
+  const values = [...cursor.k, cursor.id].map((value, i) => Prisma.sql`${value}::${Prisma.raw(keys[i].type)}`);
+  const exprs = keys.map((key) => key.sql);
+  const directions = keys.map((key) => key.direction);
+  const after = (direction: SortDirection) => Prisma.raw(direction === "DESC" ? "<" : ">");
+  if (directions.every((direction) => direction === directions[0])) {
+    return Prisma.sql`(${Prisma.join(exprs)}) ${after(directions[0])} (${Prisma.join(values)})`;
+  }
+  const branches = exprs.map((expr, i) => {
+    const equal = exprs.slice(0, i).map((prefix, j) => Prisma.sql`${prefix} = ${values[j]}`);
+    return Prisma.join([...equal, Prisma.sql`${expr} ${after(directions[i])} ${values[i]}`], " AND ");
+  });
+  return Prisma.sql`(${Prisma.join(branches.map((branch) => Prisma.sql`(${branch})`), " OR ")})`;
+}
+
+/** Stored default-disk twins of the orders whose value depends on storageGb, in the direction where "better" is first. */
+const STORED_TWINS: Partial<Record<OfferField, { column: string; direction: SortDirection }>> = {
+  score: { column: "score", direction: "DESC" },
+  dlperf_per_dphtotal: { column: "dlperf_per_dphtotal", direction: "DESC" },
+  dph_total: { column: "dph_total_micros", direction: "ASC" },
+};
+
+/**
+ * For more disk than the default, ordered by score, dlperf_per_dphtotal or dph_total: a bound on
+ * the stored (default-disk) column that keeps every row of the page, so that an index on it
+ * narrows the rows whose value must be computed. More disk never makes an offer better than its
+ * stored value (dph only grows), so if the k rows best by the stored value are at worst T by the
+ * computed value, any row stored worse than T is computed worse than T, and k rows beat it.
+ */
+function storedBoundSql(
+  orders: OfferOrder[],
+  milliGb: bigint,
+  conditions: Prisma.Sql[],
+  k: number,
+  ctx: SqlContext,
+): Prisma.Sql | null {
+  const twin = orders.length === 1 ? STORED_TWINS[orders[0].field] : undefined;
+  if (!twin || orders[0].direction !== twin.direction || milliGb <= storageMilliGb(DEFAULT_STORAGE_GB)) return null;
+  const stored = Prisma.raw(twin.column);
+  const desc = twin.direction === "DESC";
+  const where = conditions.length ? Prisma.sql`WHERE ${Prisma.join(conditions, " AND ")}` : Prisma.empty;
+  return Prisma.sql`${stored} ${Prisma.raw(desc ? ">=" : "<=")} (SELECT ${Prisma.raw(desc ? "min" : "max")}(value) FROM (
+    SELECT ${FIELD_SQL[orders[0].field](ctx)} AS value FROM offer ${where} ORDER BY ${stored} ${Prisma.raw(twin.direction)} LIMIT ${k}) best)`;
+}
+
+export interface OfferSearchPlan {
+  sql: Prisma.Sql;
+  limit: number;
+  hasPreviousPage: boolean;
+  signature: string;
+  keyCount: number;
+}
+
+/** Validates the arguments and builds the statement; exported so that the benchmark runs the same SQL. */
+export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
+  const args = parseInput(argsSchema, input);
+  const storageGb = args.storageGb ?? DEFAULT_STORAGE_GB;
+  const milliGb = storageMilliGb(storageGb);
+  const base = { storageMilliGb: milliGb, defaultStorage: milliGb === storageMilliGb(DEFAULT_STORAGE_GB) };
+  const inner: SqlContext = { ...base, prefix: "" };
+  const outer: SqlContext = { ...base, prefix: "o." };
+
+  const clauses = [...(args.query ? parseOfferQuery(args.query) : []), ...filterClauses(args.filter)];
+  const resolved = resolveClauses(clauses);
+  // A short list of GPU models is searched model by model and the parts merged: each part is then
+  // an ordered scan of a (gpu_name, key) index instead of a sort of every offer of those models.
+  const split = resolved.find(
+    (c) => c.field === "gpu_name" && c.op === "in" && (c.value as Scalar[]).length <= 8 && !(c.value as Scalar[]).includes(null),
+  );
+  const conditions = resolved.filter((c) => c !== split).map((condition) => conditionSql(condition, inner));
+
+  const orders = args.orderBy?.length ? args.orderBy : DEFAULT_ORDER;
+  const signature = orderSignature(orders, milliGb);
+  const lastDirection = orders[orders.length - 1].direction;
+  const keys = [
+    ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
+    { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
+  ];
+  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, orders.length)));
+
+  const first = args.first ?? DEFAULT_PAGE_SIZE;
+  const bound = storedBoundSql(orders, milliGb, [...conditions, ...(split ? [conditionSql(split, inner)] : [])], first + 1, inner);
+  if (bound) conditions.push(bound);
+  const keyColumns = orders.map((_, i) => Prisma.raw(`k${i}`));
+  const innerOrder = Prisma.join(keys.map((key) => Prisma.sql`${key.sql} ${Prisma.raw(key.direction)}`));
+  const aliasOrder = (table: string) =>
+    Prisma.join(
+      [...keyColumns, Prisma.raw("id")].map((key, i) => Prisma.sql`${Prisma.raw(table)}.${key} ${Prisma.raw(keys[i].direction)}`),
+    );
+  const innerKeys = orders.map((order, i) => Prisma.sql`, ${sortKeySql(order.field, inner)} AS k${Prisma.raw(String(i))}`);
+  const pageQuery = (extra: Prisma.Sql[]) => {
+    const all = [...conditions, ...extra];
+    const where = all.length ? Prisma.sql`WHERE ${Prisma.join(all, " AND ")}` : Prisma.empty;
+    return Prisma.sql`SELECT id${Prisma.join(innerKeys, "")} FROM offer ${where} ORDER BY ${innerOrder} LIMIT ${first + 1}`;
+  };
+  const page = split
+    ? Prisma.sql`SELECT * FROM (${Prisma.join(
+        [...new Set(split.value as string[])].map((name) => Prisma.sql`(${pageQuery([Prisma.sql`gpu_name = ${name}`])})`),
+        " UNION ALL ",
+      )}) part ORDER BY ${aliasOrder("part")} LIMIT ${first + 1}`
+    : pageQuery([]);
+
+  // The page is chosen over the narrow (id, keys) rows first, and the wide columns and the machine
+  // are fetched for those rows only: sorting carries a few bytes per offer instead of the whole row.
+  const sql = Prisma.sql`
+    SELECT o.id, o.machine_id AS "machineId", o.host_id AS "hostId", o.num_gpus AS "numGpus", o.gpu_name AS "gpuName",
+      o.gpu_ram AS "gpuRam", o.gpu_total_ram AS "gpuTotalRam", o.compute_cap AS "computeCap",
+      o.total_flops AS "totalFlops", o.gpu_mem_bw AS "gpuMemBw", o.pcie_bw AS "pcieBw", m.pcie_gen AS "pcieGen",
+      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_ram AS "cpuRam", o.disk_space AS "diskSpace",
+      o.disk_bw AS "diskBw", o.inet_up AS "inetUp", o.inet_down AS "inetDown", o.cuda_max_good AS "cudaMaxGood",
+      o.driver_version AS "driverVersion", o.reliability, o.dlperf, o.price_per_gpu_micros AS "pricePerGpuMicros",
+      o.min_bid_micros AS "minBidMicros", o.storage_cost_micros AS "storageCostMicros",
+      o.inet_up_cost_micros AS "inetUpCostMicros", o.inet_down_cost_micros AS "inetDownCostMicros",
+      ${FIELD_SQL.dph_total(outer)} AS "dphTotalMicros", ${FIELD_SQL.dlperf_per_dphtotal(outer)} AS "dlperfPerDphtotal",
+      ${FIELD_SQL.flops_per_dphtotal(outer)} AS "flopsPerDphtotal", ${FIELD_SQL.score(outer)} AS score,
+      o.verified, o.datacenter, o.geolocation, o.country_code AS "countryCode", o.end_date AS "endDate",
+      ${FIELD_SQL.rentable(outer)} AS rentable, o.rented,
+      ${Prisma.join(keyColumns.map((k) => Prisma.sql`page.${k}`))}
+    FROM (${page}) page
+    JOIN offer o ON o.id = page.id
+    JOIN machine m ON m.id = o.machine_id
+    ORDER BY ${aliasOrder("page")}`;
+  return { sql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
+}
+
+/** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
+export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<OfferPage> {
+  const plan = planOfferSearch(input);
+  const rows = await db.$queryRaw<(OfferRow & Record<string, unknown>)[]>(plan.sql);
+  const offers = rows.slice(0, plan.limit);
+  const cursors = offers.map((row) =>
+    encodeCursor({
+      o: plan.signature,
+      k: Array.from({ length: plan.keyCount }, (_, i) => cursorKey(row[`k${i}`])),
+      id: row.id,
+    }),
+  );
+  return { offers, cursors, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
+}

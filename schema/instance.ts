@@ -1,0 +1,278 @@
+import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
+import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
+import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import {
+  type CreatedInstance,
+  changeBid,
+  containerLabel,
+  createInstance,
+  destroyInstance,
+  extendMachineEndDate,
+  instancesWhere,
+  labelInstance,
+  startInstance,
+  stopInstance,
+} from "../domain/instances/service.ts";
+import { prisma } from "../infra/db.ts";
+import { IssuedApiKeyRef } from "./apiKey.ts";
+import { builder } from "./builder.ts";
+import { ErrorInterface } from "./errors.ts";
+import { localId } from "./ids.ts";
+
+/** Pothos' query for a selection of only __typename is an empty select, which Prisma refuses. */
+function selection<Q extends { select?: object }>(query: Q): Q | { select: { id: true } } {
+  return query.select && Object.keys(query.select).length === 0 ? { select: { id: true } } : query;
+}
+
+const RentalKind = builder.enumType("RentalKind", {
+  description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",
+  values: ["ON_DEMAND", "INTERRUPTIBLE"] as const,
+});
+
+const LaunchMode = builder.enumType("LaunchMode", {
+  description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
+  values: ["SSH", "JUPYTER", "ENTRYPOINT"] as const,
+});
+
+const InstanceStatus = builder.enumType("InstanceStatus", {
+  description:
+    "SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED.",
+  values: ["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"] as const,
+});
+
+const IntendedStatus = builder.enumType("IntendedStatus", {
+  description: "What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise.",
+  values: ["RUNNING", "STOPPED"] as const,
+});
+
+const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
+  fields: (t) => ({ key: t.exposeString("key"), value: t.exposeString("value") }),
+});
+
+builder.prismaObject("InstanceStatusChange", {
+  description: "One change of an instance's status.",
+  fields: (t) => ({
+    from: t.expose("fromStatus", { type: InstanceStatus, nullable: true, description: "Null for the creation." }),
+    to: t.expose("toStatus", { type: InstanceStatus }),
+    event: t.exposeString("event", { description: "What caused it, such as ALLOCATED, OUTBID or STOP_REQUESTED." }),
+    message: t.exposeString("message", { nullable: true }),
+    at: t.expose("at", { type: "DateTime" }),
+  }),
+});
+
+export const InstanceRef = builder.prismaNode("Instance", {
+  id: { field: "id" },
+  description:
+    "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
+  // Defence in depth: every path to an instance already filters by its client.
+  authScopes: (instance, ctx) => instance.clientId === ctx.viewer?.userId,
+  fields: (t) => ({
+    kind: t.expose("kind", { type: RentalKind }),
+    machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
+    numGpus: t.exposeInt("numGpus"),
+    pricePerGpuHour: t.field({
+      type: "Money",
+      description: "The on-demand price per GPU-hour locked by the contract.",
+      resolve: (instance) => instance.pricePerGpuHourMicros,
+    }),
+    bidPerGpuHour: t.field({
+      type: "Money",
+      nullable: true,
+      description: "Interruptible only: the current bid per GPU-hour.",
+      resolve: (instance) => instance.bidPerGpuHourMicros,
+    }),
+    bidPlacedAt: t.expose("bidPlacedAt", { type: "DateTime", description: "Ties between equal bids go to the earlier one." }),
+    storagePricePerGbMonth: t.field({ type: "Money", resolve: (instance) => instance.storagePricePerGbMonthMicros }),
+    inetUpPricePerGb: t.field({ type: "Money", resolve: (instance) => instance.inetUpPricePerGbMicros }),
+    inetDownPricePerGb: t.field({ type: "Money", resolve: (instance) => instance.inetDownPricePerGbMicros }),
+    endDate: t.expose("endDate", { type: "DateTime", description: "The end of its lifetime: it becomes EXITED then." }),
+    image: t.exposeString("image"),
+    diskGb: t.exposeInt("diskGb"),
+    launchMode: t.expose("launchMode", { type: LaunchMode }),
+    onstart: t.exposeString("onstart"),
+    env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
+    ports: t.exposeStringList("ports"),
+    label: t.exposeString("label", { nullable: true }),
+    containerLabel: t.string({
+      description: "The container's name, also CONTAINER_LABEL inside it.",
+      resolve: (instance) => containerLabel(instance.id),
+    }),
+    status: t.expose("status", { type: InstanceStatus }),
+    intendedStatus: t.expose("intendedStatus", { type: IntendedStatus }),
+    statusMessage: t.exposeString("statusMessage", { nullable: true, description: "Why it is in its status, such as the price needed to win." }),
+    statusChangedAt: t.expose("statusChangedAt", { type: "DateTime" }),
+    preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
+      nullable: true,
+      description: "When its GPUs were taken while loading or running: seconds between the stop signal and the kill.",
+    }),
+    statusHistory: t.relation("statusChanges", { query: { orderBy: { id: "asc" } } }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    destroyedAt: t.expose("destroyedAt", { type: "DateTime", nullable: true }),
+  }),
+});
+
+builder.objectType(OfferUnavailableError, {
+  name: "OfferUnavailableError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ offerId: t.exposeString("offerId") }),
+});
+
+builder.objectType(InsufficientGpusError, {
+  name: "InsufficientGpusError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    requested: t.exposeInt("requested"),
+    available: t.exposeInt("available", { description: "GPUs free of other on-demand rentals." }),
+  }),
+});
+
+builder.objectType(BidTooLowError, {
+  name: "BidTooLowError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ minBidPerGpuHour: t.field({ type: "Money", resolve: (error) => error.minBidMicros }) }),
+});
+
+const EnvVarInput = builder.inputType("EnvVarInput", {
+  fields: (t) => ({ key: t.string({ required: true }), value: t.string({ required: true }) }),
+});
+
+const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
+  fields: (t) => ({
+    offerId: t.id({ required: true, description: 'The offer to rent, such as "Offer:12-4" or "12-4".' }),
+    image: t.string({ required: true, description: "A Docker image reference." }),
+    diskGb: t.int({ required: true, description: "Disk to allocate; it cannot be resized later." }),
+    launchMode: t.field({ type: LaunchMode, required: true }),
+    onstart: t.string({ description: "A script run when the container starts; at most 4,048 characters." }),
+    env: t.field({ type: [EnvVarInput], description: "Variable names: letters, digits and _." }),
+    ports: t.stringList({ description: "Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000." }),
+    label: t.string(),
+    bidPricePerGpuHour: t.field({
+      type: "Money",
+      description: "Makes the rental INTERRUPTIBLE at this bid; without it the rental is ON_DEMAND at the listing's price.",
+    }),
+    idempotencyKey: t.string({ description: "Retrying with the same key returns the first instance instead of creating another." }),
+  }),
+});
+
+const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstancePayload").implement({
+  fields: (t) => ({
+    // The row createInstance wrote; a selected relation (statusHistory) is loaded by Pothos' fallback query.
+    instance: t.field({ type: InstanceRef, resolve: (payload) => payload.instance }),
+    apiKey: t.field({
+      type: IssuedApiKeyRef,
+      nullable: true,
+      description:
+        "The instance's INSTANCE-scoped key, shown only now (null on an idempotent retry). It can start, stop and destroy this instance only; the agent installs a fresh one in the container.",
+      resolve: (payload) => payload.apiKey,
+    }),
+  }),
+});
+
+builder.mutationField("createInstance", (t) =>
+  t.field({
+    type: CreateInstancePayload,
+    authScopes: { account: true },
+    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError] },
+    args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      createInstance(ctx.viewer!.userId, {
+        ...input,
+        offerId: String(input.offerId).replace(/^Offer:/, ""),
+        onstart: input.onstart ?? undefined,
+        env: input.env ?? undefined,
+        ports: input.ports ?? undefined,
+      }),
+  }),
+);
+
+const lifecycleMutations = { startInstance, stopInstance, destroyInstance } as const;
+const lifecycleDescriptions = {
+  startInstance: "Starts a stopped instance: it waits in SCHEDULING until its GPUs are free. On a live instance, a no-op.",
+  stopInstance: "Stops the instance and releases its GPUs; the disk is kept (and charged).",
+  destroyInstance: "Destroys the instance and its disk; final.",
+} as const;
+
+for (const [name, mutate] of Object.entries(lifecycleMutations)) {
+  builder.mutationField(name, (t) =>
+    t.field({
+      type: InstanceRef,
+      // The instance's own key may do these for its own instance (see domain/instances/service.ts).
+      authScopes: { authenticated: true },
+      description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
+      errors: { types: [IllegalTransitionError] },
+      args: { id: t.arg.globalID({ required: true }) },
+      // The row the service wrote; selected relations are loaded by Pothos' fallback query.
+      resolve: (_root, args, ctx) => mutate(ctx.viewer!, localId(args.id, "Instance")),
+    }),
+  );
+}
+
+builder.mutationField("changeBid", (t) =>
+  t.field({
+    type: InstanceRef,
+    authScopes: { account: true },
+    description: "Sets a new bid per GPU-hour for an interruptible instance; it ranks as placed now.",
+    errors: { types: [BidTooLowError, IllegalTransitionError] },
+    args: { instanceId: t.arg.globalID({ required: true }), pricePerGpuHour: t.arg({ type: "Money", required: true }) },
+    resolve: (_root, args, ctx) =>
+      changeBid(ctx.viewer!.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
+  }),
+);
+
+builder.mutationField("labelInstance", (t) =>
+  t.field({
+    type: InstanceRef,
+    authScopes: { account: true },
+    description: "Sets the instance's label; null or empty clears it.",
+    errors: {},
+    args: { id: t.arg.globalID({ required: true }), label: t.arg.string() },
+    resolve: (_root, args, ctx) => labelInstance(ctx.viewer!.userId, localId(args.id, "Instance"), args.label ?? null),
+  }),
+);
+
+builder.mutationField("extendMachineEndDate", (t) =>
+  t.prismaField({
+    type: "Machine",
+    authScopes: { account: true },
+    description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
+    errors: {},
+    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const machine = await extendMachineEndDate(ctx.viewer!.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
+      return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
+    },
+  }),
+);
+
+builder.queryField("instances", (t) =>
+  t.prismaConnection({
+    type: "Instance",
+    cursor: "id",
+    authScopes: { account: true },
+    description: "The caller's instances, newest first; destroyed ones only when `status` asks for them.",
+    args: { status: t.arg({ type: [InstanceStatus] }), label: t.arg.string() },
+    resolve: (query, _root, args, ctx) =>
+      prisma.instance.findMany({
+        ...query,
+        where: instancesWhere(ctx.viewer!.userId, { status: args.status, label: args.label }),
+        orderBy: { id: "desc" },
+      }),
+  }),
+);
+
+builder.queryField("instance", (t) =>
+  t.prismaField({
+    type: "Instance",
+    authScopes: { account: true },
+    description: "One of the caller's instances; another account's id is NOT_FOUND.",
+    args: { id: t.arg.globalID({ required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const id = localId(args.id, "Instance");
+      const instance = Number.isSafeInteger(id)
+        ? await prisma.instance.findFirst({ ...query, where: { id, clientId: ctx.viewer!.userId } })
+        : null;
+      if (!instance) throw new NotFoundError("Instance");
+      return instance;
+    },
+  }),
+);

@@ -1,0 +1,48 @@
+import { addSshKey, removeSshKey } from "../domain/sshKeys.ts";
+import { ConflictError } from "../domain/errors.ts";
+import { prisma } from "../infra/db.ts";
+import { builder } from "./builder.ts";
+import { localId } from "./ids.ts";
+
+export const SshKeyRef = builder.prismaNode("SshKey", {
+  id: { field: "id" },
+  fields: (t) => ({
+    keyType: t.exposeString("keyType", { description: "ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521." }),
+    fingerprint: t.exposeString("fingerprint", { description: 'OpenSSH\'s SHA256 fingerprint, "SHA256:...".' }),
+    comment: t.exposeString("comment", { nullable: true }),
+    publicKey: t.exposeString("publicKey", { description: "The key in OpenSSH format, as installed in instances." }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+builder.queryField("sshKeys", (t) =>
+  t.prismaField({
+    type: ["SshKey"],
+    authScopes: { account: true },
+    description: "The account's SSH public keys, oldest first.",
+    resolve: (query, _root, _args, ctx) =>
+      prisma.sshKey.findMany({ ...query, where: { userId: ctx.viewer!.userId }, orderBy: { id: "asc" } }),
+  }),
+);
+
+builder.mutationField("addSshKey", (t) =>
+  t.field({
+    type: SshKeyRef,
+    authScopes: { account: true },
+    description: "Adds an OpenSSH public key (one line): ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of 2048 bits or more. At most 50 per account.",
+    args: { publicKey: t.arg.string({ required: true }) },
+    errors: { types: [ConflictError] },
+    resolve: (_root, { publicKey }, ctx) => addSshKey(ctx.viewer!.userId, { publicKey }),
+  }),
+);
+
+builder.mutationField("removeSshKey", (t) =>
+  t.field({
+    type: SshKeyRef,
+    authScopes: { account: true },
+    description: "Removes one of the account's SSH keys and returns it.",
+    args: { id: t.arg.globalID({ required: true }) },
+    errors: {},
+    resolve: (_root, { id }, ctx) => removeSshKey(prisma, ctx.viewer!.userId, localId(id, "SshKey")),
+  }),
+);

@@ -1,0 +1,195 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ContainerSpec } from "../agent/runtime.ts";
+import { DockerRuntime, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
+
+// No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
+// file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
+const FAKE_DOCKER = `#!/usr/bin/env node
+const fs = require("node:fs");
+const args = process.argv.slice(2);
+const envFileAt = args.indexOf("--env-file");
+const envFile = envFileAt >= 0 ? fs.readFileSync(args[envFileAt + 1], "utf8") : undefined;
+const envFileMode = envFileAt >= 0 ? (fs.statSync(args[envFileAt + 1]).mode & 0o777).toString(8) : undefined;
+fs.appendFileSync(process.env.FAKE_DOCKER_LOG, JSON.stringify({ args, envFile, envFileMode }) + "\\n");
+switch (args[0]) {
+  case "pull":
+    console.log("latest: Pulling from demo/image");
+    console.log("a1b2c3: Downloading [=====>     ] 5MB/10MB");
+    console.log("Status: Downloaded newer image for demo/image:latest");
+    break;
+  case "create":
+    if (process.env.FAKE_DOCKER_NO_STORAGE_OPT && args.includes("--storage-opt")) {
+      console.error("Error response from daemon: --storage-opt is supported only for overlay over xfs with 'pquota' mount option");
+      process.exit(125);
+    }
+    console.log("0123456789abcdef");
+    break;
+  case "ps":
+    process.stdout.write(process.env.FAKE_DOCKER_PS ?? "");
+    break;
+  case "stats":
+    console.log("1.2MB / 3.4kB");
+    break;
+  case "stop":
+    if (process.env.FAKE_DOCKER_STOP_FAILS) { console.error("Error: timeout"); process.exit(1); }
+    console.log(args[args.length - 1]);
+    break;
+  default:
+    console.log(args[args.length - 1]);
+}
+`;
+
+let dir: string;
+let log: string;
+const logger = pino({ level: "silent" });
+const calls = async () =>
+  (await readFile(log, "utf8").catch(() => ""))
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { args: string[]; envFile?: string; envFileMode?: string });
+
+const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
+  label: "C.34",
+  instanceId: "Instance:34",
+  image: "demo/image:latest",
+  launchMode: "SSH",
+  onstart: "echo hello",
+  env: { FOO: "bar baz", CONTAINER_API_KEY: "secret-key", CONTAINER_LABEL: "C.34" },
+  ports: ["8081:8081", "8082/udp", "40001:40001"],
+  diskGb: 25,
+  numGpus: 2,
+  ...overrides,
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "agent-docker-"));
+  await writeFile(join(dir, "docker"), FAKE_DOCKER);
+  await chmod(join(dir, "docker"), 0o755);
+  process.env.PATH = `${dir}:${process.env.PATH}`;
+  log = join(dir, "calls.jsonl");
+  process.env.FAKE_DOCKER_LOG = log;
+});
+
+beforeEach(async () => {
+  await rm(log, { force: true });
+  delete process.env.FAKE_DOCKER_NO_STORAGE_OPT;
+  delete process.env.FAKE_DOCKER_STOP_FAILS;
+  delete process.env.FAKE_DOCKER_PS;
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("docker runtime (fake docker CLI)", () => {
+  it("pulls with progress logged, then creates with env, ports, GPUs, disk size, labels and the onstart", async () => {
+    const lines: string[] = [];
+    const capture = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const runtime = new DockerRuntime(join(dir, "state"), capture);
+    await runtime.create(spec());
+
+    const [pull, create] = await calls();
+    expect(pull!.args).toEqual(["pull", "demo/image:latest"]);
+    expect(lines.filter((line) => line.includes('"msg":"pull"')).map((line) => JSON.parse(line).progress)).toEqual([
+      "latest: Pulling from demo/image",
+      "a1b2c3: Downloading [=====>     ] 5MB/10MB",
+      "Status: Downloaded newer image for demo/image:latest",
+    ]);
+    expect(create!.args).toEqual([
+      "create",
+      "--name",
+      "C.34",
+      "--label",
+      `${LABEL_KEY}=C.34`,
+      "--label",
+      `${INSTANCE_KEY}=Instance:34`,
+      "--env-file",
+      join(dir, "state", "C.34.env"),
+      "-p",
+      "8081:8081",
+      "-p",
+      "8082/udp",
+      "-p",
+      "40001:40001",
+      "--gpus",
+      "2",
+      "--storage-opt",
+      "size=25G",
+      "--init",
+      "--entrypoint",
+      "sh",
+      "demo/image:latest",
+      "-c",
+      "echo hello\nexec sleep infinity",
+    ]);
+    // The key is in a private file, never on the command line, and the file is gone afterwards.
+    expect(create!.envFile).toBe("FOO=bar baz\nCONTAINER_API_KEY=secret-key\nCONTAINER_LABEL=C.34\n");
+    expect(create!.envFileMode).toBe("600");
+    expect(create!.args.join(" ")).not.toContain("secret-key");
+    await expect(readFile(join(dir, "state", "C.34.env"))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("runs the image's entrypoint in ENTRYPOINT mode and asks for no GPUs when it has none", async () => {
+    await new DockerRuntime(join(dir, "state"), logger).create(spec({ launchMode: "ENTRYPOINT", numGpus: 0, ports: [] }));
+    const create = (await calls()).find((call) => call.args[0] === "create")!;
+    expect(create.args.slice(-3)).toEqual(["--storage-opt", "size=25G", "demo/image:latest"]);
+    expect(create.args).not.toContain("--gpus");
+    expect(create.args).not.toContain("--entrypoint");
+  });
+
+  it("creates without the disk limit when the storage driver refuses --storage-opt", async () => {
+    process.env.FAKE_DOCKER_NO_STORAGE_OPT = "1";
+    await new DockerRuntime(join(dir, "state"), logger).create(spec());
+    const creates = (await calls()).filter((call) => call.args[0] === "create");
+    expect(creates).toHaveLength(2);
+    expect(creates[0]!.args).toContain("--storage-opt");
+    expect(creates[1]!.args).not.toContain("--storage-opt");
+  });
+
+  it("stops with the grace period, kills when stop fails, and tells stopped from exited", async () => {
+    const runtime = new DockerRuntime(join(dir, "state"), logger);
+    await runtime.stop("C.34", 7);
+    process.env.FAKE_DOCKER_STOP_FAILS = "1";
+    await runtime.stop("C.35", 3);
+    expect((await calls()).map((call) => call.args)).toEqual([
+      ["stop", "-t", "7", "C.34"],
+      ["stop", "-t", "3", "C.35"],
+      ["kill", "C.35"],
+    ]);
+
+    process.env.FAKE_DOCKER_PS = [
+      "C.34\tInstance:34\texited\tExited (143) 2 seconds ago",
+      "C.36\tInstance:36\texited\tExited (1) 1 second ago",
+      "C.37\tInstance:37\trunning\tUp 5 minutes",
+      "C.38\tInstance:38\tcreated\tCreated",
+      "",
+    ].join("\n");
+    expect(await runtime.list()).toEqual([
+      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago" },
+      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago" },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes" },
+      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created" },
+    ]);
+    const ps = (await calls()).find((call) => call.args[0] === "ps")!;
+    expect(ps.args).toContain(`label=${LABEL_KEY}`);
+
+    // Starting clears the "stopped as asked" mark.
+    await runtime.start("C.34");
+    expect((await runtime.list())[0]!.state).toBe("exited");
+  });
+
+  it("removes with grace and reads bandwidth from docker stats", async () => {
+    const runtime = new DockerRuntime(join(dir, "state"), logger);
+    await runtime.remove("C.34", 5);
+    expect(await runtime.netIo("C.34")).toEqual({ rxBytes: 1_200_000n, txBytes: 3_400n });
+    expect((await calls()).map((call) => call.args)).toEqual([
+      ["stop", "-t", "5", "C.34"],
+      ["rm", "--force", "--volumes", "C.34"],
+      ["stats", "--no-stream", "--format", "{{.NetIO}}", "C.34"],
+    ]);
+  });
+});

@@ -1,0 +1,145 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ContainerSpec } from "../agent/runtime.ts";
+import { ProcessRuntime } from "../agent/runtimes/process.ts";
+
+/** A workload that ignores SIGTERM (recording when it came): only SIGKILL ends it. */
+const TRAP_SCRIPT = `
+const fs = require("node:fs");
+const out = process.argv[2];
+process.on("SIGTERM", () => fs.appendFileSync(out, "TERM " + Date.now() + "\\n"));
+fs.appendFileSync(out, "ready\\n");
+setInterval(() => {}, 1000);
+`;
+
+let dir: string;
+let trap: string;
+const logger = pino({ level: "silent" });
+
+const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
+  label,
+  instanceId: `Instance:${label.slice(2)}`,
+  image: "demo/image",
+  launchMode: "ENTRYPOINT",
+  onstart: "exec sleep 30",
+  env: { CONTAINER_LABEL: label },
+  ports: [],
+  diskGb: 1,
+  numGpus: 0,
+  ...overrides,
+});
+
+async function waitForFile(path: string, text: string, timeoutMs = 5000): Promise<string> {
+  const started = Date.now();
+  for (;;) {
+    const content = await readFile(path, "utf8").catch(() => "");
+    if (content.includes(text)) return content;
+    if (Date.now() - started > timeoutMs) throw new Error(`${path} never contained ${text}: ${content}`);
+    await sleep(20);
+  }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "agent-process-"));
+  trap = join(dir, "trap.cjs");
+  await writeFile(trap, TRAP_SCRIPT);
+});
+
+afterAll(async () => {
+  await new ProcessRuntime(join(dir, "processes"), logger).list().then(async (containers) => {
+    for (const c of containers) await new ProcessRuntime(join(dir, "processes"), logger).remove(c.label, 0);
+  });
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("process runtime", () => {
+  it("stops with the grace period: SIGTERM first, SIGKILL once it has passed", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    const out = join(dir, "trap.out");
+    await runtime.create(spec("C.1", { onstart: `exec node ${trap} ${out}` }));
+    await runtime.start("C.1");
+    await waitForFile(out, "ready");
+    const pid = Number(await readFile(join(dir, "processes", "C.1", "pid"), "utf8"));
+
+    const asked = Date.now();
+    await runtime.stop("C.1", 1.5);
+    const stopped = Date.now();
+    const term = Number(/TERM (\d+)/.exec(await readFile(out, "utf8"))![1]);
+    expect(term - asked).toBeLessThan(500);
+    // SIGKILL came only after the grace period, and ended it.
+    expect(stopped - term).toBeGreaterThanOrEqual(1400);
+    expect(stopped - asked).toBeLessThan(3000);
+    expect(alive(pid)).toBe(false);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped" }]);
+  });
+
+  it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    await runtime.create(spec("C.2"));
+    await runtime.start("C.2");
+    const asked = Date.now();
+    await runtime.stop("C.2", 10);
+    expect(Date.now() - asked).toBeLessThan(1500);
+    await runtime.remove("C.2", 0);
+    expect((await runtime.list()).map((c) => c.label)).not.toContain("C.2");
+  });
+
+  it("gives the workload its env and not the agent's, and keeps SSH instances up after onstart", async () => {
+    process.env.AGENT_API_KEY = "the-agents-own-key";
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    const out = join(dir, "env.out");
+    await runtime.create(spec("C.3", { launchMode: "SSH", onstart: `env > ${out}`, env: { CONTAINER_LABEL: "C.3", FOO: "bar" } }));
+    await runtime.start("C.3");
+    const env = await waitForFile(out, "FOO=bar");
+    expect(env).toContain("CONTAINER_LABEL=C.3");
+    expect(env).not.toContain("the-agents-own-key");
+    await sleep(300);
+    expect((await runtime.list()).find((c) => c.label === "C.3")?.state).toBe("running");
+    await runtime.remove("C.3", 1);
+    delete process.env.AGENT_API_KEY;
+  });
+
+  it("reports how a workload ended by itself", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    await runtime.create(spec("C.4", { onstart: "exit 3" }));
+    await runtime.start("C.4");
+    await expect
+      .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3" });
+    await runtime.remove("C.4", 0);
+  });
+
+  it("lets a restarted agent find its running processes, and count vanished ones as exited", async () => {
+    const first = new ProcessRuntime(join(dir, "processes"), logger);
+    await first.create(spec("C.5"));
+    await first.create(spec("C.6"));
+    await first.start("C.5");
+
+    const restarted = new ProcessRuntime(join(dir, "processes"), logger);
+    const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
+    expect(await found()).toEqual([
+      { label: "C.5", instanceId: "Instance:5", state: "running" },
+      { label: "C.6", instanceId: "Instance:6", state: "created" },
+    ]);
+    // Starting what already runs does not start a second one.
+    await restarted.start("C.5");
+    const pid = Number(await readFile(join(dir, "processes", "C.5", "pid"), "utf8"));
+    process.kill(-pid, "SIGKILL");
+    await expect.poll(async () => (await found())[0]?.state).toBe("exited");
+    await restarted.remove("C.5", 0);
+    await restarted.remove("C.6", 0);
+  });
+});

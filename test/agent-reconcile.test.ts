@@ -1,0 +1,202 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type Agent, startAgent } from "../agent/agent.ts";
+import { subscribeAssignments } from "../agent/connection.ts";
+import { ProcessRuntime } from "../agent/runtimes/process.ts";
+import { assignment, type FakeApi, startFakeApi } from "./support/agent-fake-api.ts";
+
+// The agent against an in-test API implementing the realtime contract, with the process runtime.
+
+const TRAP_SCRIPT = `
+const fs = require("node:fs");
+const out = process.argv[2];
+process.on("SIGTERM", () => fs.appendFileSync(out, "TERM " + Date.now() + "\\n"));
+fs.appendFileSync(out, "ready " + process.pid + "\\n");
+setInterval(() => {}, 1000);
+`;
+
+const logger = pino({ level: process.env.LOG_LEVEL ?? "warn" });
+let root: string;
+let trap: string;
+let dir: string;
+let api: FakeApi;
+let runtime: ProcessRuntime;
+let agent: Agent | null;
+
+function start(overrides: { key?: string } = {}): Agent {
+  agent = startAgent({
+    apiUrl: api.url,
+    key: overrides.key ?? api.key,
+    machineId: api.machineId,
+    runtime,
+    heartbeatSeconds: 0.3,
+    pollSeconds: 0.1,
+    backoff: { initialMs: 50, maxMs: 400 },
+    diskPath: dir,
+    logger,
+  });
+  return agent;
+}
+
+async function waitForFile(path: string, text: string): Promise<string> {
+  await expect.poll(async () => (await readFile(path, "utf8").catch(() => "")).includes(text)).toBe(true);
+  return readFile(path, "utf8");
+}
+
+const reportsOf = (instanceId: string) => api.reports.filter((r) => r.instanceId === instanceId).map((r) => r.status);
+const waitForReport = (instanceId: string, status: string) =>
+  api.waitFor(() => api.reports.find((r) => r.instanceId === instanceId && r.status === status));
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "agent-reconcile-"));
+  trap = join(root, "trap.cjs");
+  await writeFile(trap, TRAP_SCRIPT);
+});
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(root, "case-"));
+  runtime = new ProcessRuntime(join(dir, "processes"), logger);
+  api = await startFakeApi();
+  agent = null;
+});
+
+afterEach(async () => {
+  await agent?.stop().catch(() => {});
+  for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+  await api.kill().catch(() => {});
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("agent against the realtime contract", () => {
+  it("makes the first desired state real, with the container env, and reports RUNNING, heartbeats and usage", async () => {
+    const envOut = join(dir, "env.out");
+    api.setInstances([
+      assignment(1, {
+        onstart: `env > ${envOut}; exec sleep 60`,
+        env: [{ key: "FOO", value: "bar" }],
+        ports: ["8081:8081", "70000:70000"],
+      }),
+    ]);
+    start();
+    await waitForReport("Instance:1", "RUNNING");
+
+    const env = Object.fromEntries(
+      (await waitForFile(envOut, "API_URL="))
+        .trim()
+        .split("\n")
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+    );
+    expect(env).toMatchObject({
+      FOO: "bar",
+      CONTAINER_ID: "1",
+      CONTAINER_LABEL: "C.1",
+      CONTAINER_API_KEY: api.issuedKeys.get("Instance:1"),
+      API_URL: api.url,
+    });
+    expect(Number(env.TCP_PORT_70000)).toBeGreaterThan(0);
+    expect(Object.values(env)).not.toContain(api.key);
+
+    const beat = await api.waitFor(() => api.heartbeats[0]);
+    expect(beat.machineId).toBe("Machine:12");
+    expect(beat.metrics).toMatchObject({ cpuLoad: expect.any(Number), diskFreeGb: expect.any(Number) });
+    await api.waitFor(() => api.usage.find((u) => u.instanceId === "Instance:1"));
+    expect(api.usage[0]).toEqual({ instanceId: "Instance:1", rxBytes: "0", txBytes: "0" });
+    // Reported once, though passes keep running.
+    await sleep(400);
+    expect(reportsOf("Instance:1")).toEqual(["RUNNING"]);
+    expect((await runtime.list()).map((c) => c.state)).toEqual(["running"]);
+  });
+
+  it("applies changes: stop honours the grace period (SIGTERM, then SIGKILL), start again, remove", async () => {
+    const out = join(dir, "trap.out");
+    const running = assignment(2, { onstart: `exec node ${trap} ${out}`, preemptGraceSeconds: 1 });
+    api.setInstances([running]);
+    start();
+    await waitForReport("Instance:2", "RUNNING");
+    const firstPid = Number(/ready (\d+)/.exec(await waitForFile(out, "ready"))![1]);
+
+    const asked = Date.now();
+    api.setInstances([{ ...running, desiredState: "STOPPED" }]);
+    const stoppedReport = await waitForReport("Instance:2", "STOPPED");
+    const term = Number(/TERM (\d+)/.exec(await readFile(out, "utf8"))![1]);
+    expect(term - asked).toBeLessThan(1000);
+    expect(stoppedReport.at - term).toBeGreaterThanOrEqual(950); // waited out the grace period…
+    expect(() => process.kill(firstPid, 0)).toThrow(); // …then killed it
+
+    api.setInstances([running]);
+    await api.waitFor(() => reportsOf("Instance:2").length === 3);
+    expect(reportsOf("Instance:2")).toEqual(["RUNNING", "STOPPED", "RUNNING"]);
+
+    api.setInstances([]);
+    await expect.poll(async () => (await runtime.list()).length, { timeout: 5000 }).toBe(0);
+  });
+
+  it("reports EXITED for a workload that ended by itself and does not restart it", async () => {
+    const starts = join(dir, "starts.out");
+    api.setInstances([assignment(3, { onstart: `echo started >> ${starts}; exit 3` })]);
+    start();
+    const exited = await waitForReport("Instance:3", "EXITED");
+    expect(exited.message).toBe("exit code 3");
+    await sleep(500);
+    expect((await readFile(starts, "utf8")).trim().split("\n")).toHaveLength(1);
+    expect(reportsOf("Instance:3")).toEqual(["EXITED"]);
+  });
+
+  it("reports FAILED when the launch fails and ignores a stale desired state", async () => {
+    api.setInstances([assignment(4)]);
+    start();
+    await waitForReport("Instance:4", "RUNNING");
+    // An older revision saying "nothing here" must not remove the container.
+    api.publish(0n, []);
+    await sleep(400);
+    expect((await runtime.list()).map((c) => c.label)).toEqual(["C.4"]);
+
+    // The API refuses a key for an instance it does not know: the launch fails and says why.
+    api.publish(100n, [assignment(4), assignment(5, { instanceId: "Instance:999" })]);
+    const failed = await waitForReport("Instance:999", "FAILED");
+    expect(failed.message).toMatch(/issueContainerApiKey refused: Instance not found/);
+  });
+
+  it("reconnects after the API dies and converges to the state it finds", async () => {
+    api.setInstances([assignment(6)]);
+    start();
+    await waitForReport("Instance:6", "RUNNING");
+    expect(api.subscriptions).toBe(1);
+
+    await api.kill();
+    api.setInstances([assignment(6, { desiredState: "STOPPED", preemptGraceSeconds: 0 }), assignment(7)]); // changed while down
+    await sleep(300);
+    await api.restart();
+
+    await waitForReport("Instance:7", "RUNNING");
+    await waitForReport("Instance:6", "STOPPED");
+    expect(api.subscriptions).toBeGreaterThanOrEqual(2);
+    expect(Object.fromEntries((await runtime.list()).map((c) => [c.label, c.state]))).toEqual({ "C.6": "stopped", "C.7": "running" });
+  });
+
+  it("stops with a clear error when the API closes the socket with 4403 (bad key)", async () => {
+    const fatal = await new Promise<Error>((resolve) => {
+      const subscription = subscribeAssignments({
+        url: api.url,
+        key: "wrong-key",
+        machineId: api.machineId,
+        logger,
+        backoff: { initialMs: 50, maxMs: 400 },
+        onState: () => {},
+        onFatal: (error) => void subscription.stop().then(() => resolve(error)),
+      });
+    });
+    expect(fatal.message).toMatch(/rejected the agent's key \(WebSocket closed with 4403\)/);
+    expect(api.subscriptions).toBe(0);
+
+    // The whole agent stops too, and does not retry forever.
+    await expect(start({ key: "wrong-key" }).done).rejects.toThrow(/rejected the agent's key/);
+  });
+});

@@ -1,0 +1,122 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProcessRuntime } from "../agent/runtimes/process.ts";
+import { assignment, type FakeApi, startFakeApi } from "./support/agent-fake-api.ts";
+
+// The agent as its own program (`npm run agent` runs the same file through tsx), killed with SIGKILL.
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+let dir: string;
+let api: FakeApi;
+const children: ChildProcess[] = [];
+
+function spawnAgent(key = api.key) {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "agent/cli.ts",
+      "--api",
+      api.url,
+      "--key",
+      key,
+      "--machine",
+      "12",
+      "--runtime",
+      "process",
+      "--state-dir",
+      dir,
+      "--poll-seconds",
+      "0.2",
+      "--heartbeat-seconds",
+      "1",
+      "--backoff-max-seconds",
+      "1",
+    ],
+    { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  children.push(child);
+  return { child, exited, output: () => output };
+}
+
+/** Every live process whose environment says it belongs to `label`. */
+async function processesOf(label: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const environ = await readFile(`/proc/${entry}/environ`, "utf8").catch(() => "");
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    if (environ.split("\0").includes(`CONTAINER_LABEL=${label}`) && !/\) Z /.test(stat)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+const lines = async (path: string) => (await readFile(path, "utf8").catch(() => "")).trim().split("\n").filter(Boolean);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "agent-restart-"));
+  api = await startFakeApi();
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  const runtime = new ProcessRuntime(join(dir, "processes"), pino({ level: "silent" }));
+  for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+  await api.kill();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("agent killed mid-assignment", () => {
+  it("converges after a restart without starting anything twice", async () => {
+    const workload = (label: string) => `echo $$ >> ${join(dir, `starts-${label}`)}; exec sleep 120`;
+    api.setInstances([assignment(10, { onstart: workload("C.10") }), assignment(11, { onstart: workload("C.11") })]);
+    // Hold the second launch half-way: its key is asked for but never answered.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    api.beforeIssue = (instanceId) => (instanceId === "Instance:11" ? held : Promise.resolve());
+
+    const first = spawnAgent();
+    await api.waitFor(() => api.reports.find((r) => r.instanceId === "Instance:10" && r.status === "RUNNING"), 20_000);
+    await api.waitFor(() => api.issueRequests.includes("Instance:11"));
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBeNull();
+    api.beforeIssue = async () => {};
+    release();
+
+    // C.10 kept running while the agent was dead; C.11 was never created.
+    expect(await processesOf("C.10")).toHaveLength(1);
+    expect(await processesOf("C.11")).toHaveLength(0);
+
+    const second = spawnAgent();
+    await api.waitFor(() => api.reports.find((r) => r.instanceId === "Instance:11" && r.status === "RUNNING"), 20_000);
+    await sleep(1000); // several passes
+    expect(await lines(join(dir, "starts-C.10"))).toHaveLength(1);
+    expect(await lines(join(dir, "starts-C.11"))).toHaveLength(1);
+    expect(await processesOf("C.10")).toHaveLength(1);
+    expect(await processesOf("C.11")).toHaveLength(1);
+    expect(second.output()).toContain('"msg":"agent started"');
+
+    // Stopping the agent leaves the instances running, for the next agent to adopt.
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+    expect(await processesOf("C.10")).toHaveLength(1);
+    expect(await processesOf("C.11")).toHaveLength(1);
+  });
+
+  it("exits 1 with a clear message when the API refuses its key", async () => {
+    const agent = spawnAgent("not-the-key");
+    expect(await agent.exited).toBe(1);
+    expect(agent.output()).toMatch(/agent: The API rejected the agent's key/);
+  });
+});

@@ -1,0 +1,120 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AUCTION_QUEUE, closeAuctionQueue } from "../domain/auction/service.ts";
+import { liveInstances } from "../domain/auction/contracts.ts";
+import { prisma } from "../infra/db.ts";
+import { redisConnection, redisKey } from "../infra/redis.ts";
+import { createAccount, createListedMachine, expectAllocationValid, waitForClearings } from "./support/rentals.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const MACHINES = 300;
+const BIDS_PER_MACHINE = 12;
+
+const connection = redisConnection();
+const queue = new Queue(AUCTION_QUEUE, { connection, prefix: redisKey("bull") });
+const children: ChildProcess[] = [];
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await closeAuctionQueue();
+  await queue.close();
+  await connection.quit();
+});
+
+/** The auction worker as its own process, resolved once it is consuming jobs. */
+function startWorkerProcess(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "workers/auction.ts"], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let output = "";
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("auction worker started")) resolve(child);
+    });
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("exit", (code) => reject(new Error(`worker exited with ${code}:\n${output}`)));
+  });
+}
+
+let machineIds: number[];
+
+beforeAll(async () => {
+  const host = await createAccount("host");
+  const client = await createAccount("client");
+  machineIds = [];
+  for (let i = 0; i < MACHINES; i++) machineIds.push(await createListedMachine(host.userId, { numGpus: 4 }));
+  // Contracts as createInstance leaves them: waiting in SCHEDULING, their machines flagged for clearing.
+  const now = Date.now();
+  await prisma.instance.createMany({
+    data: machineIds.flatMap((machineId, m) =>
+      Array.from({ length: BIDS_PER_MACHINE }, (_, b) => {
+        const onDemand = b === 0 && m % 3 === 0;
+        return {
+          clientId: client.userId,
+          machineId,
+          kind: onDemand ? ("ON_DEMAND" as const) : ("INTERRUPTIBLE" as const),
+          numGpus: [1, 2, 1, 4][(m + b) % 4],
+          pricePerGpuHourMicros: 400_000n,
+          storagePricePerGbMonthMicros: 0n,
+          inetUpPricePerGbMicros: 0n,
+          inetDownPricePerGbMicros: 0n,
+          endDate: new Date(now + 86_400_000),
+          bidPerGpuHourMicros: onDemand ? null : BigInt(100_000 + ((m * 7919 + b * 104_729) % 300_000)),
+          bidPlacedAt: new Date(now + b),
+          image: "ubuntu:22.04",
+          diskGb: 10,
+          launchMode: "SSH" as const,
+          onstart: "",
+          env: [],
+          ports: [],
+          status: "SCHEDULING" as const,
+          intendedStatus: "RUNNING" as const,
+          statusChangedAt: new Date(now),
+        };
+      }),
+    ),
+  });
+  await prisma.machine.updateMany({ where: { id: { in: machineIds } }, data: { clearingRequestedAt: new Date(now) } });
+}, 120_000);
+
+describe("kill -9 of the auction worker while it clears", () => {
+  it("leaves every machine's allocation valid, and a restarted worker finishes the work", async () => {
+    const first = await startWorkerProcess();
+    // Wait until it is in the middle of clearing: jobs active and machines both cleared and not.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const pending = await prisma.machine.count({ where: { id: { in: machineIds }, clearingRequestedAt: { not: null } } });
+      if (pending < MACHINES && pending > 10 && (await queue.getActiveCount()) > 0) break;
+      if (Date.now() > deadline) throw new Error(`worker never got going (pending ${pending})`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    first.kill("SIGKILL");
+    await new Promise((resolve) => first.once("exit", resolve));
+    const pendingAfterKill = await prisma.machine.count({ where: { id: { in: machineIds }, clearingRequestedAt: { not: null } } });
+    expect(pendingAfterKill).toBeGreaterThan(0);
+    expect(await queue.getActiveCount()).toBeGreaterThan(0); // jobs the dead worker held
+
+    // Right after the kill: no machine holds more GPUs than it has, and each cleared machine's
+    // allocation is exactly the auction's (a half-applied clearing would break one or the other).
+    for (const machineId of machineIds) {
+      const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+      const holding = (await liveInstances(prisma, machineId)).filter((i) => i.status === "LOADING" || i.status === "RUNNING");
+      expect(holding.reduce((sum, i) => sum + i.numGpus, 0)).toBeLessThanOrEqual(machine.numGpus);
+      if (machine.clearingRequestedAt === null) await expectAllocationValid(machineId);
+      else expect(holding).toEqual([]);
+    }
+
+    const second = await startWorkerProcess();
+    await waitForClearings(60_000);
+    for (const machineId of machineIds) await expectAllocationValid(machineId);
+    expect(await prisma.instance.count({ where: { machineId: { in: machineIds }, status: "SCHEDULING" } })).toBe(0);
+    second.kill("SIGTERM");
+    expect(await new Promise((resolve) => second.once("exit", resolve))).toBe(0);
+  }, 120_000);
+});

@@ -1,0 +1,146 @@
+import { generateKeyPairSync } from "node:crypto";
+import sshpk from "sshpk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { issueApiKey } from "../domain/apiKeys.ts";
+import { prisma } from "../infra/db.ts";
+import { useTestApp } from "./support/app.ts";
+import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
+
+/**
+ * Every query and mutation that names an account's resources, tried with every credential that is
+ * not that account's full key: anonymous, another account's keys of each scope, and the victim's own
+ * machine- and instance-scoped keys. Each attempt must fail, reveal nothing of the victim, and leave
+ * the whole database exactly as it was.
+ */
+const app = useTestApp();
+afterAll(() => closeAuctionQueue());
+
+interface Ids {
+  apiKey: string;
+  sshKey: string;
+  machine: string;
+  instance: string;
+}
+
+let victim: { userId: number; key: string; email: string };
+let ids: Ids;
+const callers: Record<string, string | undefined> = {};
+
+async function databaseSnapshot(): Promise<string> {
+  const tables = await prisma.$queryRaw<{ tablename: string }[]>`
+    SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`;
+  const dump: Record<string, unknown[]> = {};
+  for (const { tablename } of tables) {
+    const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
+    // Authenticating a key stamps its last use; that is bookkeeping, not a change by the caller.
+    dump[tablename] = rows.map(({ last_used_at: _ignored, ...row }) => row);
+  }
+  return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+}
+
+function sshPublicKey(): string {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }).toString(), "pem").toString("ssh");
+}
+
+beforeAll(async () => {
+  const account = await createAccount("victim");
+  victim = { ...account, email: (await prisma.user.findUniqueOrThrow({ where: { id: account.userId } })).email };
+  const attacker = await createAccount("attacker");
+
+  const victimMachine = await createListedMachine(victim.userId);
+  const attackerMachine = await createListedMachine(attacker.userId);
+  const extraKey = await app.gql(`mutation { createApiKey(name: "ci") { ... on MutationCreateApiKeySuccess { data { apiKey { id } } } } }`, {}, victim.key);
+  const ssh = await app.gql(
+    `mutation ($k: String!) { addSshKey(publicKey: $k) { ... on MutationAddSshKeySuccess { data { id } } } }`,
+    { k: sshPublicKey() },
+    victim.key,
+  );
+  const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
+  const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
+
+  ids = {
+    apiKey: extraKey.data.createApiKey.data.apiKey.id,
+    sshKey: ssh.data.addSshKey.data.id,
+    machine: `Machine:${victimMachine}`,
+    instance: victimRental.instance.id,
+  };
+  callers.anonymous = undefined;
+  callers["attacker account key"] = attacker.key;
+  callers["attacker machine key"] = (await issueApiKey(prisma, { userId: attacker.userId, name: "m", scope: "MACHINE", machineId: attackerMachine })).token;
+  callers["attacker instance key"] = attackerRental.apiKey.token;
+  callers["victim machine key"] = (await issueApiKey(prisma, { userId: victim.userId, name: "m", scope: "MACHINE", machineId: victimMachine })).token;
+  callers["victim instance key"] = victimRental.apiKey.token;
+});
+
+const result = (field: string, success: string) => `${field} { __typename ... on ${success} { data { __typename } } ... on Error { code } }`;
+
+/** Operations on the victim's resources; `allowedFor` names callers that may legitimately succeed. */
+const operations: { name: string; document: string; variables: () => Record<string, unknown>; allowedFor?: string[] }[] = [
+  { name: "revokeApiKey", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
+  { name: "removeSshKey", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
+  {
+    name: "listMachine",
+    document: `mutation ($input: ListMachineInput!) { ${result("listMachine(input: $input)", "MutationListMachineSuccess")} }`,
+    variables: () => ({ input: { machineId: ids.machine, pricePerGpuHour: "9.00", endDate: new Date(Date.now() + 86_400_000 * 10).toISOString() } }),
+  },
+  { name: "unlistMachine", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  { name: "setMinBid", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  {
+    name: "extendMachineEndDate",
+    document: `mutation ($id: ID!, $end: DateTime!) { ${result("extendMachineEndDate(machineId: $id, endDate: $end)", "MutationExtendMachineEndDateSuccess")} }`,
+    variables: () => ({ id: ids.machine, end: new Date(Date.now() + 86_400_000 * 60).toISOString() }),
+  },
+  { name: "stopInstance", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "startInstance", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "destroyInstance", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "labelInstance", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "changeBid", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "instance", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
+];
+
+/** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
+const listings = [
+  "{ me { id email } }",
+  "{ apiKeys { id name } }",
+  "{ sshKeys { id fingerprint } }",
+  "{ myMachines { id } }",
+  "{ instances(first: 50) { edges { node { id } } } }",
+];
+
+describe("authorization matrix", () => {
+  const callerNames = ["anonymous", "attacker account key", "attacker machine key", "attacker instance key", "victim machine key", "victim instance key"];
+
+  for (const operation of operations) {
+    for (const caller of callerNames) {
+      if (operation.allowedFor?.includes(caller)) continue;
+      it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
+        const before = await databaseSnapshot();
+        const response = await app.gql(operation.document, operation.variables(), callers[caller]);
+        const field = response.data?.[operation.name];
+        const failed = (response.errors?.length ?? 0) > 0 || (field && "code" in field);
+        expect(failed, JSON.stringify(response)).toBe(true);
+        expect(JSON.stringify(response)).not.toContain(victim.email);
+        expect(await databaseSnapshot()).toBe(before);
+      });
+    }
+  }
+
+  for (const query of listings) {
+    for (const caller of callerNames) {
+      it(`${query} by ${caller} shows nothing of the victim`, async () => {
+        const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
+        expect(response).not.toContain(victim.email);
+        for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
+      });
+    }
+  }
+
+  it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
+    const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);
+    expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
+    const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
+    expect(listed).toContain(ids.machine);
+  });
+});

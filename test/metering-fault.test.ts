@@ -1,0 +1,116 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { ledgerMismatches, postEntry } from "../domain/billing/ledger.ts";
+import { startPrivateRedis, type LocalService } from "../infra/local-services.ts";
+import { prisma } from "../infra/db.ts";
+import { eventAt, expectedCharges, instanceAt, ledgerTotals } from "./support/metering.ts";
+import { createAccount, createListedMachine } from "./support/rentals.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const KILLS = 20;
+const children: ChildProcess[] = [];
+let redis: LocalService | undefined;
+let restarted: ChildProcess | undefined;
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await redis?.stop();
+  restarted?.kill("SIGTERM");
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const nowSec = () => Date.now() / 1000;
+
+/** The metering worker as its own process, resolved once it consumes jobs. */
+function startWorker(redisUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "workers/metering.ts"], {
+    cwd: root,
+    env: { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let output = "";
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("metering worker started")) resolve(child);
+    });
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("exit", (code, signal) => reject(new Error(`worker exited with ${code ?? signal}:\n${output}`)));
+  });
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  child.kill("SIGKILL");
+  if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
+}
+
+/** Restarts the private Redis on the same port, empty (no persistence): the scheduler and jobs are gone. */
+async function restartRedis(url: string): Promise<void> {
+  await redis!.stop();
+  redis = undefined;
+  const port = new URL(url).port;
+  restarted = spawn("redis-server", ["--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"], {
+    stdio: "ignore",
+  });
+  await sleep(300);
+}
+
+describe("kill -9 of the metering worker and a Redis restart", () => {
+  it("ends with every balance equal to the exact charges of the RUNNING and stored intervals", async () => {
+    redis = await startPrivateRedis();
+    const url = redis.url;
+    const host = await createAccount("host");
+    const clients = [await createAccount("a"), await createAccount("b")];
+    for (const client of clients) {
+      await prisma.$transaction((tx) => postEntry(tx, { userId: client.userId, kind: "ADJUSTMENT", amountMicros: 1_000_000_000n, description: "credit" }));
+    }
+    const machines = [await createListedMachine(host.userId), await createListedMachine(host.userId)];
+    const ids: number[] = [];
+    const start = nowSec();
+    for (let i = 0; i < 12; i++) {
+      const id = await instanceAt(clients[i % 2].userId, machines[i % 2], start, { numGpus: 1 + (i % 4), diskGb: 10 + i * 7, bid: i % 3 === 0 ? 250_000n : undefined });
+      await eventAt(id, "ALLOCATED", start);
+      await eventAt(id, "AGENT_RUNNING", start);
+      ids.push(id);
+    }
+
+    let worker = await startWorker(url);
+    for (let k = 0; k < KILLS; k++) {
+      await sleep(300 + Math.random() * 1500);
+      // Instances change while the worker lives and while it is dead.
+      const id = ids[Math.floor(Math.random() * ids.length)];
+      const { status } = await prisma.instance.findUniqueOrThrow({ where: { id }, select: { status: true } });
+      if (status === "RUNNING") await eventAt(id, "STOP_REQUESTED", nowSec());
+      else if (status === "STOPPED") await eventAt(id, "START_REQUESTED", nowSec());
+      else if (status === "SCHEDULING") await eventAt(id, "ALLOCATED", nowSec());
+      else if (status === "LOADING") await eventAt(id, "AGENT_RUNNING", nowSec());
+      await kill(worker);
+      await sleep(Math.random() * 1500);
+      if (k === KILLS / 2) await restartRedis(url);
+      worker = await startWorker(url);
+    }
+    await eventAt(ids[0], "DESTROY_REQUESTED", nowSec());
+    const end = Math.floor(nowSec()) + 1;
+    // The last worker catches up past `end` (the clock lags 2 s behind real time).
+    await expect
+      .poll(async () => Number((await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000), {
+        timeout: 20_000,
+        interval: 200,
+      })
+      .toBeGreaterThanOrEqual(end);
+    await kill(worker);
+    const clock = Number((await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000);
+
+    expect(await ledgerMismatches(prisma)).toEqual([]);
+    const { charged, earned } = await expectedCharges(clock);
+    expect(charged.get(clients[0].userId)).toBeGreaterThan(0n);
+    expect(await ledgerTotals("CHARGE")).toEqual(charged);
+    expect(await ledgerTotals("EARNING")).toEqual(earned);
+    for (const client of clients) {
+      const { balanceMicros } = await prisma.user.findUniqueOrThrow({ where: { id: client.userId } });
+      expect(balanceMicros).toBe(1_000_000_000n - charged.get(client.userId)!);
+    }
+  }, 180_000);
+});

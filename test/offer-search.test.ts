@@ -1,0 +1,339 @@
+import pg from "pg";
+import { beforeAll, describe, expect, it } from "vitest";
+import { gpuModel, machineDlperf } from "../domain/dlperf.ts";
+import { formatMoney, parseMoney } from "../domain/money.ts";
+import { dphTotalMicros } from "../domain/offers/ranking.ts";
+import { syncOffers } from "../domain/offers/sync.ts";
+import { prisma } from "../infra/db.ts";
+import type { Prisma } from "../prisma/generated/client/client.ts";
+import { useTestApp } from "./support/app.ts";
+
+const app = useTestApp();
+
+const OFFER_FIELDS = `
+  id machineId hostId gpuName numGpus gpuRam gpuTotalRam computeCap totalFlops gpuMemBw pcieGen pcieBw
+  cpuName cpuCores cpuRam diskSpace diskBw inetUp inetDown cudaMaxGood driverVersion
+  dphTotal pricePerGpuHour minBid storageCostPerGbMonth inetUpCostPerGb inetDownCostPerGb
+  dlperf dlperfPerDphTotal flopsPerDphTotal reliability score verified datacenter geolocation countryCode
+  endDate durationDays rentable rented`;
+
+const OFFERS = `
+  query Offers($query: String, $filter: OfferFilter, $orderBy: [OfferOrder!], $storageGb: Float, $first: Int, $after: String) {
+    offers(query: $query, filter: $filter, orderBy: $orderBy, storageGb: $storageGb, first: $first, after: $after) {
+      edges { cursor node { ${OFFER_FIELDS} } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+  }`;
+
+interface OfferNode {
+  id: string;
+  machineId: number;
+  gpuName: string;
+  numGpus: number;
+  dphTotal: string;
+  pricePerGpuHour: string;
+  score: number;
+  dlperfPerDphTotal: number;
+  reliability: number;
+  verified: boolean;
+  [field: string]: unknown;
+}
+
+interface Page {
+  offers: OfferNode[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; endCursor: string | null };
+}
+
+async function search(variables: Record<string, unknown> = {}): Promise<Page> {
+  const result = await app.gql(OFFERS, { first: 100, ...variables });
+  expect(result.errors).toBeUndefined();
+  return {
+    offers: result.data.offers.edges.map((edge: { node: OfferNode }) => edge.node),
+    pageInfo: result.data.offers.pageInfo,
+  };
+}
+
+async function ids(variables: Record<string, unknown> = {}): Promise<string[]> {
+  return (await search(variables)).offers.map((offer) => offer.id);
+}
+
+const future = new Date(Date.now() + 30 * 86_400_000);
+let hostId: number;
+let seq = 0;
+
+/** A listed machine, inserted directly and synced into offers; returns its id. */
+async function machine(overrides: Partial<Prisma.MachineUncheckedCreateInput> = {}): Promise<number> {
+  const model = gpuModel(overrides.gpuName ?? "RTX 4090")!;
+  const specs = {
+    hostId,
+    gpuName: model.gpuName,
+    numGpus: 1,
+    gpuRamMb: model.gpuRamMb,
+    computeCap: model.computeCap,
+    tflopsPerGpu: model.tflopsPerGpu,
+    gpuMemBw: model.gpuMemBw,
+    pcieGen: model.pcieGen,
+    pcieBw: 25,
+    cpuName: "AMD EPYC 7543",
+    cpuCores: 32,
+    cpuRamMb: 128_000,
+    diskSpaceGb: 1000,
+    diskBw: 3000,
+    inetUpMbps: 800,
+    inetDownMbps: 900,
+    cudaMaxGood: 12.4,
+    driverVersion: "550.54.15",
+    countryCode: "US",
+    geolocation: "Texas, US",
+    verification: "VERIFIED" as const,
+    reliability: 0.99,
+    listed: true,
+    // Odd prices so that storage pricing has to round.
+    pricePerGpuHourMicros: 400_001n + BigInt(seq++),
+    storagePricePerGbMonthMicros: 150_007n,
+    endDate: future,
+    ...overrides,
+  };
+  const created = await prisma.machine.create({ data: { ...specs, dlperf: machineDlperf(specs) } });
+  await syncOffers(prisma, created.id);
+  return created.id;
+}
+
+const offerIds = (machineId: number, ...chunks: number[]) => chunks.map((n) => `Offer:${machineId}-${n}`);
+
+let m4090x8: number;
+let m4090x1: number;
+let m3090de: number;
+let unverified: number;
+let offline: number;
+let a100dc: number;
+
+beforeAll(async () => {
+  hostId = (await prisma.user.create({ data: { email: "host@example.com", passwordHash: "x" } })).id;
+  m4090x8 = await machine({ numGpus: 8, minChunk: 1, reliability: 0.995 });
+  m4090x1 = await machine({ reliability: 0.9, pricePerGpuHourMicros: 300_000n });
+  m3090de = await machine({ gpuName: "RTX 3090", numGpus: 2, countryCode: "DE", geolocation: "Berlin, Germany" });
+  unverified = await machine({ gpuName: "RTX 3090", verification: "UNVERIFIED" });
+  offline = await machine({ gpuName: "RTX 3090", online: false });
+  a100dc = await machine({
+    gpuName: "A100 SXM4",
+    numGpus: 4,
+    minChunk: 2,
+    datacenter: true,
+    countryCode: "CA",
+    geolocation: "Quebec, CA",
+    pricePerGpuHourMicros: 1_200_000n,
+    storagePricePerGbMonthMicros: 0n,
+  });
+  await machine({ listed: false, gpuName: "H100 SXM" });
+});
+
+describe("filters", () => {
+  it("by default shows verified, rentable offers of listed machines only", async () => {
+    expect((await ids()).sort()).toEqual(
+      [...offerIds(m4090x8, 1, 2, 4, 8), ...offerIds(m4090x1, 1), ...offerIds(m3090de, 1, 2), ...offerIds(a100dc, 2, 4)].sort(),
+    );
+  });
+
+  it("verified=any and rentable=any lift the defaults, in the query or the filter", async () => {
+    const all = await ids({ query: "verified=any rentable=any gpu_name=RTX_3090" });
+    expect(all.sort()).toEqual([...offerIds(m3090de, 1, 2), ...offerIds(unverified, 1), ...offerIds(offline, 1)].sort());
+    const viaFilter = await ids({ query: "gpu_name=RTX_3090", filter: { verified: null } });
+    expect(viaFilter.sort()).toEqual([...offerIds(m3090de, 1, 2), ...offerIds(unverified, 1)].sort());
+    expect(await ids({ query: "gpu_name=RTX_3090 verified=false" })).toEqual(offerIds(unverified, 1));
+  });
+
+  it("combines clauses: model, GPU count, operators and lists", async () => {
+    expect((await ids({ query: "gpu_name=RTX_4090 num_gpus>=2" })).sort()).toEqual(offerIds(m4090x8, 2, 4, 8).sort());
+    expect((await ids({ query: "gpu_name=RTX_4090 num_gpus gt 1.5 num_gpus lte 4.5" })).sort()).toEqual(
+      offerIds(m4090x8, 2, 4).sort(),
+    );
+    expect((await ids({ query: "num_gpus in [2,8] gpu_name notin [A100_SXM4]" })).sort()).toEqual(
+      [...offerIds(m4090x8, 2, 8), ...offerIds(m3090de, 2)].sort(),
+    );
+    expect(await ids({ query: "gpu_ram>=80 datacenter=true" })).toHaveLength(2);
+    expect(await ids({ query: "reliability<0.95" })).toEqual(offerIds(m4090x1, 1));
+    expect(await ids({ query: "machine_id=" + a100dc + " num_gpus=3" })).toEqual([]);
+    expect(await ids({ query: "driver_version=null" })).toEqual([]);
+  });
+
+  it("geolocation matches a country code or location text", async () => {
+    expect((await ids({ query: "geolocation=DE" })).sort()).toEqual(offerIds(m3090de, 1, 2).sort());
+    expect((await ids({ query: "geolocation=germany" })).sort()).toEqual(offerIds(m3090de, 1, 2).sort());
+    expect((await ids({ query: "geolocation in [de,Quebec]" })).sort()).toEqual(
+      [...offerIds(m3090de, 1, 2), ...offerIds(a100dc, 2, 4)].sort(),
+    );
+    expect(await ids({ query: "geolocation notin [US,DE]" })).toEqual(expect.arrayContaining(offerIds(a100dc, 2, 4)));
+    expect((await ids({ filter: { countries: ["ca"] } })).sort()).toEqual(offerIds(a100dc, 2, 4).sort());
+  });
+
+  it("compares dph_total exactly in micro-dollars", async () => {
+    const [offer] = (await search({ query: `machine_id=${m4090x1}` })).offers;
+    expect(offer.dphTotal).toBe("0.302083"); // 0.30 + 10 GB × 0.150007 / 720, rounded to the micro-dollar
+    expect(await ids({ query: `machine_id=${m4090x1} dph<0.302083` })).toEqual([]);
+    expect(await ids({ query: `machine_id=${m4090x1} dph<=0.302083` })).toEqual(offerIds(m4090x1, 1));
+    expect(await ids({ query: `machine_id=${m4090x1}`, filter: { maxDphTotal: "0.302082" } })).toEqual([]);
+  });
+
+  it("the structured filter narrows like query clauses", async () => {
+    const found = await ids({
+      filter: { gpuNames: ["RTX 4090", "A100 SXM4"], minNumGpus: 2, maxNumGpus: 4, minGpuRamGb: 40, datacenter: true },
+    });
+    expect(found.sort()).toEqual(offerIds(a100dc, 2, 4).sort());
+  });
+});
+
+describe("order", () => {
+  it("defaults to score descending: DLPerf per $/hr × reliability³", async () => {
+    const { offers } = await search();
+    const scores = offers.map((offer) => offer.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+    for (const offer of offers) {
+      expect(offer.score).toBeCloseTo(offer.dlperfPerDphTotal * offer.reliability ** 3, 9);
+      expect(offer.dlperfPerDphTotal).toBeCloseTo((offer.dlperf as number) / Number(offer.dphTotal), 9);
+    }
+  });
+
+  it("sorts any numeric field both ways, ties broken by id", async () => {
+    const asc = (await search({ orderBy: [{ field: "DPH_TOTAL", direction: "ASC" }] })).offers;
+    const prices = asc.map((offer) => Number(offer.dphTotal));
+    expect(prices).toEqual([...prices].sort((a, b) => a - b));
+    const desc = (await search({ orderBy: [{ field: "DPH_TOTAL", direction: "DESC" }] })).offers;
+    expect(desc.map((o) => o.id)).toEqual(asc.map((o) => o.id).reverse());
+
+    const byGpus = (await search({ orderBy: [{ field: "NUM_GPUS", direction: "DESC" }, { field: "DURATION", direction: "ASC" }] }))
+      .offers;
+    const counts = byGpus.map((offer) => offer.numGpus);
+    expect(counts).toEqual([...counts].sort((a, b) => b - a));
+  });
+});
+
+describe("pagination", () => {
+  async function walk(variables: Record<string, unknown>): Promise<string[]> {
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 20; page++) {
+      const result = await search({ ...variables, first: 2, after });
+      seen.push(...result.offers.map((offer) => offer.id));
+      expect(result.pageInfo.hasPreviousPage).toBe(after !== null);
+      if (!result.pageInfo.hasNextPage) return seen;
+      after = result.pageInfo.endCursor;
+    }
+    throw new Error("did not finish");
+  }
+
+  it.each([
+    ["default order", {}],
+    ["one key ascending", { orderBy: [{ field: "NUM_GPUS", direction: "ASC" }] }],
+    ["mixed directions", { orderBy: [{ field: "GPU_RAM", direction: "DESC" }, { field: "DPH_TOTAL", direction: "ASC" }] }],
+    ["duration", { orderBy: [{ field: "DURATION", direction: "DESC" }], query: "verified=any" }],
+    ["other storage size", { storageGb: 500, orderBy: [{ field: "SCORE", direction: "ASC" }] }],
+    ["more disk by score (bounded by the stored score)", { storageGb: 500 }],
+    ["more disk by price (bounded by the stored price)", { storageGb: 500, orderBy: [{ field: "DPH_TOTAL", direction: "ASC" }] }],
+  ])("pages through %s without duplicates or gaps", async (_name, variables) => {
+    const whole = await ids(variables);
+    expect(whole.length).toBeGreaterThan(5);
+    expect(await walk(variables)).toEqual(whole);
+  });
+
+  it("rejects a cursor made for another order, and bad page sizes", async () => {
+    const { pageInfo } = await search({ first: 1 });
+    const wrong = await app.gql(OFFERS, { first: 1, after: pageInfo.endCursor, orderBy: [{ field: "DLPERF", direction: "ASC" }] });
+    expect(wrong.errors?.[0].extensions?.code).toBe("VALIDATION");
+    expect((await app.gql(OFFERS, { after: "nonsense" })).errors?.[0].extensions?.code).toBe("VALIDATION");
+    expect((await app.gql(OFFERS, { first: 101 })).errors?.[0].extensions?.code).toBe("VALIDATION");
+    expect((await app.gql(OFFERS, { storageGb: -1 })).errors?.[0].extensions?.code).toBe("VALIDATION");
+  });
+});
+
+describe("storage pricing", () => {
+  it("dphTotal adds storageGb of storage at the monthly price over 720 hours", async () => {
+    const query = `machine_id=${m3090de} num_gpus=2`;
+    const [none] = (await search({ query, storageGb: 0 })).offers;
+    const [lots] = (await search({ query, storageGb: 720 })).offers;
+    const [standard] = (await search({ query })).offers;
+    expect(none.dphTotal).toBe(formatMoney(parseMoney(none.pricePerGpuHour)! * 2n));
+    // 720 GB for 720 hours is one GB-month.
+    expect(lots.dphTotal).toBe(formatMoney(parseMoney(none.dphTotal)! + 150_007n));
+    expect(standard.dphTotal).toBe(formatMoney(dphTotalMicros(parseMoney(none.dphTotal)!, 150_007n, 10)));
+    expect(lots.score).toBeLessThan(standard.score);
+    // The filter prices the same storage the result shows.
+    expect(await ids({ query: `${query} dph<=${lots.dphTotal}`, storageGb: 720 })).toHaveLength(1);
+    expect(await ids({ query: `${query} dph<${lots.dphTotal}`, storageGb: 720 })).toHaveLength(0);
+  });
+
+  it("the stored default-disk ranking equals the per-query computation", async () => {
+    const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await client.connect();
+    try {
+      const { rows } = await client.query(`
+        SELECT count(*)::int AS mismatches FROM offer
+        WHERE dph_total_micros <> gpu_dph_micros + (storage_cost_micros * 10000 + 360000) / 720000
+           OR dlperf_per_dphtotal <> dlperf * 1000000 / GREATEST(dph_total_micros, 1)
+           OR score <> dlperf_per_dphtotal * (reliability * reliability * reliability)`);
+      expect(rows[0].mismatches).toBe(0);
+    } finally {
+      await client.end();
+    }
+    // storageGb 10.0001 takes the computed path; it prices within a micro-dollar of the stored one.
+    const stored = await search({ orderBy: [{ field: "SCORE", direction: "DESC" }] });
+    const computed = await search({ orderBy: [{ field: "SCORE", direction: "DESC" }], storageGb: 10.0004 });
+    expect(computed.offers.map((o) => [o.id, o.dphTotal, o.score])).toEqual(stored.offers.map((o) => [o.id, o.dphTotal, o.score]));
+  });
+});
+
+describe("access and errors", () => {
+  it("answers anonymous callers, and shows no host private data", async () => {
+    const result = await app.gql(`{ offers(first: 1) { edges { node { id hostId machineId } } } }`);
+    expect(result.errors).toBeUndefined();
+    expect(JSON.stringify(result.data)).not.toContain("example.com");
+    expect(result.data.offers.edges[0].node.hostId).toBe(hostId);
+  });
+
+  it("a query it cannot read fails with INVALID_QUERY naming the token", async () => {
+    for (const [query, token] of [
+      ["gpu_nmae=RTX_4090", "gpu_nmae"],
+      ["num_gpus>=two", "two"],
+      ["gpu_name in [A,B", "[A,B"],
+      ["verified>true", ">"],
+    ]) {
+      const result = await app.gql(OFFERS, { query });
+      expect(result.data).toBeNull();
+      expect(result.errors?.[0].extensions?.code).toBe("INVALID_QUERY");
+      expect(result.errors?.[0].message).toContain(token);
+    }
+  });
+
+  it("sends user values as bound parameters", async () => {
+    const { offers } = await search({ query: `gpu_name="x' OR 1=1 --"`, filter: { gpuNames: ["'; DROP TABLE offer; --"] } });
+    expect(offers).toEqual([]);
+    expect(await prisma.offer.count()).toBeGreaterThan(0);
+  });
+});
+
+describe("statements per request", () => {
+  it("a page of 100 offers with all fields is one SQL statement, whatever the page size", async () => {
+    for (let i = 0; i < 25; i++) await machine({ numGpus: 8, minChunk: 1, gpuName: i % 2 ? "RTX 4090" : "RTX 3090" });
+    const statements: string[] = [];
+    const query = pg.Client.prototype.query;
+    // Counts at the driver: every statement Prisma sends goes through a pg Client.
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0];
+      statements.push(typeof config === "string" ? config : (config as { text: string }).text);
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    try {
+      const counts: Record<number, number> = {};
+      for (const first of [5, 100]) {
+        statements.length = 0;
+        const page = await search({ first, query: "verified=any" });
+        expect(page.offers).toHaveLength(first);
+        counts[first] = statements.length;
+      }
+      expect(counts[100]).toBe(counts[5]);
+      expect(counts[100]).toBe(1);
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { stopExhaustedAccounts, BALANCE_EXHAUSTED_MESSAGE } from "../domain/billing/exhaustion.ts";
+import { spendLimitMicrosPerHour } from "../domain/billing/spendLimit.ts";
+import { prisma } from "../infra/db.ts";
+import { useTestApp } from "./support/app.ts";
+import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
+
+const app = useTestApp();
+const DAY = 86_400_000;
+
+const SPEND_LIMITED = /* GraphQL */ `
+  mutation Create($input: CreateInstanceInput!) {
+    createInstance(input: $input) {
+      __typename
+      ... on Error { code message }
+      ... on SpendRateLimitError { limitPerHour currentPerHour requestedPerHour }
+    }
+  }
+`;
+
+describe("spend rate limit", () => {
+  it("follows the documented rule: base unverified, 4× verified, none once verified and established", () => {
+    const now = new Date();
+    expect(spendLimitMicrosPerHour({ emailVerified: false, createdAt: new Date(now.getTime() - 400 * DAY) }, now)).toBe(5_000_000n);
+    expect(spendLimitMicrosPerHour({ emailVerified: true, createdAt: now }, now)).toBe(20_000_000n);
+    expect(spendLimitMicrosPerHour({ emailVerified: true, createdAt: new Date(now.getTime() - 30 * DAY) }, now)).toBeNull();
+  });
+
+  it("refuses a rental over the limit with a typed SPEND_RATE_LIMIT error, and verification raises it", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    await prisma.user.update({ where: { id: client.userId }, data: { emailVerified: false } });
+    const machineId = await createListedMachine(host.userId, { numGpus: 8 });
+    const other = await createListedMachine(host.userId, { numGpus: 8 });
+
+    // 8 GPUs × $0.40 + 20 GB × $0.10/720 = $3.202777/hr: under $5.
+    const first = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 8) }, client.key)).data.createInstance);
+    expect(first.instance.status).toBe("SCHEDULING");
+
+    const refused = (await app.gql(SPEND_LIMITED, { input: instanceInput(other, 8) }, client.key)).data.createInstance;
+    expect(refused).toMatchObject({
+      __typename: "SpendRateLimitError",
+      code: "SPEND_RATE_LIMIT",
+      limitPerHour: "5.00",
+      currentPerHour: "3.202777",
+      requestedPerHour: "3.202777",
+    });
+    expect(await prisma.instance.count({ where: { clientId: client.userId } })).toBe(1);
+
+    // A smaller rental still fits.
+    const small = (await app.gql(SPEND_LIMITED, { input: instanceInput(other, 4) }, client.key)).data.createInstance;
+    expect(small.__typename).toBe("MutationCreateInstanceSuccess");
+
+    await prisma.user.update({ where: { id: client.userId }, data: { emailVerified: true } });
+    const third = await createListedMachine(host.userId, { numGpus: 8 });
+    const verified = (await app.gql(SPEND_LIMITED, { input: instanceInput(third, 8) }, client.key)).data.createInstance;
+    expect(verified.__typename).toBe("MutationCreateInstanceSuccess");
+  });
+});
+
+describe("exhausted balance", () => {
+  it("stops (not destroys) the instances of accounts at or below zero, unless in debit mode", async () => {
+    const host = await createAccount("host");
+    const broke = await createAccount("broke");
+    const debtor = await createAccount("debtor");
+    const funded = await createAccount("funded");
+    await prisma.user.update({ where: { id: debtor.userId }, data: { debitMode: true, balanceMicros: -10n } });
+    await prisma.user.update({ where: { id: funded.userId }, data: { balanceMicros: 1n } });
+    const machineId = await createListedMachine(host.userId, { numGpus: 8 });
+    const ids: Record<string, number> = {};
+    for (const [name, account] of Object.entries({ broke, debtor, funded })) {
+      const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 2) }, account.key)).data.createInstance);
+      ids[name] = Number(created.instance.id.split(":")[1]); // global id "Instance:12"
+    }
+    // The spend-limit client above has a zero balance too: its 3 instances stop with this one.
+    expect(await stopExhaustedAccounts()).toBe(4);
+    const stopped = await prisma.instance.findUniqueOrThrow({ where: { id: ids.broke }, include: { statusChanges: { orderBy: { id: "desc" }, take: 1 } } });
+    expect(stopped).toMatchObject({ status: "STOPPED", intendedStatus: "STOPPED", statusMessage: BALANCE_EXHAUSTED_MESSAGE });
+    expect(stopped.statusChanges[0]).toMatchObject({ event: "BALANCE_EXHAUSTED", toStatus: "STOPPED" });
+    expect((await prisma.instance.findUniqueOrThrow({ where: { id: ids.debtor } })).status).not.toBe("STOPPED");
+    expect((await prisma.instance.findUniqueOrThrow({ where: { id: ids.funded } })).status).not.toBe("STOPPED");
+    // Stopped instances stay stopped: nothing more to stop.
+    expect(await stopExhaustedAccounts()).toBe(0);
+  });
+});

@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import { expect } from "vitest";
+import { clearMachine } from "../../domain/auction/clearing.ts";
+import { auctionMachine, liveInstances, toContract } from "../../domain/auction/contracts.ts";
+import { issueApiKey } from "../../domain/apiKeys.ts";
+import { gpuModel } from "../../domain/dlperf.ts";
+import { listMachine, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
+import { prisma } from "../../infra/db.ts";
+
+/** Fixtures and checks shared by the rental tests (instances, auction, race, fault, bench). */
+
+export const DAY = 86_400_000;
+
+export async function createAccount(label = "user"): Promise<{ userId: number; key: string }> {
+  const user = await prisma.user.create({
+    data: { email: `${label}-${randomBytes(6).toString("hex")}@example.com`, passwordHash: "x", emailVerified: true },
+  });
+  const { token } = await issueApiKey(prisma, { userId: user.id, name: "test", scope: "ACCOUNT" });
+  return { userId: user.id, key: token };
+}
+
+/** A verified, listed machine of `numGpus` RTX 4090s: $0.40 on demand, $0.10 min bid unless told otherwise. */
+export async function createListedMachine(
+  hostId: number,
+  options: { numGpus?: number; listing?: Partial<ListMachineInput> } = {},
+): Promise<number> {
+  const model = gpuModel("RTX 4090")!;
+  const { machine } = await prisma.$transaction((tx) =>
+    registerMachine(tx, hostId, {
+      gpuName: model.gpuName,
+      gpuRamMb: model.gpuRamMb,
+      computeCap: model.computeCap,
+      tflopsPerGpu: model.tflopsPerGpu,
+      gpuMemBw: model.gpuMemBw,
+      pcieGen: model.pcieGen,
+      numGpus: options.numGpus ?? 8,
+      pcieBw: 24.5,
+      cpuName: "AMD EPYC 7543 32-Core Processor",
+      cpuCores: 64,
+      cpuRamMb: 256_000,
+      diskSpaceGb: 2000,
+      diskBw: 6500,
+      inetUpMbps: 900,
+      inetDownMbps: 950,
+      cudaMaxGood: 12.4,
+      driverVersion: "550.54.15",
+      countryCode: "DE",
+      geolocation: "Frankfurt, DE",
+      datacenter: true,
+    }),
+  );
+  await prisma.$transaction(async (tx) => {
+    await listMachine(tx, hostId, {
+      machineId: machine.id,
+      pricePerGpuHour: 400_000n,
+      minBidPerGpuHour: 100_000n,
+      storagePricePerGbMonth: 100_000n,
+      inetUpPricePerGb: 5_000n,
+      inetDownPricePerGb: 2_000n,
+      minChunk: 1,
+      endDate: new Date(Date.now() + 30 * DAY),
+      ...options.listing,
+    });
+    await setMachineVerification(tx, machine.id, "VERIFIED");
+  });
+  return machine.id;
+}
+
+/**
+ * The auction's invariants on the stored state of one machine: GPUs of LOADING and RUNNING
+ * instances never exceed the machine's; and the stored allocation is exactly what `clearMachine`
+ * decides for the machine's contracts (so on-demand rentals are never displaced by bids and no
+ * lower bid runs while a higher one is paused for lack of GPUs; clearing.ts's property tests prove
+ * those of the function).
+ */
+export async function expectAllocationValid(machineId: number): Promise<void> {
+  const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+  const live = await liveInstances(prisma, machineId);
+  const holding = live.filter((i) => i.status === "LOADING" || i.status === "RUNNING");
+  expect(holding.reduce((sum, i) => sum + i.numGpus, 0)).toBeLessThanOrEqual(machine.numGpus);
+  const now = new Date();
+  const clearing = clearMachine(auctionMachine(machine), live.map((i) => toContract(i, now)));
+  const shouldRun = clearing.outcomes.filter((o) => o.runs).map((o) => o.instanceId).sort((a, b) => a - b);
+  expect(holding.map((i) => i.id).sort((a, b) => a - b)).toEqual(shouldRun);
+}
+
+export const CREATE_INSTANCE = /* GraphQL */ `
+  mutation Create($input: CreateInstanceInput!) {
+    createInstance(input: $input) {
+      __typename
+      ... on MutationCreateInstanceSuccess {
+        data {
+          __typename
+          instance { id kind status numGpus pricePerGpuHour bidPerGpuHour endDate containerLabel statusMessage }
+          apiKey { token apiKey { scope instanceId } }
+        }
+      }
+      ... on Error { code message }
+      ... on InsufficientGpusError { requested available }
+      ... on BidTooLowError { minBidPerGpuHour }
+      ... on ValidationError { issues { path message } }
+    }
+  }
+`;
+
+export function instanceInput(machineId: number, numGpus: number, extra: Record<string, unknown> = {}) {
+  return { offerId: `Offer:${machineId}-${numGpus}`, image: "pytorch/pytorch:latest", diskGb: 20, launchMode: "SSH", ...extra };
+}
+
+/** A mutation result union flattened: the success's `data` (with its own __typename), or the error. */
+export function unwrap<T = any>(result: any): T {
+  return result && typeof result.__typename === "string" && result.__typename.endsWith("Success") ? result.data : result;
+}
+
+/** Waits until every requested clearing has run (no machine flagged), polling the database. */
+export async function waitForClearings(timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await prisma.machine.count({ where: { clearingRequestedAt: { not: null } } })) > 0) {
+    if (Date.now() > deadline) throw new Error("clearings still pending");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

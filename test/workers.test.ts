@@ -1,0 +1,92 @@
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GPU_MODELS } from "../domain/dlperf.ts";
+import { listMachine, registerMachine } from "../domain/machines.ts";
+import { prisma } from "../infra/db.ts";
+import { redisConnection } from "../infra/redis.ts";
+import { jobs, queuePrefix, startWorkers } from "../workers/index.ts";
+import { expireOffers } from "../workers/offer-expiry.ts";
+
+const DAY_MS = 86_400_000;
+
+async function listedMachine(hostId: number, endDate: Date): Promise<number> {
+  const model = GPU_MODELS.find((m) => m.gpuName === "RTX 4090")!;
+  const { machine } = await prisma.$transaction((tx) =>
+    registerMachine(tx, hostId, {
+      ...model,
+      numGpus: 4,
+      pcieBw: 24,
+      cpuName: "AMD EPYC 7542 32-Core Processor",
+      cpuCores: 64,
+      cpuRamMb: 262_144,
+      diskSpaceGb: 2000,
+      diskBw: 3000,
+      inetUpMbps: 500,
+      inetDownMbps: 1000,
+      cudaMaxGood: 12.4,
+      driverVersion: "550.54.15",
+      countryCode: "DE",
+      geolocation: "Hesse, DE",
+    }),
+  );
+  await prisma.$transaction((tx) =>
+    listMachine(tx, hostId, { machineId: machine.id, pricePerGpuHour: 450_000n, endDate }),
+  );
+  return machine.id;
+}
+
+const rentableOffers = (machineId: number) => prisma.offer.count({ where: { machineId, rentable: true } });
+
+describe("offer expiry", () => {
+  let hostId: number;
+  beforeAll(async () => {
+    hostId = (await prisma.user.create({ data: { email: "expiry@example.com", passwordHash: "unused" } })).id;
+  });
+
+  it("makes offers of machines past their end date unrentable, once", async () => {
+    const now = new Date();
+    const expiring = await listedMachine(hostId, new Date(now.getTime() + DAY_MS));
+    const lasting = await listedMachine(hostId, new Date(now.getTime() + 30 * DAY_MS));
+    expect(await rentableOffers(expiring)).toBe(3);
+
+    expect(await expireOffers(now)).toBe(0);
+    expect(await rentableOffers(expiring)).toBe(3);
+
+    const later = new Date(now.getTime() + 2 * DAY_MS);
+    expect(await expireOffers(later)).toBe(1);
+    expect(await rentableOffers(expiring)).toBe(0);
+    expect(await prisma.offer.count({ where: { machineId: expiring } })).toBe(3);
+    expect(await rentableOffers(lasting)).toBe(3);
+    expect(await expireOffers(later)).toBe(0);
+  });
+
+  describe("through BullMQ on Redis", () => {
+    const connection = redisConnection();
+    afterAll(async () => {
+      for (const job of jobs) {
+        const queue = new Queue(job.name, { connection, prefix: queuePrefix() });
+        await queue.obliterate({ force: true });
+        await queue.close();
+      }
+      await connection.quit();
+    });
+
+    it("runs the expiry job as soon as the workers start, then every minute", async () => {
+      const machineId = await listedMachine(hostId, new Date(Date.now() + DAY_MS));
+      // Time passes: the end date is now behind, and the offers still say rentable.
+      await prisma.machine.update({ where: { id: machineId }, data: { endDate: new Date(Date.now() - 1000) } });
+      expect(await rentableOffers(machineId)).toBe(3);
+
+      const workers = await startWorkers();
+      try {
+        await expect.poll(() => rentableOffers(machineId), { timeout: 10_000, interval: 100 }).toBe(0);
+        const queue = new Queue("offer-expiry", { connection, prefix: queuePrefix() });
+        const schedulers = await queue.getJobSchedulers();
+        expect(schedulers).toMatchObject([{ key: "offer-expiry", every: 60_000 }]);
+        await queue.close();
+      } finally {
+        await workers.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,60 @@
+import { pathToFileURL } from "node:url";
+import { Worker } from "bullmq";
+import { logger } from "../infra/logger.ts";
+import { redisConnection, redisKey } from "../infra/redis.ts";
+import { AUCTION_QUEUE, clearMachineNow, requeueStaleClearings } from "../domain/auction/service.ts";
+
+export interface AuctionWorker {
+  worker: Worker;
+  close(): Promise<void>;
+}
+
+/**
+ * The auction worker: clears one machine per job. Jobs are deduplicated per machine, so one machine
+ * is never cleared twice at once; different machines clear in parallel. A worker killed mid-clearing
+ * loses nothing: the clearing's transaction rolls back, the job is found stalled after its lock
+ * expires, and the machine stays flagged for the maintenance job besides.
+ */
+export async function startAuctionWorker(options: { concurrency?: number } = {}): Promise<AuctionWorker> {
+  const connection = redisConnection();
+  const worker = new Worker<{ machineId: number }>(
+    AUCTION_QUEUE,
+    async (job) => {
+      const changes = await clearMachineNow(job.data.machineId);
+      if (changes.length) logger.debug({ machineId: job.data.machineId, changes }, "machine cleared");
+      // The instances whose status changed, for "completed" listeners (the benchmark times them).
+      return changes.map((change) => change.instanceId);
+    },
+    {
+      connection,
+      prefix: redisKey("bull"),
+      concurrency: options.concurrency ?? 8,
+      // Clearing takes milliseconds: a dead worker's job is taken over within seconds.
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
+      removeOnComplete: { count: 0 },
+    },
+  );
+  worker.on("failed", (job, err) => logger.error({ machineId: job?.data.machineId, err }, "clearing failed"));
+  worker.on("error", (err) => logger.error({ err }, "auction worker error"));
+  await worker.waitUntilReady();
+  // Clearings requested before this start (a crash, a restart) run now rather than at the next sweep.
+  await requeueStaleClearings(0);
+  return {
+    worker,
+    async close() {
+      await worker.close();
+      await connection.quit();
+    },
+  };
+}
+
+// `node --import tsx workers/auction.ts`: the auction worker alone, as a separate process (more
+// workers scale the auction out; deduplication keeps each machine's clearings one at a time).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const auction = await startAuctionWorker();
+  logger.info("auction worker started");
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => void auction.close().finally(() => process.exit(0)));
+  }
+}
