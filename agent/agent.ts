@@ -32,7 +32,7 @@ export interface Agent {
 }
 
 export function startAgent(options: AgentOptions): Agent {
-  const { logger } = options;
+  const logger = options.logger.child({ machineId: options.machineId });
   const api = new AgentApi(options.apiUrl, options.key);
   let settle!: { resolve: () => void; reject: (error: Error) => void };
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -77,7 +77,7 @@ export function startAgent(options: AgentOptions): Agent {
     onFatal,
   });
   const poll = setInterval(() => reconciler.kick(), options.pollSeconds * 1000);
-  logger.info({ api: options.apiUrl, machineId: options.machineId, runtime: options.runtime.name }, "agent started");
+  logger.info({ api: options.apiUrl, runtime: options.runtime.name }, "agent started");
 
   return { done, stop: () => shutdown() };
 }

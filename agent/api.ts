@@ -83,7 +83,8 @@ export interface RefusedResult {
   message: string;
 }
 
-const AUTH_CODES = new Set(["UNAUTHENTICATED"]);
+/** Top-level error codes that say "later", not "no". */
+const TRANSIENT_CODES = new Set(["INTERNAL_SERVER_ERROR", "RATE_LIMITED"]);
 const ERROR_FIELDS = "... on Error { code message }";
 
 /** GraphQL over HTTP for the agent's mutations; the subscription goes over graphql-ws (connection.ts). */
@@ -104,6 +105,7 @@ export class AgentApi {
       throw new TransientApiError(`The API at ${this.url} did not answer: ${(error as Error).message}`, { cause: error });
     });
     if (response.status === 401 || response.status === 403) throw new AuthRejectedError(`HTTP ${response.status}`);
+    if (response.status >= 500) throw new TransientApiError(`The API answered HTTP ${response.status}`);
     const body = (await response.json().catch(() => null)) as {
       data?: T;
       errors?: { message: string; extensions?: { code?: string } }[];
@@ -111,7 +113,9 @@ export class AgentApi {
     if (!body) throw new TransientApiError(`The API answered HTTP ${response.status} without a GraphQL body`);
     const first = body.errors?.[0];
     if (first) {
-      if (AUTH_CODES.has(first.extensions?.code ?? "")) throw new AuthRejectedError(first.message);
+      const code = first.extensions?.code ?? "";
+      if (code === "UNAUTHENTICATED") throw new AuthRejectedError(first.message);
+      if (TRANSIENT_CODES.has(code)) throw new TransientApiError(`GraphQL error: ${first.message}`);
       throw new Error(`GraphQL error: ${first.message}`);
     }
     if (!body.data) throw new Error("The API answered without data");

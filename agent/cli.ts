@@ -20,7 +20,7 @@ async function main() {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const logger = pino({ level: process.env.LOG_LEVEL ?? "info", base: { pid: process.pid, machineId: args.machine } });
+  const logger = pino({ level: process.env.LOG_LEVEL ?? "info", base: { pid: process.pid } });
   const stateDir = args.stateDir ?? join(homedir(), ".gpu-agent", `machine-${args.machine.slice("Machine:".length)}`);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const runtimeName = args.runtime ?? ((await dockerAnswers()) ? "docker" : "process");

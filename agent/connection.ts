@@ -118,7 +118,11 @@ export function subscribeAssignments(options: AssignmentsOptions): AssignmentsSu
     unsubscribe?.();
     // terminate: no waiting for a connection attempt under way; dispose rejects when that attempt failed.
     client.terminate();
-    await client.dispose().catch(() => {});
+    try {
+      await client.dispose();
+    } catch {
+      // the attempt's close event: nothing to clean up
+    }
   }
 
   subscribe();

@@ -2,12 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { useGraphQlJit } from "@envelop/graphql-jit";
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
-import { type DocumentNode, type ExecutionArgs, GraphQLError } from "graphql";
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, getOperationAST } from "graphql";
 import { compileQuery, isCompiledQuery } from "graphql-jit";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { AppError, NotAuthenticatedError } from "../domain/errors.ts";
+import { handleStripeWebhook } from "../domain/payments/webhook.ts";
+import type { Viewer } from "../domain/viewer.ts";
 import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 import { logger } from "../infra/logger.ts";
@@ -76,10 +78,54 @@ function compilesWithJit(args: ExecutionArgs): boolean {
   const operation = args.operationName ?? "";
   let compiles = byOperation.get(operation);
   if (compiles === undefined) {
-    compiles = isCompiledQuery(compileQuery(args.schema, args.document, args.operationName ?? undefined));
+    // graphql-jit passes a subscription field's `subscribe` the operation's variables instead of its
+    // arguments: subscriptions run on graphql-js.
+    compiles =
+      getOperationAST(args.document, args.operationName)?.operation !== "subscription" &&
+      isCompiledQuery(compileQuery(args.schema, args.document, args.operationName ?? undefined));
     byOperation.set(operation, compiles);
   }
   return compiles;
+}
+
+/**
+ * A subscription refused when it starts (unauthorized, not found) is an ExecutionResult with errors;
+ * graphql-ws would send it as a `next` followed by `complete`, which a client cannot tell from a
+ * finished stream. As a stream that fails at once it goes out as the protocol's `error` message,
+ * with the errors' codes, so an agent knows that retrying will not help.
+ */
+function refusalAsError(result: AsyncIterable<ExecutionResult> | ExecutionResult): AsyncIterable<ExecutionResult> | ExecutionResult {
+  if (Symbol.asyncIterator in result || !result.errors?.length) return result;
+  const [error] = result.errors;
+  return (async function* refused(): AsyncGenerator<ExecutionResult> {
+    throw error;
+  })();
+}
+
+const STRIPE_WEBHOOK_PATH = "/webhooks/stripe";
+/** Stripe's events are small; anything larger is not one. */
+const MAX_WEBHOOK_BYTES = 1_000_000;
+
+/** Stripe signs the exact bytes it sent, so the body is read raw, before and apart from Yoga. */
+async function stripeWebhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_WEBHOOK_BYTES) {
+      res.writeHead(413).end();
+      return;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    const { status, body } = await handleStripeWebhook(Buffer.concat(chunks), req.headers["stripe-signature"] as string | undefined);
+    res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+  } catch (err) {
+    // Stripe delivers it again later; handling is idempotent.
+    logger.error({ err }, "stripe webhook failed");
+    res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ received: false }));
+  }
 }
 
 export function buildApp(): App {
@@ -94,7 +140,11 @@ export function buildApp(): App {
       error: (...args) => logger.error(args),
     },
     maskedErrors: { maskError },
-    context: ({ request, req }) => contextFromAuthorization(request.headers.get("authorization"), clientIpOf(req)),
+    // A WebSocket operation arrives with the viewer its connection authenticated (onConnect below).
+    context: (initial) =>
+      "viewer" in initial
+        ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req) }
+        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req)),
     plugins: [
       EnvelopArmorPlugin({
         maxDepth: { n: MAX_QUERY_DEPTH },
@@ -113,27 +163,31 @@ export function buildApp(): App {
       res.writeHead(ok ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ok }));
       return;
     }
+    if (req.url === STRIPE_WEBHOOK_PATH && req.method === "POST") {
+      await stripeWebhook(req, res);
+      return;
+    }
     yoga(req, res);
   });
 
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH });
-  const wsCleanup = useServer<Record<string, unknown>, { request: IncomingMessage }>(
+  // Every WebSocket connection needs a key (offers and everything else anonymous are plain queries):
+  // it is resolved once, by the same function as HTTP's header, and a missing or bad one closes the
+  // socket with 4403 Forbidden. A key revoked later keeps its open connection's subscriptions.
+  const wsCleanup = useServer<Record<string, unknown>, { request: IncomingMessage; viewer?: Viewer }>(
     {
       execute: (args: any) => args.rootValue.execute(args),
-      subscribe: (args: any) => args.rootValue.subscribe(args),
-      onSubscribe: async (ctx, _id, payload) => {
+      subscribe: async (args: any) => refusalAsError(await args.rootValue.subscribe(args)),
+      onConnect: async (ctx) => {
         const authorization = ctx.connectionParams?.authorization;
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, params: payload });
+        const viewer = typeof authorization === "string" ? await resolveViewer(authorization).catch(() => "invalid" as const) : null;
+        if (!viewer || viewer === "invalid") return false;
+        ctx.extra.viewer = viewer;
+        return true;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, params: payload, viewer: ctx.extra.viewer });
         const { schema: envelopedSchema, execute, subscribe, parse, validate } = enveloped;
-        let contextValue: Context;
-        try {
-          contextValue = await contextFromAuthorization(
-            typeof authorization === "string" ? authorization : null,
-            clientIpOf(ctx.extra.request),
-          );
-        } catch (error) {
-          return [error as GraphQLError];
-        }
         const document = parse(payload.query);
         const errors = validate(envelopedSchema, document);
         if (errors.length > 0) return errors;
@@ -142,7 +196,7 @@ export function buildApp(): App {
           operationName: payload.operationName,
           document,
           variableValues: payload.variables,
-          contextValue: { ...(await enveloped.contextFactory()), ...contextValue },
+          contextValue: await enveloped.contextFactory(),
           rootValue: { execute, subscribe },
         };
       },

@@ -1,10 +1,11 @@
 // `npm start`: the whole system in one process. Starts embedded PostgreSQL and a private Redis when
 // DATABASE_URL or REDIS_URL is unset, validates the config, migrates, loads the demo data into an
 // empty database, then serves the API and runs the workers until SIGTERM or SIGINT.
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import pg from "pg";
 import { startEmbeddedPostgres, startPrivateRedis } from "../infra/local-services.ts";
 import { logger } from "../infra/logger.ts";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 
 const DATABASE = "marketplace";
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -60,21 +61,10 @@ async function shutdown(signal: string): Promise<void> {
 
 /** The project's database on the embedded cluster, created on first start. */
 async function ensureDatabase(serverUrl: string): Promise<string> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [DATABASE]);
-    if (!rowCount) {
-      await client.query(`CREATE DATABASE ${DATABASE}`).catch((error: { code?: string }) => {
-        if (error.code !== "42P04") throw error; // created meanwhile by another start
-      });
-    }
-  } finally {
-    await client.end();
-  }
-  const url = new URL(serverUrl);
-  url.pathname = `/${DATABASE}`;
-  return url.toString();
+  await adminQuery(serverUrl, `CREATE DATABASE ${DATABASE}`).catch((error: { code?: string }) => {
+    if (error.code !== "42P04") throw error; // it exists already
+  });
+  return withDatabase(serverUrl, DATABASE);
 }
 
 async function main(): Promise<void> {
@@ -102,12 +92,17 @@ async function main(): Promise<void> {
   logger.info({ applied }, applied.length ? "migrations applied" : "schema up to date");
   checkpoint();
 
-  const [{ prisma }, { redis }] = await Promise.all([import("../infra/db.ts"), import("../infra/redis.ts")]);
+  const [{ prisma }, { redis }, { closePubSub }] = await Promise.all([
+    import("../infra/db.ts"),
+    import("../infra/redis.ts"),
+    import("../infra/pubsub.ts"),
+  ]);
   running.push({
     name: "clients",
     stop: async () => {
       await prisma.$disconnect();
       redis.disconnect();
+      await closePubSub();
     },
   });
 
@@ -125,6 +120,30 @@ async function main(): Promise<void> {
   const app = buildApp();
   const url = await app.start(PORT);
   running.push({ name: "api", stop: () => app.stop() });
+
+  // Demo agents, in this process, for the first DEMO_AGENTS demo machines (the rest of the fleet has
+  // none, so the liveness job leaves it alone): each one the real agent with the process runtime,
+  // subscribed to its machine's assignments over the API like any host's agent.
+  const { issueDemoAgentKeys } = await import("../domain/agent/demo.ts");
+  const [{ startAgent }, { ProcessRuntime }] = await Promise.all([import("../agent/agent.ts"), import("../agent/runtimes/process.ts")]);
+  const agents = (await issueDemoAgentKeys(config().DEMO_AGENTS)).map(({ machineId, token }) => {
+    // Per deployment (its Redis prefix), so that two systems on one checkout never share containers.
+    const stateDir = join(dataDir, "agents", config().REDIS_PREFIX, `machine-${machineId}`);
+    const agentLogger = logger.child({ component: "demo-agent" });
+    return startAgent({
+      apiUrl: url,
+      key: token,
+      machineId: `Machine:${machineId}`,
+      runtime: new ProcessRuntime(join(stateDir, "processes"), agentLogger),
+      heartbeatSeconds: 15,
+      pollSeconds: 5,
+      backoff: { initialMs: 500, maxMs: 10_000 },
+      diskPath: dataDir,
+      logger: agentLogger,
+    });
+  });
+  running.push({ name: "demo agents", stop: async () => void (await Promise.all(agents.map((agent) => agent.stop()))) });
+  logger.info({ machines: agents.length }, "demo agents started (process runtime)");
 
   for (const demo of demoKeys) {
     logger.info({ email: demo.email, key: demo.token }, `demo ${demo.role} API key (Authorization: Bearer <key>)`);

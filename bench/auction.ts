@@ -24,6 +24,9 @@ import { Agent, request } from "node:http";
 import { availableParallelism, cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { seededRandom } from "../domain/seededRandom.ts";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
+import { percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -62,35 +65,7 @@ function resetUsage(): void {
 }
 
 
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Deterministic randomness, so that runs compare. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 // ---- Child roles -------------------------------------------------------------------------------
 
@@ -153,7 +128,7 @@ async function seed(): Promise<string[]> {
     import("../domain/apiKeys.ts"),
   ]);
   const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
-  const random = rng(7);
+  const random = seededRandom(7);
   const endDate = new Date(Date.now() + 30 * 86_400_000);
   await prisma.machine.createMany({
     data: Array.from({ length: MACHINES }, () => ({
@@ -208,7 +183,7 @@ const CREATE = `mutation ($input: CreateInstanceInput!) {
 
 async function main(): Promise<void> {
   const database = `bench_auction_${Date.now().toString(36)}`;
-  await admin(`CREATE DATABASE ${database}`);
+  await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
   const databaseUrl = withDatabase(SERVER_URL, database);
   // Before any project module reads the config.
   process.env.DATABASE_URL = databaseUrl;
@@ -225,7 +200,7 @@ async function main(): Promise<void> {
   const { url } = (await api.first) as { url: string };
   await worker.first;
 
-  const random = rng(42);
+  const random = seededRandom(42);
   const plan = Array.from({ length: BIDS }, () => {
     const machineId = 1 + Math.floor(random() * MACHINES);
     const numGpus = [1, 1, 1, 2, 2, 4, 8][Math.floor(random() * 7)];
@@ -331,7 +306,7 @@ async function main(): Promise<void> {
   api.child.kill("SIGTERM");
   worker.child.kill("SIGTERM");
   await Promise.all([once(api.child, "exit"), once(worker.child, "exit")]);
-  if (!process.env.BENCH_KEEP) await admin(`DROP DATABASE ${database} WITH (FORCE)`);
+  if (!process.env.BENCH_KEEP) await adminQuery(SERVER_URL, `DROP DATABASE ${database} WITH (FORCE)`);
 }
 
 const role = process.argv[2];

@@ -43,7 +43,7 @@ const { prisma } = await import("../infra/db.ts");
 const { meterUpTo } = await import("../domain/billing/metering.ts");
 const { ledgerMismatches } = await import("../domain/billing/ledger.ts");
 const { PERIOD_SECONDS } = await import("../domain/billing/rates.ts");
-const { at, eventAt, expectedCharges } = await import("../test/support/metering.ts");
+const { at, eventAt, expectedCharges, openAccrualMismatches } = await import("../test/support/metering.ts");
 
 /** Users, 8-GPU machines and RUNNING instances created at `start`, in a few statements. */
 async function seed(instances: number, start: number): Promise<void> {
@@ -107,11 +107,12 @@ await seed(INSTANCES, start);
 console.log(`seeded ${INSTANCES} running instances`);
 const opening = await tick(start + 1);
 const steady: number[] = [];
+// pg_stat counters are flushed asynchronously: let the seed's and opening tick's arrive first.
+await new Promise((resolve) => setTimeout(resolve, 1500));
 const before = await writes();
 for (let s = start + 2; s < midnight; s++) steady.push(await tick(s));
 const after = await writes();
-// pg_stat counters arrive asynchronously; wait for the stats collector.
-await new Promise((resolve) => setTimeout(resolve, 1000));
+await new Promise((resolve) => setTimeout(resolve, 1500));
 const statAfter = await writes();
 const rollover = await tick(midnight + 1);
 const afterMidnight: number[] = [];
@@ -139,6 +140,7 @@ console.log(
     rowsUpdatedPerTick: perTick.updated,
     accrualRowsAfterRun: accruals,
     ledgerMismatches: mismatches.length,
+    openAccrualMismatches: await openAccrualMismatches(),
     accountsWithWrongCharges: wrong,
   }),
 );

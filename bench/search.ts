@@ -20,6 +20,9 @@ import { once } from "node:events";
 import http from "node:http";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import pg from "pg";
+import { seededRandom } from "../domain/seededRandom.ts";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
+import { percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -27,34 +30,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 24_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 // ---- Data ------------------------------------------------------------------------------------
 
-/** Deterministic randomness, so that runs compare. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(42);
+const random = seededRandom(42);
 function pick<T>(weighted: readonly (readonly [T, number])[]): T {
   const total = weighted.reduce((sum, [, weight]) => sum + weight, 0);
   let r = random() * total;
@@ -271,7 +249,6 @@ interface Stats {
   perQuery: number[];
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 /** Runs the searches round-robin on CONCURRENCY workers for `seconds`; latencies in ms. */
 async function measure(run: (i: number) => Promise<unknown>, kinds: number, seconds: number): Promise<Stats> {
@@ -340,7 +317,7 @@ async function main(): Promise<void> {
   let server: ChildProcess | undefined;
   try {
     if (!process.env.BENCH_DATABASE) {
-      await admin(`CREATE DATABASE ${database}`);
+      await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
       const { migrate } = await import("../infra/migrate.ts");
       await migrate(databaseUrl);
       const t0 = performance.now();
@@ -389,7 +366,7 @@ async function main(): Promise<void> {
   } finally {
     server?.kill("SIGTERM");
     if (server) await once(server, "exit");
-    if (!process.env.BENCH_KEEP && !process.env.BENCH_DATABASE) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    if (!process.env.BENCH_KEEP && !process.env.BENCH_DATABASE) await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
   }
 }
 

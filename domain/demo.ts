@@ -7,6 +7,7 @@ import { ConflictError } from "./errors.ts";
 import { listMachine, type RegisterMachineInput, registerMachine, setMachineVerification } from "./machines.ts";
 import { MICROS_PER_DOLLAR } from "./money.ts";
 import { syncOffers } from "./offers/sync.ts";
+import { seededRandom } from "./seededRandom.ts";
 
 /*
  * Demo data for `npm start` on an empty database: a host with 50 listed machines of common GPUs
@@ -20,18 +21,6 @@ export const DEMO_CLIENT_EMAIL = "client@demo.local";
 export const DEMO_CREDIT_MICROS = 100n * MICROS_PER_DOLLAR;
 const DEMO_KEY_NAME = "demo (printed at start)";
 const DAY_MS = 86_400_000;
-
-/** mulberry32: a small seeded generator, so the demo data is stable. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Random = ReturnType<typeof seededRandom>;
 const int = (random: Random, min: number, max: number) => min + Math.floor(random() * (max - min + 1));

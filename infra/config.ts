@@ -19,6 +19,25 @@ const envSchema = z.object({
   SPEND_LIMIT_MICROS_PER_HOUR: z.coerce.number().int().positive().default(5_000_000),
   /** Days after which an account with a verified email has no spend rate limit. */
   SPEND_LIMIT_ESTABLISHED_DAYS: z.coerce.number().int().min(0).default(30),
+  /** A machine whose agent sent no heartbeat for this long is offline (domain/agent/liveness.ts). */
+  MACHINE_OFFLINE_AFTER_SECONDS: z.coerce.number().int().min(1).default(60),
+  /** `npm start` runs a demo agent (process runtime) for this many demo machines (api/start.ts). */
+  DEMO_AGENTS: z.coerce.number().int().min(0).max(50).default(5),
+  /** Stripe (domain/payments/stripe.ts): payments are unavailable without a secret key. */
+  STRIPE_SECRET_KEY: z.string().min(1).optional(),
+  /** Verifies the signatures of /webhooks/stripe: every event is refused without it. */
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Another Stripe API address (tests: a local fake), like http://127.0.0.1:12111. */
+  STRIPE_API_BASE: z.string().url().optional(),
+  /** Where Stripe Checkout sends the user back after paying or cancelling. */
+  BILLING_RETURN_URL: z.string().url().default("http://localhost:4000/billing"),
+  /** Off-session charge attempts per auto-billing crossing, and the first retry delay (doubling). */
+  AUTO_BILL_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  AUTO_BILL_RETRY_DELAY_MS: z.coerce.number().int().min(0).default(60_000),
+  /** Notifications go out by SMTP when set (domain/notifications.ts); they are logged otherwise. */
+  SMTP_URL: z.string().url().optional(),
+  /** Hosts are paid on Fridays when what they may be paid reaches this (µ$); less carries over. */
+  PAYOUT_MINIMUM_MICROS: z.coerce.number().int().min(10_000).default(20_000_000),
 });
 
 export type Config = z.infer<typeof envSchema>;

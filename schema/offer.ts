@@ -61,6 +61,16 @@ builder.node(OfferRef, {
     }),
     rentable: t.exposeBoolean("rentable"),
     rented: t.exposeBoolean("rented"),
+    gpusFreeOfOnDemand: t.exposeInt("gpusFreeOfOnDemand", {
+      description: "GPUs of the machine not held by on-demand rentals: what an interruptible bid can win.",
+    }),
+    winningBid: t.field({
+      type: "Money",
+      nullable: true,
+      description:
+        "The lowest bid per GPU-hour that would run this offer right now (the min bid when enough GPUs are idle); null when on-demand rentals leave too few GPUs.",
+      resolve: (offer) => offer.winningBidMicros,
+    }),
   }),
 });
 

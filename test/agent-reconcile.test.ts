@@ -140,13 +140,13 @@ describe("agent against the realtime contract", () => {
 
   it("reports EXITED for a workload that ended by itself and does not restart it", async () => {
     const starts = join(dir, "starts.out");
-    api.setInstances([assignment(3, { onstart: `echo started >> ${starts}; exit 3` })]);
+    api.setInstances([assignment(3, { onstart: `echo started >> ${starts}; sleep 1; exit 3` })]);
     start();
     const exited = await waitForReport("Instance:3", "EXITED");
     expect(exited.message).toBe("exit code 3");
     await sleep(500);
     expect((await readFile(starts, "utf8")).trim().split("\n")).toHaveLength(1);
-    expect(reportsOf("Instance:3")).toEqual(["EXITED"]);
+    expect(reportsOf("Instance:3")).toEqual(["RUNNING", "EXITED"]);
   });
 
   it("reports FAILED when the launch fails and ignores a stale desired state", async () => {

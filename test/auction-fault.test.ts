@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUCTION_QUEUE, closeAuctionQueue } from "../domain/auction/service.ts";
@@ -7,40 +5,20 @@ import { liveInstances } from "../domain/auction/contracts.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
 import { createAccount, createListedMachine, expectAllocationValid, waitForClearings } from "./support/rentals.ts";
+import { useWorkerProcesses } from "./support/worker-process.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 const MACHINES = 300;
 const BIDS_PER_MACHINE = 12;
 
 const connection = redisConnection();
 const queue = new Queue(AUCTION_QUEUE, { connection, prefix: redisKey("bull") });
-const children: ChildProcess[] = [];
+const startWorker = useWorkerProcesses();
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await closeAuctionQueue();
   await queue.close();
   await connection.quit();
 });
-
-/** The auction worker as its own process, resolved once it is consuming jobs. */
-function startWorkerProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "workers/auction.ts"], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes("auction worker started")) resolve(child);
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}:\n${output}`)));
-  });
-}
 
 let machineIds: number[];
 
@@ -85,7 +63,7 @@ beforeAll(async () => {
 
 describe("kill -9 of the auction worker while it clears", () => {
   it("leaves every machine's allocation valid, and a restarted worker finishes the work", async () => {
-    const first = await startWorkerProcess();
+    const first = await startWorker("workers/auction.ts", "auction worker started");
     // Wait until it is in the middle of clearing: jobs active and machines both cleared and not.
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -110,7 +88,7 @@ describe("kill -9 of the auction worker while it clears", () => {
       else expect(holding).toEqual([]);
     }
 
-    const second = await startWorkerProcess();
+    const second = await startWorker("workers/auction.ts", "auction worker started");
     await waitForClearings(60_000);
     for (const machineId of machineIds) await expectAllocationValid(machineId);
     expect(await prisma.instance.count({ where: { machineId: { in: machineIds }, status: "SCHEDULING" } })).toBe(0);

@@ -3,6 +3,7 @@ import sshpk from "sshpk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { issueApiKey } from "../domain/apiKeys.ts";
+import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -24,6 +25,8 @@ interface Ids {
 }
 
 let victim: { userId: number; key: string; email: string };
+/** A ledger description only the victim's statements may show. */
+const VICTIM_CREDIT = "credit for the victim 7f3a";
 let ids: Ids;
 const callers: Record<string, string | undefined> = {};
 
@@ -48,6 +51,9 @@ beforeAll(async () => {
   const account = await createAccount("victim");
   victim = { ...account, email: (await prisma.user.findUniqueOrThrow({ where: { id: account.userId } })).email };
   const attacker = await createAccount("attacker");
+  await prisma.$transaction((tx) =>
+    postEntry(tx, { userId: victim.userId, kind: "ADJUSTMENT", amountMicros: 50_000_000n, description: VICTIM_CREDIT }),
+  );
 
   const victimMachine = await createListedMachine(victim.userId);
   const attackerMachine = await createListedMachine(attacker.userId);
@@ -98,7 +104,23 @@ const operations: { name: string; document: string; variables: () => Record<stri
   { name: "labelInstance", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "instance", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
+  {
+    name: "charges",
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { instanceId amount } }`,
+    variables: () => ({ id: ids.instance, ...lastWeek() }),
+  },
+  {
+    name: "earnings",
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
+    variables: () => ({ id: ids.machine, ...lastWeek() }),
+  },
 ];
+
+function lastWeek() {
+  return { from: new Date(Date.now() - 7 * 86_400_000).toISOString(), to: new Date(Date.now() + 86_400_000).toISOString() };
+}
+
+const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 
 /** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
 const listings = [
@@ -107,6 +129,11 @@ const listings = [
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
   "{ instances(first: 50) { edges { node { id } } } }",
+  "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
+  "{ payouts { amount createdAt destination } }",
+  `{ invoices(${RECENT}) { description amount } }`,
+  `{ charges(${RECENT}) { instanceId } }`,
+  `{ earnings(${RECENT}) { machineId } }`,
 ];
 
 describe("authorization matrix", () => {
@@ -132,6 +159,7 @@ describe("authorization matrix", () => {
       it(`${query} by ${caller} shows nothing of the victim`, async () => {
         const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
         expect(response).not.toContain(victim.email);
+        expect(response).not.toContain(VICTIM_CREDIT);
         for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
       });
     }
@@ -142,5 +170,7 @@ describe("authorization matrix", () => {
     expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
     const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
     expect(listed).toContain(ids.machine);
+    const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
+    expect(invoices).toContain(VICTIM_CREDIT);
   });
 });

@@ -267,6 +267,8 @@ describe("bids and the auction", () => {
     // The offers show what it takes to run now.
     const offer2 = await prisma.offer.findUniqueOrThrow({ where: { id: `${machineId}-2` } });
     expect(offer2).toMatchObject({ gpusFreeOfOnDemand: 4, winningBidMicros: 250_001n });
+    const searched = await app.gql(`{ offers(query: "machine_id=${machineId} num_gpus=2 rentable=any", first: 1) { edges { node { gpusFreeOfOnDemand winningBid } } } }`);
+    expect(searched.data.offers.edges).toEqual([{ node: { gpusFreeOfOnDemand: 4, winningBid: "0.250001" } }]);
 
     // Raising the bid wins the GPUs back.
     const raise = await app.gql(`mutation ($id: ID!) { changeBid(instanceId: $id, pricePerGpuHour: "0.35") { __typename ... on MutationChangeBidSuccess { data { bidPerGpuHour } } } }`, { id: low.instance.id }, client.key);

@@ -6,7 +6,7 @@ import { PERIOD_SECONDS, bandwidthAmount, periodStart } from "../domain/billing/
 import { recordUsage } from "../domain/billing/usage.ts";
 import { type InstanceEvent, TRANSITIONS } from "../domain/instances/lifecycle.ts";
 import { prisma } from "../infra/db.ts";
-import { at, eventAt, expectedCharges, instanceAt, ledgerTotals } from "./support/metering.ts";
+import { at, eventAt, expectedCharges, instanceAt, ledgerTotals, openAccrualMismatches } from "./support/metering.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";
 
 const LAG = 2;
@@ -82,6 +82,7 @@ describe("ledger invariant over randomized scenarios", () => {
             );
           }
           expect(await ledgerMismatches(prisma)).toEqual([]);
+          expect(await openAccrualMismatches()).toBe(0);
         }
         metered = Math.floor(now) + 1;
         await meterUpTo(at(metered + LAG));

@@ -1,45 +1,22 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import { ledgerMismatches, postEntry } from "../domain/billing/ledger.ts";
 import { startPrivateRedis, type LocalService } from "../infra/local-services.ts";
 import { prisma } from "../infra/db.ts";
 import { eventAt, expectedCharges, instanceAt, ledgerTotals } from "./support/metering.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";
+import { useWorkerProcesses } from "./support/worker-process.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 const KILLS = 20;
-const children: ChildProcess[] = [];
+const startWorkerProcess = useWorkerProcesses();
 let redis: LocalService | undefined;
-let restarted: ChildProcess | undefined;
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await redis?.stop();
-  restarted?.kill("SIGTERM");
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const nowSec = () => Date.now() / 1000;
-
-/** The metering worker as its own process, resolved once it consumes jobs. */
-function startWorker(redisUrl: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "workers/metering.ts"], {
-    cwd: root,
-    env: { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes("metering worker started")) resolve(child);
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("exit", (code, signal) => reject(new Error(`worker exited with ${code ?? signal}:\n${output}`)));
-  });
-}
 
 async function kill(child: ChildProcess): Promise<void> {
   child.kill("SIGKILL");
@@ -49,12 +26,7 @@ async function kill(child: ChildProcess): Promise<void> {
 /** Restarts the private Redis on the same port, empty (no persistence): the scheduler and jobs are gone. */
 async function restartRedis(url: string): Promise<void> {
   await redis!.stop();
-  redis = undefined;
-  const port = new URL(url).port;
-  restarted = spawn("redis-server", ["--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"], {
-    stdio: "ignore",
-  });
-  await sleep(300);
+  redis = await startPrivateRedis(Number(new URL(url).port));
 }
 
 describe("kill -9 of the metering worker and a Redis restart", () => {
@@ -76,7 +48,7 @@ describe("kill -9 of the metering worker and a Redis restart", () => {
       ids.push(id);
     }
 
-    let worker = await startWorker(url);
+    let worker = await startWorkerProcess("workers/metering.ts", "metering worker started", { REDIS_URL: url });
     for (let k = 0; k < KILLS; k++) {
       await sleep(300 + Math.random() * 1500);
       // Instances change while the worker lives and while it is dead.
@@ -89,7 +61,7 @@ describe("kill -9 of the metering worker and a Redis restart", () => {
       await kill(worker);
       await sleep(Math.random() * 1500);
       if (k === KILLS / 2) await restartRedis(url);
-      worker = await startWorker(url);
+      worker = await startWorkerProcess("workers/metering.ts", "metering worker started", { REDIS_URL: url });
     }
     await eventAt(ids[0], "DESTROY_REQUESTED", nowSec());
     const end = Math.floor(nowSec()) + 1;

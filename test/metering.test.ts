@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { meterUpTo } from "../domain/billing/metering.ts";
 import { PERIOD_SECONDS } from "../domain/billing/rates.ts";
 import { prisma } from "../infra/db.ts";
-import { at, eventAt, expectedCharges, instanceAt, ledgerTotals } from "./support/metering.ts";
+import { at, eventAt, expectedCharges, instanceAt, ledgerTotals, openAccrualMismatches } from "./support/metering.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";
 
 const LAG = 2; // METERING_LAG_SECONDS default
@@ -55,6 +55,7 @@ describe("metering", () => {
       ["STORAGE", 0, 3600],
       ["STORAGE", 3600, null],
     ]);
+    expect(await openAccrualMismatches()).toBe(0);
     expect(await ledgerTotals("CHARGE")).toEqual(new Map([[client.userId, gpu + storage]]));
   });
 

@@ -4,7 +4,7 @@ import { inject, it, expect } from "vitest";
 // @ts-expect-error plain ESM helper without types
 import { currentSchemaText, diffSql } from "../prisma/prisma6.mjs";
 import { MIGRATIONS_TABLE } from "../infra/migrate.ts";
-import { adminQuery, withDatabase } from "./support/global-setup.ts";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 
 /** Every table, column, constraint, index and enum of a database, as comparable text. */
 async function describeSchema(url: string): Promise<string[]> {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { adminQuery, withDatabase } from "./support/global-setup.ts";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { type StartProcess, spawnStart } from "./support/start-process.ts";
 
 // `npm start` against an empty database of the test server: it migrates, loads the demo data,

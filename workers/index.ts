@@ -3,16 +3,25 @@ import { config } from "../infra/config.ts";
 import { logger } from "../infra/logger.ts";
 import { redisConnection } from "../infra/redis.ts";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { publishMeteredBalances } from "../domain/billing/balanceEvents.ts";
 import { maintainInstances } from "../domain/instances/expiry.ts";
 import { startAuctionWorker } from "./auction.ts";
-import { meteringJob } from "./metering.ts";
+import { balanceWatchJob, closeAutoBillQueue, startAutoBillingWorker } from "./auto-billing.ts";
+import { machineLivenessJob } from "./machine-liveness.ts";
+import { meteringJob, runMetering } from "./metering.ts";
+import { notificationsJob } from "./notifications.ts";
 import { expireOffers } from "./offer-expiry.ts";
+import { payoutsJob } from "./payouts.ts";
 
 /** A queue with its worker, and the scheduler that feeds it when the job is periodic. */
 export interface JobDefinition {
   /** Queue name and job scheduler id (no `:`). */
   name: string;
-  everyMs: number;
+  /** Every this many milliseconds, or on a cron `pattern` (UTC). */
+  everyMs?: number;
+  pattern?: string;
+  /** Attempts of a failed job, the first retry after backoffMs (doubling); one attempt without. */
+  retry?: { attempts: number; backoffMs: number };
   process(): Promise<unknown>;
 }
 
@@ -21,7 +30,12 @@ export const jobs: JobDefinition[] = [
   { name: "offer-expiry", everyMs: 60_000, process: () => expireOffers() },
   // Ends contracts at their end date and requeues lost clearings.
   { name: "instance-maintenance", everyMs: 5_000, process: () => maintainInstances() },
-  meteringJob,
+  // The tick, then a balance event for each account it moved.
+  { ...meteringJob, process: () => runMetering().then(publishMeteredBalances) },
+  machineLivenessJob,
+  balanceWatchJob,
+  notificationsJob,
+  payoutsJob,
 ];
 
 export interface Workers {
@@ -47,8 +61,16 @@ export async function startWorkers(definitions: JobDefinition[] = jobs): Promise
     queues.push(queue);
     await queue.upsertJobScheduler(
       job.name,
-      { every: job.everyMs },
-      { name: job.name, data: {}, opts: { removeOnComplete: 100, removeOnFail: 500 } },
+      job.pattern ? { pattern: job.pattern, tz: "UTC" } : { every: job.everyMs },
+      {
+        name: job.name,
+        data: {},
+        opts: {
+          removeOnComplete: 100,
+          removeOnFail: 500,
+          ...(job.retry ? { attempts: job.retry.attempts, backoff: { type: "exponential", delay: job.retry.backoffMs } } : {}),
+        },
+      },
     );
     const worker = new Worker(
       job.name,
@@ -64,11 +86,12 @@ export async function startWorkers(definitions: JobDefinition[] = jobs): Promise
     workers.push(worker);
   }
   const auction = await startAuctionWorker();
+  const autoBilling = await startAutoBillingWorker();
   return {
     async close() {
       // Workers first: each finishes its current job before closing.
-      await Promise.all([auction.close(), ...workers.map((worker) => worker.close())]);
-      await Promise.all([closeAuctionQueue(), ...queues.map((queue) => queue.close())]);
+      await Promise.all([auction.close(), autoBilling.close(), ...workers.map((worker) => worker.close())]);
+      await Promise.all([closeAuctionQueue(), closeAutoBillQueue(), ...queues.map((queue) => queue.close())]);
       await connection.quit();
     },
   };

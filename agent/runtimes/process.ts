@@ -20,6 +20,8 @@ const SERVE_UNTIL_STOPPED = "exec sleep infinity";
 
 export class ProcessRuntime implements Runtime {
   readonly name = "process" as const;
+  /** Per label, settles once this agent's child has ended and its exit.json is written. */
+  private readonly exits = new Map<string, Promise<void>>();
 
   constructor(
     private readonly dir: string,
@@ -60,6 +62,8 @@ export class ProcessRuntime implements Runtime {
     if (pid === null) return { state: "created" };
     if (await groupRuns(pid, label)) return { state: "running" };
     if (await this.exists(label, "stopped")) return { state: "stopped" };
+    // Our own child: its exit status may be a moment behind the group's end.
+    await Promise.race([this.exits.get(label), sleep(1000)]);
     const exit = await readFile(this.path(label, "exit.json"), "utf8").catch(() => null);
     const { code, signal } = exit ? (JSON.parse(exit) as { code: number | null; signal: string | null }) : { code: null, signal: null };
     const detail = code !== null ? `exit code ${code}` : signal ? `killed by ${signal}` : "ended while the agent was away";
@@ -94,12 +98,17 @@ export class ProcessRuntime implements Runtime {
     const pid = child.pid;
     // Written at once: an agent killed right after this still finds the group on restart.
     const pidWritten = writeFile(this.path(label, "pid"), String(pid));
-    child.once("exit", async (code, signal) => {
-      await pidWritten.catch(() => {});
-      // Unless a later start has replaced this run meanwhile.
-      if ((await this.readPid(label)) !== pid) return;
-      await writeFile(this.path(label, "exit.json"), JSON.stringify({ code, signal })).catch(() => {});
-    });
+    const recorded = new Promise<void>((resolve) =>
+      child.once("exit", async (code, signal) => {
+        await pidWritten.catch(() => {});
+        // Unless a later start has replaced this run meanwhile.
+        if ((await this.readPid(label)) === pid) {
+          await writeFile(this.path(label, "exit.json"), JSON.stringify({ code, signal })).catch(() => {});
+        }
+        resolve();
+      }),
+    );
+    this.exits.set(label, recorded);
     await pidWritten;
     child.unref();
     this.logger.info({ label, pid }, "process started");
@@ -125,7 +134,9 @@ export class ProcessRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await rm(this.path(label), { recursive: true, force: true });
+    await this.exits.get(label);
+    this.exits.delete(label);
+    await rm(this.path(label), { recursive: true, force: true, maxRetries: 3 });
   }
 
   /**

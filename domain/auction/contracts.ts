@@ -27,6 +27,7 @@ export function auctionMachine(machine: MachineForAuction): AuctionMachine {
 
 export interface LiveInstance {
   id: number;
+  clientId: number;
   kind: "ON_DEMAND" | "INTERRUPTIBLE";
   numGpus: number;
   bidPerGpuHourMicros: bigint | null;
@@ -40,7 +41,7 @@ export interface LiveInstance {
 export function liveInstances(db: Tx, machineId: number): Promise<LiveInstance[]> {
   // Raw: the clearing runs this once per job, and the query builder's per-call cost shows there.
   return db.$queryRawUnsafe<LiveInstance[]>(
-    `SELECT id, kind::text AS kind, num_gpus AS "numGpus", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros",
+    `SELECT id, client_id AS "clientId", kind::text AS kind, num_gpus AS "numGpus", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros",
             bid_placed_at AS "bidPlacedAt", end_date AS "endDate", status::text AS status, status_message AS "statusMessage"
        FROM instance WHERE machine_id = $1 AND status = ANY($2::"InstanceStatus"[])`,
     machineId,

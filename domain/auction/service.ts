@@ -2,6 +2,7 @@ import { Queue } from "bullmq";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
+import { publish } from "../../infra/pubsub.ts";
 import { redisConnection, redisKey } from "../../infra/redis.ts";
 import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, applyEvents } from "../instances/status.ts";
@@ -44,13 +45,14 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand"`;
 
 /**
- * Locks the machine row for an event that can change who runs on it and flags it for clearing, in
- * one statement. Every writer of a machine's contracts takes this lock first (machine, then its
+ * Locks the machine row for an event that can change who runs on it, flags it for clearing and
+ * bumps its assignments' revision (domain/agent/assignments.ts), in one statement. Every writer of a machine's contracts takes this lock first (machine, then its
  * instances), so admission and clearing never interleave. Null when the machine does not exist.
  */
 export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<LockedMachine | null> {
   const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()) WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
+    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()), assignments_revision = assignments_revision + 1
+      WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
     machineId,
   );
   return rows[0] ?? null;
@@ -62,7 +64,7 @@ export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<Lo
  */
 export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId: number | null): Promise<LockedMachine | null> {
   const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now())
+    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()), assignments_revision = assignments_revision + 1
       WHERE id = (SELECT machine_id FROM instance WHERE id = $1 AND ($2::int IS NULL OR client_id = $2))
       RETURNING ${MACHINE_COLUMNS}`,
     instanceId,
@@ -177,13 +179,30 @@ function decide(
  * says why and by what price, and brings the on-demand count, offers and clearing flag up to date.
  */
 export async function clearMachineNow(machineId: number, now = new Date()): Promise<ClearingChange[]> {
+  const cleared = await clearInTransaction(machineId, now);
+  if (!cleared) return [];
+  // After commit, one event per machine and per affected client: the agent's desired state (every
+  // clearing passes here, including those after expiry and exhausted balances), and the instances
+  // whose status or message changed.
+  publish("assignments", machineId, { machineId });
+  const byClient = new Map<number, number[]>();
+  for (const { instanceId, clientId } of cleared.touched) byClient.set(clientId, [...(byClient.get(clientId) ?? []), instanceId]);
+  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
+  return cleared.changes;
+}
+
+async function clearInTransaction(
+  machineId: number,
+  now: Date,
+): Promise<{ changes: ClearingChange[]; touched: { instanceId: number; clientId: number }[] } | null> {
   return prisma.$transaction(async (tx) => {
     // The lock also clears the flag: events after this one wait for the lock and set it again.
     const [machine] = await tx.$queryRawUnsafe<LockedMachine[]>(
-      `UPDATE machine SET clearing_requested_at = NULL WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
+      `UPDATE machine SET clearing_requested_at = NULL, assignments_revision = assignments_revision + 1
+        WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
       machineId,
     );
-    if (!machine) return [];
+    if (!machine) return null;
 
     const live: LiveInstance[] = [];
     const events: BatchedEvent[] = [];
@@ -212,11 +231,16 @@ export async function clearMachineNow(machineId: number, now = new Date()): Prom
     const changes = events
       .map(({ instance, message }, i) => ({ instanceId: instance.id, from: instance.status, to: statuses[i], message }))
       .filter((change) => change.to !== change.from);
+    const clientOf = new Map(live.concat(events.map((e) => e.instance as LiveInstance)).map((i) => [i.id, i.clientId]));
+    const touched = [...events.map((e) => e.instance.id), ...messages.map((m) => m.id)].map((instanceId) => ({
+      instanceId,
+      clientId: clientOf.get(instanceId)!,
+    }));
     const gpusOnDemand = onDemandClaim(machine.numGpus, contracts);
     if (gpusOnDemand !== machine.gpusOnDemand) {
       await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand }, select: { id: true } });
     }
     await syncOfferAvailability(tx, machine, contracts, now);
-    return changes;
+    return { changes, touched };
   });
 }

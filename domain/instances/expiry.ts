@@ -1,4 +1,5 @@
 import { prisma } from "../../infra/db.ts";
+import { publish } from "../../infra/pubsub.ts";
 import { enqueueClearing, requeueStaleClearings } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "./lifecycle.ts";
 
@@ -12,7 +13,7 @@ const EXPIRABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].EXPIR
  * (and never deadlocks with them). Returns how many instances it ended.
  */
 export async function expireInstances(now = new Date()): Promise<number> {
-  const ended = await prisma.$queryRawUnsafe<{ machineId: number }[]>(
+  const ended = await prisma.$queryRawUnsafe<{ id: number; machineId: number; clientId: number }[]>(
     `WITH due AS (
        SELECT id, status FROM instance
         WHERE end_date <= $1 AND status = ANY($2::"InstanceStatus"[])
@@ -22,19 +23,27 @@ export async function expireInstances(now = new Date()): Promise<number> {
           SET status = 'EXITED', intended_status = 'STOPPED', status_message = 'lifetime ended',
               status_changed_at = $1, preempt_grace_seconds = NULL
          FROM due WHERE i.id = due.id
-       RETURNING i.id, i.machine_id, due.status AS from_status
+       RETURNING i.id, i.machine_id, i.client_id, due.status AS from_status
      ), history AS (
        INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
        SELECT id, from_status, 'EXITED', 'EXPIRED', 'lifetime ended', $1 FROM ended
      )
-     SELECT machine_id AS "machineId" FROM ended`,
+     SELECT id, machine_id AS "machineId", client_id AS "clientId" FROM ended`,
     now,
     EXPIRABLE,
   );
   const machines = new Set(ended.map((row) => row.machineId));
   if (machines.size) {
-    await prisma.machine.updateMany({ where: { id: { in: [...machines] } }, data: { clearingRequestedAt: now } });
+    // The machine rows are taken after the instance rows' statement has committed (never both, so no
+    // lock-order deadlock with the clearing); the clearing then publishes the agents' desired state.
+    await prisma.machine.updateMany({
+      where: { id: { in: [...machines] } },
+      data: { clearingRequestedAt: now, assignmentsRevision: { increment: 1 } },
+    });
   }
+  const byClient = new Map<number, number[]>();
+  for (const row of ended) byClient.set(row.clientId, [...(byClient.get(row.clientId) ?? []), row.id]);
+  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
   for (const machineId of machines) await enqueueClearing(machineId);
   return ended.length;
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
+import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
@@ -269,6 +270,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
     if (existing) return { instance: existing, apiKey: null };
     throw error;
   }
+  publishInstanceChange(created.instance);
   await enqueueClearing(machineId);
   return created;
 }
@@ -290,17 +292,17 @@ function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
   return { id: instanceId, clientId: viewer.userId };
 }
 
-type LockedInstance = Instance & { machine: LockedMachine };
+export type LockedInstance = Instance & { machine: LockedMachine };
 
 /** An instance, and the client it must belong to (omitted for the agent, checked by machine). */
-type InstanceTarget = { id: number; clientId?: number };
+export type InstanceTarget = { id: number; clientId?: number };
 
 /**
  * Runs `change` on the caller's instance with its machine row locked and the instance read under
  * the lock, then asks the auction to clear the machine. `change` returns the row it wrote. Another
  * account's instance is NotFound.
  */
-async function changeInstance(
+export async function changeInstance(
   target: InstanceTarget,
   change: (tx: Tx, instance: LockedInstance, now: Date) => Promise<Instance>,
   now = new Date(),
@@ -311,8 +313,15 @@ async function changeInstance(
     const current = await tx.instance.findUniqueOrThrow({ where: { id: target.id } });
     return change(tx, { ...current, machine }, now);
   });
+  publishInstanceChange(instance);
   await enqueueClearing(instance.machineId);
   return instance;
+}
+
+/** After commit: the client's subscribers refetch the instance, the machine's agent its desired state. */
+export function publishInstanceChange(instance: Pick<Instance, "id" | "clientId" | "machineId">): void {
+  publish("instanceStatus", instance.clientId, { instanceIds: [instance.id] });
+  publish("assignments", instance.machineId, { machineId: instance.machineId });
 }
 
 const instanceIdSchema = recordId;

@@ -108,6 +108,8 @@ export interface OfferRow {
   endDate: Date;
   rentable: boolean;
   rented: boolean;
+  gpusFreeOfOnDemand: number;
+  winningBidMicros: bigint | null;
 }
 
 export interface OfferPage {
@@ -476,7 +478,8 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
       ${FIELD_SQL.dph_total(outer)} AS "dphTotalMicros", ${FIELD_SQL.dlperf_per_dphtotal(outer)} AS "dlperfPerDphtotal",
       ${FIELD_SQL.flops_per_dphtotal(outer)} AS "flopsPerDphtotal", ${FIELD_SQL.score(outer)} AS score,
       o.verified, o.datacenter, o.geolocation, o.country_code AS "countryCode", o.end_date AS "endDate",
-      ${FIELD_SQL.rentable(outer)} AS rentable, o.rented,
+      ${FIELD_SQL.rentable(outer)} AS rentable, o.rented, o.gpus_free_of_on_demand AS "gpusFreeOfOnDemand",
+      o.winning_bid_micros AS "winningBidMicros",
       ${Prisma.join(keyColumns.map((k) => Prisma.sql`page.${k}`))}
     FROM (${page}) page
     JOIN offer o ON o.id = page.id

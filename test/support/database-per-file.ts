@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, inject } from "vitest";
-import { adminQuery, withDatabase } from "./global-setup.ts";
+import { adminQuery, withDatabase } from "../../infra/pg-admin.ts";
 
 // Runs before each test file's imports: the file gets its own database cloned from the migrated
 // template and its own Redis key prefix, and modules that read the config see them.

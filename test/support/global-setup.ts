@@ -4,6 +4,7 @@ import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { type LocalService, startEmbeddedPostgres, startPrivateRedis } from "../../infra/local-services.ts";
 import { migrate } from "../../infra/migrate.ts";
+import { adminQuery, withDatabase } from "../../infra/pg-admin.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -46,20 +47,4 @@ export default async function setup(project: TestProject) {
     await client.end();
     for (const service of started.reverse()) await service.stop();
   };
-}
-
-export function withDatabase(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-export async function adminQuery(serverUrl: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }

@@ -45,8 +45,11 @@ export async function instanceAt(
 
 /** Applies a lifecycle event at `sec` through the lifecycle table. */
 export async function eventAt(instanceId: number, event: InstanceEvent, sec: number): Promise<void> {
-  const instance = await prisma.instance.findUniqueOrThrow({ where: { id: instanceId }, select: { id: true, status: true } });
-  await applyEvent(prisma, instance, event, {}, at(sec));
+  // In one transaction, as the services do: the status and its history row commit together.
+  await prisma.$transaction(async (tx) => {
+    const instance = await tx.instance.findUniqueOrThrow({ where: { id: instanceId }, select: { id: true, status: true } });
+    await applyEvent(tx, instance, event, {}, at(sec));
+  });
 }
 
 /**
@@ -56,9 +59,19 @@ export async function eventAt(instanceId: number, event: InstanceEvent, sec: num
  * each charged floor(rate × seconds / unit). Machines are assumed online and bids unchanged.
  */
 export async function expectedCharges(until: number, feeBps = 0): Promise<{ charged: Map<number, bigint>; earned: Map<number, bigint> }> {
-  const instances = await prisma.instance.findMany({
-    include: { statusChanges: { orderBy: [{ at: "asc" }, { id: "asc" }] }, machine: { select: { hostId: true } } },
-  });
+  const instances = [];
+  // In pages: the relations' IN lists must stay under the database's parameter limit.
+  for (let cursor = 0; ; ) {
+    const page = await prisma.instance.findMany({
+      where: { id: { gt: cursor } },
+      orderBy: { id: "asc" },
+      take: 10_000,
+      include: { statusChanges: { orderBy: [{ at: "asc" }, { id: "asc" }] }, machine: { select: { hostId: true } } },
+    });
+    if (!page.length) break;
+    instances.push(...page);
+    cursor = page[page.length - 1].id;
+  }
   const charged = new Map<number, bigint>();
   const earned = new Map<number, bigint>();
   const add = (map: Map<number, bigint>, id: number, amount: bigint) => map.set(id, (map.get(id) ?? 0n) + amount);
@@ -95,4 +108,16 @@ export async function expectedCharges(until: number, feeBps = 0): Promise<{ char
 export async function ledgerTotals(kind: "CHARGE" | "EARNING"): Promise<Map<number, bigint>> {
   const rows = await prisma.ledgerEntry.groupBy({ by: ["userId"], where: { kind }, _sum: { amountMicros: true } });
   return new Map(rows.map((row) => [row.userId, kind === "CHARGE" ? -(row._sum.amountMicros ?? 0n) : (row._sum.amountMicros ?? 0n)]));
+}
+
+/** Open accrual rows and the narrow copies the ticks charge them from (open_time_accrual) that disagree: always 0. */
+export async function openAccrualMismatches(): Promise<number> {
+  const [row] = await prisma.$queryRawUnsafe<{ n: number }[]>(
+    `SELECT count(*)::int AS n
+       FROM (SELECT * FROM time_accrual WHERE ended_at IS NULL) a FULL JOIN open_time_accrual o ON o.accrual_id = a.id
+      WHERE a.id IS NULL OR o.accrual_id IS NULL OR o.client_id <> a.client_id OR o.host_id <> a.host_id
+         OR o.category <> a.category OR o.rate_micros <> a.unit_price_micros * a.units
+         OR o.started_sec <> extract(epoch FROM a.started_at)`,
+  );
+  return row.n;
 }

@@ -25,6 +25,18 @@ CREATE TYPE "InstanceStatus" AS ENUM ('SCHEDULING', 'LOADING', 'RUNNING', 'PAUSE
 -- CreateEnum
 CREATE TYPE "IntendedStatus" AS ENUM ('RUNNING', 'STOPPED');
 
+-- CreateEnum
+CREATE TYPE "PaymentKind" AS ENUM ('CHECKOUT', 'AUTO_BILL');
+
+-- CreateEnum
+CREATE TYPE "PaymentStatus" AS ENUM ('PENDING', 'SUCCEEDED', 'FAILED', 'EXPIRED');
+
+-- CreateEnum
+CREATE TYPE "PayoutStatus" AS ENUM ('PENDING', 'PAID', 'FAILED', 'SKIPPED');
+
+-- CreateEnum
+CREATE TYPE "NotificationKind" AS ENUM ('BALANCE_ALERT', 'AUTO_BILL_FAILED');
+
 -- CreateTable
 CREATE TABLE "user_account" (
     "id" SERIAL NOT NULL,
@@ -34,6 +46,15 @@ CREATE TABLE "user_account" (
     "debit_mode" BOOLEAN NOT NULL DEFAULT false,
     "balance_micros" BIGINT NOT NULL DEFAULT 0,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "stripe_customer_id" TEXT,
+    "stripe_payment_method_id" TEXT,
+    "saved_card_label" TEXT,
+    "auto_bill_threshold_micros" BIGINT,
+    "auto_bill_amount_micros" BIGINT,
+    "auto_bill_crossed_at" TIMESTAMPTZ(3),
+    "balance_alert_threshold_micros" BIGINT,
+    "balance_alert_crossed_at" TIMESTAMPTZ(3),
+    "stripe_connect_account_id" TEXT,
 
     CONSTRAINT "user_account_pkey" PRIMARY KEY ("id")
 );
@@ -97,6 +118,11 @@ CREATE TABLE "machine" (
     "reliability" DOUBLE PRECISION NOT NULL DEFAULT 0.9,
     "online" BOOLEAN NOT NULL DEFAULT true,
     "last_heartbeat_at" TIMESTAMPTZ(3),
+    "metrics" JSONB,
+    "reliability_good" DOUBLE PRECISION NOT NULL DEFAULT 77760,
+    "reliability_weight" DOUBLE PRECISION NOT NULL DEFAULT 86400,
+    "reliability_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "assignments_revision" BIGINT NOT NULL DEFAULT 0,
     "listed" BOOLEAN NOT NULL DEFAULT false,
     "price_per_gpu_hour_micros" BIGINT,
     "min_bid_per_gpu_hour_micros" BIGINT,
@@ -201,6 +227,18 @@ CREATE TABLE "time_accrual" (
 );
 
 -- CreateTable
+CREATE TABLE "open_time_accrual" (
+    "accrual_id" BIGINT NOT NULL,
+    "client_id" INTEGER NOT NULL,
+    "host_id" INTEGER NOT NULL,
+    "category" "ChargeCategory" NOT NULL,
+    "rate_micros" BIGINT NOT NULL,
+    "started_sec" BIGINT NOT NULL,
+
+    CONSTRAINT "open_time_accrual_pkey" PRIMARY KEY ("accrual_id")
+);
+
+-- CreateTable
 CREATE TABLE "bandwidth_accrual" (
     "id" BIGSERIAL NOT NULL,
     "instance_id" INTEGER NOT NULL,
@@ -272,8 +310,60 @@ CREATE TABLE "instance_status_change" (
     CONSTRAINT "instance_status_change_pkey" PRIMARY KEY ("id")
 );
 
+-- CreateTable
+CREATE TABLE "payment" (
+    "id" SERIAL NOT NULL,
+    "user_id" INTEGER NOT NULL,
+    "kind" "PaymentKind" NOT NULL,
+    "status" "PaymentStatus" NOT NULL DEFAULT 'PENDING',
+    "amount_micros" BIGINT NOT NULL,
+    "stripe_checkout_session_id" TEXT,
+    "stripe_payment_intent_id" TEXT,
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "failure_message" TEXT,
+    "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "completed_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "payment_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "payout" (
+    "id" SERIAL NOT NULL,
+    "host_id" INTEGER NOT NULL,
+    "period_start" TIMESTAMPTZ(3) NOT NULL,
+    "amount_micros" BIGINT NOT NULL,
+    "status" "PayoutStatus" NOT NULL,
+    "destination" TEXT,
+    "stripe_transfer_id" TEXT,
+    "note" TEXT,
+    "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "completed_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "payout_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "notification_outbox" (
+    "id" BIGSERIAL NOT NULL,
+    "user_id" INTEGER NOT NULL,
+    "kind" "NotificationKind" NOT NULL,
+    "recipient" TEXT NOT NULL,
+    "subject" TEXT NOT NULL,
+    "body" TEXT NOT NULL,
+    "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "sent_at" TIMESTAMPTZ(3),
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "last_error" TEXT,
+
+    CONSTRAINT "notification_outbox_pkey" PRIMARY KEY ("id")
+);
+
 -- CreateIndex
 CREATE UNIQUE INDEX "user_account_email_key" ON "user_account"("email");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "user_account_stripe_customer_id_key" ON "user_account"("stripe_customer_id");
 
 -- CreateIndex
 CREATE UNIQUE INDEX "api_key_hash_key" ON "api_key"("hash");
@@ -359,6 +449,33 @@ CREATE UNIQUE INDEX "instance_client_id_idempotency_key_key" ON "instance"("clie
 -- CreateIndex
 CREATE INDEX "instance_status_change_instance_id_id_idx" ON "instance_status_change"("instance_id", "id");
 
+-- CreateIndex
+CREATE UNIQUE INDEX "payment_stripe_checkout_session_id_key" ON "payment"("stripe_checkout_session_id");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "payment_stripe_payment_intent_id_key" ON "payment"("stripe_payment_intent_id");
+
+-- CreateIndex
+CREATE INDEX "payment_user_id_created_at_idx" ON "payment"("user_id", "created_at");
+
+-- CreateIndex
+CREATE INDEX "payment_kind_status_idx" ON "payment"("kind", "status");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "payout_stripe_transfer_id_key" ON "payout"("stripe_transfer_id");
+
+-- CreateIndex
+CREATE INDEX "payout_status_idx" ON "payout"("status");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "payout_host_id_period_start_key" ON "payout"("host_id", "period_start");
+
+-- CreateIndex
+CREATE INDEX "notification_outbox_sent_at_id_idx" ON "notification_outbox"("sent_at", "id");
+
+-- CreateIndex
+CREATE INDEX "notification_outbox_user_id_created_at_idx" ON "notification_outbox"("user_id", "created_at");
+
 -- AddForeignKey
 ALTER TABLE "api_key" ADD CONSTRAINT "api_key_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 
@@ -378,6 +495,9 @@ ALTER TABLE "offer" ADD CONSTRAINT "offer_machine_id_fkey" FOREIGN KEY ("machine
 ALTER TABLE "ledger_entry" ADD CONSTRAINT "ledger_entry_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 
 -- AddForeignKey
+ALTER TABLE "open_time_accrual" ADD CONSTRAINT "open_time_accrual_accrual_id_fkey" FOREIGN KEY ("accrual_id") REFERENCES "time_accrual"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
 ALTER TABLE "instance" ADD CONSTRAINT "instance_client_id_fkey" FOREIGN KEY ("client_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 
 -- AddForeignKey
@@ -385,4 +505,13 @@ ALTER TABLE "instance" ADD CONSTRAINT "instance_machine_id_fkey" FOREIGN KEY ("m
 
 -- AddForeignKey
 ALTER TABLE "instance_status_change" ADD CONSTRAINT "instance_status_change_instance_id_fkey" FOREIGN KEY ("instance_id") REFERENCES "instance"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "payment" ADD CONSTRAINT "payment_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "payout" ADD CONSTRAINT "payout_host_id_fkey" FOREIGN KEY ("host_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "notification_outbox" ADD CONSTRAINT "notification_outbox_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "user_account"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 

@@ -1,0 +1,243 @@
+/**
+ * Subscriptions benchmark: `npx tsx bench/subscriptions.ts`.
+ *
+ * 1. Balance: BENCH_SUBSCRIBERS (5,000) accounts, each with a RUNNING instance, each with one
+ *    graphql-ws subscriber to `balance`, spread over BENCH_API_PROCESSES (2) real API processes,
+ *    while the real metering job (BullMQ, every second, with its balance events) charges them all.
+ *    Delivery latency = the subscriber's receipt − the moment the balance event reached Redis
+ *    subscribers (this process listens to the same channels), so it covers Redis fan-out, the
+ *    API's refetch, execution and the WebSocket. Prints p50/p99 and events per second.
+ * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
+ *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
+ *    time from the drop to each agent's whole desired state again.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { type Client, createClient } from "graphql-ws";
+import { Redis } from "ioredis";
+import pg from "pg";
+import WebSocket from "ws";
+import { percentile } from "./support.ts";
+
+const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
+const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 5_000);
+const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 2);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
+const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
+const DATABASE = "bench_subscriptions";
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  await client.query(sql);
+  await client.end();
+}
+
+const url = new URL(SERVER_URL);
+url.pathname = `/${DATABASE}`;
+await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+await admin(`CREATE DATABASE ${DATABASE}`);
+process.env.DATABASE_URL = url.toString();
+process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
+process.env.LOG_LEVEL ??= "warn";
+
+const { migrate } = await import("../infra/migrate.ts");
+await migrate(url.toString());
+const { prisma } = await import("../infra/db.ts");
+const { redisKey } = await import("../infra/redis.ts");
+const { startWorkers, jobs } = await import("../workers/index.ts");
+const { closePubSub } = await import("../infra/pubsub.ts");
+
+const token = () => `gmk_${randomBytes(32).toString("base64url")}`;
+const hash = (t: string) => createHash("sha256").update(t).digest("hex");
+
+/** Accounts with a key and a RUNNING instance each, 4 to an 8-GPU machine, and a MACHINE key per machine. */
+async function seed(): Promise<{ accounts: { userId: number; key: string }[]; agents: { machineId: number; key: string }[] }> {
+  const now = Math.floor(Date.now() / 1000);
+  const users = await prisma.$queryRawUnsafe<{ id: number }[]>(
+    `INSERT INTO user_account (email, password_hash, balance_micros)
+     SELECT 'u' || g || '@bench.local', 'x', 100000000 FROM generate_series(1, $1) g RETURNING id`,
+    SUBSCRIBERS + 1,
+  );
+  const hostId = users.pop()!.id;
+  const machines = await prisma.$queryRawUnsafe<{ id: number }[]>(
+    `INSERT INTO machine (host_id, gpu_name, num_gpus, gpu_ram_mb, compute_cap, tflops_per_gpu, gpu_mem_bw, pcie_gen, pcie_bw,
+                          cpu_name, cpu_cores, cpu_ram_mb, disk_space_gb, disk_bw, inet_up_mbps, inet_down_mbps, cuda_max_good,
+                          driver_version, country_code, geolocation, dlperf, updated_at)
+     SELECT $1, 'RTX 4090', 8, 24564, 890, 82.6, 1008, 4, 25, 'EPYC', 64, 256000, 4000, 3000, 1000, 1000, 12.4, '550.54.15', 'DE', 'Hesse, DE', 100, now()
+       FROM generate_series(1, $2) RETURNING id`,
+    hostId,
+    Math.max(Math.ceil(SUBSCRIBERS / 4), AGENTS),
+  );
+  machines.sort((a, b) => a.id - b.id);
+  await prisma.$executeRawUnsafe(
+    `WITH ins AS (
+       INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
+                             inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_placed_at,
+                             image, disk_gb, launch_mode, onstart, env, ports, status, intended_status, status_changed_at, created_at)
+       SELECT u.id, m.id, 'ON_DEMAND', 1, 360000, 100000, 5000, 2000, to_timestamp($3) + interval '30 days', to_timestamp($3),
+              'ubuntu:22.04', 20, 'SSH', '', '[]', '{}', 'RUNNING', 'RUNNING', to_timestamp($3), to_timestamp($3)
+         FROM unnest($1::int[]) WITH ORDINALITY AS u(id, n) JOIN unnest($2::int[]) WITH ORDINALITY AS m(id, n) ON m.n = 1 + (u.n - 1) / 4
+       RETURNING id
+     )
+     INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, 'RUNNING', 'CREATED', to_timestamp($3) FROM ins`,
+    users.map((u) => u.id),
+    machines.map((m) => m.id),
+    now,
+  );
+  const accounts = users.map((u) => ({ userId: u.id, key: token() }));
+  const agents = machines.slice(0, AGENTS).map((m) => ({ machineId: m.id, key: token() }));
+  await prisma.$executeRawUnsafe(
+    `INSERT INTO api_key (user_id, name, prefix, hash, scope, machine_id)
+     SELECT u, 'bench', left(h, 8), h, s::"ApiKeyScope", m FROM unnest($1::int[], $2::text[], $3::text[], $4::int[]) AS v(u, h, s, m)`,
+    [...accounts.map((a) => a.userId), ...agents.map(() => hostId)],
+    [...accounts.map((a) => hash(a.key)), ...agents.map((a) => hash(a.key))],
+    [...accounts.map(() => "ACCOUNT"), ...agents.map(() => "MACHINE")],
+    [...accounts.map(() => null), ...agents.map((a) => a.machineId)],
+  );
+  return { accounts, agents };
+}
+
+function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "test/support/api-server.ts"], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      if (output.includes('{"url"')) process.stderr.write(chunk);
+      output += chunk;
+      const line = output.split("\n").find((l) => l.startsWith('{"url"'));
+      if (line) resolve({ child, url: JSON.parse(line).url.replace(/^http/, "ws") });
+    });
+    child.once("exit", (code) => reject(new Error(`API process exited with ${code}`)));
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+console.log(`seeding ${SUBSCRIBERS} accounts with running instances and ${AGENTS} agent keys…`);
+const { accounts, agents } = await seed();
+const apis = await Promise.all(Array.from({ length: API_PROCESSES }, spawnApi));
+
+// When each account's latest balance event reached Redis subscribers.
+const published = new Map<number, number>();
+const listener = new Redis(process.env.REDIS_URL!);
+const balancePrefix = redisKey("events", "balance", "");
+await listener.psubscribe(`${balancePrefix}*`);
+listener.on("pmessage", (_pattern, channel) => published.set(Number(channel.slice(balancePrefix.length)), performance.now()));
+
+console.log(`connecting ${SUBSCRIBERS} balance subscribers over ${API_PROCESSES} API processes…`);
+const latencies: number[] = [];
+let measuring = false;
+let received = 0;
+const clients: Client[] = [];
+await Promise.all(
+  accounts.map(
+    (account, i) =>
+      new Promise<void>((subscribed) => {
+        const client = createClient({
+          url: apis[i % apis.length].url,
+          webSocketImpl: WebSocket,
+          connectionParams: { authorization: `Bearer ${account.key}` },
+          retryAttempts: 5,
+        });
+        clients.push(client);
+        let first = true;
+        client.subscribe(
+          { query: "subscription { balance { balance } }" },
+          {
+            next: () => {
+              if (first) {
+                first = false;
+                return subscribed();
+              }
+              if (!measuring) return;
+              received++;
+              const at = published.get(account.userId);
+              if (at !== undefined) latencies.push(performance.now() - at);
+            },
+            error: (error) => console.error("subscription failed", error),
+            complete: () => {},
+          },
+        );
+      }),
+  ),
+);
+
+console.log(`all subscribed; metering for ${SECONDS} s…`);
+const metering = jobs.find((job) => job.name === "metering")!;
+const workers = await startWorkers([metering]);
+await sleep(3000); // the first ticks open the accrual rows
+measuring = true;
+const started = performance.now();
+await sleep(SECONDS * 1000);
+measuring = false;
+const elapsed = (performance.now() - started) / 1000;
+await workers.close();
+latencies.sort((a, b) => a - b);
+console.log(
+  `balance: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
+    `delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`,
+);
+await Promise.all(clients.map((client) => client.dispose()));
+
+console.log(`connecting ${AGENTS} agents…`);
+const dropped: number[] = [];
+const reconnectTimes: number[] = [];
+let dropAt = 0;
+const agentClients = await Promise.all(
+  agents.map(
+    (agent, i) =>
+      new Promise<Client>((ready) => {
+        const client = createClient({
+          url: apis[i % apis.length].url,
+          webSocketImpl: WebSocket,
+          connectionParams: { authorization: `Bearer ${agent.key}` },
+          retryAttempts: Infinity,
+          shouldRetry: () => true,
+          // The agent's backoff: full jitter, 500 ms for the first retry.
+          retryWait: () => sleep(Math.random() * 500),
+        });
+        let states = 0;
+        client.subscribe(
+          { query: `subscription ($m: ID!) { assignments(machineId: $m) { revision instances { instanceId desiredState } } }`, variables: { m: `Machine:${agent.machineId}` } },
+          {
+            next: () => {
+              states++;
+              if (states === 1) ready(client);
+              else if (dropAt && !dropped[i]) {
+                dropped[i] = 1;
+                reconnectTimes.push(performance.now() - dropAt);
+              }
+            },
+            error: (error) => console.error("agent subscription failed", error),
+            complete: () => {},
+          },
+        );
+      }),
+  ),
+);
+console.log(`dropping all ${AGENTS} agent sockets at once…`);
+dropAt = performance.now();
+for (const client of agentClients) client.terminate();
+while (reconnectTimes.length < AGENTS && performance.now() - dropAt < 60_000) await sleep(50);
+reconnectTimes.sort((a, b) => a - b);
+console.log(
+  `agents: ${reconnectTimes.length}/${AGENTS} had their whole desired state again; p50 ${percentile(reconnectTimes, 50).toFixed(0)} ms, ` +
+    `p99 ${percentile(reconnectTimes, 99).toFixed(0)} ms, all within ${reconnectTimes.at(-1)?.toFixed(0)} ms`,
+);
+
+await Promise.all(agentClients.map((client) => client.dispose()));
+for (const api of apis) api.child.kill("SIGTERM");
+listener.disconnect();
+await closePubSub();
+await prisma.$disconnect();
+const { redis } = await import("../infra/redis.ts");
+redis.disconnect();
+process.exit(0);

@@ -1,0 +1,81 @@
+import { prisma } from "../../infra/db.ts";
+import type { InstanceStatus, LaunchMode } from "../../prisma/generated/client/client.ts";
+import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { containerLabel } from "../instances/service.ts";
+import type { Viewer } from "../viewer.ts";
+
+/*
+ * The desired state of a machine, as its agent receives it (the realtime contract's
+ * MachineAssignments): every instance the machine holds that is not destroyed, RUNNING when the
+ * platform has given it its GPUs (LOADING or RUNNING), STOPPED otherwise (its container stops; the
+ * disk stays until the instance is destroyed, when it drops out of the list).
+ *
+ * Revision: `machine.assignments_revision`, a counter bumped in the same transaction as every change
+ * that can alter this state. Every writer of a machine's instances takes the machine row lock with
+ * `lockMachineForEvent` / `lockMachineOfInstance` (which bump it), the auction's clearing bumps it
+ * when it locks the machine, and the jobs that change instances without that lock (expiry, exhausted
+ * balances) leave the machine flagged for a clearing, which bumps it and publishes right after. So
+ * a state read later never carries a lower revision, and an agent that reconnects reads the whole
+ * state again: nothing is lost.
+ */
+
+export interface AssignmentView {
+  instanceId: number;
+  containerLabel: string;
+  desiredState: "RUNNING" | "STOPPED";
+  image: string;
+  launchMode: LaunchMode;
+  onstart: string | null;
+  env: { key: string; value: string }[];
+  ports: string[];
+  diskGb: number;
+  numGpus: number;
+  preemptGraceSeconds: number;
+  statusMessage: string | null;
+}
+
+export interface MachineAssignmentsView {
+  machineId: number;
+  revision: bigint;
+  instances: AssignmentView[];
+}
+
+/** Statuses in which the platform wants the container running. */
+const RUNS: ReadonlySet<InstanceStatus> = new Set(["LOADING", "RUNNING"]);
+
+/** The machine the viewer's MACHINE key belongs to, when it is `machineId`; any other caller is refused. */
+export function assertMachineAgent(viewer: Viewer, machineId: number): void {
+  if (viewer.scope !== "MACHINE") throw new ForbiddenError("Only the machine's agent (its MACHINE key) may do that");
+  if (viewer.machineId !== machineId) throw new NotFoundError("Machine");
+}
+
+export async function machineAssignments(machineId: number): Promise<MachineAssignmentsView> {
+  const machine = await prisma.machine.findUnique({
+    where: { id: machineId },
+    select: {
+      assignmentsRevision: true,
+      preemptGraceSeconds: true,
+      instances: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
+    },
+  });
+  if (!machine) throw new NotFoundError("Machine");
+  return {
+    machineId,
+    revision: machine.assignmentsRevision,
+    instances: machine.instances.map((instance) => ({
+      instanceId: instance.id,
+      containerLabel: containerLabel(instance.id),
+      desiredState: RUNS.has(instance.status) ? "RUNNING" : "STOPPED",
+      image: instance.image,
+      launchMode: instance.launchMode,
+      onstart: instance.onstart || null,
+      env: instance.env as { key: string; value: string }[],
+      ports: instance.ports,
+      diskGb: instance.diskGb,
+      numGpus: instance.numGpus,
+      // Set when the auction took its GPUs; a stop by its owner uses the host's setting.
+      preemptGraceSeconds: instance.preemptGraceSeconds ?? machine.preemptGraceSeconds,
+      statusMessage: instance.statusMessage,
+    })),
+  };
+}

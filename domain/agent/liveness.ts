@@ -1,0 +1,105 @@
+import { z } from "zod";
+import { config } from "../../infra/config.ts";
+import { prisma } from "../../infra/db.ts";
+import { publish } from "../../infra/pubsub.ts";
+import type { Machine } from "../../prisma/generated/client/client.ts";
+import { enqueueClearing, lockMachineForEvent } from "../auction/service.ts";
+import { syncOffers } from "../offers/sync.ts";
+import { parseInput } from "../validation.ts";
+import type { Viewer } from "../viewer.ts";
+import { assertMachineAgent } from "./assignments.ts";
+import { DISCONNECT_PENALTY_SECONDS, REFRESH_STEP, advanceReliabilitySql, advancedReliability } from "./reliability.ts";
+
+/*
+ * Machine liveness. The agent's heartbeat stamps last_heartbeat_at (one UPDATE on the hot path).
+ * The liveness job marks every machine silent for MACHINE_OFFLINE_AFTER_SECONDS offline in one
+ * statement: its offers stop being rentable (syncOffers), metering charges nothing for it (metering
+ * reads machine.online), and the auction's clearing moves its LOADING and RUNNING instances to
+ * SCHEDULING (MACHINE_OFFLINE), publishing their status to their clients and the new desired state.
+ * The next heartbeat brings it back: online again, offers rentable, and a clearing that gives the
+ * waiting instances their GPUs again.
+ *
+ * Only machines whose agent has sent a heartbeat are watched: a machine registered without an agent
+ * (the demo fleet, tests of the market alone) keeps its state until its agent first connects.
+ */
+
+const metricsSchema = z
+  .object({
+    gpuUtilization: z.array(z.number().min(0).max(100)).max(16).nullish(),
+    gpuTemperatureC: z.array(z.number().min(-50).max(200)).max(16).nullish(),
+    gpuMemoryUsedMb: z.array(z.number().int().min(0)).max(16).nullish(),
+    cpuLoad: z.number().min(0).nullish(),
+    diskFreeGb: z.number().min(0).nullish(),
+  })
+  .nullish();
+
+export type MachineMetrics = z.input<typeof metricsSchema>;
+
+/** Brings a machine that was offline back online: offers, reliability (its outage ends here) and a clearing. */
+async function comeBack(machineId: number, now: Date): Promise<void> {
+  const cameBack = await prisma.$transaction(async (tx) => {
+    await lockMachineForEvent(tx, machineId);
+    const back = await tx.$executeRawUnsafe(
+      `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz")}, online = true WHERE id = $1 AND NOT online`,
+      machineId,
+      now,
+    );
+    if (back) await syncOffers(tx, machineId, now);
+    return back > 0;
+  });
+  if (!cameBack) return;
+  publish("assignments", machineId, { machineId });
+  await enqueueClearing(machineId);
+}
+
+/** The agent's heartbeat: liveness and metrics; a machine that was offline is back. */
+export async function machineHeartbeat(viewer: Viewer, machineId: number, metrics: MachineMetrics, now = new Date()): Promise<Machine> {
+  assertMachineAgent(viewer, machineId);
+  const data = parseInput(metricsSchema, metrics);
+  const [row] = await prisma.$queryRawUnsafe<{ online: boolean }[]>(
+    // The first heartbeat starts the machine's record from its stored score (reliability.ts).
+    `UPDATE machine SET last_heartbeat_at = $2, metrics = $3::jsonb,
+            reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
+            reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN $2 ELSE reliability_at END
+      WHERE id = $1 RETURNING online`,
+    machineId,
+    now,
+    data ? JSON.stringify(data) : null,
+  );
+  if (!row.online) await comeBack(machineId, now);
+  return prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+}
+
+export interface LivenessSweep {
+  /** Machines marked offline by this sweep. */
+  offline: number[];
+  /** Machines whose reliability score moved enough to be written to their offers. */
+  rescored: number[];
+}
+
+/**
+ * The liveness job (workers/machine-liveness.ts): machines silent for too long go offline, each
+ * with a disconnect in its reliability history; then every watched machine whose score has drifted
+ * (decay, an outage going on) gets it stored and pushed to its offers.
+ */
+export async function sweepMachineLiveness(now = new Date()): Promise<LivenessSweep> {
+  const cutoff = new Date(now.getTime() - config().MACHINE_OFFLINE_AFTER_SECONDS * 1000);
+  const offline = await prisma.$queryRawUnsafe<{ id: number }[]>(
+    `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz", DISCONNECT_PENALTY_SECONDS)}, online = false,
+            clearing_requested_at = coalesce(clearing_requested_at, $1), assignments_revision = assignments_revision + 1
+      WHERE online AND last_heartbeat_at < $2 RETURNING id`,
+    now,
+    cutoff,
+  );
+  const { score } = advancedReliability("$1::timestamptz");
+  const rescored = await prisma.$queryRawUnsafe<{ id: number }[]>(
+    `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz")}
+      WHERE last_heartbeat_at IS NOT NULL AND abs(${score} - reliability) >= $2 RETURNING id`,
+    now,
+    REFRESH_STEP,
+  );
+  const changed = new Set([...offline, ...rescored].map((row) => row.id));
+  for (const id of changed) await prisma.$transaction((tx) => syncOffers(tx, id, now));
+  for (const { id } of offline) await enqueueClearing(id);
+  return { offline: offline.map((row) => row.id), rescored: rescored.map((row) => row.id) };
+}

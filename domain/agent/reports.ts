@@ -1,0 +1,104 @@
+import { z } from "zod";
+import { prisma } from "../../infra/db.ts";
+import { publishEach } from "../../infra/pubsub.ts";
+import type { Instance, InstanceStatus } from "../../prisma/generated/client/client.ts";
+import { type UsageCharge, recordUsage } from "../billing/usage.ts";
+import { ForbiddenError, NotFoundError } from "../errors.ts";
+import type { InstanceEvent } from "../instances/lifecycle.ts";
+import { changeInstance } from "../instances/service.ts";
+import { applyEvent } from "../instances/status.ts";
+import { syncOffers } from "../offers/sync.ts";
+import { parseInput } from "../validation.ts";
+import type { Viewer } from "../viewer.ts";
+import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
+
+/*
+ * The agent's reports. Each is accepted only from the MACHINE key of the instance's machine; an
+ * instance on another machine does not exist for it.
+ */
+
+export type ReportedState = "RUNNING" | "EXITED" | "STOPPED" | "FAILED";
+
+/**
+ * What a report does to an instance in `status`: a lifecycle event, or null when it changes nothing.
+ * - RUNNING moves LOADING to RUNNING (the only way there); RUNNING again is a no-op.
+ * - EXITED: the container ended by itself: LOADING or RUNNING end as EXITED; EXITED again is a no-op.
+ * - FAILED: the launch failed (image, disk, runtime): LOADING or RUNNING end as EXITED with the reason.
+ * - STOPPED acknowledges a stop the platform asked for and never changes the status: when the
+ *   instance wants to run meanwhile, the report is older than the desired state, which the agent
+ *   will apply.
+ * Anything else (RUNNING for a stopped instance: the agent has not seen the stop yet) is illegal
+ * and refused as IllegalTransitionError by the lifecycle table.
+ */
+export function eventForReport(status: InstanceStatus, report: ReportedState): InstanceEvent | null {
+  switch (report) {
+    case "RUNNING":
+      return status === "RUNNING" ? null : "AGENT_RUNNING";
+    case "EXITED":
+    case "FAILED":
+      return status === "EXITED" ? null : "AGENT_EXITED";
+    case "STOPPED":
+      return null;
+  }
+}
+
+const reportSchema = z.object({
+  instanceId: z.number().int().positive(),
+  status: z.enum(["RUNNING", "EXITED", "STOPPED", "FAILED"]),
+  message: z.string().max(1000).nullish(),
+});
+
+/** The instance on the agent's own machine, or NotFound; other keys are refused. */
+async function instanceOfAgent(viewer: Viewer, instanceId: number): Promise<{ id: number; clientId: number }> {
+  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+  const instance = await prisma.instance.findFirst({
+    where: { id: instanceId, machineId: viewer.machineId },
+    select: { id: true, clientId: true },
+  });
+  if (!instance) throw new NotFoundError("Instance");
+  return instance;
+}
+
+export async function reportInstanceState(
+  viewer: Viewer,
+  input: { instanceId: number; status: ReportedState; message?: string | null },
+): Promise<Instance> {
+  const { instanceId, status, message } = parseInput(reportSchema, input);
+  const target = await instanceOfAgent(viewer, instanceId);
+  // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
+  const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
+  if (status !== "FAILED" && eventForReport(seen.status, status) === null) return seen;
+  return changeInstance({ id: target.id }, async (tx, current, now) => {
+    const event = eventForReport(current.status, status);
+    if (status === "FAILED") {
+      // A failed assignment counts against the machine's reliability (reliability.ts).
+      await tx.$executeRawUnsafe(
+        `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,
+        current.machineId,
+        now,
+      );
+      await syncOffers(tx, current.machineId, now);
+    }
+    if (!event) return current;
+    const text = status === "RUNNING" ? null : status === "FAILED" ? `failed to start: ${message ?? "unknown error"}` : (message ?? "the container exited");
+    return applyEvent(tx, current, event, { message: text }, now);
+  });
+}
+
+const counter = z.string().regex(/^\d{1,20}$/, "a byte counter as a decimal string").transform(BigInt);
+const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes: counter, txBytes: counter });
+
+/**
+ * The container's byte counters since it started: billing charges the growth only, so a repeated
+ * report never double counts. Both balances it moved are published.
+ */
+export async function reportUsage(
+  viewer: Viewer,
+  input: { instanceId: number; rxBytes: string; txBytes: string },
+): Promise<UsageCharge> {
+  const { instanceId, rxBytes, txBytes } = parseInput(usageSchema, input);
+  const target = await instanceOfAgent(viewer, instanceId);
+  const charge = await recordUsage(prisma, target.id, rxBytes, txBytes);
+  if (charge.chargedMicros !== 0n) publishEach("balance", [target.clientId, viewer.userId], () => ({ immediate: false }));
+  return charge;
+}

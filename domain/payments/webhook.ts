@@ -1,0 +1,99 @@
+import Stripe from "stripe";
+import { config } from "../../infra/config.ts";
+import { prisma } from "../../infra/db.ts";
+import { logger } from "../../infra/logger.ts";
+import { publish } from "../../infra/pubsub.ts";
+import { creditPayment } from "./credit.ts";
+import { fromCents, stripe } from "./stripe.ts";
+
+export interface WebhookResponse {
+  status: number;
+  body: { received: boolean; error?: string };
+}
+
+/**
+ * POST /webhooks/stripe with its raw body. The signature is checked by the Stripe SDK against
+ * STRIPE_WEBHOOK_SECRET: a bad one answers 400 and writes nothing. Stripe delivers events at least
+ * once, in any order and sometimes concurrently; each handler is idempotent (credit.ts), so every
+ * delivery answers 200 once handled and Stripe's retries after a 500 are harmless.
+ */
+export async function handleStripeWebhook(rawBody: Buffer, signature: string | undefined): Promise<WebhookResponse> {
+  const secret = config().STRIPE_WEBHOOK_SECRET;
+  if (!secret) return { status: 503, body: { received: false, error: "webhooks are not configured" } };
+  let event: Stripe.Event;
+  try {
+    event = Stripe.webhooks.constructEvent(rawBody, signature ?? "", secret);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, "stripe webhook refused: bad signature");
+    return { status: 400, body: { received: false, error: "bad signature" } };
+  }
+  await handleEvent(event);
+  return { status: 200, body: { received: true } };
+}
+
+async function handleEvent(event: Stripe.Event): Promise<void> {
+  switch (event.type) {
+    case "checkout.session.completed":
+      // Card payments are paid now; delayed methods report later (async_payment_succeeded).
+      if (event.data.object.payment_status === "paid") await checkoutPaid(event.data.object);
+      return;
+    case "checkout.session.async_payment_succeeded":
+      await checkoutPaid(event.data.object);
+      return;
+    case "checkout.session.async_payment_failed":
+    case "checkout.session.expired":
+      await prisma.payment.updateMany({
+        where: { stripeCheckoutSessionId: event.data.object.id, status: "PENDING" },
+        data: { status: event.type === "checkout.session.expired" ? "EXPIRED" : "FAILED", completedAt: new Date() },
+      });
+      return;
+    case "payment_intent.succeeded":
+      await autoBillPaid(event.data.object);
+      return;
+    default:
+      logger.debug({ type: event.type, id: event.id }, "stripe event ignored");
+  }
+}
+
+const intentId = (value: string | { id: string } | null): string | null => (typeof value === "string" ? value : (value?.id ?? null));
+
+/** A paid Checkout Session: credits its payment once, and keeps the card when the user asked to. */
+async function checkoutPaid(session: Stripe.Checkout.Session): Promise<void> {
+  const userId = Number(session.metadata?.userId);
+  if (!Number.isInteger(userId) || userId <= 0) {
+    logger.warn({ session: session.id }, "checkout session without our user id ignored");
+    return;
+  }
+  const paymentIntent = intentId(session.payment_intent);
+  const card = session.metadata?.saveCard === "true" && paymentIntent ? await cardOf(paymentIntent) : null;
+  const credited = await prisma.$transaction(async (tx) => {
+    // The row addCredit wrote, or (it crashed after creating the session) one made from the session.
+    await tx.payment.createMany({
+      data: [{ userId, kind: "CHECKOUT", amountMicros: fromCents(session.amount_total ?? 0), stripeCheckoutSessionId: session.id }],
+      skipDuplicates: true,
+    });
+    const payment = await creditPayment(tx, { checkoutSessionId: session.id }, paymentIntent);
+    if (payment && card) {
+      await tx.user.update({ where: { id: payment.userId }, data: { stripePaymentMethodId: card.id, savedCardLabel: card.label } });
+    }
+    return payment;
+  });
+  if (credited) publish("balance", credited.userId, { immediate: true });
+}
+
+/** An auto-billing charge that completed after its request (it was processing): credited once. */
+async function autoBillPaid(intent: Stripe.PaymentIntent): Promise<void> {
+  const paymentId = Number(intent.metadata?.paymentId);
+  if (intent.metadata?.kind !== "AUTO_BILL" || !Number.isInteger(paymentId) || paymentId <= 0) return;
+  const credited = await prisma.$transaction((tx) => creditPayment(tx, { paymentId }, intent.id));
+  if (credited) publish("balance", credited.userId, { immediate: true });
+}
+
+/** The card a payment was made with, as kept for off-session charges. */
+async function cardOf(paymentIntentId: string): Promise<{ id: string; label: string } | null> {
+  const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ["payment_method"] });
+  const method = intent.payment_method;
+  if (!method) return null;
+  if (typeof method === "string") return { id: method, label: "card" };
+  return { id: method.id, label: method.card ? `${method.card.brand} •••• ${method.card.last4}` : method.type };
+}

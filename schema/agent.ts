@@ -1,0 +1,205 @@
+import {
+  type AssignmentView,
+  type MachineAssignmentsView,
+  assertMachineAgent,
+  machineAssignments,
+} from "../domain/agent/assignments.ts";
+import { machineHeartbeat } from "../domain/agent/liveness.ts";
+import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
+import type { UsageCharge } from "../domain/billing/usage.ts";
+import { IllegalTransitionError } from "../domain/errors.ts";
+import { issueContainerApiKey } from "../domain/instances/service.ts";
+import { prisma } from "../infra/db.ts";
+import { eventStream } from "../infra/pubsub.ts";
+import { IssuedApiKeyRef } from "./apiKey.ts";
+import { builder } from "./builder.ts";
+import { localId } from "./ids.ts";
+import { EnvVar, InstanceRef, LaunchMode } from "./instance.ts";
+
+/*
+ * The host agent's side of the API (the realtime contract): its machine's desired state as a
+ * subscription, and its reports. All of it for the machine's own MACHINE key only.
+ */
+
+const AssignmentState = builder.enumType("AssignmentState", {
+  description: "What the agent makes of the container: RUNNING, or STOPPED (kept, with its disk, until the instance is destroyed).",
+  values: ["RUNNING", "STOPPED"] as const,
+});
+
+const ReportedInstanceState = builder.enumType("ReportedInstanceState", {
+  description:
+    "The agent's report of a container: RUNNING (moves LOADING to RUNNING), EXITED (it ended by itself), STOPPED (a stop was done), FAILED (it could not be launched).",
+  values: ["RUNNING", "EXITED", "STOPPED", "FAILED"] as const,
+});
+
+const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement({
+  description: "One instance the machine should hold.",
+  fields: (t) => ({
+    instanceId: t.globalID({ resolve: (a) => ({ type: "Instance", id: a.instanceId }) }),
+    containerLabel: t.exposeString("containerLabel"),
+    desiredState: t.expose("desiredState", { type: AssignmentState }),
+    image: t.exposeString("image"),
+    launchMode: t.expose("launchMode", { type: LaunchMode }),
+    onstart: t.exposeString("onstart", { nullable: true }),
+    env: t.field({ type: [EnvVar], resolve: (a) => a.env }),
+    ports: t.exposeStringList("ports"),
+    diskGb: t.exposeInt("diskGb"),
+    numGpus: t.exposeInt("numGpus"),
+    preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
+      description: "Seconds between SIGTERM and SIGKILL when this instance is stopped or preempted.",
+    }),
+    statusMessage: t.exposeString("statusMessage", { nullable: true }),
+  }),
+});
+
+const MachineAssignmentsRef = builder.objectRef<MachineAssignmentsView>("MachineAssignments").implement({
+  description: "A machine's whole desired state.",
+  fields: (t) => ({
+    machineId: t.globalID({ resolve: (state) => ({ type: "Machine", id: state.machineId }) }),
+    revision: t.string({
+      description:
+        "Increases with every change of the machine's desired state (a bigint as a decimal string); an agent ignores a state older than one it has applied.",
+      resolve: (state) => state.revision.toString(),
+    }),
+    instances: t.field({
+      type: [AssignmentRef],
+      description: "Every instance the machine should hold; destroyed ones are absent, so their containers are removed.",
+      resolve: (state) => state.instances,
+    }),
+  }),
+});
+
+builder.subscriptionField("assignments", (t) =>
+  t.field({
+    type: MachineAssignmentsRef,
+    authScopes: { authenticated: true },
+    description:
+      "For the machine's agent (its MACHINE key): the machine's whole desired state on subscribe, then the whole state again after every change. Level-triggered: a reconnecting agent loses nothing.",
+    args: { machineId: t.arg.globalID({ required: true }) },
+    subscribe: (_root, args, ctx) => {
+      const machineId = localId(args.machineId, "Machine", "machineId");
+      assertMachineAgent(ctx.viewer!, machineId);
+      return eventStream("assignments", machineId, { merge: (a) => a });
+    },
+    // Refetched for every event: the state is level-triggered, so coalesced events lose nothing.
+    resolve: (_event, args) => machineAssignments(localId(args.machineId, "Machine", "machineId")),
+  }),
+);
+
+const MachineMetricsInput = builder.inputType("MachineMetricsInput", {
+  description: "What the agent measured; per-GPU lists are in GPU order.",
+  fields: (t) => ({
+    gpuUtilization: t.floatList({ description: "Percent." }),
+    gpuTemperatureC: t.floatList(),
+    gpuMemoryUsedMb: t.intList(),
+    cpuLoad: t.float({ description: "1-minute load average." }),
+    diskFreeGb: t.float(),
+  }),
+});
+
+const MachineMetrics = builder
+  .objectRef<{ gpuUtilization?: number[]; gpuTemperatureC?: number[]; gpuMemoryUsedMb?: number[]; cpuLoad?: number; diskFreeGb?: number }>(
+    "MachineMetrics",
+  )
+  .implement({
+    fields: (t) => ({
+      gpuUtilization: t.floatList({ nullable: true, resolve: (m) => m.gpuUtilization ?? null }),
+      gpuTemperatureC: t.floatList({ nullable: true, resolve: (m) => m.gpuTemperatureC ?? null }),
+      gpuMemoryUsedMb: t.intList({ nullable: true, resolve: (m) => m.gpuMemoryUsedMb ?? null }),
+      cpuLoad: t.float({ nullable: true, resolve: (m) => m.cpuLoad ?? null }),
+      diskFreeGb: t.float({ nullable: true, resolve: (m) => m.diskFreeGb ?? null }),
+    }),
+  });
+
+builder.prismaObjectFields("Machine", (t) => ({
+  lastHeartbeatAt: t.expose("lastHeartbeatAt", {
+    type: "DateTime",
+    nullable: true,
+    description: "The agent's last heartbeat; null until its agent first connects.",
+  }),
+  metrics: t.field({
+    type: MachineMetrics,
+    nullable: true,
+    description: "What the agent reported with its last heartbeat.",
+    select: { metrics: true },
+    resolve: (machine) => machine.metrics as never,
+  }),
+}));
+
+builder.mutationField("reportInstanceState", (t) =>
+  t.field({
+    type: InstanceRef,
+    authScopes: { authenticated: true },
+    description:
+      "The agent's report of a container's state (MACHINE key of the instance's machine). LOADING becomes RUNNING only through a RUNNING report; a repeated report changes nothing.",
+    errors: { types: [IllegalTransitionError] },
+    args: {
+      instanceId: t.arg.globalID({ required: true }),
+      status: t.arg({ type: ReportedInstanceState, required: true }),
+      message: t.arg.string(),
+    },
+    resolve: (_root, args, ctx) =>
+      reportInstanceState(ctx.viewer!, {
+        instanceId: localId(args.instanceId, "Instance", "instanceId"),
+        status: args.status,
+        message: args.message,
+      }),
+  }),
+);
+
+builder.mutationField("machineHeartbeat", (t) =>
+  t.prismaField({
+    type: "Machine",
+    authScopes: { authenticated: true },
+    description: `Liveness and metrics from the machine's agent (its MACHINE key). Without a heartbeat for MACHINE_OFFLINE_AFTER_SECONDS the machine goes offline; the next one brings it back.`,
+    errors: {},
+    args: { machineId: t.arg.globalID({ required: true }), metrics: t.arg({ type: MachineMetricsInput }) },
+    resolve: async (query, _root, args, ctx) => {
+      const machine = await machineHeartbeat(ctx.viewer!, localId(args.machineId, "Machine", "machineId"), args.metrics);
+      return prisma.machine.findUniqueOrThrow({ ...query, where: { id: machine.id } });
+    },
+  }),
+);
+
+const UsageReportRef = builder.objectRef<UsageCharge>("UsageReport").implement({
+  description: "What a usage report added: the bytes above the highest counters seen before, and their charge.",
+  fields: (t) => ({
+    rxBytes: t.string({ resolve: (usage) => usage.rxBytes.toString() }),
+    txBytes: t.string({ resolve: (usage) => usage.txBytes.toString() }),
+    charged: t.field({ type: "Money", resolve: (usage) => usage.chargedMicros }),
+  }),
+});
+
+builder.mutationField("reportUsage", (t) =>
+  t.field({
+    type: UsageReportRef,
+    authScopes: { authenticated: true },
+    description:
+      "The container's bandwidth counters since it started, as decimal strings (MACHINE key of the instance's machine). Only growth is charged, so a repeated report never double counts.",
+    errors: {},
+    args: {
+      instanceId: t.arg.globalID({ required: true }),
+      rxBytes: t.arg.string({ required: true, description: "Bytes received." }),
+      txBytes: t.arg.string({ required: true, description: "Bytes sent." }),
+    },
+    resolve: (_root, args, ctx) =>
+      reportUsage(ctx.viewer!, {
+        instanceId: localId(args.instanceId, "Instance", "instanceId"),
+        rxBytes: args.rxBytes,
+        txBytes: args.txBytes,
+      }),
+  }),
+);
+
+builder.mutationField("issueContainerApiKey", (t) =>
+  t.field({
+    type: IssuedApiKeyRef,
+    authScopes: { authenticated: true },
+    description:
+      "A fresh INSTANCE-scoped key for the container's environment (CONTAINER_API_KEY), revoking the previous one. MACHINE key of the instance's machine only.",
+    errors: {},
+    args: { instanceId: t.arg.globalID({ required: true }) },
+    resolve: async (_root, args, ctx) =>
+      (await issueContainerApiKey(ctx.viewer!, localId(args.instanceId, "Instance", "instanceId"))).apiKey,
+  }),
+);

@@ -1,0 +1,195 @@
+import { chargeLines, earningsDays, invoiceItems } from "../domain/billing/statements.ts";
+import { createCheckout } from "../domain/payments/checkout.ts";
+import { billingSettings, setPayoutAccount, updateBillingSettings } from "../domain/payments/settings.ts";
+import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
+import { prisma } from "../infra/db.ts";
+import { builder } from "./builder.ts";
+import { ErrorInterface } from "./errors.ts";
+import { localId } from "./ids.ts";
+
+builder.objectType(PaymentsUnavailableError, {
+  name: "PaymentsUnavailableError",
+  interfaces: [ErrorInterface],
+  description: "The server has no Stripe account configured.",
+});
+
+const CheckoutSessionRef = builder
+  .objectRef<{ sessionId: string; url: string }>("CheckoutSession")
+  .implement({
+    description: "A Stripe Checkout Session: send the user to `url` (or redirect with Stripe.js and `sessionId`).",
+    fields: (t) => ({
+      sessionId: t.exposeString("sessionId"),
+      url: t.exposeString("url"),
+    }),
+  });
+
+builder.mutationField("addCredit", (t) =>
+  t.field({
+    type: CheckoutSessionRef,
+    authScopes: { account: true },
+    description:
+      "Starts a card payment of `amount` ($5 to $10,000, whole cents) on Stripe Checkout. The balance is credited when Stripe confirms the payment (a `balance` event follows at once). With `saveCard`, the card is kept for auto-billing.",
+    errors: { types: [PaymentsUnavailableError] },
+    args: { amount: t.arg({ type: "Money", required: true }), saveCard: t.arg.boolean({ defaultValue: false }) },
+    resolve: (_root, args, ctx) => createCheckout(ctx.viewer!.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
+  }),
+);
+
+const BillingSettingsRef = builder.objectRef<Awaited<ReturnType<typeof billingSettings>>>("BillingSettings").implement({
+  fields: (t) => ({
+    savedCard: t.exposeString("savedCard", { nullable: true, description: 'The card kept for auto-billing, like "visa •••• 4242".' }),
+    autoBillThreshold: t.field({
+      type: "Money",
+      nullable: true,
+      description: "When the balance falls below it, the saved card is charged `autoBillAmount`, once per crossing.",
+      resolve: (s) => s.autoBillThresholdMicros,
+    }),
+    autoBillAmount: t.field({ type: "Money", nullable: true, resolve: (s) => s.autoBillAmountMicros }),
+    balanceAlertThreshold: t.field({
+      type: "Money",
+      nullable: true,
+      description: "When the balance falls below it, an email is sent, once per crossing.",
+      resolve: (s) => s.balanceAlertThresholdMicros,
+    }),
+    payoutAccountId: t.exposeString("payoutAccountId", { nullable: true, description: "The Stripe Connect account host payouts go to." }),
+  }),
+});
+
+builder.queryField("billingSettings", (t) =>
+  t.field({
+    type: BillingSettingsRef,
+    authScopes: { account: true },
+    resolve: (_root, _args, ctx) => billingSettings(ctx.viewer!.userId),
+  }),
+);
+
+const BillingSettingsInput = builder.inputType("BillingSettingsInput", {
+  description: "Fields left out are unchanged; null turns a threshold off.",
+  fields: (t) => ({
+    autoBillThreshold: t.field({ type: "Money" }),
+    autoBillAmount: t.field({ type: "Money", description: "$5 to $10,000, whole cents." }),
+    balanceAlertThreshold: t.field({ type: "Money" }),
+    removeSavedCard: t.boolean({ description: "Forgets the saved card, which turns auto-billing off." }),
+  }),
+});
+
+builder.mutationField("updateBillingSettings", (t) =>
+  t.field({
+    type: BillingSettingsRef,
+    authScopes: { account: true },
+    errors: {},
+    args: { input: t.arg({ type: BillingSettingsInput, required: true }) },
+    resolve: (_root, { input }, ctx) => updateBillingSettings(ctx.viewer!.userId, input),
+  }),
+);
+
+builder.mutationField("setPayoutAccount", (t) =>
+  t.field({
+    type: BillingSettingsRef,
+    authScopes: { account: true },
+    description: 'Where weekly host payouts go: a Stripe Connect account id ("acct_..."), or null for none (payouts are then skipped).',
+    errors: {},
+    args: { accountId: t.arg.string() },
+    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer!.userId, args.accountId ?? null),
+  }),
+);
+
+const ChargeCategoryEnum = builder.enumType("ChargeCategory", {
+  values: ["GPU", "STORAGE", "BANDWIDTH_UP", "BANDWIDTH_DOWN"] as const,
+});
+
+const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[number]>("ChargeLine").implement({
+  description: "What one instance was charged for one category on one day (UTC) at one rate.",
+  fields: (t) => ({
+    instanceId: t.globalID({ resolve: (line) => ({ type: "Instance", id: line.instanceId }) }),
+    day: t.field({ type: "DateTime", resolve: (line) => line.day }),
+    category: t.field({ type: ChargeCategoryEnum, resolve: (line) => line.category }),
+    quantity: t.exposeString("quantity", { description: "In `unit`s, three decimals." }),
+    unit: t.exposeString("unit", { description: "GPU-hour, GB-month (30 days) or GB (10^9 bytes)." }),
+    rate: t.field({ type: "Money", description: "Per unit.", resolve: (line) => line.rateMicros }),
+    amount: t.field({ type: "Money", resolve: (line) => line.amountMicros }),
+    description: t.exposeString("description", { description: 'Like "96.000 GPU-hours at $0.389/GPU-hour".' }),
+  }),
+});
+
+builder.queryField("charges", (t) =>
+  t.field({
+    type: [ChargeLineRef],
+    authScopes: { account: true },
+    description: "The caller's charges on the days from `from` to `to`, per instance, day and category, itemized.",
+    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), instanceId: t.arg.globalID() },
+    resolve: (_root, args, ctx) =>
+      chargeLines(ctx.viewer!.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
+  }),
+);
+
+const EarningsRef = builder.objectRef<Awaited<ReturnType<typeof earningsDays>>[number]>("MachineEarnings").implement({
+  description: "What one of the caller's machines earned on one day (UTC).",
+  fields: (t) => ({
+    machineId: t.globalID({ resolve: (day) => ({ type: "Machine", id: day.machineId }) }),
+    day: t.field({ type: "DateTime", resolve: (day) => day.day }),
+    gpu: t.field({ type: "Money", resolve: (day) => day.gpuMicros }),
+    storage: t.field({ type: "Money", resolve: (day) => day.storageMicros }),
+    bandwidth: t.field({ type: "Money", description: "Up and down.", resolve: (day) => day.bandwidthMicros }),
+    total: t.field({ type: "Money", resolve: (day) => day.totalMicros }),
+  }),
+});
+
+builder.queryField("earnings", (t) =>
+  t.field({
+    type: [EarningsRef],
+    authScopes: { account: true },
+    description: "The caller's host earnings on the days from `from` to `to`, per machine and day.",
+    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), machineId: t.arg.globalID() },
+    resolve: (_root, args, ctx) =>
+      earningsDays(ctx.viewer!.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
+  }),
+);
+
+const InvoiceKindEnum = builder.enumType("InvoiceKind", { values: ["PAYMENT", "ADJUSTMENT", "REFUND", "PAYOUT"] as const });
+const InvoiceStatusEnum = builder.enumType("InvoiceStatus", { values: ["COMPLETED", "PENDING", "FAILED"] as const });
+
+const InvoiceItemRef = builder.objectRef<Awaited<ReturnType<typeof invoiceItems>>[number]>("InvoiceItem").implement({
+  fields: (t) => ({
+    at: t.field({ type: "DateTime", resolve: (item) => item.at }),
+    kind: t.field({ type: InvoiceKindEnum, resolve: (item) => item.kind }),
+    status: t.field({ type: InvoiceStatusEnum, resolve: (item) => item.status }),
+    amount: t.field({ type: "Money", description: "Signed as on the balance.", resolve: (item) => item.amountMicros }),
+    description: t.exposeString("description"),
+  }),
+});
+
+builder.queryField("invoices", (t) =>
+  t.field({
+    type: [InvoiceItemRef],
+    authScopes: { account: true },
+    description:
+      "The caller's payments (pending and failed ones too), credits and adjustments, refunds and payouts from `from` to `to`, newest first.",
+    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }) },
+    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer!.userId, { from: args.from, to: args.to }),
+  }),
+);
+
+const PayoutStatusEnum = builder.enumType("PayoutStatus", { values: ["PENDING", "PAID", "FAILED", "SKIPPED"] as const });
+
+builder.prismaObject("Payout", {
+  description: "A weekly host payout (Fridays) through Stripe Connect: the host's unpaid earnings, once they reach the minimum ($20).",
+  fields: (t) => ({
+    periodStart: t.expose("periodStart", { type: "DateTime" }),
+    amount: t.field({ type: "Money", resolve: (payout) => payout.amountMicros }),
+    status: t.expose("status", { type: PayoutStatusEnum }),
+    destination: t.exposeString("destination", { nullable: true }),
+    note: t.exposeString("note", { nullable: true, description: "Why it was skipped or failed." }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+builder.queryField("payouts", (t) =>
+  t.prismaField({
+    type: ["Payout"],
+    authScopes: { account: true },
+    description: "The caller's last 100 payouts, newest first.",
+    resolve: (query, _root, _args, ctx) =>
+      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer!.userId }, orderBy: { id: "desc" }, take: 100 }),
+  }),
+);

@@ -1,0 +1,235 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { issueApiKey } from "../domain/apiKeys.ts";
+import { prisma } from "../infra/db.ts";
+import { closePubSub, publish } from "../infra/pubsub.ts";
+import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
+import { useTestApp } from "./support/app.ts";
+import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
+import { connectionCloseCode, subscribe, waitForListeners } from "./support/ws.ts";
+
+const app = useTestApp();
+let auction: AuctionWorker;
+beforeAll(async () => {
+  auction = await startAuctionWorker();
+});
+afterAll(async () => {
+  await auction.close();
+  await closePubSub();
+});
+
+const INSTANCE_STATUS = /* GraphQL */ `
+  subscription ($id: ID) { instanceStatus(instanceId: $id) { id status statusMessage } }
+`;
+const BALANCE = /* GraphQL */ `subscription { balance { balance } }`;
+const ASSIGNMENTS = /* GraphQL */ `
+  subscription ($machineId: ID!) {
+    assignments(machineId: $machineId) {
+      machineId revision
+      instances { instanceId containerLabel desiredState image launchMode onstart env { key value } ports diskGb numGpus preemptGraceSeconds statusMessage }
+    }
+  }
+`;
+const REPORT = /* GraphQL */ `
+  mutation ($id: ID!, $status: ReportedInstanceState!, $message: String) {
+    reportInstanceState(instanceId: $id, status: $status, message: $message) {
+      __typename
+      ... on MutationReportInstanceStateSuccess { data { id status statusMessage } }
+      ... on Error { code message }
+    }
+  }
+`;
+
+async function machineKey(hostId: number, machineId: number): Promise<string> {
+  return (await issueApiKey(prisma, { userId: hostId, name: "agent", scope: "MACHINE", machineId })).token;
+}
+
+async function rent(key: string, machineId: number, extra: Record<string, unknown> = {}): Promise<string> {
+  const result = await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1, extra) }, key);
+  return unwrap(result.data.createInstance).instance.id;
+}
+
+describe("WebSocket auth", () => {
+  it("closes a connection without a key, or with a bad one, with 4403", async () => {
+    expect(await connectionCloseCode(app.url, {})).toBe(4403);
+    expect(await connectionCloseCode(app.url, { authorization: "Bearer nope" })).toBe(4403);
+    expect(await connectionCloseCode(app.url, { authorization: "Basic abc" })).toBe(4403);
+  });
+
+  it("accepts a valid key through the same function as HTTP", async () => {
+    const { key } = await createAccount("ws");
+    const balance = subscribe(app.url, key, BALANCE);
+    expect(await balance.next()).toEqual({ balance: "0.00" });
+    await balance.close();
+  });
+});
+
+describe("instanceStatus", () => {
+  it("streams the caller's instances through the lifecycle, and nobody else's", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const other = await createAccount("other");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const mine = subscribe(app.url, client.key, INSTANCE_STATUS);
+    const theirs = subscribe(app.url, other.key, INSTANCE_STATUS);
+    // The initial state of no instances is nothing: wait until both are subscribed.
+    await waitForListeners(`instanceStatus:${client.userId}`);
+    await waitForListeners(`instanceStatus:${other.userId}`);
+
+    const id = await rent(client.key, machineId);
+    await mine.next((i) => i.id === id && i.status === "LOADING");
+    const single = subscribe(app.url, client.key, INSTANCE_STATUS, { id });
+    expect(await single.next()).toMatchObject({ id, status: "LOADING" });
+
+    const agent = await machineKey(host.userId, machineId);
+    const reported = await app.gql(REPORT, { id, status: "RUNNING" }, agent);
+    expect(reported.data.reportInstanceState.data.status).toBe("RUNNING");
+    await single.next((i) => i.status === "RUNNING");
+    await app.gql(`mutation ($id: ID!) { stopInstance(id: $id) { __typename } }`, { id }, client.key);
+    await single.next((i) => i.status === "STOPPED" && i.statusMessage === "stopped by its owner");
+    await mine.next((i) => i.id === id && i.status === "STOPPED");
+    const statuses = mine.values.filter((i) => i.id === id).map((i) => i.status);
+    expect(statuses).toContain("SCHEDULING");
+    expect(statuses.slice(-2)).toEqual(["RUNNING", "STOPPED"]);
+    expect(theirs.values).toEqual([]);
+
+    const foreign = subscribe(app.url, other.key, INSTANCE_STATUS, { id });
+    expect((await foreign.failed())[0].extensions.code).toBe("NOT_FOUND");
+    await Promise.all([mine.close(), theirs.close(), single.close(), foreign.close()]);
+  });
+});
+
+describe("balance", () => {
+  it("sends the balance first, coalesces metering to one a second, and payments at once", async () => {
+    const { userId, key } = await createAccount("balance");
+    const balance = subscribe(app.url, key, BALANCE);
+    expect(await balance.next()).toEqual({ balance: "0.00" });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+
+    // Ten metering-like changes within half a second: one event now, one coalesced a second later.
+    const started = Date.now();
+    for (let i = 1; i <= 10; i++) {
+      await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { decrement: 1000n } } });
+      publish("balance", userId, { immediate: false });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await balance.next((b) => b.balance === "-0.01", 3000);
+    const times = balance.values.length;
+    expect(times).toBeLessThanOrEqual(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+
+    // A payment is delivered at once even right after a metered event.
+    await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { increment: 5_000_000n } } });
+    const paid = Date.now();
+    publish("balance", userId, { immediate: true });
+    await balance.next((b) => b.balance === "4.99", 2000);
+    expect(Date.now() - paid).toBeLessThan(500);
+    await balance.close();
+  });
+});
+
+describe("assignments", () => {
+  it("gives the machine's agent its whole desired state, again after every change, with a growing revision", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const agent = await machineKey(host.userId, machineId);
+    const states = subscribe(app.url, agent, ASSIGNMENTS, { machineId: `Machine:${machineId}` });
+    const first = await states.next();
+    expect(first).toEqual({ machineId: `Machine:${machineId}`, revision: expect.stringMatching(/^\d+$/), instances: [] });
+
+    const id = await rent(client.key, machineId, { env: [{ key: "A", value: "1" }], ports: ["8080"], onstart: "echo hi" });
+    const running = await states.next((s) => s.instances[0]?.desiredState === "RUNNING");
+    expect(running.instances).toEqual([
+      {
+        instanceId: id,
+        containerLabel: `C.${id.split(":")[1]}`,
+        desiredState: "RUNNING",
+        image: "pytorch/pytorch:latest",
+        launchMode: "SSH",
+        onstart: "echo hi",
+        env: [{ key: "A", value: "1" }],
+        ports: ["8080"],
+        diskGb: 20,
+        numGpus: 1,
+        preemptGraceSeconds: 5,
+        statusMessage: null,
+      },
+    ]);
+    expect(BigInt(running.revision)).toBeGreaterThan(BigInt(first.revision));
+
+    await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id }, client.key);
+    const gone = await states.next((s) => s.instances.length === 0 && BigInt(s.revision) > BigInt(running.revision));
+    const revisions = states.values.map((s) => BigInt(s.revision));
+    expect(revisions).toEqual([...revisions].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    expect(gone.instances).toEqual([]);
+
+    // A resubscribing agent starts from the whole current state.
+    const again = subscribe(app.url, agent, ASSIGNMENTS, { machineId: `Machine:${machineId}` });
+    expect(BigInt((await again.next()).revision)).toBeGreaterThanOrEqual(BigInt(gone.revision));
+    await Promise.all([states.close(), again.close()]);
+  });
+
+  it("refuses account keys and other machines' keys with an error the agent can act on", async () => {
+    const host = await createAccount("host");
+    const machineId = await createListedMachine(host.userId, { numGpus: 1 });
+    const otherMachine = await createListedMachine(host.userId, { numGpus: 1 });
+    const foreignAgent = await machineKey(host.userId, otherMachine);
+    const byAccount = subscribe(app.url, host.key, ASSIGNMENTS, { machineId: `Machine:${machineId}` });
+    expect((await byAccount.failed())[0].extensions.code).toBe("FORBIDDEN");
+    const byOther = subscribe(app.url, foreignAgent, ASSIGNMENTS, { machineId: `Machine:${machineId}` });
+    expect((await byOther.failed())[0].extensions.code).toBe("NOT_FOUND");
+    await Promise.all([byAccount.close(), byOther.close()]);
+  });
+});
+
+describe("agent mutations", () => {
+  it("report, usage, heartbeat and container keys work for the machine's key only", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const otherMachine = await createListedMachine(host.userId, { numGpus: 1 });
+    const agent = await machineKey(host.userId, machineId);
+    const foreignAgent = await machineKey(host.userId, otherMachine);
+    const id = await rent(client.key, machineId);
+    const status = async () => (await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } })).status;
+    for (let i = 0; i < 100 && (await status()) !== "LOADING"; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    const byClient = await app.gql(REPORT, { id, status: "RUNNING" }, client.key);
+    expect(byClient.data.reportInstanceState.code).toBe("FORBIDDEN");
+    const byOther = await app.gql(REPORT, { id, status: "RUNNING" }, foreignAgent);
+    expect(byOther.data.reportInstanceState.code).toBe("NOT_FOUND");
+    expect(await status()).toBe("LOADING");
+
+    const ok = await app.gql(REPORT, { id, status: "RUNNING" }, agent);
+    expect(ok.data.reportInstanceState).toMatchObject({ __typename: "MutationReportInstanceStateSuccess", data: { status: "RUNNING" } });
+    const repeated = await app.gql(REPORT, { id, status: "RUNNING" }, agent);
+    expect(repeated.data.reportInstanceState.data.status).toBe("RUNNING");
+    const history = await prisma.instanceStatusChange.count({ where: { instanceId: Number(id.split(":")[1]), toStatus: "RUNNING" } });
+    expect(history).toBe(1);
+
+    const KEY = `mutation ($id: ID!) { issueContainerApiKey(instanceId: $id) {
+      __typename ... on MutationIssueContainerApiKeySuccess { data { token } } ... on Error { code message } } }`;
+    const issued = await app.gql(KEY, { id }, agent);
+    const token = issued.data.issueContainerApiKey.data.token;
+    expect(token).toMatch(/.{20,}/);
+    expect((await app.gql(KEY, { id }, client.key)).data.issueContainerApiKey.code).toBe("FORBIDDEN");
+    // The container's key stops its own instance.
+    const stopped = await app.gql(`mutation ($id: ID!) { stopInstance(id: $id) { __typename ... on MutationStopInstanceSuccess { data { status } } } }`, { id }, token);
+    expect(stopped.data.stopInstance.data.status).toBe("STOPPED");
+
+    const USAGE = `mutation ($id: ID!, $rx: String!, $tx: String!) { reportUsage(instanceId: $id, rxBytes: $rx, txBytes: $tx) {
+      __typename ... on MutationReportUsageSuccess { data { rxBytes txBytes charged } } ... on Error { code message } } }`;
+    const usage = await app.gql(USAGE, { id, rx: "2000000000", tx: "1000000000" }, agent);
+    expect(usage.data.reportUsage.data).toEqual({ rxBytes: "2000000000", txBytes: "1000000000", charged: "0.009" });
+    const again = await app.gql(USAGE, { id, rx: "2000000000", tx: "1000000000" }, agent);
+    expect(again.data.reportUsage.data).toEqual({ rxBytes: "0", txBytes: "0", charged: "0.00" });
+    const bad = await app.gql(USAGE, { id, rx: "-1", tx: "1" }, agent);
+    expect(bad.data.reportUsage.code).toBe("VALIDATION");
+
+    const BEAT = `mutation ($m: ID!, $metrics: MachineMetricsInput) { machineHeartbeat(machineId: $m, metrics: $metrics) {
+      __typename ... on MutationMachineHeartbeatSuccess { data { online lastHeartbeatAt metrics { gpuUtilization cpuLoad } } } ... on Error { code } } }`;
+    const beat = await app.gql(BEAT, { m: `Machine:${machineId}`, metrics: { gpuUtilization: [50, 60], cpuLoad: 1.5 } }, agent);
+    expect(beat.data.machineHeartbeat.data).toMatchObject({ online: true, metrics: { gpuUtilization: [50, 60], cpuLoad: 1.5 } });
+    expect((await app.gql(BEAT, { m: `Machine:${otherMachine}` }, agent)).data.machineHeartbeat.code).toBe("NOT_FOUND");
+  });
+});
