@@ -15,14 +15,14 @@
  * realistic fleet averages about 3.9, so the 100,000 offers the targets are about take ~25,000
  * machines rather than 20,000 (24,000 give ~93,000).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
-import { percentile } from "./support.ts";
+import { percentile, startAppProcess } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -290,26 +290,6 @@ async function countRows(databaseUrl: string): Promise<{ machines: number; offer
   return rows[0];
 }
 
-async function startServer(databaseUrl: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, "serve"], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", NODE_ENV: "production" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const [line] = (await once(child.stdout!, "data")) as [Buffer];
-  return { url: line.toString().trim(), child };
-}
-
-/** Child process: the real app, alone in its event loop like in production. */
-async function serve(): Promise<void> {
-  const { buildApp } = await import("../api/app.ts");
-  const app = buildApp();
-  process.stdout.write(`${await app.start(0)}\n`);
-  process.on("SIGTERM", async () => {
-    await app.stop();
-    process.exit(0);
-  });
-}
-
 async function main(): Promise<void> {
   const database = process.env.BENCH_DATABASE ?? `bench_search_${Date.now().toString(36)}`;
   const databaseUrl = withDatabase(SERVER_URL, database);
@@ -327,7 +307,7 @@ async function main(): Promise<void> {
     const counts = await countRows(databaseUrl);
     console.log(`Database ${database}: ${counts.machines} machines, ${counts.offers} offers`);
 
-    const started = await startServer(databaseUrl);
+    const started = await startAppProcess(databaseUrl);
     server = started.child;
     const searches = await resolvePages(started.url);
     const { planOfferSearch } = await import("../domain/offers/search.ts");
@@ -370,5 +350,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === "serve") await serve();
-else await main();
+await main();

@@ -124,6 +124,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 console.log(`seeding ${SUBSCRIBERS} accounts with running instances and ${AGENTS} agent keys…`);
 const { accounts, agents } = await seed();
 const apis = await Promise.all(Array.from({ length: API_PROCESSES }, spawnApi));
+// The API processes go with this one, however it ends.
+process.on("exit", () => apis.forEach((api) => api.child.kill("SIGKILL")));
 
 // When each account's latest balance event reached Redis subscribers.
 const published = new Map<number, number>();

@@ -1,4 +1,18 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+
 /** The value at percentile `p` (0–100) of ascending `sorted` values. */
 export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Starts bench/serve-app.ts on `databaseUrl` (production mode, quiet logs); resolves with its GraphQL URL. */
+export async function startAppProcess(databaseUrl: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./serve-app.ts", import.meta.url))], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", NODE_ENV: "production" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const [line] = (await once(child.stdout!, "data")) as [Buffer];
+  return { url: line.toString().trim(), child };
 }

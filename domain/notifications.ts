@@ -1,3 +1,4 @@
+import nodemailer from "nodemailer";
 import { config } from "../infra/config.ts";
 import { prisma, type Tx } from "../infra/db.ts";
 import { logger } from "../infra/logger.ts";
@@ -32,14 +33,16 @@ export interface OutgoingEmail {
 /** Sends one email; throws when it could not. */
 export type Deliver = (email: OutgoingEmail) => Promise<void>;
 
-/**
- * Where emails go. No SMTP client is installed yet: with SMTP_URL set the worker says so at start,
- * and either way each email is logged (at info, with its recipient and subject) and marked sent.
- */
-export function defaultDeliver(): Deliver {
-  if (config().SMTP_URL) logger.warn("SMTP_URL is set but no SMTP transport is installed: notifications are logged, not mailed");
+/** Where emails go: through SMTP when `smtpUrl` (SMTP_URL) is set, otherwise to the log only. */
+export function defaultDeliver(smtpUrl = config().SMTP_URL): Deliver {
+  if (!smtpUrl) {
+    return async (email) => {
+      logger.info({ to: email.to, subject: email.subject, text: email.text }, "notification (no SMTP_URL: logged, not mailed)");
+    };
+  }
+  const transport = nodemailer.createTransport(smtpUrl);
   return async (email) => {
-    logger.info({ to: email.to, subject: email.subject, text: email.text }, "notification");
+    await transport.sendMail({ from: config().MAIL_FROM, ...email });
   };
 }
 

@@ -36,8 +36,12 @@ const envSchema = z.object({
   AUTO_BILL_RETRY_DELAY_MS: z.coerce.number().int().min(0).default(60_000),
   /** Notifications go out by SMTP when set (domain/notifications.ts); they are logged otherwise. */
   SMTP_URL: z.string().url().optional(),
+  MAIL_FROM: z.string().min(3).default("GPU Marketplace <no-reply@localhost>"),
   /** Hosts are paid on Fridays when what they may be paid reaches this (µ$); less carries over. */
   PAYOUT_MINIMUM_MICROS: z.coerce.number().int().min(10_000).default(20_000_000),
+  /** Pricing history (domain/market/): days of minute samples kept (daily partitions dropped after), and of hourly rollups. */
+  PRICE_MINUTES_RETENTION_DAYS: z.coerce.number().int().min(2).default(8),
+  PRICE_HOURS_RETENTION_DAYS: z.coerce.number().int().min(2).default(400),
 });
 
 export type Config = z.infer<typeof envSchema>;

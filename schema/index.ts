@@ -10,5 +10,6 @@ import "./offer.ts";
 import "./instance.ts";
 import "./agent.ts";
 import "./billing.ts";
+import "./market.ts";
 
 export const schema = builder.toSchema();

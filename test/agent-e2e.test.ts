@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -96,7 +96,7 @@ describe("agent end to end", () => {
     await watch.next((i) => i.id === id && i.status === "RUNNING", 20_000);
     const seen = watch.values.filter((i) => i.id === id).map((i) => i.status);
     expect(seen.indexOf("LOADING")).toBeLessThan(seen.indexOf("RUNNING"));
-    expect(await processesOf(label)).toHaveLength(1);
+    expect(await processesOf(label, app.url)).toHaveLength(1);
 
     // The container's environment: its id, label and own key, which stops its own instance.
     const env = Object.fromEntries(
@@ -106,7 +106,7 @@ describe("agent end to end", () => {
     const stop = await app.gql(`mutation ($id: ID!) { stopInstance(id: $id) { __typename } }`, { id }, env.CONTAINER_API_KEY);
     expect(stop.data.stopInstance.__typename).toBe("MutationStopInstanceSuccess");
     await watch.next((i) => i.id === id && i.status === "STOPPED");
-    await eventually(async () => (await processesOf(label)).length === 0);
+    await eventually(async () => (await processesOf(label, app.url)).length === 0);
 
     const destroyed = await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id }, client.key);
     expect(destroyed.data.destroyInstance.__typename).toBe("MutationDestroyInstanceSuccess");
@@ -140,7 +140,7 @@ describe("agent end to end", () => {
     agents.push(second);
     await eventually(async () => (await statusOf(id)) === "RUNNING", 30_000);
     await new Promise((resolve) => setTimeout(resolve, 1000)); // several reconcile passes
-    expect(await processesOf(label)).toHaveLength(1);
+    expect(await processesOf(label, app.url)).toHaveLength(1);
     const launched = (await readFile(starts, "utf8")).trim().split("\n");
     expect(launched).toHaveLength(1);
     second.child.kill("SIGTERM");
@@ -175,20 +175,26 @@ describe("npm start", () => {
         });
         const id = Number(unwrap(((await rented.json()) as any).data.createInstance).instance.id.split(":")[1]);
         await eventually(async () => (await db.query("SELECT status FROM instance WHERE id = $1", [id])).rows[0].status === "RUNNING");
-        expect(await processesOf(`C.${id}`)).toHaveLength(1);
+        expect(await processesOf(`C.${id}`, url)).toHaveLength(1);
         await fetch(url, {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${clientKey}` },
           body: JSON.stringify({ query: `mutation { destroyInstance(id: "Instance:${id}") { __typename } }` }),
         });
-        await eventually(async () => (await processesOf(`C.${id}`)).length === 0);
+        await eventually(async () => (await processesOf(`C.${id}`, url)).length === 0);
       } finally {
         await db.end();
       }
     } finally {
       started.child.kill("SIGTERM");
       expect(await started.exited, started.output()).toBe(0);
-      await rm(join(root, ".data", "agents", database), { recursive: true, force: true });
+      // The demo agents leave their containers running when they stop (a restart adopts them).
+      const agentsDir = join(root, ".data", "agents", database);
+      for (const machine of await readdir(agentsDir).catch(() => [])) {
+        const runtime = new ProcessRuntime(join(agentsDir, machine, "processes"), pino({ level: "silent" }));
+        for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+      }
+      await rm(agentsDir, { recursive: true, force: true });
     }
   }, 90_000);
 });

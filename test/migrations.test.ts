@@ -6,7 +6,11 @@ import { currentSchemaText, diffSql } from "../prisma/prisma6.mjs";
 import { MIGRATIONS_TABLE } from "../infra/migrate.ts";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 
-/** Every table, column, constraint, index and enum of a database, as comparable text. */
+/**
+ * Every table, column, constraint, index and enum of a database, as comparable text. The pricing
+ * history's price_* tables are left out: they are partitioned, which schema.prisma cannot express,
+ * so a hand-written migration alone defines them (prisma/migrations/20261127095000_price_history).
+ */
 async function describeSchema(url: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -15,14 +19,14 @@ async function describeSchema(url: string): Promise<string[]> {
       `SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || coalesce(character_maximum_length::text, '') || ' ' ||
               coalesce(numeric_precision::text, '') || ' ' || coalesce(datetime_precision::text, '') || ' ' || is_nullable || ' ' ||
               coalesce(column_default, '') || ' ' || udt_name
-         FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> '${MIGRATIONS_TABLE}'`,
+         FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> '${MIGRATIONS_TABLE}' AND table_name NOT LIKE 'price\\_%'`,
       `SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
-         FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> '${MIGRATIONS_TABLE}'`,
-      `SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> '${MIGRATIONS_TABLE}'`,
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> '${MIGRATIONS_TABLE}' AND conrelid::regclass::text NOT LIKE 'price\\_%'`,
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> '${MIGRATIONS_TABLE}' AND tablename NOT LIKE 'price\\_%'`,
       `SELECT t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname`,
       `SELECT c.relname || ' ' || c.relkind::text FROM pg_class c
-         WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE '${MIGRATIONS_TABLE}%'`,
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE '${MIGRATIONS_TABLE}%' AND c.relname NOT LIKE 'price\\_%'`,
     ];
     const lines: string[] = [];
     for (const sql of queries) {

@@ -22,7 +22,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  console.log(a.output(), b.output());
   for (const api of [a, b]) if (api && api.child.exitCode === null && api.child.signalCode === null) api.child.kill("SIGTERM");
   await Promise.all([a?.exited, b?.exited]);
   await auction.close();

@@ -8,6 +8,7 @@ import { maintainInstances } from "../domain/instances/expiry.ts";
 import { startAuctionWorker } from "./auction.ts";
 import { balanceWatchJob, closeAutoBillQueue, startAutoBillingWorker } from "./auto-billing.ts";
 import { machineLivenessJob } from "./machine-liveness.ts";
+import { marketSamplerJob } from "./market-sampler.ts";
 import { meteringJob, runMetering } from "./metering.ts";
 import { notificationsJob } from "./notifications.ts";
 import { expireOffers } from "./offer-expiry.ts";
@@ -36,6 +37,7 @@ export const jobs: JobDefinition[] = [
   balanceWatchJob,
   notificationsJob,
   payoutsJob,
+  marketSamplerJob,
 ];
 
 export interface Workers {

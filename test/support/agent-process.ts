@@ -44,14 +44,18 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
   return { child, exited, output: () => output };
 }
 
-/** Every live process whose environment says it belongs to the container `label`. */
-export async function processesOf(label: string): Promise<number[]> {
+/**
+ * Every live process whose environment says it belongs to the container `label` of the API at
+ * `apiUrl` (labels repeat across test databases; API ports do not).
+ */
+export async function processesOf(label: string, apiUrl: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const environ = await readFile(`/proc/${entry}/environ`, "utf8").catch(() => "");
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    if (environ.split("\0").includes(`CONTAINER_LABEL=${label}`) && !/\) Z /.test(stat)) pids.push(Number(entry));
+    const vars = environ.split("\0");
+    if (vars.includes(`CONTAINER_LABEL=${label}`) && vars.includes(`API_URL=${apiUrl}`) && !/\) Z /.test(stat)) pids.push(Number(entry));
   }
   return pids;
 }

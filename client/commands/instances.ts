@@ -1,0 +1,201 @@
+import { readFile } from "node:fs/promises";
+import { unwrap } from "../client.ts";
+import {
+  type Command,
+  type CommandContext,
+  globalId,
+  printJson,
+  requiredOption,
+  stringOption,
+  requiredNumber,
+  UsageError,
+} from "../command.ts";
+import { type Column, dollars, shortId, table, when, withProgress } from "../format.ts";
+import {
+  ChangeBidDocument,
+  CreateInstanceDocument,
+  DestroyInstanceDocument,
+  type InstanceFieldsFragment,
+  type InstanceStatus,
+  InstancesDocument,
+  type LaunchMode,
+  StartInstanceDocument,
+  StopInstanceDocument,
+  WatchInstanceDocument,
+} from "../generated/graphql.ts";
+
+const ALL_STATUSES: InstanceStatus[] = ["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"];
+
+const INSTANCE_COLUMNS: Column<InstanceFieldsFragment>[] = [
+  { header: "ID", value: (i) => shortId(i.id), right: true },
+  { header: "Label", value: (i) => i.label ?? "-" },
+  { header: "Machine", value: (i) => shortId(i.machineId), right: true },
+  { header: "Kind", value: (i) => i.kind },
+  { header: "Status", value: (i) => i.status },
+  { header: "GPUs", value: (i) => String(i.numGpus), right: true },
+  { header: "Image", value: (i) => i.image },
+  { header: "Disk", value: (i) => `${i.diskGb}GB`, right: true },
+  { header: "$/GPU-hr", value: (i) => dollars(i.pricePerGpuHour), right: true },
+  { header: "Bid", value: (i) => dollars(i.bidPerGpuHour), right: true },
+  { header: "Created", value: (i) => when(i.createdAt) },
+  { header: "Message", value: (i) => i.statusMessage ?? "" },
+];
+
+function printInstance(ctx: CommandContext, instance: InstanceFieldsFragment): void {
+  if (ctx.raw) return printJson(ctx, instance);
+  ctx.print(`${instance.id}: ${instance.status}${instance.statusMessage ? ` (${instance.statusMessage})` : ""}`);
+}
+
+/** "K=V" → { key, value }; the value may hold "=". */
+function envVar(text: string): { key: string; value: string } {
+  const at = text.indexOf("=");
+  if (at <= 0) throw new UsageError(`--env takes KEY=VALUE, not "${text}"`);
+  return { key: text.slice(0, at), value: text.slice(at + 1) };
+}
+
+function launchMode(ctx: CommandContext): LaunchMode {
+  const chosen = (["ssh", "jupyter", "entrypoint"] as const).filter((mode) => ctx.values[mode] === true);
+  if (chosen.length > 1) throw new UsageError("choose one of --ssh, --jupyter and --entrypoint");
+  return (chosen[0]?.toUpperCase() ?? "SSH") as LaunchMode;
+}
+
+async function onstartScript(ctx: CommandContext): Promise<string | null> {
+  const file = stringOption(ctx, "onstart");
+  const command = stringOption(ctx, "onstart-cmd");
+  if (file && command) throw new UsageError("choose one of --onstart and --onstart-cmd");
+  if (file) return readFile(file, "utf8");
+  return command ?? null;
+}
+
+export const createInstance: Command = {
+  name: "create instance",
+  usage:
+    "<offerId> --image IMAGE --disk GB [--bid PRICE] [--ssh|--jupyter|--entrypoint] [--onstart FILE | --onstart-cmd CMD] [--env K=V]... [--port 8081:8081]... [--label TEXT]",
+  summary: "Rent an offer: on demand at its price, or interruptible with --bid (per GPU-hour)",
+  positionals: { min: 1, max: 1 },
+  options: {
+    image: { type: "string" },
+    disk: { type: "string" },
+    bid: { type: "string" },
+    ssh: { type: "boolean" },
+    jupyter: { type: "boolean" },
+    entrypoint: { type: "boolean" },
+    onstart: { type: "string" },
+    "onstart-cmd": { type: "string" },
+    env: { type: "string", multiple: true },
+    port: { type: "string", multiple: true },
+    label: { type: "string" },
+  },
+  async run(ctx) {
+    const input = {
+      offerId: ctx.positionals[0]!,
+      image: requiredOption(ctx, "image"),
+      diskGb: requiredNumber(ctx, "disk", true),
+      launchMode: launchMode(ctx),
+      bidPricePerGpuHour: stringOption(ctx, "bid") ?? null,
+      onstart: await onstartScript(ctx),
+      env: ((ctx.values.env as string[] | undefined) ?? []).map(envVar),
+      ports: (ctx.values.port as string[] | undefined) ?? [],
+      label: stringOption(ctx, "label") ?? null,
+    };
+    const client = ctx.client();
+    const data = await withProgress(ctx.io.stderr, "creating instance", () => client.request(CreateInstanceDocument, { input }));
+    const { instance, apiKey } = unwrap(data.createInstance);
+    if (ctx.raw) return printJson(ctx, { instance, apiKey });
+    ctx.print(`created ${instance.id}: ${instance.status}${instance.statusMessage ? ` (${instance.statusMessage})` : ""}`);
+    if (apiKey) ctx.print(`instance API key (shown once): ${apiKey.token}`);
+    ctx.print(`follow it with: watch instance ${shortId(instance.id)}`);
+  },
+};
+
+export const showInstances: Command = {
+  name: "show instances",
+  usage: "[--all] [--raw]",
+  summary: "Your instances, newest first (--all includes destroyed ones)",
+  positionals: { min: 0, max: 0 },
+  options: { all: { type: "boolean" } },
+  async run(ctx) {
+    const data = await ctx.client().request(InstancesDocument, {
+      first: 100,
+      status: ctx.values.all ? ALL_STATUSES : null,
+    });
+    const instances = data.instances.edges.map((edge) => edge.node);
+    if (ctx.raw) return printJson(ctx, instances);
+    ctx.print(instances.length === 0 ? "No instances." : table(INSTANCE_COLUMNS, instances));
+  },
+};
+
+/** start/stop/destroy instance <id>: one mutation each, same shape. */
+function lifecycleCommand(verb: "start" | "stop" | "destroy", summary: string): Command {
+  return {
+    name: `${verb} instance`,
+    usage: "<id>",
+    summary,
+    positionals: { min: 1, max: 1 },
+    async run(ctx) {
+      const id = globalId("Instance", ctx.positionals[0]!);
+      const client = ctx.client();
+      const instance =
+        verb === "start"
+          ? unwrap((await client.request(StartInstanceDocument, { id })).startInstance)
+          : verb === "stop"
+            ? unwrap((await client.request(StopInstanceDocument, { id })).stopInstance)
+            : unwrap((await client.request(DestroyInstanceDocument, { id })).destroyInstance);
+      printInstance(ctx, instance);
+    },
+  };
+}
+
+export const startInstance = lifecycleCommand("start", "Start a stopped instance; it waits in SCHEDULING for its GPUs");
+export const stopInstance = lifecycleCommand("stop", "Stop an instance; its disk is kept (and charged)");
+export const destroyInstance = lifecycleCommand("destroy", "Destroy an instance and its disk; final");
+
+export const changeBid: Command = {
+  name: "change bid",
+  usage: "<id> --price PRICE",
+  summary: "Set an interruptible instance's bid per GPU-hour",
+  positionals: { min: 1, max: 1 },
+  options: { price: { type: "string" } },
+  async run(ctx) {
+    const id = globalId("Instance", ctx.positionals[0]!);
+    const data = await ctx.client().request(ChangeBidDocument, { id, price: requiredOption(ctx, "price") });
+    const instance = unwrap(data.changeBid);
+    if (ctx.raw) return printJson(ctx, instance);
+    ctx.print(`${instance.id}: bid ${dollars(instance.bidPerGpuHour)}/GPU-hr, ${instance.status}${instance.statusMessage ? ` (${instance.statusMessage})` : ""}`);
+  },
+};
+
+const FINAL: InstanceStatus[] = ["EXITED", "DESTROYED"];
+
+export const watchInstance: Command = {
+  name: "watch instance",
+  usage: "<id> [--until STATUS]",
+  summary: "Follow an instance's status live until it ends (or reaches --until, e.g. RUNNING)",
+  positionals: { min: 1, max: 1 },
+  options: { until: { type: "string" } },
+  async run(ctx) {
+    const id = globalId("Instance", ctx.positionals[0]!);
+    const until = stringOption(ctx, "until")?.toUpperCase() as InstanceStatus | undefined;
+    if (until && !ALL_STATUSES.includes(until)) throw new UsageError(`--until takes one of ${ALL_STATUSES.join(", ")}`);
+    const client = ctx.client();
+    let last = "";
+    let finished = false;
+    const subscription = client.subscribe(WatchInstanceDocument, { id }, ({ instanceStatus: instance }) => {
+      // The subscription repeats the instance on status-message changes too; print each distinct step once.
+      const line = `${instance.status}${instance.statusMessage ? `: ${instance.statusMessage}` : ""}`;
+      if (line !== last) {
+        last = line;
+        if (ctx.raw) printJson(ctx, instance);
+        else ctx.print(`${when(instance.statusChangedAt, true)}  ${instance.id}  ${line}`);
+      }
+      if (instance.status === until || FINAL.includes(instance.status)) {
+        finished = true;
+        void subscription.close();
+      }
+    });
+    await subscription.done.catch((error: unknown) => {
+      // Our own close() may end the socket before the completion arrives.
+      if (!finished) throw error;
+    });
+  },
+};

@@ -1,0 +1,116 @@
+import { earningsEstimate } from "../domain/market/estimate.ts";
+import { type GpuMarketStats, marketStats, type PricePoint, priceHistory } from "../domain/market/history.ts";
+import { builder } from "./builder.ts";
+
+const PriceBucket = builder.enumType("PriceBucket", {
+  description: "MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most.",
+  values: ["MINUTE", "HOUR", "DAY"] as const,
+});
+
+/** The market figures a history point and the live stats share (domain/market/sampler.ts defines them). */
+const MarketFigures = builder.interfaceRef<Omit<PricePoint, "time" | "samples">>("MarketFigures").implement({
+  description: "A GPU model's market over the listed machines (fully rented ones included); in a bucket, means per minute.",
+  fields: (t) => {
+    const money = (key: "minPriceMicros" | "p50PriceMicros" | "p90PriceMicros" | "avgPriceMicros" | "minBidMicros" | "p50BidMicros" | "p90BidMicros" | "avgBidMicros", description: string) =>
+      t.field({ type: "Money", nullable: true, description, resolve: (row) => row[key] });
+    return {
+      machines: t.exposeFloat("machines", { description: "Listed machines." }),
+      offers: t.exposeFloat("offers", { description: "Offer rows (chunks) of those machines." }),
+      gpusTotal: t.exposeFloat("gpusTotal", { description: "GPUs of the listed machines." }),
+      gpusRented: t.exposeFloat("gpusRented", { description: "GPUs of loading or running instances." }),
+      gpusAvailable: t.exposeFloat("gpusAvailable", { description: "Idle GPUs on machines that can be rented now." }),
+      utilization: t.exposeFloat("utilization", { nullable: true, description: "Rented / total GPU time, 0–1." }),
+      minPrice: money("minPriceMicros", "Lowest on-demand price per GPU-hour of a listed machine."),
+      p50Price: money("p50PriceMicros", "Median on-demand price per GPU-hour over the machines (in a bucket: median of the minutes' medians)."),
+      p90Price: money("p90PriceMicros", "90th percentile on-demand price per GPU-hour (in a bucket: of the minutes' p90s)."),
+      avgPrice: money("avgPriceMicros", "Mean on-demand price per GPU-hour over machines and minutes."),
+      minBid: money("minBidMicros", "Lowest current bid per GPU-hour of a running interruptible instance."),
+      p50Bid: money("p50BidMicros", "Median of those bids."),
+      p90Bid: money("p90BidMicros", "90th percentile of those bids."),
+      avgBid: money("avgBidMicros", "Mean of those bids."),
+      dlperfPerDollar: t.exposeFloat("dlperfPerDollar", { nullable: true, description: "Median over machines of their best offer's DLPerf per $/hour." }),
+    };
+  },
+});
+
+const PricePointRef = builder.objectRef<PricePoint>("PricePoint").implement({
+  description: "One GPU model's market over one bucket.",
+  interfaces: [MarketFigures],
+  fields: (t) => ({
+    time: t.expose("time", { type: "DateTime", description: "Start of the bucket." }),
+    samples: t.exposeInt("samples", { description: "Minute samples in the bucket." }),
+  }),
+});
+
+const GpuMarketStatsRef = builder.objectRef<GpuMarketStats>("GpuMarketStats").implement({
+  description: "One GPU model's market now.",
+  interfaces: [MarketFigures],
+  fields: (t) => ({
+    gpuName: t.exposeString("gpuName"),
+    machinesFullyRented: t.exposeInt("machinesFullyRented", {
+      description: "Listed machines all of whose GPUs are rented: in the market, though none of their offers is rentable.",
+    }),
+  }),
+});
+
+builder.queryField("priceHistory", (t) =>
+  t.field({
+    type: [PricePointRef],
+    description:
+      "A GPU model's prices, bids and utilization over [from, to), one point per bucket with samples; open to anonymous callers. A range too long for the bucket fails with VALIDATION_ERROR.",
+    args: {
+      gpuName: t.arg.string({ required: true }),
+      from: t.arg({ type: "DateTime", required: true }),
+      to: t.arg({ type: "DateTime", required: true }),
+      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR" }),
+    },
+    resolve: (_root, args) => priceHistory(args),
+  }),
+);
+
+builder.queryField("marketStats", (t) =>
+  t.field({
+    type: [GpuMarketStatsRef],
+    description: "Every GPU model's market now, fully rented machines included; open to anonymous callers.",
+    resolve: () => marketStats(),
+  }),
+);
+
+const EstimateSource = builder.enumType("EarningsEstimateSource", {
+  values: {
+    EARNINGS: { description: "From what similar machines (same model, half to twice the GPUs) earned." },
+    PRICE_HISTORY: { description: "No similar machine earned anything: average price × 24 h × the model's utilization." },
+    NONE: { description: "Neither earnings nor price history for this model." },
+  },
+});
+
+const MachineSpecsInput = builder.inputType("MachineSpecsInput", {
+  fields: (t) => ({
+    gpuName: t.string({ required: true }),
+    numGpus: t.int({ required: true }),
+  }),
+});
+
+const EarningsEstimateRef = builder.objectRef<Awaited<ReturnType<typeof earningsEstimate>>>("EarningsEstimate").implement({
+  description: "What a machine of these specs would have earned per day (host's share) over the last windowDays whole days.",
+  fields: (t) => ({
+    gpuName: t.exposeString("gpuName"),
+    numGpus: t.exposeInt("numGpus"),
+    windowDays: t.exposeInt("windowDays"),
+    source: t.field({ type: EstimateSource, resolve: (e) => e.source }),
+    similarMachines: t.exposeInt("similarMachines"),
+    perDay: t.field({ type: "Money", nullable: true, description: "Median.", resolve: (e) => e.perDayMicros }),
+    perDayLow: t.field({ type: "Money", nullable: true, description: "25th percentile (EARNINGS only).", resolve: (e) => e.perDayLowMicros }),
+    perDayHigh: t.field({ type: "Money", nullable: true, description: "75th percentile (EARNINGS only).", resolve: (e) => e.perDayHighMicros }),
+    utilization: t.exposeFloat("utilization", { nullable: true, description: "The model's rented share of GPU time over the window." }),
+  }),
+});
+
+builder.queryField("earningsEstimate", (t) =>
+  t.field({
+    type: EarningsEstimateRef,
+    description: "How much a host could make per day with this hardware, for deciding whether to list; open to anonymous callers.",
+    args: { specs: t.arg({ type: MachineSpecsInput, required: true }) },
+    resolve: (_root, args) => earningsEstimate(args.specs),
+  }),
+);
