@@ -9,12 +9,12 @@ import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
 import { IllegalTransitionError } from "../domain/errors.ts";
 import { issueContainerApiKey } from "../domain/instances/service.ts";
-import { prisma } from "../infra/db.ts";
 import { eventStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
 import { EnvVar, InstanceRef, LaunchMode } from "./instance.ts";
+import { MachineRef } from "./machine.ts";
 
 /*
  * The host agent's side of the API (the realtime contract): its machine's desired state as a
@@ -148,16 +148,15 @@ builder.mutationField("reportInstanceState", (t) =>
 );
 
 builder.mutationField("machineHeartbeat", (t) =>
-  t.prismaField({
-    type: "Machine",
+  // A plain field over the updated row: agents select only __typename, and a planned Prisma query
+  // for that would be an empty select, which Prisma refuses.
+  t.field({
+    type: MachineRef,
     authScopes: { authenticated: true },
     description: `Liveness and metrics from the machine's agent (its MACHINE key). Without a heartbeat for MACHINE_OFFLINE_AFTER_SECONDS the machine goes offline; the next one brings it back.`,
     errors: {},
     args: { machineId: t.arg.globalID({ required: true }), metrics: t.arg({ type: MachineMetricsInput }) },
-    resolve: async (query, _root, args, ctx) => {
-      const machine = await machineHeartbeat(ctx.viewer!, localId(args.machineId, "Machine", "machineId"), args.metrics);
-      return prisma.machine.findUniqueOrThrow({ ...query, where: { id: machine.id } });
-    },
+    resolve: (_root, args, ctx) => machineHeartbeat(ctx.viewer!, localId(args.machineId, "Machine", "machineId"), args.metrics),
   }),
 );
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { stopExhaustedAccounts, BALANCE_EXHAUSTED_MESSAGE } from "../domain/billing/exhaustion.ts";
+import { listen } from "../infra/pubsub.ts";
 import { spendLimitMicrosPerHour } from "../domain/billing/spendLimit.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -72,8 +73,13 @@ describe("exhausted balance", () => {
       const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 2) }, account.key)).data.createInstance);
       ids[name] = Number(created.instance.id.split(":")[1]); // global id "Instance:12"
     }
+    // The owner hears of the stop at once (instanceStatus subscriptions follow this topic).
+    const events = listen("instanceStatus", broke.userId, (a, b) => ({ instanceIds: [...a.instanceIds, ...b.instanceIds] }));
+    await events.ready;
     // The spend-limit client above has a zero balance too: its 3 instances stop with this one.
     expect(await stopExhaustedAccounts()).toBe(4);
+    expect((await events.next()).instanceIds).toEqual([ids.broke]);
+    events.close();
     const stopped = await prisma.instance.findUniqueOrThrow({ where: { id: ids.broke }, include: { statusChanges: { orderBy: { id: "desc" }, take: 1 } } });
     expect(stopped).toMatchObject({ status: "STOPPED", intendedStatus: "STOPPED", statusMessage: BALANCE_EXHAUSTED_MESSAGE });
     expect(stopped.statusChanges[0]).toMatchObject({ event: "BALANCE_EXHAUSTED", toStatus: "STOPPED" });

@@ -231,5 +231,8 @@ describe("agent mutations", () => {
     const beat = await app.gql(BEAT, { m: `Machine:${machineId}`, metrics: { gpuUtilization: [50, 60], cpuLoad: 1.5 } }, agent);
     expect(beat.data.machineHeartbeat.data).toMatchObject({ online: true, metrics: { gpuUtilization: [50, 60], cpuLoad: 1.5 } });
     expect((await app.gql(BEAT, { m: `Machine:${otherMachine}` }, agent)).data.machineHeartbeat.code).toBe("NOT_FOUND");
+    // What the agent sends: only __typename of the result.
+    const bare = await app.gql(`mutation ($m: ID!) { machineHeartbeat(machineId: $m) { __typename } }`, { m: `Machine:${machineId}` }, agent);
+    expect(bare).toEqual({ data: { machineHeartbeat: { __typename: "MutationMachineHeartbeatSuccess" } } });
   });
 });

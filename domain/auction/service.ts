@@ -5,7 +5,7 @@ import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { redisConnection, redisKey } from "../../infra/redis.ts";
 import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
-import { type BatchedEvent, applyEvents } from "../instances/status.ts";
+import { type BatchedEvent, applyEvents, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
 import { syncOfferAvailability } from "../offers/sync.ts";
@@ -185,9 +185,7 @@ export async function clearMachineNow(machineId: number, now = new Date()): Prom
   // clearing passes here, including those after expiry and exhausted balances), and the instances
   // whose status or message changed.
   publish("assignments", machineId, { machineId });
-  const byClient = new Map<number, number[]>();
-  for (const { instanceId, clientId } of cleared.touched) byClient.set(clientId, [...(byClient.get(clientId) ?? []), instanceId]);
-  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
+  publishInstanceChanges(cleared.touched);
   return cleared.changes;
 }
 

@@ -1,6 +1,7 @@
 import { prisma } from "../../infra/db.ts";
 import { enqueueClearing } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "../instances/lifecycle.ts";
+import { publishInstanceChanges } from "../instances/status.ts";
 
 /** The statuses the lifecycle table stops on BALANCE_EXHAUSTED (stopped ones stay as they are). */
 const STOPPABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].BALANCE_EXHAUSTED === "STOPPED" && status !== "STOPPED");
@@ -15,7 +16,7 @@ export const BALANCE_EXHAUSTED_MESSAGE = "stopped: the account's balance is exha
  * tick. Returns how many instances it stopped.
  */
 export async function stopExhaustedAccounts(now = new Date()): Promise<number> {
-  const stopped = await prisma.$queryRawUnsafe<{ machineId: number }[]>(
+  const stopped = await prisma.$queryRawUnsafe<{ instanceId: number; clientId: number; machineId: number }[]>(
     `WITH due AS (
        SELECT i.id, i.status FROM instance i JOIN user_account u ON u.id = i.client_id
         WHERE u.balance_micros <= 0 AND NOT u.debit_mode AND i.status = ANY($2::"InstanceStatus"[])
@@ -25,12 +26,12 @@ export async function stopExhaustedAccounts(now = new Date()): Promise<number> {
           SET status = 'STOPPED', intended_status = 'STOPPED', status_message = $3,
               status_changed_at = $1, preempt_grace_seconds = NULL
          FROM due WHERE i.id = due.id
-       RETURNING i.id, i.machine_id, due.status AS from_status
+       RETURNING i.id, i.client_id, i.machine_id, due.status AS from_status
      ), history AS (
        INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
        SELECT id, from_status, 'STOPPED', 'BALANCE_EXHAUSTED', $3, $1 FROM stopped
      )
-     SELECT machine_id AS "machineId" FROM stopped`,
+     SELECT id AS "instanceId", client_id AS "clientId", machine_id AS "machineId" FROM stopped`,
     now,
     STOPPABLE,
     BALANCE_EXHAUSTED_MESSAGE,
@@ -39,6 +40,7 @@ export async function stopExhaustedAccounts(now = new Date()): Promise<number> {
   if (machines.length) {
     await prisma.machine.updateMany({ where: { id: { in: machines }, clearingRequestedAt: null }, data: { clearingRequestedAt: now } });
   }
+  publishInstanceChanges(stopped);
   for (const machineId of machines) await enqueueClearing(machineId);
   return stopped.length;
 }

@@ -1,7 +1,7 @@
 import { prisma } from "../../infra/db.ts";
-import { publish } from "../../infra/pubsub.ts";
 import { enqueueClearing, requeueStaleClearings } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "./lifecycle.ts";
+import { publishInstanceChanges } from "./status.ts";
 
 /** The statuses the lifecycle table lets expire: the one source of which instances this job ends. */
 const EXPIRABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].EXPIRED === "EXITED");
@@ -41,9 +41,7 @@ export async function expireInstances(now = new Date()): Promise<number> {
       data: { clearingRequestedAt: now, assignmentsRevision: { increment: 1 } },
     });
   }
-  const byClient = new Map<number, number[]>();
-  for (const row of ended) byClient.set(row.clientId, [...(byClient.get(row.clientId) ?? []), row.id]);
-  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
+  publishInstanceChanges(ended.map((row) => ({ clientId: row.clientId, instanceId: row.id })));
   for (const machineId of machines) await enqueueClearing(machineId);
   return ended.length;
 }

@@ -1,4 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
+import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type InstanceEvent, intendedStatus, transition } from "./lifecycle.ts";
 
@@ -98,4 +99,11 @@ export async function applyEvents(
     );
   }
   return targets;
+}
+
+/** After commit: one instanceStatus event per client, naming that client's changed instances. */
+export function publishInstanceChanges(changed: readonly { clientId: number; instanceId: number }[]): void {
+  const byClient = new Map<number, number[]>();
+  for (const { clientId, instanceId } of changed) byClient.set(clientId, [...(byClient.get(clientId) ?? []), instanceId]);
+  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
 }
