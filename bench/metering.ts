@@ -10,7 +10,8 @@
  *    BENCH_SOAK_SECONDS (600), with random stops and starts, then every account's balance is
  *    checked against the exact expected figure computed from the status history.
  */
-import pg from "pg";
+
+import { freshBenchDatabase, percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -22,23 +23,10 @@ const CLIENTS = 2_000;
 const HOSTS = 200;
 const DATABASE = "bench_metering";
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  await client.query(sql);
-  await client.end();
-}
-
-const url = new URL(SERVER_URL);
-url.pathname = `/${DATABASE}`;
-await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-await admin(`CREATE DATABASE ${DATABASE}`);
-process.env.DATABASE_URL = url.toString();
+await freshBenchDatabase(SERVER_URL, DATABASE);
 process.env.REDIS_PREFIX = `bench_metering_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
-const { migrate } = await import("../infra/migrate.ts");
-await migrate(url.toString());
 const { prisma } = await import("../infra/db.ts");
 const { meterUpTo } = await import("../domain/billing/metering.ts");
 const { ledgerMismatches } = await import("../domain/billing/ledger.ts");
@@ -96,7 +84,6 @@ async function tick(sec: number): Promise<number> {
   return performance.now() - started;
 }
 
-const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((values.length * p) / 100))];
 const ms = (value: number) => value.toFixed(1);
 
 // --- 1. One tick at 100,000 instances, in simulated time ---------------------------------------
@@ -131,11 +118,11 @@ console.log(
     instances: INSTANCES,
     openingTickMs: ms(opening),
     steadyTicks: steady.length,
-    steadyP50Ms: ms(percentile(steady, 50)),
-    steadyP95Ms: ms(percentile(steady, 95)),
+    steadyP50Ms: ms(percentile(steady.toSorted((a, b) => a - b), 50)),
+    steadyP95Ms: ms(percentile(steady.toSorted((a, b) => a - b), 95)),
     steadyMaxMs: ms(Math.max(...steady)),
     rolloverTickMs: ms(rollover),
-    afterRolloverP50Ms: ms(percentile(afterMidnight, 50)),
+    afterRolloverP50Ms: ms(percentile(afterMidnight.toSorted((a, b) => a - b), 50)),
     rowsInsertedPerTick: perTick.inserted,
     rowsUpdatedPerTick: perTick.updated,
     accrualRowsAfterRun: accruals,

@@ -16,9 +16,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
-import pg from "pg";
 import WebSocket from "ws";
-import { percentile } from "./support.ts";
+import { freshBenchDatabase, percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -29,23 +28,10 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
 const DATABASE = "bench_subscriptions";
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  await client.query(sql);
-  await client.end();
-}
-
-const url = new URL(SERVER_URL);
-url.pathname = `/${DATABASE}`;
-await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-await admin(`CREATE DATABASE ${DATABASE}`);
-process.env.DATABASE_URL = url.toString();
+await freshBenchDatabase(SERVER_URL, DATABASE);
 process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
-const { migrate } = await import("../infra/migrate.ts");
-await migrate(url.toString());
 const { prisma } = await import("../infra/db.ts");
 const { redisKey } = await import("../infra/redis.ts");
 const { startWorkers, jobs } = await import("../workers/index.ts");

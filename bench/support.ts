@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 
 /** The value at percentile `p` (0–100) of ascending `sorted` values. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -15,4 +16,18 @@ export async function startAppProcess(databaseUrl: string): Promise<{ url: strin
   });
   const [line] = (await once(child.stdout!, "data")) as [Buffer];
   return { url: line.toString().trim(), child };
+}
+
+/**
+ * A new, migrated database `name` on the server of `serverUrl` (an old one of that name is dropped),
+ * made the process's DATABASE_URL before any module reads the config. Returns its URL.
+ */
+export async function freshBenchDatabase(serverUrl: string, name: string): Promise<string> {
+  await adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await adminQuery(serverUrl, `CREATE DATABASE ${name}`);
+  const databaseUrl = withDatabase(serverUrl, name);
+  process.env.DATABASE_URL = databaseUrl;
+  const { migrate } = await import("../infra/migrate.ts");
+  await migrate(databaseUrl);
+  return databaseUrl;
 }
