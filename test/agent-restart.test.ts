@@ -1,66 +1,27 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProcessRuntime } from "../agent/runtimes/process.ts";
 import { assignment, type FakeApi, startFakeApi } from "./support/agent-fake-api.ts";
+import { type AgentProcess, processesOf as processesOfApi, spawnAgent } from "./support/agent-process.ts";
 
 // The agent as its own program (`npm run agent` runs the same file through tsx), killed with SIGKILL.
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 let dir: string;
 let api: FakeApi;
-const children: ChildProcess[] = [];
 
-function spawnAgent(key = api.key) {
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      "agent/cli.ts",
-      "--api",
-      api.url,
-      "--key",
-      key,
-      "--machine",
-      "12",
-      "--runtime",
-      "process",
-      "--state-dir",
-      dir,
-      "--poll-seconds",
-      "0.2",
-      "--heartbeat-seconds",
-      "1",
-      "--backoff-max-seconds",
-      "1",
-    ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  children.push(child);
-  return { child, exited, output: () => output };
+const children: AgentProcess[] = [];
+
+function agent(key = api.key): AgentProcess {
+  const spawned = spawnAgent({ api: api.url, key, machineId: 12, stateDir: dir });
+  children.push(spawned);
+  return spawned;
 }
 
-/** Every live process whose environment says it belongs to `label`. */
-async function processesOf(label: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const environ = await readFile(`/proc/${entry}/environ`, "utf8").catch(() => "");
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    if (environ.split("\0").includes(`CONTAINER_LABEL=${label}`) && !/\) Z /.test(stat)) pids.push(Number(entry));
-  }
-  return pids;
-}
+const processesOf = (label: string) => processesOfApi(label, api.url);
 
 const lines = async (path: string) => (await readFile(path, "utf8").catch(() => "")).trim().split("\n").filter(Boolean);
 
@@ -70,7 +31,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   const runtime = new ProcessRuntime(join(dir, "processes"), pino({ level: "silent" }));
   for (const container of await runtime.list()) await runtime.remove(container.label, 0);
   await api.kill();
@@ -86,7 +47,7 @@ describe("agent killed mid-assignment", () => {
     const held = new Promise<void>((resolve) => (release = resolve));
     api.beforeIssue = (instanceId) => (instanceId === "Instance:11" ? held : Promise.resolve());
 
-    const first = spawnAgent();
+    const first = agent();
     await api.waitFor(() => api.reports.find((r) => r.instanceId === "Instance:10" && r.status === "RUNNING"), 20_000);
     await api.waitFor(() => api.issueRequests.includes("Instance:11"));
     first.child.kill("SIGKILL");
@@ -98,7 +59,7 @@ describe("agent killed mid-assignment", () => {
     expect(await processesOf("C.10")).toHaveLength(1);
     expect(await processesOf("C.11")).toHaveLength(0);
 
-    const second = spawnAgent();
+    const second = agent();
     await api.waitFor(() => api.reports.find((r) => r.instanceId === "Instance:11" && r.status === "RUNNING"), 20_000);
     await sleep(1000); // several passes
     expect(await lines(join(dir, "starts-C.10"))).toHaveLength(1);
@@ -115,8 +76,8 @@ describe("agent killed mid-assignment", () => {
   });
 
   it("exits 1 with a clear message when the API refuses its key", async () => {
-    const agent = spawnAgent("not-the-key");
-    expect(await agent.exited).toBe(1);
-    expect(agent.output()).toMatch(/agent: The API rejected the agent's key/);
+    const refused = agent("not-the-key");
+    expect(await refused.exited).toBe(1);
+    expect(refused.output()).toMatch(/agent: The API rejected the agent's key/);
   });
 });
