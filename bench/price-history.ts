@@ -15,8 +15,7 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
-import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
-import { percentile, startAppProcess } from "./support.ts";
+import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -83,21 +82,15 @@ async function request(url: string, variables: Record<string, unknown>): Promise
 }
 
 async function main(): Promise<void> {
-  const database = process.env.BENCH_DATABASE ?? `bench_prices_${Date.now().toString(36)}`;
-  const databaseUrl = withDatabase(SERVER_URL, database);
-  process.env.DATABASE_URL = databaseUrl;
+  const database = await openBenchDatabase(SERVER_URL, "bench_prices");
+  const databaseUrl = database.url;
   let server: ChildProcess | undefined;
   try {
-    if (!process.env.BENCH_DATABASE) {
-      await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
-      const { migrate } = await import("../infra/migrate.ts");
-      await migrate(databaseUrl);
-    }
     console.log(`Load average before: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
     const t0 = performance.now();
-    const { from, to } = process.env.BENCH_DATABASE
-      ? { to: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS), from: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAYS * DAY_MS) }
-      : await seed();
+    const { from, to } = database.fresh
+      ? await seed()
+      : { to: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS), from: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAYS * DAY_MS) };
     console.log(`Seeded ${DAYS} days × ${MODELS} models in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     const started = await startAppProcess(databaseUrl);
@@ -130,7 +123,7 @@ async function main(): Promise<void> {
   } finally {
     server?.kill("SIGTERM");
     if (server) await once(server, "exit");
-    if (!process.env.BENCH_KEEP && !process.env.BENCH_DATABASE) await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await database.release();
   }
 }
 

@@ -21,8 +21,7 @@ import http from "node:http";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
-import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
-import { percentile, startAppProcess } from "./support.ts";
+import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -291,21 +290,17 @@ async function countRows(databaseUrl: string): Promise<{ machines: number; offer
 }
 
 async function main(): Promise<void> {
-  const database = process.env.BENCH_DATABASE ?? `bench_search_${Date.now().toString(36)}`;
-  const databaseUrl = withDatabase(SERVER_URL, database);
-  process.env.DATABASE_URL = databaseUrl;
+  const database = await openBenchDatabase(SERVER_URL, "bench_search");
+  const databaseUrl = database.url;
   let server: ChildProcess | undefined;
   try {
-    if (!process.env.BENCH_DATABASE) {
-      await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
-      const { migrate } = await import("../infra/migrate.ts");
-      await migrate(databaseUrl);
+    if (database.fresh) {
       const t0 = performance.now();
       const offers = await seed(databaseUrl);
       console.log(`Seeded ${MACHINES} machines, ${offers} offers in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     const counts = await countRows(databaseUrl);
-    console.log(`Database ${database}: ${counts.machines} machines, ${counts.offers} offers`);
+    console.log(`Database ${database.name}: ${counts.machines} machines, ${counts.offers} offers`);
 
     const started = await startAppProcess(databaseUrl);
     server = started.child;
@@ -346,7 +341,7 @@ async function main(): Promise<void> {
   } finally {
     server?.kill("SIGTERM");
     if (server) await once(server, "exit");
-    if (!process.env.BENCH_KEEP && !process.env.BENCH_DATABASE) await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await database.release();
   }
 }
 

@@ -31,3 +31,28 @@ export async function freshBenchDatabase(serverUrl: string, name: string): Promi
   await migrate(databaseUrl);
   return databaseUrl;
 }
+
+export interface BenchDatabase {
+  name: string;
+  url: string;
+  /** False when BENCH_DATABASE named a database kept from an earlier run: it is already seeded. */
+  fresh: boolean;
+  /** Drops a fresh database unless BENCH_KEEP is set. */
+  release(): Promise<void>;
+}
+
+/** The benchmark's database: the kept one named by BENCH_DATABASE, or a fresh `<prefix>_<time>`. */
+export async function openBenchDatabase(serverUrl: string, prefix: string): Promise<BenchDatabase> {
+  const kept = process.env.BENCH_DATABASE;
+  const name = kept ?? `${prefix}_${Date.now().toString(36)}`;
+  const url = kept ? withDatabase(serverUrl, name) : await freshBenchDatabase(serverUrl, name);
+  process.env.DATABASE_URL = url;
+  return {
+    name,
+    url,
+    fresh: !kept,
+    release: async () => {
+      if (!kept && !process.env.BENCH_KEEP) await adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
