@@ -1,9 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { useGraphQlJit } from "@envelop/graphql-jit";
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
-import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, getOperationAST } from "graphql";
-import { compileQuery, isCompiledQuery } from "graphql-jit";
+import { type ExecutionResult, GraphQLError } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
@@ -16,6 +14,7 @@ import { logger } from "../infra/logger.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
+import { useCompiledExecution } from "./jit.ts";
 
 export interface App {
   server: Server;
@@ -63,29 +62,6 @@ export async function healthy(): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-const jitCompiles = new WeakMap<DocumentNode, Map<string, boolean>>();
-
-/**
- * graphql-jit cannot compile every document (it inlines literal arguments as JSON, and a Money
- * literal is a BigInt); those run on graphql-js. Yoga caches parsed documents, so this compiles
- * each distinct document once.
- */
-function compilesWithJit(args: ExecutionArgs): boolean {
-  let byOperation = jitCompiles.get(args.document);
-  if (!byOperation) jitCompiles.set(args.document, (byOperation = new Map()));
-  const operation = args.operationName ?? "";
-  let compiles = byOperation.get(operation);
-  if (compiles === undefined) {
-    // graphql-jit passes a subscription field's `subscribe` the operation's variables instead of its
-    // arguments: subscriptions run on graphql-js.
-    compiles =
-      getOperationAST(args.document, args.operationName)?.operation !== "subscription" &&
-      isCompiledQuery(compileQuery(args.schema, args.document, args.operationName ?? undefined));
-    byOperation.set(operation, compiles);
-  }
-  return compiles;
 }
 
 /**
@@ -152,8 +128,7 @@ export function buildApp(): App {
         maxAliases: { n: 30 },
         maxTokens: { n: 5000 },
       }) as Plugin,
-      // Compiled execution and serialization: a page of 100 offers is 2,400 field values (bench/RESULTS.md).
-      useGraphQlJit({}, { enableIf: compilesWithJit }) as Plugin,
+      useCompiledExecution(),
     ],
   });
 

@@ -13,6 +13,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
@@ -33,9 +34,8 @@ process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
 const { prisma } = await import("../infra/db.ts");
-const { redisKey } = await import("../infra/redis.ts");
 const { startWorkers, jobs } = await import("../workers/index.ts");
-const { closePubSub } = await import("../infra/pubsub.ts");
+const { closePubSub, eventChannel } = await import("../infra/pubsub.ts");
 
 const token = () => `gmk_${randomBytes(32).toString("base64url")}`;
 const hash = (t: string) => createHash("sha256").update(t).digest("hex");
@@ -88,9 +88,9 @@ async function seed(): Promise<{ accounts: { userId: number; key: string }[]; ag
 }
 
 function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/support/api-server.ts"], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_API_NODE_ARGS ?? "--max-semi-space-size=64").split(" "), "--import", "tsx", "test/support/api-server.ts"], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn" },
+    env: { ...process.env, LOG_LEVEL: "warn", NODE_ENV: "production" },
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {
@@ -105,6 +105,12 @@ function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
   });
 }
 
+/** CPU time (user + system) a process has used, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 console.log(`seeding ${SUBSCRIBERS} accounts with running instances and ${AGENTS} agent keys…`);
@@ -116,64 +122,97 @@ process.on("exit", () => apis.forEach((api) => api.child.kill("SIGKILL")));
 // When each account's latest balance event reached Redis subscribers.
 const published = new Map<number, number>();
 const listener = new Redis(process.env.REDIS_URL!);
-const balancePrefix = redisKey("events", "balance", "");
-await listener.psubscribe(`${balancePrefix}*`);
-listener.on("pmessage", (_pattern, channel) => published.set(Number(channel.slice(balancePrefix.length)), performance.now()));
+const balanceChannel = eventChannel("balance");
+await listener.subscribe(balanceChannel);
+listener.on("message", (_channel, message: string) => {
+  const at = performance.now();
+  for (const [userId] of JSON.parse(message) as [number, unknown][]) published.set(userId, at);
+});
+
+/**
+ * A graphql-ws subscriber reduced to the protocol (graphql-transport-ws: connection_init with the key,
+ * subscribe, then `next` messages), so that 5,000 of them in this process cost the shared cores as
+ * little as possible; the agents below use the full graphql-ws client with its retries.
+ */
+function leanSubscriber(url: string, key: string, query: string, onNext: (payload: unknown) => void): Promise<WebSocket> {
+  return new Promise((connected, failed) => {
+    const socket = new WebSocket(url, "graphql-transport-ws");
+    socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${key}` } })));
+    socket.on("message", (data: Buffer) => {
+      const message = JSON.parse(data.toString());
+      if (message.type === "next") onNext(message.payload);
+      else if (message.type === "connection_ack") {
+        socket.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query } }));
+        connected(socket);
+      } else if (message.type === "ping") socket.send('{"type":"pong"}');
+      else if (message.type === "error") console.error("subscription failed", message.payload);
+    });
+    socket.on("error", failed);
+    socket.on("close", (code) => code !== 1000 && failed(new Error(`socket closed with ${code}`)));
+  });
+}
 
 console.log(`connecting ${SUBSCRIBERS} balance subscribers over ${API_PROCESSES} API processes…`);
 const latencies: number[] = [];
+/** Per balance event published (by its time): the first and last delivery latency of its subscribers. */
+const ticks = new Map<number, { first: number; last: number }>();
 let measuring = false;
 let received = 0;
-const clients: Client[] = [];
-await Promise.all(
-  accounts.map(
-    (account, i) =>
-      new Promise<void>((subscribed) => {
-        const client = createClient({
-          url: apis[i % apis.length].url,
-          webSocketImpl: WebSocket,
-          connectionParams: { authorization: `Bearer ${account.key}` },
-          retryAttempts: 5,
-        });
-        clients.push(client);
-        let first = true;
-        client.subscribe(
-          { query: "subscription { balance { balance } }" },
-          {
-            next: () => {
-              if (first) {
-                first = false;
-                return subscribed();
-              }
-              if (!measuring) return;
-              received++;
-              const at = published.get(account.userId);
-              if (at !== undefined) latencies.push(performance.now() - at);
-            },
-            error: (error) => console.error("subscription failed", error),
-            complete: () => {},
-          },
-        );
-      }),
-  ),
-);
+const subscribers: WebSocket[] = [];
+let subscribedCount = 0;
+let allSubscribed!: () => void;
+const subscribedAll = new Promise<void>((resolve) => (allSubscribed = resolve));
+for (const [i, account] of accounts.entries()) {
+  let first = true;
+  const socket = await leanSubscriber(apis[i % apis.length].url, account.key, "subscription { balance { balance } }", () => {
+    if (first) {
+      first = false;
+      if (++subscribedCount === accounts.length) allSubscribed();
+      return;
+    }
+    if (!measuring) return;
+    received++;
+    const at = published.get(account.userId);
+    if (at === undefined) return;
+    const latency = performance.now() - at;
+    latencies.push(latency);
+    const tick = ticks.get(at);
+    if (!tick) ticks.set(at, { first: latency, last: latency });
+    else tick.last = Math.max(tick.last, latency);
+  });
+  subscribers.push(socket);
+}
+await subscribedAll;
 
 console.log(`all subscribed; metering for ${SECONDS} s…`);
 const metering = jobs.find((job) => job.name === "metering")!;
 const workers = await startWorkers([metering]);
 await sleep(3000); // the first ticks open the accrual rows
+const apiCpuBefore = apis.map((api) => cpuSeconds(api.child.pid!));
+const benchCpuBefore = process.cpuUsage();
 measuring = true;
 const started = performance.now();
 await sleep(SECONDS * 1000);
 measuring = false;
 const elapsed = (performance.now() - started) / 1000;
+const apiCpu = apis.reduce((sum, api, i) => sum + cpuSeconds(api.child.pid!) - apiCpuBefore[i], 0);
+const benchCpu = process.cpuUsage(benchCpuBefore);
 await workers.close();
 latencies.sort((a, b) => a - b);
 console.log(
   `balance: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
     `delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`,
 );
-await Promise.all(clients.map((client) => client.dispose()));
+const firsts = [...ticks.values()].map((tick) => tick.first).sort((a, b) => a - b);
+const lasts = [...ticks.values()].map((tick) => tick.last).sort((a, b) => a - b);
+console.log(
+  `per metering tick (${ticks.size}): first delivery p50 ${percentile(firsts, 50).toFixed(1)} ms, last delivery p50 ${percentile(lasts, 50).toFixed(1)} ms`,
+);
+console.log(
+  `CPU per delivered event: API processes ${((apiCpu / received) * 1e6).toFixed(0)} µs, ` +
+    `this process (clients, metering job) ${(((benchCpu.user + benchCpu.system) / received)).toFixed(0)} µs`,
+);
+for (const socket of subscribers) socket.close(1000);
 
 console.log(`connecting ${AGENTS} agents…`);
 const dropped: number[] = [];
@@ -222,7 +261,7 @@ console.log(
 );
 
 await Promise.all(agentClients.map((client) => client.dispose()));
-for (const api of apis) api.child.kill("SIGTERM");
+await Promise.all(apis.map((api) => new Promise((exited) => api.child.once("exit", exited).kill("SIGTERM"))));
 listener.disconnect();
 await closePubSub();
 await prisma.$disconnect();

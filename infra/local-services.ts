@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import AsyncExitHook from "async-exit-hook";
 import { Redis } from "ioredis";
 import { logger } from "./logger.ts";
@@ -44,13 +44,17 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<LocalServi
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = await freePort();
   await mkdir(dataDir, { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  // The postgres user must be able to reach the cluster: `.data` may have been made private (0700)
+  // by a host agent's state directory created under it first.
+  if (asRoot) for (const dir of [dirname(dataDir), dataDir]) await chmod(dir, (await stat(dir)).mode | 0o055);
   const pg = new EmbeddedPostgres({
     databaseDir: join(dataDir, "pg"),
     port,
     user: "postgres",
     password: "postgres",
     persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     onLog: (message) => logger.debug({ service: "postgres" }, String(message).trim()),
     onError: (error) => logger.error({ service: "postgres", err: error }, "embedded postgres error"),
   });

@@ -1,5 +1,4 @@
-import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
-import { createPubSub, type PubSub, Repeater } from "graphql-yoga";
+import { Repeater } from "graphql-yoga";
 import type { Redis } from "ioredis";
 import { logger } from "./logger.ts";
 import { redisConnection, redisKey } from "./redis.ts";
@@ -7,78 +6,106 @@ import { redisConnection, redisKey } from "./redis.ts";
 /*
  * Cross-process events over Redis pub/sub: every API process, worker and the benchmark publish and
  * subscribe through here. Events carry ids only; subscription fields refetch what the client
- * selects. Topics are `<key>:<id>` under the project's Redis prefix (channels are global to a Redis
- * server, so test files and deployments sharing one never meet). Publishing is fire-and-forget after
- * the transaction commits: a subscriber that misses an event (its socket dropped) gets the current
- * state when it subscribes again, because every subscription starts with it.
+ * selects. Each event key is one Redis channel (under the project's Redis prefix: channels are
+ * global to a Redis server, so test files and deployments sharing one never meet), and one message
+ * carries every id an action concerns: a metering tick that moves 5,000 balances publishes one
+ * message, not 5,000, and each process parses it once and hands each id's payload to its own
+ * listeners. Publishing is fire-and-forget after the transaction commits: a subscriber that misses
+ * an event (its socket dropped) gets the current state when it subscribes again, because every
+ * subscription starts with it.
  */
 export type Events = {
   /** Instances of the account whose status or message changed. */
   instanceStatus: [userId: number, event: { instanceIds: number[] }];
-  /** The account's balance moved; `immediate` (payments) skips the one-per-second coalescing. */
-  balance: [userId: number, event: { immediate: boolean }];
+  /**
+   * The account's balance moved: by a payment or payout (`immediate`, never held back), by the
+   * metering tick that charged up to `meteredUntil` (epoch seconds), or by a usage report.
+   */
+  balance: [userId: number, event: { immediate: boolean; meteredUntil?: number }];
   /** The desired state of the machine's instances changed (or may have: subscribers refetch it). */
   assignments: [machineId: number, event: { machineId: number }];
 };
 export type EventKey = keyof Events;
 export type EventPayload<K extends EventKey> = Events[K][1];
+/** What goes over the wire: each id with its payload. */
+type Message<K extends EventKey> = [id: number, payload: EventPayload<K>][];
+type Listener = (payload: any) => void;
 
 interface Connections {
-  pubsub: PubSub<Events>;
+  publishClient: Redis;
   subscribeClient: Redis;
-  close(): Promise<void>;
+  /** Local listeners by `<key>:<id>`. */
+  listeners: Map<string, Set<Listener>>;
+  /** The SUBSCRIBE of each key's channel, sent with the key's first listener. */
+  subscribed: Map<EventKey, Promise<void>>;
 }
 
 let connections: Connections | undefined;
 
-function channel(topic: string): string {
-  return redisKey("events", topic);
+export function eventChannel(key: EventKey): string {
+  return redisKey("events", key);
 }
 
-/** The pubsub and its two Redis connections, opened on first use (a process that never publishes opens none). */
+/** The two Redis connections, opened on first use (a process that never publishes opens none). */
 function open(): Connections {
   if (connections) return connections;
   const publishClient = redisConnection({ lazyConnect: false });
   // No ready check: its INFO would fail on a connection whose queued SUBSCRIBEs went out first
-  // (ioredis "Connection in subscriber mode"), which happens when many subscribe at start.
+  // (ioredis "Connection in subscriber mode").
   const subscribeClient = redisConnection({ lazyConnect: false, enableReadyCheck: false });
   for (const client of [publishClient, subscribeClient]) {
     client.on("error", (err) => logger.warn({ err: err.message }, "pubsub redis connection error"));
   }
-  // The event target fires its Redis commands without awaiting them: a failure (Redis away, or a
-  // subscriber leaving after shutdown) is logged here instead of becoming an unhandled rejection.
-  const logged = (command: string) => (err: Error) => logger.warn({ err: err.message, command }, "pubsub command failed");
-  const target = createRedisEventTarget<CustomEvent>({
-    publishClient: { publish: (channel: string, message: string) => publishClient.publish(channel, message).catch(logged("publish")) } as never,
-    subscribeClient: {
-      on: (event: string, listener: (...args: any[]) => void) => subscribeClient.on(event, listener),
-      subscribe: (channel: string) => subscribeClient.subscribe(channel).catch(logged("subscribe")),
-      unsubscribe: (channel: string) => subscribeClient.unsubscribe(channel).catch(logged("unsubscribe")),
-    } as never,
+  const listeners = new Map<string, Set<Listener>>();
+  const channelPrefix = redisKey("events", "");
+  subscribeClient.on("message", (channel: string, message: string) => {
+    const key = channel.slice(channelPrefix.length);
+    for (const [id, payload] of JSON.parse(message) as Message<EventKey>) {
+      const topicListeners = listeners.get(`${key}:${id}`);
+      if (topicListeners) for (const listener of topicListeners) listener(payload);
+    }
   });
-  // The prefix is added on the way to Redis and is invisible to publishers and subscribers.
-  const prefixed = {
-    addEventListener: (topic: string, listener: EventListener) => target.addEventListener(channel(topic), listener as never),
-    removeEventListener: (topic: string, listener: EventListener) => target.removeEventListener(channel(topic), listener as never),
-    dispatchEvent: (event: CustomEvent) => target.dispatchEvent(new CustomEvent(channel(event.type), { detail: event.detail })),
-  };
-  connections = {
-    pubsub: createPubSub<Events>({ eventTarget: prefixed as never }),
-    subscribeClient,
-    async close() {
-      await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
-    },
-  };
+  connections = { publishClient, subscribeClient, listeners, subscribed: new Map() };
   return connections;
 }
 
 export function publish<K extends EventKey>(key: K, id: number, payload: EventPayload<K>): void {
-  (open().pubsub.publish as (key: string, id: number, payload: unknown) => void)(key, id, payload);
+  publishEach(key, [id], () => payload);
 }
 
-/** Publishes `payload` once per distinct id: one event per affected account or machine, never per row. */
+/** Publishes `payload` once per distinct id, all in one message: one event per affected account or machine, never per row. */
 export function publishEach<K extends EventKey>(key: K, ids: Iterable<number>, payload: (id: number) => EventPayload<K>): void {
-  for (const id of new Set(ids)) publish(key, id, payload(id));
+  const message: Message<K> = [...new Set(ids)].map((id) => [id, payload(id)]);
+  if (message.length === 0) return;
+  open()
+    .publishClient.publish(eventChannel(key), JSON.stringify(message))
+    .catch((err: Error) => logger.warn({ err: err.message, key }, "pubsub publish failed"));
+}
+
+/** Calls `listener` with each payload published for `id` from now on; returns its removal. */
+function addListener<K extends EventKey>(key: K, id: number, listener: (payload: EventPayload<K>) => void): { ready: Promise<void>; remove(): void } {
+  const { subscribeClient, listeners, subscribed } = open();
+  let ready = subscribed.get(key);
+  if (!ready) {
+    ready = subscribeClient.subscribe(eventChannel(key)).then(() => undefined);
+    // A failed SUBSCRIBE is tried again by the next listener.
+    ready.catch((err: Error) => {
+      logger.warn({ err: err.message, key }, "pubsub subscribe failed");
+      subscribed.delete(key);
+    });
+    subscribed.set(key, ready);
+  }
+  const topic = `${key}:${id}`;
+  let topicListeners = listeners.get(topic);
+  if (!topicListeners) listeners.set(topic, (topicListeners = new Set()));
+  topicListeners.add(listener);
+  return {
+    ready,
+    remove() {
+      topicListeners.delete(listener);
+      if (topicListeners.size === 0 && listeners.get(topic) === topicListeners) listeners.delete(topic);
+    },
+  };
 }
 
 /**
@@ -91,8 +118,12 @@ export function publishEach<K extends EventKey>(key: K, ids: Iterable<number>, p
 export interface TopicListener<P> {
   ready: Promise<void>;
   next(): Promise<P>;
-  /** What arrived since the last `next()`, without waiting. */
+  /** Resolves once something has arrived that `drain()` would return (at once if it already has). */
+  arrival(): Promise<void>;
+  /** What arrived since the last `next()` or `drain()`, without waiting. */
   drain(): P | undefined;
+  /** When the first of the payloads that the last `next()` or `drain()` returned arrived (Date.now()). */
+  readonly arrivedAt: number;
   close(): void;
 }
 
@@ -101,37 +132,40 @@ export function listen<K extends EventKey>(
   id: number,
   merge: (a: EventPayload<K>, b: EventPayload<K>) => EventPayload<K>,
 ): TopicListener<EventPayload<K>> {
-  const { pubsub, subscribeClient } = open();
-  const events = (pubsub.subscribe as (key: string, id: number) => AsyncIterable<EventPayload<K>>)(key, id)[Symbol.asyncIterator]();
   let pending: EventPayload<K> | undefined;
+  let pendingSince = 0;
+  let arrivedAt = 0;
   let wake: (() => void) | undefined;
   let closed = false;
-  // Pulling the first event starts the repeater, which adds the listener and sends SUBSCRIBE.
-  const pump = async () => {
-    for (let result = await events.next(); !result.done; result = await events.next()) {
-      pending = pending === undefined ? result.value : merge(pending, result.value);
-      wake?.();
-    }
+  const subscription = addListener(key, id, (payload) => {
+    if (pending === undefined) pendingSince = Date.now();
+    pending = pending === undefined ? payload : merge(pending, payload);
+    wake?.();
+  });
+  const take = () => {
+    const value = pending;
+    pending = undefined;
+    arrivedAt = pendingSince;
+    return value;
   };
-  void pump().catch((err: unknown) => logger.warn({ err, key }, "event stream failed"));
+  const arrival = async () => {
+    while (pending === undefined && !closed) await new Promise<void>((resolve) => (wake = resolve));
+  };
   return {
-    // SUBSCRIBE is idempotent; its reply comes after that of the repeater's own SUBSCRIBE.
-    ready: subscribeClient.subscribe(channel(`${key}:${id}`)).then(() => undefined),
+    ready: subscription.ready,
+    get arrivedAt() {
+      return arrivedAt;
+    },
+    arrival,
     async next() {
-      while (pending === undefined && !closed) await new Promise<void>((resolve) => (wake = resolve));
-      const value = pending!;
-      pending = undefined;
-      return value;
+      await arrival();
+      return take()!;
     },
-    drain() {
-      const value = pending;
-      pending = undefined;
-      return value;
-    },
+    drain: take,
     close() {
       closed = true;
+      subscription.remove();
       wake?.();
-      void events.return?.(undefined);
     },
   };
 }
@@ -140,10 +174,11 @@ export interface StreamOptions<P> {
   /** Coalesces payloads that arrive while the subscriber is busy (or throttled). */
   merge(a: P, b: P): P;
   /**
-   * Items closer than `minGapMs` to the previous one are merged and delivered `minGapMs` after it,
-   * except payloads that `bypass` lets through at once.
+   * Items that arrive closer than `minGapMs` after the previous one are held until then, merged
+   * with whatever arrives meanwhile, unless `passes` (given the previous item delivered) lets the
+   * merged payload through at once.
    */
-  throttle?: { minGapMs: number; bypass(payload: P): boolean };
+  throttle?: { minGapMs: number; passes(payload: P, previous: P | undefined): boolean };
 }
 
 /**
@@ -164,23 +199,29 @@ export function eventStream<K extends EventKey>(
       stopped = true;
       listener.close();
     });
-    const sleep = (ms: number) => Promise.race([new Promise((resolve) => setTimeout(resolve, ms)), stopping]);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     await Promise.race([listener.ready, stopping]);
     if (stopped) return;
     await push(null);
-    let last = Number.NEGATIVE_INFINITY; // the initial state does not count against the throttle
+    const throttle = options.throttle;
+    // When the previous item arrived (or was released by the throttle): arrival, not delivery, so
+    // that a subscriber whose deliveries lag (a busy process) is not held back by that lag as well.
+    // The initial state does not count against the throttle.
+    let last = Number.NEGATIVE_INFINITY;
+    let previous: EventPayload<K> | undefined;
     while (!stopped) {
       let payload = (await Promise.race([listener.next(), stopping])) as EventPayload<K> | undefined;
       if (stopped || payload === undefined) break;
-      const throttle = options.throttle;
-      if (throttle && !throttle.bypass(payload)) {
-        const wait = last + throttle.minGapMs - Date.now();
-        if (wait > 0) await sleep(wait);
-        if (stopped) break;
+      let released = listener.arrivedAt;
+      while (throttle && !throttle.passes(payload, previous) && released < last + throttle.minGapMs) {
+        await Promise.race([listener.arrival(), sleep(last + throttle.minGapMs - Date.now()), stopping]);
+        if (stopped) return;
         const more = listener.drain();
         if (more !== undefined) payload = options.merge(payload, more);
+        released = Date.now();
       }
-      last = Date.now();
+      last = released;
+      previous = payload;
       await push(payload);
     }
   });
@@ -205,5 +246,5 @@ export function flatMapStream<S, T>(source: AsyncIterable<S>, map: (item: S) => 
 export async function closePubSub(): Promise<void> {
   const open = connections;
   connections = undefined;
-  await open?.close();
+  if (open) await Promise.allSettled([open.publishClient.quit(), open.subscribeClient.quit()]);
 }

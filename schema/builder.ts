@@ -31,6 +31,9 @@ export const builder = new SchemaBuilder<{
   // Errors wraps ScopeAuth so that unauthorizedError's AppErrors become union data on mutations.
   plugins: [ErrorsPlugin, ScopeAuthPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
   scopeAuth: {
+    // A subscription's scopes are checked when it starts, not again for each event: a connection's
+    // key does not change, and a metering tick runs every balance subscription at once.
+    authorizeOnSubscribe: true,
     authScopes: (context) => ({
       authenticated: context.viewer !== null,
       account: context.viewer?.scope === "ACCOUNT",

@@ -6,7 +6,7 @@ import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type ApiProcess, eventually, spawnApi } from "./support/agent-process.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
-import { subscribe, waitForListeners } from "./support/ws.ts";
+import { subscribe } from "./support/ws.ts";
 
 // Two real API processes sharing PostgreSQL and Redis, and the auction worker in this process: a
 // subscriber on one process receives what the other process and the worker produce; when its
@@ -53,7 +53,9 @@ describe("events across API processes", () => {
     const statuses = subscribe(() => target, client.key, STATUS, {}, { retry: true });
     const balances = subscribe(() => target, client.key, BALANCE, {}, { retry: true });
     expect(await balances.next()).toEqual({ balance: "10.00" });
-    await waitForListeners(`instanceStatus:${client.userId}`);
+    // An instance rented beforehand: its state, the subscription's first event, shows it is listening.
+    const earlier = unwrap((await gql(b.url, CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, client.key)).data.createInstance).instance.id;
+    await statuses.next((i) => i.id === earlier);
 
     // A mutation on B (published by B) and the clearing by the worker (published here) reach A's subscriber.
     const created = await gql(b.url, CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, client.key);
@@ -76,7 +78,7 @@ describe("events across API processes", () => {
     const instance = await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } });
     const user = await prisma.user.findUniqueOrThrow({ where: { id: client.userId } });
     expect(instance.status).toBe("STOPPED");
-    await eventually(() => statuses.values.at(-1)?.status === instance.status);
+    await eventually(() => statuses.values.filter((i) => i.id === id).at(-1)?.status === instance.status);
     await eventually(() => balances.values.at(-1)?.balance === formatMoney(user.balanceMicros));
     expect(balances.values.at(-1)).toEqual({ balance: "9.994" });
     await Promise.all([statuses.close(), balances.close()]);

@@ -5,7 +5,7 @@ import { closePubSub, publish } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
-import { connectionCloseCode, subscribe, waitForListeners } from "./support/ws.ts";
+import { connectionCloseCode, subscribe } from "./support/ws.ts";
 
 const app = useTestApp();
 let auction: AuctionWorker;
@@ -68,12 +68,15 @@ describe("instanceStatus", () => {
     const host = await createAccount("host");
     const client = await createAccount("client");
     const other = await createAccount("other");
-    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const machineId = await createListedMachine(host.userId, { numGpus: 3 });
+    // Each already rents one instance, so a subscription's first event (that instance's state)
+    // shows it is listening before anything else happens.
+    const earlier = await rent(client.key, machineId);
+    const theirsId = await rent(other.key, machineId);
     const mine = subscribe(app.url, client.key, INSTANCE_STATUS);
     const theirs = subscribe(app.url, other.key, INSTANCE_STATUS);
-    // The initial state of no instances is nothing: wait until both are subscribed.
-    await waitForListeners(`instanceStatus:${client.userId}`);
-    await waitForListeners(`instanceStatus:${other.userId}`);
+    await mine.next((i) => i.id === earlier);
+    await theirs.next((i) => i.id === theirsId);
 
     const id = await rent(client.key, machineId);
     await mine.next((i) => i.id === id && i.status === "LOADING");
@@ -90,7 +93,7 @@ describe("instanceStatus", () => {
     const statuses = mine.values.filter((i) => i.id === id).map((i) => i.status);
     expect(statuses).toContain("SCHEDULING");
     expect(statuses.slice(-2)).toEqual(["RUNNING", "STOPPED"]);
-    expect(theirs.values).toEqual([]);
+    expect(theirs.values.filter((i) => i.id !== theirsId)).toEqual([]);
 
     const foreign = subscribe(app.url, other.key, INSTANCE_STATUS, { id });
     expect((await foreign.failed())[0].extensions.code).toBe("NOT_FOUND");
@@ -123,6 +126,35 @@ describe("balance", () => {
     publish("balance", userId, { immediate: true });
     await balance.next((b) => b.balance === "4.99", 2000);
     expect(Date.now() - paid).toBeLessThan(500);
+    await balance.close();
+  });
+
+  it("delivers each metered second at once, however close the ticks, and a usage report with the next tick", async () => {
+    const { userId, key } = await createAccount("ticks");
+    const balance = subscribe(app.url, key, BALANCE);
+    expect(await balance.next()).toEqual({ balance: "0.00" });
+    const charge = async (event: { immediate: boolean; meteredUntil?: number }) => {
+      await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { decrement: 1000n } } });
+      publish("balance", userId, event);
+    };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+    await charge({ immediate: false, meteredUntil: 1_000 });
+    await balance.next((b) => b.balance === "-0.001", 2000);
+    // The next tick comes early (jitter): not held back.
+    const early = Date.now();
+    await sleep(300);
+    await charge({ immediate: false, meteredUntil: 1_001 });
+    await balance.next((b) => b.balance === "-0.002", 2000);
+    expect(Date.now() - early).toBeLessThan(700);
+
+    // A usage report waits for the next tick and goes out with it, as one event.
+    await charge({ immediate: false });
+    await sleep(300);
+    expect(balance.values.at(-1)).toEqual({ balance: "-0.002" });
+    await charge({ immediate: false, meteredUntil: 1_002 });
+    await balance.next((b) => b.balance === "-0.004", 2000);
+    expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "-0.002", "-0.004"]);
     await balance.close();
   });
 });

@@ -6,8 +6,8 @@ import type { TickResult } from "./metering.ts";
  * After a metering tick commits: one balance event per account it charged or credited (the clients
  * and hosts of the time accruals overlapping the tick's window: the open ones from their narrow
  * table, and those closed since the window's start), whatever the number of their
- * instances. Ticks come once a second, and the balance subscription coalesces to at most one event
- * a second per subscriber besides, so a metered balance never floods its subscribers.
+ * instances. Ticks come once a second, each event names the second it metered up to, and the balance
+ * subscription delivers one event per metered second, so a metered balance never floods its subscribers.
  */
 export async function publishMeteredBalances<T extends TickResult>(tick: T): Promise<T> {
   if (tick.from === null || tick.to === null) return tick;
@@ -19,6 +19,7 @@ export async function publishMeteredBalances<T extends TickResult>(tick: T): Pro
     tick.from,
     tick.to,
   );
-  publishEach("balance", accounts.map((account) => account.id), () => ({ immediate: false }));
+  const meteredUntil = tick.to;
+  publishEach("balance", accounts.map((account) => account.id), () => ({ immediate: false, meteredUntil }));
   return tick;
 }

@@ -100,16 +100,3 @@ export function subscribe<T = any>(
   );
   return sub;
 }
-
-/** Waits until some process has subscribed to the event topic (`instanceStatus:12`) in Redis. */
-export async function waitForListeners(topic: string, timeoutMs = 10_000): Promise<void> {
-  const { redis, redisKey } = await import("../../infra/redis.ts");
-  const channel = redisKey("events", topic);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [, count] = (await redis.call("PUBSUB", "NUMSUB", channel)) as [string, number];
-    if (Number(count) > 0) return;
-    if (Date.now() > deadline) throw new Error(`nobody subscribed to ${channel}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
