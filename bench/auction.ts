@@ -95,6 +95,7 @@ async function runApi(): Promise<void> {
   const url = await app.start(0);
   resetUsage();
   process.on("message", () => process.send!({ usage: usage() } satisfies Message));
+  process.once("SIGTERM", () => process.exit(0)); // an orderly exit (writes --cpu-prof profiles)
   process.send!({ url } satisfies Message);
 }
 
@@ -110,13 +111,14 @@ async function runWorker(): Promise<void> {
   });
   resetUsage();
   process.on("message", () => process.send!({ cleared: [...cleared], jobs, usage: usage() } satisfies Message));
+  process.once("SIGTERM", () => process.exit(0));
   process.send!({ ready: true } satisfies Message);
 }
 
 // ---- Orchestrator ------------------------------------------------------------------------------
 
 function startChild(role: string, env: NodeJS.ProcessEnv): { child: ChildProcess; first: Promise<Message> } {
-  const child = fork(self, [role], { env, execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(self, [role], { env, execArgv: [...(process.env.BENCH_CHILD_NODE_ARGS?.split(" ") ?? []), "--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const first = once(child, "message").then(([message]) => message as Message);
   return { child, first };
 }
