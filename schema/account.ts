@@ -138,7 +138,7 @@ builder.subscriptionField("balance", (t) =>
     type: "User",
     authScopes: { account: true },
     description:
-      "The caller's account (select `balance`) as it is now, then after every change of its balance: at most one a second while metering runs, at once on payments.",
+      "The caller's account (select `balance`) as it is now, then after every change of its balance: once per metered second while metering runs (changes in between come with the next one), at once on payments.",
     subscribe: (_root, _args, ctx) =>
       eventStream("balance", ctx.viewer!.userId, {
         merge: (a, b) => ({ immediate: a.immediate || b.immediate, meteredUntil: Math.max(a.meteredUntil ?? 0, b.meteredUntil ?? 0) || undefined }),
