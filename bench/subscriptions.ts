@@ -6,7 +6,10 @@
  *    while the real metering job (BullMQ, every second, with its balance events) charges them all.
  *    Delivery latency = the subscriber's receipt − the moment the balance event reached Redis
  *    subscribers (this process listens to the same channels), so it covers Redis fan-out, the
- *    API's refetch, execution and the WebSocket. Prints p50/p99 and events per second.
+ *    API's refetch, execution and the WebSocket. Prints p50/p99, events per second, the first and
+ *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes
+ *    and by this one. The API processes run with BENCH_API_NODE_ARGS (default
+ *    `--max-semi-space-size=64`: a larger young generation for a process that allocates per event).
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
  *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
  *    time from the drop to each agent's whole desired state again.
