@@ -82,6 +82,13 @@ export function publishEach<K extends EventKey>(key: K, ids: Iterable<number>, p
     .catch((err: Error) => logger.warn({ err: err.message, key }, "pubsub publish failed"));
 }
 
+/** How many listeners this process holds (subscriptions open on it), for diagnostics and leak checks. */
+export function listenerCount(): number {
+  let count = 0;
+  for (const topicListeners of connections?.listeners.values() ?? []) count += topicListeners.size;
+  return count;
+}
+
 /** Calls `listener` with each payload published for `id` from now on; returns its removal. */
 function addListener<K extends EventKey>(key: K, id: number, listener: (payload: EventPayload<K>) => void): { ready: Promise<void>; remove(): void } {
   const { subscribeClient, listeners, subscribed } = open();

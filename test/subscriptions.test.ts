@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
-import { closePubSub, publish } from "../infra/pubsub.ts";
+import { closePubSub, listenerCount, publish } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
+import { eventually } from "./support/agent-process.ts";
 import { connectionCloseCode, subscribe } from "./support/ws.ts";
 
 const app = useTestApp();
@@ -156,6 +157,25 @@ describe("balance", () => {
     await balance.next((b) => b.balance === "-0.004", 2000);
     expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "-0.002", "-0.004"]);
     await balance.close();
+  });
+});
+
+describe("unsubscribing", () => {
+  it("removes the subscription's listener at once, whatever the subscription", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const machineId = await createListedMachine(host.userId, { numGpus: 1 });
+    const before = listenerCount();
+    const open = [
+      subscribe(app.url, client.key, BALANCE),
+      subscribe(app.url, client.key, INSTANCE_STATUS),
+      subscribe(app.url, await machineKey(host.userId, machineId), ASSIGNMENTS, { machineId: `Machine:${machineId}` }),
+    ];
+    await Promise.all([open[0].next(), open[2].next()]);
+    await eventually(() => listenerCount() === before + 3);
+    // Nothing is published meanwhile: each stream is waiting for its next event when it is closed.
+    await Promise.all(open.map((subscription) => subscription.close()));
+    await eventually(() => listenerCount() === before, 5000);
   });
 });
 
