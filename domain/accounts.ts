@@ -5,7 +5,7 @@ import { prisma } from "../infra/db.ts";
 import { Prisma } from "../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
-import { consumeLoginAttempt } from "./rateLimit.ts";
+import { consumeLoginAttempt, consumeSignup } from "./rateLimit.ts";
 import { parseInput } from "./validation.ts";
 
 /** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (argon2id is the library's default algorithm). */
@@ -22,8 +22,15 @@ export interface Session {
   key: IssuedKey;
 }
 
-export async function signup(input: { email: string; password: string }): Promise<Session> {
-  const { email, password } = parseInput(signupInput, input);
+/** Creates an account and its first key. Rate-limited per client address, after validation. */
+export async function signup(input: { email: string; password: string }, clientIp: string): Promise<Session> {
+  const account = parseInput(signupInput, input);
+  await consumeSignup(clientIp);
+  return createAccount(account);
+}
+
+/** An account and its first key from valid input, without the rate limit (the demo accounts). */
+export async function createAccount({ email, password }: { email: string; password: string }): Promise<Session> {
   // Checked before hashing so that duplicates cost no hashing work; the unique index settles races.
   if (await prisma.user.findUnique({ where: { email }, select: { id: true } })) throw duplicateEmail();
   const passwordHash = await hash(password, ARGON2);

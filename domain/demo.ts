@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { prisma, type Tx } from "../infra/db.ts";
-import { signup } from "./accounts.ts";
+import { createAccount } from "./accounts.ts";
 import { issueApiKey } from "./apiKeys.ts";
 import { gpuModel, pcieBandwidth } from "./dlperf.ts";
 import { ConflictError } from "./errors.ts";
@@ -216,7 +216,7 @@ export async function loadDemoData(now = new Date()): Promise<boolean> {
   const accounts: number[] = [];
   try {
     for (const email of [DEMO_HOST_EMAIL, DEMO_CLIENT_EMAIL]) {
-      accounts.push((await signup({ email, password: randomBytes(24).toString("base64url") })).userId);
+      accounts.push((await createAccount({ email, password: randomBytes(24).toString("base64url") })).userId);
     }
   } catch (error) {
     // Another process starting on the same empty database got there first.

@@ -9,6 +9,8 @@ const envSchema = z.object({
   /** Prefix for every Redis key the project writes (queues, pubsub), so that test files never meet. */
   REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/).default("gm"),
   LOGIN_ATTEMPTS_PER_MINUTE: z.coerce.number().int().positive().default(10),
+  /** Accounts one client address may create per hour (domain/rateLimit.ts). */
+  SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
   MAX_QUERY_COST: z.coerce.number().int().positive().default(20000),
   /** The platform's cut of every metered charge in basis points (100 = 1%); hosts get the rest. */

@@ -77,10 +77,10 @@ builder.queryField("me", (t) =>
 builder.mutationField("signup", (t) =>
   t.field({
     type: AuthPayloadRef,
-    description: "Creates an account (email, password of 8 to 256 characters) and returns its first API key.",
+    description: "Creates an account (email, password of 8 to 256 characters) and returns its first API key. Rate-limited per client address.",
     args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
-    errors: { types: [ConflictError] },
-    resolve: (_root, args) => signup(args),
+    errors: { types: [ConflictError, RateLimitedError] },
+    resolve: (_root, args, ctx) => signup(args, ctx.clientIp),
   }),
 );
 

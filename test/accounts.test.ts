@@ -12,6 +12,7 @@ const SIGNUP = `mutation ($email: String!, $password: String!) {
     ... on MutationSignupSuccess { data { user { id email } apiKey { token apiKey { id name prefix scope } } } }
     ... on Error { code message }
     ... on ValidationError { issues { path message } }
+    ... on RateLimitedError { retryAfterSeconds }
   }
 }`;
 
@@ -28,7 +29,7 @@ const LOGIN = `mutation ($email: String!, $password: String!) {
 const ME = `{ me { id email emailVerified balance createdAt settings { debitMode } sshKeys { id } apiKeys { id name scope revokedAt } } }`;
 
 let addressCounter = 1;
-/** A loopback address of its own for each caller, so the per-address login limit does not couple tests. */
+/** A loopback address of its own for each caller, so the per-address limits do not couple tests. */
 function freshClientAddress(): string {
   addressCounter += 1;
   return `127.0.${Math.floor(addressCounter / 250)}.${(addressCounter % 250) + 2}`;
@@ -70,7 +71,7 @@ async function counts() {
 }
 
 async function signup(email: string, password = "correct horse battery") {
-  const result = await app.gql(SIGNUP, { email, password });
+  const result = await gqlFrom(freshClientAddress(), SIGNUP, { email, password });
   expect(result.errors).toBeUndefined();
   return result.data.signup;
 }
@@ -126,6 +127,22 @@ describe("signup", () => {
     expect(result.__typename).toBe("ValidationError");
     expect(result.issues.map((issue: { path: string[] }) => issue.path)).toEqual([[field]]);
     expect(await counts()).toEqual(before);
+  });
+
+  it("limits signups per client address to the hour's budget, writing nothing once it is spent", async () => {
+    const address = freshClientAddress();
+    for (let i = 0; i < 20; i++) {
+      const result = await gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" });
+      expect(result.data.signup.__typename).toBe("MutationSignupSuccess");
+    }
+    const before = await counts();
+    const limited = (await gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" })).data.signup;
+    expect(limited).toMatchObject({ __typename: "RateLimitedError", code: "RATE_LIMITED" });
+    expect(limited.retryAfterSeconds).toBeGreaterThan(60);
+    expect(limited.retryAfterSeconds).toBeLessThanOrEqual(3600);
+    expect(await counts()).toEqual(before);
+    // Another address is not affected.
+    expect((await signup(uniqueEmail())).__typename).toBe("MutationSignupSuccess");
   });
 
   it("accepts passwords of exactly 8 and 256 characters", async () => {

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { signedUpAccount } from "./support/rentals.ts";
 
 const app = useTestApp();
 
@@ -25,21 +26,7 @@ const REVOKE = `mutation ($id: ID!) {
 }`;
 const LIST = `{ apiKeys { ${KEY_FIELDS} } }`;
 
-interface Account {
-  userId: number;
-  token: string;
-}
-
-async function newAccount(): Promise<Account> {
-  const email = `keys-${randomBytes(6).toString("hex")}@example.com`;
-  const result = await app.gql(
-    `mutation ($email: String!) { signup(email: $email, password: "long enough password") {
-       ... on MutationSignupSuccess { data { apiKey { token } } } } }`,
-    { email },
-  );
-  const user = await prisma.user.findUniqueOrThrow({ where: { email } });
-  return { userId: user.id, token: result.data.signup.data.apiKey.token };
-}
+const newAccount = () => signedUpAccount("keys");
 
 async function keyRows(userId: number) {
   return prisma.apiKey.findMany({ where: { userId }, orderBy: { id: "asc" } });

@@ -1,9 +1,10 @@
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import sshpk from "sshpk";
 import { describe, expect, it } from "vitest";
 import { MAX_SSH_KEYS_PER_ACCOUNT } from "../domain/sshKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { signedUpAccount } from "./support/rentals.ts";
 
 const app = useTestApp();
 
@@ -40,16 +41,7 @@ function fingerprintOf(line: string): string {
   return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 
-async function newAccount(): Promise<{ userId: number; token: string }> {
-  const email = `ssh-${randomBytes(6).toString("hex")}@example.com`;
-  const result = await app.gql(
-    `mutation ($email: String!) { signup(email: $email, password: "long enough password") {
-       ... on MutationSignupSuccess { data { apiKey { token } } } } }`,
-    { email },
-  );
-  const user = await prisma.user.findUniqueOrThrow({ where: { email } });
-  return { userId: user.id, token: result.data.signup.data.apiKey.token };
-}
+const newAccount = () => signedUpAccount("ssh");
 
 describe("addSshKey", () => {
   it.each([

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { expect } from "vitest";
+import { createAccount as createAccountWithKey } from "../../domain/accounts.ts";
 import { clearMachine } from "../../domain/auction/clearing.ts";
 import { auctionMachine, liveInstances, toContract } from "../../domain/auction/contracts.ts";
 import { issueApiKey } from "../../domain/apiKeys.ts";
@@ -17,6 +18,12 @@ export async function createAccount(label = "user"): Promise<{ userId: number; k
   });
   const { token } = await issueApiKey(prisma, { userId: user.id, name: "test", scope: "ACCOUNT" });
   return { userId: user.id, key: token };
+}
+
+/** An account as signup makes it (argon2 hash, a key named "signup"), without signup's per-address limit. */
+export async function signedUpAccount(label = "user"): Promise<{ userId: number; token: string }> {
+  const session = await createAccountWithKey({ email: `${label}-${randomBytes(6).toString("hex")}@example.com`, password: "long enough password" });
+  return { userId: session.userId, token: session.key.token };
 }
 
 /** A verified, listed machine of `numGpus` RTX 4090s: $0.40 on demand, $0.10 min bid unless told otherwise. */
