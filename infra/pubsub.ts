@@ -206,7 +206,6 @@ export function eventStream<K extends EventKey>(
       stopped = true;
       listener.close();
     });
-    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     await Promise.race([listener.ready, stopping]);
     if (stopped) return;
     await push(null);
@@ -221,7 +220,10 @@ export function eventStream<K extends EventKey>(
       if (stopped || payload === undefined) break;
       let released = listener.arrivedAt;
       while (throttle && !throttle.passes(payload, previous) && released < last + throttle.minGapMs) {
-        await Promise.race([listener.arrival(), sleep(last + throttle.minGapMs - Date.now()), stopping]);
+        let timer: NodeJS.Timeout | undefined;
+        const gapOver = new Promise((resolve) => (timer = setTimeout(resolve, last + throttle.minGapMs - Date.now())));
+        await Promise.race([listener.arrival(), gapOver, stopping]);
+        clearTimeout(timer);
         if (stopped) return;
         const more = listener.drain();
         if (more !== undefined) payload = options.merge(payload, more);
