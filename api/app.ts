@@ -4,7 +4,7 @@ import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
 import { type ExecutionResult, GraphQLError } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
-import { WebSocketServer } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 import { AppError, NotAuthenticatedError } from "../domain/errors.ts";
 import { handleStripeWebhook } from "../domain/payments/webhook.ts";
 import type { Viewer } from "../domain/viewer.ts";
@@ -21,6 +21,8 @@ export interface App {
   /** Listens on `port` (0 for any free one) and resolves to the URL of the GraphQL endpoint. */
   start(port: number): Promise<string>;
   stop(): Promise<void>;
+  /** Closes (4403) the WebSocket connections whose key has been revoked; returns how many. Runs every WS_KEY_RECHECK_SECONDS. */
+  closeRevokedConnections(): Promise<number>;
 }
 
 const GRAPHQL_PATH = "/graphql";
@@ -146,10 +148,31 @@ export function buildApp(): App {
   });
 
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  /** The key each open connection authenticated with. */
+  const connectionKeys = new Map<WebSocket, number>();
+  async function closeRevokedConnections(): Promise<number> {
+    const keyIds = [...new Set(connectionKeys.values())];
+    if (keyIds.length === 0) return 0;
+    const revoked = await prisma.apiKey.findMany({ where: { id: { in: keyIds }, revokedAt: { not: null } }, select: { id: true } });
+    const revokedIds = new Set(revoked.map((key) => key.id));
+    let closed = 0;
+    for (const [socket, keyId] of connectionKeys) {
+      if (!revokedIds.has(keyId)) continue;
+      socket.close(4403, "API key revoked");
+      connectionKeys.delete(socket);
+      closed++;
+    }
+    return closed;
+  }
+  // One query per process for all its connections, however many.
+  const recheck = setInterval(() => {
+    closeRevokedConnections().catch((err: unknown) => logger.warn({ err }, "revoked key check failed"));
+  }, config().WS_KEY_RECHECK_SECONDS * 1000).unref();
   // Every WebSocket connection needs a key (offers and everything else anonymous are plain queries):
   // it is resolved once, by the same function as HTTP's header, and a missing or bad one closes the
-  // socket with 4403 Forbidden. A key revoked later keeps its open connection's subscriptions.
-  const wsCleanup = useServer<Record<string, unknown>, { request: IncomingMessage; viewer?: Viewer }>(
+  // socket with 4403 Forbidden. A key revoked later closes its connections with 4403 within
+  // WS_KEY_RECHECK_SECONDS (every request over HTTP is checked on its own).
+  const wsCleanup = useServer<Record<string, unknown>, { socket: WebSocket; request: IncomingMessage; viewer?: Viewer }>(
     {
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: async (args: any) => refusalAsError(await args.rootValue.subscribe(args)),
@@ -158,6 +181,9 @@ export function buildApp(): App {
         const viewer = typeof authorization === "string" ? await resolveViewer(authorization).catch(() => "invalid" as const) : null;
         if (!viewer || viewer === "invalid") return false;
         ctx.extra.viewer = viewer;
+        const socket = ctx.extra.socket;
+        connectionKeys.set(socket, viewer.keyId);
+        socket.once("close", () => connectionKeys.delete(socket));
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
@@ -189,7 +215,9 @@ export function buildApp(): App {
           resolve(`http://127.0.0.1:${bound}${GRAPHQL_PATH}`);
         });
       }),
+    closeRevokedConnections,
     stop: async () => {
+      clearInterval(recheck);
       await wsCleanup.dispose();
       wsServer.close();
       server.closeAllConnections();

@@ -11,6 +11,8 @@ const envSchema = z.object({
   LOGIN_ATTEMPTS_PER_MINUTE: z.coerce.number().int().positive().default(10),
   /** Accounts one client address may create per hour (domain/rateLimit.ts). */
   SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
+  /** How often each API process closes WebSocket connections whose key was revoked since (api/app.ts). */
+  WS_KEY_RECHECK_SECONDS: z.coerce.number().int().positive().default(10),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
   MAX_QUERY_COST: z.coerce.number().int().positive().default(20000),
   /** The platform's cut of every metered charge in basis points (100 = 1%); hosts get the rest. */

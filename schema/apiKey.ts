@@ -3,6 +3,7 @@ import { prisma } from "../infra/db.ts";
 import { ApiKeyScope } from "../prisma/generated/client/client.ts";
 import { builder } from "./builder.ts";
 import { globalId, localId } from "./ids.ts";
+import { selection } from "./selection.ts";
 
 const ApiKeyScopeEnum = builder.enumType(ApiKeyScope, {
   name: "ApiKeyScope",
@@ -81,7 +82,7 @@ builder.mutationField("revokeApiKey", (t) =>
     resolve: async (query, _root, { id }, ctx) => {
       const keyId = localId(id, "ApiKey");
       await revokeApiKey(prisma, ctx.viewer!.userId, keyId);
-      return prisma.apiKey.findUniqueOrThrow({ ...query, where: { id: keyId } });
+      return prisma.apiKey.findUniqueOrThrow({ ...selection(query), where: { id: keyId } });
     },
   }),
 );

@@ -19,11 +19,7 @@ import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
-
-/** Pothos' query for a selection of only __typename is an empty select, which Prisma refuses. */
-function selection<Q extends { select?: object }>(query: Q): Q | { select: { id: true } } {
-  return query.select && Object.keys(query.select).length === 0 ? { select: { id: true } } : query;
-}
+import { selection } from "./selection.ts";
 
 const RentalKind = builder.enumType("RentalKind", {
   description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",

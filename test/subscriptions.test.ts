@@ -160,6 +160,25 @@ describe("balance", () => {
   });
 });
 
+describe("revoked keys", () => {
+  it("closes the connections of a key revoked after they opened with 4403, and only those", async () => {
+    const { userId, key } = await createAccount("revoked");
+    const doomedKey = await issueApiKey(prisma, { userId, name: "laptop", scope: "ACCOUNT" });
+    const doomed = subscribe(app.url, doomedKey.token, BALANCE);
+    const kept = subscribe(app.url, key, BALANCE);
+    await Promise.all([doomed.next(), kept.next()]);
+    expect(await app.closeRevokedConnections()).toBe(0);
+
+    const revoked = await app.gql(`mutation ($id: ID!) { revokeApiKey(id: $id) { __typename } }`, { id: `ApiKey:${doomedKey.id}` }, key);
+    expect(revoked.data.revokeApiKey.__typename).toBe("MutationRevokeApiKeySuccess");
+    expect(await app.closeRevokedConnections()).toBe(1);
+    expect((await doomed.failed()).code).toBe(4403);
+    expect(kept.errors).toEqual([]);
+    expect(await app.closeRevokedConnections()).toBe(0);
+    await Promise.all([doomed.close(), kept.close()]);
+  });
+});
+
 describe("unsubscribing", () => {
   it("removes the subscription's listener at once, whatever the subscription", async () => {
     const host = await createAccount("host");

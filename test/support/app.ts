@@ -11,6 +11,8 @@ export interface TestApp {
   baseUrl: string;
   /** POSTs an operation, with `key` as the bearer API key when given. */
   gql<T = any>(query: string, variables?: Record<string, unknown>, key?: string): Promise<GraphQLResponse<T>>;
+  /** The server's periodic check of its WebSocket connections' keys, run now. */
+  closeRevokedConnections(): Promise<number>;
 }
 
 /** Starts the real HTTP + WebSocket server on a free port for the file's tests, stopped after them. */
@@ -27,6 +29,7 @@ export function useTestApp(): TestApp {
       });
       return (await response.json()) as GraphQLResponse;
     },
+    closeRevokedConnections: () => app.closeRevokedConnections(),
   };
   beforeAll(async () => {
     app = buildApp();
