@@ -76,7 +76,7 @@ builder.mutationField("revokeApiKey", (t) =>
   t.prismaField({
     type: "ApiKey",
     authScopes: { account: true },
-    description: "Revokes one of the account's keys; it stops working at once.",
+    description: "Revokes one of the account's keys: requests with it fail at once, and WebSocket connections it opened are closed (4403) within seconds.",
     args: { id: t.arg.globalID({ required: true }) },
     errors: {},
     resolve: async (query, _root, { id }, ctx) => {
