@@ -3,7 +3,8 @@
  *
  * 1. Tick: BENCH_INSTANCES (100,000) RUNNING instances of 1–4 GPUs on 8-GPU machines, seeded with
  *    SQL into a fresh database; times the tick that opens their accrual rows, BENCH_TICKS steady
- *    one-second ticks (the clock driven in simulated time), and the tick that crosses a billing
+ *    one-second ticks (the clock driven in simulated time; a second is every phase's tick in turn, also
+ *    timed one by one), and the tick that crosses a billing
  *    period (UTC midnight); counts rows inserted and updated per steady tick (pg_stat) and turns
  *    them into rows written per hour of metering.
  * 2. Soak: BENCH_SOAK_INSTANCES (10,000) instances metered by the real BullMQ worker in real time for
@@ -28,10 +29,10 @@ process.env.REDIS_PREFIX = `bench_metering_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
 const { prisma } = await import("../infra/db.ts");
-const { meterUpTo } = await import("../domain/billing/metering.ts");
+const { METERING_PHASES, meterUpTo } = await import("../domain/billing/metering.ts");
 const { ledgerMismatches } = await import("../domain/billing/ledger.ts");
 const { PERIOD_SECONDS } = await import("../domain/billing/rates.ts");
-const { at, eventAt, expectedCharges, openAccrualMismatches } = await import("../test/support/metering.ts");
+const { at, eventAt, expectedCharges, meteringClocks, openAccrualMismatches } = await import("../test/support/metering.ts");
 
 /** Users, 8-GPU machines and RUNNING instances created at `start`, in a few statements. */
 async function seed(instances: number, start: number): Promise<void> {
@@ -78,10 +79,19 @@ async function writes(): Promise<{ inserted: number; updated: number }> {
 }
 
 const lag = 2;
-async function tick(sec: number): Promise<number> {
-  const started = performance.now();
-  await meterUpTo(at(sec + lag));
-  return performance.now() - started;
+/** Each phase's tick times of the steady seconds. */
+const phaseTicks: number[] = [];
+/** One second of metering: every phase's tick in turn (the job spreads them over the second); the total. */
+async function tick(sec: number, record = false): Promise<number> {
+  let total = 0;
+  for (let phase = 0; phase < METERING_PHASES; phase++) {
+    const started = performance.now();
+    await meterUpTo(at(sec + lag), phase);
+    const elapsed = performance.now() - started;
+    if (record) phaseTicks.push(elapsed);
+    total += elapsed;
+  }
+  return total;
 }
 
 const ms = (value: number) => value.toFixed(1);
@@ -97,7 +107,7 @@ const steady: number[] = [];
 // pg_stat counters are flushed asynchronously: let the seed's and opening tick's arrive first.
 await new Promise((resolve) => setTimeout(resolve, 1500));
 const before = await writes();
-for (let s = start + 2; s < midnight; s++) steady.push(await tick(s));
+for (let s = start + 2; s < midnight; s++) steady.push(await tick(s, true));
 const after = await writes();
 await new Promise((resolve) => setTimeout(resolve, 1500));
 const statAfter = await writes();
@@ -121,6 +131,9 @@ console.log(
     steadyP50Ms: ms(percentile(steady.toSorted((a, b) => a - b), 50)),
     steadyP95Ms: ms(percentile(steady.toSorted((a, b) => a - b), 95)),
     steadyMaxMs: ms(Math.max(...steady)),
+    phases: METERING_PHASES,
+    steadyPhaseTickP50Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 50)),
+    steadyPhaseTickP95Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 95)),
     rolloverTickMs: ms(rollover),
     afterRolloverP50Ms: ms(percentile(afterMidnight.toSorted((a, b) => a - b), 50)),
     rowsInsertedPerTick: perTick.inserted,
@@ -145,8 +158,12 @@ if (SOAK_SECONDS > 0) {
   console.log(`soak: ${SOAK_INSTANCES} instances for ${SOAK_SECONDS} s`);
   const deadline = Date.now() + SOAK_SECONDS * 1000;
   let changes = 0;
-  let lastClock = 0;
   let maxBehind = 0;
+  /** The oldest phase's clock (epoch seconds; 0 before the first tick). */
+  const oldestClock = async () => {
+    const { _min } = await prisma.meteringClock.aggregate({ _min: { meteredUntil: true } });
+    return (_min.meteredUntil?.getTime() ?? 0) / 1000;
+  };
   while (Date.now() < deadline) {
     // A few stops and starts per second, like users and the auction.
     for (let i = 0; i < 5; i++) {
@@ -156,20 +173,15 @@ if (SOAK_SECONDS > 0) {
       await eventAt(id, event, Date.now() / 1000);
       changes++;
     }
-    const clock = await prisma.meteringClock.findUnique({ where: { id: 1 } });
-    if (clock) {
-      lastClock = clock.meteredUntil.getTime() / 1000;
-      maxBehind = Math.max(maxBehind, Date.now() / 1000 - lastClock);
-    }
+    const oldest = await oldestClock();
+    if (oldest) maxBehind = Math.max(maxBehind, Date.now() / 1000 - oldest);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   const end = Math.floor(Date.now() / 1000) + 1;
-  while ((await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000 < end) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  while ((await oldestClock()) < end) await new Promise((resolve) => setTimeout(resolve, 200));
   await worker.close();
-  const clock = (await prisma.meteringClock.findUniqueOrThrow({ where: { id: 1 } })).meteredUntil.getTime() / 1000;
-  const expected = await expectedCharges(clock);
+  const clock = await oldestClock();
+  const expected = await expectedCharges(await meteringClocks());
   const users = await prisma.user.findMany({ select: { id: true, balanceMicros: true } });
   const earned = expected.earned;
   const wrongBalances = users.filter((u) => u.balanceMicros !== (earned.get(u.id) ?? 0n) - (expected.charged.get(u.id) ?? 0n)).length;

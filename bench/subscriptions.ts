@@ -206,6 +206,7 @@ console.log(
   `balance: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
     `delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`,
 );
+if (process.env.BENCH_TICKS) for (const [at, tick] of [...ticks].sort((a, b) => a[0] - b[0])) console.log(`${at.toFixed(0)} first ${tick.first.toFixed(0)} last ${tick.last.toFixed(0)}`);
 const firsts = [...ticks.values()].map((tick) => tick.first).sort((a, b) => a - b);
 const lasts = [...ticks.values()].map((tick) => tick.last).sort((a, b) => a - b);
 console.log(

@@ -1,4 +1,3 @@
-import { Repeater } from "graphql-yoga";
 import type { Redis } from "ioredis";
 import { logger } from "./logger.ts";
 import { redisConnection, redisKey } from "./redis.ts";
@@ -189,66 +188,98 @@ export interface StreamOptions<P> {
 }
 
 /**
+ * `generator` as an async iterator whose `return()` ends it at once even while it awaits: it calls
+ * `interrupt` first, which must settle whatever the generator awaits (an async generator's own
+ * `return()` waits for its pending step). No promise is raced against a long-lived one per item:
+ * each such race would keep a reaction on the long-lived promise until it settles.
+ */
+function interruptible<T>(generator: AsyncGenerator<T, void>, interrupt: () => unknown): AsyncIterableIterator<T> {
+  return {
+    next: () => generator.next(),
+    async return() {
+      await interrupt();
+      return generator.return();
+    },
+    async throw(error: unknown) {
+      await interrupt();
+      return generator.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+/**
  * A subscription's source: `null` first, once the channel is subscribed (the subscriber reads its
  * initial state then, so nothing published afterwards is missed), then the coalesced payloads.
- * A Repeater rather than an async generator, so that a client's unsubscribe ends it at once even
- * while no event comes.
+ * A client's unsubscribe ends it at once, even while no event comes.
  */
 export function eventStream<K extends EventKey>(
   key: K,
   id: number,
   options: StreamOptions<EventPayload<K>>,
-): AsyncIterable<EventPayload<K> | null> {
-  return new Repeater<EventPayload<K> | null>(async (push, stop) => {
-    const listener = listen(key, id, options.merge);
-    let stopped = false;
-    const stopping = stop.then(() => {
-      stopped = true;
-      listener.close();
-    });
-    await Promise.race([listener.ready, stopping]);
-    if (stopped) return;
-    await push(null);
-    const throttle = options.throttle;
-    // When the previous item arrived (or was released by the throttle): arrival, not delivery, so
-    // that a subscriber whose deliveries lag (a busy process) is not held back by that lag as well.
-    // The initial state does not count against the throttle.
-    let last = Number.NEGATIVE_INFINITY;
-    let previous: EventPayload<K> | undefined;
-    while (!stopped) {
-      let payload = (await Promise.race([listener.next(), stopping])) as EventPayload<K> | undefined;
-      if (stopped || payload === undefined) break;
-      let released = listener.arrivedAt;
-      while (throttle && !throttle.passes(payload, previous) && released < last + throttle.minGapMs) {
-        let timer: NodeJS.Timeout | undefined;
-        const gapOver = new Promise((resolve) => (timer = setTimeout(resolve, last + throttle.minGapMs - Date.now())));
-        await Promise.race([listener.arrival(), gapOver, stopping]);
-        clearTimeout(timer);
-        if (stopped) return;
-        const more = listener.drain();
-        if (more !== undefined) payload = options.merge(payload, more);
-        released = Date.now();
+): AsyncIterableIterator<EventPayload<K> | null> {
+  // Listening starts with the first `next()`: a stream ended before it never listens.
+  let listener: TopicListener<EventPayload<K>> | undefined;
+  let closed = false;
+  async function* events(): AsyncGenerator<EventPayload<K> | null, void> {
+    if (closed) return;
+    listener = listen(key, id, options.merge);
+    try {
+      await listener.ready;
+      if (closed) return;
+      yield null;
+      const throttle = options.throttle;
+      // When the previous item arrived (or was released by the throttle): arrival, not delivery, so
+      // that a subscriber whose deliveries lag (a busy process) is not held back by that lag as well.
+      // The initial state does not count against the throttle.
+      let last = Number.NEGATIVE_INFINITY;
+      let previous: EventPayload<K> | undefined;
+      for (;;) {
+        await listener.arrival(); // settles on close too
+        let payload = listener.drain();
+        if (closed || payload === undefined) return;
+        let released = listener.arrivedAt;
+        while (throttle && !throttle.passes(payload, previous) && released < last + throttle.minGapMs) {
+          let timer: NodeJS.Timeout | undefined;
+          const gapOver = new Promise((resolve) => (timer = setTimeout(resolve, last + throttle.minGapMs - Date.now())));
+          await Promise.race([listener.arrival(), gapOver]);
+          clearTimeout(timer);
+          if (closed) return;
+          const more = listener.drain();
+          if (more !== undefined) payload = options.merge(payload, more);
+          released = Date.now();
+        }
+        last = released;
+        previous = payload;
+        yield payload;
       }
-      last = released;
-      previous = payload;
-      await push(payload);
+    } finally {
+      listener.close();
     }
+  }
+  return interruptible(events(), () => {
+    closed = true;
+    listener?.close();
   });
 }
 
 /** Each item of `source` mapped to zero or more items; ending it (unsubscribe) ends `source` at once too. */
-export function flatMapStream<S, T>(source: AsyncIterable<S>, map: (item: S) => Promise<T[]>): AsyncIterable<T> {
-  return new Repeater<T>(async (push, stop) => {
-    const items = source[Symbol.asyncIterator]();
-    const stopped = stop.then(() => ({ done: true as const, value: undefined }));
-    void stopped.then(() => items.return?.());
-    for (;;) {
-      const next = await Promise.race([items.next(), stopped]);
-      if (next.done) break;
-      for (const value of await map(next.value)) await push(value);
+export function flatMapStream<S, T>(source: AsyncIterable<S>, map: (item: S) => Promise<T[]>): AsyncIterableIterator<T> {
+  const items = source[Symbol.asyncIterator]();
+  async function* mapped(): AsyncGenerator<T, void> {
+    try {
+      for (;;) {
+        const next = await items.next();
+        if (next.done) return;
+        yield* await map(next.value);
+      }
+    } finally {
+      await items.return?.();
     }
-    stop();
-  });
+  }
+  return interruptible(mapped(), () => items.return?.());
 }
 
 /** Closes the pubsub connections (process shutdown, tests). */

@@ -3,13 +3,12 @@ import { config } from "../infra/config.ts";
 import { logger } from "../infra/logger.ts";
 import { redisConnection } from "../infra/redis.ts";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
-import { publishMeteredBalances } from "../domain/billing/balanceEvents.ts";
 import { maintainInstances } from "../domain/instances/expiry.ts";
 import { startAuctionWorker } from "./auction.ts";
 import { balanceWatchJob, closeAutoBillQueue, startAutoBillingWorker } from "./auto-billing.ts";
 import { machineLivenessJob } from "./machine-liveness.ts";
 import { marketSamplerJob } from "./market-sampler.ts";
-import { meteringJob, runMetering } from "./metering.ts";
+import { meteringJob } from "./metering.ts";
 import { notificationsJob } from "./notifications.ts";
 import { expireOffers } from "./offer-expiry.ts";
 import { payoutsJob } from "./payouts.ts";
@@ -31,8 +30,7 @@ export const jobs: JobDefinition[] = [
   { name: "offer-expiry", everyMs: 60_000, process: () => expireOffers() },
   // Ends contracts at their end date and requeues lost clearings.
   { name: "instance-maintenance", everyMs: 5_000, process: () => maintainInstances() },
-  // The tick, then a balance event for each account it moved.
-  { ...meteringJob, process: () => runMetering().then(publishMeteredBalances) },
+  meteringJob,
   machineLivenessJob,
   balanceWatchJob,
   notificationsJob,

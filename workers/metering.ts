@@ -2,22 +2,27 @@ import { pathToFileURL } from "node:url";
 import { Queue, Worker } from "bullmq";
 import { logger } from "../infra/logger.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
+import { publishMeteredBalances } from "../domain/billing/balanceEvents.ts";
 import { stopExhaustedAccounts } from "../domain/billing/exhaustion.ts";
-import { type TickResult, meterUpTo } from "../domain/billing/metering.ts";
+import { METERING_PHASES, type TickResult, meterOldestPhase } from "../domain/billing/metering.ts";
 import type { JobDefinition } from "./index.ts";
 
-/** One metering tick: charge up to now (domain/billing/metering.ts), then stop accounts that ran out. */
+/**
+ * One metering tick: charge the due phase up to now (domain/billing/metering.ts), stop its
+ * accounts that ran out, and publish a balance event for each account it moved.
+ */
 export async function runMetering(now = new Date()): Promise<TickResult & { stopped: number }> {
-  const tick = await meterUpTo(now);
-  const stopped = await stopExhaustedAccounts(now);
-  return { ...tick, stopped };
+  const tick = await meterOldestPhase(now);
+  const stopped = await stopExhaustedAccounts(now, tick.phase);
+  return publishMeteredBalances({ ...tick, stopped });
 }
 
 /**
- * Every second. A tick charges whatever elapsed since the clock, so late, lost, retried or
- * duplicated jobs change when the balance moves, never by how much.
+ * Every second for each phase, a phase every 1000 / METERING_PHASES ms. A tick charges whatever
+ * elapsed since its phase's clock, so late, lost, retried or duplicated jobs change when a balance
+ * moves, never by how much.
  */
-export const meteringJob: JobDefinition = { name: "metering", everyMs: 1000, process: () => runMetering() };
+export const meteringJob: JobDefinition = { name: "metering", everyMs: 1000 / METERING_PHASES, process: () => runMetering() };
 
 export interface MeteringWorker {
   close(): Promise<void>;

@@ -5,26 +5,34 @@ import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStar
 /*
  * Per-second metering of GPU and storage time (rules and rounding: rates.ts).
  *
- * One clock (metering_clock.metered_until, whole seconds) says up to when every instance has been
- * charged. A tick takes the window [clock, now − lag), and in ONE transaction, with the clock row
- * locked so that two ticks never overlap:
+ * Accounts are metered in METERING_PHASES phases by client id (an accrual row goes with its client),
+ * a fraction of a second apart: the job runs every 1000 / METERING_PHASES ms and takes the phase
+ * whose clock is oldest, so each phase's balances move once a second, at their own moment. One
+ * commit for every account would move all their balances at the same instant, and the balance
+ * subscription would then owe all of them an event at once (bench/RESULTS.md, "Subscriptions").
+ * Hosts, earning from clients of every phase, are credited by each phase's tick.
+ *
+ * Each phase's clock (metering_clock.metered_until, row id = phase + 1, whole seconds) says up to
+ * when its rows have been charged. A tick takes the window [clock, now − lag), and in ONE
+ * transaction, with the clock row locked and ticks of all phases serialized by one advisory lock:
  *
  * 1. reconciles the accrual rows with what happened in the window: an open row (time_accrual with
  *    ended_at null) is a stretch at one rate; it is closed and another opened only when the rate
  *    changes (status, machine online, bid, billing period). Statuses come from the instance's status
  *    history, so a change is cut at its second even when the metering was down for hours. Only the
- *    instances flagged by one narrow scan (status or bid changed in the window, machine clearing
- *    pending) are looked at closely, plus, once a minute, those a full comparison finds mismatched;
+ *    instances flagged by indexes (status or bid changed in the window, machine clearing pending)
+ *    are looked at closely, plus, once a minute, those a full comparison finds mismatched;
  *    their ids go to the reconciling statement as an array (skipped when empty, the usual case), so
  *    that its plan fits 10 candidates or 100,000 (a misestimated nested loop over 10,000 cost 30 s).
  *    Each open row also has a narrow copy in open_time_accrual (rate = price × units, start in
- *    epoch seconds), inserted and deleted by the same statement that opens and closes the row.
+ *    epoch seconds, the client's phase), inserted and deleted by the same statement that opens and
+ *    closes the row.
  * 2. charges every row overlapping the window the difference floor(total at the window's end) −
  *    floor(total at its start) — so each row is charged exactly floor(its whole total), the
  *    per-row rule of rates.ts — summed per account, kind and category into that period's CHARGE
  *    (client, negative) and EARNING (host) ledger entries, and moves the balances by the same sums.
- *    The rows are the open ones, from one sequential scan of open_time_accrual (integers only), and
- *    the few closed since the window's start (index on ended_at).
+ *    The rows are the phase's open ones, from open_time_accrual (integers only; index on phase),
+ *    and the few closed since the window's start (index on ended_at).
  * 3. advances the clock.
  *
  * So a retried or duplicated tick finds the clock moved and charges nothing twice; a crash rolls the
@@ -33,10 +41,10 @@ import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStar
  * number of instances: only ledger entries (one per account, kind and category) and balances move,
  * every tick; accrual rows change on state changes and once per period.
  *
- * Cost at 100,000 running instances (bench/RESULTS.md): the per-row floors need every open row
- * each tick (a sum of floors is not the floor of a sum, so per-account rate totals cannot give the
- * exact figure), but from the narrow table that is a ~25 ms scan and aggregation; the rest is the
- * ~4,400 ledger entries and ~2,200 balances updated in place.
+ * Cost at 100,000 running instances (bench/RESULTS.md): the per-row floors need every open row of
+ * the phase each tick (a sum of floors is not the floor of a sum, so per-account rate totals cannot
+ * give the exact figure), but from the narrow table that is a scan and aggregation of integers; the
+ * rest is the phase's ledger entries and balances updated in place (hosts' in every phase).
  *
  * What is read at the tick rather than from history: the machine's online flag and an interruptible
  * instance's bid. They apply from the start of the window in which they are seen: a bid change is
@@ -48,6 +56,8 @@ import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStar
  */
 
 export interface TickResult {
+  /** The phase metered; null for all of them (meterUpTo without a phase). */
+  phase: number | null;
   /** The window charged, epoch seconds; null when the clock was already there. */
   from: number | null;
   to: number | null;
@@ -55,6 +65,8 @@ export interface TickResult {
   closed: number;
   opened: number;
   ledgerRows: number;
+  /** The accounts whose balance moved: the phase's clients charged and their hosts credited. */
+  accounts: number[];
 }
 
 /** Every this many seconds (and at each period start) a tick compares every open row with its instance. */
@@ -70,18 +82,35 @@ function amountSql(a: string, secs: string): string {
 const epoch = (column: string) => `floor(extract(epoch FROM ${column}))::bigint`;
 
 /**
- * The instances a tick of the window from $1 in period $2 (epoch seconds) must look at closely, as
- * an array of ids; usually none.
+ * The number of metering phases. Changing it moves accounts between clocks: only with every
+ * metering worker stopped and every clock at the same second.
+ */
+export const METERING_PHASES = 4;
+
+/** The metering phase of the account whose id is the SQL expression `clientId`. */
+export const phaseSql = (clientId: string) => `(${clientId} % ${METERING_PHASES})`;
+
+/** Up to when (epoch seconds) the time accruals of the client `clientId` (SQL) are charged. */
+export const meteredUntilSql = (clientId: string) =>
+  `coalesce((SELECT ${epoch("metered_until")} FROM metering_clock WHERE id = 1 + ${phaseSql(clientId)}), 0)`;
+
+/** Serializes ticks of every phase: they credit the same hosts. */
+const TICK_LOCK = 0x6d65746572; // "meter"
+
+/**
+ * The instances of phase $4 a tick of the window from $1 in period $2 (epoch seconds) must look at
+ * closely, as an array of ids; usually none.
  */
 const CANDIDATES = `
 SELECT coalesce(array_agg(instance_id), '{}') AS ids FROM (
   -- Every tick: instances whose status or bid changed in the window, and those on machines whose
   -- clearing is pending (one narrow scan of instance, no join).
   SELECT id AS instance_id FROM instance
-   WHERE status_changed_at >= to_timestamp($1) OR (kind = 'INTERRUPTIBLE' AND bid_placed_at >= to_timestamp($1))
+   WHERE (status_changed_at >= to_timestamp($1) OR (kind = 'INTERRUPTIBLE' AND bid_placed_at >= to_timestamp($1)))
+     AND ${phaseSql("client_id")} = $4
   UNION
   SELECT i.id FROM machine ma JOIN instance i ON i.machine_id = ma.id
-   WHERE ma.clearing_requested_at IS NOT NULL AND i.status <> 'DESTROYED'
+   WHERE ma.clearing_requested_at IS NOT NULL AND i.status <> 'DESTROYED' AND ${phaseSql("i.client_id")} = $4
   UNION
   -- The full comparison ($3): at period starts and once a minute, as the safety net for changes of
   -- the online flag or bid that no clearing request or bid time points at. Every live instance
@@ -96,10 +125,11 @@ SELECT coalesce(array_agg(instance_id), '{}') AS ids FROM (
                    CASE WHEN c.category = 'GPU' THEN i.num_gpus ELSE i.disk_gb END AS units
               FROM instance i JOIN machine ma ON ma.id = i.machine_id
              CROSS JOIN (VALUES ('GPU'::"ChargeCategory"), ('STORAGE'::"ChargeCategory")) AS c(category)
-             WHERE $3::boolean AND i.status <> 'DESTROYED' AND i.status_changed_at < to_timestamp($1)) x
+             WHERE $3::boolean AND i.status <> 'DESTROYED' AND i.status_changed_at < to_timestamp($1)
+               AND ${phaseSql("i.client_id")} = $4) x
            WHERE price IS NOT NULL) s
     FULL JOIN (SELECT id, instance_id, category, unit_price_micros, units, period_start FROM time_accrual
-                WHERE $3::boolean AND ended_at IS NULL) o
+                WHERE $3::boolean AND ended_at IS NULL AND ${phaseSql("client_id")} = $4) o
       ON o.instance_id = s.instance_id AND o.category = s.category
    WHERE s.instance_id IS NULL OR o.id IS NULL OR o.unit_price_micros <> s.price OR o.units <> s.units
       OR o.period_start <> to_timestamp($2)
@@ -183,13 +213,13 @@ WITH cat AS (
                       WHERE d.instance_id = s.instance_id AND d.category = s.category AND d.continues AND s.s = $1::bigint)
   RETURNING id, client_id, host_id, category, unit_price_micros * units AS rate, started_at, ended_at
 ), listed AS (
-  INSERT INTO open_time_accrual (accrual_id, client_id, host_id, category, rate_micros, started_sec)
-  SELECT id, client_id, host_id, category, rate, ${epoch("started_at")} FROM opened WHERE ended_at IS NULL
+  INSERT INTO open_time_accrual (accrual_id, client_id, host_id, category, rate_micros, started_sec, phase)
+  SELECT id, client_id, host_id, category, rate, ${epoch("started_at")}, ${phaseSql("client_id")} FROM opened WHERE ended_at IS NULL
 )
 SELECT (SELECT count(*) FROM closed)::int AS closed, (SELECT count(*) FROM opened)::int AS opened`;
 
 /**
- * Charges every accrual row overlapping [$1, $2): floor(total at min(end, $2)) − floor(total at
+ * Charges every accrual row of phase $5 overlapping [$1, $2): floor(total at min(end, $2)) − floor(total at
  * max(start, $1)), for the client (CHARGE, negative) and the host (EARNING, its share after the
  * fee $4 in basis points), into the period $3's ledger entries and the balances, in one statement.
  * The rows are the open ones, read from the narrow open_time_accrual (integer columns only: one
@@ -200,9 +230,10 @@ SELECT (SELECT count(*) FROM closed)::int AS closed, (SELECT count(*) FROM opene
 const CHARGE = `
 WITH seg AS (
   SELECT client_id, host_id, category, rate_micros AS rate, started_sec AS s, $2::bigint AS e FROM open_time_accrual
+   WHERE phase = $5
   UNION ALL
   SELECT client_id, host_id, category, unit_price_micros * units, ${epoch("started_at")}, least(${epoch("ended_at")}, $2::bigint)
-    FROM time_accrual WHERE ended_at > to_timestamp($1)
+    FROM time_accrual WHERE ended_at > to_timestamp($1) AND ${phaseSql("client_id")} = $5
 ), amounts AS (
   SELECT client_id, host_id, category,
          rate * (e - s) / CASE category WHEN 'GPU' THEN ${HOUR} ELSE ${STORAGE_MONTH} END AS upto,
@@ -246,36 +277,66 @@ WITH seg AS (
    WHERE u.id = t.user_id AND (SELECT count(*) FROM locked) >= 0
   RETURNING u.id
 )
-SELECT ((SELECT count(*) FROM grown) + (SELECT count(*) FROM created))::int AS "ledgerRows", (SELECT count(*) FROM balances)::int AS accounts`;
+SELECT ((SELECT count(*) FROM grown) + (SELECT count(*) FROM created))::int AS "ledgerRows",
+       (SELECT coalesce(array_agg(id), '{}') FROM balances) AS accounts`;
 
-/** Locks the clock and returns it (epoch seconds); a new database starts at its oldest live instance. */
-async function lockClock(tx: Tx, fallback: number): Promise<number> {
-  const select = `SELECT ${epoch("metered_until")} AS sec FROM metering_clock WHERE id = 1 FOR UPDATE`;
-  let [clock] = await tx.$queryRawUnsafe<{ sec: bigint }[]>(select);
+/**
+ * Creates the phases' clocks that do not exist, at the oldest existing clock (a database metered
+ * before phases had one clock for everyone), else at the oldest live instance (a new database).
+ */
+async function createClocks(db: Pick<Tx, "$executeRawUnsafe">, fallback: number): Promise<void> {
+  await db.$executeRawUnsafe(
+    `INSERT INTO metering_clock (id, metered_until)
+     SELECT g, coalesce((SELECT min(metered_until) FROM metering_clock),
+                        (SELECT min(date_trunc('second', created_at)) FROM instance WHERE status <> 'DESTROYED'),
+                        to_timestamp($1))
+       FROM generate_series(1, ${METERING_PHASES}) g
+     ON CONFLICT (id) DO NOTHING`,
+    fallback,
+  );
+}
+
+/** Locks the phase's clock and returns it (epoch seconds). */
+async function lockClock(tx: Tx, phase: number, fallback: number): Promise<number> {
+  const select = () =>
+    tx.$queryRawUnsafe<{ sec: bigint }[]>(`SELECT ${epoch("metered_until")} AS sec FROM metering_clock WHERE id = $1 FOR UPDATE`, phase + 1);
+  let [clock] = await select();
   if (!clock) {
-    // Once per database (the scan of every instance is not for every tick).
-    await tx.$executeRawUnsafe(
-      `INSERT INTO metering_clock (id, metered_until)
-       SELECT 1, coalesce(min(date_trunc('second', created_at)), to_timestamp($1)) FROM instance WHERE status <> 'DESTROYED'
-       ON CONFLICT (id) DO NOTHING`,
-      fallback,
-    );
-    [clock] = await tx.$queryRawUnsafe<{ sec: bigint }[]>(select);
+    // Once per database.
+    await createClocks(tx, fallback);
+    [clock] = await select();
   }
   return Number(clock.sec);
 }
 
+const targetSecond = (now: Date) => Math.floor(now.getTime() / 1000) - config().METERING_LAG_SECONDS;
+
 /**
- * Charges everything up to `now` − lag (whole seconds), one transaction per window; returns what it
- * did. Safe to run concurrently and to retry: the clock row serializes ticks.
+ * Charges the rows of `phase` (every phase, one after the other, when omitted) up to `now` − lag
+ * (whole seconds), one transaction per window; returns what it did. Safe to run concurrently and
+ * to retry: the clock row serializes ticks.
  */
-export async function meterUpTo(now = new Date()): Promise<TickResult> {
-  const target = Math.floor(now.getTime() / 1000) - config().METERING_LAG_SECONDS;
-  const result: TickResult = { from: null, to: null, closed: 0, opened: 0, ledgerRows: 0 };
+export async function meterUpTo(now = new Date(), phase?: number): Promise<TickResult> {
+  if (phase === undefined) {
+    const all: TickResult = { phase: null, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [] };
+    for (let each = 0; each < METERING_PHASES; each++) {
+      const tick = await meterUpTo(now, each);
+      if (tick.from !== null) all.from = Math.min(all.from ?? tick.from, tick.from);
+      if (tick.to !== null) all.to = Math.max(all.to ?? tick.to, tick.to);
+      all.closed += tick.closed;
+      all.opened += tick.opened;
+      all.ledgerRows += tick.ledgerRows;
+      all.accounts = [...new Set([...all.accounts, ...tick.accounts])];
+    }
+    return all;
+  }
+  const target = targetSecond(now);
+  const result: TickResult = { phase, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [] };
   for (;;) {
     const window = await prisma.$transaction(
       async (tx) => {
-        const from = await lockClock(tx, target);
+        await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${TICK_LOCK})`);
+        const from = await lockClock(tx, phase, target);
         if (from >= target) return null;
         // The tick's joins and sorts span every open row: in memory, not spilled to disk. JIT off: the
         // planner's estimates for the history path are huge, and compiling took ~0.9 s of a 1 s tick.
@@ -285,12 +346,12 @@ export async function meterUpTo(now = new Date()): Promise<TickResult> {
         const to = Math.min(target, period + PERIOD_SECONDS);
         // The full comparison when the window holds a period start or a whole minute.
         const full = from === period || Math.ceil(from / FULL_CHECK_SECONDS) * FULL_CHECK_SECONDS < to;
-        const [{ ids }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(CANDIDATES, from, period, full);
+        const [{ ids }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(CANDIDATES, from, period, full, phase);
         const [changes] = ids.length
           ? await tx.$queryRawUnsafe<{ closed: number; opened: number }[]>(RECONCILE, from, to, period, ids)
           : [{ closed: 0, opened: 0 }];
-        const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS);
-        await tx.$executeRawUnsafe(`UPDATE metering_clock SET metered_until = to_timestamp($1) WHERE id = 1`, to);
+        const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number; accounts: number[] }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS, phase);
+        await tx.$executeRawUnsafe(`UPDATE metering_clock SET metered_until = to_timestamp($1) WHERE id = $2`, to, phase + 1);
         return { from, to, ...changes, ...charged };
       },
       { timeout: 120_000 },
@@ -301,6 +362,25 @@ export async function meterUpTo(now = new Date()): Promise<TickResult> {
     result.closed += window.closed;
     result.opened += window.opened;
     result.ledgerRows += window.ledgerRows;
+    result.accounts = [...new Set([...result.accounts, ...window.accounts])];
     if (window.to >= target) return result;
   }
+}
+
+/**
+ * The metering job's tick: the phase whose clock is oldest (ties: the lowest), up to `now` − lag.
+ * Run every 1000 / METERING_PHASES ms, it meters each phase once a second at its own moment, and
+ * a lost or late run is caught up by the next ones.
+ */
+export async function meterOldestPhase(now = new Date()): Promise<TickResult> {
+  const oldest = () =>
+    prisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
+      `SELECT id - 1 AS phase, count(*) OVER ()::int AS clocks FROM metering_clock ORDER BY metered_until, id LIMIT 1`,
+    );
+  let [clock] = await oldest();
+  if (!clock || clock.clocks < METERING_PHASES) {
+    await createClocks(prisma, targetSecond(now));
+    [clock] = await oldest();
+  }
+  return meterUpTo(now, clock.phase);
 }

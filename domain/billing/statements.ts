@@ -6,6 +6,7 @@ import { NotFoundError } from "../errors.ts";
 import { formatMoney } from "../money.ts";
 import { parseInput } from "../validation.ts";
 import { BYTES_PER_GB, PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStart } from "./rates.ts";
+import { meteredUntilSql } from "./metering.ts";
 
 /*
  * Statements, derived from the accrual rows metering and usage reports write (rates.ts), so that
@@ -66,13 +67,12 @@ export interface ChargeLine {
 
 /** The quantity and charge of every accrual row, in one shape: time rows in unit-seconds, bandwidth in bytes. */
 const ROWS = (owner: "client_id" | "host_id", group: "instance_id" | "machine_id") => `
-  WITH clock AS (SELECT coalesce((SELECT floor(extract(epoch FROM metered_until))::bigint FROM metering_clock WHERE id = 1), 0) AS sec),
-  rows AS (
+  WITH rows AS (
     SELECT a.${group} AS subject, a.period_start, a.category, a.unit_price_micros, a.units::bigint * s.secs AS quantity,
            coalesce(a.amount_micros,
                     (a.unit_price_micros * a.units * s.secs) / CASE a.category WHEN 'GPU' THEN ${SECONDS_PER_HOUR} ELSE ${SECONDS_PER_STORAGE_MONTH} END) AS amount
-      FROM time_accrual a CROSS JOIN clock
-      CROSS JOIN LATERAL (SELECT coalesce(a.seconds, greatest(clock.sec - floor(extract(epoch FROM a.started_at))::bigint, 0)) AS secs) s
+      FROM time_accrual a
+      CROSS JOIN LATERAL (SELECT coalesce(a.seconds, greatest(${meteredUntilSql("a.client_id")} - floor(extract(epoch FROM a.started_at))::bigint, 0)) AS secs) s
      WHERE a.${owner} = $1 AND a.period_start >= $2 AND a.period_start < $3 AND ($4::int IS NULL OR a.${group} = $4)
     UNION ALL
     SELECT b.${group}, b.period_start, b.category, b.unit_price_micros, b.bytes, b.amount_micros

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
 import { SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH } from "../billing/rates.ts";
+import { meteredUntilSql } from "../billing/metering.ts";
 import { parseInput } from "../validation.ts";
 import { DAY_MS, dayStart } from "./sampler.ts";
 
@@ -48,16 +49,15 @@ export async function earningsEstimate(specs: { gpuName: string; numGpus: number
   const start = new Date(end.getTime() - ESTIMATE_WINDOW_DAYS * DAY_MS);
   const feeBps = BigInt(config().PLATFORM_FEE_BPS);
   const [ledger] = await prisma.$queryRawUnsafe<{ machines: bigint; p25: number | null; p50: number | null; p75: number | null }[]>(
-    `WITH clock AS (SELECT coalesce((SELECT floor(extract(epoch FROM metered_until))::bigint FROM metering_clock WHERE id = 1), 0) AS sec),
-     peers AS (
+    `WITH peers AS (
        SELECT id, num_gpus, greatest(1, extract(epoch FROM $4::timestamptz - greatest($3::timestamptz, created_at)) / 86400) AS days
          FROM machine WHERE gpu_name = $1 AND num_gpus BETWEEN ceil($2::int / 2.0) AND $2::int * 2 AND created_at < $4
      ),
      amounts AS (
        SELECT a.machine_id, coalesce(a.amount_micros,
-                (a.unit_price_micros * a.units * coalesce(a.seconds, greatest(clock.sec - floor(extract(epoch FROM a.started_at))::bigint, 0)))
+                (a.unit_price_micros * a.units * coalesce(a.seconds, greatest(${meteredUntilSql("a.client_id")} - floor(extract(epoch FROM a.started_at))::bigint, 0)))
                 / CASE a.category WHEN 'GPU' THEN ${SECONDS_PER_HOUR} ELSE ${SECONDS_PER_STORAGE_MONTH} END) AS amount
-         FROM time_accrual a CROSS JOIN clock
+         FROM time_accrual a
         WHERE a.machine_id IN (SELECT id FROM peers) AND a.period_start >= $3 AND a.period_start < $4
        UNION ALL
        SELECT b.machine_id, b.amount_micros FROM bandwidth_accrual b

@@ -1,5 +1,6 @@
 import { applyEvent } from "../../domain/instances/status.ts";
 import type { InstanceEvent } from "../../domain/instances/lifecycle.ts";
+import { METERING_PHASES } from "../../domain/billing/metering.ts";
 import { PERIOD_SECONDS, hostShare, timeAmount, type TimeCategory } from "../../domain/billing/rates.ts";
 import { prisma } from "../../infra/db.ts";
 
@@ -52,13 +53,21 @@ export async function eventAt(instanceId: number, event: InstanceEvent, sec: num
   });
 }
 
+/** Each client's metering clock (epoch seconds), from its phase's clock row. */
+export async function meteringClocks(): Promise<(clientId: number) => number> {
+  const clocks = await prisma.meteringClock.findMany();
+  const byPhase = new Map(clocks.map((clock) => [clock.id - 1, clock.meteredUntil.getTime() / 1000]));
+  return (clientId) => byPhase.get(clientId % METERING_PHASES)!;
+}
+
 /**
- * What metering must have charged each client and paid each host up to `until` (epoch seconds),
+ * What metering must have charged each client and paid each host up to `until` (epoch seconds, or
+ * each client's own, as from meteringClocks()),
  * computed independently from the status history: for each instance, maximal stretches of one
  * rate (RUNNING for GPU, any status but DESTROYED for storage) cut at billing-period boundaries,
  * each charged floor(rate × seconds / unit). Machines are assumed online and bids unchanged.
  */
-export async function expectedCharges(until: number, feeBps = 0): Promise<{ charged: Map<number, bigint>; earned: Map<number, bigint> }> {
+export async function expectedCharges(until: number | ((clientId: number) => number), feeBps = 0): Promise<{ charged: Map<number, bigint>; earned: Map<number, bigint> }> {
   const instances = [];
   // In pages: the relations' IN lists must stay under the database's parameter limit.
   for (let cursor = 0; ; ) {
@@ -76,6 +85,7 @@ export async function expectedCharges(until: number, feeBps = 0): Promise<{ char
   const earned = new Map<number, bigint>();
   const add = (map: Map<number, bigint>, id: number, amount: bigint) => map.set(id, (map.get(id) ?? 0n) + amount);
   for (const instance of instances) {
+    const upTo = typeof until === "number" ? until : until(instance.clientId);
     const changes = instance.statusChanges.map((c) => ({ sec: Math.floor(c.at.getTime() / 1000), status: c.toStatus }));
     for (const category of ["GPU", "STORAGE"] as TimeCategory[]) {
       const charging = (status: string) => (category === "GPU" ? status === "RUNNING" : status !== "DESTROYED");
@@ -84,7 +94,7 @@ export async function expectedCharges(until: number, feeBps = 0): Promise<{ char
       // Seconds at which charging is on, as [start, end) stretches.
       const stretches: [number, number][] = [];
       changes.forEach((change, i) => {
-        const end = Math.min(i + 1 < changes.length ? changes[i + 1].sec : until, until);
+        const end = Math.min(i + 1 < changes.length ? changes[i + 1].sec : upTo, upTo);
         if (!charging(change.status) || change.sec >= end) return;
         const last = stretches.at(-1);
         if (last && last[1] === change.sec) last[1] = end;
@@ -117,7 +127,7 @@ export async function openAccrualMismatches(): Promise<number> {
        FROM (SELECT * FROM time_accrual WHERE ended_at IS NULL) a FULL JOIN open_time_accrual o ON o.accrual_id = a.id
       WHERE a.id IS NULL OR o.accrual_id IS NULL OR o.client_id <> a.client_id OR o.host_id <> a.host_id
          OR o.category <> a.category OR o.rate_micros <> a.unit_price_micros * a.units
-         OR o.started_sec <> extract(epoch FROM a.started_at)`,
+         OR o.started_sec <> extract(epoch FROM a.started_at) OR o.phase <> a.client_id % ${METERING_PHASES}`,
   );
   return row.n;
 }
