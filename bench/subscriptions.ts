@@ -10,6 +10,7 @@
  *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes
  *    and by this one. The API processes run with BENCH_API_NODE_ARGS (default
  *    `--max-semi-space-size=64`: a larger young generation for a process that allocates per event).
+ *    BENCH_TICKS=1 also lists every metering tick's first and last delivery.
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
  *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
  *    time from the drop to each agent's whole desired state again.

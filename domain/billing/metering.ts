@@ -85,7 +85,7 @@ const epoch = (column: string) => `floor(extract(epoch FROM ${column}))::bigint`
  * The number of metering phases. Changing it moves accounts between clocks: only with every
  * metering worker stopped and every clock at the same second.
  */
-export const METERING_PHASES = 4;
+export const METERING_PHASES = 8;
 
 /** The metering phase of the account whose id is the SQL expression `clientId`. */
 export const phaseSql = (clientId: string) => `(${clientId} % ${METERING_PHASES})`;

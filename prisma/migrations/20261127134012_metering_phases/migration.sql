@@ -1,8 +1,8 @@
 -- Metering phases (domain/billing/metering.ts): each open accrual row carries its client's phase
--- (client_id % METERING_PHASES, 4), filled in for the rows already open. The phases' clocks other
+-- (client_id % METERING_PHASES, 8), filled in for the rows already open. The phases' clocks other
 -- than the first are created by the first tick, where the first one is.
 ALTER TABLE "open_time_accrual" ADD COLUMN "phase" SMALLINT;
-UPDATE "open_time_accrual" SET "phase" = "client_id" % 4;
+UPDATE "open_time_accrual" SET "phase" = "client_id" % 8;
 ALTER TABLE "open_time_accrual" ALTER COLUMN "phase" SET NOT NULL;
 
 -- CreateIndex
