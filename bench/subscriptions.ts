@@ -3,12 +3,12 @@
  *
  * 1. Balance: BENCH_SUBSCRIBERS (5,000) accounts, each with a RUNNING instance, each with one
  *    graphql-ws subscriber to `balance`, spread over BENCH_API_PROCESSES (2) real API processes,
- *    while the real metering job (BullMQ, every second, with its balance events) charges them all.
+ *    while the real metering worker (its own process, BullMQ, with its balance events) charges them all.
  *    Delivery latency = the subscriber's receipt − the moment the balance event reached Redis
  *    subscribers (this process listens to the same channels), so it covers Redis fan-out, the
  *    API's refetch, execution and the WebSocket. Prints p50/p99, events per second, the first and
- *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes
- *    and by this one. The API processes run with BENCH_API_NODE_ARGS (default
+ *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes,
+ *    by this one (the clients) and by the metering worker. The API processes run with BENCH_API_NODE_ARGS (default
  *    `--max-semi-space-size=64`: a larger young generation for a process that allocates per event).
  *    BENCH_TICKS=1 also lists every metering tick's first and last delivery.
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
@@ -38,7 +38,6 @@ process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
 const { prisma } = await import("../infra/db.ts");
-const { startWorkers, jobs } = await import("../workers/index.ts");
 const { closePubSub, eventChannel } = await import("../infra/pubsub.ts");
 
 const token = () => `gmk_${randomBytes(32).toString("base64url")}`;
@@ -91,22 +90,33 @@ async function seed(): Promise<{ accounts: { userId: number; key: string }[]; ag
   return { accounts, agents };
 }
 
-function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...(process.env.BENCH_API_NODE_ARGS ?? "--max-semi-space-size=64").split(" "), "--import", "tsx", "test/support/api-server.ts"], {
+/**
+ * A process of this project (`node [nodeArgs] --import tsx script`, production mode), resolved with
+ * the first line of its standard output that `ready` accepts; later output goes to this one's stderr.
+ */
+function spawnChild(nodeArgs: string[], script: string, logLevel: string, ready: (line: string) => boolean): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn", NODE_ENV: "production" },
+    env: { ...process.env, LOG_LEVEL: logLevel, NODE_ENV: "production" },
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {
     let output = "";
+    let readyLine: string | undefined;
     child.stdout!.on("data", (chunk: Buffer) => {
-      if (output.includes('{"url"')) process.stderr.write(chunk);
+      if (readyLine) return void process.stderr.write(chunk);
       output += chunk;
-      const line = output.split("\n").find((l) => l.startsWith('{"url"'));
-      if (line) resolve({ child, url: JSON.parse(line).url.replace(/^http/, "ws") });
+      readyLine = output.split("\n").find(ready);
+      if (readyLine) resolve({ child, line: readyLine });
     });
-    child.once("exit", (code) => reject(new Error(`API process exited with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
   });
+}
+
+async function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
+  const nodeArgs = (process.env.BENCH_API_NODE_ARGS ?? "--max-semi-space-size=64").split(" ");
+  const { child, line } = await spawnChild(nodeArgs, "test/support/api-server.ts", "warn", (l) => l.startsWith('{"url"'));
+  return { child, url: JSON.parse(line).url.replace(/^http/, "ws") };
 }
 
 /** CPU time (user + system) a process has used, from /proc (Linux). */
@@ -189,10 +199,12 @@ for (const [i, account] of accounts.entries()) {
 await subscribedAll;
 
 console.log(`all subscribed; metering for ${SECONDS} s…`);
-const metering = jobs.find((job) => job.name === "metering")!;
-const workers = await startWorkers([metering]);
+// The metering worker in its own process, as deployed (workers/metering.ts), not in this one's event loop.
+const { child: metering } = await spawnChild([], "workers/metering.ts", "info", (line) => line.includes("metering worker started"));
+process.on("exit", () => metering.kill("SIGKILL"));
 await sleep(3000); // the first ticks open the accrual rows
 const apiCpuBefore = apis.map((api) => cpuSeconds(api.child.pid!));
+const meteringCpuBefore = cpuSeconds(metering.pid!);
 const benchCpuBefore = process.cpuUsage();
 measuring = true;
 const started = performance.now();
@@ -201,7 +213,8 @@ measuring = false;
 const elapsed = (performance.now() - started) / 1000;
 const apiCpu = apis.reduce((sum, api, i) => sum + cpuSeconds(api.child.pid!) - apiCpuBefore[i], 0);
 const benchCpu = process.cpuUsage(benchCpuBefore);
-await workers.close();
+const meteringCpu = cpuSeconds(metering.pid!) - meteringCpuBefore;
+await new Promise((exited) => metering.once("exit", exited).kill("SIGTERM"));
 latencies.sort((a, b) => a - b);
 console.log(
   `balance: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
@@ -215,7 +228,8 @@ console.log(
 );
 console.log(
   `CPU per delivered event: API processes ${((apiCpu / received) * 1e6).toFixed(0)} µs, ` +
-    `this process (clients, metering job) ${(((benchCpu.user + benchCpu.system) / received)).toFixed(0)} µs`,
+    `this process (the clients) ${(((benchCpu.user + benchCpu.system) / received)).toFixed(0)} µs, ` +
+    `metering worker ${((meteringCpu / received) * 1e6).toFixed(0)} µs`,
 );
 for (const socket of subscribers) socket.close(1000);
 
