@@ -309,25 +309,27 @@ async function lockClock(tx: Tx, phase: number, fallback: number): Promise<numbe
   return Number(clock.sec);
 }
 
+/** Adds `part` (a window, or another phase's tick) to `total`: their span, counts and accounts. */
+function accumulate(total: TickResult, part: Omit<TickResult, "phase">): void {
+  if (part.from !== null) total.from = Math.min(total.from ?? part.from, part.from);
+  if (part.to !== null) total.to = Math.max(total.to ?? part.to, part.to);
+  total.closed += part.closed;
+  total.opened += part.opened;
+  total.ledgerRows += part.ledgerRows;
+  total.accounts = [...new Set([...total.accounts, ...part.accounts])];
+}
+
 const targetSecond = (now: Date) => Math.floor(now.getTime() / 1000) - config().METERING_LAG_SECONDS;
 
 /**
  * Charges the rows of `phase` (every phase, one after the other, when omitted) up to `now` − lag
  * (whole seconds), one transaction per window; returns what it did. Safe to run concurrently and
- * to retry: the clock row serializes ticks.
+ * to retry: ticks are serialized, and each starts from its phase's clock.
  */
 export async function meterUpTo(now = new Date(), phase?: number): Promise<TickResult> {
   if (phase === undefined) {
     const all: TickResult = { phase: null, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [] };
-    for (let each = 0; each < METERING_PHASES; each++) {
-      const tick = await meterUpTo(now, each);
-      if (tick.from !== null) all.from = Math.min(all.from ?? tick.from, tick.from);
-      if (tick.to !== null) all.to = Math.max(all.to ?? tick.to, tick.to);
-      all.closed += tick.closed;
-      all.opened += tick.opened;
-      all.ledgerRows += tick.ledgerRows;
-      all.accounts = [...new Set([...all.accounts, ...tick.accounts])];
-    }
+    for (let each = 0; each < METERING_PHASES; each++) accumulate(all, await meterUpTo(now, each));
     return all;
   }
   const target = targetSecond(now);
@@ -357,12 +359,7 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
       { timeout: 120_000 },
     );
     if (!window) return result;
-    result.from ??= window.from;
-    result.to = window.to;
-    result.closed += window.closed;
-    result.opened += window.opened;
-    result.ledgerRows += window.ledgerRows;
-    result.accounts = [...new Set([...result.accounts, ...window.accounts])];
+    accumulate(result, window);
     if (window.to >= target) return result;
   }
 }
