@@ -8,8 +8,8 @@
  *    subscribers (this process listens to the same channels), so it covers Redis fan-out, the
  *    API's refetch, execution and the WebSocket. Prints p50/p99, events per second, the first and
  *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes,
- *    by this one (the clients) and by the metering worker. The API processes run with BENCH_API_NODE_ARGS (default
- *    `--max-semi-space-size=64`: a larger young generation for a process that allocates per event).
+ *    by this one (the clients) and by the metering worker. The API processes run with the V8 flags of
+ *    `npm start` (package.json), or BENCH_API_NODE_ARGS.
  *    BENCH_TICKS=1 also lists every metering tick's first and last delivery.
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
  *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
@@ -113,8 +113,11 @@ function spawnChild(nodeArgs: string[], script: string, logLevel: string, ready:
   });
 }
 
+/** The node flags of `npm start`, the API's production command. */
+const startFlags: string[] = JSON.parse(readFileSync(`${root}/package.json`, "utf8")).scripts.start.match(/--[\w-]+=\S+/g) ?? [];
+
 async function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
-  const nodeArgs = (process.env.BENCH_API_NODE_ARGS ?? "--max-semi-space-size=64").split(" ");
+  const nodeArgs = process.env.BENCH_API_NODE_ARGS?.split(" ") ?? startFlags;
   const { child, line } = await spawnChild(nodeArgs, "test/support/api-server.ts", "warn", (l) => l.startsWith('{"url"'));
   return { child, url: JSON.parse(line).url.replace(/^http/, "ws") };
 }
