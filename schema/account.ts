@@ -106,6 +106,8 @@ builder.mutationField("login", (t) =>
 const BALANCE_MIN_GAP_MS = 1000;
 
 type UserQuery = { select?: Prisma.UserSelect | null; include?: Prisma.UserInclude | null };
+/** A planned query and its JSON, the key of the refetch batch it joins. */
+type PlannedQuery = { query: UserQuery; shape: string };
 
 /**
  * Pending refetches by selection. A metering tick wakes every balance subscriber of the process at
@@ -115,8 +117,7 @@ type UserQuery = { select?: Prisma.UserSelect | null; include?: Prisma.UserInclu
  */
 const pendingRefetches = new Map<string, DataLoader<number, User | undefined>>();
 
-function refetchUser(query: UserQuery, id: number): Promise<User | undefined> {
-  const shape = JSON.stringify(query);
+function refetchUser({ query, shape }: PlannedQuery, id: number): Promise<User | undefined> {
   let loader = pendingRefetches.get(shape);
   if (!loader) {
     const batch = new DataLoader<number, User | undefined>(
@@ -140,12 +141,15 @@ function refetchUser(query: UserQuery, id: number): Promise<User | undefined> {
  * query is planned on the first event and kept with the subscription's context. Planning it for
  * each event was ~15% of the API's CPU in a metering burst (bench/RESULTS.md).
  */
-const plannedQueries = new WeakMap<object, UserQuery>();
+const plannedQueries = new WeakMap<object, PlannedQuery>();
 
-function plannedQuery(context: object, info: GraphQLResolveInfo): UserQuery {
-  let query = plannedQueries.get(context);
-  if (!query) plannedQueries.set(context, (query = queryFromInfo({ context, info }) as UserQuery));
-  return query;
+function plannedQuery(context: object, info: GraphQLResolveInfo): PlannedQuery {
+  let planned = plannedQueries.get(context);
+  if (!planned) {
+    const query = queryFromInfo({ context, info }) as UserQuery;
+    plannedQueries.set(context, (planned = { query, shape: JSON.stringify(query) }));
+  }
+  return planned;
 }
 
 builder.subscriptionField("balance", (t) =>

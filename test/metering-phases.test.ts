@@ -86,12 +86,12 @@ describe("metering phases", () => {
     expect(await ledgerTotals("EARNING")).toEqual(earned);
   });
 
-  it("stopping exhausted accounts after a phase's tick stops only that phase's accounts", async () => {
+  it("stopping exhausted accounts after a phase's tick stops only the accounts it charged", async () => {
     const instances = await prisma.instance.findMany({ where: { status: "RUNNING" }, select: { id: true, clientId: true } });
     expect(instances.length).toBe(METERING_PHASES);
     await prisma.user.updateMany({ where: { id: { in: instances.map((instance) => instance.clientId) } }, data: { balanceMicros: -1n } });
     const victim = instances.find((instance) => instance.clientId % METERING_PHASES === 2)!;
-    expect(await stopExhaustedAccounts(at(S0 + 70), 2)).toBe(1);
+    expect(await stopExhaustedAccounts(at(S0 + 70), (await meterUpTo(at(S0 + 71 + LAG), 2)).accounts)).toBe(1);
     const stopped = await prisma.instance.findMany({ where: { status: "STOPPED" }, select: { id: true } });
     expect(stopped).toEqual([{ id: victim.id }]);
     expect(await stopExhaustedAccounts(at(S0 + 70))).toBe(METERING_PHASES - 1);

@@ -8,12 +8,12 @@ import { METERING_PHASES, type TickResult, meterOldestPhase } from "../domain/bi
 import type { JobDefinition } from "./index.ts";
 
 /**
- * One metering tick: charge the due phase up to now (domain/billing/metering.ts), stop its
- * accounts that ran out, and publish a balance event for each account it moved.
+ * One metering tick: charge the due phase up to now (domain/billing/metering.ts), stop the
+ * accounts it charged that ran out, and publish a balance event for each account it moved.
  */
 export async function runMetering(now = new Date()): Promise<TickResult & { stopped: number }> {
   const tick = await meterOldestPhase(now);
-  const stopped = await stopExhaustedAccounts(now, tick.phase);
+  const stopped = tick.accounts.length ? await stopExhaustedAccounts(now, tick.accounts) : 0;
   return publishMeteredBalances({ ...tick, stopped });
 }
 

@@ -2,7 +2,6 @@ import { prisma } from "../../infra/db.ts";
 import { enqueueClearing } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "../instances/lifecycle.ts";
 import { publishInstanceChanges } from "../instances/status.ts";
-import { phaseSql } from "./metering.ts";
 
 /** The statuses the lifecycle table stops on BALANCE_EXHAUSTED (stopped ones stay as they are). */
 const STOPPABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].BALANCE_EXHAUSTED === "STOPPED" && status !== "STOPPED");
@@ -14,15 +13,17 @@ export const BALANCE_EXHAUSTED_MESSAGE = "stopped: the account's balance is exha
  * below and that is not in debit mode, in one statement with its history rows (event
  * BALANCE_EXHAUSTED), then asks the auction to re-clear their machines. The disks stay, so storage
  * keeps accruing. Rows locked by a running clearing or mutation are skipped and stopped on the next
- * tick. Only the accounts of metering phase `phase` when given (those its tick just charged).
- * Returns how many instances it stopped.
+ * tick. Only among `accounts` when given: the metering tick passes those it just charged (every
+ * account with a running instance is charged each second, by its phase's tick, so whatever else
+ * debited it is caught then too), found by index instead of a scan of every instance 8 times a
+ * second. Returns how many instances it stopped.
  */
-export async function stopExhaustedAccounts(now = new Date(), phase: number | null = null): Promise<number> {
+export async function stopExhaustedAccounts(now = new Date(), accounts: number[] | null = null): Promise<number> {
   const stopped = await prisma.$queryRawUnsafe<{ instanceId: number; clientId: number; machineId: number }[]>(
     `WITH due AS (
        SELECT i.id, i.status FROM instance i JOIN user_account u ON u.id = i.client_id
         WHERE u.balance_micros <= 0 AND NOT u.debit_mode AND i.status = ANY($2::"InstanceStatus"[])
-          AND ($4::int IS NULL OR ${phaseSql("i.client_id")} = $4)
+          AND ($4::int[] IS NULL OR i.client_id = ANY($4::int[]))
         FOR UPDATE OF i SKIP LOCKED
      ), stopped AS (
        UPDATE instance i
@@ -38,7 +39,7 @@ export async function stopExhaustedAccounts(now = new Date(), phase: number | nu
     now,
     STOPPABLE,
     BALANCE_EXHAUSTED_MESSAGE,
-    phase,
+    accounts,
   );
   const machines = [...new Set(stopped.map((row) => row.machineId))];
   if (machines.length) {

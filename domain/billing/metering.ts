@@ -88,7 +88,7 @@ const epoch = (column: string) => `floor(extract(epoch FROM ${column}))::bigint`
 export const METERING_PHASES = 8;
 
 /** The metering phase of the account whose id is the SQL expression `clientId`. */
-export const phaseSql = (clientId: string) => `(${clientId} % ${METERING_PHASES})`;
+const phaseSql = (clientId: string) => `(${clientId} % ${METERING_PHASES})`;
 
 /** Up to when (epoch seconds) the time accruals of the client `clientId` (SQL) are charged. */
 export const meteredUntilSql = (clientId: string) =>
