@@ -139,6 +139,7 @@ export class Reconciler {
       });
       this.busy.set(plan.label, work);
     }
+    this.options.logger.debug({ containers: actual.length }, "reconcile pass");
   }
 
   private async apply(plan: InstancePlan): Promise<void> {

@@ -18,11 +18,16 @@ const app = useTestApp();
 let configDir: string;
 
 /** Runs the CLI in-process with captured streams, the test server's URL and no config file unless told. */
-async function cli(argv: string[], options: { key?: string; env?: Record<string, string> } = {}) {
+async function cli(argv: string[], options: { key?: string; env?: Record<string, string>; onStdout?: (stdout: string) => void } = {}) {
   let stdout = "";
   let stderr = "";
   const code = await main([...argv, "--url", app.url, ...(options.key ? ["--api-key", options.key] : [])], {
-    stdout: { write: (text: string) => (stdout += text) },
+    stdout: {
+      write: (text: string) => {
+        stdout += text;
+        options.onStdout?.(stdout);
+      },
+    },
     stderr: { write: (text: string) => (stderr += text) },
     env: options.env ?? {},
     configPath: join(configDir, "config.json"),
@@ -165,9 +170,11 @@ describe("instances", () => {
   it("watch instance follows the status through the subscription until --until", async () => {
     const created = await cli(["create", "instance", `${machineId}-1`, "--image", "ubuntu:22.04", "--disk", "10", "--raw"], { key: client.key });
     const { instance } = JSON.parse(created.stdout);
-    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key });
-    // Stop it once the watcher has seen the current state.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Stop it once the watcher has printed the current state (its subscription is live).
+    let printed!: () => void;
+    const firstLine = new Promise<void>((resolve) => (printed = resolve));
+    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key, onStdout: (out) => out.includes("\n") && printed() });
+    await firstLine;
     expect((await cli(["stop", "instance", instance.id], { key: client.key })).code).toBe(0);
     const { code, stdout, stderr } = await watching;
     expect(stderr).toBe("");

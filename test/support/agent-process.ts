@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { expect, vi } from "vitest";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -8,7 +9,11 @@ export interface AgentProcess {
   child: ChildProcess;
   exited: Promise<number | null>;
   output(): string;
+  /** Resolves once the agent has made `count` more reconcile passes (its debug log says so). */
+  passes(count: number): Promise<void>;
 }
+
+const PASS_LINE = '"msg":"reconcile pass"';
 
 /** The real agent program (agent/cli.ts) with the process runtime, against a real API. */
 export function spawnAgent(options: { api: string; key: string; machineId: number; stateDir: string }): AgentProcess {
@@ -35,13 +40,22 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, exited, output: () => output };
+  const passesSoFar = () => output.split(PASS_LINE).length - 1;
+  return {
+    child,
+    exited,
+    output: () => output,
+    async passes(count) {
+      const target = passesSoFar() + count;
+      await vi.waitFor(() => expect(passesSoFar()).toBeGreaterThanOrEqual(target), { timeout: 20_000, interval: 50 });
+    },
+  };
 }
 
 /**
@@ -62,13 +76,14 @@ export async function processesOf(label: string, apiUrl: string): Promise<number
 
 /** Polls `check` until it returns something other than undefined/false. */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return vi.waitFor(
+    async () => {
+      const value = await check();
+      if (value === undefined || value === false) throw new Error("condition not met in time");
+      return value;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
 
 export interface ApiProcess {
