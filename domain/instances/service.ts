@@ -5,6 +5,7 @@ import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
+import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
@@ -135,7 +136,7 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
-  destroyed_at AS "destroyedAt"`;
+  destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
 
 type NewInstance = Pick<
   Instance,
@@ -145,8 +146,9 @@ type NewInstance = Pick<
 > & { env: { key: string; value: string }[] };
 
 /**
- * Inserts a SCHEDULING instance, its creation in the status history and its INSTANCE key in one
- * statement (the hot path of bidding), returning the row as Prisma would.
+ * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
+ * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
+ * Prisma would.
  */
 async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
@@ -160,6 +162,9 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
        RETURNING *
      ), history AS (
        INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+     ), bid AS (
+       INSERT INTO bid_change (instance_id, price_micros, placed_at)
+       SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -369,7 +374,12 @@ export function changeBid(userId: number, id: number, price: bigint): Promise<In
     if (instance.status === "EXITED" || instance.status === "DESTROYED") throw new IllegalTransitionError(instance.status, "BID_CHANGED");
     const { minBidMicros } = auctionMachine(instance.machine);
     if (pricePerGpuHour < minBidMicros) throw new BidTooLowError(minBidMicros);
-    return tx.instance.update({ where: { id: instance.id }, data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now } });
+    await recordBidChange(tx, instance.id, pricePerGpuHour, now);
+    // Unranked until the clearing that follows records the standing this price produced.
+    return tx.instance.update({
+      where: { id: instance.id },
+      data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now, bidStanding: null },
+    });
   });
 }
 
