@@ -10,6 +10,7 @@ import "./offer.ts";
 import "./instance.ts";
 import "./bid.ts";
 import "./orderBook.ts";
+import "./template.ts";
 import "./agent.ts";
 import "./billing.ts";
 import "./market.ts";
