@@ -23,12 +23,18 @@ interface Ids {
   machine: string;
   instance: string;
   template: string;
+  /** The victim's bid on the attacker's machine, and its instance. */
+  bid: string;
+  bidInstance: string;
 }
 
 let victim: { userId: number; key: string; email: string };
 /** A ledger description only the victim's statements may show. */
 const VICTIM_CREDIT = "credit for the victim 7f3a";
+/** The label of the victim's bid: order books show its price level, never this. */
+const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
+let attackerMachineId: number;
 const callers: Record<string, string | undefined> = {};
 
 async function databaseSnapshot(): Promise<string> {
@@ -71,6 +77,11 @@ beforeAll(async () => {
   );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
+  const victimBid = unwrap(
+    (await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 2, { bidPricePerGpuHour: "0.50", label: VICTIM_BID_LABEL }) }, victim.key)).data
+      .createInstance,
+  );
+  attackerMachineId = attackerMachine;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -78,6 +89,8 @@ beforeAll(async () => {
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
+    bid: victimBid.instance.id.replace("Instance:", "Bid:"),
+    bidInstance: victimBid.instance.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -148,6 +161,7 @@ const listings = [
   `{ invoices(${RECENT}) { description amount } }`,
   `{ charges(${RECENT}) { instanceId } }`,
   `{ earnings(${RECENT}) { machineId } }`,
+  "{ bids(first: 50) { totalCount edges { node { id machineId standing priceToWin instance { id label } } } } }",
 ];
 
 describe("authorization matrix", () => {
@@ -174,9 +188,27 @@ describe("authorization matrix", () => {
         const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
         expect(response).not.toContain(victim.email);
         expect(response).not.toContain(VICTIM_CREDIT);
+        expect(response).not.toContain(VICTIM_BID_LABEL);
         for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
       });
     }
+  }
+
+  for (const caller of callerNames) {
+    it(`the order book of a machine the victim bids on, by ${caller}, shows the bid's level and nothing of the victim`, async () => {
+      const book = `orderBook { minBid clearingPrice levels { price gpus bids winningGpus } }`;
+      const response = await app.gql(
+        `query ($m: ID!) { orderBook(machineId: $m) { machineId levels { price gpus bids } } offers(query: "machine_id=${attackerMachineId} rentable=any") { edges { node { ${book} } } } }`,
+        { m: `Machine:${attackerMachineId}` },
+        callers[caller],
+      );
+      expect(response.data.orderBook.levels).toContainEqual({ price: "0.50", gpus: 2, bids: 1 });
+      const text = JSON.stringify(response);
+      expect(text).not.toContain(victim.email);
+      expect(text).not.toContain(VICTIM_BID_LABEL);
+      expect(text).not.toContain(`"${victim.userId}"`);
+      for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
+    });
   }
 
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
@@ -186,5 +218,8 @@ describe("authorization matrix", () => {
     expect(listed).toContain(ids.machine);
     const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
     expect(invoices).toContain(VICTIM_CREDIT);
+    const bids = JSON.stringify(await app.gql(listings.find((q) => q.includes("bids"))!, {}, victim.key));
+    expect(bids).toContain(ids.bid);
+    expect(bids).toContain(VICTIM_BID_LABEL);
   });
 });
