@@ -25,14 +25,13 @@ interface Ids {
   sshKey: string;
   machine: string;
   instance: string;
+  template: string;
 }
 
 let victim: { userId: number; key: string; email: string };
 /** A ledger description only the victim's statements may show. */
 const VICTIM_CREDIT = "credit for the victim 7f3a";
 let ids: Ids;
-/** A listed machine of the attacker's, for rentals. */
-let offerMachine: number;
 const machineSpecs = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
   cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
@@ -74,15 +73,20 @@ beforeAll(async () => {
     { k: sshPublicKey() },
     victim.key,
   );
+  const template = await app.gql(
+    `mutation { createTemplate(input: { name: "victim's private template", image: "victim/private", launchMode: SSH }) { ... on MutationCreateTemplateSuccess { data { id } } } }`,
+    {},
+    victim.key,
+  );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
 
-  offerMachine = attackerMachine;
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
     sshKey: ssh.data.addSshKey.data.id,
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
+    template: template.data.createTemplate.data.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -137,6 +141,13 @@ const operations: {
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
+  {
+    name: "createInstance",
+    needs: "INSTANCES",
+    document: `mutation ($input: CreateInstanceInput!) { ${result("createInstance(input: $input)", "MutationCreateInstanceSuccess")} }`,
+    variables: () => ({ input: { offerId: `${ids.machine.split(":")[1]}-1`, templateId: ids.template } }),
+  },
   { name: "instance", needs: "READ", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
   {
     name: "charges", needs: "READ",
@@ -147,13 +158,6 @@ const operations: {
     name: "earnings", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
-  },
-  {
-    name: "createInstance",
-    document: `mutation ($input: CreateInstanceInput!) { ${result("createInstance(input: $input)", "MutationCreateInstanceSuccess")} }`,
-    variables: () => ({ input: instanceInput(offerMachine, 1) }),
-    needs: "INSTANCES",
-    forCaller: true,
   },
   { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
   {
@@ -199,6 +203,7 @@ const listings = [
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
   "{ instances(first: 50) { edges { node { id } } } }",
+  "{ templates(first: 50) { edges { node { id name } } } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
   "{ payouts { amount createdAt destination } }",
   `{ invoices(${RECENT}) { description amount } }`,
