@@ -281,7 +281,7 @@ describe("api key and errors", () => {
   it("a refused key is the server's UNAUTHENTICATED error, not a crash", async () => {
     const { code, stderr } = await cli(["show", "instances"], { key: "gm_not_a_real_key" });
     expect(code).toBe(1);
-    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown or revoked\n");
+    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown, revoked or expired\n");
   });
 
   it("GM_API_KEY, then the config file written by set api-key (mode 0600)", async () => {
