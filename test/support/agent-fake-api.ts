@@ -28,6 +28,9 @@ const typeDefs = /* GraphQL */ `
     onstart: String
     env: [EnvVar!]!
     ports: [String!]!
+    args: [String!]!
+    rebootCount: Int!
+    recycleCount: Int!
     diskGb: Int!
     numGpus: Int!
     preemptGraceSeconds: Int!
@@ -108,6 +111,9 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     onstart: null,
     env: [],
     ports: [],
+    args: [],
+    rebootCount: 0,
+    recycleCount: 0,
     diskGb: 10,
     numGpus: 1,
     preemptGraceSeconds: 1,
