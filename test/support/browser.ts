@@ -1,5 +1,5 @@
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { ensureConsoleBuilt } from "../../client/web/build.ts";
 import { type StartProcess, spawnStart } from "./start-process.ts";
 
@@ -53,4 +53,9 @@ export function useConsoleServer(): ConsoleServer {
     }
   }, 60_000);
   return handle;
+}
+
+/** Polls until the assertion holds: pages update live, after a query, a subscription event or a worker's tick. */
+export function eventually<T>(read: () => T | Promise<T>, timeoutMs = 20_000) {
+  return expect.poll(read, { timeout: timeoutMs, interval: 100 });
 }

@@ -5,6 +5,10 @@ import { SearchPage } from "./pages/SearchPage.tsx";
 import { SessionProvider } from "./session.tsx";
 
 // The search page is in the entry chunk (it is the landing page); the rest load on demand.
+const RentPage = lazy(() => import("./pages/RentPage.tsx"));
+const InstancesPage = lazy(() => import("./pages/InstancesPage.tsx"));
+const InstancePage = lazy(() => import("./pages/InstancePage.tsx"));
+const AccountPage = lazy(() => import("./pages/AccountPage.tsx"));
 const AuthPage = lazy(() => import("./pages/AuthPage.tsx"));
 
 export function App() {
@@ -18,6 +22,12 @@ export function App() {
         <Suspense fallback={<p className="muted">Loading…</p>}>
           <Switch>
             <Route path="/" component={SearchPage} />
+            <Route path="/rent/:offerId">{(params) => <RentPage offerId={params.offerId} />}</Route>
+            <Route path="/instances">{() => <InstancesPage />}</Route>
+            <Route path="/instances/:id">{(params) => <InstancePage id={params.id} />}</Route>
+            <Route path="/account">{() => <AccountPage />}</Route>
+            {/* Stripe Checkout returns here (BILLING_RETURN_URL). */}
+            <Route path="/billing">{() => <AccountPage />}</Route>
             <Route path="/login">{() => <AuthPage mode="login" />}</Route>
             <Route path="/signup">{() => <AuthPage mode="signup" />}</Route>
             <Route>

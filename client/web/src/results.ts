@@ -4,7 +4,7 @@ import type { CombinedError } from "urql";
 export interface ResultError {
   code: string;
   message: string;
-  /** Field name (the last segment of the issue's path) → its message. */
+  /** Input field (the first named segment of the issue's path) → its message. */
   fields: Record<string, string>;
 }
 
@@ -24,8 +24,9 @@ export function resultError(result: ErrorLike | null | undefined, requestError?:
   if (!result || result.__typename?.endsWith("Success") || !result.code) return null;
   const fields: Record<string, string> = {};
   for (const issue of result.issues ?? []) {
-    const name = issue.path[issue.path.length - 1] ?? "";
-    fields[name] ??= issue.message;
+    const name = issue.path.find((segment) => segment !== "input" && !/^\d+$/.test(segment)) ?? "";
+    const where = issue.path.slice(issue.path.indexOf(name) + 1).join(".");
+    fields[name] ??= where ? `${where}: ${issue.message}` : issue.message;
   }
   return { code: result.code, message: result.message ?? result.code, fields };
 }

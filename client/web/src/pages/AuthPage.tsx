@@ -1,12 +1,12 @@
 import { type FormEvent, useState } from "react";
-import { useMutation } from "urql";
+import { useClient, useMutation } from "urql";
 import { Link, useLocation, useSearch } from "wouter";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { graphql } from "../gql/index.ts";
 import { resultError, type ResultError } from "../results.ts";
 import { useSession } from "../session.tsx";
 
-const AuthFields = graphql(`
+graphql(`
   fragment AuthResult on AuthPayload {
     apiKey {
       token
@@ -64,6 +64,43 @@ const Signup = graphql(`
   }
 `);
 
+const KeyOwner = graphql(`
+  query KeyOwner {
+    me {
+      id
+      email
+    }
+  }
+`);
+
+/** Signing in with an existing full-account key (the demo accounts' keys `npm start` prints). */
+function ApiKeyLogin({ onSignedIn }: { onSignedIn: (email: string, key: string) => void }) {
+  const client = useClient();
+  const [key, setKey] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError(null);
+    const apiKey = key.trim();
+    const outcome = await client
+      .query(KeyOwner, {}, { requestPolicy: "network-only", fetchOptions: { headers: { authorization: `Bearer ${apiKey}` } } })
+      .toPromise();
+    const email = outcome.data?.me?.email;
+    if (email) onSignedIn(email, apiKey);
+    else setError(outcome.error?.graphQLErrors[0]?.message ?? outcome.error?.message ?? "That is not a full-account key.");
+  }
+  return (
+    <form onSubmit={submit} noValidate aria-label="Log in with an API key">
+      <Field label="API key" error={error}>
+        {(props) => <input {...props} name="apiKey" className="mono" autoComplete="off" value={key} onChange={(e) => setKey(e.target.value)} />}
+      </Field>
+      <button type="submit" className="btn ghost">
+        Use this key
+      </button>
+    </form>
+  );
+}
+
 /** Logging in and signing up both end with a full-account key, which becomes the session. */
 export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
   const { signIn } = useSession();
@@ -88,7 +125,11 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
       return;
     }
     const payload = result.data as unknown as { apiKey: { token: string }; user: { email: string } };
-    signIn({ apiKey: payload.apiKey.token, email: payload.user.email });
+    finish(payload.user.email, payload.apiKey.token);
+  }
+
+  function finish(signedInEmail: string, apiKey: string) {
+    signIn({ apiKey, email: signedInEmail });
     navigate(next && next.startsWith("/") ? next : mode === "signup" ? "/account" : "/instances");
   }
 
@@ -125,8 +166,12 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
           )}
         </div>
       </form>
+      {mode === "login" && (
+        <>
+          <h2>Or with an API key</h2>
+          <ApiKeyLogin onSignedIn={finish} />
+        </>
+      )}
     </section>
   );
 }
-
-void AuthFields;
