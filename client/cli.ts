@@ -4,10 +4,12 @@ import { parseArgs } from "node:util";
 import { ApiError, createClient, NetworkError } from "./client.ts";
 import { type Command, type CommandContext, type Io, UsageError } from "./command.ts";
 import { changeBid, createInstance, destroyInstance, showInstances, startInstance, stopInstance, watchInstance } from "./commands/instances.ts";
+import { showBids, showOrderBook } from "./commands/bids.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
 import { priceHistory } from "./commands/market.ts";
 import { searchOffers } from "./commands/offers.ts";
+import { createTemplate, deleteTemplate, searchTemplates } from "./commands/templates.ts";
 import { defaultConfigPath, resolveSettings } from "./config.ts";
 
 const PROGRAM = "npm run cli --";
@@ -20,7 +22,12 @@ export const COMMANDS: Command[] = [
   stopInstance,
   destroyInstance,
   changeBid,
+  showBids,
+  showOrderBook,
   watchInstance,
+  searchTemplates,
+  createTemplate,
+  deleteTemplate,
   showCharges,
   showInvoices,
   showEarnings,

@@ -4,11 +4,12 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
-/** What a key may do: the whole account, one machine's agent, or one instance's container. */
+/** What a key acts for: the account with its permissions (ACCOUNT), the account by a login (SESSION: every permission, expires 30 days after its last use), one machine's agent (MACHINE), or one instance's container (INSTANCE). */
 export type ApiKeyScope =
   | 'ACCOUNT'
   | 'INSTANCE'
-  | 'MACHINE';
+  | 'MACHINE'
+  | 'SESSION';
 
 /** Fields left out are unchanged; null turns a threshold off. */
 export type BillingSettingsInput = {
@@ -27,24 +28,31 @@ export type ChargeCategory =
   | 'STORAGE';
 
 export type CreateInstanceInput = {
+  /** ENTRYPOINT mode: arguments to the image's entrypoint (docker's command). */
+  args?: Array<string> | null | undefined;
   /** Makes the rental INTERRUPTIBLE at this bid; without it the rental is ON_DEMAND at the listing's price. */
   bidPricePerGpuHour?: string | null | undefined;
-  /** Disk to allocate; it cannot be resized later. */
-  diskGb: number;
+  /** Disk to allocate; it cannot be resized later. Required without a template (else its recommended size). */
+  diskGb?: number | null | undefined;
+  /** Docker create/run options as the reference takes them: -p PORT and -e KEY=value, added to ports and env; others are refused. */
+  dockerOptions?: string | null | undefined;
   /** Variable names: letters, digits and _. */
   env?: Array<EnvVarInput> | null | undefined;
   /** Retrying with the same key returns the first instance instead of creating another. */
   idempotencyKey?: string | null | undefined;
-  /** A Docker image reference. */
-  image: string;
+  /** A Docker image reference; required without a template. */
+  image?: string | null | undefined;
   label?: string | null | undefined;
-  launchMode: LaunchMode;
+  /** Required without a template. */
+  launchMode?: LaunchMode | null | undefined;
   /** The offer to rent, such as "Offer:12-4" or "12-4". */
   offerId: string | number;
   /** A script run when the container starts; at most 4,048 characters. */
   onstart?: string | null | undefined;
   /** Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000. */
   ports?: Array<string> | null | undefined;
+  /** A template to start from ("Template:3"): its values apply wherever this input gives none; its variables and ports add to these. */
+  templateId?: string | number | null | undefined;
 };
 
 export type EnvVarInput = {
