@@ -8,6 +8,8 @@ import "./sshKey.ts";
 import "./machine.ts";
 import "./offer.ts";
 import "./instance.ts";
+import "./bid.ts";
+import "./orderBook.ts";
 import "./template.ts";
 import "./agent.ts";
 import "./billing.ts";
