@@ -27,8 +27,11 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   onstart: "exec sleep 30",
   env: { CONTAINER_LABEL: label },
   ports: [],
+  args: [],
   diskGb: 1,
   numGpus: 0,
+  recycleCount: 0,
+  rebootCount: 0,
   ...overrides,
 });
 
@@ -76,7 +79,7 @@ describe("process runtime", () => {
     expect(term).toBeGreaterThanOrEqual(asked);
     expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped" }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0 }]);
   });
 
   it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {
@@ -113,7 +116,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3" });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0 });
     await runtime.remove("C.4", 0);
   });
 
@@ -126,8 +129,8 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running" },
-      { label: "C.6", instanceId: "Instance:6", state: "created" },
+      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0 },
+      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0 },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");

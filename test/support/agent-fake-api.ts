@@ -29,6 +29,9 @@ const typeDefs = /* GraphQL */ `
     onstart: String
     env: [EnvVar!]!
     ports: [String!]!
+    args: [String!]!
+    rebootCount: Int!
+    recycleCount: Int!
     diskGb: Int!
     numGpus: Int!
     preemptGraceSeconds: Int!
@@ -109,6 +112,9 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     onstart: null,
     env: [],
     ports: [],
+    args: [],
+    rebootCount: 0,
+    recycleCount: 0,
     diskGb: 10,
     numGpus: 1,
     preemptGraceSeconds: 1,

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { expect, vi } from "vitest";
+import type { TestApp } from "./app.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -111,4 +112,29 @@ export function spawnApi(): Promise<ApiProcess> {
     });
     void exited.then((code) => reject(new Error(`API process exited with ${code}:\n${output}`)));
   });
+}
+
+const SPECS = {
+  gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
+  pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
+  inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
+  geolocation: "Hesse, DE", datacenter: false,
+};
+
+/** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
+export async function registerAndList(app: TestApp, hostKey: string): Promise<{ machineId: number; key: string }> {
+  const registered = await app.gql(
+    `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
+       ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
+    { input: SPECS },
+    hostKey,
+  );
+  const { machine, apiKey } = registered.data.registerMachine.data;
+  const listed = await app.gql(
+    `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
+    { input: { machineId: machine.id, pricePerGpuHour: "0.30", endDate: new Date(Date.now() + 7 * 86_400_000).toISOString() } },
+    hostKey,
+  );
+  expect(listed.data.listMachine.__typename).toBe("MutationListMachineSuccess");
+  return { machineId: Number(machine.id.split(":")[1]), key: apiKey.token };
 }
