@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { ApiKeyScope } from "../prisma/generated/client/client.ts";
 import type { Tx } from "../infra/db.ts";
 import { NotFoundError } from "./errors.ts";
-import { parseInput } from "./validation.ts";
+import { MAX_INT4, parseInput } from "./validation.ts";
 import type { Viewer } from "./viewer.ts";
 
 const KEY_PREFIX = "gmk_";
@@ -11,7 +11,7 @@ const KEY_PREFIX = "gmk_";
 const LAST_USED_PRECISION_MS = 60_000;
 
 /** A database id as the API takes it: a positive 32-bit integer. */
-export const recordId = z.number().int().positive().max(2_147_483_647);
+export const recordId = z.number().int().positive().max(MAX_INT4);
 
 export function hashApiKey(token: string): string {
   return createHash("sha256").update(token).digest("hex");

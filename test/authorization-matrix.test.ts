@@ -6,6 +6,7 @@ import { issueApiKey } from "../domain/apiKeys.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
 /**
@@ -29,18 +30,6 @@ let victim: { userId: number; key: string; email: string };
 const VICTIM_CREDIT = "credit for the victim 7f3a";
 let ids: Ids;
 const callers: Record<string, string | undefined> = {};
-
-async function databaseSnapshot(): Promise<string> {
-  const tables = await prisma.$queryRaw<{ tablename: string }[]>`
-    SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`;
-  const dump: Record<string, unknown[]> = {};
-  for (const { tablename } of tables) {
-    const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use; that is bookkeeping, not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _ignored, ...row }) => row);
-  }
-  return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-}
 
 function sshPublicKey(): string {
   const { publicKey } = generateKeyPairSync("ed25519");

@@ -10,7 +10,7 @@ import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, syncOffers } from "../offers/sync.ts";
-import { parseInput } from "../validation.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
 import type { Viewer } from "../viewer.ts";
 import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { applyEvent } from "./status.ts";
@@ -72,7 +72,10 @@ function portIssue(spec: string): string | null {
 }
 
 const createSchema = z.object({
-  offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
+  offerId: z
+    .string()
+    .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
+    .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: z.string().trim().max(255).regex(IMAGE_PATTERN, "a Docker image reference such as pytorch/pytorch:latest"),
   diskGb: z.number().int().min(1).max(1_000_000),
   launchMode: z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]),
