@@ -19,6 +19,12 @@ import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
+
+/** "Template:3" or "3" (as offers take "12-4"); anything else is a ValidationError naming templateId. */
+function templateLocalId(id: string): number {
+  const separator = id.lastIndexOf(":");
+  return localId({ typename: separator < 0 ? "Template" : id.slice(0, separator), id: id.slice(separator + 1) }, "Template", "templateId");
+}
 import { selection } from "./selection.ts";
 
 const RentalKind = builder.enumType("RentalKind", {
@@ -91,6 +97,12 @@ export const InstanceRef = builder.prismaNode("Instance", {
     onstart: t.exposeString("onstart"),
     env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
     ports: t.exposeStringList("ports"),
+    args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+    templateId: t.globalID({
+      nullable: true,
+      description: "The template it was launched from, if any.",
+      resolve: (instance) => (instance.templateId === null ? null : { type: "Template", id: instance.templateId }),
+    }),
     label: t.exposeString("label", { nullable: true }),
     containerLabel: t.string({
       description: "The container's name, also CONTAINER_LABEL inside it.",
@@ -138,12 +150,19 @@ const EnvVarInput = builder.inputType("EnvVarInput", {
 const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
   fields: (t) => ({
     offerId: t.id({ required: true, description: 'The offer to rent, such as "Offer:12-4" or "12-4".' }),
-    image: t.string({ required: true, description: "A Docker image reference." }),
-    diskGb: t.int({ required: true, description: "Disk to allocate; it cannot be resized later." }),
-    launchMode: t.field({ type: LaunchMode, required: true }),
+    templateId: t.id({
+      description: 'A template to start from ("Template:3"): its values apply wherever this input gives none; its variables and ports add to these.',
+    }),
+    image: t.string({ description: "A Docker image reference; required without a template." }),
+    diskGb: t.int({ description: "Disk to allocate; it cannot be resized later. Required without a template (else its recommended size)." }),
+    launchMode: t.field({ type: LaunchMode, description: "Required without a template." }),
     onstart: t.string({ description: "A script run when the container starts; at most 4,048 characters." }),
+    args: t.stringList({ description: "ENTRYPOINT mode: arguments to the image's entrypoint (docker's command)." }),
     env: t.field({ type: [EnvVarInput], description: "Variable names: letters, digits and _." }),
     ports: t.stringList({ description: "Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000." }),
+    dockerOptions: t.string({
+      description: "Docker create/run options as the reference takes them: -p PORT and -e KEY=value, added to ports and env; others are refused.",
+    }),
     label: t.string(),
     bidPricePerGpuHour: t.field({
       type: "Money",
@@ -177,9 +196,7 @@ builder.mutationField("createInstance", (t) =>
       createInstance(ctx.viewer!.userId, {
         ...input,
         offerId: String(input.offerId).replace(/^Offer:/, ""),
-        onstart: input.onstart ?? undefined,
-        env: input.env ?? undefined,
-        ports: input.ports ?? undefined,
+        templateId: input.templateId == null ? null : templateLocalId(String(input.templateId)),
       }),
   }),
 );

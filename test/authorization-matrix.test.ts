@@ -23,6 +23,7 @@ interface Ids {
   sshKey: string;
   machine: string;
   instance: string;
+  template: string;
 }
 
 let victim: { userId: number; key: string; email: string };
@@ -52,6 +53,11 @@ beforeAll(async () => {
     { k: sshPublicKey() },
     victim.key,
   );
+  const template = await app.gql(
+    `mutation { createTemplate(input: { name: "victim's private template", image: "victim/private", launchMode: SSH }) { ... on MutationCreateTemplateSuccess { data { id } } } }`,
+    {},
+    victim.key,
+  );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
 
@@ -60,6 +66,7 @@ beforeAll(async () => {
     sshKey: ssh.data.addSshKey.data.id,
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
+    template: template.data.createTemplate.data.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -92,6 +99,12 @@ const operations: { name: string; document: string; variables: () => Record<stri
   { name: "destroyInstance", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "labelInstance", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "deleteTemplate", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
+  {
+    name: "createInstance",
+    document: `mutation ($input: CreateInstanceInput!) { ${result("createInstance(input: $input)", "MutationCreateInstanceSuccess")} }`,
+    variables: () => ({ input: { offerId: `${ids.machine.split(":")[1]}-1`, templateId: ids.template } }),
+  },
   { name: "instance", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
   {
     name: "charges",
@@ -118,6 +131,7 @@ const listings = [
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
   "{ instances(first: 50) { edges { node { id } } } }",
+  "{ templates(first: 50) { edges { node { id name } } } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
   "{ payouts { amount createdAt destination } }",
   `{ invoices(${RECENT}) { description amount } }`,

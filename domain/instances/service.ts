@@ -5,14 +5,17 @@ import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
+import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import type { Viewer } from "../viewer.ts";
 import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
 
 /*
@@ -26,11 +29,6 @@ import { applyEvent } from "./status.ts";
  * key and issues a fresh one to put in the container's environment with the container label. So no
  * secret is ever stored, and a restarted container gets a working key.
  */
-
-/** Environment variables the platform sets in every container; clients cannot override them. */
-export const CONTAINER_LABEL_ENV = "CONTAINER_LABEL";
-export const CONTAINER_API_KEY_ENV = "CONTAINER_API_KEY";
-const RESERVED_ENV = new Set([CONTAINER_LABEL_ENV, CONTAINER_API_KEY_ENV]);
 
 const CONTAINER_LABEL_PREFIX = "C.";
 
@@ -48,70 +46,26 @@ function containerKeyName(instanceId: number): string {
 const MAX_BID = 100n * MICROS_PER_DOLLAR;
 const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
 
-// Docker image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
-const IMAGE_PATTERN =
-  /^(?:[a-zA-Z0-9.-]+(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
-
-/**
- * A port to open: `8081`, `8081/udp`, `8081:8081` (host:container, identical here) with an
- * optional protocol. Numbers of 70000 and above ask for an identity mapping (the same public port
- * as inside) and must be written as `N:N`.
- */
-const PORT_PATTERN = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/;
-function portIssue(spec: string): string | null {
-  const match = PORT_PATTERN.exec(spec);
-  if (!match) return "a port such as 8081, 8081/udp, 8081:8081 or 70000:70000";
-  const [, first, second] = match;
-  const a = Number(first);
-  const b = second === undefined ? a : Number(second);
-  if (a >= 70_000 || b >= 70_000) {
-    return second !== undefined && a === b ? null : "identity ports (70000 and above) are written N:N";
-  }
-  if (a < 1 || a > 65_535 || b < 1 || b > 65_535) return "ports are 1 to 65535, or 70000 and above as identity N:N";
-  return null;
-}
-
 const createSchema = z.object({
   offerId: z
     .string()
     .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
     .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
-  image: z.string().trim().max(255).regex(IMAGE_PATTERN, "a Docker image reference such as pytorch/pytorch:latest"),
+  image: imageReference,
   diskGb: z.number().int().min(1).max(1_000_000),
-  launchMode: z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]),
-  onstart: z.string().max(4048).default(""),
-  env: z
-    .array(
-      z.object({
-        key: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "letters, digits and _, not starting with a digit")
-          .refine((key) => !RESERVED_ENV.has(key), "set by the platform"),
-        value: z.string().max(4096),
-      }),
-    )
-    .max(64)
-    .default([])
-    .superRefine((env, ctx) => {
-      const seen = new Set<string>();
-      env.forEach(({ key }, index) => {
-        if (seen.has(key)) ctx.addIssue({ code: "custom", path: [index, "key"], message: "duplicate key" });
-        seen.add(key);
-      });
-    }),
-  ports: z
-    .array(z.string().superRefine((spec, ctx) => {
-      const issue = portIssue(spec);
-      if (issue) ctx.addIssue({ code: "custom", message: issue });
-    }))
-    .max(32)
-    .default([]),
+  launchMode,
+  onstart: z.string().max(MAX_ONSTART_CHARS).default(""),
+  env: envList.default([]),
+  ports: portList.default([]),
+  args: argList.default([]),
+  templateId: recordId.nullish(),
   label: z.string().trim().max(64).nullish(),
   bidPricePerGpuHour: bidPrice.nullish(),
   idempotencyKey: z.string().min(1).max(128).nullish(),
 });
 
-export type CreateInstanceInput = z.input<typeof createSchema>;
+/** A rental: from a template (its values fill what the request leaves out) or from image, disk and launch mode. */
+export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> & LaunchRequest;
 
 export interface CreatedInstance {
   instance: Instance;
@@ -135,21 +89,23 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   end_date AS "endDate", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", image,
-  disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, label, status::text AS status,
+  disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, args, template_id AS "templateId",
+  reboot_count AS "rebootCount", recycle_count AS "recycleCount", label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
-  destroyed_at AS "destroyedAt"`;
+  destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
 
 type NewInstance = Pick<
   Instance,
   | "clientId" | "machineId" | "kind" | "numGpus" | "pricePerGpuHourMicros" | "storagePricePerGbMonthMicros"
   | "inetUpPricePerGbMicros" | "inetDownPricePerGbMicros" | "endDate" | "bidPerGpuHourMicros" | "image" | "diskGb"
-  | "launchMode" | "onstart" | "ports" | "label" | "idempotencyKey"
+  | "launchMode" | "onstart" | "ports" | "args" | "templateId" | "label" | "idempotencyKey"
 > & { env: { key: string; value: string }[] };
 
 /**
- * Inserts a SCHEDULING instance, its creation in the status history and its INSTANCE key in one
- * statement (the hot path of bidding), returning the row as Prisma would.
+ * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
+ * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
+ * Prisma would.
  */
 async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
@@ -157,12 +113,16 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
     `WITH inserted AS (
        INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
          inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at, image,
-         disk_gb, launch_mode, onstart, env, ports, label, status, intended_status, status_message, status_changed_at, idempotency_key)
-       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $18,
-         'SCHEDULING', 'RUNNING', $19, $11, $20)
+         disk_gb, launch_mode, onstart, env, ports, args, template_id, label, status, intended_status, status_message, status_changed_at,
+         idempotency_key)
+       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $24::text[],
+         $25, $18, 'SCHEDULING', 'RUNNING', $19, $11, $20)
        RETURNING *
      ), history AS (
        INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+     ), bid AS (
+       INSERT INTO bid_change (instance_id, price_micros, placed_at)
+       SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -192,6 +152,8 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
     CONTAINER_KEY_NAME_PREFIX,
     secret.prefix,
     secret.hash,
+    values.args,
+    values.templateId,
   );
   const { apiKeyId, ...instance } = row;
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
@@ -204,7 +166,7 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
  * instance it created first.
  */
 export async function createInstance(userId: number, input: CreateInstanceInput, now = new Date()): Promise<CreatedInstance> {
-  const data = parseInput(createSchema, input);
+  const data = parseInput(createSchema, await resolveLaunch(userId, input));
   const [machineId, numGpus] = data.offerId.split("-").map(Number);
   const replay = () =>
     data.idempotencyKey
@@ -256,6 +218,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         onstart: data.onstart,
         env: data.env,
         ports: data.ports,
+        args: data.args,
+        templateId: data.templateId ?? null,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, now);
@@ -372,7 +336,12 @@ export function changeBid(userId: number, id: number, price: bigint): Promise<In
     if (instance.status === "EXITED" || instance.status === "DESTROYED") throw new IllegalTransitionError(instance.status, "BID_CHANGED");
     const { minBidMicros } = auctionMachine(instance.machine);
     if (pricePerGpuHour < minBidMicros) throw new BidTooLowError(minBidMicros);
-    return tx.instance.update({ where: { id: instance.id }, data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now } });
+    await recordBidChange(tx, instance.id, pricePerGpuHour, now);
+    // Unranked until the clearing that follows records the standing this price produced.
+    return tx.instance.update({
+      where: { id: instance.id },
+      data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now, bidStanding: null },
+    });
   });
 }
 
