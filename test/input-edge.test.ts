@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executeCompiled } from "../api/jit.ts";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { config } from "../infra/config.ts";
+import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -262,3 +263,49 @@ function minimalValue(type: any): unknown {
   }
   return { Int: 1, Float: 1.5, Boolean: true, DateTime: "2030-01-01T00:00:00Z", Money: "1.00" }[type.name as string] ?? "x";
 }
+
+describe("launch specs the runtime cannot carry", () => {
+  it("image references that read as options and env values with line breaks are refused", async () => {
+    const before = await databaseSnapshot();
+    for (const image of ["--privileged/ubuntu", "-vdata:1/x", "-", "a/-b"]) {
+      const result = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1, { image }) }, client.key)).data.createInstance);
+      expect(result.__typename, image).toBe("ValidationError");
+      expect(result.issues.map((issue: { path: string[] }) => issue.path.join("."))).toContain("image");
+    }
+    for (const value of ["a\nb", "a\rb"]) {
+      const result = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1, { env: [{ key: "A", value }] }) }, client.key)).data.createInstance);
+      expect(result.__typename).toBe("ValidationError");
+      expect(result.issues.map((issue: { path: string[] }) => issue.path.join("."))).toContain("env.0.value");
+    }
+    expect(await databaseSnapshot()).toBe(before);
+  });
+
+  it("a launch that fails on a client's stored spec the runtime cannot carry is not held against the host", async () => {
+    const host = await createAccount("reliable-host");
+    const machine = await createListedMachine(host.userId);
+    const agentKey = (await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId: machine })).token;
+    await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 100_000_000n } });
+    const create = async () => {
+      const id: string = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machine, 1) }, client.key)).data.createInstance).instance.id;
+      // As the clearing leaves it, for the agent to launch.
+      await prisma.instance.update({ where: { id: Number(id.split(":")[1]) }, data: { status: "LOADING" } });
+      return id;
+    };
+    const report = async (instanceId: string) =>
+      (await app.gql(`mutation ($id: ID!) { reportInstanceState(instanceId: $id, status: FAILED, message: "docker create failed") { __typename } }`, { id: instanceId }, agentKey))
+        .data.reportInstanceState.__typename;
+    const reliability = async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machine } })).reliability;
+
+    // Stored before env values were checked.
+    const clientsFault = await create();
+    await prisma.instance.update({ where: { id: Number(clientsFault.split(":")[1]) }, data: { env: [{ key: "A", value: "x\ny" }] } });
+    const before = await reliability();
+    expect(await report(clientsFault)).toBe("MutationReportInstanceStateSuccess");
+    expect(await reliability()).toBe(before);
+
+    // The same failure of a valid spec is the host's.
+    const hostsFault = await create();
+    expect(await report(hostsFault)).toBe("MutationReportInstanceStateSuccess");
+    expect(await reliability()).toBeLessThan(before);
+  });
+});
