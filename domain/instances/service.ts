@@ -14,7 +14,7 @@ import { chunkSizes, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import type { Viewer } from "../viewer.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
 
@@ -195,6 +195,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const { minBidMicros } = auctionMachine(m);
         if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
       }
+      await assertFunded(tx, userId);
       await checkSpendRate(tx, userId, rentalMicrosPerHour({
         numGpus,
         gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
@@ -240,6 +241,19 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   publishInstanceChange(created.instance);
   await enqueueClearing(machineId);
   return created;
+}
+
+/**
+ * Refuses to rent or start for an account at or below zero that is not in debit mode: metering
+ * would stop it at its next tick anyway, after charging for the time between. Locks the account
+ * row, so that a concurrent debit is seen.
+ */
+async function assertFunded(tx: Tx, userId: number): Promise<void> {
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+    userId,
+  );
+  if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -296,13 +310,14 @@ const instanceIdSchema = recordId;
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
 export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
   const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, (tx, instance, now) =>
-    applyEvent(tx, instance, "START_REQUESTED", {
+  return changeInstance(where, async (tx, instance, now) => {
+    if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
+    return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
       bidPlacedAt: instance.status === "STOPPED" && instance.kind === "ON_DEMAND" ? now : undefined,
-    }, now),
-  );
+    }, now);
+  });
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
