@@ -40,7 +40,7 @@ let billed: number;
 
 beforeAll(async () => {
   configDir = await mkdtemp(join(tmpdir(), "gm-cli-"));
-  [client, host, other] = [await createAccount("client", { credit: 0n }), await createAccount("host", { credit: 0n }), await createAccount("other", { credit: 0n })];
+  [client, host, other] = [await createAccount("client"), await createAccount("host"), await createAccount("other")];
   machineId = await createListedMachine(host.userId, { numGpus: 4 });
   // Metered while live and before the API meters anything, so that the metering clock starts at D.
   billed = await instanceAt(client.userId, machineId, D);
