@@ -159,6 +159,15 @@ const operations: {
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
   },
+  { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "changePassword",
+    document: `mutation { ${result('changePassword(currentPassword: "x", newPassword: "a new password")', "MutationChangePasswordSuccess")} }`,
+    variables: () => ({}),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  { name: "addCard", document: `mutation { ${result("addCard", "MutationAddCardSuccess")} }`, variables: () => ({}), needs: "BILLING", forCaller: true },
   { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
   {
     name: "addSshKey",
@@ -199,6 +208,8 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 /** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
 const listings = [
   "{ me { id email } }",
+  "{ spendLimit { tier currentPerHour } }",
+  "{ sessions { id name } }",
   "{ apiKeys { id name } }",
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
@@ -270,7 +281,7 @@ describe("authorization matrix", () => {
     const readOnly = callers["victim READ key"];
     const listed = JSON.stringify(await app.gql("{ instances(first: 50) { edges { node { id } } } }", {}, readOnly));
     expect(listed).toContain(ids.instance);
-    expect(JSON.stringify(await app.gql(listings[3], {}, readOnly))).toContain(ids.machine);
+    expect(JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, readOnly))).toContain(ids.machine);
     const rent = operations.find((o) => o.name === "createInstance")!;
     const before = await databaseSnapshot();
     const refused = await app.gql(rent.document, rent.variables(), readOnly);
@@ -281,7 +292,7 @@ describe("authorization matrix", () => {
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
     const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);
     expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
-    const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
+    const listed = JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, victim.key));
     expect(listed).toContain(ids.machine);
     const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
     expect(invoices).toContain(VICTIM_CREDIT);
