@@ -55,12 +55,17 @@ const autoBills = (userId: number) => prisma.payment.findMany({ where: { userId,
 const outbox = (userId: number) => prisma.notificationOutbox.findMany({ where: { userId }, orderBy: { id: "asc" } });
 
 async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  // On time-out the last value is returned, for the caller's assertion to show.
+  return vi
+    .waitFor(
+      async () => {
+        const value = await read();
+        if (!done(value)) throw new Error("not yet");
+        return value;
+      },
+      { timeout: timeoutMs, interval: 50 },
+    )
+    .catch(read);
 }
 
 beforeEach(async () => {
