@@ -1,5 +1,6 @@
 import { bidsWhere, standsInAuction } from "../domain/auction/bids.ts";
 import { NotFoundError } from "../domain/errors.ts";
+import { readsAccount } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { BidStanding } from "../prisma/generated/client/client.ts";
@@ -17,7 +18,7 @@ export const BidRef = builder.prismaNode("Instance", {
   id: { field: "id" },
   description: "An interruptible instance's bid for its GPUs, with where it stands in its machine's auction. Its id is its instance's.",
   // Bids are their owner's alone: a machine's agent sees its instances, never their bids' standing.
-  authScopes: (instance, ctx) => instance.clientId === ctx.viewer?.userId,
+  authScopes: (instance, ctx) => readsAccount(ctx.viewer, instance.clientId),
   fields: (t) => ({
     instance: t.variant(InstanceRef),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
@@ -77,16 +78,15 @@ builder.prismaObjectFields(InstanceRef, (t) => ({
 }));
 
 builder.queryField("bids", (t) =>
-  t.prismaConnection(
+  t.withAuth({ permission: "READ" }).prismaConnection(
     {
       type: BidRef,
       cursor: "id",
-      authScopes: { account: true },
       description: "The caller's live bids (interruptible instances that want to run), newest first; `status` keeps those of these standings.",
       args: { status: t.arg({ type: [BidStandingEnum] }) },
       resolve: (query, _root, args, ctx) =>
-        prisma.instance.findMany({ ...query, where: bidsWhere(ctx.viewer!.userId, { status: args.status }), orderBy: { id: "desc" } }),
-      totalCount: (_root, args, ctx) => prisma.instance.count({ where: bidsWhere(ctx.viewer!.userId, { status: args.status }) }),
+        prisma.instance.findMany({ ...query, where: bidsWhere(ctx.viewer.userId, { status: args.status }), orderBy: { id: "desc" } }),
+      totalCount: (_root, args, ctx) => prisma.instance.count({ where: bidsWhere(ctx.viewer.userId, { status: args.status }) }),
     },
     { name: "BidConnection" },
     { name: "BidEdge" },
@@ -94,13 +94,12 @@ builder.queryField("bids", (t) =>
 );
 
 builder.subscriptionField("bids", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: BidRef,
-    authScopes: { account: true },
     description:
       "Each of the caller's live bids as it is now, then each bid again whenever a clearing changes its standing or its price to win (outbid, won back, preempted, a competitor's new price).",
     subscribe: (_root, _args, ctx) => {
-      const userId = ctx.viewer!.userId;
+      const userId = ctx.viewer.userId;
       const events = eventStream("bids", userId, { merge: (a, b) => ({ instanceIds: [...a.instanceIds, ...b.instanceIds] }) });
       return flatMapStream(events, async (event) => {
         if (event) return [...new Set(event.instanceIds)];
@@ -109,7 +108,7 @@ builder.subscriptionField("bids", (t) =>
       });
     },
     resolve: async (query, instanceId: number, _args, ctx) => {
-      const bid = await prisma.instance.findFirst({ ...query, where: { id: instanceId, clientId: ctx.viewer!.userId, kind: "INTERRUPTIBLE" } });
+      const bid = await prisma.instance.findFirst({ ...query, where: { id: instanceId, clientId: ctx.viewer.userId, kind: "INTERRUPTIBLE" } });
       if (!bid) throw new NotFoundError("Bid");
       return bid;
     },

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
-import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -12,11 +11,9 @@ afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let machineId: number;
-let agentKey: string;
 beforeAll(async () => {
   host = await createAccount("host", { credit: 0n });
   machineId = await createListedMachine(host.userId);
-  agentKey = (await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId })).token;
 });
 
 const START = `mutation ($id: ID!) { startInstance(id: $id) { __typename ... on Error { code } ... on InsufficientBalanceError { balance } } }`;

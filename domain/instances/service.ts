@@ -8,12 +8,11 @@ import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOf
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
@@ -263,16 +262,6 @@ function isUniqueViolation(error: unknown): boolean {
   return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
 }
 
-/**
- * Who may act on an instance: its owner's account key, or the instance's own key for itself only.
- * Machine keys act for their agent, never for the client.
- */
-function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
-  if (viewer.scope === "INSTANCE" && viewer.instanceId !== instanceId) throw new ForbiddenError("An instance key controls only its own instance");
-  if (viewer.scope === "MACHINE") throw new ForbiddenError();
-  return { id: instanceId, clientId: viewer.userId };
-}
-
 export type LockedInstance = Instance & { machine: LockedMachine };
 
 /** An instance, and the client it must belong to (omitted for the agent, checked by machine). */
@@ -308,9 +297,8 @@ export function publishInstanceChange(instance: Pick<Instance, "id" | "clientId"
 const instanceIdSchema = recordId;
 
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
-export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function startInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
     return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
@@ -321,22 +309,68 @@ export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
-export function stopInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function stopInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const message = instance.status === "STOPPED" ? instance.statusMessage : "stopped by its owner";
     return applyEvent(tx, instance, "STOP_REQUESTED", { message, preemptGraceSeconds: null }, now);
   });
 }
 
 /** Destroy: final. The instance's keys stop working. */
-export function destroyInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function destroyInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
     return destroyed;
   });
+}
+
+/** Reboot: the agent restarts the container; its disk and data are kept. The instance is LOADING until it runs again. */
+export function rebootInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    await applyEvent(tx, instance, "REBOOT_REQUESTED", { message: "rebooting" }, now);
+    return tx.instance.update({ where: { id: instance.id }, data: { rebootCount: { increment: 1 } } });
+  });
+}
+
+/**
+ * Recycle: the agent removes the container and creates it again from a fresh pull of the image, on
+ * the same GPUs of the same machine; its data is lost. One that is not running is recreated when it
+ * next runs.
+ */
+export function recycleInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) => recycle(tx, instance, {}, now));
+}
+
+async function recycle(tx: Tx, instance: LockedInstance, data: Prisma.InstanceUpdateInput, now: Date): Promise<Instance> {
+  const holdsGpus = instance.status === "LOADING" || instance.status === "RUNNING";
+  await applyEvent(tx, instance, "RECYCLE_REQUESTED", holdsGpus ? { message: "recreating the container" } : {}, now);
+  return tx.instance.update({ where: { id: instance.id }, data: { ...data, recycleCount: { increment: 1 } } });
+}
+
+const updateSchema = z
+  .object({
+    image: imageReference.nullish(),
+    env: envList.nullish(),
+    onstart: z.string().max(MAX_ONSTART_CHARS).nullish(),
+    args: argList.nullish(),
+  })
+  .refine((input) => Object.values(input).some((value) => value != null), "give at least one of image, env, onstart and args");
+
+export type UpdateInstanceInput = z.input<typeof updateSchema>;
+
+/** New image, env, onstart or args (each given one replaces the old), applied by recycling the container. */
+export function updateInstance(clientId: number, id: number, input: UpdateInstanceInput): Promise<Instance> {
+  const where = { id: parseInput(instanceIdSchema, id), clientId };
+  const data = parseInput(updateSchema, input);
+  return changeInstance(where, (tx, instance, now) =>
+    recycle(tx, instance, {
+      ...(data.image != null ? { image: data.image } : {}),
+      ...(data.env != null ? { env: data.env } : {}),
+      ...(data.onstart != null ? { onstart: data.onstart } : {}),
+      ...(data.args != null ? { args: data.args } : {}),
+    }, now),
+  );
 }
 
 const changeBidSchema = z.object({ instanceId: recordId, pricePerGpuHour: bidPrice });
@@ -420,10 +454,9 @@ export async function extendMachineEndDate(hostId: number, id: number, endDate: 
 }
 
 /** The instance on the agent's machine, or NotFound. */
-async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: number; machineId: number }> {
-  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
-    where: { id: parseInput(instanceIdSchema, id), machineId: viewer.machineId },
+    where: { id: parseInput(instanceIdSchema, id), machineId },
     select: { id: true, machineId: true },
   });
   if (!instance) throw new NotFoundError("Instance");
@@ -434,8 +467,8 @@ async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: numb
  * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
  * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
  */
-export async function reportContainerStatus(viewer: Viewer, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
+  const instance = await instanceOnMachine(machineId, id);
   return changeInstance({ id: instance.id }, async (tx, current, now) => {
     const message = report === "RUNNING" ? null : "the container exited";
     return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
@@ -447,8 +480,8 @@ export async function reportContainerStatus(viewer: Viewer, id: number, report: 
  * INSTANCE key, whose token goes into the container's environment as CONTAINER_API_KEY next to
  * CONTAINER_LABEL. Tokens are never stored, so each launch gets a new one.
  */
-export async function issueContainerApiKey(viewer: Viewer, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function issueContainerApiKey(machineId: number, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
+  const instance = await instanceOnMachine(machineId, id);
   return prisma.$transaction(async (tx) => {
     const owner = await tx.instance.findUniqueOrThrow({ where: { id: instance.id }, select: { clientId: true, status: true } });
     if (owner.status === "DESTROYED") throw new NotFoundError("Instance");

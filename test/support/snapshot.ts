@@ -7,8 +7,9 @@ export async function databaseSnapshot(): Promise<string> {
   const dump: Record<string, unknown[]> = {};
   for (const { tablename } of tables) {
     const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use; that is bookkeeping, not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _ignored, ...row }) => row);
+    // Authenticating a key stamps its last use (and moves a session's expiry); that is bookkeeping,
+    // not a change by the caller.
+    dump[tablename] = rows.map(({ last_used_at: _used, ...row }) => (row.scope === "SESSION" ? { ...row, expires_at: null } : row));
   }
   return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
 }
