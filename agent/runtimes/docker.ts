@@ -7,10 +7,15 @@ import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+/** The assignment's recycleCount and rebootCount when the container was created. */
+export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
+export const REBOOT_KEY = "gpu-marketplace.reboot-count";
 
 /**
  * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
- * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
+ * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked,
+ * and labels cannot change after creation, so `<dir>/reboots/<label>` holds the rebootCount of the
+ * container's last restart.
  */
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
@@ -24,6 +29,10 @@ export class DockerRuntime implements Runtime {
     return join(this.dir, "stopped", label);
   }
 
+  private rebootFile(label: string) {
+    return join(this.dir, "reboots", label);
+  }
+
   async list(): Promise<ContainerInfo[]> {
     const stdout = await runOk("docker", [
       "ps",
@@ -32,22 +41,23 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${LABEL_KEY}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
-      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}) });
+      const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
+      found.push({ label, instanceId, state, recycleCount: Number(recycleCount) || 0, rebootCount, ...(status ? { detail: status } : {}) });
     }
     return found;
   }
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const envFile = join(this.dir, `${spec.label}.env`);
@@ -68,17 +78,24 @@ export class DockerRuntime implements Runtime {
 
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", label]);
+    await runOk("docker", ["start", "--", label]);
+  }
+
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    await rm(this.marker(label), { force: true });
+    await runOk("docker", ["restart", "-t", String(graceSeconds), label]);
+    await mkdir(join(this.dir, "reboots"), { recursive: true, mode: 0o700 });
+    await writeFile(this.rebootFile(label), String(rebootCount));
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), label]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", label]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", label]);
+      const killed = await run("docker", ["kill", "--", label]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -87,12 +104,13 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", label]);
+    await runOk("docker", ["rm", "--force", "--volumes", "--", label]);
     await rm(this.marker(label), { force: true });
+    await rm(this.rebootFile(label), { force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", label]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", label]));
   }
 }
 
@@ -125,6 +143,10 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     `${LABEL_KEY}=${spec.label}`,
     "--label",
     `${INSTANCE_KEY}=${spec.instanceId}`,
+    "--label",
+    `${RECYCLE_KEY}=${spec.recycleCount}`,
+    "--label",
+    `${REBOOT_KEY}=${spec.rebootCount}`,
     "--env-file",
     envFile,
     ...spec.ports.flatMap((port) => ["-p", port]),
@@ -132,11 +154,11 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
   if (spec.numGpus > 0) args.push("--gpus", String(spec.numGpus));
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT") {
-    // The image's own entrypoint and command.
-    args.push(spec.image);
+    // The image's own entrypoint, with the instance's args in place of the image's command when given.
+    args.push("--", spec.image, ...spec.args);
   } else {
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));
+    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", workloadScript(spec));
   }
   return args;
 }

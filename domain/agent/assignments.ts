@@ -27,6 +27,9 @@ export interface AssignmentView {
   onstart: string | null;
   env: { key: string; value: string }[];
   ports: string[];
+  args: string[];
+  rebootCount: number;
+  recycleCount: number;
   diskGb: number;
   numGpus: number;
   preemptGraceSeconds: number;
@@ -64,6 +67,9 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
       onstart: instance.onstart || null,
       env: instance.env as { key: string; value: string }[],
       ports: instance.ports,
+      args: instance.args,
+      rebootCount: instance.rebootCount,
+      recycleCount: instance.recycleCount,
       diskGb: instance.diskGb,
       numGpus: instance.numGpus,
       // Set when the auction took its GPUs; a stop by its owner uses the host's setting.

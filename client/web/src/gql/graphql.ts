@@ -462,6 +462,7 @@ export type StartInstanceMutation = { startInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'IllegalTransitionError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'MutationStartInstanceSuccess', data: { launchMode: LaunchMode, intendedStatus: IntendedStatus, containerLabel: string, ports: Array<string>, onstart: string, statusChangedAt: string, bidPlacedAt: string, destroyedAt: string | null, id: string, label: string | null, image: string, status: InstanceStatus, statusMessage: string | null, kind: RentalKind, numGpus: number, pricePerGpuHour: string, bidPerGpuHour: string | null, storagePricePerGbMonth: string, diskGb: number, endDate: string, createdAt: string, machineId: string, env: Array<{ key: string }>, statusHistory: Array<{ at: string, from: InstanceStatus | null, to: InstanceStatus, event: string, message: string | null }> } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
     | { __typename: 'NotFoundError', code: string, message: string }
@@ -574,6 +575,7 @@ export type CreateInstanceMutation = { createInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'BidTooLowError', code: string, message: string, minBidPerGpuHour: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'InsufficientGpusError', code: string, message: string }
     | { __typename: 'MutationCreateInstanceSuccess', data: { instance: { id: string, status: InstanceStatus } } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
