@@ -10,6 +10,7 @@ const InstancesPage = lazy(() => import("./pages/InstancesPage.tsx"));
 const InstancePage = lazy(() => import("./pages/InstancePage.tsx"));
 const AccountPage = lazy(() => import("./pages/AccountPage.tsx"));
 const AuthPage = lazy(() => import("./pages/AuthPage.tsx"));
+const EmailLinkPage = lazy(() => import("./pages/EmailLinkPage.tsx"));
 
 export function App() {
   return (
@@ -30,6 +31,9 @@ export function App() {
             <Route path="/billing">{() => <AccountPage />}</Route>
             <Route path="/login">{() => <AuthPage mode="login" />}</Route>
             <Route path="/signup">{() => <AuthPage mode="signup" />}</Route>
+            {/* The links of account emails (APP_URL). */}
+            <Route path="/verify-email">{() => <EmailLinkPage purpose="verify-email" />}</Route>
+            <Route path="/reset-password">{() => <EmailLinkPage purpose="reset-password" />}</Route>
             <Route>
               <h1>Not found</h1>
               <p>
