@@ -247,6 +247,7 @@ export type CreateInstanceMutation = { createInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'BidTooLowError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'InsufficientGpusError', code: string, message: string }
     | { __typename: 'MutationCreateInstanceSuccess', data: { instance: { id: string, label: string | null, machineId: string, kind: RentalKind, status: InstanceStatus, intendedStatus: IntendedStatus, statusMessage: string | null, statusChangedAt: string, numGpus: number, image: string, diskGb: number, launchMode: LaunchMode, pricePerGpuHour: string, bidPerGpuHour: string | null, createdAt: string, endDate: string }, apiKey: { token: string } | null } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
@@ -265,6 +266,7 @@ export type StartInstanceMutation = { startInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'IllegalTransitionError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'MutationStartInstanceSuccess', data: { id: string, label: string | null, machineId: string, kind: RentalKind, status: InstanceStatus, intendedStatus: IntendedStatus, statusMessage: string | null, statusChangedAt: string, numGpus: number, image: string, diskGb: number, launchMode: LaunchMode, pricePerGpuHour: string, bidPerGpuHour: string | null, createdAt: string, endDate: string } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
     | { __typename: 'NotFoundError', code: string, message: string }
