@@ -21,6 +21,9 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         ports
         diskGb
         numGpus
+        gpuIndices
+        cpuCores
+        memoryMb
         preemptGraceSeconds
         statusMessage
       }
@@ -39,6 +42,9 @@ const assignmentSchema = z.object({
   ports: z.array(z.string()),
   diskGb: z.number().int().nonnegative(),
   numGpus: z.number().int().nonnegative(),
+  gpuIndices: z.array(z.number().int().nonnegative()),
+  cpuCores: z.number().nonnegative(),
+  memoryMb: z.number().int().nonnegative(),
   preemptGraceSeconds: z.number().int().nonnegative(),
   statusMessage: z.string().nullable().optional(),
 });

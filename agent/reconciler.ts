@@ -54,10 +54,17 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     const failed = memory.failed.has(assignment.instanceId);
     let actions: Action[] = [];
     if (assignment.desiredState === "RUNNING") {
-      if (!container) actions = failed ? [] : [{ type: "launch", assignment }];
+      // Its GPUs may still be in use by a container on its way out (a preempted one's grace period):
+      // it starts on the pass after that one has stopped.
+      const waits = failed || gpusInUse(actual, assignment);
+      if (!container) actions = waits ? [] : [{ type: "launch", assignment }];
       else if (container.state === "running") actions = report(assignment, "RUNNING");
       else if (container.state === "exited") actions = report(assignment, "EXITED", container.detail);
-      else actions = failed ? [] : [{ type: "start" }];
+      else if (waits) actions = [];
+      // Restarted on other GPUs: devices are fixed when a container is made, so it is made again.
+      else if (container.gpuIndices && !sameGpus(container.gpuIndices, assignment.gpuIndices)) {
+        actions = [{ type: "remove", graceSeconds: 0 }, { type: "launch", assignment }];
+      } else actions = [{ type: "start" }];
     } else if (container?.state === "running") {
       actions = [{ type: "stop", graceSeconds: assignment.preemptGraceSeconds }];
     } else if (container) {
@@ -70,6 +77,18 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     plans.push({ label: orphan.label, instanceId: orphan.instanceId, actions: [{ type: "remove", graceSeconds }] });
   }
   return plans;
+}
+
+/** Whether another running container holds one of the assignment's GPUs. */
+function gpusInUse(actual: readonly ContainerInfo[], assignment: Assignment): boolean {
+  const wanted = new Set(assignment.gpuIndices);
+  return actual.some(
+    (other) => other.label !== assignment.containerLabel && other.state === "running" && (other.gpuIndices ?? []).some((i) => wanted.has(i)),
+  );
+}
+
+function sameGpus(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((index, i) => index === b[i]);
 }
 
 export interface ReconcilerOptions {
@@ -211,6 +230,9 @@ export class Reconciler {
       ports: ports.publish,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
+      gpuIndices: assignment.gpuIndices,
+      cpuCores: assignment.cpuCores,
+      memoryMb: assignment.memoryMb,
     });
     await runtime.start(assignment.containerLabel);
   }

@@ -1,6 +1,7 @@
+import { HOLDING_STATUSES } from "../domain/auction/contracts.ts";
 import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import { BidTooLowError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
 import {
   type CreatedInstance,
   changeBid,
@@ -62,13 +63,21 @@ export const InstanceRef = builder.prismaNode("Instance", {
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
-  // reports, by its machine).
-  authScopes: (instance, ctx) =>
-    instance.clientId === ctx.viewer?.userId || (ctx.viewer?.scope === "MACHINE" && ctx.viewer.machineId === instance.machineId),
+  // reports and its host's Machine.instances, by its machine).
+  authScopes: async (instance, ctx) =>
+    instance.clientId === ctx.viewer?.userId ||
+    (ctx.viewer?.scope === "MACHINE" && ctx.viewer.machineId === instance.machineId) ||
+    (ctx.viewer?.scope === "ACCOUNT" &&
+      (await prisma.machine.count({ where: { id: instance.machineId, hostId: ctx.viewer.userId } })) > 0),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
     numGpus: t.exposeInt("numGpus"),
+    gpuIndices: t.intList({
+      description:
+        "The machine's GPUs (0-based) it holds while LOADING or RUNNING, given by the auction: never shared with another instance holding GPUs on the machine. Empty in other statuses; a restarted instance may get others.",
+      resolve: (instance) => (HOLDING_STATUSES.has(instance.status) ? instance.gpuIndices : []),
+    }),
     pricePerGpuHour: t.field({
       type: "Money",
       description: "The on-demand price per GPU-hour locked by the contract.",
@@ -125,6 +134,17 @@ builder.objectType(InsufficientGpusError, {
   }),
 });
 
+builder.objectType(InsufficientDiskError, {
+  name: "InsufficientDiskError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    requestedGb: t.exposeInt("requestedGb"),
+    availableGb: t.exposeFloat("availableGb", {
+      description: "Disk still free on the machine, GB: its disk less the disks of its instances that are not destroyed.",
+    }),
+  }),
+});
+
 builder.objectType(BidTooLowError, {
   name: "BidTooLowError",
   interfaces: [ErrorInterface],
@@ -171,7 +191,7 @@ builder.mutationField("createInstance", (t) =>
   t.field({
     type: CreateInstancePayload,
     authScopes: { account: true },
-    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError] },
+    errors: { types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError] },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
       createInstance(ctx.viewer!.userId, {

@@ -30,6 +30,9 @@ const typeDefs = /* GraphQL */ `
     ports: [String!]!
     diskGb: Int!
     numGpus: Int!
+    gpuIndices: [Int!]!
+    cpuCores: Float!
+    memoryMb: Int!
     preemptGraceSeconds: Int!
     statusMessage: String
   }
@@ -110,6 +113,9 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     ports: [],
     diskGb: 10,
     numGpus: 1,
+    gpuIndices: [],
+    cpuCores: 4,
+    memoryMb: 16_000,
     preemptGraceSeconds: 1,
     statusMessage: null,
     ...overrides,
