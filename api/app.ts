@@ -5,6 +5,7 @@ import { type ExecutionResult, GraphQLError } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
 import { type WebSocket, WebSocketServer } from "ws";
+import { refusedKeysWhere } from "../domain/apiKeys.ts";
 import { AppError, NotAuthenticatedError } from "../domain/errors.ts";
 import { handleStripeWebhook } from "../domain/payments/webhook.ts";
 import type { Viewer } from "../domain/viewer.ts";
@@ -21,7 +22,7 @@ export interface App {
   /** Listens on `port` (0 for any free one) and resolves to the URL of the GraphQL endpoint. */
   start(port: number): Promise<string>;
   stop(): Promise<void>;
-  /** Closes (4403) the WebSocket connections whose key has been revoked; returns how many. Runs every WS_KEY_RECHECK_SECONDS. */
+  /** Closes (4403) the WebSocket connections whose key has been revoked or has expired; returns how many. Runs every WS_KEY_RECHECK_SECONDS. */
   closeRevokedConnections(): Promise<number>;
 }
 
@@ -46,7 +47,7 @@ function maskError(error: unknown, message: string, isDev?: boolean): Error {
 async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string): Promise<Context> {
   const viewer = await resolveViewer(authorization);
   if (viewer === "invalid") {
-    throw new GraphQLError("The API key is unknown or revoked", {
+    throw new GraphQLError("The API key is unknown, revoked or expired", {
       extensions: { code: new NotAuthenticatedError().code, http: { status: 401 } },
     });
   }
@@ -153,12 +154,12 @@ export function buildApp(): App {
   async function closeRevokedConnections(): Promise<number> {
     const keyIds = [...new Set(connectionKeys.values())];
     if (keyIds.length === 0) return 0;
-    const revoked = await prisma.apiKey.findMany({ where: { id: { in: keyIds }, revokedAt: { not: null } }, select: { id: true } });
+    const revoked = await prisma.apiKey.findMany({ where: { id: { in: keyIds }, ...refusedKeysWhere(new Date()) }, select: { id: true } });
     const revokedIds = new Set(revoked.map((key) => key.id));
     let closed = 0;
     for (const [socket, keyId] of connectionKeys) {
       if (!revokedIds.has(keyId)) continue;
-      socket.close(4403, "API key revoked");
+      socket.close(4403, "API key revoked or expired");
       connectionKeys.delete(socket);
       closed++;
     }
@@ -170,7 +171,7 @@ export function buildApp(): App {
   }, config().WS_KEY_RECHECK_SECONDS * 1000).unref();
   // Every WebSocket connection needs a key (offers and everything else anonymous are plain queries):
   // it is resolved once, by the same function as HTTP's header, and a missing or bad one closes the
-  // socket with 4403 Forbidden. A key revoked later closes its connections with 4403 within
+  // socket with 4403 Forbidden. A key revoked or expired later closes its connections with 4403 within
   // WS_KEY_RECHECK_SECONDS (every request over HTTP is checked on its own).
   const wsCleanup = useServer<Record<string, unknown>, { socket: WebSocket; request: IncomingMessage; viewer?: Viewer }>(
     {

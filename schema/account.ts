@@ -3,6 +3,7 @@ import DataLoader from "dataloader";
 import type { GraphQLResolveInfo } from "graphql";
 import { login, type Session, signup } from "../domain/accounts.ts";
 import { ConflictError, ForbiddenError, InvalidCredentialsError, RateLimitedError } from "../domain/errors.ts";
+import { readsAccount } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import type { Prisma, User } from "../prisma/generated/client/client.ts";
 import { eventStream } from "../infra/pubsub.ts";
@@ -25,9 +26,8 @@ export const UserRef = builder.prismaNode("User", {
   description: "An account. Every account can both rent machines (client) and list its own (host).",
   // Select mode: only what the query asks for is read, never the password hash.
   select: { id: true },
-  // Private to its owner's full-account key, wherever a User appears in the graph.
-  authScopes: (user, ctx) =>
-    (ctx.viewer?.scope === "ACCOUNT" && ctx.viewer.userId === user.id) || { $granted: OWN_ACCOUNT },
+  // Private to its owner's keys that may read the account, wherever a User appears in the graph.
+  authScopes: (user, ctx) => readsAccount(ctx.viewer, user.id) || { $granted: OWN_ACCOUNT },
   fields: (t) => ({
     email: t.exposeString("email"),
     emailVerified: t.exposeBoolean("emailVerified"),
@@ -62,17 +62,16 @@ const AuthPayloadRef = builder.objectRef<Session>("AuthPayload").implement({
 });
 
 builder.queryField("me", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: "User",
     nullable: true,
     description:
       "The account behind a full-account key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
-    authScopes: { account: true },
     unauthorizedResolver: (_root, _args, ctx) => {
       if (ctx.viewer) throw new ForbiddenError("Machine and instance keys cannot read the account");
       return null;
     },
-    resolve: (query, _root, _args, ctx) => prisma.user.findUnique({ ...query, where: { id: ctx.viewer!.userId } }),
+    resolve: (query, _root, _args, ctx) => prisma.user.findUnique({ ...query, where: { id: ctx.viewer.userId } }),
   }),
 );
 
@@ -153,13 +152,12 @@ function plannedQuery(context: object, info: GraphQLResolveInfo): PlannedQuery {
 }
 
 builder.subscriptionField("balance", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: UserRef,
-    authScopes: { account: true },
     description:
       "The caller's account (select `balance`) as it is now, then after every change of its balance: once per metered second while metering runs (changes in between come with the next one), at once on payments.",
     subscribe: (_root, _args, ctx) =>
-      eventStream("balance", ctx.viewer!.userId, {
+      eventStream("balance", ctx.viewer.userId, {
         merge: (a, b) => ({ immediate: a.immediate || b.immediate, meteredUntil: Math.max(a.meteredUntil ?? 0, b.meteredUntil ?? 0) || undefined }),
         throttle: {
           minGapMs: BALANCE_MIN_GAP_MS,
@@ -167,6 +165,6 @@ builder.subscriptionField("balance", (t) =>
         },
       }),
     // The account exists: its key was just authenticated.
-    resolve: async (_event, _args, ctx, info) => (await refetchUser(plannedQuery(ctx, info), ctx.viewer!.userId))!,
+    resolve: async (_event, _args, ctx, info) => (await refetchUser(plannedQuery(ctx, info), ctx.viewer.userId))!,
   }),
 );

@@ -1,12 +1,12 @@
 import {
   type AssignmentView,
   type MachineAssignmentsView,
-  assertMachineAgent,
   machineAssignments,
 } from "../domain/agent/assignments.ts";
 import { machineHeartbeat } from "../domain/agent/liveness.ts";
 import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
+import { agentMachine } from "../domain/authorization.ts";
 import { IllegalTransitionError } from "../domain/errors.ts";
 import { issueContainerApiKey } from "../domain/instances/service.ts";
 import { eventStream } from "../infra/pubsub.ts";
@@ -75,15 +75,13 @@ const MachineAssignmentsRef = builder.objectRef<MachineAssignmentsView>("Machine
 });
 
 builder.subscriptionField("assignments", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: MachineAssignmentsRef,
-    authScopes: { authenticated: true },
     description:
       "For the machine's agent (its MACHINE key): the machine's whole desired state on subscribe, then the whole state again after every change. Level-triggered: a reconnecting agent loses nothing.",
     args: { machineId: t.arg.globalID({ required: true }) },
     subscribe: (_root, args, ctx) => {
-      const machineId = localId(args.machineId, "Machine", "machineId");
-      assertMachineAgent(ctx.viewer!, machineId);
+      const machineId = agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId"));
       return eventStream("assignments", machineId, { merge: (a) => a });
     },
     // Refetched for every event: the state is level-triggered, so coalesced events lose nothing.
@@ -132,9 +130,8 @@ builder.prismaObjectFields("Machine", (t) => ({
 }));
 
 builder.mutationField("reportInstanceState", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: InstanceRef,
-    authScopes: { authenticated: true },
     description:
       "The agent's report of a container's state (MACHINE key of the instance's machine). LOADING becomes RUNNING only through a RUNNING report; a repeated report changes nothing.",
     errors: { types: [IllegalTransitionError] },
@@ -144,7 +141,7 @@ builder.mutationField("reportInstanceState", (t) =>
       message: t.arg.string(),
     },
     resolve: (_root, args, ctx) =>
-      reportInstanceState(ctx.viewer!, {
+      reportInstanceState(ctx.viewer.machineId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         status: args.status,
         message: args.message,
@@ -155,13 +152,12 @@ builder.mutationField("reportInstanceState", (t) =>
 builder.mutationField("machineHeartbeat", (t) =>
   // A plain field over the updated row: agents select only __typename, and a planned Prisma query
   // for that would be an empty select, which Prisma refuses.
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: MachineRef,
-    authScopes: { authenticated: true },
     description: `Liveness and metrics from the machine's agent (its MACHINE key). Without a heartbeat for MACHINE_OFFLINE_AFTER_SECONDS the machine goes offline; the next one brings it back.`,
     errors: {},
     args: { machineId: t.arg.globalID({ required: true }), metrics: t.arg({ type: MachineMetricsInput }) },
-    resolve: (_root, args, ctx) => machineHeartbeat(ctx.viewer!, localId(args.machineId, "Machine", "machineId"), args.metrics),
+    resolve: (_root, args, ctx) => machineHeartbeat(agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId")), args.metrics),
   }),
 );
 
@@ -175,9 +171,8 @@ const UsageReportRef = builder.objectRef<UsageCharge>("UsageReport").implement({
 });
 
 builder.mutationField("reportUsage", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: UsageReportRef,
-    authScopes: { authenticated: true },
     description:
       "The container's bandwidth counters since it started, as decimal strings (MACHINE key of the instance's machine). Only growth is charged, so a repeated report never double counts.",
     errors: {},
@@ -187,7 +182,7 @@ builder.mutationField("reportUsage", (t) =>
       txBytes: t.arg.string({ required: true, description: "Bytes sent." }),
     },
     resolve: (_root, args, ctx) =>
-      reportUsage(ctx.viewer!, {
+      reportUsage(ctx.viewer.machineId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         rxBytes: args.rxBytes,
         txBytes: args.txBytes,
@@ -196,14 +191,13 @@ builder.mutationField("reportUsage", (t) =>
 );
 
 builder.mutationField("issueContainerApiKey", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: IssuedApiKeyRef,
-    authScopes: { authenticated: true },
     description:
       "A fresh INSTANCE-scoped key for the container's environment (CONTAINER_API_KEY), revoking the previous one. MACHINE key of the instance's machine only.",
     errors: {},
     args: { instanceId: t.arg.globalID({ required: true }) },
     resolve: async (_root, args, ctx) =>
-      (await issueContainerApiKey(ctx.viewer!, localId(args.instanceId, "Instance", "instanceId"))).apiKey,
+      (await issueContainerApiKey(ctx.viewer.machineId, localId(args.instanceId, "Instance", "instanceId"))).apiKey,
   }),
 );

@@ -24,14 +24,13 @@ const CheckoutSessionRef = builder
   });
 
 builder.mutationField("addCredit", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: CheckoutSessionRef,
-    authScopes: { account: true },
     description:
       "Starts a card payment of `amount` ($5 to $10,000, whole cents) on Stripe Checkout. The balance is credited when Stripe confirms the payment (a `balance` event follows at once). With `saveCard`, the card is kept for auto-billing.",
     errors: { types: [PaymentsUnavailableError] },
     args: { amount: t.arg({ type: "Money", required: true }), saveCard: t.arg.boolean({ defaultValue: false }) },
-    resolve: (_root, args, ctx) => createCheckout(ctx.viewer!.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
+    resolve: (_root, args, ctx) => createCheckout(ctx.viewer.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
   }),
 );
 
@@ -56,10 +55,9 @@ const BillingSettingsRef = builder.objectRef<Awaited<ReturnType<typeof billingSe
 });
 
 builder.queryField("billingSettings", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
-    resolve: (_root, _args, ctx) => billingSettings(ctx.viewer!.userId),
+    resolve: (_root, _args, ctx) => billingSettings(ctx.viewer.userId),
   }),
 );
 
@@ -74,23 +72,21 @@ const BillingSettingsInput = builder.inputType("BillingSettingsInput", {
 });
 
 builder.mutationField("updateBillingSettings", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
     errors: {},
     args: { input: t.arg({ type: BillingSettingsInput, required: true }) },
-    resolve: (_root, { input }, ctx) => updateBillingSettings(ctx.viewer!.userId, input),
+    resolve: (_root, { input }, ctx) => updateBillingSettings(ctx.viewer.userId, input),
   }),
 );
 
 builder.mutationField("setPayoutAccount", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
     description: 'Where weekly host payouts go: a Stripe Connect account id ("acct_..."), or null for none (payouts are then skipped).',
     errors: {},
     args: { accountId: t.arg.string() },
-    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer!.userId, args.accountId ?? null),
+    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer.userId, args.accountId ?? null),
   }),
 );
 
@@ -113,13 +109,12 @@ const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[
 });
 
 builder.queryField("charges", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [ChargeLineRef],
-    authScopes: { account: true },
     description: "The caller's charges on the days from `from` to `to`, per instance, day and category, itemized.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), instanceId: t.arg.globalID() },
     resolve: (_root, args, ctx) =>
-      chargeLines(ctx.viewer!.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
+      chargeLines(ctx.viewer.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
   }),
 );
 
@@ -136,13 +131,12 @@ const EarningsRef = builder.objectRef<Awaited<ReturnType<typeof earningsDays>>[n
 });
 
 builder.queryField("earnings", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [EarningsRef],
-    authScopes: { account: true },
     description: "The caller's host earnings on the days from `from` to `to`, per machine and day.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), machineId: t.arg.globalID() },
     resolve: (_root, args, ctx) =>
-      earningsDays(ctx.viewer!.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
+      earningsDays(ctx.viewer.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
   }),
 );
 
@@ -160,13 +154,12 @@ const InvoiceItemRef = builder.objectRef<Awaited<ReturnType<typeof invoiceItems>
 });
 
 builder.queryField("invoices", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [InvoiceItemRef],
-    authScopes: { account: true },
     description:
       "The caller's payments (pending and failed ones too), credits and adjustments, refunds and payouts from `from` to `to`, newest first.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }) },
-    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer!.userId, { from: args.from, to: args.to }),
+    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer.userId, { from: args.from, to: args.to }),
   }),
 );
 
@@ -185,11 +178,10 @@ builder.prismaObject("Payout", {
 });
 
 builder.queryField("payouts", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: ["Payout"],
-    authScopes: { account: true },
     description: "The caller's last 100 payouts, newest first.",
     resolve: (query, _root, _args, ctx) =>
-      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer!.userId }, orderBy: { id: "desc" }, take: 100 }),
+      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer.userId }, orderBy: { id: "desc" }, take: 100 }),
   }),
 );

@@ -14,12 +14,19 @@ import {
   startInstance,
   stopInstance,
 } from "../domain/instances/service.ts";
+import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
+
+/** "Template:3" or "3" (as offers take "12-4"); anything else is a ValidationError naming templateId. */
+function templateLocalId(id: string): number {
+  const separator = id.lastIndexOf(":");
+  return localId({ typename: separator < 0 ? "Template" : id.slice(0, separator), id: id.slice(separator + 1) }, "Template", "templateId");
+}
 import { selection } from "./selection.ts";
 
 const RentalKind = builder.enumType("RentalKind", {
@@ -63,12 +70,11 @@ export const InstanceRef = builder.prismaNode("Instance", {
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
-  // reports and its host's Machine.instances, by its machine).
+  // reports, by its machine; for its host's Machine.instances, by the machine's host).
   authScopes: async (instance, ctx) =>
-    instance.clientId === ctx.viewer?.userId ||
-    (ctx.viewer?.scope === "MACHINE" && ctx.viewer.machineId === instance.machineId) ||
-    (ctx.viewer?.scope === "ACCOUNT" &&
-      (await prisma.machine.count({ where: { id: instance.machineId, hostId: ctx.viewer.userId } })) > 0),
+    seesInstance(ctx.viewer, instance) ||
+    (hasPermission(ctx.viewer, "READ") &&
+      seesMachine(ctx.viewer, await prisma.machine.findUniqueOrThrow({ where: { id: instance.machineId }, select: { id: true, hostId: true } }))),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
@@ -100,6 +106,12 @@ export const InstanceRef = builder.prismaNode("Instance", {
     onstart: t.exposeString("onstart"),
     env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
     ports: t.exposeStringList("ports"),
+    args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+    templateId: t.globalID({
+      nullable: true,
+      description: "The template it was launched from, if any.",
+      resolve: (instance) => (instance.templateId === null ? null : { type: "Template", id: instance.templateId }),
+    }),
     label: t.exposeString("label", { nullable: true }),
     containerLabel: t.string({
       description: "The container's name, also CONTAINER_LABEL inside it.",
@@ -158,12 +170,19 @@ const EnvVarInput = builder.inputType("EnvVarInput", {
 const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
   fields: (t) => ({
     offerId: t.id({ required: true, description: 'The offer to rent, such as "Offer:12-4" or "12-4".' }),
-    image: t.string({ required: true, description: "A Docker image reference." }),
-    diskGb: t.int({ required: true, description: "Disk to allocate; it cannot be resized later." }),
-    launchMode: t.field({ type: LaunchMode, required: true }),
+    templateId: t.id({
+      description: 'A template to start from ("Template:3"): its values apply wherever this input gives none; its variables and ports add to these.',
+    }),
+    image: t.string({ description: "A Docker image reference; required without a template." }),
+    diskGb: t.int({ description: "Disk to allocate; it cannot be resized later. Required without a template (else its recommended size)." }),
+    launchMode: t.field({ type: LaunchMode, description: "Required without a template." }),
     onstart: t.string({ description: "A script run when the container starts; at most 4,048 characters." }),
+    args: t.stringList({ description: "ENTRYPOINT mode: arguments to the image's entrypoint (docker's command)." }),
     env: t.field({ type: [EnvVarInput], description: "Variable names: letters, digits and _." }),
     ports: t.stringList({ description: "Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000." }),
+    dockerOptions: t.string({
+      description: "Docker create/run options as the reference takes them: -p PORT and -e KEY=value, added to ports and env; others are refused.",
+    }),
     label: t.string(),
     bidPricePerGpuHour: t.field({
       type: "Money",
@@ -188,18 +207,15 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 });
 
 builder.mutationField("createInstance", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
-    authScopes: { account: true },
     errors: { types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError] },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      createInstance(ctx.viewer!.userId, {
+      createInstance(ctx.viewer.userId, {
         ...input,
         offerId: String(input.offerId).replace(/^Offer:/, ""),
-        onstart: input.onstart ?? undefined,
-        env: input.env ?? undefined,
-        ports: input.ports ?? undefined,
+        templateId: input.templateId == null ? null : templateLocalId(String(input.templateId)),
       }),
   }),
 );
@@ -213,82 +229,79 @@ const lifecycleDescriptions = {
 
 for (const [name, mutate] of Object.entries(lifecycleMutations)) {
   builder.mutationField(name, (t) =>
-    t.field({
+    // The instance's own key may do these for its own instance; the resolver validates the id.
+    t.withAuth((_root, args) => {
+      const id = args.id as { typename: string; id: string };
+      return { permission: "INSTANCES", instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
+    }).field({
       type: InstanceRef,
-      // The instance's own key may do these for its own instance (see domain/instances/service.ts).
-      authScopes: { authenticated: true },
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
       errors: { types: [IllegalTransitionError] },
       args: { id: t.arg.globalID({ required: true }) },
       // The row the service wrote; selected relations are loaded by Pothos' fallback query.
-      resolve: (_root, args, ctx) => mutate(ctx.viewer!, localId(args.id, "Instance")),
+      resolve: (_root, args, ctx) => mutate(ctx.viewer.userId, localId(args.id, "Instance")),
     }),
   );
 }
 
 builder.mutationField("changeBid", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: InstanceRef,
-    authScopes: { account: true },
     description: "Sets a new bid per GPU-hour for an interruptible instance; it ranks as placed now.",
     errors: { types: [BidTooLowError, IllegalTransitionError] },
     args: { instanceId: t.arg.globalID({ required: true }), pricePerGpuHour: t.arg({ type: "Money", required: true }) },
     resolve: (_root, args, ctx) =>
-      changeBid(ctx.viewer!.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
+      changeBid(ctx.viewer.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
   }),
 );
 
 builder.mutationField("labelInstance", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: InstanceRef,
-    authScopes: { account: true },
     description: "Sets the instance's label; null or empty clears it.",
     errors: {},
     args: { id: t.arg.globalID({ required: true }), label: t.arg.string() },
-    resolve: (_root, args, ctx) => labelInstance(ctx.viewer!.userId, localId(args.id, "Instance"), args.label ?? null),
+    resolve: (_root, args, ctx) => labelInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.label ?? null),
   }),
 );
 
 builder.mutationField("extendMachineEndDate", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
-    authScopes: { account: true },
     description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
     errors: {},
     args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
     resolve: async (query, _root, args, ctx) => {
-      const machine = await extendMachineEndDate(ctx.viewer!.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
+      const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
       return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
     },
   }),
 );
 
 builder.queryField("instances", (t) =>
-  t.prismaConnection({
+  t.withAuth({ permission: "READ" }).prismaConnection({
     type: "Instance",
     cursor: "id",
-    authScopes: { account: true },
     description: "The caller's instances, newest first; destroyed ones only when `status` asks for them.",
     args: { status: t.arg({ type: [InstanceStatus] }), label: t.arg.string() },
     resolve: (query, _root, args, ctx) =>
       prisma.instance.findMany({
         ...query,
-        where: instancesWhere(ctx.viewer!.userId, { status: args.status, label: args.label }),
+        where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }),
         orderBy: { id: "desc" },
       }),
   }),
 );
 
 builder.queryField("instance", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: "Instance",
-    authScopes: { account: true },
     description: "One of the caller's instances; another account's id is NOT_FOUND.",
     args: { id: t.arg.globalID({ required: true }) },
     resolve: async (query, _root, args, ctx) => {
       const id = localId(args.id, "Instance");
       const instance = Number.isSafeInteger(id)
-        ? await prisma.instance.findFirst({ ...query, where: { id, clientId: ctx.viewer!.userId } })
+        ? await prisma.instance.findFirst({ ...query, where: { id, clientId: ctx.viewer.userId } })
         : null;
       if (!instance) throw new NotFoundError("Instance");
       return instance;
@@ -297,14 +310,13 @@ builder.queryField("instance", (t) =>
 );
 
 builder.subscriptionField("instanceStatus", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: "Instance",
-    authScopes: { account: true },
     description:
       "The instance (or, without `instanceId`, each of the caller's instances that are not destroyed) as it is now, then again after every change of its status or status message.",
     args: { instanceId: t.arg.globalID() },
     subscribe: async (_root, args, ctx) => {
-      const userId = ctx.viewer!.userId;
+      const userId = ctx.viewer.userId;
       const only = args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null;
       if (only !== null && !(await prisma.instance.findFirst({ where: { id: only, clientId: userId }, select: { id: true } }))) {
         throw new NotFoundError("Instance");
@@ -318,6 +330,6 @@ builder.subscriptionField("instanceStatus", (t) =>
       });
     },
     resolve: (query, instanceId: number, _args, ctx) =>
-      prisma.instance.findFirstOrThrow({ ...query, where: { id: instanceId, clientId: ctx.viewer!.userId } }),
+      prisma.instance.findFirstOrThrow({ ...query, where: { id: instanceId, clientId: ctx.viewer.userId } }),
   }),
 );

@@ -3,16 +3,19 @@ import sshpk from "sshpk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { issueApiKey } from "../domain/apiKeys.ts";
+import { keyPermissions } from "../domain/authorization.ts";
+import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
 /**
- * Every query and mutation that names an account's resources, tried with every credential that is
- * not that account's full key: anonymous, another account's keys of each scope, and the victim's own
- * machine- and instance-scoped keys. Each attempt must fail, reveal nothing of the victim, and leave
- * the whole database exactly as it was.
+ * Every query and mutation that names an account's resources or acts for an account, tried with
+ * every kind of key that may not do it: anonymous, another account's keys of each scope, the
+ * victim's own machine- and instance-scoped keys, the victim's account keys that lack the permission
+ * the operation needs (a read-only key among them), and the victim's expired key. Each attempt must
+ * fail, reveal nothing of the victim, and leave the whole database exactly as it was.
  */
 const app = useTestApp();
 afterAll(() => closeAuctionQueue());
@@ -22,12 +25,18 @@ interface Ids {
   sshKey: string;
   machine: string;
   instance: string;
+  template: string;
 }
 
 let victim: { userId: number; key: string; email: string };
 /** A ledger description only the victim's statements may show. */
 const VICTIM_CREDIT = "credit for the victim 7f3a";
 let ids: Ids;
+const machineSpecs = {
+  gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
+  cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
+  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
+};
 const callers: Record<string, string | undefined> = {};
 
 async function databaseSnapshot(): Promise<string> {
@@ -36,8 +45,9 @@ async function databaseSnapshot(): Promise<string> {
   const dump: Record<string, unknown[]> = {};
   for (const { tablename } of tables) {
     const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use; that is bookkeeping, not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _ignored, ...row }) => row);
+    // Authenticating a key stamps its last use (and moves a session's expiry); that is bookkeeping,
+    // not a change by the caller.
+    dump[tablename] = rows.map(({ last_used_at: _used, ...row }) => (row.scope === "SESSION" ? { ...row, expires_at: null } : row));
   }
   return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
 }
@@ -63,6 +73,11 @@ beforeAll(async () => {
     { k: sshPublicKey() },
     victim.key,
   );
+  const template = await app.gql(
+    `mutation { createTemplate(input: { name: "victim's private template", image: "victim/private", launchMode: SSH }) { ... on MutationCreateTemplateSuccess { data { id } } } }`,
+    {},
+    victim.key,
+  );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
 
@@ -71,6 +86,7 @@ beforeAll(async () => {
     sshKey: ssh.data.addSshKey.data.id,
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
+    template: template.data.createTemplate.data.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -78,41 +94,99 @@ beforeAll(async () => {
   callers["attacker instance key"] = attackerRental.apiKey.token;
   callers["victim machine key"] = (await issueApiKey(prisma, { userId: victim.userId, name: "m", scope: "MACHINE", machineId: victimMachine })).token;
   callers["victim instance key"] = victimRental.apiKey.token;
+  for (const permission of ["READ", "INSTANCES", "BILLING", "MACHINES", "KEYS"] as const) {
+    const permissions = keyPermissions([permission]);
+    callers[`victim ${permission} key`] = (await issueApiKey(prisma, { userId: victim.userId, name: permission, scope: "ACCOUNT", permissions })).token;
+  }
+  callers["victim expired key"] = (
+    await issueApiKey(prisma, { userId: victim.userId, name: "old", scope: "ACCOUNT", expiresAt: new Date(Date.now() - 1000) })
+  ).token;
+  callers["victim expired session"] = (
+    await issueApiKey(prisma, { userId: victim.userId, name: "login", scope: "SESSION", expiresAt: new Date(Date.now() - 1000) })
+  ).token;
 });
 
 const result = (field: string, success: string) => `${field} { __typename ... on ${success} { data { __typename } } ... on Error { code } }`;
 
-/** Operations on the victim's resources; `allowedFor` names callers that may legitimately succeed. */
-const operations: { name: string; document: string; variables: () => Record<string, unknown>; allowedFor?: string[] }[] = [
-  { name: "revokeApiKey", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
-  { name: "removeSshKey", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
+/**
+ * Operations on the victim's resources or acting for whoever calls: `needs` is the permission an
+ * account key must hold, `allowedFor` names other callers that may legitimately succeed. Operations
+ * that act for the caller (`forCaller`) succeed for another account on its own account: they are
+ * tried with the victim's keys and the keys of no account.
+ */
+const operations: {
+  name: string;
+  document: string;
+  variables: () => Record<string, unknown>;
+  needs: ApiKeyPermission;
+  allowedFor?: string[];
+  forCaller?: boolean;
+}[] = [
+  { name: "revokeApiKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
+  { name: "removeSshKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
   {
-    name: "listMachine",
+    name: "listMachine", needs: "MACHINES",
     document: `mutation ($input: ListMachineInput!) { ${result("listMachine(input: $input)", "MutationListMachineSuccess")} }`,
     variables: () => ({ input: { machineId: ids.machine, pricePerGpuHour: "9.00", endDate: new Date(Date.now() + 86_400_000 * 10).toISOString() } }),
   },
-  { name: "unlistMachine", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
-  { name: "setMinBid", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  { name: "unlistMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  { name: "setMinBid", needs: "MACHINES", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
   {
-    name: "extendMachineEndDate",
+    name: "extendMachineEndDate", needs: "MACHINES",
     document: `mutation ($id: ID!, $end: DateTime!) { ${result("extendMachineEndDate(machineId: $id, endDate: $end)", "MutationExtendMachineEndDateSuccess")} }`,
     variables: () => ({ id: ids.machine, end: new Date(Date.now() + 86_400_000 * 60).toISOString() }),
   },
-  { name: "stopInstance", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "startInstance", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "destroyInstance", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "labelInstance", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "changeBid", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "instance", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
+  { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
   {
-    name: "charges",
+    name: "createInstance",
+    needs: "INSTANCES",
+    document: `mutation ($input: CreateInstanceInput!) { ${result("createInstance(input: $input)", "MutationCreateInstanceSuccess")} }`,
+    variables: () => ({ input: { offerId: `${ids.machine.split(":")[1]}-1`, templateId: ids.template } }),
+  },
+  { name: "instance", needs: "READ", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
+  {
+    name: "charges", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { instanceId amount } }`,
     variables: () => ({ id: ids.instance, ...lastWeek() }),
   },
   {
-    name: "earnings",
+    name: "earnings", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
+  },
+  { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "addSshKey",
+    document: `mutation ($k: String!) { ${result("addSshKey(publicKey: $k)", "MutationAddSshKeySuccess")} }`,
+    variables: () => ({ k: sshPublicKey() }),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  {
+    name: "updateBillingSettings",
+    document: `mutation { ${result('updateBillingSettings(input: { balanceAlertThreshold: "3.00" })', "MutationUpdateBillingSettingsSuccess")} }`,
+    variables: () => ({}),
+    needs: "BILLING",
+    forCaller: true,
+  },
+  {
+    name: "setPayoutAccount",
+    document: `mutation { ${result('setPayoutAccount(accountId: "acct_123")', "MutationSetPayoutAccountSuccess")} }`,
+    variables: () => ({}),
+    needs: "BILLING",
+    forCaller: true,
+  },
+  {
+    name: "registerMachine",
+    document: `mutation ($input: RegisterMachineInput!) { ${result("registerMachine(input: $input)", "MutationRegisterMachineSuccess")} }`,
+    variables: () => ({ input: machineSpecs }),
+    needs: "MACHINES",
+    forCaller: true,
   },
 ];
 
@@ -129,6 +203,7 @@ const listings = [
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
   "{ instances(first: 50) { edges { node { id } } } }",
+  "{ templates(first: 50) { edges { node { id name } } } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
   "{ payouts { amount createdAt destination } }",
   `{ invoices(${RECENT}) { description amount } }`,
@@ -136,18 +211,43 @@ const listings = [
   `{ earnings(${RECENT}) { machineId } }`,
 ];
 
+/** The victim's account keys holding one permission each (and READ): they may do what it allows. */
+const permissionOf = (caller: string) => /^victim (READ|INSTANCES|BILLING|MACHINES|KEYS) key$/.exec(caller)?.[1];
+
 describe("authorization matrix", () => {
-  const callerNames = ["anonymous", "attacker account key", "attacker machine key", "attacker instance key", "victim machine key", "victim instance key"];
+  const callerNames = [
+    "anonymous",
+    "attacker account key",
+    "attacker machine key",
+    "attacker instance key",
+    "victim machine key",
+    "victim instance key",
+    "victim READ key",
+    "victim INSTANCES key",
+    "victim BILLING key",
+    "victim MACHINES key",
+    "victim KEYS key",
+    "victim expired key",
+    "victim expired session",
+  ];
 
   for (const operation of operations) {
     for (const caller of callerNames) {
       if (operation.allowedFor?.includes(caller)) continue;
+      const permission = permissionOf(caller);
+      if (permission && (permission === operation.needs || operation.needs === "READ")) continue;
+      if (operation.forCaller && caller === "attacker account key") continue;
       it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
         const before = await databaseSnapshot();
         const response = await app.gql(operation.document, operation.variables(), callers[caller]);
         const field = response.data?.[operation.name];
         const failed = (response.errors?.length ?? 0) > 0 || (field && "code" in field);
         expect(failed, JSON.stringify(response)).toBe(true);
+        // A key that may not do it is told so; one that may meets only the victim's ownership.
+        if (operation.forCaller || caller.startsWith("victim") || caller === "anonymous") {
+          const code = field?.code ?? response.errors?.[0]?.extensions?.code;
+          expect(["FORBIDDEN", "UNAUTHENTICATED"], JSON.stringify(response)).toContain(code);
+        }
         expect(JSON.stringify(response)).not.toContain(victim.email);
         expect(await databaseSnapshot()).toBe(before);
       });
@@ -156,6 +256,7 @@ describe("authorization matrix", () => {
 
   for (const query of listings) {
     for (const caller of callerNames) {
+      if (permissionOf(caller)) continue; // the victim's own keys that may read, below
       it(`${query} by ${caller} shows nothing of the victim`, async () => {
         const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
         expect(response).not.toContain(victim.email);
@@ -164,6 +265,18 @@ describe("authorization matrix", () => {
       });
     }
   }
+
+  it("a read-only key lists the victim's things and cannot rent", async () => {
+    const readOnly = callers["victim READ key"];
+    const listed = JSON.stringify(await app.gql("{ instances(first: 50) { edges { node { id } } } }", {}, readOnly));
+    expect(listed).toContain(ids.instance);
+    expect(JSON.stringify(await app.gql(listings[3], {}, readOnly))).toContain(ids.machine);
+    const rent = operations.find((o) => o.name === "createInstance")!;
+    const before = await databaseSnapshot();
+    const refused = await app.gql(rent.document, rent.variables(), readOnly);
+    expect(refused.data.createInstance).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
+    expect(await databaseSnapshot()).toBe(before);
+  });
 
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
     const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);

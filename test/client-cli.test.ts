@@ -178,6 +178,44 @@ describe("instances", () => {
   });
 });
 
+describe("templates", () => {
+  it("create template, search templates and create instance --template launch with the template's settings", async () => {
+    const created = await cli(
+      ["create", "template", "cli web", "--image", "org/web", "--tag", "2", "--entrypoint", "--options=-p 8081:8081 -e MODE=prod",
+        "--args=--serve", "--disk", "30", "--public"],
+      { key: client.key },
+    );
+    expect(created.stderr).toBe("");
+    const templateId = /created (Template:\d+)/.exec(created.stdout)?.[1];
+    expect(templateId).toBeDefined();
+
+    const found = await cli(["search", "templates", "cli web"], { key: other.key });
+    const [header, row, ...rest] = found.stdout.trim().split("\n");
+    expect(header).toMatch(/^\s*ID\s+Name\s+Image\s+Mode/);
+    expect(rest).toEqual([]);
+    expect(row).toContain("org/web:2");
+    expect(row).toContain("-p 8081:8081 -e MODE=prod");
+    const recommended = await cli(["search", "templates", "--recommended", "--raw"], { key: client.key });
+    expect(JSON.parse(recommended.stdout).map((t: { name: string }) => t.name)).toContain("Ubuntu");
+
+    const launched = await cli(["create", "instance", `${machineId}-1`, "--template", templateId!.split(":")[1]!, "--env", "EXTRA=1"], { key: other.key });
+    expect(launched.code).toBe(0);
+    const instanceId = Number(/created Instance:(\d+)/.exec(launched.stdout)?.[1]);
+    expect(await prisma.instance.findUniqueOrThrow({ where: { id: instanceId } })).toMatchObject({
+      image: "org/web:2",
+      launchMode: "ENTRYPOINT",
+      diskGb: 30,
+      args: ["--serve"],
+      ports: ["8081:8081"],
+      env: [{ key: "MODE", value: "prod" }, { key: "EXTRA", value: "1" }],
+    });
+    await prisma.instance.update({ where: { id: instanceId }, data: { status: "DESTROYED" } });
+
+    const deleted = await cli(["delete", "template", templateId!], { key: client.key });
+    expect(deleted.stdout).toContain(`deleted ${templateId}`);
+  });
+});
+
 describe("billing", () => {
   const range = ["--from", at(D).toISOString(), "--to", at(D + PERIOD_SECONDS).toISOString()];
 
@@ -250,7 +288,7 @@ describe("api key and errors", () => {
   it("a refused key is the server's UNAUTHENTICATED error, not a crash", async () => {
     const { code, stderr } = await cli(["show", "instances"], { key: "gm_not_a_real_key" });
     expect(code).toBe(1);
-    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown or revoked\n");
+    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown, revoked or expired\n");
   });
 
   it("GM_API_KEY, then the config file written by set api-key (mode 0600)", async () => {

@@ -4,6 +4,7 @@ import {
   type Command,
   type CommandContext,
   globalId,
+  numberOption,
   printJson,
   requiredOption,
   stringOption,
@@ -53,13 +54,25 @@ function envVar(text: string): { key: string; value: string } {
   return { key: text.slice(0, at), value: text.slice(at + 1) };
 }
 
-function launchMode(ctx: CommandContext): LaunchMode {
+/** The launch mode flag given, if any. */
+export function launchModeOption(ctx: CommandContext): LaunchMode | null {
   const chosen = (["ssh", "jupyter", "entrypoint"] as const).filter((mode) => ctx.values[mode] === true);
   if (chosen.length > 1) throw new UsageError("choose one of --ssh, --jupyter and --entrypoint");
-  return (chosen[0]?.toUpperCase() ?? "SSH") as LaunchMode;
+  return (chosen[0]?.toUpperCase() ?? null) as LaunchMode | null;
 }
 
-async function onstartScript(ctx: CommandContext): Promise<string | null> {
+/** Options shared by `create instance` and `create template`. */
+export const LAUNCH_OPTIONS = {
+  ssh: { type: "boolean" },
+  jupyter: { type: "boolean" },
+  entrypoint: { type: "boolean" },
+  onstart: { type: "string" },
+  "onstart-cmd": { type: "string" },
+  args: { type: "string", multiple: true },
+  options: { type: "string" },
+} as const;
+
+export async function onstartScript(ctx: CommandContext): Promise<string | null> {
   const file = stringOption(ctx, "onstart");
   const command = stringOption(ctx, "onstart-cmd");
   if (file && command) throw new UsageError("choose one of --onstart and --onstart-cmd");
@@ -70,30 +83,32 @@ async function onstartScript(ctx: CommandContext): Promise<string | null> {
 export const createInstance: Command = {
   name: "create instance",
   usage:
-    "<offerId> --image IMAGE --disk GB [--bid PRICE] [--ssh|--jupyter|--entrypoint] [--onstart FILE | --onstart-cmd CMD] [--env K=V]... [--port 8081:8081]... [--label TEXT]",
-  summary: "Rent an offer: on demand at its price, or interruptible with --bid (per GPU-hour)",
+    "<offerId> (--image IMAGE --disk GB | --template ID) [--bid PRICE] [--ssh|--jupyter|--entrypoint] [--onstart FILE | --onstart-cmd CMD] [--args=ARG]... [--options='-p 8081:8081 -e K=V'] [--env K=V]... [--port 8081:8081]... [--label TEXT]",
+  summary: "Rent an offer: on demand at its price, or interruptible with --bid (per GPU-hour); --template starts from a template",
   positionals: { min: 1, max: 1 },
   options: {
+    ...LAUNCH_OPTIONS,
+    template: { type: "string" },
     image: { type: "string" },
     disk: { type: "string" },
     bid: { type: "string" },
-    ssh: { type: "boolean" },
-    jupyter: { type: "boolean" },
-    entrypoint: { type: "boolean" },
-    onstart: { type: "string" },
-    "onstart-cmd": { type: "string" },
     env: { type: "string", multiple: true },
     port: { type: "string", multiple: true },
     label: { type: "string" },
   },
   async run(ctx) {
+    const template = stringOption(ctx, "template");
+    // Without a template: image and disk are required, SSH is the default mode.
     const input = {
       offerId: ctx.positionals[0]!,
-      image: requiredOption(ctx, "image"),
-      diskGb: requiredNumber(ctx, "disk", true),
-      launchMode: launchMode(ctx),
+      templateId: template ? globalId("Template", template) : null,
+      image: template ? (stringOption(ctx, "image") ?? null) : requiredOption(ctx, "image"),
+      diskGb: template ? (numberOption(ctx, "disk", true) ?? null) : requiredNumber(ctx, "disk", true),
+      launchMode: launchModeOption(ctx) ?? (template ? null : "SSH"),
       bidPricePerGpuHour: stringOption(ctx, "bid") ?? null,
       onstart: await onstartScript(ctx),
+      args: (ctx.values.args as string[] | undefined) ?? null,
+      dockerOptions: stringOption(ctx, "options") ?? null,
       env: ((ctx.values.env as string[] | undefined) ?? []).map(envVar),
       ports: (ctx.values.port as string[] | undefined) ?? [],
       label: stringOption(ctx, "label") ?? null,

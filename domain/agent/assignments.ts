@@ -1,10 +1,9 @@
 import { prisma } from "../../infra/db.ts";
 import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { HOLDING_STATUSES } from "../auction/contracts.ts";
-import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { containerLabel } from "../instances/service.ts";
 import { machineShare } from "../machineShare.ts";
-import type { Viewer } from "../viewer.ts";
 
 /*
  * The desired state of a machine, as its agent receives it (the realtime contract's
@@ -45,13 +44,6 @@ export interface MachineAssignmentsView {
   machineId: number;
   revision: bigint;
   instances: AssignmentView[];
-}
-
-
-/** The machine the viewer's MACHINE key belongs to, when it is `machineId`; any other caller is refused. */
-export function assertMachineAgent(viewer: Viewer, machineId: number): void {
-  if (viewer.scope !== "MACHINE") throw new ForbiddenError("Only the machine's agent (its MACHINE key) may do that");
-  if (viewer.machineId !== machineId) throw new NotFoundError("Machine");
 }
 
 export async function machineAssignments(machineId: number): Promise<MachineAssignmentsView> {

@@ -3,13 +3,12 @@ import { prisma } from "../../infra/db.ts";
 import { publishEach } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type UsageCharge, recordUsage } from "../billing/usage.ts";
-import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
 import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
 
 /*
@@ -48,23 +47,22 @@ const reportSchema = z.object({
   message: z.string().max(1000).nullish(),
 });
 
-/** The instance on the agent's own machine, or NotFound; other keys are refused. */
-async function instanceOfAgent(viewer: Viewer, instanceId: number): Promise<{ id: number; clientId: number }> {
-  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+/** The instance on the agent's own machine, or NotFound. */
+async function instanceOfAgent(machineId: number, instanceId: number): Promise<{ id: number; clientId: number; machine: { hostId: number } }> {
   const instance = await prisma.instance.findFirst({
-    where: { id: instanceId, machineId: viewer.machineId },
-    select: { id: true, clientId: true },
+    where: { id: instanceId, machineId },
+    select: { id: true, clientId: true, machine: { select: { hostId: true } } },
   });
   if (!instance) throw new NotFoundError("Instance");
   return instance;
 }
 
 export async function reportInstanceState(
-  viewer: Viewer,
+  machineId: number,
   input: { instanceId: number; status: ReportedState; message?: string | null },
 ): Promise<Instance> {
   const { instanceId, status, message } = parseInput(reportSchema, input);
-  const target = await instanceOfAgent(viewer, instanceId);
+  const target = await instanceOfAgent(machineId, instanceId);
   // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
   const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
   if (status !== "FAILED" && eventForReport(seen.status, status) === null) return seen;
@@ -93,12 +91,12 @@ const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes:
  * report never double counts. Both balances it moved are published.
  */
 export async function reportUsage(
-  viewer: Viewer,
+  machineId: number,
   input: { instanceId: number; rxBytes: string; txBytes: string },
 ): Promise<UsageCharge> {
   const { instanceId, rxBytes, txBytes } = parseInput(usageSchema, input);
-  const target = await instanceOfAgent(viewer, instanceId);
+  const target = await instanceOfAgent(machineId, instanceId);
   const charge = await recordUsage(prisma, target.id, rxBytes, txBytes);
-  if (charge.chargedMicros !== 0n) publishEach("balance", [target.clientId, viewer.userId], () => ({ immediate: false }));
+  if (charge.chargedMicros !== 0n) publishEach("balance", [target.clientId, target.machine.hostId], () => ({ immediate: false }));
   return charge;
 }

@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
+import type { BidStanding, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import type { AuctionMachine, Contract } from "./clearing.ts";
 
 /** The machine columns the auction reads. */
@@ -28,6 +28,7 @@ export function auctionMachine(machine: MachineForAuction): AuctionMachine {
 export interface LiveInstance {
   id: number;
   clientId: number;
+  machineId: number;
   kind: "ON_DEMAND" | "INTERRUPTIBLE";
   numGpus: number;
   bidPerGpuHourMicros: bigint | null;
@@ -35,6 +36,9 @@ export interface LiveInstance {
   endDate: Date;
   status: InstanceStatus;
   statusMessage: string | null;
+  /** What the last clearing recorded of the bid (domain/auction/bids.ts). */
+  bidStanding: BidStanding | null;
+  bidPriceToWinMicros: bigint | null;
   gpuIndices: number[];
 }
 
@@ -47,13 +51,19 @@ export const HOLDING_STATUSES: ReadonlySet<InstanceStatus> = new Set(["LOADING",
  * (expiry, exhausted balances: they skip locked rows) cannot change one between read and write.
  */
 export function liveInstances(db: Tx, machineId: number, forUpdate = false): Promise<LiveInstance[]> {
+  return liveInstancesOf(db, [machineId], forUpdate);
+}
+
+/** The live instances of several machines at once (order books of a page of offers). */
+export function liveInstancesOf(db: Tx, machineIds: readonly number[], forUpdate = false): Promise<LiveInstance[]> {
   // Raw: the clearing runs this once per job, and the query builder's per-call cost shows there.
   return db.$queryRawUnsafe<LiveInstance[]>(
-    `SELECT id, client_id AS "clientId", kind::text AS kind, num_gpus AS "numGpus", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros",
-            bid_placed_at AS "bidPlacedAt", end_date AS "endDate", status::text AS status, status_message AS "statusMessage",
-            gpu_indices AS "gpuIndices"
-       FROM instance WHERE machine_id = $1 AND status = ANY($2::"InstanceStatus"[])${forUpdate ? " FOR UPDATE" : ""}`,
-    machineId,
+    `SELECT id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
+            bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", end_date AS "endDate",
+            status::text AS status, status_message AS "statusMessage", bid_standing::text AS "bidStanding",
+            bid_price_to_win_micros AS "bidPriceToWinMicros", gpu_indices AS "gpuIndices"
+       FROM instance WHERE machine_id = ANY($1::int[]) AND status = ANY($2::"InstanceStatus"[])${forUpdate ? " FOR UPDATE" : ""}`,
+    machineIds,
     LIVE_STATUSES,
   );
 }

@@ -5,14 +5,16 @@ import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
+import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
 import { BidTooLowError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
 
 /*
@@ -26,11 +28,6 @@ import { applyEvent } from "./status.ts";
  * key and issues a fresh one to put in the container's environment with the container label. So no
  * secret is ever stored, and a restarted container gets a working key.
  */
-
-/** Environment variables the platform sets in every container; clients cannot override them. */
-export const CONTAINER_LABEL_ENV = "CONTAINER_LABEL";
-export const CONTAINER_API_KEY_ENV = "CONTAINER_API_KEY";
-const RESERVED_ENV = new Set([CONTAINER_LABEL_ENV, CONTAINER_API_KEY_ENV]);
 
 const CONTAINER_LABEL_PREFIX = "C.";
 
@@ -48,67 +45,23 @@ function containerKeyName(instanceId: number): string {
 const MAX_BID = 100n * MICROS_PER_DOLLAR;
 const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
 
-// Docker image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
-const IMAGE_PATTERN =
-  /^(?:[a-zA-Z0-9.-]+(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
-
-/**
- * A port to open: `8081`, `8081/udp`, `8081:8081` (host:container, identical here) with an
- * optional protocol. Numbers of 70000 and above ask for an identity mapping (the same public port
- * as inside) and must be written as `N:N`.
- */
-const PORT_PATTERN = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/;
-function portIssue(spec: string): string | null {
-  const match = PORT_PATTERN.exec(spec);
-  if (!match) return "a port such as 8081, 8081/udp, 8081:8081 or 70000:70000";
-  const [, first, second] = match;
-  const a = Number(first);
-  const b = second === undefined ? a : Number(second);
-  if (a >= 70_000 || b >= 70_000) {
-    return second !== undefined && a === b ? null : "identity ports (70000 and above) are written N:N";
-  }
-  if (a < 1 || a > 65_535 || b < 1 || b > 65_535) return "ports are 1 to 65535, or 70000 and above as identity N:N";
-  return null;
-}
-
 const createSchema = z.object({
   offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
-  image: z.string().trim().max(255).regex(IMAGE_PATTERN, "a Docker image reference such as pytorch/pytorch:latest"),
+  image: imageReference,
   diskGb: z.number().int().min(1).max(1_000_000),
-  launchMode: z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]),
-  onstart: z.string().max(4048).default(""),
-  env: z
-    .array(
-      z.object({
-        key: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "letters, digits and _, not starting with a digit")
-          .refine((key) => !RESERVED_ENV.has(key), "set by the platform"),
-        value: z.string().max(4096),
-      }),
-    )
-    .max(64)
-    .default([])
-    .superRefine((env, ctx) => {
-      const seen = new Set<string>();
-      env.forEach(({ key }, index) => {
-        if (seen.has(key)) ctx.addIssue({ code: "custom", path: [index, "key"], message: "duplicate key" });
-        seen.add(key);
-      });
-    }),
-  ports: z
-    .array(z.string().superRefine((spec, ctx) => {
-      const issue = portIssue(spec);
-      if (issue) ctx.addIssue({ code: "custom", message: issue });
-    }))
-    .max(32)
-    .default([]),
+  launchMode,
+  onstart: z.string().max(MAX_ONSTART_CHARS).default(""),
+  env: envList.default([]),
+  ports: portList.default([]),
+  args: argList.default([]),
+  templateId: recordId.nullish(),
   label: z.string().trim().max(64).nullish(),
   bidPricePerGpuHour: bidPrice.nullish(),
   idempotencyKey: z.string().min(1).max(128).nullish(),
 });
 
-export type CreateInstanceInput = z.input<typeof createSchema>;
+/** A rental: from a template (its values fill what the request leaves out) or from image, disk and launch mode. */
+export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> & LaunchRequest;
 
 export interface CreatedInstance {
   instance: Instance;
@@ -132,21 +85,23 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   end_date AS "endDate", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", image,
-  disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, label, status::text AS status,
+  disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, args, template_id AS "templateId",
+  reboot_count AS "rebootCount", recycle_count AS "recycleCount", label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
-  destroyed_at AS "destroyedAt"`;
+  destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
 
 type NewInstance = Pick<
   Instance,
   | "clientId" | "machineId" | "kind" | "numGpus" | "pricePerGpuHourMicros" | "storagePricePerGbMonthMicros"
   | "inetUpPricePerGbMicros" | "inetDownPricePerGbMicros" | "endDate" | "bidPerGpuHourMicros" | "image" | "diskGb"
-  | "launchMode" | "onstart" | "ports" | "label" | "idempotencyKey"
+  | "launchMode" | "onstart" | "ports" | "args" | "templateId" | "label" | "idempotencyKey"
 > & { env: { key: string; value: string }[] };
 
 /**
- * Inserts a SCHEDULING instance, its creation in the status history and its INSTANCE key in one
- * statement (the hot path of bidding), returning the row as Prisma would.
+ * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
+ * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
+ * Prisma would.
  */
 async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
@@ -154,12 +109,16 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
     `WITH inserted AS (
        INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
          inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at, image,
-         disk_gb, launch_mode, onstart, env, ports, label, status, intended_status, status_message, status_changed_at, idempotency_key)
-       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $18,
-         'SCHEDULING', 'RUNNING', $19, $11, $20)
+         disk_gb, launch_mode, onstart, env, ports, args, template_id, label, status, intended_status, status_message, status_changed_at,
+         idempotency_key)
+       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $24::text[],
+         $25, $18, 'SCHEDULING', 'RUNNING', $19, $11, $20)
        RETURNING *
      ), history AS (
        INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+     ), bid AS (
+       INSERT INTO bid_change (instance_id, price_micros, placed_at)
+       SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -189,6 +148,8 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
     CONTAINER_KEY_NAME_PREFIX,
     secret.prefix,
     secret.hash,
+    values.args,
+    values.templateId,
   );
   const { apiKeyId, ...instance } = row;
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
@@ -201,7 +162,7 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
  * instance it created first.
  */
 export async function createInstance(userId: number, input: CreateInstanceInput, now = new Date()): Promise<CreatedInstance> {
-  const data = parseInput(createSchema, input);
+  const data = parseInput(createSchema, await resolveLaunch(userId, input));
   const [machineId, numGpus] = data.offerId.split("-").map(Number);
   const replay = () =>
     data.idempotencyKey
@@ -252,6 +213,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         onstart: data.onstart,
         env: data.env,
         ports: data.ports,
+        args: data.args,
+        templateId: data.templateId ?? null,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, now);
@@ -281,16 +244,6 @@ function isUniqueViolation(error: unknown): boolean {
   const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
   // P2002 from the query builder; a raw statement reports PostgreSQL's own code.
   return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
-}
-
-/**
- * Who may act on an instance: its owner's account key, or the instance's own key for itself only.
- * Machine keys act for their agent, never for the client.
- */
-function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
-  if (viewer.scope === "INSTANCE" && viewer.instanceId !== instanceId) throw new ForbiddenError("An instance key controls only its own instance");
-  if (viewer.scope === "MACHINE") throw new ForbiddenError();
-  return { id: instanceId, clientId: viewer.userId };
 }
 
 export type LockedInstance = Instance & { machine: LockedMachine };
@@ -328,9 +281,8 @@ export function publishInstanceChange(instance: Pick<Instance, "id" | "clientId"
 const instanceIdSchema = recordId;
 
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
-export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, (tx, instance, now) =>
+export function startInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) =>
     applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
@@ -340,18 +292,16 @@ export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
-export function stopInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function stopInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const message = instance.status === "STOPPED" ? instance.statusMessage : "stopped by its owner";
     return applyEvent(tx, instance, "STOP_REQUESTED", { message, preemptGraceSeconds: null }, now);
   });
 }
 
 /** Destroy: final. The instance's keys stop working. */
-export function destroyInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function destroyInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
     // Its disk is free again.
     await syncOfferDisk(tx, instance.machine);
@@ -372,7 +322,12 @@ export function changeBid(userId: number, id: number, price: bigint): Promise<In
     if (instance.status === "EXITED" || instance.status === "DESTROYED") throw new IllegalTransitionError(instance.status, "BID_CHANGED");
     const { minBidMicros } = auctionMachine(instance.machine);
     if (pricePerGpuHour < minBidMicros) throw new BidTooLowError(minBidMicros);
-    return tx.instance.update({ where: { id: instance.id }, data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now } });
+    await recordBidChange(tx, instance.id, pricePerGpuHour, now);
+    // Unranked until the clearing that follows records the standing this price produced.
+    return tx.instance.update({
+      where: { id: instance.id },
+      data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now, bidStanding: null },
+    });
   });
 }
 
@@ -436,10 +391,9 @@ export async function extendMachineEndDate(hostId: number, id: number, endDate: 
 }
 
 /** The instance on the agent's machine, or NotFound. */
-async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: number; machineId: number }> {
-  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
-    where: { id: parseInput(instanceIdSchema, id), machineId: viewer.machineId },
+    where: { id: parseInput(instanceIdSchema, id), machineId },
     select: { id: true, machineId: true },
   });
   if (!instance) throw new NotFoundError("Instance");
@@ -450,8 +404,8 @@ async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: numb
  * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
  * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
  */
-export async function reportContainerStatus(viewer: Viewer, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
+  const instance = await instanceOnMachine(machineId, id);
   return changeInstance({ id: instance.id }, async (tx, current, now) => {
     const message = report === "RUNNING" ? null : "the container exited";
     return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
@@ -463,8 +417,8 @@ export async function reportContainerStatus(viewer: Viewer, id: number, report: 
  * INSTANCE key, whose token goes into the container's environment as CONTAINER_API_KEY next to
  * CONTAINER_LABEL. Tokens are never stored, so each launch gets a new one.
  */
-export async function issueContainerApiKey(viewer: Viewer, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function issueContainerApiKey(machineId: number, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
+  const instance = await instanceOnMachine(machineId, id);
   return prisma.$transaction(async (tx) => {
     const owner = await tx.instance.findUniqueOrThrow({ where: { id: instance.id }, select: { clientId: true, status: true } });
     if (owner.status === "DESTROYED") throw new NotFoundError("Instance");

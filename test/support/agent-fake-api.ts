@@ -185,7 +185,7 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
     maskedErrors: false,
     context: ({ request }) => {
       if (!authorized(request.headers.get("authorization"))) {
-        throw new GraphQLError("The API key is unknown or revoked", { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
+        throw new GraphQLError("The API key is unknown, revoked or expired", { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
       }
       return {};
     },
