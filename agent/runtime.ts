@@ -18,6 +18,9 @@ export interface ContainerInfo {
   state: ContainerState;
   /** Why it is not running, when the runtime knows (exit code, signal). */
   detail?: string;
+  /** The assignment's recycleCount it was created at, and the rebootCount it was last (re)started at. */
+  recycleCount: number;
+  rebootCount: number;
   /** The machine's GPUs it was created with, when the runtime recorded them. */
   gpuIndices?: number[];
 }
@@ -31,8 +34,12 @@ export interface ContainerSpec {
   /** The full container environment (the assignment's env plus CONTAINER_* and API_URL). */
   env: Record<string, string>;
   ports: string[];
+  /** ENTRYPOINT mode: arguments to the entrypoint. */
+  args: string[];
   diskGb: number;
   numGpus: number;
+  recycleCount: number;
+  rebootCount: number;
   /** The machine's GPUs (0-based) it gets, and only those. */
   gpuIndices: number[];
   /** Its share of the machine's CPU cores and RAM: limits where the runtime can enforce them. */
@@ -52,6 +59,8 @@ export interface Runtime {
   /** Makes the container without starting it (pulls the image first where there is one). */
   create(spec: ContainerSpec): Promise<void>;
   start(label: string): Promise<void>;
+  /** Stops it (with the grace period) if it runs and starts it again, keeping its data; records `rebootCount`. */
+  restart(label: string, graceSeconds: number, rebootCount: number): Promise<void>;
   /** SIGTERM, then SIGKILL once `graceSeconds` have passed; resolves when it no longer runs. */
   stop(label: string, graceSeconds: number): Promise<void>;
   /** Stops it (with the grace period) if it runs, then deletes it. */

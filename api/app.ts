@@ -16,6 +16,7 @@ import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
 import { useCompiledExecution } from "./jit.ts";
+import { renderGraphiQL, serveStatic } from "./static.ts";
 
 export interface App {
   server: Server;
@@ -112,6 +113,7 @@ export function buildApp(): App {
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
+    renderGraphiQL,
     logging: {
       debug: (...args) => logger.debug(args),
       info: (...args) => logger.info(args),
@@ -145,6 +147,7 @@ export function buildApp(): App {
       await stripeWebhook(req, res);
       return;
     }
+    if (!req.url?.startsWith(GRAPHQL_PATH) && (await serveStatic(req, res))) return;
     yoga(req, res);
   });
 

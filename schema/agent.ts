@@ -43,6 +43,9 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     onstart: t.exposeString("onstart", { nullable: true }),
     env: t.field({ type: [EnvVar], resolve: (a) => a.env }),
     ports: t.exposeStringList("ports"),
+    args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments after the image." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "A container started at a lower count is restarted (its data kept)." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
     diskGb: t.exposeInt("diskGb"),
     numGpus: t.exposeInt("numGpus"),
     gpuIndices: t.exposeIntList("gpuIndices", {

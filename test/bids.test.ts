@@ -1,9 +1,13 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { eventually } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
+import { runCli } from "./support/cli.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 import { subscribe } from "./support/ws.ts";
 
@@ -176,6 +180,39 @@ describe("a client's bids against a competitor's higher bid, through the API alo
       expect.objectContaining({ price: "0.20", standing: expect.any(String) }),
       expect.objectContaining({ price: "0.22", standing: "WINNING", priceToWin: "0.220001" }),
     ]);
+  });
+});
+
+describe("CLI", () => {
+  it("show bids prints the price to win beside each bid; show order-book the anonymous levels", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const competitor = await createAccount("competitor");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const mine = await placeBid(client.key, machineId, 1, "0.15", "cli-bid");
+    await placeBid(competitor.key, machineId, 2, "0.35", "cli-rival");
+    await eventually(async () => (await myBids(client.key)).edges[0]?.node.priceToWin === "0.350001");
+    const configPath = join(await mkdtemp(join(tmpdir(), "gm-cli-")), "config.json");
+
+    const bids = await runCli(app.url, configPath, ["show", "bids"], { key: client.key });
+    expect(bids).toMatchObject({ code: 0, stderr: "" });
+    const [header, row, ...rest] = bids.stdout.trim().split("\n");
+    expect(header).toMatch(/Instance\s+Label\s+Machine\s+GPUs\s+Bid\/GPU-hr\s+To win\s+Standing/);
+    expect(rest).toEqual([]);
+    expect(row!.trim().split(/\s+/).slice(0, 7)).toEqual([mine.split(":")[1], "cli-bid", String(machineId), "1", "$0.15", "$0.350001", "OUTBID"]);
+
+    const book = await runCli(app.url, configPath, ["show", "order-book", String(machineId)]);
+    expect(book).toMatchObject({ code: 0, stderr: "" });
+    expect(book.stdout).toContain(`Machine ${machineId}: 2 GPUs, 0 held on demand`);
+    expect(book.stdout).toContain("Minimum bid $0.10/GPU-hr, clearing at $0.35/GPU-hr");
+    expect(book.stdout.trim().split("\n").slice(-2).map((line) => line.trim().split(/\s+/))).toEqual([
+      ["$0.35", "2", "1", "2"],
+      ["$0.15", "1", "1", "0"],
+    ]);
+    expect(book.stdout).not.toContain("cli-rival");
+    const missing = await runCli(app.url, configPath, ["show", "order-book", "999999"]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain("NOT_FOUND");
   });
 });
 

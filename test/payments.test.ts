@@ -90,6 +90,8 @@ describe("addCredit", () => {
 describe("the Stripe webhook", () => {
   it("credits a paid session exactly once across redeliveries and concurrent deliveries, and publishes the balance at once", async () => {
     const { userId } = await createAccount("payer");
+    // Unverified email: saving the card grants no test credit here (test/trust.test.ts covers it).
+    await prisma.user.update({ where: { id: userId }, data: { emailVerified: false } });
     const { sessionId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: true });
     const events = listen("balance", userId, (a, b) => ({ immediate: a.immediate || b.immediate }));
     await events.ready;
@@ -122,6 +124,7 @@ describe("the Stripe webhook", () => {
     expect(await prisma.user.findUniqueOrThrow({ where: { id: userId } })).toMatchObject({
       stripePaymentMethodId: "pm_card_visa",
       savedCardLabel: "visa •••• 4242",
+      cardFingerprint: "fp_pm_card_visa",
     });
   });
 

@@ -284,7 +284,7 @@ describe("agent mutations", () => {
     const foreignAgent = await machineKey(host.userId, otherMachine);
     const id = await rent(client.key, machineId);
     const status = async () => (await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } })).status;
-    for (let i = 0; i < 100 && (await status()) !== "LOADING"; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await expect.poll(status, { timeout: 5000, interval: 50 }).toBe("LOADING");
 
     const byClient = await app.gql(REPORT, { id, status: "RUNNING" }, client.key);
     expect(byClient.data.reportInstanceState.code).toBe("FORBIDDEN");

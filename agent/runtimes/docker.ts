@@ -7,6 +7,9 @@ import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+/** The assignment's recycleCount and rebootCount when the container was created. */
+export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
+export const REBOOT_KEY = "gpu-marketplace.reboot-count";
 /** The machine's GPUs the container was made with ("2,3"). */
 export const GPUS_KEY = "gpu-marketplace.gpus";
 
@@ -18,7 +21,9 @@ export interface EngineCapabilities {
 
 /**
  * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
- * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
+ * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked,
+ * and labels cannot change after creation, so `<dir>/reboots/<label>` holds the rebootCount of the
+ * container's last restart.
  */
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
@@ -40,6 +45,10 @@ export class DockerRuntime implements Runtime {
     return join(this.dir, "stopped", label);
   }
 
+  private rebootFile(label: string) {
+    return join(this.dir, "reboots", label);
+  }
+
   async list(): Promise<ContainerInfo[]> {
     const stdout = await runOk("docker", [
       "ps",
@@ -48,17 +57,26 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${LABEL_KEY}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${GPUS_KEY}"}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status, gpus] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
+      const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
       // No label (a container made before GPUs were assigned): unknown, not "none".
       const gpuIndices = gpus ? gpus.split(",").map(Number) : undefined;
-      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}), ...(gpuIndices ? { gpuIndices } : {}) });
+      found.push({
+        label,
+        instanceId,
+        state,
+        recycleCount: Number(recycleCount) || 0,
+        rebootCount,
+        ...(status ? { detail: status } : {}),
+        ...(gpuIndices ? { gpuIndices } : {}),
+      });
     }
     return found;
   }
@@ -90,6 +108,13 @@ export class DockerRuntime implements Runtime {
     await runOk("docker", ["start", label]);
   }
 
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    await rm(this.marker(label), { force: true });
+    await runOk("docker", ["restart", "-t", String(graceSeconds), label]);
+    await mkdir(join(this.dir, "reboots"), { recursive: true, mode: 0o700 });
+    await writeFile(this.rebootFile(label), String(rebootCount));
+  }
+
   async stop(label: string, graceSeconds: number): Promise<void> {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
@@ -108,6 +133,7 @@ export class DockerRuntime implements Runtime {
     await this.stop(label, graceSeconds);
     await runOk("docker", ["rm", "--force", "--volumes", label]);
     await rm(this.marker(label), { force: true });
+    await rm(this.rebootFile(label), { force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
@@ -161,6 +187,10 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     "--label",
     `${INSTANCE_KEY}=${spec.instanceId}`,
     "--label",
+    `${RECYCLE_KEY}=${spec.recycleCount}`,
+    "--label",
+    `${REBOOT_KEY}=${spec.rebootCount}`,
+    "--label",
     `${GPUS_KEY}=${spec.gpuIndices.join(",")}`,
     "--env-file",
     envFile,
@@ -173,8 +203,8 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
   if (spec.memoryMb > 0) args.push("--memory", `${spec.memoryMb}m`);
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT") {
-    // The image's own entrypoint and command.
-    args.push(spec.image);
+    // The image's own entrypoint, with the instance's args in place of the image's command when given.
+    args.push(spec.image, ...spec.args);
   } else {
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
     args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));

@@ -29,6 +29,9 @@ export interface AssignmentView {
   onstart: string | null;
   env: { key: string; value: string }[];
   ports: string[];
+  args: string[];
+  rebootCount: number;
+  recycleCount: number;
   diskGb: number;
   numGpus: number;
   /** The machine's GPUs the container gets: empty unless RUNNING is desired. */
@@ -75,6 +78,9 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
         onstart: instance.onstart || null,
         env: instance.env as { key: string; value: string }[],
         ports: instance.ports,
+        args: instance.args,
+        rebootCount: instance.rebootCount,
+        recycleCount: instance.recycleCount,
         diskGb: instance.diskGb,
         numGpus: instance.numGpus,
         gpuIndices: runs ? instance.gpuIndices : [],

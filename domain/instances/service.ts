@@ -310,6 +310,54 @@ export function destroyInstance(clientId: number, id: number): Promise<Instance>
   });
 }
 
+/** Reboot: the agent restarts the container; its disk and data are kept. The instance is LOADING until it runs again. */
+export function rebootInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    await applyEvent(tx, instance, "REBOOT_REQUESTED", { message: "rebooting" }, now);
+    return tx.instance.update({ where: { id: instance.id }, data: { rebootCount: { increment: 1 } } });
+  });
+}
+
+/**
+ * Recycle: the agent removes the container and creates it again from a fresh pull of the image, on
+ * the same GPUs of the same machine; its data is lost. One that is not running is recreated when it
+ * next runs.
+ */
+export function recycleInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) => recycle(tx, instance, {}, now));
+}
+
+async function recycle(tx: Tx, instance: LockedInstance, data: Prisma.InstanceUpdateInput, now: Date): Promise<Instance> {
+  const holdsGpus = instance.status === "LOADING" || instance.status === "RUNNING";
+  await applyEvent(tx, instance, "RECYCLE_REQUESTED", holdsGpus ? { message: "recreating the container" } : {}, now);
+  return tx.instance.update({ where: { id: instance.id }, data: { ...data, recycleCount: { increment: 1 } } });
+}
+
+const updateSchema = z
+  .object({
+    image: imageReference.nullish(),
+    env: envList.nullish(),
+    onstart: z.string().max(MAX_ONSTART_CHARS).nullish(),
+    args: argList.nullish(),
+  })
+  .refine((input) => Object.values(input).some((value) => value != null), "give at least one of image, env, onstart and args");
+
+export type UpdateInstanceInput = z.input<typeof updateSchema>;
+
+/** New image, env, onstart or args (each given one replaces the old), applied by recycling the container. */
+export function updateInstance(clientId: number, id: number, input: UpdateInstanceInput): Promise<Instance> {
+  const where = { id: parseInput(instanceIdSchema, id), clientId };
+  const data = parseInput(updateSchema, input);
+  return changeInstance(where, (tx, instance, now) =>
+    recycle(tx, instance, {
+      ...(data.image != null ? { image: data.image } : {}),
+      ...(data.env != null ? { env: data.env } : {}),
+      ...(data.onstart != null ? { onstart: data.onstart } : {}),
+      ...(data.args != null ? { args: data.args } : {}),
+    }, now),
+  );
+}
+
 const changeBidSchema = z.object({ instanceId: recordId, pricePerGpuHour: bidPrice });
 
 /** A new bid for an interruptible instance; it ranks as placed now. */

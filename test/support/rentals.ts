@@ -133,9 +133,5 @@ export function unwrap<T = any>(result: any): T {
 
 /** Waits until every requested clearing has run (no machine flagged), polling the database. */
 export async function waitForClearings(timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await prisma.machine.count({ where: { clearingRequestedAt: { not: null } } })) > 0) {
-    if (Date.now() > deadline) throw new Error("clearings still pending");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await expect.poll(() => prisma.machine.count({ where: { clearingRequestedAt: { not: null } } }), { timeout: timeoutMs, interval: 50 }).toBe(0);
 }
