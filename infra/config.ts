@@ -13,6 +13,13 @@ const envSchema = z.object({
   SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
   /** How often each API process closes WebSocket connections whose key was revoked since (api/app.ts). */
   WS_KEY_RECHECK_SECONDS: z.coerce.number().int().positive().default(10),
+  /** Largest WebSocket message the API reads; a larger one closes the connection (1009). */
+  WS_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(1024).default(256 * 1024),
+  /** WebSocket connections one API key may hold open per API process (more are closed with 4403). */
+  WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().positive().default(16),
+  /** Live operations (subscriptions) per WebSocket connection, and per API key over its connections, per API process. */
+  WS_MAX_OPERATIONS_PER_CONNECTION: z.coerce.number().int().positive().default(100),
+  WS_MAX_OPERATIONS_PER_KEY: z.coerce.number().int().positive().default(200),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
   MAX_QUERY_COST: z.coerce.number().int().positive().default(20000),
   /** The platform's cut of every metered charge in basis points (100 = 1%); hosts get the rest. */

@@ -1,7 +1,13 @@
 import { HOLDING_STATUSES } from "../domain/auction/contracts.ts";
 import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
-import { BidTooLowError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import {
+  BidTooLowError,
+  InsufficientBalanceError,
+  InsufficientDiskError,
+  InsufficientGpusError,
+  OfferUnavailableError,
+} from "../domain/instances/errors.ts";
 import {
   type CreatedInstance,
   changeBid,
@@ -168,6 +174,13 @@ builder.objectType(BidTooLowError, {
   fields: (t) => ({ minBidPerGpuHour: t.field({ type: "Money", resolve: (error) => error.minBidMicros }) }),
 });
 
+builder.objectType(InsufficientBalanceError, {
+  name: "InsufficientBalanceError",
+  description: "The account's balance is zero or below (and it is not in debit mode): add credit first.",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ balance: t.field({ type: "Money", resolve: (error) => error.balanceMicros }) }),
+});
+
 const EnvVarInput = builder.inputType("EnvVarInput", {
   fields: (t) => ({ key: t.string({ required: true }), value: t.string({ required: true }) }),
 });
@@ -214,7 +227,9 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 builder.mutationField("createInstance", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
-    errors: { types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError] },
+    errors: {
+      types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError],
+    },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
       createInstance(ctx.viewer.userId, {
@@ -248,7 +263,7 @@ for (const [name, mutate] of Object.entries(lifecycleMutations)) {
     t.withAuth(ownerOrOwnKey).field({
       type: InstanceRef,
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
-      errors: { types: [IllegalTransitionError] },
+      errors: { types: name === "startInstance" ? [IllegalTransitionError, InsufficientBalanceError] : [IllegalTransitionError] },
       args: { id: t.arg.globalID({ required: true }) },
       // The row the service wrote; selected relations are loaded by Pothos' fallback query.
       resolve: (_root, args, ctx) => mutate(ctx.viewer.userId, localId(args.id, "Instance")),

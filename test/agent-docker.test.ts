@@ -104,7 +104,8 @@ describe("docker runtime (fake docker CLI)", () => {
 
     const [pull, info, create] = await calls();
     expect(info!.args[0]).toBe("info");
-    expect(pull!.args).toEqual(["pull", "demo/image:latest"]);
+    // `--` before every positional argument: nothing a client sends is read as an option.
+    expect(pull!.args).toEqual(["pull", "--", "demo/image:latest"]);
     expect(lines.filter((line) => line.includes('"msg":"pull"')).map((line) => JSON.parse(line).progress)).toEqual([
       "latest: Pulling from demo/image",
       "a1b2c3: Downloading [=====>     ] 5MB/10MB",
@@ -143,6 +144,7 @@ describe("docker runtime (fake docker CLI)", () => {
       "--init",
       "--entrypoint",
       "sh",
+      "--",
       "demo/image:latest",
       "-c",
       "echo hello\nexec sleep infinity",
@@ -170,7 +172,7 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_RUNTIMES = '{"nvidia":{}}';
     await new DockerRuntime(join(dir, "state"), logger).create(spec({ launchMode: "ENTRYPOINT", numGpus: 0, gpuIndices: [], ports: [] }));
     const create = (await calls()).find((call) => call.args[0] === "create")!;
-    expect(create.args.slice(-3)).toEqual(["--storage-opt", "size=25G", "demo/image:latest"]);
+    expect(create.args.slice(-4)).toEqual(["--storage-opt", "size=25G", "--", "demo/image:latest"]);
     expect(create.args).not.toContain("--gpus");
     expect(create.args).not.toContain("--entrypoint");
   });
@@ -190,9 +192,9 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_STOP_FAILS = "1";
     await runtime.stop("C.35", 3);
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "7", "C.34"],
-      ["stop", "-t", "3", "C.35"],
-      ["kill", "C.35"],
+      ["stop", "-t", "7", "--", "C.34"],
+      ["stop", "-t", "3", "--", "C.35"],
+      ["kill", "--", "C.35"],
     ]);
 
     process.env.FAKE_DOCKER_PS = [
@@ -225,9 +227,9 @@ describe("docker runtime (fake docker CLI)", () => {
     await runtime.remove("C.34", 5);
     expect(await runtime.netIo("C.34")).toEqual({ rxBytes: 1_200_000n, txBytes: 3_400n });
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "5", "C.34"],
-      ["rm", "--force", "--volumes", "C.34"],
-      ["stats", "--no-stream", "--format", "{{.NetIO}}", "C.34"],
+      ["stop", "-t", "5", "--", "C.34"],
+      ["rm", "--force", "--volumes", "--", "C.34"],
+      ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", "C.34"],
     ]);
   });
 });

@@ -8,6 +8,7 @@ import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
 /**
@@ -44,19 +45,6 @@ const machineSpecs = {
   cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
 };
 const callers: Record<string, string | undefined> = {};
-
-async function databaseSnapshot(): Promise<string> {
-  const tables = await prisma.$queryRaw<{ tablename: string }[]>`
-    SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`;
-  const dump: Record<string, unknown[]> = {};
-  for (const { tablename } of tables) {
-    const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use (and moves a session's expiry); that is bookkeeping,
-    // not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _used, ...row }) => (row.scope === "SESSION" ? { ...row, expires_at: null } : row));
-  }
-  return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-}
 
 function sshPublicKey(): string {
   const { publicKey } = generateKeyPairSync("ed25519");

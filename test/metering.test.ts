@@ -13,8 +13,8 @@ const T0 = Math.floor(Date.now() / 1000 / PERIOD_SECONDS) * PERIOD_SECONDS - 3 *
 
 describe("metering", () => {
   it("charges GPU time while RUNNING and storage while the instance exists, exactly, across ticks and periods", async () => {
-    const host = await createAccount("host");
-    const client = await createAccount("client");
+    const host = await createAccount("host", { credit: 0n });
+    const client = await createAccount("client", { credit: 0n });
     const machineId = await createListedMachine(host.userId);
     const id = await instanceAt(client.userId, machineId, T0, { numGpus: 2, diskGb: 50 });
     await eventAt(id, "ALLOCATED", T0 + 10);

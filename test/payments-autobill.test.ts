@@ -33,7 +33,7 @@ const UPDATE_SETTINGS = /* GraphQL */ `
 
 /** An account with a saved card and a balance of `balance` µ$. */
 async function cardHolder(balance: bigint): Promise<{ userId: number; key: string }> {
-  const account = await createAccount("autobill");
+  const account = await createAccount("autobill", { credit: 0n });
   await prisma.user.update({
     where: { id: account.userId },
     data: { stripeCustomerId: `cus_${account.userId}`, stripePaymentMethodId: "pm_card_visa", savedCardLabel: "visa •••• 4242" },
@@ -85,7 +85,7 @@ afterAll(async () => {
 
 describe("billing settings", () => {
   it("sets the thresholds through GraphQL; auto-billing needs a saved card and an amount", async () => {
-    const bare = await createAccount("nocard");
+    const bare = await createAccount("nocard", { credit: 0n });
     const refused = await app.gql(UPDATE_SETTINGS, { input: { autoBillThreshold: "10", autoBillAmount: "25" } }, bare.key);
     expect(refused.data.updateBillingSettings).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["autoBillThreshold"] }] });
 

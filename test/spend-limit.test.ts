@@ -74,19 +74,20 @@ describe("exhausted balance", () => {
     const broke = await createAccount("broke");
     const debtor = await createAccount("debtor");
     const funded = await createAccount("funded");
-    await prisma.user.update({ where: { id: debtor.userId }, data: { debitMode: true, balanceMicros: -10n } });
-    await prisma.user.update({ where: { id: funded.userId }, data: { balanceMicros: 1n } });
     const machineId = await createListedMachine(host.userId, { numGpus: 8 });
     const ids: Record<string, number> = {};
     for (const [name, account] of Object.entries({ broke, debtor, funded })) {
       const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 2) }, account.key)).data.createInstance);
       ids[name] = Number(created.instance.id.split(":")[1]); // global id "Instance:12"
     }
+    // Their credit used up since.
+    await prisma.user.update({ where: { id: broke.userId }, data: { balanceMicros: 0n } });
+    await prisma.user.update({ where: { id: debtor.userId }, data: { debitMode: true, balanceMicros: -10n } });
+    await prisma.user.update({ where: { id: funded.userId }, data: { balanceMicros: 1n } });
     // The owner hears of the stop at once (instanceStatus subscriptions follow this topic).
     const events = listen("instanceStatus", broke.userId, (a, b) => ({ instanceIds: [...a.instanceIds, ...b.instanceIds] }));
     await events.ready;
-    // The spend-limit client above has a zero balance too: its 3 instances stop with this one.
-    expect(await stopExhaustedAccounts()).toBe(4);
+    expect(await stopExhaustedAccounts()).toBe(1);
     expect((await events.next()).instanceIds).toEqual([ids.broke]);
     events.close();
     const stopped = await prisma.instance.findUniqueOrThrow({ where: { id: ids.broke }, include: { statusChanges: { orderBy: { id: "desc" }, take: 1 } } });

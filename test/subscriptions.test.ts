@@ -57,7 +57,7 @@ describe("WebSocket auth", () => {
   });
 
   it("accepts a valid key through the same function as HTTP", async () => {
-    const { key } = await createAccount("ws");
+    const { key } = await createAccount("ws", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     await balance.close();
@@ -104,7 +104,7 @@ describe("instanceStatus", () => {
 
 describe("balance", () => {
   it("sends the balance first, coalesces metering to one a second, and payments at once", async () => {
-    const { userId, key } = await createAccount("balance");
+    const { userId, key } = await createAccount("balance", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     await new Promise((resolve) => setTimeout(resolve, 1100));
@@ -131,7 +131,7 @@ describe("balance", () => {
   });
 
   it("gives every balance event the subscription's whole selection, relations included, as they are now", async () => {
-    const { userId, key } = await createAccount("wide");
+    const { userId, key } = await createAccount("wide", { credit: 0n });
     const balance = subscribe<{ balance: string; email: string; sshKeys: { fingerprint: string }[] }>(
       app.url,
       key,
@@ -152,7 +152,7 @@ describe("balance", () => {
   });
 
   it("delivers each metered second at once, however close the ticks, and a usage report with the next tick", async () => {
-    const { userId, key } = await createAccount("ticks");
+    const { userId, key } = await createAccount("ticks", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     const charge = async (event: { immediate: boolean; meteredUntil?: number }) => {

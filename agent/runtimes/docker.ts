@@ -83,7 +83,7 @@ export class DockerRuntime implements Runtime {
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const engine = await this.capabilities();
@@ -105,7 +105,7 @@ export class DockerRuntime implements Runtime {
 
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", label]);
+    await runOk("docker", ["start", "--", label]);
   }
 
   async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
@@ -119,10 +119,10 @@ export class DockerRuntime implements Runtime {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), label]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", label]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", label]);
+      const killed = await run("docker", ["kill", "--", label]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -131,13 +131,13 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", label]);
+    await runOk("docker", ["rm", "--force", "--volumes", "--", label]);
     await rm(this.marker(label), { force: true });
     await rm(this.rebootFile(label), { force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", label]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", label]));
   }
 }
 
@@ -204,10 +204,10 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT") {
     // The image's own entrypoint, with the instance's args in place of the image's command when given.
-    args.push(spec.image, ...spec.args);
+    args.push("--", spec.image, ...spec.args);
   } else {
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));
+    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", workloadScript(spec));
   }
   return args;
 }

@@ -249,6 +249,7 @@ export type CreateInstanceMutation = { createInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'BidTooLowError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'InsufficientDiskError', code: string, message: string }
     | { __typename: 'InsufficientGpusError', code: string, message: string }
     | { __typename: 'MutationCreateInstanceSuccess', data: { instance: { id: string, label: string | null, machineId: string, kind: RentalKind, status: InstanceStatus, intendedStatus: IntendedStatus, statusMessage: string | null, statusChangedAt: string, numGpus: number, image: string, diskGb: number, launchMode: LaunchMode, pricePerGpuHour: string, bidPerGpuHour: string | null, createdAt: string, endDate: string }, apiKey: { token: string } | null } }
@@ -268,6 +269,7 @@ export type StartInstanceMutation = { startInstance:
     | { __typename: 'BaseError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'IllegalTransitionError', code: string, message: string }
+    | { __typename: 'InsufficientBalanceError', code: string, message: string }
     | { __typename: 'MutationStartInstanceSuccess', data: { id: string, label: string | null, machineId: string, kind: RentalKind, status: InstanceStatus, intendedStatus: IntendedStatus, statusMessage: string | null, statusChangedAt: string, numGpus: number, image: string, diskGb: number, launchMode: LaunchMode, pricePerGpuHour: string, bidPerGpuHour: string | null, createdAt: string, endDate: string } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
     | { __typename: 'NotFoundError', code: string, message: string }

@@ -12,8 +12,8 @@ import { IllegalTransitionError, NotFoundError, ValidationError } from "../error
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
-import { parseInput } from "../validation.ts";
-import { BidTooLowError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
 
@@ -46,7 +46,10 @@ const MAX_BID = 100n * MICROS_PER_DOLLAR;
 const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
 
 const createSchema = z.object({
-  offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
+  offerId: z
+    .string()
+    .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
+    .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: imageReference,
   diskGb: z.number().int().min(1).max(1_000_000),
   launchMode,
@@ -190,6 +193,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const { minBidMicros } = auctionMachine(m);
         if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
       }
+      await assertFunded(tx, userId);
       await checkSpendRate(tx, userId, rentalMicrosPerHour({
         numGpus,
         gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
@@ -239,6 +243,19 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   return created;
 }
 
+/**
+ * Refuses to rent or start for an account at or below zero that is not in debit mode: metering
+ * would stop it at its next tick anyway, after charging for the time between. Locks the account
+ * row, so that a concurrent debit is seen.
+ */
+async function assertFunded(tx: Tx, userId: number): Promise<void> {
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+    userId,
+  );
+  if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
+}
+
 function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
@@ -282,13 +299,14 @@ const instanceIdSchema = recordId;
 
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
 export function startInstance(clientId: number, id: number): Promise<Instance> {
-  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) =>
-    applyEvent(tx, instance, "START_REQUESTED", {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
+    return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
       bidPlacedAt: instance.status === "STOPPED" && instance.kind === "ON_DEMAND" ? now : undefined,
-    }, now),
-  );
+    }, now);
+  });
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
