@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { listMachine, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
+import { clearMachineNow } from "../domain/auction/service.ts";
 import { expireInstances } from "../domain/instances/expiry.ts";
 import { reportInstanceState } from "../domain/agent/reports.ts";
 import { issueContainerApiKey } from "../domain/instances/service.ts";
@@ -9,7 +9,6 @@ import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, DAY, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let client: { userId: number; key: string };
