@@ -2,8 +2,9 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { ProcessRuntime } from "../agent/runtimes/process.ts";
+import { main } from "../client/cli.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -21,6 +22,7 @@ let dir: string;
 let agent: AgentProcess;
 let client: { userId: number; key: string };
 let machineId: number;
+let machineKey: string;
 
 beforeAll(async () => {
   auction = await startAuctionWorker();
@@ -30,6 +32,7 @@ beforeAll(async () => {
   await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 50_000_000n } });
   const machine = await registerAndList(app, host.key);
   machineId = machine.machineId;
+  machineKey = machine.key;
   agent = spawnAgent({ api: app.url, key: machine.key, machineId, stateDir: dir });
   await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).lastHeartbeatAt);
 });
@@ -41,6 +44,10 @@ afterAll(async () => {
   await auction.close();
   await closePubSub();
   await rm(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  onTestFailed(() => console.error(`agent output:\n${agent.output().slice(-6000)}`));
 });
 
 /** Instances a test rented, destroyed after it so that the machine's two GPUs are free again. */
@@ -131,7 +138,7 @@ describe("reboot, recycle and update", () => {
     expect(refused).toMatchObject({ code: "ILLEGAL_TRANSITION", from: "STOPPED", event: "REBOOT_REQUESTED" });
     expect(await instanceRow(id)).toMatchObject({ rebootCount: 1, recycleCount: 2, image: "demo/workload:latest" });
     await eventually(async () => (await processesOf(label, app.url)).length === 0);
-  });
+  }, 120_000);
 
   it("ENTRYPOINT args reach the entrypoint", async () => {
     const { id, containerDir } = await rent({
@@ -204,6 +211,17 @@ describe("logs", () => {
     expect(two.lines).toHaveLength(2);
     expect(two.lines.every((line: string) => /^tick \d+$/.test(line)), JSON.stringify(two)).toBe(true);
 
+    // The CLI prints them, one a line.
+    let printed = "";
+    const code = await main(["logs", id.split(":")[1]!, "--tail", "3", "--url", app.url, "--api-key", client.key], {
+      stdout: { write: (text: string) => (printed += text) },
+      stderr: { write: () => true },
+      env: {},
+      configPath: join(dir, "cli.json"),
+    });
+    expect(code).toBe(0);
+    expect(printed.trim().split("\n")).toEqual([expect.stringMatching(/^tick \d+$/), expect.stringMatching(/^tick \d+$/), expect.stringMatching(/^tick \d+$/)]);
+
     for (const tail of [0, 5001]) expect(await logs(tail)).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["tail"] }] });
     const stranger = await createAccount("stranger");
     expect(await logs(10, stranger.key)).toMatchObject({ code: "NOT_FOUND" });
@@ -225,12 +243,20 @@ describe("logs", () => {
     const [one, two] = [await inside("one"), await inside("two")];
     await Promise.all([running(one.id), running(two.id)]);
     const keyOf = (containerDir: string) => eventually(async () => (await readFile(join(containerDir, "key"), "utf8").catch(() => "")).trim() || undefined);
-    const [oneKey, twoKey] = [await keyOf(one.containerDir), await keyOf(two.containerDir)];
-    const read = async (key: string) => {
-      const response = await app.gql(LOGS, { id: one.id, tail: 10 }, key);
-      return response.data ? unwrap(response.data.instanceLogs) : response.errors[0].extensions;
+    const read = async (containerDir: string) => {
+      const response = await app.gql(LOGS, { id: one.id, tail: 10 }, await keyOf(containerDir));
+      return response.data ? unwrap(response.data.instanceLogs) : response.errors?.[0]?.extensions;
     };
-    expect(await read(oneKey)).toMatchObject({ lines: ["one here"] });
-    expect((await read(twoKey)).code).toBe("FORBIDDEN");
+    // Read with the key the container holds now (a relaunch would have issued a new one).
+    expect(await eventually(async () => ((await read(one.containerDir)).lines ? read(one.containerDir) : undefined))).toMatchObject({ lines: ["one here"] });
+    expect(await eventually(async () => ((await read(two.containerDir)).code === "FORBIDDEN" ? "FORBIDDEN" : undefined))).toBe("FORBIDDEN");
+
+    // The agent answers only requests the API made, for instances of its machine.
+    const forged = await app.gql(
+      `mutation ($id: ID!) { uploadInstanceLogs(instanceId: $id, requestId: "6f1c3a52-2a8f-4a53-9d57-0f4e8f1f5b11", lines: ["forged"]) { __typename ... on Error { code } } }`,
+      { id: one.id },
+      machineKey,
+    );
+    expect(forged.data.uploadInstanceLogs).toMatchObject({ code: "NOT_FOUND" });
   });
 });
