@@ -23,9 +23,17 @@ builder.node(OfferRef, {
     pcieGen: t.exposeInt("pcieGen"),
     pcieBw: t.exposeFloat("pcieBw", { description: "PCIe bandwidth per GPU, GB/s." }),
     cpuName: t.exposeString("cpuName"),
-    cpuCores: t.exposeInt("cpuCores"),
-    cpuRam: t.float({ description: "System RAM, GB.", resolve: (offer) => offer.cpuRam / MB_PER_GB }),
-    diskSpace: t.exposeFloat("diskSpace", { description: "Disk space, GB." }),
+    cpuCores: t.exposeInt("cpuCores", { description: "CPU cores of the machine." }),
+    cpuCoresEffective: t.exposeFloat("cpuCoresEffective", {
+      description: "CPU cores a rental of this offer gets: the machine's cores × numGpus / the machine's GPUs.",
+    }),
+    cpuRam: t.float({
+      description: "System RAM a rental of this offer gets (its share of the machine's, as cpuCoresEffective), GB.",
+      resolve: (offer) => offer.cpuRam / MB_PER_GB,
+    }),
+    diskSpace: t.exposeFloat("diskSpace", {
+      description: "Disk still free on the machine, GB: what a new rental may ask for (disks of instances not destroyed are reserved).",
+    }),
     diskBw: t.exposeFloat("diskBw", { description: "Disk bandwidth, MB/s." }),
     inetUp: t.exposeFloat("inetUp", { description: "Upload bandwidth, Mbps." }),
     inetDown: t.exposeFloat("inetDown", { description: "Download bandwidth, Mbps." }),

@@ -10,10 +10,10 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
-import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
 
@@ -181,9 +181,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      if (data.diskGb > m.diskSpaceGb) {
-        throw new ValidationError([{ path: ["diskGb"], message: `at most the machine's ${m.diskSpaceGb} GB` }]);
-      }
+      const freeDisk = await freeDiskGb(tx, m);
+      if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
       const contracts = kind === "ON_DEMAND" ? (await liveInstances(tx, machineId)).map((instance) => toContract(instance, now)) : [];
@@ -228,6 +227,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
+      } else {
+        await syncOfferDisk(tx, m);
       }
       return { instance, apiKey };
     });
@@ -320,6 +321,8 @@ export function stopInstance(clientId: number, id: number): Promise<Instance> {
 export function destroyInstance(clientId: number, id: number): Promise<Instance> {
   return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
+    // Its disk is free again.
+    await syncOfferDisk(tx, instance.machine);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
     return destroyed;
   });

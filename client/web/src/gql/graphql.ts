@@ -160,13 +160,15 @@ export type OfferOrderField =
   | 'COMPUTE_CAP'
   /** CPU cores of the machine */
   | 'CPU_CORES'
-  /** system RAM, GB */
+  /** CPU cores a rental of the offer gets (its share of the machine's) */
+  | 'CPU_CORES_EFFECTIVE'
+  /** system RAM a rental of the offer gets (its share), GB */
   | 'CPU_RAM'
   /** highest CUDA version the driver supports */
   | 'CUDA_MAX_GOOD'
   /** disk bandwidth, MB/s */
   | 'DISK_BW'
-  /** disk space, GB */
+  /** disk still free on the machine, GB */
   | 'DISK_SPACE'
   /** DLPerf of the offer's GPUs */
   | 'DLPERF'
@@ -604,6 +606,7 @@ export type CreateInstanceMutation = { createInstance:
     | { __typename: 'BidTooLowError', code: string, message: string, minBidPerGpuHour: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'InsufficientBalanceError', code: string, message: string }
+    | { __typename: 'InsufficientDiskError', code: string, message: string }
     | { __typename: 'InsufficientGpusError', code: string, message: string }
     | { __typename: 'MutationCreateInstanceSuccess', data: { instance: { id: string, status: InstanceStatus } } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }
