@@ -15,6 +15,9 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  */
 type Documents = {
     "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n": typeof types.HeaderBalanceDocument,
+    "\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n": typeof types.TrustDocument,
+    "\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.RequestEmailVerificationDocument,
+    "\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.AddCardDocument,
     "\n  query AccountOverview {\n    me {\n      id\n      email\n      balance\n      createdAt\n    }\n    billingSettings {\n      autoBillAmount\n      autoBillThreshold\n      balanceAlertThreshold\n      savedCard\n    }\n  }\n": typeof types.AccountOverviewDocument,
     "\n  mutation AddCredit($amount: Money!, $saveCard: Boolean) {\n    addCredit(amount: $amount, saveCard: $saveCard) {\n      __typename\n      ... on MutationAddCreditSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": typeof types.AddCreditDocument,
     "\n  mutation UpdateBillingSettings($input: BillingSettingsInput!) {\n    updateBillingSettings(input: $input) {\n      __typename\n      ... on MutationUpdateBillingSettingsSuccess {\n        data {\n          autoBillAmount\n          autoBillThreshold\n          balanceAlertThreshold\n          savedCard\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": typeof types.UpdateBillingSettingsDocument,
@@ -57,6 +60,9 @@ type Documents = {
 };
 const documents: Documents = {
     "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n": types.HeaderBalanceDocument,
+    "\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n": types.TrustDocument,
+    "\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.RequestEmailVerificationDocument,
+    "\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.AddCardDocument,
     "\n  query AccountOverview {\n    me {\n      id\n      email\n      balance\n      createdAt\n    }\n    billingSettings {\n      autoBillAmount\n      autoBillThreshold\n      balanceAlertThreshold\n      savedCard\n    }\n  }\n": types.AccountOverviewDocument,
     "\n  mutation AddCredit($amount: Money!, $saveCard: Boolean) {\n    addCredit(amount: $amount, saveCard: $saveCard) {\n      __typename\n      ... on MutationAddCreditSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": types.AddCreditDocument,
     "\n  mutation UpdateBillingSettings($input: BillingSettingsInput!) {\n    updateBillingSettings(input: $input) {\n      __typename\n      ... on MutationUpdateBillingSettingsSuccess {\n        data {\n          autoBillAmount\n          autoBillThreshold\n          balanceAlertThreshold\n          savedCard\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": types.UpdateBillingSettingsDocument,
@@ -116,6 +122,18 @@ export function graphql(source: string): unknown;
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n"): (typeof documents)["\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n"): (typeof documents)["\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
