@@ -25,6 +25,12 @@ import {
 } from "../domain/instances/service.ts";
 import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
+import {
+  InstanceStatus as InstanceStatusValues,
+  IntendedStatus as IntendedStatusValues,
+  LaunchMode as LaunchModeValues,
+  RentalKind as RentalKindValues,
+} from "../prisma/generated/client/client.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
@@ -38,25 +44,25 @@ function templateLocalId(id: string): number {
 }
 import { selection } from "./selection.ts";
 
-const RentalKind = builder.enumType("RentalKind", {
+const RentalKind = builder.enumType(RentalKindValues, {
+  name: "RentalKind",
   description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",
-  values: ["ON_DEMAND", "INTERRUPTIBLE"] as const,
 });
 
-export const LaunchMode = builder.enumType("LaunchMode", {
+export const LaunchMode = builder.enumType(LaunchModeValues, {
+  name: "LaunchMode",
   description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
-  values: ["SSH", "JUPYTER", "ENTRYPOINT"] as const,
 });
 
-const InstanceStatus = builder.enumType("InstanceStatus", {
+const InstanceStatus = builder.enumType(InstanceStatusValues, {
+  name: "InstanceStatus",
   description:
     "SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED.",
-  values: ["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"] as const,
 });
 
-const IntendedStatus = builder.enumType("IntendedStatus", {
+const IntendedStatus = builder.enumType(IntendedStatusValues, {
+  name: "IntendedStatus",
   description: "What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise.",
-  values: ["RUNNING", "STOPPED"] as const,
 });
 
 export const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({

@@ -2,6 +2,7 @@ import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
 import { type OfferRow, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
 import { builder } from "./builder.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 const MB_PER_GB = 1000;
 
@@ -65,7 +66,7 @@ builder.node(OfferRef, {
     endDate: t.expose("endDate", { type: "DateTime", description: "The listing ends then; rentals end by it." }),
     durationDays: t.float({
       description: "Days until endDate.",
-      resolve: (offer) => (offer.endDate.getTime() - Date.now()) / 86_400_000,
+      resolve: (offer) => (offer.endDate.getTime() - Date.now()) / DAY_MS,
     }),
     rentable: t.exposeBoolean("rentable"),
     rented: t.exposeBoolean("rented"),

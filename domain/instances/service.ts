@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -16,6 +16,7 @@ import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
+import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -411,7 +412,7 @@ export async function labelInstance(userId: number, id: number, label: string | 
 }
 
 const listSchema = z.object({
-  status: z.array(z.enum(["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"])).max(7).nullish(),
+  status: z.array(z.enum(InstanceStatus)).max(Object.keys(InstanceStatus).length).nullish(),
   label: z.string().max(64).nullish(),
 });
 
@@ -420,7 +421,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
   const { status, label } = parseInput(listSchema, filter);
   return {
     clientId: userId,
-    status: status?.length ? { in: status as InstanceStatus[] } : { not: "DESTROYED" },
+    status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
 }
@@ -428,7 +429,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
 const MAX_LISTING_DAYS = 365;
 const extendSchema = z.object({
   machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000, `at most ${MAX_LISTING_DAYS} days ahead`),
+  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
 });
 
 /**
