@@ -114,7 +114,7 @@ describe("agent end to end", () => {
     const second = spawnAgent({ api: app.url, key, machineId, stateDir });
     agents.push(second);
     await eventually(async () => (await statusOf(id)) === "RUNNING", 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // several reconcile passes
+    await second.passes(3);
     expect(await processesOf(label, app.url)).toHaveLength(1);
     const launched = (await readFile(starts, "utf8")).trim().split("\n");
     expect(launched).toHaveLength(1);

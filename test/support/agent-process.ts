@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
 import type { TestApp } from "./app.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -10,10 +10,20 @@ export interface AgentProcess {
   child: ChildProcess;
   exited: Promise<number | null>;
   output(): string;
+  /** Resolves once the agent has made `count` more reconcile passes (its debug log says so). */
+  passes(count: number): Promise<void>;
 }
 
-/** The real agent program (agent/cli.ts) with the process runtime, against a real API. */
-export function spawnAgent(options: { api: string; key: string; machineId: number; stateDir: string }): AgentProcess {
+const PASS_LINE = '"msg":"reconcile pass"';
+
+/** The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a real API. */
+export function spawnAgent(options: {
+  api: string;
+  key: string;
+  machineId: number;
+  stateDir: string;
+  runtime?: "process" | "docker";
+}): AgentProcess {
   const child = spawn(
     process.execPath,
     [
@@ -27,7 +37,7 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--machine",
       String(options.machineId),
       "--runtime",
-      "process",
+      options.runtime ?? "process",
       "--state-dir",
       options.stateDir,
       "--poll-seconds",
@@ -37,13 +47,22 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, exited, output: () => output };
+  const passesSoFar = () => output.split(PASS_LINE).length - 1;
+  return {
+    child,
+    exited,
+    output: () => output,
+    async passes(count) {
+      const target = passesSoFar() + count;
+      await vi.waitFor(() => expect(passesSoFar()).toBeGreaterThanOrEqual(target), { timeout: 20_000, interval: 50 });
+    },
+  };
 }
 
 /**
@@ -64,13 +83,14 @@ export async function processesOf(label: string, apiUrl: string): Promise<number
 
 /** Polls `check` until it returns something other than undefined/false. */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return vi.waitFor(
+    async () => {
+      const value = await check();
+      if (value === undefined || value === false) throw new Error("condition not met in time");
+      return value;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
 
 export interface ApiProcess {
@@ -108,11 +128,15 @@ const SPECS = {
 };
 
 /** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
-export async function registerAndList(app: TestApp, hostKey: string): Promise<{ machineId: number; key: string }> {
+export async function registerAndList(
+  app: TestApp,
+  hostKey: string,
+  specs: Partial<typeof SPECS> = {},
+): Promise<{ machineId: number; key: string }> {
   const registered = await app.gql(
     `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
        ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
-    { input: SPECS },
+    { input: { ...SPECS, ...specs } },
     hostKey,
   );
   const { machine, apiKey } = registered.data.registerMachine.data;
