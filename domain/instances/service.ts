@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -16,7 +16,6 @@ import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
-import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -424,37 +423,6 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
     status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
-}
-
-const MAX_LISTING_DAYS = 365;
-const extendSchema = z.object({
-  machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
-});
-
-/**
- * The host moves the listing's end date later, and every contract on the machine that has not
- * ended with it. Contracts that already ended stay ended.
- */
-export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
-  const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
-  if (!owned) throw new NotFoundError("Machine");
-  const machine = await prisma.$transaction(async (tx) => {
-    const locked = (await lockMachineForEvent(tx, owned.id))!;
-    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
-      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
-    }
-    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
-    await tx.instance.updateMany({
-      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
-      data: { endDate: input.endDate },
-    });
-    await syncOffers(tx, owned.id, now);
-    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
-  });
-  await enqueueClearing(owned.id);
-  return machine;
 }
 
 /** The instance on the agent's machine, or NotFound. */
