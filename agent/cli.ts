@@ -26,7 +26,7 @@ async function main() {
   const runtimeName = args.runtime ?? ((await dockerAnswers()) ? "docker" : "process");
   const runtime: Runtime =
     runtimeName === "docker"
-      ? new DockerRuntime(join(stateDir, "docker"), logger)
+      ? new DockerRuntime(join(stateDir, "docker"), logger, { allowNoGpuIsolation: args.allowNoGpuIsolation })
       : new ProcessRuntime(join(stateDir, "processes"), logger);
 
   const agent = startAgent({
@@ -38,6 +38,7 @@ async function main() {
     pollSeconds: args.pollSeconds,
     backoff: { initialMs: 500, maxMs: args.backoffMaxSeconds * 1000 },
     ...(args.containerApiUrl ? { containerApiUrl: args.containerApiUrl } : {}),
+    ...(args.publicAddress ? { publicAddress: args.publicAddress } : {}),
     diskPath: stateDir,
     logger,
   });

@@ -14,6 +14,7 @@ import { logger } from "../infra/logger.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
+import { JUPYTER_PROXY_PREFIX, proxyJupyter } from "./jupyterProxy.ts";
 import { useCompiledExecution } from "./jit.ts";
 
 export interface App {
@@ -43,14 +44,18 @@ function maskError(error: unknown, message: string, isDev?: boolean): Error {
   });
 }
 
-async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string): Promise<Context> {
+async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string, origin: string): Promise<Context> {
   const viewer = await resolveViewer(authorization);
   if (viewer === "invalid") {
     throw new GraphQLError("The API key is unknown or revoked", {
       extensions: { code: new NotAuthenticatedError().code, http: { status: 401 } },
     });
   }
-  return { viewer, clientIp };
+  return { viewer, clientIp, origin };
+}
+
+function originOf(request: IncomingMessage | undefined): string {
+  return `http://${request?.headers.host ?? "127.0.0.1"}`;
 }
 
 function clientIpOf(request: IncomingMessage | undefined): string {
@@ -121,8 +126,8 @@ export function buildApp(): App {
     // A WebSocket operation arrives with the viewer its connection authenticated (onConnect below).
     context: (initial) =>
       "viewer" in initial
-        ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req) }
-        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req)),
+        ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req), origin: originOf(initial.req) }
+        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req), originOf(initial.req)),
     plugins: [
       EnvelopArmorPlugin({
         maxDepth: { n: MAX_QUERY_DEPTH },
@@ -144,6 +149,7 @@ export function buildApp(): App {
       await stripeWebhook(req, res);
       return;
     }
+    if (req.url?.startsWith(JUPYTER_PROXY_PREFIX)) return proxyJupyter(req, res);
     yoga(req, res);
   });
 

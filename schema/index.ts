@@ -8,6 +8,7 @@ import "./sshKey.ts";
 import "./machine.ts";
 import "./offer.ts";
 import "./instance.ts";
+import "./connection.ts";
 import "./template.ts";
 import "./agent.ts";
 import "./billing.ts";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ContainerSpec } from "../agent/runtime.ts";
+import { type ContainerSpec, workloadScript } from "../agent/runtime.ts";
 import { DockerRuntime, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
@@ -27,6 +27,12 @@ switch (args[0]) {
       process.exit(125);
     }
     console.log("0123456789abcdef");
+    break;
+  case "info":
+    console.log('{"runc":{"path":"runc"},"nvidia":{"path":"nvidia-container-runtime"}}');
+    break;
+  case "image":
+    console.log('{"Entrypoint":["/entry"],"Cmd":null}');
     break;
   case "ps":
     process.stdout.write(process.env.FAKE_DOCKER_PS ?? "");
@@ -59,7 +65,13 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   launchMode: "SSH",
   onstart: "echo hello",
   env: { FOO: "bar baz", CONTAINER_API_KEY: "secret-key", CONTAINER_LABEL: "C.34" },
-  ports: ["8081:8081", "8082/udp", "40001:40001"],
+  ports: [
+    { containerPort: 22, protocol: "tcp", hostPort: 40000 },
+    { containerPort: 8082, protocol: "udp", hostPort: 40001 },
+  ],
+  sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 me@laptop"],
+  jupyterToken: null,
+  jupyterBasePath: "/jupyter/34/",
   diskGb: 25,
   numGpus: 2,
   ...overrides,
@@ -92,7 +104,7 @@ describe("docker runtime (fake docker CLI)", () => {
     const runtime = new DockerRuntime(join(dir, "state"), capture);
     await runtime.create(spec());
 
-    const [pull, create] = await calls();
+    const [pull, create] = (await calls()).filter((call) => call.args[0] === "pull" || call.args[0] === "create");
     expect(pull!.args).toEqual(["pull", "demo/image:latest"]);
     expect(lines.filter((line) => line.includes('"msg":"pull"')).map((line) => JSON.parse(line).progress)).toEqual([
       "latest: Pulling from demo/image",
@@ -110,11 +122,13 @@ describe("docker runtime (fake docker CLI)", () => {
       "--env-file",
       join(dir, "state", "C.34.env"),
       "-p",
-      "8081:8081",
+      "40000:22/tcp",
       "-p",
-      "8082/udp",
-      "-p",
-      "40001:40001",
+      "40001:8082/udp",
+      "--mount",
+      `type=bind,source=${join(dir, "state", "ssh", "C.34")},target=/.gm/ssh,readonly`,
+      "--label",
+      "gpu-marketplace.gpus=2",
       "--gpus",
       "2",
       "--storage-opt",
@@ -124,8 +138,11 @@ describe("docker runtime (fake docker CLI)", () => {
       "sh",
       "demo/image:latest",
       "-c",
-      "echo hello\nexec sleep infinity",
+      workloadScript(spec()),
     ]);
+    expect(create!.args.at(-1)).toMatch(/sshd[\s\S]*echo hello\nexec sleep infinity$/);
+    // The keys file the container's sshd reads, mounted read-only.
+    expect(await readFile(join(dir, "state", "ssh", "C.34", "authorized_keys"), "utf8")).toBe(`${spec().sshKeys[0]}\n`);
     // The key is in a private file, never on the command line, and the file is gone afterwards.
     expect(create!.envFile).toBe("FOO=bar baz\nCONTAINER_API_KEY=secret-key\nCONTAINER_LABEL=C.34\n");
     expect(create!.envFileMode).toBe("600");
@@ -169,10 +186,10 @@ describe("docker runtime (fake docker CLI)", () => {
       "",
     ].join("\n");
     expect(await runtime.list()).toEqual([
-      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago" },
-      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago" },
-      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes" },
-      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created" },
+      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", ports: [] },
+      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", ports: [] },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", ports: [] },
+      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", ports: [] },
     ]);
     const ps = (await calls()).find((call) => call.args[0] === "ps")!;
     expect(ps.args).toContain(`label=${LABEL_KEY}`);

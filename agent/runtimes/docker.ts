@@ -1,12 +1,33 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
-import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import {
+  type ContainerInfo,
+  type ContainerSpec,
+  type ContainerState,
+  LaunchRefusedError,
+  type NetIo,
+  type PublishedPort,
+  type Runtime,
+  SSH_KEYS_FILE,
+  workloadScript,
+} from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+/** GPUs the instance rents, and "none" when the engine cannot isolate them (no NVIDIA container toolkit). */
+export const GPUS_KEY = "gpu-marketplace.gpus";
+export const GPU_ISOLATION_KEY = "gpu-marketplace.gpu-isolation";
+
+export interface DockerRuntimeOptions {
+  /**
+   * Run GPU instances on an engine that cannot hand out GPUs (tests, demos): without `--gpus`, saying
+   * so in the container's environment (GPU_ISOLATION=none) and labels. Otherwise such launches are refused.
+   */
+  allowNoGpuIsolation?: boolean;
+}
 
 /**
  * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
@@ -15,13 +36,34 @@ export const INSTANCE_KEY = "gpu-marketplace.instance-id";
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
 
+  private gpuSupport: Promise<boolean> | null = null;
+
   constructor(
     private readonly dir: string,
     private readonly logger: Logger,
+    private readonly options: DockerRuntimeOptions = {},
   ) {}
 
   private marker(label: string) {
     return join(this.dir, "stopped", label);
+  }
+
+  private keysDir(label: string) {
+    return join(this.dir, "ssh", label);
+  }
+
+  /**
+   * Whether `--gpus` can work here: docker hands GPUs out through the NVIDIA container toolkit's
+   * hook (or an "nvidia" runtime); without it `docker start` fails with `could not select device driver`.
+   */
+  containerGpus(): Promise<boolean> {
+    this.gpuSupport ??= (async () => {
+      const hook = await run("sh", ["-c", "command -v nvidia-container-runtime-hook || command -v nvidia-container-toolkit"]);
+      if (hook.code === 0) return true;
+      const runtimes = await run("docker", ["info", "--format", "{{json .Runtimes}}"]);
+      return runtimes.code === 0 && /"nvidia"/.test(runtimes.stdout);
+    })();
+    return this.gpuSupport;
   }
 
   async list(): Promise<ContainerInfo[]> {
@@ -32,38 +74,71 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${LABEL_KEY}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Ports}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status] = line.split("\t");
+      const [label, instanceId, dockerState, status, ports] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
-      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}) });
+      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}), ports: parseDockerPorts(ports ?? "") });
     }
     return found;
   }
 
   async create(spec: ContainerSpec): Promise<void> {
+    const gpus = spec.numGpus > 0 ? await this.containerGpus() : true;
+    if (!gpus && !this.options.allowNoGpuIsolation) {
+      throw new Error("this machine's Docker engine cannot hand out GPUs (no NVIDIA container toolkit): the host must install it");
+    }
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    const pulled = await run("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    if (pulled.code !== 0) {
+      const reason = pulled.stderr.trim();
+      // The image the client named does not exist or is not theirs to pull: not the host's fault.
+      if (/not found|manifest unknown|pull access denied|unauthorized|invalid reference|repository does not exist|denied/i.test(reason)) {
+        throw new LaunchRefusedError(`the image ${spec.image} could not be pulled: ${reason}`);
+      }
+      throw new Error(`docker pull failed (exit ${pulled.code}): ${reason}`);
+    }
+    const command = spec.launchMode === "ENTRYPOINT" ? await this.imageCommand(spec.image) : null;
+    await this.setSshKeys(spec.label, spec.sshKeys);
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const envFile = join(this.dir, `${spec.label}.env`);
     await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
     try {
-      const withDisk = await run("docker", createArgs(spec, envFile, true));
+      const context: CreateContext = { envFile, keysDir: this.keysDir(spec.label), gpuIsolation: gpus, imageHasCommand: command !== false };
+      const withDisk = await run("docker", createArgs(spec, context, true));
       if (withDisk.code === 0) return;
       // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
       if (!/storage-opt|storage option/i.test(withDisk.stderr)) {
         throw new Error(`docker create failed (exit ${withDisk.code}): ${withDisk.stderr.trim()}`);
       }
       this.logger.warn({ label: spec.label, reason: withDisk.stderr.trim() }, "disk size limit unsupported by the storage driver; creating without it");
-      await runOk("docker", createArgs(spec, envFile, false));
+      await runOk("docker", createArgs(spec, context, false));
     } finally {
       await rm(envFile, { force: true });
     }
+  }
+
+  /** Whether the image has an ENTRYPOINT or CMD of its own (docker refuses to create one that has neither). */
+  private async imageCommand(image: string): Promise<boolean> {
+    const config = JSON.parse(await runOk("docker", ["image", "inspect", "--format", "{{json .Config}}", image])) as {
+      Entrypoint?: string[] | null;
+      Cmd?: string[] | null;
+    };
+    return Boolean(config.Entrypoint?.length || config.Cmd?.length);
+  }
+
+  async setSshKeys(label: string, keys: string[]): Promise<void> {
+    const dir = this.keysDir(label);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Written whole and renamed into place: sshd never reads half a file.
+    const file = join(dir, "authorized_keys");
+    await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
+    await rename(`${file}.new`, file);
   }
 
   async start(label: string): Promise<void> {
@@ -89,6 +164,7 @@ export class DockerRuntime implements Runtime {
     await this.stop(label, graceSeconds);
     await runOk("docker", ["rm", "--force", "--volumes", label]);
     await rm(this.marker(label), { force: true });
+    await rm(this.keysDir(label), { recursive: true, force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
@@ -116,7 +192,20 @@ export function envFileText(env: Record<string, string>): string {
     .join("");
 }
 
-export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean): string[] {
+interface CreateContext {
+  envFile: string;
+  /** Host directory holding the container's authorized_keys, mounted read-only at SSH_KEYS_FILE's directory. */
+  keysDir: string;
+  /** Whether the engine can hand out GPUs (`--gpus`). */
+  gpuIsolation: boolean;
+  /** ENTRYPOINT mode: whether the image has an ENTRYPOINT or CMD. */
+  imageHasCommand: boolean;
+}
+
+/** Keeps the image's entrypoint when it has none and no onstart was given: the instance serves until stopped. */
+const SERVE_UNTIL_STOPPED = "exec sleep infinity";
+
+export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimit: boolean): string[] {
   const args = [
     "create",
     "--name",
@@ -126,19 +215,38 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     "--label",
     `${INSTANCE_KEY}=${spec.instanceId}`,
     "--env-file",
-    envFile,
-    ...spec.ports.flatMap((port) => ["-p", port]),
+    context.envFile,
+    ...spec.ports.flatMap((port) => ["-p", `${port.hostPort}:${port.containerPort}/${port.protocol}`]),
   ];
-  if (spec.numGpus > 0) args.push("--gpus", String(spec.numGpus));
+  if (spec.launchMode === "SSH") {
+    args.push("--mount", `type=bind,source=${context.keysDir},target=${SSH_KEYS_FILE.slice(0, SSH_KEYS_FILE.lastIndexOf("/"))},readonly`);
+  }
+  if (spec.numGpus > 0) {
+    args.push("--label", `${GPUS_KEY}=${spec.numGpus}`);
+    if (context.gpuIsolation) args.push("--gpus", String(spec.numGpus));
+    // No toolkit: nothing isolates the GPUs, and the container and `docker inspect` say so.
+    else args.push("--label", `${GPU_ISOLATION_KEY}=none`, "--env", "GPU_ISOLATION=none");
+  }
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
-  if (spec.launchMode === "ENTRYPOINT") {
+  if (spec.launchMode === "ENTRYPOINT" && context.imageHasCommand) {
     // The image's own entrypoint and command.
     args.push(spec.image);
   } else {
+    const script = spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec);
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));
+    args.push("--init", "--entrypoint", "sh", spec.image, "-c", script);
   }
   return args;
+}
+
+/** `docker ps` Ports, "0.0.0.0:40000->22/tcp, :::40000->22/tcp": each mapping once (IPv4 and IPv6 bindings are one). */
+export function parseDockerPorts(text: string): PublishedPort[] {
+  const ports: PublishedPort[] = [];
+  for (const match of text.matchAll(/:(\d+)->(\d+)\/(tcp|udp)/g)) {
+    const port: PublishedPort = { containerPort: Number(match[2]), protocol: match[3] as "tcp" | "udp", hostPort: Number(match[1]) };
+    if (!ports.some((p) => p.containerPort === port.containerPort && p.protocol === port.protocol && p.hostPort === port.hostPort)) ports.push(port);
+  }
+  return ports;
 }
 
 const UNITS: Record<string, number> = {

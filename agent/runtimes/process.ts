@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, sshdScript, workloadScript } from "../runtime.ts";
 
 /**
  * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
@@ -38,7 +38,7 @@ export class ProcessRuntime implements Runtime {
     const found: ContainerInfo[] = [];
     for (const label of labels) {
       const spec = await this.readSpec(label);
-      if (spec) found.push({ label, instanceId: spec.instanceId, ...(await this.inspect(label)) });
+      if (spec) found.push({ label, instanceId: spec.instanceId, ...(await this.inspect(label)), ports: spec.ports });
     }
     return found;
   }
@@ -73,6 +73,7 @@ export class ProcessRuntime implements Runtime {
   async create(spec: ContainerSpec): Promise<void> {
     await mkdir(this.path(spec.label), { recursive: true, mode: 0o700 });
     await writeFile(this.path(spec.label, "spec.json"), JSON.stringify(spec), { mode: 0o600 });
+    await this.setSshKeys(spec.label, spec.sshKeys);
   }
 
   async start(label: string): Promise<void> {
@@ -83,7 +84,7 @@ export class ProcessRuntime implements Runtime {
     await rm(this.path(label, "stopped"), { force: true });
     await rm(this.path(label, "exit.json"), { force: true });
     const output = openSync(this.path(label, "output.log"), "a", 0o600);
-    const child = spawn("sh", ["-c", spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec)], {
+    const child = spawn("sh", ["-c", spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : this.script(spec)], {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: process.env.LANG ?? "C.UTF-8", ...spec.env },
@@ -112,6 +113,25 @@ export class ProcessRuntime implements Runtime {
     await pidWritten;
     child.unref();
     this.logger.info({ label, pid }, "process started");
+  }
+
+  /** SSH mode: a real sshd of its own on the port mapped to 22, in the instance's process group. No Jupyter here. */
+  private script(spec: ContainerSpec): string {
+    const ssh = spec.ports.find((port) => port.containerPort === 22 && port.protocol === "tcp");
+    const server = spec.launchMode === "SSH" && ssh ? sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label)) : "";
+    return workloadScript(spec, server);
+  }
+
+  /** Processes share the host's devices: no GPU is handed out to one. */
+  async containerGpus(): Promise<boolean> {
+    return false;
+  }
+
+  async setSshKeys(label: string, keys: string[]): Promise<void> {
+    await mkdir(this.path(label), { recursive: true, mode: 0o700 });
+    const file = this.path(label, "authorized_keys");
+    await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
+    await rename(`${file}.new`, file);
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {

@@ -1,6 +1,8 @@
 import { prisma } from "../../infra/db.ts";
 import type { InstanceStatus, LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { jupyterPath } from "../instances/connection.ts";
+import { type PortMapping, portMappingsOf } from "../instances/ports.ts";
 import { containerLabel } from "../instances/service.ts";
 import type { Viewer } from "../viewer.ts";
 
@@ -28,6 +30,13 @@ export interface AssignmentView {
   onstart: string | null;
   env: { key: string; value: string }[];
   ports: string[];
+  /** Each container port and the external port it was given (null: an identity port the agent maps). */
+  portMappings: PortMapping[];
+  /** OpenSSH public key lines that may log in as root (SSH mode). */
+  sshKeys: string[];
+  /** JUPYTER mode: the Jupyter server's token and its base path. */
+  jupyterToken: string | null;
+  jupyterBasePath: string;
   diskGb: number;
   numGpus: number;
   preemptGraceSeconds: number;
@@ -55,7 +64,11 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
     select: {
       assignmentsRevision: true,
       preemptGraceSeconds: true,
-      instances: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
+      instances: {
+        where: { status: { not: "DESTROYED" } },
+        orderBy: { id: "asc" },
+        include: { portMappings: true, sshKeys: { select: { publicKey: true }, orderBy: { id: "asc" } } },
+      },
     },
   });
   if (!machine) throw new NotFoundError("Machine");
@@ -71,6 +84,10 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
       onstart: instance.onstart || null,
       env: instance.env as { key: string; value: string }[],
       ports: instance.ports,
+      portMappings: portMappingsOf(instance, instance.portMappings),
+      sshKeys: instance.sshKeys.map((key) => key.publicKey),
+      jupyterToken: instance.jupyterToken,
+      jupyterBasePath: jupyterPath(instance.id),
       diskGb: instance.diskGb,
       numGpus: instance.numGpus,
       // Set when the auction took its GPUs; a stop by its owner uses the host's setting.

@@ -5,6 +5,7 @@ import type { Instance, InstanceStatus } from "../../prisma/generated/client/cli
 import { type UsageCharge, recordUsage } from "../billing/usage.ts";
 import { ForbiddenError, NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
+import { reportedPortsSchema } from "../instances/connection.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
@@ -46,6 +47,8 @@ const reportSchema = z.object({
   instanceId: z.number().int().positive(),
   status: z.enum(["RUNNING", "EXITED", "STOPPED", "FAILED"]),
   message: z.string().max(1000).nullish(),
+  ports: reportedPortsSchema.nullish(),
+  clientError: z.boolean().nullish(),
 });
 
 /** The instance on the agent's own machine, or NotFound; other keys are refused. */
@@ -61,16 +64,28 @@ async function instanceOfAgent(viewer: Viewer, instanceId: number): Promise<{ id
 
 export async function reportInstanceState(
   viewer: Viewer,
-  input: { instanceId: number; status: ReportedState; message?: string | null },
+  input: {
+    instanceId: number;
+    status: ReportedState;
+    message?: string | null;
+    ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[] | null;
+    clientError?: boolean | null;
+  },
 ): Promise<Instance> {
-  const { instanceId, status, message } = parseInput(reportSchema, input);
+  const { instanceId, status, message, ports, clientError } = parseInput(reportSchema, input);
   const target = await instanceOfAgent(viewer, instanceId);
   // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
   const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
-  if (status !== "FAILED" && eventForReport(seen.status, status) === null) return seen;
+  const portsChanged = ports != null && JSON.stringify(ports) !== JSON.stringify(seen.reportedPorts);
+  if (status !== "FAILED" && eventForReport(seen.status, status) === null && !portsChanged) return seen;
   return changeInstance({ id: target.id }, async (tx, current, now) => {
     const event = eventForReport(current.status, status);
-    if (status === "FAILED") {
+    // The mappings the container got, once it runs: what the owner's connection details show.
+    if (ports != null) {
+      current = { ...current, ...(await tx.instance.update({ where: { id: current.id }, data: { reportedPorts: ports } })) };
+    }
+    // A launch refused because of what the client asked for (image, command) is not the host's fault.
+    if (status === "FAILED" && !clientError) {
       // A failed assignment counts against the machine's reliability (reliability.ts).
       await tx.$executeRawUnsafe(
         `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,

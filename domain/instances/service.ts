@@ -9,12 +9,13 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { chunkSizes, syncDirectPorts, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { parseInput } from "../validation.ts";
 import type { Viewer } from "../viewer.ts";
 import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
+import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
 
 /*
@@ -215,11 +216,14 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, now);
+      await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
+      } else {
+        await syncDirectPorts(tx, m);
       }
       return { instance, apiKey };
     });
@@ -245,7 +249,7 @@ function isUniqueViolation(error: unknown): boolean {
  * Who may act on an instance: its owner's account key, or the instance's own key for itself only.
  * Machine keys act for their agent, never for the client.
  */
-function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
+export function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
   if (viewer.scope === "INSTANCE" && viewer.instanceId !== instanceId) throw new ForbiddenError("An instance key controls only its own instance");
   if (viewer.scope === "MACHINE") throw new ForbiddenError();
   return { id: instanceId, clientId: viewer.userId };
@@ -312,6 +316,8 @@ export function destroyInstance(viewer: Viewer, id: number): Promise<Instance> {
   return changeInstance(where, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
+    await releasePorts(tx, instance.id);
+    await syncDirectPorts(tx, instance.machine);
     return destroyed;
   });
 }
