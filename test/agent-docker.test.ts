@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type ContainerSpec, workloadScript } from "../agent/runtime.ts";
-import { DockerRuntime, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
+import { AGENT_KEY, DockerRuntime, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
 // file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
@@ -52,6 +52,8 @@ switch (args[0]) {
 let dir: string;
 let log: string;
 const logger = pino({ level: "silent" });
+/** The engine's name for a label: scoped to the runtime's state directory. */
+const name = (label: string) => new DockerRuntime(join(dir, "state"), logger).containerName(label);
 const calls = async () =>
   (await readFile(log, "utf8").catch(() => ""))
     .split("\n")
@@ -114,7 +116,9 @@ describe("docker runtime (fake docker CLI)", () => {
     expect(create!.args).toEqual([
       "create",
       "--name",
-      "C.34",
+      name("C.34"),
+      "--label",
+      `${AGENT_KEY}=${runtime.scope}`,
       "--label",
       `${LABEL_KEY}=C.34`,
       "--label",
@@ -173,9 +177,9 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_STOP_FAILS = "1";
     await runtime.stop("C.35", 3);
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "7", "C.34"],
-      ["stop", "-t", "3", "C.35"],
-      ["kill", "C.35"],
+      ["stop", "-t", "7", name("C.34")],
+      ["stop", "-t", "3", name("C.35")],
+      ["kill", name("C.35")],
     ]);
 
     process.env.FAKE_DOCKER_PS = [
@@ -192,7 +196,7 @@ describe("docker runtime (fake docker CLI)", () => {
       { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", ports: [] },
     ]);
     const ps = (await calls()).find((call) => call.args[0] === "ps")!;
-    expect(ps.args).toContain(`label=${LABEL_KEY}`);
+    expect(ps.args).toContain(`label=${AGENT_KEY}=${runtime.scope}`);
 
     // Starting clears the "stopped as asked" mark.
     await runtime.start("C.34");
@@ -204,9 +208,9 @@ describe("docker runtime (fake docker CLI)", () => {
     await runtime.remove("C.34", 5);
     expect(await runtime.netIo("C.34")).toEqual({ rxBytes: 1_200_000n, txBytes: 3_400n });
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "5", "C.34"],
-      ["rm", "--force", "--volumes", "C.34"],
-      ["stats", "--no-stream", "--format", "{{.NetIO}}", "C.34"],
+      ["stop", "-t", "5", name("C.34")],
+      ["rm", "--force", "--volumes", name("C.34")],
+      ["stats", "--no-stream", "--format", "{{.NetIO}}", name("C.34")],
     ]);
   });
 });

@@ -86,7 +86,7 @@ describe("process runtime", () => {
     expect(stopped - term).toBeGreaterThanOrEqual(1400);
     expect(stopped - asked).toBeLessThan(3000);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped" }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", ports: [] }]);
   });
 
   it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {
@@ -121,7 +121,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3" });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", ports: [] });
     await runtime.remove("C.4", 0);
   });
 
@@ -134,8 +134,8 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running" },
-      { label: "C.6", instanceId: "Instance:6", state: "created" },
+      { label: "C.5", instanceId: "Instance:5", state: "running", ports: [] },
+      { label: "C.6", instanceId: "Instance:6", state: "created", ports: [] },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");

@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
 import {
@@ -16,6 +17,8 @@ import {
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
+/** Which agent made it (a hash of its state directory): agents sharing an engine never touch each other's containers. */
+export const AGENT_KEY = "gpu-marketplace.agent";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
 /** GPUs the instance rents, and "none" when the engine cannot isolate them (no NVIDIA container toolkit). */
 export const GPUS_KEY = "gpu-marketplace.gpus";
@@ -30,7 +33,8 @@ export interface DockerRuntimeOptions {
 }
 
 /**
- * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
+ * The docker CLI as the runtime. Containers are named by their label and the agent's scope
+ * ("C.34-1a2b3c4d": names are unique per engine, and several agents may share one). Docker does not
  * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
  */
 export class DockerRuntime implements Runtime {
@@ -42,7 +46,17 @@ export class DockerRuntime implements Runtime {
     private readonly dir: string,
     private readonly logger: Logger,
     private readonly options: DockerRuntimeOptions = {},
-  ) {}
+  ) {
+    this.scope = createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 8);
+  }
+
+  /** This agent's containers carry it in AGENT_KEY and in their names. */
+  readonly scope: string;
+
+  /** The engine's name for the container `label`. */
+  containerName(label: string): string {
+    return `${label}-${this.scope}`;
+  }
 
   private marker(label: string) {
     return join(this.dir, "stopped", label);
@@ -72,7 +86,7 @@ export class DockerRuntime implements Runtime {
       "--all",
       "--no-trunc",
       "--filter",
-      `label=${LABEL_KEY}`,
+      `label=${AGENT_KEY}=${this.scope}`,
       "--format",
       `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Ports}}`,
     ]);
@@ -109,7 +123,14 @@ export class DockerRuntime implements Runtime {
     const envFile = join(this.dir, `${spec.label}.env`);
     await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
     try {
-      const context: CreateContext = { envFile, keysDir: this.keysDir(spec.label), gpuIsolation: gpus, imageHasCommand: command !== false };
+      const context: CreateContext = {
+        name: this.containerName(spec.label),
+        scope: this.scope,
+        envFile,
+        keysDir: this.keysDir(spec.label),
+        gpuIsolation: gpus,
+        imageHasCommand: command !== false,
+      };
       const withDisk = await run("docker", createArgs(spec, context, true));
       if (withDisk.code === 0) return;
       // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
@@ -143,17 +164,17 @@ export class DockerRuntime implements Runtime {
 
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", label]);
+    await runOk("docker", ["start", this.containerName(label)]);
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), label]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), this.containerName(label)]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", label]);
+      const killed = await run("docker", ["kill", this.containerName(label)]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -162,13 +183,13 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", label]);
+    await runOk("docker", ["rm", "--force", "--volumes", this.containerName(label)]);
     await rm(this.marker(label), { force: true });
     await rm(this.keysDir(label), { recursive: true, force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", label]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", this.containerName(label)]));
   }
 }
 
@@ -193,6 +214,9 @@ export function envFileText(env: Record<string, string>): string {
 }
 
 interface CreateContext {
+  /** The engine's name for it, and the agent's scope label. */
+  name: string;
+  scope: string;
   envFile: string;
   /** Host directory holding the container's authorized_keys, mounted read-only at SSH_KEYS_FILE's directory. */
   keysDir: string;
@@ -209,7 +233,9 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
   const args = [
     "create",
     "--name",
-    spec.label,
+    context.name,
+    "--label",
+    `${AGENT_KEY}=${context.scope}`,
     "--label",
     `${LABEL_KEY}=${spec.label}`,
     "--label",

@@ -19,6 +19,8 @@ const typeDefs = /* GraphQL */ `
   enum LaunchMode { SSH JUPYTER ENTRYPOINT }
   enum ReportedInstanceState { RUNNING EXITED STOPPED FAILED }
   type EnvVar { key: String! value: String! }
+  type AssignedPort { containerPort: Int! protocol: String! hostPort: Int }
+  input PortMappingInput { containerPort: Int! protocol: String! hostPort: Int! }
   type Assignment {
     instanceId: ID!
     containerLabel: String!
@@ -28,6 +30,10 @@ const typeDefs = /* GraphQL */ `
     onstart: String
     env: [EnvVar!]!
     ports: [String!]!
+    portMappings: [AssignedPort!]!
+    sshKeys: [String!]!
+    jupyterToken: String
+    jupyterBasePath: String!
     diskGb: Int!
     numGpus: Int!
     preemptGraceSeconds: Int!
@@ -56,10 +62,17 @@ const typeDefs = /* GraphQL */ `
     gpuMemoryUsedMb: [Int!]
     cpuLoad: Float
     diskFreeGb: Float
+    containerGpus: Boolean
   }
   type Mutation {
-    reportInstanceState(instanceId: ID!, status: ReportedInstanceState!, message: String): MutationReportInstanceStateResult!
-    machineHeartbeat(machineId: ID!, metrics: MachineMetricsInput): MutationMachineHeartbeatResult!
+    reportInstanceState(
+      instanceId: ID!
+      status: ReportedInstanceState!
+      message: String
+      ports: [PortMappingInput!]
+      clientError: Boolean
+    ): MutationReportInstanceStateResult!
+    machineHeartbeat(machineId: ID!, metrics: MachineMetricsInput, publicAddress: String): MutationMachineHeartbeatResult!
     reportUsage(instanceId: ID!, rxBytes: String!, txBytes: String!): MutationReportUsageResult!
     issueContainerApiKey(instanceId: ID!): MutationIssueContainerApiKeyResult!
   }

@@ -10,8 +10,15 @@ export interface AgentProcess {
   output(): string;
 }
 
-/** The real agent program (agent/cli.ts) with the process runtime, against a real API. */
-export function spawnAgent(options: { api: string; key: string; machineId: number; stateDir: string }): AgentProcess {
+/** The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a real API. */
+export function spawnAgent(options: {
+  api: string;
+  key: string;
+  machineId: number;
+  stateDir: string;
+  runtime?: "process" | "docker";
+  extraArgs?: string[];
+}): AgentProcess {
   const child = spawn(
     process.execPath,
     [
@@ -25,7 +32,7 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--machine",
       String(options.machineId),
       "--runtime",
-      "process",
+      options.runtime ?? "process",
       "--state-dir",
       options.stateDir,
       "--poll-seconds",
@@ -34,6 +41,7 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "1",
       "--backoff-max-seconds",
       "1",
+      ...(options.extraArgs ?? []),
     ],
     { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
   );
