@@ -23,6 +23,9 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         sshKeys
         jupyterToken
         jupyterBasePath
+        args
+        rebootCount
+        recycleCount
         diskGb
         numGpus
         preemptGraceSeconds
@@ -47,6 +50,9 @@ const assignmentSchema = z.object({
   sshKeys: z.array(z.string()),
   jupyterToken: z.string().nullable(),
   jupyterBasePath: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, "a URL path"),
+  args: z.array(z.string()),
+  rebootCount: z.number().int().nonnegative(),
+  recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),
   numGpus: z.number().int().nonnegative(),
   preemptGraceSeconds: z.number().int().nonnegative(),

@@ -1,3 +1,4 @@
+import { rename, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 
 /**
@@ -27,6 +28,9 @@ export interface ContainerInfo {
   detail?: string;
   /** Its port mappings as the runtime has them (read back, so a restarted agent reports them unchanged). */
   ports: PublishedPort[];
+  /** The assignment's recycleCount it was created at, and the rebootCount it was last (re)started at. */
+  recycleCount: number;
+  rebootCount: number;
 }
 
 export interface ContainerSpec {
@@ -43,8 +47,12 @@ export interface ContainerSpec {
   /** JUPYTER mode: the server's token and base URL path. */
   jupyterToken: string | null;
   jupyterBasePath: string;
+  /** ENTRYPOINT mode: arguments to the entrypoint. */
+  args: string[];
   diskGb: number;
   numGpus: number;
+  recycleCount: number;
+  rebootCount: number;
 }
 
 /** A launch that cannot work because of what the client asked for (the image, its command): reported, not held against the host. */
@@ -67,6 +75,8 @@ export interface Runtime {
   /** Makes the container without starting it (pulls the image first where there is one). */
   create(spec: ContainerSpec): Promise<void>;
   start(label: string): Promise<void>;
+  /** Stops it (with the grace period) if it runs and starts it again, keeping its data; records `rebootCount`. */
+  restart(label: string, graceSeconds: number, rebootCount: number): Promise<void>;
   /** SIGTERM, then SIGKILL once `graceSeconds` have passed; resolves when it no longer runs. */
   stop(label: string, graceSeconds: number): Promise<void>;
   /** Stops it (with the grace period) if it runs, then deletes it. */
@@ -77,6 +87,12 @@ export interface Runtime {
   setSshKeys(label: string, keys: string[]): Promise<void>;
   /** Whether it can hand GPUs to containers (isolated, each its own). */
   containerGpus(): Promise<boolean>;
+}
+
+/** Writes an authorized_keys file whole and renames it into place: sshd never reads half a file. */
+export async function writeAuthorizedKeys(file: string, keys: string[]): Promise<void> {
+  await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
+  await rename(`${file}.new`, file);
 }
 
 /** Where a container finds its authorized_keys (the runtime mounts or writes it there). */

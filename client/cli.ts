@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ApiError, createClient, NetworkError } from "./client.ts";
 import { type Command, type CommandContext, type Io, UsageError } from "./command.ts";
 import { changeBid, createInstance, destroyInstance, showInstances, startInstance, stopInstance, watchInstance } from "./commands/instances.ts";
+import { showBids, showOrderBook } from "./commands/bids.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
 import { priceHistory } from "./commands/market.ts";
@@ -21,6 +22,8 @@ export const COMMANDS: Command[] = [
   stopInstance,
   destroyInstance,
   changeBid,
+  showBids,
+  showOrderBook,
   watchInstance,
   searchTemplates,
   createTemplate,

@@ -3,20 +3,22 @@ import { hash, verify } from "@node-rs/argon2";
 import { z } from "zod";
 import { prisma } from "../infra/db.ts";
 import { Prisma } from "../prisma/generated/client/client.ts";
-import { type IssuedKey, issueApiKey } from "./apiKeys.ts";
+import { type IssuedKey, issueApiKey, issueSessionKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
 import { consumeLoginAttempt, consumeSignup } from "./rateLimit.ts";
 import { parseInput } from "./validation.ts";
 
 /** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (argon2id is the library's default algorithm). */
-const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+export const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 
-const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
-const signupInput = z.object({ email, password: z.string().min(8).max(256) });
+export const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
+/** What signup, a password change and a reset accept as a new password. */
+export const newPassword = z.string().min(8).max(256);
+const signupInput = z.object({ email, password: newPassword });
 // Every stored password met the signup rules; login only bounds the hashing work one attempt can cause.
 const loginInput = z.object({ email, password: z.string().min(1).max(256) });
 
-/** A signed-up or logged-in account with its new full-account key. */
+/** A signed-up account with its first full-account key, or a logged-in one with its session key. */
 export interface Session {
   userId: number;
   key: IssuedKey;
@@ -53,7 +55,7 @@ function duplicateEmail(): ConflictError {
 let dummyHash: Promise<string> | undefined;
 
 /**
- * Checks the password and issues a new full-account key. Rate-limited per email and per client
+ * Checks the password and issues a session key (every permission, expiring 30 days after its last use). Rate-limited per email and per client
  * address before any hashing. An unknown email costs the same argon2 verification as a known one
  * (against a hash of a random secret), so response times do not reveal which accounts exist.
  */
@@ -64,6 +66,6 @@ export async function login(input: { email: string; password: string }, clientIp
   dummyHash ??= hash(randomBytes(32).toString("base64"), ARGON2);
   const valid = await verify(user?.passwordHash ?? (await dummyHash), password);
   if (!user || !valid) throw new InvalidCredentialsError();
-  const key = await issueApiKey(prisma, { userId: user.id, name: "login", scope: "ACCOUNT" });
+  const key = await issueSessionKey(prisma, user.id, "login");
   return { userId: user.id, key };
 }

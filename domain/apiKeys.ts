@@ -1,17 +1,20 @@
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import type { ApiKeyScope } from "../prisma/generated/client/client.ts";
+import { ApiKeyPermission, type ApiKeyScope } from "../prisma/generated/client/client.ts";
 import type { Tx } from "../infra/db.ts";
+import { keyPermissions } from "./authorization.ts";
 import { NotFoundError } from "./errors.ts";
-import { parseInput } from "./validation.ts";
+import { MAX_INT4, parseInput } from "./validation.ts";
 import type { Viewer } from "./viewer.ts";
 
 const KEY_PREFIX = "gmk_";
-/** lastUsedAt is refreshed at most this often, so authenticating stays a read on most requests. */
+/** lastUsedAt (and a session's expiry) is refreshed at most this often, so authenticating stays a read on most requests. */
 const LAST_USED_PRECISION_MS = 60_000;
+/** A session key expires this long after its last use. */
+export const SESSION_TTL_MS = 30 * 86_400_000;
 
 /** A database id as the API takes it: a positive 32-bit integer. */
-export const recordId = z.number().int().positive().max(2_147_483_647);
+export const recordId = z.number().int().positive().max(MAX_INT4);
 
 export function hashApiKey(token: string): string {
   return createHash("sha256").update(token).digest("hex");
@@ -31,7 +34,15 @@ export function newApiKeySecret(): { token: string; prefix: string; hash: string
 
 export async function issueApiKey(
   db: Tx,
-  input: { userId: number; name: string; scope: ApiKeyScope; machineId?: number; instanceId?: number },
+  input: {
+    userId: number;
+    name: string;
+    scope: ApiKeyScope;
+    machineId?: number;
+    instanceId?: number;
+    permissions?: ApiKeyPermission[];
+    expiresAt?: Date | null;
+  },
 ): Promise<IssuedKey> {
   const { token, prefix, hash } = newApiKeySecret();
   const key = await db.apiKey.create({
@@ -41,6 +52,8 @@ export async function issueApiKey(
       scope: input.scope,
       machineId: input.machineId ?? null,
       instanceId: input.instanceId ?? null,
+      permissions: input.permissions ?? keyPermissions(null),
+      expiresAt: input.expiresAt ?? null,
       prefix,
       hash,
     },
@@ -49,27 +62,71 @@ export async function issueApiKey(
   return { id: key.id, token };
 }
 
-/** The viewer for a bearer token, or null when the key is unknown or revoked. */
-export async function authenticateApiKey(db: Tx, token: string): Promise<Viewer | null> {
+/** A new session key for a password just checked: every permission, expiring unless used. */
+export function issueSessionKey(db: Tx, userId: number, name: string, now = new Date()): Promise<IssuedKey> {
+  return issueApiKey(db, { userId, name, scope: "SESSION", expiresAt: new Date(now.getTime() + SESSION_TTL_MS) });
+}
+
+/** The keys that no longer authenticate anything at `now`. */
+export function refusedKeysWhere(now: Date) {
+  return { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
+}
+
+/**
+ * The viewer for a bearer token, or null when the key is unknown, revoked or expired. Using a
+ * session key moves its expiry forward (to the minute).
+ */
+export async function authenticateApiKey(db: Tx, token: string, now = new Date()): Promise<Viewer | null> {
   if (!token.startsWith(KEY_PREFIX) || token.length > 128) return null;
   const key = await db.apiKey.findUnique({
     where: { hash: hashApiKey(token) },
-    select: { id: true, userId: true, scope: true, machineId: true, instanceId: true, revokedAt: true, lastUsedAt: true },
+    select: {
+      id: true,
+      userId: true,
+      scope: true,
+      machineId: true,
+      instanceId: true,
+      permissions: true,
+      revokedAt: true,
+      expiresAt: true,
+      lastUsedAt: true,
+    },
   });
-  if (!key || key.revokedAt) return null;
-  const now = new Date();
+  if (!key || key.revokedAt || (key.expiresAt && key.expiresAt <= now)) return null;
   if (!key.lastUsedAt || now.getTime() - key.lastUsedAt.getTime() > LAST_USED_PRECISION_MS) {
-    await db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: now }, select: { id: true } });
+    const expiresAt = key.scope === "SESSION" ? new Date(now.getTime() + SESSION_TTL_MS) : undefined;
+    await db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: now, expiresAt }, select: { id: true } });
   }
-  return { userId: key.userId, keyId: key.id, scope: key.scope, machineId: key.machineId, instanceId: key.instanceId };
+  return {
+    userId: key.userId,
+    keyId: key.id,
+    scope: key.scope,
+    machineId: key.machineId,
+    instanceId: key.instanceId,
+    permissions: key.permissions,
+  };
 }
 
-const createInput = z.object({ name: z.string().trim().min(1).max(100) });
+const createInput = z.object({
+  name: z.string().trim().min(1).max(100),
+  permissions: z.array(z.enum(ApiKeyPermission)).max(10).nullish(),
+  expiresAt: z
+    .date()
+    .refine((date) => date.getTime() > Date.now(), "must be in the future")
+    .nullish(),
+});
 
-/** A new full-account key for the user; machine and instance keys are issued by their own services. */
-export async function createAccountApiKey(db: Tx, userId: number, input: { name: string }): Promise<IssuedKey> {
-  const { name } = parseInput(createInput, input);
-  return issueApiKey(db, { userId, name, scope: "ACCOUNT" });
+/**
+ * A new account key for the user, with the permissions named (all of them when none are; READ
+ * always) and an optional expiry. Machine, instance and session keys are issued by their own services.
+ */
+export async function createAccountApiKey(
+  db: Tx,
+  userId: number,
+  input: { name: string; permissions?: ApiKeyPermission[] | null; expiresAt?: Date | null },
+): Promise<IssuedKey> {
+  const { name, permissions, expiresAt } = parseInput(createInput, input);
+  return issueApiKey(db, { userId, name, scope: "ACCOUNT", permissions: keyPermissions(permissions), expiresAt });
 }
 
 /**

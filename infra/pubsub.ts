@@ -23,6 +23,10 @@ export type Events = {
   balance: [userId: number, event: { immediate: boolean; meteredUntil?: number }];
   /** The desired state of the machine's instances changed (or may have: subscribers refetch it). */
   assignments: [machineId: number, event: { machineId: number }];
+  /** Bids of the account whose standing or price to win a clearing changed. */
+  bids: [userId: number, event: { instanceIds: number[] }];
+  /** A clearing of the machine committed: its order book may have changed (one event per clearing). */
+  orderBook: [machineId: number, event: { machineId: number }];
 };
 export type EventKey = keyof Events;
 export type EventPayload<K extends EventKey> = Events[K][1];

@@ -1,12 +1,12 @@
 import {
   type AssignmentView,
   type MachineAssignmentsView,
-  assertMachineAgent,
   machineAssignments,
 } from "../domain/agent/assignments.ts";
 import { machineHeartbeat } from "../domain/agent/liveness.ts";
 import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
+import { agentMachine } from "../domain/authorization.ts";
 import { IllegalTransitionError } from "../domain/errors.ts";
 import type { PortMapping } from "../domain/instances/ports.ts";
 import { issueContainerApiKey } from "../domain/instances/service.ts";
@@ -57,6 +57,9 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     sshKeys: t.exposeStringList("sshKeys", { description: "OpenSSH public keys that may log in as root; changes reach the running container." }),
     jupyterToken: t.exposeString("jupyterToken", { nullable: true, description: "JUPYTER mode: the server's token." }),
     jupyterBasePath: t.exposeString("jupyterBasePath", { description: "JUPYTER mode: the server's base URL path (the API proxies it)." }),
+    args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments after the image." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "A container started at a lower count is restarted (its data kept)." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
     diskGb: t.exposeInt("diskGb"),
     numGpus: t.exposeInt("numGpus"),
     preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
@@ -84,15 +87,13 @@ const MachineAssignmentsRef = builder.objectRef<MachineAssignmentsView>("Machine
 });
 
 builder.subscriptionField("assignments", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: MachineAssignmentsRef,
-    authScopes: { authenticated: true },
     description:
       "For the machine's agent (its MACHINE key): the machine's whole desired state on subscribe, then the whole state again after every change. Level-triggered: a reconnecting agent loses nothing.",
     args: { machineId: t.arg.globalID({ required: true }) },
     subscribe: (_root, args, ctx) => {
-      const machineId = localId(args.machineId, "Machine", "machineId");
-      assertMachineAgent(ctx.viewer!, machineId);
+      const machineId = agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId"));
       return eventStream("assignments", machineId, { merge: (a) => a });
     },
     // Refetched for every event: the state is level-triggered, so coalesced events lose nothing.
@@ -160,9 +161,8 @@ builder.prismaObjectFields("Machine", (t) => ({
 }));
 
 builder.mutationField("reportInstanceState", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: InstanceRef,
-    authScopes: { authenticated: true },
     description:
       "The agent's report of a container's state (MACHINE key of the instance's machine). LOADING becomes RUNNING only through a RUNNING report; a repeated report changes nothing.",
     errors: { types: [IllegalTransitionError] },
@@ -176,7 +176,7 @@ builder.mutationField("reportInstanceState", (t) =>
       }),
     },
     resolve: (_root, args, ctx) =>
-      reportInstanceState(ctx.viewer!, {
+      reportInstanceState(ctx.viewer.machineId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         status: args.status,
         message: args.message,
@@ -189,9 +189,8 @@ builder.mutationField("reportInstanceState", (t) =>
 builder.mutationField("machineHeartbeat", (t) =>
   // A plain field over the updated row: agents select only __typename, and a planned Prisma query
   // for that would be an empty select, which Prisma refuses.
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: MachineRef,
-    authScopes: { authenticated: true },
     description: `Liveness and metrics from the machine's agent (its MACHINE key). Without a heartbeat for MACHINE_OFFLINE_AFTER_SECONDS the machine goes offline; the next one brings it back.`,
     errors: {},
     args: {
@@ -200,7 +199,7 @@ builder.mutationField("machineHeartbeat", (t) =>
       publicAddress: t.arg.string({ description: "The address the agent sees itself at; renters connect to it unless the host declared one." }),
     },
     resolve: (_root, args, ctx) =>
-      machineHeartbeat(ctx.viewer!, localId(args.machineId, "Machine", "machineId"), args.metrics, undefined, args.publicAddress),
+      machineHeartbeat(agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId")), args.metrics, undefined, args.publicAddress),
   }),
 );
 
@@ -214,9 +213,8 @@ const UsageReportRef = builder.objectRef<UsageCharge>("UsageReport").implement({
 });
 
 builder.mutationField("reportUsage", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: UsageReportRef,
-    authScopes: { authenticated: true },
     description:
       "The container's bandwidth counters since it started, as decimal strings (MACHINE key of the instance's machine). Only growth is charged, so a repeated report never double counts.",
     errors: {},
@@ -226,7 +224,7 @@ builder.mutationField("reportUsage", (t) =>
       txBytes: t.arg.string({ required: true, description: "Bytes sent." }),
     },
     resolve: (_root, args, ctx) =>
-      reportUsage(ctx.viewer!, {
+      reportUsage(ctx.viewer.machineId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         rxBytes: args.rxBytes,
         txBytes: args.txBytes,
@@ -235,14 +233,13 @@ builder.mutationField("reportUsage", (t) =>
 );
 
 builder.mutationField("issueContainerApiKey", (t) =>
-  t.field({
+  t.withAuth({ agent: true }).field({
     type: IssuedApiKeyRef,
-    authScopes: { authenticated: true },
     description:
       "A fresh INSTANCE-scoped key for the container's environment (CONTAINER_API_KEY), revoking the previous one. MACHINE key of the instance's machine only.",
     errors: {},
     args: { instanceId: t.arg.globalID({ required: true }) },
     resolve: async (_root, args, ctx) =>
-      (await issueContainerApiKey(ctx.viewer!, localId(args.instanceId, "Instance", "instanceId"))).apiKey,
+      (await issueContainerApiKey(ctx.viewer.machineId, localId(args.instanceId, "Instance", "instanceId"))).apiKey,
   }),
 );

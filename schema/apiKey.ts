@@ -1,13 +1,20 @@
-import { createAccountApiKey, revokeApiKey } from "../domain/apiKeys.ts";
+import { createAccountApiKey, refusedKeysWhere, revokeApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
-import { ApiKeyScope } from "../prisma/generated/client/client.ts";
+import { ApiKeyPermission, ApiKeyScope } from "../prisma/generated/client/client.ts";
 import { builder } from "./builder.ts";
 import { globalId, localId } from "./ids.ts";
 import { selection } from "./selection.ts";
 
 const ApiKeyScopeEnum = builder.enumType(ApiKeyScope, {
   name: "ApiKeyScope",
-  description: "What a key may do: the whole account, one machine's agent, or one instance's container.",
+  description:
+    "What a key acts for: the account with its permissions (ACCOUNT), the account by a login (SESSION: every permission, expires 30 days after its last use), one machine's agent (MACHINE), or one instance's container (INSTANCE).",
+});
+
+export const ApiKeyPermissionEnum = builder.enumType(ApiKeyPermission, {
+  name: "ApiKeyPermission",
+  description:
+    "What an ACCOUNT key may do. READ: see everything of the account (every key has it; alone it makes a read-only key). INSTANCES: rent and control instances. BILLING: payments and billing settings. MACHINES: register and list machines. KEYS: API keys, SSH keys and the password.",
 });
 
 export const ApiKeyRef = builder.prismaNode("ApiKey", {
@@ -18,6 +25,17 @@ export const ApiKeyRef = builder.prismaNode("ApiKey", {
     name: t.exposeString("name"),
     prefix: t.exposeString("prefix", { description: "The key's first characters, to tell keys apart." }),
     scope: t.expose("scope", { type: ApiKeyScopeEnum }),
+    permissions: t.field({
+      type: [ApiKeyPermissionEnum],
+      select: { scope: true, permissions: true },
+      description: "What an ACCOUNT or SESSION key may do; empty for MACHINE and INSTANCE keys, which act for one machine or instance.",
+      resolve: (key) => (key.scope === "ACCOUNT" || key.scope === "SESSION" ? key.permissions : []),
+    }),
+    expiresAt: t.expose("expiresAt", {
+      type: "DateTime",
+      nullable: true,
+      description: "The key is refused from then on (and its WebSocket connections closed); a SESSION key's moves forward as it is used.",
+    }),
     machineId: t.id({
       nullable: true,
       description: "The machine a MACHINE key belongs to.",
@@ -52,36 +70,51 @@ export const IssuedApiKeyRef = builder.objectRef<{ id: number; token: string }>(
 });
 
 builder.queryField("apiKeys", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: ["ApiKey"],
-    authScopes: { account: true },
-    description: "The account's API keys of every scope, revoked ones included, newest first.",
+    description: "The account's API keys of every scope, revoked and expired ones included, newest first.",
     resolve: (query, _root, _args, ctx) =>
-      prisma.apiKey.findMany({ ...query, where: { userId: ctx.viewer!.userId }, orderBy: { id: "desc" } }),
+      prisma.apiKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "desc" } }),
+  }),
+);
+
+builder.queryField("sessions", (t) =>
+  t.withAuth({ permission: "READ" }).prismaField({
+    type: ["ApiKey"],
+    description: "The account's live SESSION keys (one per login), most recently used first; `revokeApiKey` ends one.",
+    resolve: (query, _root, _args, ctx) =>
+      prisma.apiKey.findMany({
+        ...query,
+        where: { userId: ctx.viewer.userId, scope: "SESSION", NOT: refusedKeysWhere(new Date()) },
+        orderBy: [{ lastUsedAt: { sort: "desc", nulls: "last" } }, { id: "desc" }],
+      }),
   }),
 );
 
 builder.mutationField("createApiKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "KEYS" }).field({
     type: IssuedApiKeyRef,
-    authScopes: { account: true },
-    description: "Issues a full-account key.",
-    args: { name: t.arg.string({ required: true }) },
+    description: "Issues an ACCOUNT key with the permissions named (all of them when none are; READ always), optionally expiring.",
+    args: {
+      name: t.arg.string({ required: true }),
+      permissions: t.arg({ type: [ApiKeyPermissionEnum], description: "Such as [READ] for a read-only key; all when omitted." }),
+      expiresAt: t.arg({ type: "DateTime", description: "When the key stops working; never when omitted." }),
+    },
     errors: {},
-    resolve: (_root, { name }, ctx) => createAccountApiKey(prisma, ctx.viewer!.userId, { name }),
+    resolve: (_root, args, ctx) => createAccountApiKey(prisma, ctx.viewer.userId, args),
   }),
 );
 
 builder.mutationField("revokeApiKey", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "KEYS" }).prismaField({
     type: "ApiKey",
-    authScopes: { account: true },
-    description: "Revokes one of the account's keys: requests with it fail at once, and WebSocket connections it opened are closed (4403) within seconds.",
+    description:
+      "Revokes one of the account's keys (a session too): requests with it fail at once, and WebSocket connections it opened are closed (4403) within seconds.",
     args: { id: t.arg.globalID({ required: true }) },
     errors: {},
     resolve: async (query, _root, { id }, ctx) => {
       const keyId = localId(id, "ApiKey");
-      await revokeApiKey(prisma, ctx.viewer!.userId, keyId);
+      await revokeApiKey(prisma, ctx.viewer.userId, keyId);
       return prisma.apiKey.findUniqueOrThrow({ ...selection(query), where: { id: keyId } });
     },
   }),

@@ -1,5 +1,6 @@
 import { chargeLines, earningsDays, invoiceItems } from "../domain/billing/statements.ts";
-import { createCheckout } from "../domain/payments/checkout.ts";
+import { type SpendLimitView, spendLimitOf } from "../domain/billing/spendLimit.ts";
+import { createCardSetup, createCheckout } from "../domain/payments/checkout.ts";
 import { billingSettings, setPayoutAccount, updateBillingSettings } from "../domain/payments/settings.ts";
 import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
 import { prisma } from "../infra/db.ts";
@@ -24,14 +25,56 @@ const CheckoutSessionRef = builder
   });
 
 builder.mutationField("addCredit", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: CheckoutSessionRef,
-    authScopes: { account: true },
     description:
       "Starts a card payment of `amount` ($5 to $10,000, whole cents) on Stripe Checkout. The balance is credited when Stripe confirms the payment (a `balance` event follows at once). With `saveCard`, the card is kept for auto-billing.",
     errors: { types: [PaymentsUnavailableError] },
     args: { amount: t.arg({ type: "Money", required: true }), saveCard: t.arg.boolean({ defaultValue: false }) },
-    resolve: (_root, args, ctx) => createCheckout(ctx.viewer!.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
+    resolve: (_root, args, ctx) => createCheckout(ctx.viewer.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
+  }),
+);
+
+builder.mutationField("addCard", (t) =>
+  t.withAuth({ permission: "BILLING" }).field({
+    type: CheckoutSessionRef,
+    description:
+      "Starts Stripe Checkout in setup mode: the user enters a card without paying. When Stripe confirms it, the card is kept for auto-billing and debit settlement and counts as verified (see spendLimit); with a verified email the account then receives its free test credit, once per card and address.",
+    errors: { types: [PaymentsUnavailableError] },
+    resolve: (_root, _args, ctx) => createCardSetup(ctx.viewer.userId),
+  }),
+);
+
+const SpendTierEnum = builder.enumType("SpendTier", {
+  description:
+    "Spend rate limit tiers. NEW: email not verified. EMAIL_VERIFIED. CARD_VERIFIED: email and a card verified. ESTABLISHED: verified, and an account old enough that has paid enough: no limit.",
+  values: ["NEW", "EMAIL_VERIFIED", "CARD_VERIFIED", "ESTABLISHED"] as const,
+});
+
+const SpendTierStepRef = builder.objectRef<NonNullable<SpendLimitView["next"]>>("SpendTierStep").implement({
+  description: "The next tier and what the account still lacks for it.",
+  fields: (t) => ({
+    tier: t.field({ type: SpendTierEnum, resolve: (step) => step.tier }),
+    limitPerHour: t.field({ type: "Money", nullable: true, description: "Null: no limit.", resolve: (step) => step.limitMicrosPerHour }),
+    requirements: t.exposeStringList("requirements"),
+  }),
+});
+
+const SpendLimitRef = builder.objectRef<SpendLimitView>("SpendLimit").implement({
+  description: "What the account's rentals may cost per hour in total (GPUs and disk of every instance that wants to run).",
+  fields: (t) => ({
+    tier: t.field({ type: SpendTierEnum, resolve: (view) => view.tier }),
+    limitPerHour: t.field({ type: "Money", nullable: true, description: "Null: no limit.", resolve: (view) => view.limitMicrosPerHour }),
+    currentPerHour: t.field({ type: "Money", description: "What the account's rentals cost now.", resolve: (view) => view.currentMicrosPerHour }),
+    next: t.field({ type: SpendTierStepRef, nullable: true, description: "What raises the limit; null at the top tier.", resolve: (view) => view.next }),
+  }),
+});
+
+builder.queryField("spendLimit", (t) =>
+  t.withAuth({ permission: "READ" }).field({
+    type: SpendLimitRef,
+    description: "The account's spend rate limit: its tier, the limit, what its rentals cost now, and what raises it.",
+    resolve: (_root, _args, ctx) => spendLimitOf(prisma, ctx.viewer.userId),
   }),
 );
 
@@ -56,10 +99,9 @@ const BillingSettingsRef = builder.objectRef<Awaited<ReturnType<typeof billingSe
 });
 
 builder.queryField("billingSettings", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
-    resolve: (_root, _args, ctx) => billingSettings(ctx.viewer!.userId),
+    resolve: (_root, _args, ctx) => billingSettings(ctx.viewer.userId),
   }),
 );
 
@@ -74,23 +116,21 @@ const BillingSettingsInput = builder.inputType("BillingSettingsInput", {
 });
 
 builder.mutationField("updateBillingSettings", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
     errors: {},
     args: { input: t.arg({ type: BillingSettingsInput, required: true }) },
-    resolve: (_root, { input }, ctx) => updateBillingSettings(ctx.viewer!.userId, input),
+    resolve: (_root, { input }, ctx) => updateBillingSettings(ctx.viewer.userId, input),
   }),
 );
 
 builder.mutationField("setPayoutAccount", (t) =>
-  t.field({
+  t.withAuth({ permission: "BILLING" }).field({
     type: BillingSettingsRef,
-    authScopes: { account: true },
     description: 'Where weekly host payouts go: a Stripe Connect account id ("acct_..."), or null for none (payouts are then skipped).',
     errors: {},
     args: { accountId: t.arg.string() },
-    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer!.userId, args.accountId ?? null),
+    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer.userId, args.accountId ?? null),
   }),
 );
 
@@ -113,13 +153,12 @@ const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[
 });
 
 builder.queryField("charges", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [ChargeLineRef],
-    authScopes: { account: true },
     description: "The caller's charges on the days from `from` to `to`, per instance, day and category, itemized.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), instanceId: t.arg.globalID() },
     resolve: (_root, args, ctx) =>
-      chargeLines(ctx.viewer!.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
+      chargeLines(ctx.viewer.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
   }),
 );
 
@@ -136,13 +175,12 @@ const EarningsRef = builder.objectRef<Awaited<ReturnType<typeof earningsDays>>[n
 });
 
 builder.queryField("earnings", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [EarningsRef],
-    authScopes: { account: true },
     description: "The caller's host earnings on the days from `from` to `to`, per machine and day.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), machineId: t.arg.globalID() },
     resolve: (_root, args, ctx) =>
-      earningsDays(ctx.viewer!.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
+      earningsDays(ctx.viewer.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
   }),
 );
 
@@ -160,13 +198,12 @@ const InvoiceItemRef = builder.objectRef<Awaited<ReturnType<typeof invoiceItems>
 });
 
 builder.queryField("invoices", (t) =>
-  t.field({
+  t.withAuth({ permission: "READ" }).field({
     type: [InvoiceItemRef],
-    authScopes: { account: true },
     description:
       "The caller's payments (pending and failed ones too), credits and adjustments, refunds and payouts from `from` to `to`, newest first.",
     args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }) },
-    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer!.userId, { from: args.from, to: args.to }),
+    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer.userId, { from: args.from, to: args.to }),
   }),
 );
 
@@ -185,11 +222,10 @@ builder.prismaObject("Payout", {
 });
 
 builder.queryField("payouts", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: ["Payout"],
-    authScopes: { account: true },
     description: "The caller's last 100 payouts, newest first.",
     resolve: (query, _root, _args, ctx) =>
-      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer!.userId }, orderBy: { id: "desc" }, take: 100 }),
+      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer.userId }, orderBy: { id: "desc" }, take: 100 }),
   }),
 );

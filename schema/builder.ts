@@ -4,11 +4,17 @@ import ErrorsPlugin from "@pothos/plugin-errors";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { authScopeAnswers } from "../domain/authorization.ts";
 import { AppError, ForbiddenError, NotAuthenticatedError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import { prisma } from "../infra/db.ts";
 import type PrismaTypes from "../prisma/generated/pothos-types.ts";
 import { getDatamodel } from "../prisma/generated/pothos-types.ts";
 import type { Context } from "../api/context.ts";
+import type { Viewer } from "../domain/viewer.ts";
+import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
+
+/** The context of a field whose scopes passed: a key was presented. */
+type Authenticated = Context & { viewer: Viewer };
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -20,11 +26,22 @@ export const builder = new SchemaBuilder<{
     /** US dollars as an exact decimal string; integer micro-dollars inside. */
     Money: { Input: bigint; Output: bigint };
   };
+  /** Answered by domain/authorization.ts, which says which key may do what. */
   AuthScopes: {
-    /** Any valid key: account, machine or instance scoped. */
+    /** Any valid key. */
     authenticated: boolean;
-    /** A full-account key. */
-    account: boolean;
+    /** An account or session key holding this permission. */
+    permission: ApiKeyPermission;
+    /** A machine's agent (its MACHINE key). */
+    agent: boolean;
+    /** This instance's own key. */
+    instanceKey: number;
+  };
+  AuthContexts: {
+    authenticated: Authenticated;
+    permission: Authenticated;
+    agent: Authenticated & { viewer: { machineId: number } };
+    instanceKey: Authenticated;
   };
 }>({
   defaultFieldNullability: false,
@@ -34,10 +51,7 @@ export const builder = new SchemaBuilder<{
     // A subscription's scopes are checked when it starts, not again for each event: a connection's
     // key does not change, and a metering tick runs every balance subscription at once.
     authorizeOnSubscribe: true,
-    authScopes: (context) => ({
-      authenticated: context.viewer !== null,
-      account: context.viewer?.scope === "ACCOUNT",
-    }),
+    authScopes: (context) => authScopeAnswers(context.viewer),
     unauthorizedError: (_parent, context) =>
       context.viewer ? new ForbiddenError() : new NotAuthenticatedError(),
   },

@@ -1,3 +1,4 @@
+import { readsAccount } from "../domain/authorization.ts";
 import { ConflictError } from "../domain/errors.ts";
 import { attachSshKey, type ConnectionView, connectionView, detachSshKey } from "../domain/instances/connection.ts";
 import { builder } from "./builder.ts";
@@ -49,9 +50,7 @@ builder.prismaObjectFields("Instance", (t) => ({
     description: "How to reach it: public host, SSH port, mapped ports, Jupyter URL. Its owner only; null until the agent has reported the container's ports.",
     select: { id: true, clientId: true, status: true, launchMode: true, jupyterToken: true, reportedPorts: true, machine: { select: { publicAddress: true, reportedAddress: true } } },
     resolve: (instance, _args, ctx) =>
-      ctx.viewer && ctx.viewer.scope !== "MACHINE" && ctx.viewer.userId === instance.clientId
-        ? connectionView(instance, instance.machine, ctx.origin)
-        : null,
+      readsAccount(ctx.viewer, instance.clientId) ? connectionView(instance, instance.machine, ctx.origin) : null,
   }),
   sshKeys: t.relation("sshKeys", {
     description: "The keys that may log in as root: the account's keys at launch, then those attached.",
@@ -60,26 +59,24 @@ builder.prismaObjectFields("Instance", (t) => ({
 }));
 
 builder.mutationField("attachSshKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: InstanceRef,
-    authScopes: { authenticated: true },
     description: "Lets an OpenSSH public key log in to the instance as root; a running container gets it within seconds, without a restart.",
     errors: { types: [ConflictError] },
     args: { instanceId: t.arg.globalID({ required: true }), publicKey: t.arg.string({ required: true }) },
     resolve: (_root, args, ctx) =>
-      attachSshKey(ctx.viewer!, { instanceId: localId(args.instanceId, "Instance", "instanceId"), publicKey: args.publicKey }),
+      attachSshKey(ctx.viewer.userId, { instanceId: localId(args.instanceId, "Instance", "instanceId"), publicKey: args.publicKey }),
   }),
 );
 
 builder.mutationField("detachSshKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: InstanceRef,
-    authScopes: { authenticated: true },
     description: "Stops a key (an id from Instance.sshKeys) logging in to the instance; a running container drops it within seconds.",
     errors: {},
     args: { instanceId: t.arg.globalID({ required: true }), sshKeyId: t.arg.globalID({ required: true }) },
     resolve: (_root, args, ctx) =>
-      detachSshKey(ctx.viewer!, {
+      detachSshKey(ctx.viewer.userId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         sshKeyId: localId(args.sshKeyId, "InstanceSshKey", "sshKeyId"),
       }),

@@ -9,6 +9,8 @@ import "./machine.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";
+import "./bid.ts";
+import "./orderBook.ts";
 import "./template.ts";
 import "./agent.ts";
 import "./billing.ts";

@@ -1,6 +1,6 @@
 import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
 import {
   type CreatedInstance,
   changeBid,
@@ -10,9 +10,13 @@ import {
   extendMachineEndDate,
   instancesWhere,
   labelInstance,
+  rebootInstance,
+  recycleInstance,
   startInstance,
   stopInstance,
+  updateInstance,
 } from "../domain/instances/service.ts";
+import { seesInstance } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
@@ -69,8 +73,7 @@ export const InstanceRef = builder.prismaNode("Instance", {
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
   // reports, by its machine).
-  authScopes: (instance, ctx) =>
-    instance.clientId === ctx.viewer?.userId || (ctx.viewer?.scope === "MACHINE" && ctx.viewer.machineId === instance.machineId),
+  authScopes: (instance, ctx) => seesInstance(ctx.viewer, instance),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
@@ -98,6 +101,8 @@ export const InstanceRef = builder.prismaNode("Instance", {
     env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
     ports: t.exposeStringList("ports"),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "How many times rebootInstance was asked." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "How many times the container was asked to be recreated (recycleInstance, updateInstance)." }),
     templateId: t.globalID({
       nullable: true,
       description: "The template it was launched from, if any.",
@@ -141,6 +146,13 @@ builder.objectType(BidTooLowError, {
   name: "BidTooLowError",
   interfaces: [ErrorInterface],
   fields: (t) => ({ minBidPerGpuHour: t.field({ type: "Money", resolve: (error) => error.minBidMicros }) }),
+});
+
+builder.objectType(InsufficientBalanceError, {
+  name: "InsufficientBalanceError",
+  description: "The account's balance is zero or below (and it is not in debit mode): add credit first.",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ balance: t.field({ type: "Money", resolve: (error) => error.balanceMicros }) }),
 });
 
 const EnvVarInput = builder.inputType("EnvVarInput", {
@@ -187,13 +199,12 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 });
 
 builder.mutationField("createInstance", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
-    authScopes: { account: true },
-    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError] },
+    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError] },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      createInstance(ctx.viewer!.userId, {
+      createInstance(ctx.viewer.userId, {
         ...input,
         offerId: String(input.offerId).replace(/^Offer:/, ""),
         templateId: input.templateId == null ? null : templateLocalId(String(input.templateId)),
@@ -201,91 +212,115 @@ builder.mutationField("createInstance", (t) =>
   }),
 );
 
-const lifecycleMutations = { startInstance, stopInstance, destroyInstance } as const;
+/** The owner's INSTANCES permission, or the instance's own key for itself; the resolver validates the id. */
+const ownerOrOwnKey = (_root: unknown, args: Record<string, unknown>) => {
+  const id = args.id as { typename: string; id: string };
+  return { permission: "INSTANCES" as const, instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
+};
+
+const lifecycleMutations = { startInstance, stopInstance, destroyInstance, rebootInstance, recycleInstance } as const;
 const lifecycleDescriptions = {
   startInstance: "Starts a stopped instance: it waits in SCHEDULING until its GPUs are free. On a live instance, a no-op.",
   stopInstance: "Stops the instance and releases its GPUs; the disk is kept (and charged).",
   destroyInstance: "Destroys the instance and its disk; final.",
+  rebootInstance:
+    "Restarts the container of a LOADING or RUNNING instance; its data is kept. The instance is LOADING until the agent has it running again.",
+  recycleInstance:
+    "Recreates the container from a fresh pull of its image, on the same GPUs and machine; data in the container is lost. A running instance is LOADING until the agent has it running again; one that is not running is recreated when it next runs.",
 } as const;
 
 for (const [name, mutate] of Object.entries(lifecycleMutations)) {
   builder.mutationField(name, (t) =>
-    t.field({
+    // The instance's own key may do these for its own instance; the resolver validates the id.
+    t.withAuth(ownerOrOwnKey).field({
       type: InstanceRef,
-      // The instance's own key may do these for its own instance (see domain/instances/service.ts).
-      authScopes: { authenticated: true },
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
-      errors: { types: [IllegalTransitionError] },
+      errors: { types: name === "startInstance" ? [IllegalTransitionError, InsufficientBalanceError] : [IllegalTransitionError] },
       args: { id: t.arg.globalID({ required: true }) },
       // The row the service wrote; selected relations are loaded by Pothos' fallback query.
-      resolve: (_root, args, ctx) => mutate(ctx.viewer!, localId(args.id, "Instance")),
+      resolve: (_root, args, ctx) => mutate(ctx.viewer.userId, localId(args.id, "Instance")),
     }),
   );
 }
 
-builder.mutationField("changeBid", (t) =>
-  t.field({
+const UpdateInstanceInput = builder.inputType("UpdateInstanceInput", {
+  description: "Each field given replaces the instance's; at least one is needed.",
+  fields: (t) => ({
+    image: t.string({ description: "A Docker image reference." }),
+    env: t.field({ type: [EnvVarInput], description: "The whole new environment." }),
+    onstart: t.string({ description: "At most 4,048 characters." }),
+    args: t.stringList({ description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+  }),
+});
+
+builder.mutationField("updateInstance", (t) =>
+  t.withAuth(ownerOrOwnKey).field({
     type: InstanceRef,
-    authScopes: { account: true },
+    description: "Changes the instance's image, env, onstart or args, applied by recycling it (see recycleInstance): the container's data is lost.",
+    errors: { types: [IllegalTransitionError] },
+    args: { id: t.arg.globalID({ required: true }), input: t.arg({ type: UpdateInstanceInput, required: true }) },
+    resolve: (_root, args, ctx) => updateInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.input),
+  }),
+);
+
+builder.mutationField("changeBid", (t) =>
+  t.withAuth({ permission: "INSTANCES" }).field({
+    type: InstanceRef,
     description: "Sets a new bid per GPU-hour for an interruptible instance; it ranks as placed now.",
     errors: { types: [BidTooLowError, IllegalTransitionError] },
     args: { instanceId: t.arg.globalID({ required: true }), pricePerGpuHour: t.arg({ type: "Money", required: true }) },
     resolve: (_root, args, ctx) =>
-      changeBid(ctx.viewer!.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
+      changeBid(ctx.viewer.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
   }),
 );
 
 builder.mutationField("labelInstance", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: InstanceRef,
-    authScopes: { account: true },
     description: "Sets the instance's label; null or empty clears it.",
     errors: {},
     args: { id: t.arg.globalID({ required: true }), label: t.arg.string() },
-    resolve: (_root, args, ctx) => labelInstance(ctx.viewer!.userId, localId(args.id, "Instance"), args.label ?? null),
+    resolve: (_root, args, ctx) => labelInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.label ?? null),
   }),
 );
 
 builder.mutationField("extendMachineEndDate", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
-    authScopes: { account: true },
     description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
     errors: {},
     args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
     resolve: async (query, _root, args, ctx) => {
-      const machine = await extendMachineEndDate(ctx.viewer!.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
+      const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
       return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
     },
   }),
 );
 
 builder.queryField("instances", (t) =>
-  t.prismaConnection({
+  t.withAuth({ permission: "READ" }).prismaConnection({
     type: "Instance",
     cursor: "id",
-    authScopes: { account: true },
     description: "The caller's instances, newest first; destroyed ones only when `status` asks for them.",
     args: { status: t.arg({ type: [InstanceStatus] }), label: t.arg.string() },
     resolve: (query, _root, args, ctx) =>
       prisma.instance.findMany({
         ...query,
-        where: instancesWhere(ctx.viewer!.userId, { status: args.status, label: args.label }),
+        where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }),
         orderBy: { id: "desc" },
       }),
   }),
 );
 
 builder.queryField("instance", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: "Instance",
-    authScopes: { account: true },
     description: "One of the caller's instances; another account's id is NOT_FOUND.",
     args: { id: t.arg.globalID({ required: true }) },
     resolve: async (query, _root, args, ctx) => {
       const id = localId(args.id, "Instance");
       const instance = Number.isSafeInteger(id)
-        ? await prisma.instance.findFirst({ ...query, where: { id, clientId: ctx.viewer!.userId } })
+        ? await prisma.instance.findFirst({ ...query, where: { id, clientId: ctx.viewer.userId } })
         : null;
       if (!instance) throw new NotFoundError("Instance");
       return instance;
@@ -294,14 +329,13 @@ builder.queryField("instance", (t) =>
 );
 
 builder.subscriptionField("instanceStatus", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: "Instance",
-    authScopes: { account: true },
     description:
       "The instance (or, without `instanceId`, each of the caller's instances that are not destroyed) as it is now, then again after every change of its status or status message.",
     args: { instanceId: t.arg.globalID() },
     subscribe: async (_root, args, ctx) => {
-      const userId = ctx.viewer!.userId;
+      const userId = ctx.viewer.userId;
       const only = args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null;
       if (only !== null && !(await prisma.instance.findFirst({ where: { id: only, clientId: userId }, select: { id: true } }))) {
         throw new NotFoundError("Instance");
@@ -315,6 +349,6 @@ builder.subscriptionField("instanceStatus", (t) =>
       });
     },
     resolve: (query, instanceId: number, _args, ctx) =>
-      prisma.instance.findFirstOrThrow({ ...query, where: { id: instanceId, clientId: ctx.viewer!.userId } }),
+      prisma.instance.findFirstOrThrow({ ...query, where: { id: instanceId, clientId: ctx.viewer.userId } }),
   }),
 );

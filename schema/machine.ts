@@ -1,6 +1,7 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
 import { listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { enqueueClearing } from "../domain/auction/service.ts";
+import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import type { Machine } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
@@ -22,7 +23,7 @@ export const MachineRef = builder.prismaNode("Machine", {
   id: { field: "id" },
   description: "A host's GPU machine: its specs and its listing. Only its host sees it.",
   // Defence in depth: every path to a machine already filters by host.
-  authScopes: (machine, ctx) => machine.hostId === ctx.viewer?.userId,
+  authScopes: (machine, ctx) => seesMachine(ctx.viewer, machine),
   fields: (t) => ({
     gpuName: t.exposeString("gpuName"),
     numGpus: t.exposeInt("numGpus"),
@@ -126,15 +127,14 @@ const RegisterMachinePayload = builder
   });
 
 builder.mutationField("registerMachine", (t) =>
-  t.field({
+  t.withAuth({ permission: "MACHINES" }).field({
     type: RegisterMachinePayload,
     description:
       "Registers a machine by its specs; it starts unverified and unlisted. Returns its agent's MACHINE-scoped key, shown once.",
-    authScopes: { account: true },
     errors: {},
     args: { input: t.arg({ type: RegisterMachineInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      prisma.$transaction((tx) => registerMachine(tx, ctx.viewer!.userId, input)),
+      prisma.$transaction((tx) => registerMachine(tx, ctx.viewer.userId, input)),
   }),
 );
 
@@ -159,41 +159,38 @@ const ListMachineInput = builder.inputType("ListMachineInput", {
 });
 
 builder.mutationField("listMachine", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
     description:
       "Lists (or relists) the machine: its offers appear in search at once. Existing rentals keep their terms.",
-    authScopes: { account: true },
     errors: {},
     args: { input: t.arg({ type: ListMachineInput, required: true }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => listMachine(tx, ctx.viewer!.userId, { ...input, machineId })).then(enqueueClearingAfter);
+      return prisma.$transaction((tx) => listMachine(tx, ctx.viewer.userId, { ...input, machineId })).then(enqueueClearingAfter);
     },
   }),
 );
 
 builder.mutationField("unlistMachine", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
     description:
       "Withdraws the machine's offers from search. Existing rentals keep running.",
-    authScopes: { account: true },
     errors: {},
     args: { machineId: t.arg.globalID({ required: true }) },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => unlistMachine(tx, ctx.viewer!.userId, machineId)).then(enqueueClearingAfter);
+      return prisma.$transaction((tx) => unlistMachine(tx, ctx.viewer.userId, machineId)).then(enqueueClearingAfter);
     },
   }),
 );
 
 builder.mutationField("setMinBid", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
     description:
       "Sets the lowest bid per GPU-hour that interruptible rentals may pay, at most the on-demand price.",
-    authScopes: { account: true },
     errors: {},
     args: {
       machineId: t.arg.globalID({ required: true }),
@@ -201,17 +198,16 @@ builder.mutationField("setMinBid", (t) =>
     },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => setMinBid(tx, ctx.viewer!.userId, machineId, args.pricePerGpuHour)).then(enqueueClearingAfter);
+      return prisma.$transaction((tx) => setMinBid(tx, ctx.viewer.userId, machineId, args.pricePerGpuHour)).then(enqueueClearingAfter);
     },
   }),
 );
 
 builder.queryField("myMachines", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: ["Machine"],
-    authScopes: { account: true },
     description: "The caller's machines, oldest first.",
-    resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer!.userId, query),
+    resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
   }),
 );
 
@@ -225,16 +221,15 @@ const MachineNetworkInput = builder.inputType("MachineNetworkInput", {
 });
 
 builder.mutationField("setMachineNetwork", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "MACHINES" }).prismaField({
     type: "Machine",
     description:
       "How renters reach the machine: its public address and the range of external ports that instances' ports are mapped to. Instances keep the ports they hold.",
-    authScopes: { account: true },
     errors: {},
     args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => setMachineNetwork(tx, ctx.viewer!.userId, { ...input, machineId }));
+      return prisma.$transaction((tx) => setMachineNetwork(tx, ctx.viewer.userId, { ...input, machineId }));
     },
   }),
 );

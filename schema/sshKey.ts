@@ -16,33 +16,30 @@ export const SshKeyRef = builder.prismaNode("SshKey", {
 });
 
 builder.queryField("sshKeys", (t) =>
-  t.prismaField({
+  t.withAuth({ permission: "READ" }).prismaField({
     type: ["SshKey"],
-    authScopes: { account: true },
     description: "The account's SSH public keys, oldest first.",
     resolve: (query, _root, _args, ctx) =>
-      prisma.sshKey.findMany({ ...query, where: { userId: ctx.viewer!.userId }, orderBy: { id: "asc" } }),
+      prisma.sshKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
   }),
 );
 
 builder.mutationField("addSshKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "KEYS" }).field({
     type: SshKeyRef,
-    authScopes: { account: true },
     description: "Adds an OpenSSH public key (one line): ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of 2048 bits or more. At most 50 per account.",
     args: { publicKey: t.arg.string({ required: true }) },
     errors: { types: [ConflictError] },
-    resolve: (_root, { publicKey }, ctx) => addSshKey(ctx.viewer!.userId, { publicKey }),
+    resolve: (_root, { publicKey }, ctx) => addSshKey(ctx.viewer.userId, { publicKey }),
   }),
 );
 
 builder.mutationField("removeSshKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "KEYS" }).field({
     type: SshKeyRef,
-    authScopes: { account: true },
     description: "Removes one of the account's SSH keys and returns it.",
     args: { id: t.arg.globalID({ required: true }) },
     errors: {},
-    resolve: (_root, { id }, ctx) => removeSshKey(prisma, ctx.viewer!.userId, localId(id, "SshKey")),
+    resolve: (_root, { id }, ctx) => removeSshKey(prisma, ctx.viewer.userId, localId(id, "SshKey")),
   }),
 );

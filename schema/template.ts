@@ -1,5 +1,6 @@
 import { ConflictError } from "../domain/errors.ts";
 import { createTemplate, deleteTemplate, templateOptions, templatesWhere } from "../domain/templates.ts";
+import { readsAccount } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
@@ -9,7 +10,7 @@ export const TemplateRef = builder.prismaNode("Template", {
   id: { field: "id" },
   description: "A saved launch configuration: createInstance(input: { templateId }) starts from it, and the input's own values override it.",
   // Defence in depth: every path to a template already filters by visibility.
-  authScopes: (template, ctx) => template.public || (ctx.viewer !== null && template.ownerId === ctx.viewer.userId),
+  authScopes: (template, ctx) => template.public || (template.ownerId !== null && readsAccount(ctx.viewer, template.ownerId)),
   fields: (t) => ({
     name: t.exposeString("name"),
     description: t.exposeString("description"),
@@ -31,17 +32,16 @@ export const TemplateRef = builder.prismaNode("Template", {
 });
 
 builder.queryField("templates", (t) =>
-  t.prismaConnection({
+  t.withAuth({ permission: "READ" }).prismaConnection({
     type: "Template",
     cursor: "id",
-    authScopes: { account: true },
     description:
       "Templates the caller can launch (their own and the public ones), recommended first. `query` keeps those whose name, image or description contains each of its words; `mine` only the caller's; `recommended` only (or no) platform ones.",
     args: { query: t.arg.string(), mine: t.arg.boolean(), recommended: t.arg.boolean() },
     resolve: (query, _root, args, ctx) =>
       prisma.template.findMany({
         ...query,
-        where: templatesWhere(ctx.viewer!.userId, { query: args.query, mine: args.mine, recommended: args.recommended }),
+        where: templatesWhere(ctx.viewer.userId, { query: args.query, mine: args.mine, recommended: args.recommended }),
         orderBy: [{ recommended: "desc" }, { id: "asc" }],
       }),
   }),
@@ -65,14 +65,13 @@ const CreateTemplateInput = builder.inputType("CreateTemplateInput", {
 });
 
 builder.mutationField("createTemplate", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: TemplateRef,
-    authScopes: { account: true },
     description: "Saves a template (at most 200 per account); every field is bounded and checked as a rental's would be.",
     errors: { types: [ConflictError] },
     args: { input: t.arg({ type: CreateTemplateInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      createTemplate(ctx.viewer!.userId, {
+      createTemplate(ctx.viewer.userId, {
         ...input,
         description: input.description ?? undefined,
         tag: input.tag ?? undefined,
@@ -86,12 +85,11 @@ builder.mutationField("createTemplate", (t) =>
 );
 
 builder.mutationField("deleteTemplate", (t) =>
-  t.field({
+  t.withAuth({ permission: "INSTANCES" }).field({
     type: TemplateRef,
-    authScopes: { account: true },
     description: "Deletes one of the caller's templates; instances launched from it are not affected.",
     errors: {},
     args: { id: t.arg.globalID({ required: true }) },
-    resolve: (_root, { id }, ctx) => deleteTemplate(ctx.viewer!.userId, localId(id, "Template")),
+    resolve: (_root, { id }, ctx) => deleteTemplate(ctx.viewer.userId, localId(id, "Template")),
   }),
 );

@@ -152,14 +152,18 @@ describe("signup", () => {
 });
 
 describe("login", () => {
-  it("returns the account and a new full-account key for the right password", async () => {
+  it("returns the account and a new session key (every permission, expiring in 30 days) for the right password", async () => {
     const email = uniqueEmail();
     const created = (await signup(email, "s3cret-password")).data;
     const result = (await gqlFrom(freshClientAddress(), LOGIN, { email: ` ${email.toUpperCase()}`, password: "s3cret-password" }))
       .data.login;
     expect(result.__typename).toBe("MutationLoginSuccess");
     expect(result.data.user).toEqual(created.user);
-    expect(result.data.apiKey.apiKey).toMatchObject({ name: "login", scope: "ACCOUNT" });
+    expect(result.data.apiKey.apiKey).toMatchObject({ name: "login", scope: "SESSION" });
+    const hash = createHash("sha256").update(result.data.apiKey.token).digest("hex");
+    const stored = await prisma.apiKey.findUniqueOrThrow({ where: { hash } });
+    expect(stored.permissions).toEqual(["READ", "INSTANCES", "BILLING", "MACHINES", "KEYS"]);
+    expect(Math.abs(stored.expiresAt!.getTime() - Date.now() - 30 * 86_400_000)).toBeLessThan(60_000);
     expect(result.data.apiKey.token).not.toBe(created.apiKey.token);
     expect((await app.gql("{ me { email } }", {}, result.data.apiKey.token)).data.me.email).toBe(email);
   });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type ContainerSpec, workloadScript } from "../agent/runtime.ts";
-import { AGENT_KEY, DockerRuntime, INSTANCE_KEY, LABEL_KEY } from "../agent/runtimes/docker.ts";
+import { AGENT_KEY, DockerRuntime, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
 // file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
@@ -74,8 +74,11 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 me@laptop"],
   jupyterToken: null,
   jupyterBasePath: "/jupyter/34/",
+  args: [],
   diskGb: 25,
   numGpus: 2,
+  recycleCount: 0,
+  rebootCount: 0,
   ...overrides,
 });
 
@@ -107,7 +110,8 @@ describe("docker runtime (fake docker CLI)", () => {
     await runtime.create(spec());
 
     const [pull, create] = (await calls()).filter((call) => call.args[0] === "pull" || call.args[0] === "create");
-    expect(pull!.args).toEqual(["pull", "demo/image:latest"]);
+    // `--` before every positional argument: nothing a client sends is read as an option.
+    expect(pull!.args).toEqual(["pull", "--", "demo/image:latest"]);
     expect(lines.filter((line) => line.includes('"msg":"pull"')).map((line) => JSON.parse(line).progress)).toEqual([
       "latest: Pulling from demo/image",
       "a1b2c3: Downloading [=====>     ] 5MB/10MB",
@@ -123,6 +127,10 @@ describe("docker runtime (fake docker CLI)", () => {
       `${LABEL_KEY}=C.34`,
       "--label",
       `${INSTANCE_KEY}=Instance:34`,
+      "--label",
+      `${RECYCLE_KEY}=0`,
+      "--label",
+      `${REBOOT_KEY}=0`,
       "--env-file",
       join(dir, "state", "C.34.env"),
       "-p",
@@ -140,6 +148,7 @@ describe("docker runtime (fake docker CLI)", () => {
       "--init",
       "--entrypoint",
       "sh",
+      "--",
       "demo/image:latest",
       "-c",
       workloadScript(spec()),
@@ -157,7 +166,7 @@ describe("docker runtime (fake docker CLI)", () => {
   it("runs the image's entrypoint in ENTRYPOINT mode and asks for no GPUs when it has none", async () => {
     await new DockerRuntime(join(dir, "state"), logger).create(spec({ launchMode: "ENTRYPOINT", numGpus: 0, ports: [] }));
     const create = (await calls()).find((call) => call.args[0] === "create")!;
-    expect(create.args.slice(-3)).toEqual(["--storage-opt", "size=25G", "demo/image:latest"]);
+    expect(create.args.slice(-4)).toEqual(["--storage-opt", "size=25G", "--", "demo/image:latest"]);
     expect(create.args).not.toContain("--gpus");
     expect(create.args).not.toContain("--entrypoint");
   });
@@ -177,24 +186,28 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_STOP_FAILS = "1";
     await runtime.stop("C.35", 3);
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "7", name("C.34")],
-      ["stop", "-t", "3", name("C.35")],
-      ["kill", name("C.35")],
+      ["stop", "-t", "7", "--", name("C.34")],
+      ["stop", "-t", "3", "--", name("C.35")],
+      ["kill", "--", name("C.35")],
     ]);
 
     process.env.FAKE_DOCKER_PS = [
-      "C.34\tInstance:34\texited\tExited (143) 2 seconds ago",
-      "C.36\tInstance:36\texited\tExited (1) 1 second ago",
-      "C.37\tInstance:37\trunning\tUp 5 minutes",
-      "C.38\tInstance:38\tcreated\tCreated",
+      "C.34\tInstance:34\texited\tExited (143) 2 seconds ago\t0\t0",
+      "C.36\tInstance:36\texited\tExited (1) 1 second ago\t1\t0",
+      "C.37\tInstance:37\trunning\tUp 5 minutes\t2\t3",
+      "C.38\tInstance:38\tcreated\tCreated\t0\t0",
       "",
     ].join("\n");
     expect(await runtime.list()).toEqual([
-      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", ports: [] },
-      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", ports: [] },
-      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", ports: [] },
-      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", ports: [] },
+      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", recycleCount: 0, rebootCount: 0, ports: [] },
+      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", recycleCount: 1, rebootCount: 0, ports: [] },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3, ports: [] },
+      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", recycleCount: 0, rebootCount: 0, ports: [] },
     ]);
+    // A restart is recorded over the count the container was created with.
+    await runtime.restart("C.37", 4, 4);
+    expect((await runtime.list()).find((container) => container.label === "C.37")!.rebootCount).toBe(4);
+    expect((await calls()).map((call) => call.args)).toContainEqual(["restart", "-t", "4", "--", name("C.37")]);
     const ps = (await calls()).find((call) => call.args[0] === "ps")!;
     expect(ps.args).toContain(`label=${AGENT_KEY}=${runtime.scope}`);
 
@@ -208,9 +221,9 @@ describe("docker runtime (fake docker CLI)", () => {
     await runtime.remove("C.34", 5);
     expect(await runtime.netIo("C.34")).toEqual({ rxBytes: 1_200_000n, txBytes: 3_400n });
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "5", name("C.34")],
-      ["rm", "--force", "--volumes", name("C.34")],
-      ["stats", "--no-stream", "--format", "{{.NetIO}}", name("C.34")],
+      ["stop", "-t", "5", "--", name("C.34")],
+      ["rm", "--force", "--volumes", "--", name("C.34")],
+      ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", name("C.34")],
     ]);
   });
 });

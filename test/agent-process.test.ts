@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ContainerSpec } from "../agent/runtime.ts";
@@ -31,19 +30,17 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   sshKeys: [],
   jupyterToken: null,
   jupyterBasePath: "/",
+  args: [],
   diskGb: 1,
   numGpus: 0,
+  recycleCount: 0,
+  rebootCount: 0,
   ...overrides,
 });
 
-async function waitForFile(path: string, text: string, timeoutMs = 5000): Promise<string> {
-  const started = Date.now();
-  for (;;) {
-    const content = await readFile(path, "utf8").catch(() => "");
-    if (content.includes(text)) return content;
-    if (Date.now() - started > timeoutMs) throw new Error(`${path} never contained ${text}: ${content}`);
-    await sleep(20);
-  }
+async function waitForFile(path: string, text: string): Promise<string> {
+  await expect.poll(async () => (await readFile(path, "utf8").catch(() => "")).includes(text)).toBe(true);
+  return readFile(path, "utf8");
 }
 
 const alive = (pid: number) => {
@@ -80,22 +77,21 @@ describe("process runtime", () => {
     const asked = Date.now();
     await runtime.stop("C.1", 1.5);
     const stopped = Date.now();
+    // The trap ignores SIGTERM: it got one, and only SIGKILL after the grace period ended it.
     const term = Number(/TERM (\d+)/.exec(await readFile(out, "utf8"))![1]);
-    expect(term - asked).toBeLessThan(500);
-    // SIGKILL came only after the grace period, and ended it.
-    expect(stopped - term).toBeGreaterThanOrEqual(1400);
-    expect(stopped - asked).toBeLessThan(3000);
+    expect(term).toBeGreaterThanOrEqual(asked);
+    expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", ports: [] }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0, ports: [] }]);
   });
 
   it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {
     const runtime = new ProcessRuntime(join(dir, "processes"), logger);
     await runtime.create(spec("C.2"));
     await runtime.start("C.2");
-    const asked = Date.now();
-    await runtime.stop("C.2", 10);
-    expect(Date.now() - asked).toBeLessThan(1500);
+    // An hour's grace: waiting it out would outlast the test's timeout.
+    await runtime.stop("C.2", 3600);
+    expect((await runtime.list()).find((c) => c.label === "C.2")?.state).toBe("stopped");
     await runtime.remove("C.2", 0);
     expect((await runtime.list()).map((c) => c.label)).not.toContain("C.2");
   });
@@ -109,7 +105,9 @@ describe("process runtime", () => {
     const env = await waitForFile(out, "FOO=bar");
     expect(env).toContain("CONTAINER_LABEL=C.3");
     expect(env).not.toContain("the-agents-own-key");
-    await sleep(300);
+    // onstart has finished once the workload is the `sleep` that keeps it up.
+    const pid = Number(await readFile(join(dir, "processes", "C.3", "pid"), "utf8"));
+    await expect.poll(() => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
     expect((await runtime.list()).find((c) => c.label === "C.3")?.state).toBe("running");
     await runtime.remove("C.3", 1);
     delete process.env.AGENT_API_KEY;
@@ -121,7 +119,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", ports: [] });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0, ports: [] });
     await runtime.remove("C.4", 0);
   });
 
@@ -134,8 +132,8 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running", ports: [] },
-      { label: "C.6", instanceId: "Instance:6", state: "created", ports: [] },
+      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0, ports: [] },
+      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0, ports: [] },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");

@@ -101,6 +101,8 @@ describe("reconcile", () => {
     instanceId: `Instance:${id}`,
     state,
     ports: [],
+    recycleCount: 0,
+    rebootCount: 0,
     ...(detail ? { detail } : {}),
   });
 
@@ -132,6 +134,26 @@ describe("reconcile", () => {
   it("stops a running container with the assignment's grace period", () => {
     const plans = reconcile(desired(assignment(1, { desiredState: "STOPPED", preemptGraceSeconds: 7 })), [container(1, "running")], memory());
     expect(plans[0]!.actions).toEqual([{ type: "stop", graceSeconds: 7 }]);
+  });
+
+  it("restarts a container started at a lower rebootCount and recreates one created at a lower recycleCount", () => {
+    const rebooted = assignment(1, { rebootCount: 2, preemptGraceSeconds: 3 });
+    const recycled = assignment(2, { recycleCount: 1, rebootCount: 5 });
+    const stoppedRecycled = assignment(3, { recycleCount: 1, desiredState: "STOPPED" });
+    const current = assignment(4, { rebootCount: 1, recycleCount: 1 });
+    const containers = [
+      { ...container(1, "running"), rebootCount: 1 },
+      container(2, "running"),
+      container(3, "stopped"),
+      { ...container(4, "running"), rebootCount: 1, recycleCount: 1 },
+    ];
+    const reported = memory();
+    reported.reported.set("Instance:4", "RUNNING");
+    expect(reconcile(desired(rebooted, recycled, stoppedRecycled, current), containers, reported)).toEqual([
+      { label: "C.1", instanceId: "Instance:1", actions: [{ type: "reboot", graceSeconds: 3, rebootCount: 2 }] },
+      { label: "C.2", instanceId: "Instance:2", actions: [{ type: "recycle", assignment: recycled }] },
+      { label: "C.3", instanceId: "Instance:3", actions: [{ type: "remove", graceSeconds: 1 }] },
+    ]);
   });
 
   it("does not retry a failed launch at the same revision; removes with the remembered grace", () => {

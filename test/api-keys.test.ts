@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { describe, expect, it } from "vitest";
-import { issueApiKey } from "../domain/apiKeys.ts";
+import { describe, expect, it, vi } from "vitest";
+import { issueApiKey, issueSessionKey, SESSION_TTL_MS } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { signedUpAccount } from "./support/rentals.ts";
+import { connectionCloseCode, subscribe } from "./support/ws.ts";
 
 const app = useTestApp();
 
@@ -177,5 +178,100 @@ describe("machine and instance keys", () => {
     await issueApiKey(prisma, { userId: account.userId, name: "container", scope: "INSTANCE", instanceId: 7 });
     const list = (await app.gql(LIST, {}, account.token)).data.apiKeys;
     expect(list[0]).toMatchObject({ name: "container", scope: "INSTANCE", machineId: null, instanceId: "Instance:7" });
+  });
+});
+
+describe("permissions and expiry", () => {
+  const CREATE_SCOPED = `mutation ($name: String!, $permissions: [ApiKeyPermission!], $expiresAt: DateTime) {
+    createApiKey(name: $name, permissions: $permissions, expiresAt: $expiresAt) {
+      __typename
+      ... on MutationCreateApiKeySuccess { data { token apiKey { id scope permissions expiresAt } } }
+      ... on Error { code }
+      ... on ValidationError { issues { path } }
+    }
+  }`;
+
+  it("makes a key with the permissions named, READ always, and all of them when none are", async () => {
+    const account = await newAccount();
+    const billing = (await app.gql(CREATE_SCOPED, { name: "accounting", permissions: ["BILLING"] }, account.token)).data.createApiKey;
+    expect(billing.data.apiKey).toMatchObject({ scope: "ACCOUNT", permissions: ["READ", "BILLING"], expiresAt: null });
+    const full = (await app.gql(CREATE_SCOPED, { name: "full" }, account.token)).data.createApiKey;
+    expect(full.data.apiKey.permissions).toEqual(["READ", "INSTANCES", "BILLING", "MACHINES", "KEYS"]);
+    // A key without KEYS cannot make keys, so it cannot make itself a stronger one.
+    const escalation = (await app.gql(CREATE_SCOPED, { name: "more" }, billing.data.token)).data.createApiKey;
+    expect(escalation).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
+  });
+
+  it("refuses an expiry in the past with a ValidationError and writes nothing", async () => {
+    const account = await newAccount();
+    const before = await keyRows(account.userId);
+    const result = await app.gql(CREATE_SCOPED, { name: "old", expiresAt: new Date(Date.now() - 60_000).toISOString() }, account.token);
+    expect(result.data.createApiKey).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["expiresAt"] }] });
+    expect((await keyRows(account.userId)).map((row) => row.id)).toEqual(before.map((row) => row.id));
+  });
+
+  it("refuses a key past its expiry over HTTP and closes its WebSocket connections (4403)", async () => {
+    const account = await newAccount();
+    const expiresAt = new Date(Date.now() + 1500);
+    const created = (await app.gql(CREATE_SCOPED, { name: "short", expiresAt: expiresAt.toISOString() }, account.token)).data.createApiKey;
+    const { token } = created.data;
+    expect((await app.gql("{ me { id } }", {}, token)).data.me.id).toBe(`User:${account.userId}`);
+    const balance = subscribe(app.url, token, "subscription { balance { balance } }");
+    const kept = subscribe(app.url, account.token, "subscription { balance { balance } }");
+    await Promise.all([balance.next(), kept.next()]);
+
+    await vi.waitFor(
+      async () => {
+        const refused = await app.gql("{ me { id } }", {}, token);
+        expect(refused.errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+    expect(await app.closeRevokedConnections()).toBe(1);
+    expect((await balance.failed()).code).toBe(4403);
+    expect(kept.errors).toEqual([]);
+    expect(await connectionCloseCode(app.url, { authorization: `Bearer ${token}` })).toBe(4403);
+    await Promise.all([balance.close(), kept.close()]);
+  });
+});
+
+describe("sessions", () => {
+  const LOGIN = `mutation ($email: String!, $password: String!) {
+    login(email: $email, password: $password) { ... on MutationLoginSuccess { data { apiKey { token apiKey { id } } } } }
+  }`;
+  const SESSIONS = "{ sessions { id scope expiresAt } }";
+
+  it("login issues a session key each time; sessions lists the live ones and revokeApiKey ends one", async () => {
+    const email = `sessions-${Date.now()}@example.com`;
+    const signup = await app.gql(
+      `mutation ($email: String!) { signup(email: $email, password: "long enough password") { ... on MutationSignupSuccess { data { apiKey { token } } } } }`,
+      { email },
+    );
+    const accountKey = signup.data.signup.data.apiKey.token;
+    const first = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
+    const second = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
+    const listed = (await app.gql(SESSIONS, {}, accountKey)).data.sessions;
+    expect(listed.map((session: { id: string }) => session.id).sort()).toEqual([first.apiKey.id, second.apiKey.id].sort());
+    expect(listed.every((session: { scope: string }) => session.scope === "SESSION")).toBe(true);
+
+    const revoked = await app.gql(REVOKE, { id: first.apiKey.id }, second.token);
+    expect(revoked.data.revokeApiKey.__typename).toBe("MutationRevokeApiKeySuccess");
+    expect((await app.gql("{ me { id } }", {}, first.token)).errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+    expect((await app.gql(SESSIONS, {}, second.token)).data.sessions.map((session: { id: string }) => session.id)).toEqual([second.apiKey.id]);
+  });
+
+  it("a session's expiry moves forward as it is used, and it is refused once it has passed", async () => {
+    const account = await newAccount();
+    const session = await issueSessionKey(prisma, account.userId, "login");
+    const id = session.id;
+    // Last used two minutes ago, expiring in a day: using it now extends it to 30 days from now.
+    await prisma.apiKey.update({ where: { id }, data: { lastUsedAt: new Date(Date.now() - 120_000), expiresAt: new Date(Date.now() + 86_400_000) } });
+    expect((await app.gql("{ me { id } }", {}, session.token)).data.me.id).toBe(`User:${account.userId}`);
+    const slid = await prisma.apiKey.findUniqueOrThrow({ where: { id } });
+    expect(Math.abs(slid.expiresAt!.getTime() - Date.now() - SESSION_TTL_MS)).toBeLessThan(60_000);
+
+    await prisma.apiKey.update({ where: { id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    expect((await app.gql("{ me { id } }", {}, session.token)).errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+    expect(await prisma.apiKey.findUniqueOrThrow({ where: { id } })).toMatchObject({ revokedAt: null });
   });
 });

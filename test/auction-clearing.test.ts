@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type AuctionMachine, type Clearing, type Contract, clearMachine, winningBidFor } from "../domain/auction/clearing.ts";
+import { bidPositions, orderBook } from "../domain/auction/book.ts";
+import { onDemandClaim } from "../domain/auction/contracts.ts";
 import { parseMoney } from "../domain/money.ts";
 
 const usd = (text: string) => parseMoney(text)!;
@@ -266,6 +268,47 @@ describe("clearMachine: properties", () => {
           const short = { ...rebid, bidPerGpuMicros: outcome.winningBidMicros - 1n };
           expect(runsIn(clearMachine(machine, [...others, short]), own.instanceId)).toBe(false);
         }
+      }),
+    );
+  });
+});
+
+describe("bid positions and the order book: properties", () => {
+  it("a bid stands WINNING exactly when it runs; an OUTBID bid's price to win is its outcome's and the offer's winningBid", () => {
+    fc.assert(
+      fc.property(machineArb, contractsArb(), (machine, contracts) => {
+        const clearing = clearMachine(machine, contracts);
+        const positions = bidPositions(machine, contracts, clearing);
+        const bids = contracts.filter((c) => c.kind === "INTERRUPTIBLE" && c.wantsToRun);
+        expect(positions.map((p) => p.instanceId).sort()).toEqual(bids.map((c) => c.instanceId).sort());
+        const contract = byId(contracts);
+        for (const position of positions) {
+          const outcome = clearing.outcomes.find((o) => o.instanceId === position.instanceId)!;
+          expect(position.standing === "WINNING").toBe(outcome.runs);
+          expect(position.priceToWinMicros).toBe(winningBidFor(machine, contracts, contract.get(position.instanceId)!.numGpus));
+          if (!outcome.runs && outcome.reason === "OUTBID") expect(position.priceToWinMicros).toBe(outcome.winningBidMicros);
+          if (!machine.available) expect(position.standing).toBe("WAITING_FOR_MACHINE");
+        }
+      }),
+    );
+  });
+
+  it("the book aggregates every live bid by price, counts the winners' GPUs, and clears at the lowest winning price", () => {
+    fc.assert(
+      fc.property(machineArb, contractsArb(), (machine, contracts) => {
+        const book = orderBook(machine, contracts);
+        const clearing = clearMachine(machine, contracts);
+        const bids = contracts.filter((c) => c.kind === "INTERRUPTIBLE" && c.wantsToRun && c.bidPerGpuMicros !== null);
+        const winners = bids.filter((c) => runsIn(clearing, c.instanceId));
+        expect(book.levels.reduce((sum, l) => sum + l.bids, 0)).toBe(bids.length);
+        expect(book.levels.reduce((sum, l) => sum + l.gpus, 0)).toBe(bids.reduce((sum, c) => sum + c.numGpus, 0));
+        expect(book.levels.reduce((sum, l) => sum + l.winningGpus, 0)).toBe(winners.reduce((sum, c) => sum + c.numGpus, 0));
+        const prices = book.levels.map((l) => l.priceMicros);
+        expect(new Set(prices).size).toBe(prices.length);
+        expect([...prices].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0))).toEqual(prices);
+        const lowestWinner = winners.reduce<bigint | null>((low, c) => (low === null || c.bidPerGpuMicros! < low ? c.bidPerGpuMicros : low), null);
+        expect(book.clearingPriceMicros).toBe(lowestWinner);
+        expect(book.onDemandGpus).toBe(onDemandClaim(machine.numGpus, contracts));
       }),
     );
   });

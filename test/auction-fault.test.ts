@@ -1,5 +1,6 @@
 import { Queue } from "bullmq";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AUCTION_QUEUE, closeAuctionQueue } from "../domain/auction/service.ts";
 import { liveInstances } from "../domain/auction/contracts.ts";
 import { prisma } from "../infra/db.ts";
@@ -7,8 +8,10 @@ import { redisConnection, redisKey } from "../infra/redis.ts";
 import { createAccount, createListedMachine, expectAllocationValid, waitForClearings } from "./support/rentals.ts";
 import { useWorkerProcesses } from "./support/worker-process.ts";
 
-const MACHINES = 300;
+const MACHINES = 40;
 const BIDS_PER_MACHINE = 12;
+/** Machines whose rows the test holds locked, so the worker's clearings of them wait inside their transactions. */
+const HELD = 24;
 
 const connection = redisConnection();
 const queue = new Queue(AUCTION_QUEUE, { connection, prefix: redisKey("bull") });
@@ -63,19 +66,26 @@ beforeAll(async () => {
 
 describe("kill -9 of the auction worker while it clears", () => {
   it("leaves every machine's allocation valid, and a restarted worker finishes the work", async () => {
+    // The clearing is held at a known point: the test locks the rows of the last HELD machines, so the
+    // worker clears the others and then waits, in as many open clearing transactions as it runs at once.
+    const held = machineIds.slice(MACHINES - HELD);
+    const holder = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await holder.connect();
+    await holder.query("BEGIN");
+    await holder.query("SELECT id FROM machine WHERE id = ANY($1) FOR UPDATE", [held]);
+
     const first = await startWorker("workers/auction.ts", "auction worker started");
-    // Wait until it is in the middle of clearing: jobs active and machines both cleared and not.
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const pending = await prisma.machine.count({ where: { id: { in: machineIds }, clearingRequestedAt: { not: null } } });
-      if (pending < MACHINES && pending > 10 && (await queue.getActiveCount()) > 0) break;
-      if (Date.now() > deadline) throw new Error(`worker never got going (pending ${pending})`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await vi.waitFor(
+      async () => {
+        expect(await prisma.machine.count({ where: { id: { in: machineIds }, clearingRequestedAt: { not: null } } })).toBe(HELD);
+        expect(await queue.getActiveCount()).toBe(8); // the worker's concurrency, every slot waiting on a held row
+      },
+      { timeout: 60_000, interval: 50 },
+    );
     first.kill("SIGKILL");
     await new Promise((resolve) => first.once("exit", resolve));
     const pendingAfterKill = await prisma.machine.count({ where: { id: { in: machineIds }, clearingRequestedAt: { not: null } } });
-    expect(pendingAfterKill).toBeGreaterThan(0);
+    expect(pendingAfterKill).toBe(HELD);
     expect(await queue.getActiveCount()).toBeGreaterThan(0); // jobs the dead worker held
 
     // Right after the kill: no machine holds more GPUs than it has, and each cleared machine's
@@ -87,6 +97,9 @@ describe("kill -9 of the auction worker while it clears", () => {
       if (machine.clearingRequestedAt === null) await expectAllocationValid(machineId);
       else expect(holding).toEqual([]);
     }
+
+    await holder.query("ROLLBACK");
+    await holder.end();
 
     const second = await startWorker("workers/auction.ts", "auction worker started");
     await waitForClearings(60_000);

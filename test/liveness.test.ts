@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { machineHeartbeat, sweepMachineLiveness } from "../domain/agent/liveness.ts";
 import { DISCONNECT_PENALTY_SECONDS, FAILED_ASSIGNMENT_PENALTY_SECONDS } from "../domain/agent/reliability.ts";
 import { reportInstanceState } from "../domain/agent/reports.ts";
-import { issueApiKey } from "../domain/apiKeys.ts";
 import { createInstance } from "../domain/instances/service.ts";
-import type { Viewer } from "../domain/viewer.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -32,11 +30,6 @@ function advance(sums: { good: number; weight: number }, seconds: number, online
   return { good, weight, score: good / weight };
 }
 
-async function agentOf(hostId: number, machineId: number): Promise<Viewer> {
-  const { id } = await issueApiKey(prisma, { userId: hostId, name: "agent", scope: "MACHINE", machineId });
-  return { userId: hostId, keyId: id, scope: "MACHINE", machineId, instanceId: null };
-}
-
 const machine = (id: number) => prisma.machine.findUniqueOrThrow({ where: { id } });
 const offers = (machineId: number) => prisma.offer.findMany({ where: { machineId } });
 
@@ -50,12 +43,11 @@ describe("offline detection", () => {
     const client = await createAccount("client");
     const machineId = await createListedMachine(host.userId, { numGpus: 2 });
     const silentSinceRegistration = await createListedMachine(host.userId, { numGpus: 1 });
-    const agent = await agentOf(host.userId, machineId);
     const start = new Date(Date.now() - 1000);
-    await machineHeartbeat(agent, machineId, { cpuLoad: 0.5 }, start);
+    await machineHeartbeat(machineId, { cpuLoad: 0.5 }, start);
     const { instance } = await createInstance(client.userId, { offerId: `${machineId}-1`, image: "a/b", diskGb: 10, launchMode: "SSH" });
     await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status === "LOADING");
-    await reportInstanceState(agent, { instanceId: instance.id, status: "RUNNING" });
+    await reportInstanceState(machineId, { instanceId: instance.id, status: "RUNNING" });
     const before = await machine(machineId);
 
     // Not yet: within MACHINE_OFFLINE_AFTER_SECONDS (60 by default).
@@ -81,7 +73,7 @@ describe("offline detection", () => {
     expect((await offers(machineId)).map((offer) => offer.reliability)).toEqual((await offers(machineId)).map(() => offline.reliability));
 
     // The next heartbeat brings it back, and the auction gives the instance its GPUs again.
-    await machineHeartbeat(agent, machineId, null, new Date(later.getTime() + 30_000));
+    await machineHeartbeat(machineId, null, new Date(later.getTime() + 30_000));
     expect((await machine(machineId)).online).toBe(true);
     expect((await offers(machineId)).some((offer) => offer.rentable)).toBe(true);
     await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status === "LOADING");
@@ -96,14 +88,13 @@ describe("reliability", () => {
     const host = await createAccount("host");
     const client = await createAccount("client");
     const machineId = await createListedMachine(host.userId, { numGpus: 2 });
-    const agent = await agentOf(host.userId, machineId);
-    await machineHeartbeat(agent, machineId, null);
+    await machineHeartbeat(machineId, null);
     const { instance } = await createInstance(client.userId, { offerId: `${machineId}-1`, image: "a/b", diskGb: 10, launchMode: "SSH" });
     await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status === "LOADING");
     const before = await machine(machineId);
     const scoreBefore = (await offers(machineId))[0].score;
 
-    const failed = await reportInstanceState(agent, { instanceId: instance.id, status: "FAILED", message: "image not found" });
+    const failed = await reportInstanceState(machineId, { instanceId: instance.id, status: "FAILED", message: "image not found" });
     expect(failed.status).toBe("EXITED");
     expect(failed.statusMessage).toBe("failed to start: image not found");
     const after = await machine(machineId);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
@@ -13,6 +13,7 @@ import {
   type Runtime,
   SSH_KEYS_FILE,
   workloadScript,
+  writeAuthorizedKeys,
 } from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
@@ -20,6 +21,9 @@ export const LABEL_KEY = "gpu-marketplace.container-label";
 /** Which agent made it (a hash of its state directory): agents sharing an engine never touch each other's containers. */
 export const AGENT_KEY = "gpu-marketplace.agent";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+/** The assignment's recycleCount and rebootCount when the container was created. */
+export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
+export const REBOOT_KEY = "gpu-marketplace.reboot-count";
 /** GPUs the instance rents, and "none" when the engine cannot isolate them (no NVIDIA container toolkit). */
 export const GPUS_KEY = "gpu-marketplace.gpus";
 export const GPU_ISOLATION_KEY = "gpu-marketplace.gpu-isolation";
@@ -35,7 +39,9 @@ export interface DockerRuntimeOptions {
 /**
  * The docker CLI as the runtime. Containers are named by their label and the agent's scope
  * ("C.34-1a2b3c4d": names are unique per engine, and several agents may share one). Docker does not
- * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
+ * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked,
+ * and labels cannot change after creation, so `<dir>/reboots/<label>` holds the rebootCount of the
+ * container's last restart.
  */
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
@@ -60,6 +66,10 @@ export class DockerRuntime implements Runtime {
 
   private marker(label: string) {
     return join(this.dir, "stopped", label);
+  }
+
+  private rebootFile(label: string) {
+    return join(this.dir, "reboots", label);
   }
 
   private keysDir(label: string) {
@@ -88,15 +98,24 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${AGENT_KEY}=${this.scope}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Ports}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Ports}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status, ports] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, ports] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
-      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}), ports: parseDockerPorts(ports ?? "") });
+      const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
+      found.push({
+        label,
+        instanceId,
+        state,
+        recycleCount: Number(recycleCount) || 0,
+        rebootCount,
+        ...(status ? { detail: status } : {}),
+        ports: parseDockerPorts(ports ?? ""),
+      });
     }
     return found;
   }
@@ -107,7 +126,7 @@ export class DockerRuntime implements Runtime {
       throw new Error("this machine's Docker engine cannot hand out GPUs (no NVIDIA container toolkit): the host must install it");
     }
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    const pulled = await run("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    const pulled = await run("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     if (pulled.code !== 0) {
       const reason = pulled.stderr.trim();
       // The image the client named does not exist or is not theirs to pull: not the host's fault.
@@ -146,7 +165,7 @@ export class DockerRuntime implements Runtime {
 
   /** Whether the image has an ENTRYPOINT or CMD of its own (docker refuses to create one that has neither). */
   private async imageCommand(image: string): Promise<boolean> {
-    const config = JSON.parse(await runOk("docker", ["image", "inspect", "--format", "{{json .Config}}", image])) as {
+    const config = JSON.parse(await runOk("docker", ["image", "inspect", "--format", "{{json .Config}}", "--", image])) as {
       Entrypoint?: string[] | null;
       Cmd?: string[] | null;
     };
@@ -154,27 +173,30 @@ export class DockerRuntime implements Runtime {
   }
 
   async setSshKeys(label: string, keys: string[]): Promise<void> {
-    const dir = this.keysDir(label);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    // Written whole and renamed into place: sshd never reads half a file.
-    const file = join(dir, "authorized_keys");
-    await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
-    await rename(`${file}.new`, file);
+    await mkdir(this.keysDir(label), { recursive: true, mode: 0o700 });
+    await writeAuthorizedKeys(join(this.keysDir(label), "authorized_keys"), keys);
   }
 
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", this.containerName(label)]);
+    await runOk("docker", ["start", "--", this.containerName(label)]);
+  }
+
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    await rm(this.marker(label), { force: true });
+    await runOk("docker", ["restart", "-t", String(graceSeconds), "--", this.containerName(label)]);
+    await mkdir(join(this.dir, "reboots"), { recursive: true, mode: 0o700 });
+    await writeFile(this.rebootFile(label), String(rebootCount));
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), this.containerName(label)]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", this.containerName(label)]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", this.containerName(label)]);
+      const killed = await run("docker", ["kill", "--", this.containerName(label)]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -183,13 +205,14 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", this.containerName(label)]);
+    await runOk("docker", ["rm", "--force", "--volumes", "--", this.containerName(label)]);
     await rm(this.marker(label), { force: true });
+    await rm(this.rebootFile(label), { force: true });
     await rm(this.keysDir(label), { recursive: true, force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", this.containerName(label)]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", this.containerName(label)]));
   }
 }
 
@@ -240,6 +263,10 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
     `${LABEL_KEY}=${spec.label}`,
     "--label",
     `${INSTANCE_KEY}=${spec.instanceId}`,
+    "--label",
+    `${RECYCLE_KEY}=${spec.recycleCount}`,
+    "--label",
+    `${REBOOT_KEY}=${spec.rebootCount}`,
     "--env-file",
     context.envFile,
     ...spec.ports.flatMap((port) => ["-p", `${port.hostPort}:${port.containerPort}/${port.protocol}`]),
@@ -254,13 +281,13 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
     else args.push("--label", `${GPU_ISOLATION_KEY}=none`, "--env", "GPU_ISOLATION=none");
   }
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
-  if (spec.launchMode === "ENTRYPOINT" && context.imageHasCommand) {
-    // The image's own entrypoint and command.
-    args.push(spec.image);
+  if (spec.launchMode === "ENTRYPOINT" && (context.imageHasCommand || spec.args.length > 0)) {
+    // The image's own entrypoint, with the instance's args in place of the image's command when given.
+    args.push("--", spec.image, ...spec.args);
   } else {
     const script = spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec);
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", spec.image, "-c", script);
+    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", script);
   }
   return args;
 }

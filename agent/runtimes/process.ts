@@ -1,15 +1,17 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, readlink, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, sshdScript, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, sshdScript, workloadScript, writeAuthorizedKeys } from "../runtime.ts";
 
 /**
  * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
  * SSH and JUPYTER instances run their onstart and stay up, as the docker runtime's do; an ENTRYPOINT
- * instance runs its onstart in place of the image's entrypoint, or serves until stopped without one.
+ * instance runs its onstart in place of the image's entrypoint, with its args as the script's
+ * arguments; without an onstart the args are the command, and without either it serves until stopped.
+ * Recycling removes the directory, so what the workload wrote there (its working directory) is gone.
  *
  * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key), pid (the
  * process group), stopped (the agent stopped it as asked), exit.json (how the leader ended). A
@@ -38,7 +40,16 @@ export class ProcessRuntime implements Runtime {
     const found: ContainerInfo[] = [];
     for (const label of labels) {
       const spec = await this.readSpec(label);
-      if (spec) found.push({ label, instanceId: spec.instanceId, ...(await this.inspect(label)), ports: spec.ports });
+      if (spec) {
+        found.push({
+          label,
+          instanceId: spec.instanceId,
+          recycleCount: spec.recycleCount ?? 0,
+          rebootCount: spec.rebootCount ?? 0,
+          ...(await this.inspect(label)),
+          ports: spec.ports,
+        });
+      }
     }
     return found;
   }
@@ -84,7 +95,9 @@ export class ProcessRuntime implements Runtime {
     await rm(this.path(label, "stopped"), { force: true });
     await rm(this.path(label, "exit.json"), { force: true });
     const output = openSync(this.path(label, "output.log"), "a", 0o600);
-    const child = spawn("sh", ["-c", spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : this.script(spec)], {
+    const entrypoint = spec.onstart?.trim() || (spec.args?.length ? 'exec "$@"' : SERVE_UNTIL_STOPPED);
+    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", this.script(spec)];
+    const child = spawn("sh", argv, {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: process.env.LANG ?? "C.UTF-8", ...spec.env },
@@ -129,9 +142,16 @@ export class ProcessRuntime implements Runtime {
 
   async setSshKeys(label: string, keys: string[]): Promise<void> {
     await mkdir(this.path(label), { recursive: true, mode: 0o700 });
-    const file = this.path(label, "authorized_keys");
-    await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
-    await rename(`${file}.new`, file);
+    await writeAuthorizedKeys(this.path(label, "authorized_keys"), keys);
+  }
+
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    const spec = await this.readSpec(label);
+    if (!spec) throw new Error(`no container ${label}`);
+    await this.stop(label, graceSeconds);
+    await this.exits.get(label);
+    await writeFile(this.path(label, "spec.json"), JSON.stringify({ ...spec, rebootCount }), { mode: 0o600 });
+    await this.start(label);
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {

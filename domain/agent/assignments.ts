@@ -1,10 +1,9 @@
 import { prisma } from "../../infra/db.ts";
 import type { InstanceStatus, LaunchMode } from "../../prisma/generated/client/client.ts";
-import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { jupyterPath } from "../instances/connection.ts";
 import { type PortMapping, portMappingsOf } from "../instances/ports.ts";
 import { containerLabel } from "../instances/service.ts";
-import type { Viewer } from "../viewer.ts";
 
 /*
  * The desired state of a machine, as its agent receives it (the realtime contract's
@@ -37,6 +36,9 @@ export interface AssignmentView {
   /** JUPYTER mode: the Jupyter server's token and its base path. */
   jupyterToken: string | null;
   jupyterBasePath: string;
+  args: string[];
+  rebootCount: number;
+  recycleCount: number;
   diskGb: number;
   numGpus: number;
   preemptGraceSeconds: number;
@@ -51,12 +53,6 @@ export interface MachineAssignmentsView {
 
 /** Statuses in which the platform wants the container running. */
 const RUNS: ReadonlySet<InstanceStatus> = new Set(["LOADING", "RUNNING"]);
-
-/** The machine the viewer's MACHINE key belongs to, when it is `machineId`; any other caller is refused. */
-export function assertMachineAgent(viewer: Viewer, machineId: number): void {
-  if (viewer.scope !== "MACHINE") throw new ForbiddenError("Only the machine's agent (its MACHINE key) may do that");
-  if (viewer.machineId !== machineId) throw new NotFoundError("Machine");
-}
 
 export async function machineAssignments(machineId: number): Promise<MachineAssignmentsView> {
   const machine = await prisma.machine.findUnique({
@@ -88,6 +84,9 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
       sshKeys: instance.sshKeys.map((key) => key.publicKey),
       jupyterToken: instance.jupyterToken,
       jupyterBasePath: jupyterPath(instance.id),
+      args: instance.args,
+      rebootCount: instance.rebootCount,
+      recycleCount: instance.recycleCount,
       diskGb: instance.diskGb,
       numGpus: instance.numGpus,
       // Set when the auction took its GPUs; a stop by its owner uses the host's setting.

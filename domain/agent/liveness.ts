@@ -6,8 +6,6 @@ import type { Machine } from "../../prisma/generated/client/client.ts";
 import { enqueueClearing, lockMachineForEvent } from "../auction/service.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
-import { assertMachineAgent } from "./assignments.ts";
 import { DISCONNECT_PENALTY_SECONDS, REFRESH_STEP, advanceReliabilitySql, advancedReliability } from "./reliability.ts";
 
 /*
@@ -62,13 +60,11 @@ async function comeBack(machineId: number, now: Date): Promise<void> {
 
 /** The agent's heartbeat: liveness and metrics; a machine that was offline is back. */
 export async function machineHeartbeat(
-  viewer: Viewer,
   machineId: number,
   metrics: MachineMetrics,
   now = new Date(),
   publicAddress?: string | null,
 ): Promise<Machine> {
-  assertMachineAgent(viewer, machineId);
   const data = parseInput(metricsSchema, metrics);
   const address = parseInput(z.object({ publicAddress: hostAddress.nullish() }), { publicAddress }).publicAddress ?? null;
   const [row] = await prisma.$queryRawUnsafe<{ online: boolean }[]>(

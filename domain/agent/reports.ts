@@ -3,14 +3,14 @@ import { prisma } from "../../infra/db.ts";
 import { publishEach } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type UsageCharge, recordUsage } from "../billing/usage.ts";
-import { ForbiddenError, NotFoundError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { reportedPortsSchema } from "../instances/connection.ts";
+import { launchSpecValid } from "../instances/launchSpec.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
 import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
 
 /*
@@ -51,19 +51,18 @@ const reportSchema = z.object({
   clientError: z.boolean().nullish(),
 });
 
-/** The instance on the agent's own machine, or NotFound; other keys are refused. */
-async function instanceOfAgent(viewer: Viewer, instanceId: number): Promise<{ id: number; clientId: number }> {
-  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+/** The instance on the agent's own machine, or NotFound. */
+async function instanceOfAgent(machineId: number, instanceId: number): Promise<{ id: number; clientId: number; machine: { hostId: number } }> {
   const instance = await prisma.instance.findFirst({
-    where: { id: instanceId, machineId: viewer.machineId },
-    select: { id: true, clientId: true },
+    where: { id: instanceId, machineId },
+    select: { id: true, clientId: true, machine: { select: { hostId: true } } },
   });
   if (!instance) throw new NotFoundError("Instance");
   return instance;
 }
 
 export async function reportInstanceState(
-  viewer: Viewer,
+  machineId: number,
   input: {
     instanceId: number;
     status: ReportedState;
@@ -73,7 +72,7 @@ export async function reportInstanceState(
   },
 ): Promise<Instance> {
   const { instanceId, status, message, ports, clientError } = parseInput(reportSchema, input);
-  const target = await instanceOfAgent(viewer, instanceId);
+  const target = await instanceOfAgent(machineId, instanceId);
   // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
   const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
   const portsChanged = ports != null && JSON.stringify(ports) !== JSON.stringify(seen.reportedPorts);
@@ -84,9 +83,10 @@ export async function reportInstanceState(
     if (ports != null) {
       current = { ...current, ...(await tx.instance.update({ where: { id: current.id }, data: { reportedPorts: ports } })) };
     }
-    // A launch refused because of what the client asked for (image, command) is not the host's fault.
-    if (status === "FAILED" && !clientError) {
-      // A failed assignment counts against the machine's reliability (reliability.ts).
+    // A failed assignment counts against the machine's reliability (reliability.ts), unless what failed
+    // is the client's: what the agent found wrong with the image or its command, or a launch spec
+    // stored before today's checks refused it.
+    if (status === "FAILED" && !clientError && launchSpecValid(current)) {
       await tx.$executeRawUnsafe(
         `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,
         current.machineId,
@@ -108,12 +108,12 @@ const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes:
  * report never double counts. Both balances it moved are published.
  */
 export async function reportUsage(
-  viewer: Viewer,
+  machineId: number,
   input: { instanceId: number; rxBytes: string; txBytes: string },
 ): Promise<UsageCharge> {
   const { instanceId, rxBytes, txBytes } = parseInput(usageSchema, input);
-  const target = await instanceOfAgent(viewer, instanceId);
+  const target = await instanceOfAgent(machineId, instanceId);
   const charge = await recordUsage(prisma, target.id, rxBytes, txBytes);
-  if (charge.chargedMicros !== 0n) publishEach("balance", [target.clientId, viewer.userId], () => ({ immediate: false }));
+  if (charge.chargedMicros !== 0n) publishEach("balance", [target.clientId, target.machine.hostId], () => ({ immediate: false }));
   return charge;
 }

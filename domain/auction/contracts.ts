@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
+import type { BidStanding, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import type { AuctionMachine, Contract } from "./clearing.ts";
 
 /** The machine columns the auction reads. */
@@ -28,6 +28,7 @@ export function auctionMachine(machine: MachineForAuction): AuctionMachine {
 export interface LiveInstance {
   id: number;
   clientId: number;
+  machineId: number;
   kind: "ON_DEMAND" | "INTERRUPTIBLE";
   numGpus: number;
   bidPerGpuHourMicros: bigint | null;
@@ -35,16 +36,26 @@ export interface LiveInstance {
   endDate: Date;
   status: InstanceStatus;
   statusMessage: string | null;
+  /** What the last clearing recorded of the bid (domain/auction/bids.ts). */
+  bidStanding: BidStanding | null;
+  bidPriceToWinMicros: bigint | null;
 }
 
 /** The live instances of a machine; lock the machine row first when the result is acted on. */
 export function liveInstances(db: Tx, machineId: number): Promise<LiveInstance[]> {
+  return liveInstancesOf(db, [machineId]);
+}
+
+/** The live instances of several machines at once (order books of a page of offers). */
+export function liveInstancesOf(db: Tx, machineIds: readonly number[]): Promise<LiveInstance[]> {
   // Raw: the clearing runs this once per job, and the query builder's per-call cost shows there.
   return db.$queryRawUnsafe<LiveInstance[]>(
-    `SELECT id, client_id AS "clientId", kind::text AS kind, num_gpus AS "numGpus", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros",
-            bid_placed_at AS "bidPlacedAt", end_date AS "endDate", status::text AS status, status_message AS "statusMessage"
-       FROM instance WHERE machine_id = $1 AND status = ANY($2::"InstanceStatus"[])`,
-    machineId,
+    `SELECT id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
+            bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", end_date AS "endDate",
+            status::text AS status, status_message AS "statusMessage", bid_standing::text AS "bidStanding",
+            bid_price_to_win_micros AS "bidPriceToWinMicros"
+       FROM instance WHERE machine_id = ANY($1::int[]) AND status = ANY($2::"InstanceStatus"[])`,
+    machineIds,
     LIVE_STATUSES,
   );
 }

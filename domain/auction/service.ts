@@ -5,10 +5,12 @@ import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { redisConnection, redisKey } from "../../infra/redis.ts";
 import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
-import { type BatchedEvent, applyEvents, publishInstanceChanges } from "../instances/status.ts";
+import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
 import { syncOfferAvailability } from "../offers/sync.ts";
+import { recordBidPositions } from "./bids.ts";
+import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
 import { type LiveInstance, type MachineForAuction, auctionMachine, liveInstances, onDemandClaim, toContract } from "./contracts.ts";
 
@@ -188,14 +190,16 @@ export async function clearMachineNow(machineId: number, now = new Date()): Prom
   // clearing passes here, including those after expiry and exhausted balances), and the instances
   // whose status or message changed.
   publish("assignments", machineId, { machineId });
+  publish("orderBook", machineId, { machineId });
   publishInstanceChanges(cleared.touched);
+  publishBidChanges(cleared.bidsMoved);
   return cleared.changes;
 }
 
 async function clearInTransaction(
   machineId: number,
   now: Date,
-): Promise<{ changes: ClearingChange[]; touched: { instanceId: number; clientId: number }[] } | null> {
+): Promise<{ changes: ClearingChange[]; touched: InstanceOfClient[]; bidsMoved: InstanceOfClient[] } | null> {
   return prisma.$transaction(async (tx) => {
     // The lock also clears the flag: events after this one wait for the lock and set it again.
     const [machine] = await tx.$queryRawUnsafe<LockedMachine[]>(
@@ -242,6 +246,7 @@ async function clearInTransaction(
       await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand }, select: { id: true } });
     }
     await syncOfferAvailability(tx, machine, contracts, now);
-    return { changes, touched };
+    const bidsMoved = await recordBidPositions(tx, live, bidPositions(auction, contracts, clearing));
+    return { changes, touched, bidsMoved };
   });
 }

@@ -6,9 +6,8 @@ import { recordId } from "../apiKeys.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { parseSshPublicKey } from "../sshKeys.ts";
 import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
 import { allocatePorts, JUPYTER_PORT, type PortMapping, SSH_PORT } from "./ports.ts";
-import { changeInstance, controllableBy } from "./service.ts";
+import { changeInstance } from "./service.ts";
 
 /*
  * How a renter reaches an instance: the machine's public address, the external ports its container
@@ -112,10 +111,10 @@ const attachSchema = z.object({ instanceId: recordId, publicKey: z.string().max(
 const detachSchema = z.object({ instanceId: recordId, sshKeyId: recordId });
 
 /** Lets one more key log in to the running instance; the agent installs it without a restart. */
-export function attachSshKey(viewer: Viewer, input: { instanceId: number; publicKey: string }): Promise<Instance> {
+export function attachSshKey(clientId: number, input: { instanceId: number; publicKey: string }): Promise<Instance> {
   const { instanceId, publicKey } = parseInput(attachSchema, input);
   const parsed = parseSshPublicKey(publicKey.trim());
-  return changeInstance(controllableBy(viewer, instanceId), async (tx, instance) => {
+  return changeInstance({ id: instanceId, clientId }, async (tx, instance) => {
     const keys = await tx.instanceSshKey.findMany({ where: { instanceId }, select: { fingerprint: true } });
     if (keys.some((key) => key.fingerprint === parsed.fingerprint)) throw new ConflictError(`The instance already has the key ${parsed.fingerprint}`);
     if (keys.length >= MAX_SSH_KEYS_PER_INSTANCE) throw new ConflictError(`An instance holds at most ${MAX_SSH_KEYS_PER_INSTANCE} SSH keys`);
@@ -125,9 +124,9 @@ export function attachSshKey(viewer: Viewer, input: { instanceId: number; public
 }
 
 /** Stops a key logging in to the instance; the agent removes it from the running container. */
-export function detachSshKey(viewer: Viewer, input: { instanceId: number; sshKeyId: number }): Promise<Instance> {
+export function detachSshKey(clientId: number, input: { instanceId: number; sshKeyId: number }): Promise<Instance> {
   const { instanceId, sshKeyId } = parseInput(detachSchema, input);
-  return changeInstance(controllableBy(viewer, instanceId), async (tx, instance) => {
+  return changeInstance({ id: instanceId, clientId }, async (tx, instance) => {
     const removed = await tx.instanceSshKey.deleteMany({ where: { id: sshKeyId, instanceId } });
     if (removed.count === 0) throw new NotFoundError("InstanceSshKey");
     return instance;

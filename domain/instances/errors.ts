@@ -1,4 +1,5 @@
 import { AppError } from "../errors.ts";
+import { formatMoney } from "../money.ts";
 
 /** The offer no longer exists or its machine cannot be rented now (unlisted, offline, ended). */
 export class OfferUnavailableError extends AppError {
@@ -24,5 +25,12 @@ export class InsufficientGpusError extends AppError {
 export class BidTooLowError extends AppError {
   constructor(readonly minBidMicros: bigint) {
     super("The bid is below the machine's minimum bid per GPU-hour", "BID_TOO_LOW");
+  }
+}
+
+/** Renting or starting needs credit: a balance at or below zero runs nothing (debit-mode accounts excepted). */
+export class InsufficientBalanceError extends AppError {
+  constructor(readonly balanceMicros: bigint) {
+    super(`The account's balance is $${formatMoney(balanceMicros)}: add credit before renting or starting an instance`, "INSUFFICIENT_BALANCE");
   }
 }

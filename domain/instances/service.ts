@@ -5,15 +5,15 @@ import { publish } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
+import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { chunkSizes, syncDirectPorts, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
-import { parseInput } from "../validation.ts";
-import type { Viewer } from "../viewer.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
@@ -47,7 +47,10 @@ const MAX_BID = 100n * MICROS_PER_DOLLAR;
 const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
 
 const createSchema = z.object({
-  offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
+  offerId: z
+    .string()
+    .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
+    .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: imageReference,
   diskGb: z.number().int().min(1).max(1_000_000),
   launchMode,
@@ -90,7 +93,7 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   reboot_count AS "rebootCount", recycle_count AS "recycleCount", label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
-  destroyed_at AS "destroyedAt"`;
+  destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
 
 type NewInstance = Pick<
   Instance,
@@ -100,8 +103,9 @@ type NewInstance = Pick<
 > & { env: { key: string; value: string }[] };
 
 /**
- * Inserts a SCHEDULING instance, its creation in the status history and its INSTANCE key in one
- * statement (the hot path of bidding), returning the row as Prisma would.
+ * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
+ * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
+ * Prisma would.
  */
 async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
@@ -116,6 +120,9 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
        RETURNING *
      ), history AS (
        INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+     ), bid AS (
+       INSERT INTO bid_change (instance_id, price_micros, placed_at)
+       SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -188,6 +195,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const { minBidMicros } = auctionMachine(m);
         if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
       }
+      await assertFunded(tx, userId);
       await checkSpendRate(tx, userId, rentalMicrosPerHour({
         numGpus,
         gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
@@ -238,21 +246,24 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   return created;
 }
 
+/**
+ * Refuses to rent or start for an account at or below zero that is not in debit mode: metering
+ * would stop it at its next tick anyway, after charging for the time between. Locks the account
+ * row, so that a concurrent debit is seen.
+ */
+async function assertFunded(tx: Tx, userId: number): Promise<void> {
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+    userId,
+  );
+  if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
+}
+
 function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
   // P2002 from the query builder; a raw statement reports PostgreSQL's own code.
   return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
-}
-
-/**
- * Who may act on an instance: its owner's account key, or the instance's own key for itself only.
- * Machine keys act for their agent, never for the client.
- */
-export function controllableBy(viewer: Viewer, instanceId: number): InstanceTarget {
-  if (viewer.scope === "INSTANCE" && viewer.instanceId !== instanceId) throw new ForbiddenError("An instance key controls only its own instance");
-  if (viewer.scope === "MACHINE") throw new ForbiddenError();
-  return { id: instanceId, clientId: viewer.userId };
 }
 
 export type LockedInstance = Instance & { machine: LockedMachine };
@@ -290,36 +301,82 @@ export function publishInstanceChange(instance: Pick<Instance, "id" | "clientId"
 const instanceIdSchema = recordId;
 
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
-export function startInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, (tx, instance, now) =>
-    applyEvent(tx, instance, "START_REQUESTED", {
+export function startInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
+    return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
       bidPlacedAt: instance.status === "STOPPED" && instance.kind === "ON_DEMAND" ? now : undefined,
-    }, now),
-  );
+    }, now);
+  });
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
-export function stopInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function stopInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const message = instance.status === "STOPPED" ? instance.statusMessage : "stopped by its owner";
     return applyEvent(tx, instance, "STOP_REQUESTED", { message, preemptGraceSeconds: null }, now);
   });
 }
 
 /** Destroy: final. The instance's keys stop working. */
-export function destroyInstance(viewer: Viewer, id: number): Promise<Instance> {
-  const where = controllableBy(viewer, parseInput(instanceIdSchema, id));
-  return changeInstance(where, async (tx, instance, now) => {
+export function destroyInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
     await releasePorts(tx, instance.id);
     await syncDirectPorts(tx, instance.machine);
     return destroyed;
   });
+}
+
+/** Reboot: the agent restarts the container; its disk and data are kept. The instance is LOADING until it runs again. */
+export function rebootInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    await applyEvent(tx, instance, "REBOOT_REQUESTED", { message: "rebooting" }, now);
+    return tx.instance.update({ where: { id: instance.id }, data: { rebootCount: { increment: 1 } } });
+  });
+}
+
+/**
+ * Recycle: the agent removes the container and creates it again from a fresh pull of the image, on
+ * the same GPUs of the same machine; its data is lost. One that is not running is recreated when it
+ * next runs.
+ */
+export function recycleInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) => recycle(tx, instance, {}, now));
+}
+
+async function recycle(tx: Tx, instance: LockedInstance, data: Prisma.InstanceUpdateInput, now: Date): Promise<Instance> {
+  const holdsGpus = instance.status === "LOADING" || instance.status === "RUNNING";
+  await applyEvent(tx, instance, "RECYCLE_REQUESTED", holdsGpus ? { message: "recreating the container" } : {}, now);
+  return tx.instance.update({ where: { id: instance.id }, data: { ...data, recycleCount: { increment: 1 } } });
+}
+
+const updateSchema = z
+  .object({
+    image: imageReference.nullish(),
+    env: envList.nullish(),
+    onstart: z.string().max(MAX_ONSTART_CHARS).nullish(),
+    args: argList.nullish(),
+  })
+  .refine((input) => Object.values(input).some((value) => value != null), "give at least one of image, env, onstart and args");
+
+export type UpdateInstanceInput = z.input<typeof updateSchema>;
+
+/** New image, env, onstart or args (each given one replaces the old), applied by recycling the container. */
+export function updateInstance(clientId: number, id: number, input: UpdateInstanceInput): Promise<Instance> {
+  const where = { id: parseInput(instanceIdSchema, id), clientId };
+  const data = parseInput(updateSchema, input);
+  return changeInstance(where, (tx, instance, now) =>
+    recycle(tx, instance, {
+      ...(data.image != null ? { image: data.image } : {}),
+      ...(data.env != null ? { env: data.env } : {}),
+      ...(data.onstart != null ? { onstart: data.onstart } : {}),
+      ...(data.args != null ? { args: data.args } : {}),
+    }, now),
+  );
 }
 
 const changeBidSchema = z.object({ instanceId: recordId, pricePerGpuHour: bidPrice });
@@ -334,7 +391,12 @@ export function changeBid(userId: number, id: number, price: bigint): Promise<In
     if (instance.status === "EXITED" || instance.status === "DESTROYED") throw new IllegalTransitionError(instance.status, "BID_CHANGED");
     const { minBidMicros } = auctionMachine(instance.machine);
     if (pricePerGpuHour < minBidMicros) throw new BidTooLowError(minBidMicros);
-    return tx.instance.update({ where: { id: instance.id }, data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now } });
+    await recordBidChange(tx, instance.id, pricePerGpuHour, now);
+    // Unranked until the clearing that follows records the standing this price produced.
+    return tx.instance.update({
+      where: { id: instance.id },
+      data: { bidPerGpuHourMicros: pricePerGpuHour, bidPlacedAt: now, bidStanding: null },
+    });
   });
 }
 
@@ -398,10 +460,9 @@ export async function extendMachineEndDate(hostId: number, id: number, endDate: 
 }
 
 /** The instance on the agent's machine, or NotFound. */
-async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: number; machineId: number }> {
-  if (viewer.scope !== "MACHINE" || viewer.machineId === null) throw new ForbiddenError("Only the machine's agent may do that");
+async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
-    where: { id: parseInput(instanceIdSchema, id), machineId: viewer.machineId },
+    where: { id: parseInput(instanceIdSchema, id), machineId },
     select: { id: true, machineId: true },
   });
   if (!instance) throw new NotFoundError("Instance");
@@ -412,8 +473,8 @@ async function instanceOnMachine(viewer: Viewer, id: number): Promise<{ id: numb
  * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
  * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
  */
-export async function reportContainerStatus(viewer: Viewer, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
+  const instance = await instanceOnMachine(machineId, id);
   return changeInstance({ id: instance.id }, async (tx, current, now) => {
     const message = report === "RUNNING" ? null : "the container exited";
     return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
@@ -425,8 +486,8 @@ export async function reportContainerStatus(viewer: Viewer, id: number, report: 
  * INSTANCE key, whose token goes into the container's environment as CONTAINER_API_KEY next to
  * CONTAINER_LABEL. Tokens are never stored, so each launch gets a new one.
  */
-export async function issueContainerApiKey(viewer: Viewer, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
-  const instance = await instanceOnMachine(viewer, id);
+export async function issueContainerApiKey(machineId: number, id: number): Promise<{ label: string; apiKey: IssuedKey }> {
+  const instance = await instanceOnMachine(machineId, id);
   return prisma.$transaction(async (tx) => {
     const owner = await tx.instance.findUniqueOrThrow({ where: { id: instance.id }, select: { clientId: true, status: true } });
     if (owner.status === "DESTROYED") throw new NotFoundError("Instance");

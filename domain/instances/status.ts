@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import { publish } from "../../infra/pubsub.ts";
+import { publishEach } from "../../infra/pubsub.ts";
 import type { Instance, InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type InstanceEvent, intendedStatus, transition } from "./lifecycle.ts";
 
@@ -101,9 +101,23 @@ export async function applyEvents(
   return targets;
 }
 
+export interface InstanceOfClient {
+  clientId: number;
+  instanceId: number;
+}
+
 /** After commit: one instanceStatus event per client, naming that client's changed instances. */
-export function publishInstanceChanges(changed: readonly { clientId: number; instanceId: number }[]): void {
+export function publishInstanceChanges(changed: readonly InstanceOfClient[]): void {
+  publishByClient("instanceStatus", changed);
+}
+
+/** After commit: one bids event per client, naming that client's bids whose standing or price to win moved. */
+export function publishBidChanges(moved: readonly InstanceOfClient[]): void {
+  publishByClient("bids", moved);
+}
+
+function publishByClient(key: "instanceStatus" | "bids", changed: readonly InstanceOfClient[]): void {
   const byClient = new Map<number, number[]>();
   for (const { clientId, instanceId } of changed) byClient.set(clientId, [...(byClient.get(clientId) ?? []), instanceId]);
-  for (const [clientId, instanceIds] of byClient) publish("instanceStatus", clientId, { instanceIds });
+  publishEach(key, byClient.keys(), (clientId) => ({ instanceIds: byClient.get(clientId)! }));
 }

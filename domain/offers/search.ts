@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
-import { parseInput } from "../validation.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
 import {
   type Clause,
   type Condition,
@@ -242,7 +242,6 @@ function sortKeyType(field: OfferField): string {
 }
 
 const SQL_OPS = { eq: "=", neq: "<>", lt: "<", lte: "<=", gt: ">", gte: ">=" } as const;
-const INT_MAX = 2_147_483_647;
 
 function conditionSql(condition: Condition, ctx: SqlContext): Prisma.Sql {
   const { field, op, value } = condition;
@@ -266,7 +265,7 @@ function scalarSql(value: Scalar, kind: string): Prisma.Sql {
 }
 
 function isIntValue(value: number): boolean {
-  return Number.isInteger(value) && Math.abs(value) <= INT_MAX;
+  return Number.isInteger(value) && Math.abs(value) <= MAX_INT4;
 }
 
 /**
@@ -279,7 +278,7 @@ function intComparisonSql(expr: Prisma.Sql, op: Exclude<Condition["op"], "in" | 
     return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${value}`;
   }
   const rounded = op === "gt" || op === "lte" ? Math.floor(value) : Math.ceil(value);
-  const bound = Math.max(-INT_MAX, Math.min(INT_MAX, rounded));
+  const bound = Math.max(-MAX_INT4, Math.min(MAX_INT4, rounded));
   return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${bound}`;
 }
 
@@ -338,7 +337,16 @@ function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(cursor)).toString("base64url");
 }
 
-function decodeCursor(text: string, signature: string, keys: number): Cursor {
+/** Each SQL type's values as cursorKey writes them: a key is read back with a cast, which must not fail. */
+const CURSOR_KEY_PATTERNS: Record<string, (key: string) => boolean> = {
+  int4: (key) => /^-?\d{1,10}$/.test(key) && Math.abs(Number(key)) <= MAX_INT4,
+  int8: (key) => /^-?\d{1,18}$/.test(key),
+  float8: (key) => /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(key) && Number.isFinite(Number(key)),
+  timestamptz: (key) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(key) && !Number.isNaN(Date.parse(key)),
+  text: (key) => /^\d{1,10}-\d{1,2}$/.test(key),
+};
+
+function decodeCursor(text: string, signature: string, types: string[]): Cursor {
   let cursor: Cursor;
   try {
     cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
@@ -348,8 +356,8 @@ function decodeCursor(text: string, signature: string, keys: number): Cursor {
   const valid =
     typeof cursor?.id === "string" &&
     Array.isArray(cursor.k) &&
-    cursor.k.length === keys &&
-    cursor.k.every((key) => typeof key === "string");
+    cursor.k.length === types.length - 1 &&
+    [...cursor.k, cursor.id].every((key, i) => typeof key === "string" && CURSOR_KEY_PATTERNS[types[i]!]?.(key) === true);
   if (!valid) throw new ValidationError([{ path: ["after"], message: "is not a cursor from this search" }]);
   if (cursor.o !== signature) {
     throw new ValidationError([{ path: ["after"], message: "was made for another order or storage size" }]);
@@ -444,7 +452,7 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
     { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
   ];
-  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, orders.length)));
+  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys.map((key) => key.type))));
 
   const first = args.first ?? DEFAULT_PAGE_SIZE;
   const bound = storedBoundSql(orders, milliGb, [...conditions, ...(split ? [conditionSql(split, inner)] : [])], first + 1, inner);

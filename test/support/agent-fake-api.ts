@@ -1,3 +1,4 @@
+import { vi } from "vitest";
 import { EventEmitter, on } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -34,6 +35,9 @@ const typeDefs = /* GraphQL */ `
     sshKeys: [String!]!
     jupyterToken: String
     jupyterBasePath: String!
+    args: [String!]!
+    rebootCount: Int!
+    recycleCount: Int!
     diskGb: Int!
     numGpus: Int!
     preemptGraceSeconds: Int!
@@ -125,6 +129,9 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     sshKeys: [],
     jupyterToken: null,
     jupyterBasePath: `/jupyter/${id}/`,
+    args: [],
+    rebootCount: 0,
+    recycleCount: 0,
     diskGb: 10,
     numGpus: 1,
     preemptGraceSeconds: 1,
@@ -196,7 +203,7 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
     maskedErrors: false,
     context: ({ request }) => {
       if (!authorized(request.headers.get("authorization"))) {
-        throw new GraphQLError("The API key is unknown or revoked", { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
+        throw new GraphQLError("The API key is unknown, revoked or expired", { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
       }
       return {};
     },
@@ -242,19 +249,14 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
     },
     restart: listen,
     waitFor(check, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const started = Date.now();
-        const timer = setInterval(() => {
+      return vi.waitFor(
+        () => {
           const value = check();
-          if (value !== undefined && value !== false) {
-            clearInterval(timer);
-            resolve(value);
-          } else if (Date.now() - started > timeoutMs) {
-            clearInterval(timer);
-            reject(new Error(`waitFor timed out after ${timeoutMs}ms`));
-          }
-        }, 25);
-      });
+          if (value === undefined || value === false) throw new Error(`not met within ${timeoutMs}ms`);
+          return value;
+        },
+        { timeout: timeoutMs, interval: 25 },
+      );
     },
   };
   return fake;

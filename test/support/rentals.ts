@@ -4,6 +4,7 @@ import { createAccount as createAccountWithKey } from "../../domain/accounts.ts"
 import { clearMachine } from "../../domain/auction/clearing.ts";
 import { auctionMachine, liveInstances, toContract } from "../../domain/auction/contracts.ts";
 import { issueApiKey } from "../../domain/apiKeys.ts";
+import { postEntry } from "../../domain/billing/ledger.ts";
 import { gpuModel } from "../../domain/dlperf.ts";
 import { listMachine, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
 import { prisma } from "../../infra/db.ts";
@@ -12,10 +13,17 @@ import { prisma } from "../../infra/db.ts";
 
 export const DAY = 86_400_000;
 
-export async function createAccount(label = "user"): Promise<{ userId: number; key: string }> {
+/** What test accounts start with unless told otherwise: renting and starting need credit. */
+export const TEST_CREDIT_MICROS = 1_000_000_000n;
+
+export async function createAccount(label = "user", options: { credit?: bigint } = {}): Promise<{ userId: number; key: string }> {
   const user = await prisma.user.create({
     data: { email: `${label}-${randomBytes(6).toString("hex")}@example.com`, passwordHash: "x", emailVerified: true },
   });
+  const credit = options.credit ?? TEST_CREDIT_MICROS;
+  if (credit !== 0n) {
+    await prisma.$transaction((tx) => postEntry(tx, { userId: user.id, kind: "ADJUSTMENT", amountMicros: credit, description: "test credit" }));
+  }
   const { token } = await issueApiKey(prisma, { userId: user.id, name: "test", scope: "ACCOUNT" });
   return { userId: user.id, key: token };
 }
@@ -121,9 +129,5 @@ export function unwrap<T = any>(result: any): T {
 
 /** Waits until every requested clearing has run (no machine flagged), polling the database. */
 export async function waitForClearings(timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await prisma.machine.count({ where: { clearingRequestedAt: { not: null } } })) > 0) {
-    if (Date.now() > deadline) throw new Error("clearings still pending");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await expect.poll(() => prisma.machine.count({ where: { clearingRequestedAt: { not: null } } }), { timeout: timeoutMs, interval: 50 }).toBe(0);
 }

@@ -24,11 +24,12 @@ export interface StartProcess {
 
 /** Runs `npm start`, the README's first command, with the given environment. */
 export function spawnStart(env: Record<string, string | undefined>): StartProcess {
-  const child = spawn("npm", ["start", "--silent"], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  return spawnNpm(["start", "--silent"], { cwd: root, env: { ...process.env, LOG_LEVEL: "info", ...env } });
+}
+
+/** Runs npm with exactly `env` in `cwd`, its output collected as for `npm start`. */
+export function spawnNpm(args: string[], options: { cwd: string; env: Record<string, string | undefined> }): StartProcess {
+  const child = spawn("npm", args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer) => {
