@@ -149,6 +149,7 @@ describe("reconcile", () => {
     ];
     const reported = memory();
     reported.reported.set("Instance:4", "RUNNING");
+    reported.keys.set("C.4", "");
     expect(reconcile(desired(rebooted, recycled, stoppedRecycled, current), containers, reported)).toEqual([
       { label: "C.1", instanceId: "Instance:1", actions: [{ type: "reboot", graceSeconds: 3, rebootCount: 2 }] },
       { label: "C.2", instanceId: "Instance:2", actions: [{ type: "recycle", assignment: recycled }] },
