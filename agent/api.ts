@@ -28,6 +28,9 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         recycleCount
         diskGb
         numGpus
+        gpuIndices
+        cpuCores
+        memoryMb
         preemptGraceSeconds
         statusMessage
       }
@@ -55,6 +58,9 @@ const assignmentSchema = z.object({
   recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),
   numGpus: z.number().int().nonnegative(),
+  gpuIndices: z.array(z.number().int().nonnegative()),
+  cpuCores: z.number().nonnegative(),
+  memoryMb: z.number().int().nonnegative(),
   preemptGraceSeconds: z.number().int().nonnegative(),
   statusMessage: z.string().nullable().optional(),
 });

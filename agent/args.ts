@@ -14,9 +14,6 @@ export const USAGE = `Usage: npm run agent -- --api URL --key KEY --machine Mach
   --backoff-max-seconds N   cap of the reconnect backoff (default 30)
   --public-address ADDR     the address renters connect to (env AGENT_PUBLIC_ADDRESS; default: the address
                             this host reaches the API from); the host's setMachineNetwork address wins
-  --allow-no-gpu-isolation  docker runtime on an engine without the NVIDIA container toolkit: run GPU
-                            instances anyway, without --gpus, marked GPU_ISOLATION=none (tests, demos;
-                            env AGENT_ALLOW_NO_GPU_ISOLATION=1). Otherwise such launches are refused.
   --help`;
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -35,7 +32,6 @@ const argsSchema = z.object({
   stateDir: z.string().optional(),
   containerApiUrl: z.url().optional(),
   publicAddress: z.string().min(1).optional(),
-  allowNoGpuIsolation: z.boolean(),
 });
 export type AgentArgs = z.infer<typeof argsSchema>;
 
@@ -55,7 +51,6 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
       "state-dir": { type: "string" },
       "container-api-url": { type: "string" },
       "public-address": { type: "string" },
-      "allow-no-gpu-isolation": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -71,7 +66,6 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
     stateDir: values["state-dir"] ?? env.AGENT_STATE_DIR,
     containerApiUrl: values["container-api-url"],
     publicAddress: values["public-address"] ?? env.AGENT_PUBLIC_ADDRESS,
-    allowNoGpuIsolation: values["allow-no-gpu-isolation"] ?? env.AGENT_ALLOW_NO_GPU_ISOLATION === "1",
   });
   if (!parsed.success) {
     const flag = (path: PropertyKey[]) => `--${String(path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

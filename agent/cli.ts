@@ -26,7 +26,7 @@ async function main() {
   const runtimeName = args.runtime ?? ((await dockerAnswers()) ? "docker" : "process");
   const runtime: Runtime =
     runtimeName === "docker"
-      ? new DockerRuntime(join(stateDir, "docker"), logger, { allowNoGpuIsolation: args.allowNoGpuIsolation })
+      ? new DockerRuntime(join(stateDir, "docker"), logger)
       : new ProcessRuntime(join(stateDir, "processes"), logger);
 
   const agent = startAgent({

@@ -6,6 +6,7 @@ import { postEntry } from "./billing/ledger.ts";
 import { ConflictError, InvalidTokenError, NotFoundError, RateLimitedError } from "./errors.ts";
 import { formatMoney } from "./money.ts";
 import { queueNotification } from "./notifications.ts";
+import { HOUR_MS } from "./time.ts";
 
 /*
  * What makes an account trusted, as the reference does it: a verified email and a verified card.
@@ -16,7 +17,6 @@ import { queueNotification } from "./notifications.ts";
 
 /** Verification emails one account may ask for per hour. */
 const VERIFICATION_EMAILS_PER_HOUR = 5;
-const HOUR_MS = 3_600_000;
 
 /**
  * Mails a one-time link to the account's address (through the notification outbox, so it goes out

@@ -73,7 +73,7 @@ builder.queryField("me", (t) =>
     type: "User",
     nullable: true,
     description:
-      "The account behind a full-account key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
+      "The account behind an account or session key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
     unauthorizedResolver: (_root, _args, ctx) => {
       if (ctx.viewer) throw new ForbiddenError("Machine and instance keys cannot read the account");
       return null;

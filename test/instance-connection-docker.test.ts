@@ -41,7 +41,7 @@ const INSTANCE_FIELDS = `id status statusMessage
   sshKeys { id fingerprint }`;
 
 const startDockerAgent = () =>
-  spawnAgent({ api: app.url, key: machineKey, machineId, stateDir: stateDir(), runtime: "docker", extraArgs: ["--allow-no-gpu-isolation"] });
+  spawnAgent({ api: app.url, key: machineKey, machineId, stateDir: stateDir(), runtime: "docker" });
 
 beforeAll(async () => {
   images = await testImages();
@@ -191,7 +191,7 @@ describe("reaching an instance on the real Docker engine", () => {
     // No GPU toolkit on this engine: the container runs without --gpus and says so.
     const name = new DockerRuntime(join(stateDir(), "docker"), pino({ level: "silent" })).containerName(`C.${id.split(":")[1]}`);
     const inspected = JSON.parse(await runOk("docker", ["inspect", name]))[0];
-    expect(inspected.Config.Labels["gpu-marketplace.gpus"]).toBe("1");
+    expect(inspected.Config.Labels["gpu-marketplace.gpus"]).toMatch(/^\d$/);
     expect(inspected.Config.Labels["gpu-marketplace.gpu-isolation"]).toBe("none");
     expect(inspected.Config.Env).toContain("GPU_ISOLATION=none");
     expect(inspected.HostConfig.DeviceRequests ?? []).toEqual([]);

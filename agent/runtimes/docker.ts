@@ -12,6 +12,7 @@ import {
   type PublishedPort,
   type Runtime,
   SSH_KEYS_FILE,
+  gpuEnv,
   workloadScript,
   writeAuthorizedKeys,
 } from "../runtime.ts";
@@ -24,16 +25,14 @@ export const INSTANCE_KEY = "gpu-marketplace.instance-id";
 /** The assignment's recycleCount and rebootCount when the container was created. */
 export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
 export const REBOOT_KEY = "gpu-marketplace.reboot-count";
-/** GPUs the instance rents, and "none" when the engine cannot isolate them (no NVIDIA container toolkit). */
+/** The machine's GPUs the container was made with ("2,3"); "none" in GPU_ISOLATION_KEY when the engine cannot isolate them. */
 export const GPUS_KEY = "gpu-marketplace.gpus";
 export const GPU_ISOLATION_KEY = "gpu-marketplace.gpu-isolation";
 
-export interface DockerRuntimeOptions {
-  /**
-   * Run GPU instances on an engine that cannot hand out GPUs (tests, demos): without `--gpus`, saying
-   * so in the container's environment (GPU_ISOLATION=none) and labels. Otherwise such launches are refused.
-   */
-  allowNoGpuIsolation?: boolean;
+/** What the engine can give a container: GPUs (an NVIDIA runtime is installed) and how many CPUs it has. */
+export interface EngineCapabilities {
+  gpus: boolean;
+  cpus: number;
 }
 
 /**
@@ -46,12 +45,10 @@ export interface DockerRuntimeOptions {
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
 
-  private gpuSupport: Promise<boolean> | null = null;
 
   constructor(
     private readonly dir: string,
     private readonly logger: Logger,
-    private readonly options: DockerRuntimeOptions = {},
   ) {
     this.scope = createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 8);
   }
@@ -62,6 +59,14 @@ export class DockerRuntime implements Runtime {
   /** The engine's name for the container `label`. */
   containerName(label: string): string {
     return `${label}-${this.scope}`;
+  }
+
+  private engine?: Promise<EngineCapabilities>;
+
+  /** Asked once: `docker info`. */
+  private capabilities(): Promise<EngineCapabilities> {
+    this.engine ??= runOk("docker", ["info", "--format", "{{json .Runtimes}}\t{{.NCPU}}"]).then(parseEngineInfo);
+    return this.engine;
   }
 
   private marker(label: string) {
@@ -76,18 +81,9 @@ export class DockerRuntime implements Runtime {
     return join(this.dir, "ssh", label);
   }
 
-  /**
-   * Whether `--gpus` can work here: docker hands GPUs out through the NVIDIA container toolkit's
-   * hook (or an "nvidia" runtime); without it `docker start` fails with `could not select device driver`.
-   */
-  containerGpus(): Promise<boolean> {
-    this.gpuSupport ??= (async () => {
-      const hook = await run("sh", ["-c", "command -v nvidia-container-runtime-hook || command -v nvidia-container-toolkit"]);
-      if (hook.code === 0) return true;
-      const runtimes = await run("docker", ["info", "--format", "{{json .Runtimes}}"]);
-      return runtimes.code === 0 && /"nvidia"/.test(runtimes.stdout);
-    })();
-    return this.gpuSupport;
+  /** Whether `--gpus` can work here: an NVIDIA runtime is installed (without one, `docker start` fails). */
+  async containerGpus(): Promise<boolean> {
+    return (await this.capabilities()).gpus;
   }
 
   async list(): Promise<ContainerInfo[]> {
@@ -98,15 +94,17 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${AGENT_KEY}=${this.scope}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Ports}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}\t{{.Ports}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, ports] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus, ports] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
       const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
+      // No label (a container made before GPUs were assigned): unknown, not "none".
+      const gpuIndices = gpus ? gpus.split(",").map(Number) : undefined;
       found.push({
         label,
         instanceId,
@@ -114,6 +112,7 @@ export class DockerRuntime implements Runtime {
         recycleCount: Number(recycleCount) || 0,
         rebootCount,
         ...(status ? { detail: status } : {}),
+        ...(gpuIndices ? { gpuIndices } : {}),
         ports: parseDockerPorts(ports ?? ""),
       });
     }
@@ -121,10 +120,6 @@ export class DockerRuntime implements Runtime {
   }
 
   async create(spec: ContainerSpec): Promise<void> {
-    const gpus = spec.numGpus > 0 ? await this.containerGpus() : true;
-    if (!gpus && !this.options.allowNoGpuIsolation) {
-      throw new Error("this machine's Docker engine cannot hand out GPUs (no NVIDIA container toolkit): the host must install it");
-    }
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
     const pulled = await run("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     if (pulled.code !== 0) {
@@ -139,15 +134,16 @@ export class DockerRuntime implements Runtime {
     await this.setSshKeys(spec.label, spec.sshKeys);
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const engine = await this.capabilities();
     const envFile = join(this.dir, `${spec.label}.env`);
-    await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
+    await writeFile(envFile, envFileText({ ...spec.env, ...containerGpuEnv(spec.gpuIndices, engine) }), { mode: 0o600 });
     try {
       const context: CreateContext = {
         name: this.containerName(spec.label),
         scope: this.scope,
         envFile,
         keysDir: this.keysDir(spec.label),
-        gpuIsolation: gpus,
+        engine,
         imageHasCommand: command !== false,
       };
       const withDisk = await run("docker", createArgs(spec, context, true));
@@ -243,8 +239,7 @@ interface CreateContext {
   envFile: string;
   /** Host directory holding the container's authorized_keys, mounted read-only at SSH_KEYS_FILE's directory. */
   keysDir: string;
-  /** Whether the engine can hand out GPUs (`--gpus`). */
-  gpuIsolation: boolean;
+  engine: EngineCapabilities;
   /** ENTRYPOINT mode: whether the image has an ENTRYPOINT or CMD. */
   imageHasCommand: boolean;
 }
@@ -252,7 +247,25 @@ interface CreateContext {
 /** Keeps the image's entrypoint when it has none and no onstart was given: the instance serves until stopped. */
 const SERVE_UNTIL_STOPPED = "exec sleep infinity";
 
+
+/** `docker info`'s runtimes (JSON) and CPU count, tab-separated. */
+export function parseEngineInfo(text: string): EngineCapabilities {
+  const [runtimes, cpus] = text.trim().split("\t");
+  return { gpus: Object.hasOwn(JSON.parse(runtimes || "{}") as object, "nvidia"), cpus: Number(cpus) || 1 };
+}
+
+/**
+ * The GPU variables in the container. With GPUs, `--gpus` passes exactly the container's devices
+ * and CUDA numbers them from 0 inside, so only NVIDIA_VISIBLE_DEVICES (host indices, what the NVIDIA
+ * runtime reads) is set. Without, both name the host indices: the container's record of its GPUs.
+ */
+export function containerGpuEnv(gpuIndices: readonly number[], engine: EngineCapabilities): Record<string, string> {
+  const env = gpuEnv(gpuIndices);
+  return engine.gpus ? { NVIDIA_VISIBLE_DEVICES: env.NVIDIA_VISIBLE_DEVICES } : env;
+}
+
 export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimit: boolean): string[] {
+  const { engine } = context;
   const args = [
     "create",
     "--name",
@@ -267,6 +280,8 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
     `${RECYCLE_KEY}=${spec.recycleCount}`,
     "--label",
     `${REBOOT_KEY}=${spec.rebootCount}`,
+    "--label",
+    `${GPUS_KEY}=${spec.gpuIndices.join(",")}`,
     "--env-file",
     context.envFile,
     ...spec.ports.flatMap((port) => ["-p", `${port.hostPort}:${port.containerPort}/${port.protocol}`]),
@@ -274,12 +289,13 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
   if (spec.launchMode === "SSH") {
     args.push("--mount", `type=bind,source=${context.keysDir},target=${SSH_KEYS_FILE.slice(0, SSH_KEYS_FILE.lastIndexOf("/"))},readonly`);
   }
-  if (spec.numGpus > 0) {
-    args.push("--label", `${GPUS_KEY}=${spec.numGpus}`);
-    if (context.gpuIsolation) args.push("--gpus", String(spec.numGpus));
-    // No toolkit: nothing isolates the GPUs, and the container and `docker inspect` say so.
-    else args.push("--label", `${GPU_ISOLATION_KEY}=none`, "--env", "GPU_ISOLATION=none");
-  }
+  // Quoted: --gpus reads CSV, and the device list has commas.
+  if (engine.gpus && spec.gpuIndices.length > 0) args.push("--gpus", `"device=${spec.gpuIndices.join(",")}"`);
+  // No NVIDIA runtime: nothing isolates the GPUs, and the container and `docker inspect` say so.
+  if (!engine.gpus && spec.numGpus > 0) args.push("--label", `${GPU_ISOLATION_KEY}=none`, "--env", "GPU_ISOLATION=none");
+  // Never more CPUs than the engine has: docker refuses that (a host that overstated its cores).
+  if (spec.cpuCores > 0) args.push("--cpus", String(Math.min(spec.cpuCores, engine.cpus)));
+  if (spec.memoryMb > 0) args.push("--memory", `${spec.memoryMb}m`);
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT" && (context.imageHasCommand || spec.args.length > 0)) {
     // The image's own entrypoint, with the instance's args in place of the image's command when given.

@@ -4,6 +4,7 @@ import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { chunkDlperf } from "../dlperf.ts";
 import { freeDirectPorts } from "../instances/ports.ts";
+import { machineShare } from "../machineShare.ts";
 import { defaultRanking } from "./ranking.ts";
 
 /** GPU counts a machine is offered in: minChunk, doubling, and always the whole machine. */
@@ -39,7 +40,9 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
   contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
   const availability = offerAvailability(machine, contracts, now);
   const directPortCount = await freeDirectPorts(db, machine);
+  const diskSpace = await freeDiskGb(db, machine);
   const rows = sizes.map((numGpus, index) => {
+    const share = machineShare(machine, numGpus);
     const prices = {
       gpuDphMicros: machine.pricePerGpuHourMicros! * BigInt(numGpus),
       storageCostMicros: machine.storagePricePerGbMonthMicros ?? 0n,
@@ -59,8 +62,9 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       gpuMemBw: machine.gpuMemBw,
       pcieBw: machine.pcieBw,
       cpuCores: machine.cpuCores,
-      cpuRam: machine.cpuRamMb,
-      diskSpace: machine.diskSpaceGb,
+      cpuCoresEffective: share.cpuCores,
+      cpuRam: share.ramMb,
+      diskSpace,
       diskBw: machine.diskBw,
       inetUp: machine.inetUpMbps,
       inetDown: machine.inetDownMbps,
@@ -87,6 +91,23 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
     const { id, ...values } = row;
     await db.offer.upsert({ where: { id }, create: row, update: values });
   }
+}
+
+/**
+ * Disk of the machine not reserved by its instances: every instance that is not destroyed keeps its
+ * disk, stopped or exited ones too. Read under the machine's row lock when acted on.
+ */
+export async function freeDiskGb(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<number> {
+  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(
+    `SELECT COALESCE(SUM(disk_gb), 0)::int AS reserved FROM instance WHERE machine_id = $1 AND status <> 'DESTROYED'`,
+    machine.id,
+  );
+  return Math.max(0, machine.diskSpaceGb - reserved);
+}
+
+/** The offers' free disk after an instance was created or destroyed: the one column that changes. */
+export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<void> {
+  await db.offer.updateMany({ where: { machineId: machine.id }, data: { diskSpace: await freeDiskGb(db, machine) } });
 }
 
 type AvailabilityMachine = Pick<

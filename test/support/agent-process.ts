@@ -23,7 +23,6 @@ export function spawnAgent(options: {
   machineId: number;
   stateDir: string;
   runtime?: "process" | "docker";
-  extraArgs?: string[];
 }): AgentProcess {
   const child = spawn(
     process.execPath,
@@ -47,7 +46,6 @@ export function spawnAgent(options: {
       "1",
       "--backoff-max-seconds",
       "1",
-      ...(options.extraArgs ?? []),
     ],
     { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -130,11 +128,15 @@ const SPECS = {
 };
 
 /** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
-export async function registerAndList(app: TestApp, hostKey: string): Promise<{ machineId: number; key: string }> {
+export async function registerAndList(
+  app: TestApp,
+  hostKey: string,
+  specs: Partial<typeof SPECS> = {},
+): Promise<{ machineId: number; key: string }> {
   const registered = await app.gql(
     `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
        ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
-    { input: SPECS },
+    { input: { ...SPECS, ...specs } },
     hostKey,
   );
   const { machine, apiKey } = registered.data.registerMachine.data;

@@ -9,7 +9,10 @@ const RentPage = lazy(() => import("./pages/RentPage.tsx"));
 const InstancesPage = lazy(() => import("./pages/InstancesPage.tsx"));
 const InstancePage = lazy(() => import("./pages/InstancePage.tsx"));
 const AccountPage = lazy(() => import("./pages/AccountPage.tsx"));
+const HostPage = lazy(() => import("./pages/HostPage.tsx"));
+const MarketPage = lazy(() => import("./pages/MarketPage.tsx"));
 const AuthPage = lazy(() => import("./pages/AuthPage.tsx"));
+const EmailLinkPage = lazy(() => import("./pages/EmailLinkPage.tsx"));
 
 export function App() {
   return (
@@ -28,8 +31,13 @@ export function App() {
             <Route path="/account">{() => <AccountPage />}</Route>
             {/* Stripe Checkout returns here (BILLING_RETURN_URL). */}
             <Route path="/billing">{() => <AccountPage />}</Route>
+            <Route path="/host">{() => <HostPage />}</Route>
+            <Route path="/market">{() => <MarketPage />}</Route>
             <Route path="/login">{() => <AuthPage mode="login" />}</Route>
             <Route path="/signup">{() => <AuthPage mode="signup" />}</Route>
+            {/* The links of account emails (APP_URL). */}
+            <Route path="/verify-email">{() => <EmailLinkPage purpose="verify-email" />}</Route>
+            <Route path="/reset-password">{() => <EmailLinkPage purpose="reset-password" />}</Route>
             <Route>
               <h1>Not found</h1>
               <p>
