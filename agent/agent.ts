@@ -2,6 +2,7 @@ import { connect } from "node:net";
 import type { Logger } from "pino";
 import { AgentApi } from "./api.ts";
 import { type Backoff, subscribeAssignments } from "./connection.ts";
+import { LogService } from "./logs.ts";
 import { startHeartbeat } from "./metrics.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime.ts";
@@ -58,6 +59,7 @@ export function startAgent(options: AgentOptions): Agent {
     stopping ??= (async () => {
       if (fatal) logger.error({ err: fatal.message }, "stopping: the API refused this agent");
       clearInterval(poll);
+      logs.stop();
       await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop()]);
       logger.info("agent stopped");
       if (fatal) settle.reject(fatal);
@@ -75,6 +77,7 @@ export function startAgent(options: AgentOptions): Agent {
     containerApiUrl: options.containerApiUrl ?? options.apiUrl,
     onFatal,
   });
+  const logs = new LogService({ runtime: options.runtime, api, logger, onFatal });
   const subscription = subscribeAssignments({
     url: options.apiUrl,
     key: options.key,
@@ -82,6 +85,7 @@ export function startAgent(options: AgentOptions): Agent {
     logger,
     backoff: options.backoff,
     onState: (state) => reconciler.setDesired(state),
+    onLogRequest: (request) => logs.handle(request),
     onFatal,
   });
   const heartbeat = startHeartbeat({
