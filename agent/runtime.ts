@@ -116,8 +116,9 @@ const SESSION_ENV = ["CONTAINER_ID", "CONTAINER_LABEL", "CONTAINER_API_KEY", "AP
  * Starts an OpenSSH server on `port` (22 in a container), key logins only, keys read from `keysFile`
  * at every login (so attached and detached keys apply at once). In a container it is the image's sshd
  * with its own host keys; an image without one still runs: the script says so in the container's
- * output and goes on. `hostKeyDir` (the process runtime): a per-instance host key there, sshd kept in
- * the foreground of the instance's process group so that stopping the instance stops it.
+ * output and goes on. `hostKeyDir` (the process runtime): a per-instance host key and sshd's log there
+ * (the instance's output stays its own), sshd kept in the foreground of the instance's process group
+ * so that stopping the instance stops it.
  */
 export function sshdScript(port: number, keysFile: string, hostKeyDir?: string): string {
   const setEnv = SESSION_ENV.map((name) => `${name}=$${name}`).join(" ");
@@ -129,7 +130,7 @@ export function sshdScript(port: number, keysFile: string, hostKeyDir?: string):
     "-o KbdInteractiveAuthentication=no",
     "-o UsePAM=no",
     `-o "SetEnv=${setEnv}"`,
-    ...(hostKeyDir ? [`-h ${hostKeyDir}/ssh_host_ed25519_key`, "-o StrictModes=no", `-o PidFile=${hostKeyDir}/sshd.pid`, "-D"] : []),
+    ...(hostKeyDir ? [`-h ${hostKeyDir}/ssh_host_ed25519_key`, "-o StrictModes=no", `-o PidFile=${hostKeyDir}/sshd.pid`, `-E ${hostKeyDir}/sshd.log`, "-D"] : []),
   ].join(" ");
   const hostKeys = hostKeyDir
     ? `test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`
