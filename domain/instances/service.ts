@@ -473,18 +473,6 @@ export async function instanceOnMachine(machineId: number, id: number): Promise<
 }
 
 /**
- * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
- * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
- */
-export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(machineId, id);
-  return changeInstance({ id: instance.id }, async (tx, current, now) => {
-    const message = report === "RUNNING" ? null : "the container exited";
-    return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
-  });
-}
-
-/**
  * For the agent launching the container: revokes the instance's previous keys and issues a fresh
  * INSTANCE key, whose token goes into the container's environment as CONTAINER_API_KEY next to
  * CONTAINER_LABEL. Tokens are never stored, so each launch gets a new one.
