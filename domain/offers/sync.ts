@@ -94,11 +94,13 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
  * disk, stopped or exited ones too. Read under the machine's row lock when acted on.
  */
 export async function freeDiskGb(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<number> {
-  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(
-    `SELECT COALESCE(SUM(disk_gb), 0)::int AS reserved FROM instance WHERE machine_id = $1 AND status <> 'DESTROYED'`,
-    machine.id,
-  );
+  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(`SELECT ${reservedDiskSql("$1")} AS reserved`, machine.id);
   return Math.max(0, machine.diskSpaceGb - reserved);
+}
+
+/** The GB reserved on the machine `machineId` (an SQL expression) by its instances, as SQL. */
+export function reservedDiskSql(machineId: string): string {
+  return `(SELECT COALESCE(SUM(disk_gb), 0)::int FROM instance WHERE machine_id = ${machineId} AND status <> 'DESTROYED')`;
 }
 
 /** The offers' free disk after an instance was created or destroyed: the one column that changes. */
