@@ -10,7 +10,7 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
@@ -52,7 +52,7 @@ const createSchema = z.object({
     .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
     .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: imageReference,
-  diskGb: z.number().int().min(1).max(1_000_000),
+  diskGb: z.number().int().min(MIN_RENTAL_DISK_GB).max(1_000_000),
   launchMode,
   onstart: z.string().max(MAX_ONSTART_CHARS).default(""),
   env: envList.default([]),
@@ -105,7 +105,8 @@ type NewInstance = Pick<
 /**
  * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
  * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
- * Prisma would. The same statement sets the machine's offers' free disk to `freeDiskGbAfter`.
+ * Prisma would. The same statement sets the machine's offers' free disk to `freeDiskGbAfter` (and
+ * takes them off the market when that is too little for any rental).
  */
 async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: number, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
@@ -124,7 +125,7 @@ async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: numb
        INSERT INTO bid_change (instance_id, price_micros, placed_at)
        SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), disk AS (
-       UPDATE offer SET disk_space = $26::float8 WHERE machine_id = $2
+       UPDATE offer SET disk_space = $26::float8, rentable = rentable AND $27 WHERE machine_id = $2
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -157,6 +158,7 @@ async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: numb
     values.args,
     values.templateId,
     freeDiskGbAfter,
+    freeDiskGbAfter >= MIN_RENTAL_DISK_GB,
   );
   const { apiKeyId, ...instance } = row;
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
