@@ -1,13 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
-import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
+import { clearMachineNow } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { subscribe } from "./support/ws.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let alice: { userId: number; key: string };

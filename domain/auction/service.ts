@@ -1,9 +1,8 @@
-import { Queue } from "bullmq";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { redisConnection, redisKey } from "../../infra/redis.ts";
+import { producerQueue } from "../../infra/queues.ts";
 import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
@@ -84,14 +83,6 @@ export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId
   return rows[0] ?? null;
 }
 
-let queue: Queue | undefined;
-
-function auctionQueue(): Queue {
-  // Producers fail fast instead of queueing commands while Redis is away; the flag covers the gap.
-  queue ??= new Queue(AUCTION_QUEUE, { connection: redisConnection({ enableOfflineQueue: false }), prefix: redisKey("bull") });
-  return queue;
-}
-
 /**
  * Asks the auction worker to clear the machine, once: while a clearing of it is waiting, further
  * requests merge into it; while one runs, one more is kept to run after it (it may have read the
@@ -100,7 +91,7 @@ function auctionQueue(): Queue {
  */
 export async function enqueueClearing(machineId: number): Promise<void> {
   try {
-    const q = auctionQueue();
+    const q = producerQueue(AUCTION_QUEUE);
     await q.waitUntilReady();
     await q.add(
       "clear",
@@ -116,12 +107,6 @@ export async function enqueueClearing(machineId: number): Promise<void> {
   } catch (err) {
     logger.warn({ err, machineId }, "could not enqueue clearing; the maintenance job will requeue it");
   }
-}
-
-export async function closeAuctionQueue(): Promise<void> {
-  const q = queue;
-  queue = undefined;
-  await q?.close();
 }
 
 /** The machines whose clearing was requested over `olderThanMs` ago and has not run: enqueued again. */

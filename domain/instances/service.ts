@@ -458,25 +458,13 @@ export async function extendMachineEndDate(hostId: number, id: number, endDate: 
 }
 
 /** The instance on the agent's machine, or NotFound. */
-async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
+export async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
     where: { id: parseInput(instanceIdSchema, id), machineId },
     select: { id: true, machineId: true },
   });
   if (!instance) throw new NotFoundError("Instance");
   return instance;
-}
-
-/**
- * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
- * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
- */
-export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(machineId, id);
-  return changeInstance({ id: instance.id }, async (tx, current, now) => {
-    const message = report === "RUNNING" ? null : "the container exited";
-    return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
-  });
 }
 
 /**
