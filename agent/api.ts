@@ -19,8 +19,14 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         onstart
         env { key value }
         ports
+        args
+        rebootCount
+        recycleCount
         diskGb
         numGpus
+        gpuIndices
+        cpuCores
+        memoryMb
         preemptGraceSeconds
         statusMessage
       }
@@ -37,8 +43,14 @@ const assignmentSchema = z.object({
   onstart: z.string().nullable(),
   env: z.array(z.object({ key: z.string().min(1), value: z.string() })),
   ports: z.array(z.string()),
+  args: z.array(z.string()),
+  rebootCount: z.number().int().nonnegative(),
+  recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),
   numGpus: z.number().int().nonnegative(),
+  gpuIndices: z.array(z.number().int().nonnegative()),
+  cpuCores: z.number().nonnegative(),
+  memoryMb: z.number().int().nonnegative(),
   preemptGraceSeconds: z.number().int().nonnegative(),
   statusMessage: z.string().nullable().optional(),
 });

@@ -13,6 +13,10 @@ export type Action =
   /** Issue the container's key, create the container and start it. */
   | { type: "launch"; assignment: Assignment }
   | { type: "start" }
+  /** Restart with its data kept, recording the assignment's rebootCount. */
+  | { type: "reboot"; graceSeconds: number; rebootCount: number }
+  /** Remove (with grace) and launch again from a fresh pull. */
+  | { type: "recycle"; assignment: Assignment }
   | { type: "stop"; graceSeconds: number }
   /** Stop (with grace) and delete: its instance is gone from the desired state. */
   | { type: "remove"; graceSeconds: number }
@@ -40,7 +44,9 @@ export const DEFAULT_GRACE_SECONDS = 10;
 /**
  * The plan that moves `actual` toward `desired`, per container. A container that ended by itself is
  * reported EXITED and left alone (an exited instance is final); one the agent stopped is started again
- * when wanted; containers of instances absent from the desired state are removed.
+ * when wanted; containers of instances absent from the desired state are removed. A container created
+ * at a lower recycleCount than assigned is recreated (removed, if not wanted running); one started at a
+ * lower rebootCount is restarted.
  */
 export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], memory: ReconcileMemory): InstancePlan[] {
   const plans: InstancePlan[] = [];
@@ -53,11 +59,25 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     containers.delete(assignment.containerLabel);
     const failed = memory.failed.has(assignment.instanceId);
     let actions: Action[] = [];
+    const recycled = container !== undefined && container.recycleCount < assignment.recycleCount;
     if (assignment.desiredState === "RUNNING") {
-      if (!container) actions = failed ? [] : [{ type: "launch", assignment }];
-      else if (container.state === "running") actions = report(assignment, "RUNNING");
+      // Its GPUs may still be in use by a container on its way out (a preempted one's grace period):
+      // it starts on the pass after that one has stopped.
+      const waits = failed || gpusInUse(actual, assignment);
+      // Restarted on other GPUs: devices are fixed when a container is made, so it is made again.
+      const otherGpus =
+        (container?.state === "stopped" || container?.state === "created") &&
+        container.gpuIndices !== undefined &&
+        !sameGpus(container.gpuIndices, assignment.gpuIndices);
+      if (!container) actions = waits ? [] : [{ type: "launch", assignment }];
+      else if (recycled || otherGpus) actions = waits ? [] : [{ type: "recycle", assignment }];
+      else if (container.rebootCount < assignment.rebootCount) {
+        actions = failed ? [] : [{ type: "reboot", graceSeconds: assignment.preemptGraceSeconds, rebootCount: assignment.rebootCount }];
+      } else if (container.state === "running") actions = report(assignment, "RUNNING");
       else if (container.state === "exited") actions = report(assignment, "EXITED", container.detail);
-      else actions = failed ? [] : [{ type: "start" }];
+      else actions = waits ? [] : [{ type: "start" }];
+    } else if (recycled) {
+      actions = [{ type: "remove", graceSeconds: assignment.preemptGraceSeconds }];
     } else if (container?.state === "running") {
       actions = [{ type: "stop", graceSeconds: assignment.preemptGraceSeconds }];
     } else if (container) {
@@ -70,6 +90,18 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     plans.push({ label: orphan.label, instanceId: orphan.instanceId, actions: [{ type: "remove", graceSeconds }] });
   }
   return plans;
+}
+
+/** Whether another running container holds one of the assignment's GPUs. */
+function gpusInUse(actual: readonly ContainerInfo[], assignment: Assignment): boolean {
+  const wanted = new Set(assignment.gpuIndices);
+  return actual.some(
+    (other) => other.label !== assignment.containerLabel && other.state === "running" && (other.gpuIndices ?? []).some((i) => wanted.has(i)),
+  );
+}
+
+function sameGpus(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((index, i) => index === b[i]);
 }
 
 export interface ReconcilerOptions {
@@ -139,6 +171,7 @@ export class Reconciler {
       });
       this.busy.set(plan.label, work);
     }
+    this.options.logger.debug({ containers: actual.length }, "reconcile pass");
   }
 
   private async apply(plan: InstancePlan): Promise<void> {
@@ -155,7 +188,7 @@ export class Reconciler {
         }
         const message = error instanceof Error ? error.message : String(error);
         logger.error({ label: plan.label, action: action.type, err: error }, "action failed");
-        if (action.type === "launch" || action.type === "start") {
+        if (action.type === "launch" || action.type === "start" || action.type === "reboot" || action.type === "recycle") {
           this.memory.failed.add(plan.instanceId);
           await this.report(plan, "FAILED", message).catch((reportError: unknown) => {
             if (reportError instanceof AuthRejectedError) this.options.onFatal(reportError);
@@ -174,6 +207,17 @@ export class Reconciler {
       case "start":
         logger.info({ label: plan.label }, "starting");
         return runtime.start(plan.label);
+      case "reboot":
+        logger.info({ label: plan.label, rebootCount: action.rebootCount }, "rebooting");
+        await runtime.restart(plan.label, action.graceSeconds, action.rebootCount);
+        // Running again: the next pass reports it, moving the instance out of LOADING.
+        this.memory.reported.delete(plan.instanceId);
+        return;
+      case "recycle":
+        logger.info({ label: plan.label, recycleCount: action.assignment.recycleCount }, "recycling");
+        await runtime.remove(plan.label, action.assignment.preemptGraceSeconds);
+        this.memory.reported.delete(plan.instanceId);
+        return this.launch(action.assignment);
       case "stop":
         logger.info({ label: plan.label, graceSeconds: action.graceSeconds }, "stopping");
         return runtime.stop(plan.label, action.graceSeconds);
@@ -209,8 +253,14 @@ export class Reconciler {
       onstart: assignment.onstart,
       env,
       ports: ports.publish,
+      args: assignment.args,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
+      gpuIndices: assignment.gpuIndices,
+      cpuCores: assignment.cpuCores,
+      memoryMb: assignment.memoryMb,
+      recycleCount: assignment.recycleCount,
+      rebootCount: assignment.rebootCount,
     });
     await runtime.start(assignment.containerLabel);
   }

@@ -18,6 +18,11 @@ export interface ContainerInfo {
   state: ContainerState;
   /** Why it is not running, when the runtime knows (exit code, signal). */
   detail?: string;
+  /** The assignment's recycleCount it was created at, and the rebootCount it was last (re)started at. */
+  recycleCount: number;
+  rebootCount: number;
+  /** The machine's GPUs it was created with, when the runtime recorded them. */
+  gpuIndices?: number[];
 }
 
 export interface ContainerSpec {
@@ -29,8 +34,17 @@ export interface ContainerSpec {
   /** The full container environment (the assignment's env plus CONTAINER_* and API_URL). */
   env: Record<string, string>;
   ports: string[];
+  /** ENTRYPOINT mode: arguments to the entrypoint. */
+  args: string[];
   diskGb: number;
   numGpus: number;
+  recycleCount: number;
+  rebootCount: number;
+  /** The machine's GPUs (0-based) it gets, and only those. */
+  gpuIndices: number[];
+  /** Its share of the machine's CPU cores and RAM: limits where the runtime can enforce them. */
+  cpuCores: number;
+  memoryMb: number;
 }
 
 export interface NetIo {
@@ -45,12 +59,23 @@ export interface Runtime {
   /** Makes the container without starting it (pulls the image first where there is one). */
   create(spec: ContainerSpec): Promise<void>;
   start(label: string): Promise<void>;
+  /** Stops it (with the grace period) if it runs and starts it again, keeping its data; records `rebootCount`. */
+  restart(label: string, graceSeconds: number, rebootCount: number): Promise<void>;
   /** SIGTERM, then SIGKILL once `graceSeconds` have passed; resolves when it no longer runs. */
   stop(label: string, graceSeconds: number): Promise<void>;
   /** Stops it (with the grace period) if it runs, then deletes it. */
   remove(label: string, graceSeconds: number): Promise<void>;
   /** Bandwidth counters since the container started. */
   netIo(label: string): Promise<NetIo>;
+}
+
+/**
+ * The variables that name a container's GPUs, as host indices ("2,3"): CUDA and the NVIDIA
+ * container runtime read them. No GPUs: "void" (the NVIDIA runtime's "none at all"), never all.
+ */
+export function gpuEnv(gpuIndices: readonly number[]): { CUDA_VISIBLE_DEVICES: string; NVIDIA_VISIBLE_DEVICES: string } {
+  const list = gpuIndices.join(",");
+  return { CUDA_VISIBLE_DEVICES: list, NVIDIA_VISIBLE_DEVICES: list || "void" };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
+import { PothosValidationError } from "@pothos/core";
 import { type ExecutionResult, GraphQLError } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
@@ -15,7 +16,9 @@ import { logger } from "../infra/logger.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
+import { requestTextErrors, useStorableText } from "./input.ts";
 import { useCompiledExecution } from "./jit.ts";
+import { renderGraphiQL, serveStatic } from "./static.ts";
 
 export interface App {
   server: Server;
@@ -37,11 +40,33 @@ function maskError(error: unknown, message: string, isDev?: boolean): Error {
       extensions: { code: original.code },
     });
   }
-  if (error instanceof GraphQLError && !error.originalError) return error;
+  // Pothos's checks of arguments (connection arguments, cursors).
+  if (original instanceof PothosValidationError) {
+    return new GraphQLError(original.message, { ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path } : {}), extensions: { code: "BAD_USER_INPUT" } });
+  }
+  // graphql-js's own refusals of the request (variables it cannot coerce, on operations graphql-jit does not compile).
+  if (error instanceof GraphQLError && !error.originalError) return withCode(error, "BAD_USER_INPUT");
   logger.error({ err: original }, "unexpected error");
   return new GraphQLError(isDev ? String((original as Error)?.message ?? message) : message, {
     extensions: { code: "INTERNAL_SERVER_ERROR" },
   });
+}
+
+/** `error` with `code` unless it has one: every refusal a client can cause carries a code. */
+function withCode(error: unknown, code: string): GraphQLError {
+  if (!(error instanceof GraphQLError)) return new GraphQLError(String((error as Error)?.message ?? error), { extensions: { code } });
+  if (error.extensions.code) return error;
+  return new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: { ...error.extensions, code } });
+}
+
+/**
+ * graphql-armor refuses as "Syntax Error: …" without a code; its limits are reported as what they
+ * are. Rules with a validation context add the error to validation's; the parser's token limit throws.
+ */
+function armorLimit(context: { reportError(error: GraphQLError): void } | null, refusal: GraphQLError): void {
+  const error = new GraphQLError(refusal.message.replace(/^Syntax Error: /, ""), { extensions: { code: "QUERY_LIMIT_EXCEEDED", http: { status: 400 } } });
+  if (!context) throw error;
+  context.reportError(error);
 }
 
 async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string): Promise<Context> {
@@ -112,6 +137,7 @@ export function buildApp(): App {
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
+    renderGraphiQL,
     logging: {
       debug: (...args) => logger.debug(args),
       info: (...args) => logger.info(args),
@@ -126,12 +152,14 @@ export function buildApp(): App {
         : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req)),
     plugins: [
       EnvelopArmorPlugin({
-        maxDepth: { n: MAX_QUERY_DEPTH },
-        costLimit: { maxCost: MAX_QUERY_COST },
-        maxAliases: { n: 30 },
-        maxTokens: { n: 5000 },
+        maxDepth: { n: MAX_QUERY_DEPTH, onReject: [armorLimit], propagateOnRejection: false },
+        costLimit: { maxCost: MAX_QUERY_COST, onReject: [armorLimit], propagateOnRejection: false },
+        maxAliases: { n: 30, onReject: [armorLimit], propagateOnRejection: false },
+        maxDirectives: { n: 50, onReject: [armorLimit], propagateOnRejection: false },
+        maxTokens: { n: 5000, onReject: [armorLimit], propagateOnRejection: false },
       }) as Plugin,
       useCompiledExecution(),
+      useStorableText(),
     ],
   });
 
@@ -145,12 +173,18 @@ export function buildApp(): App {
       await stripeWebhook(req, res);
       return;
     }
+    if (!req.url?.startsWith(GRAPHQL_PATH) && (await serveStatic(req, res))) return;
     yoga(req, res);
   });
 
-  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  const { WS_MAX_PAYLOAD_BYTES, WS_MAX_CONNECTIONS_PER_KEY, WS_MAX_OPERATIONS_PER_CONNECTION, WS_MAX_OPERATIONS_PER_KEY } = config();
+  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: WS_MAX_PAYLOAD_BYTES });
   /** The key each open connection authenticated with. */
   const connectionKeys = new Map<WebSocket, number>();
+  /** Each key's open connections' live operations (graphql-ws keeps them by operation id, the one starting included). */
+  const operationsByKey = new Map<number, Set<Record<string, unknown>>>();
+  const operationsOfKey = (keyId: number) =>
+    [...(operationsByKey.get(keyId) ?? [])].reduce((sum, operations) => sum + Object.keys(operations).length, 0);
   async function closeRevokedConnections(): Promise<number> {
     const keyIds = [...new Set(connectionKeys.values())];
     if (keyIds.length === 0) return 0;
@@ -181,18 +215,44 @@ export function buildApp(): App {
         const authorization = ctx.connectionParams?.authorization;
         const viewer = typeof authorization === "string" ? await resolveViewer(authorization).catch(() => "invalid" as const) : null;
         if (!viewer || viewer === "invalid") return false;
+        const keyConnections = operationsByKey.get(viewer.keyId) ?? new Set();
+        // 4403 like a refused key: more connections would not be let in either.
+        if (keyConnections.size >= WS_MAX_CONNECTIONS_PER_KEY) return false;
         ctx.extra.viewer = viewer;
         const socket = ctx.extra.socket;
         connectionKeys.set(socket, viewer.keyId);
-        socket.once("close", () => connectionKeys.delete(socket));
+        operationsByKey.set(viewer.keyId, keyConnections.add(ctx.subscriptions));
+        socket.once("close", () => {
+          connectionKeys.delete(socket);
+          keyConnections.delete(ctx.subscriptions);
+          if (keyConnections.size === 0 && operationsByKey.get(viewer.keyId) === keyConnections) operationsByKey.delete(viewer.keyId);
+        });
         return true;
       },
+      // Every refusal below answers that one operation with an `error` message; the connection and
+      // its other operations go on.
       onSubscribe: async (ctx, _id, payload) => {
+        const textErrors = requestTextErrors(payload);
+        if (textErrors.length) return textErrors;
+        const keyId = ctx.extra.viewer!.keyId;
+        if (Object.keys(ctx.subscriptions).length > WS_MAX_OPERATIONS_PER_CONNECTION || operationsOfKey(keyId) > WS_MAX_OPERATIONS_PER_KEY) {
+          return [
+            new GraphQLError(
+              `Too many live operations: at most ${WS_MAX_OPERATIONS_PER_CONNECTION} per connection and ${WS_MAX_OPERATIONS_PER_KEY} per API key`,
+              { extensions: { code: "RATE_LIMITED" } },
+            ),
+          ];
+        }
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, params: payload, viewer: ctx.extra.viewer });
         const { schema: envelopedSchema, execute, subscribe, parse, validate } = enveloped;
-        const document = parse(payload.query);
+        let document: ReturnType<typeof parse>;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          return [withCode(error, "GRAPHQL_PARSE_FAILED")];
+        }
         const errors = validate(envelopedSchema, document);
-        if (errors.length > 0) return errors;
+        if (errors.length > 0) return errors.map((error: GraphQLError) => withCode(error, "GRAPHQL_VALIDATION_FAILED"));
         return {
           schema: envelopedSchema,
           operationName: payload.operationName,

@@ -114,6 +114,10 @@ async function main(): Promise<void> {
   running.push({ name: "workers", stop: () => workers.close() });
   checkpoint();
 
+  const { ensureConsoleBuilt } = await import("../client/web/build.ts");
+  if (await ensureConsoleBuilt()) logger.info("web console built");
+  checkpoint();
+
   const { buildApp } = await import("./app.ts");
   const app = buildApp();
   const url = await app.start(PORT);
@@ -146,7 +150,7 @@ async function main(): Promise<void> {
   for (const demo of demoKeys) {
     logger.info({ email: demo.email, key: demo.token }, `demo ${demo.role} API key (Authorization: Bearer <key>)`);
   }
-  logger.info({ url }, `API and GraphiQL at ${url}`);
+  logger.info({ url, console: new URL("/", url).href }, `web console at ${new URL("/", url).href}, API and GraphiQL at ${url}`);
   state = "running";
   checkpoint();
 }

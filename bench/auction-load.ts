@@ -1,5 +1,6 @@
 import { Agent, request } from "node:http";
 import { seededRandom } from "../domain/seededRandom.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 /*
  * The auction benchmark's load, shared by the benchmarks that run under it (bench/auction.ts,
@@ -22,7 +23,7 @@ export async function seedAuction(machineCount: number, clients: number): Promis
   ]);
   const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
   const random = seededRandom(7);
-  const endDate = new Date(Date.now() + 30 * 86_400_000);
+  const endDate = new Date(Date.now() + 30 * DAY_MS);
   await prisma.machine.createMany({
     data: Array.from({ length: machineCount }, () => ({
       hostId: host.id,
@@ -62,7 +63,7 @@ export async function seedAuction(machineCount: number, clients: number): Promis
   for (let i = 0; i < clients; i++) {
     // Established, verified accounts: no spend rate limit (domain/billing/spendLimit.ts), as for a heavy bidder.
     const user = await prisma.user.create({
-      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * 86_400_000) },
+      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * DAY_MS) },
     });
     keys.push((await issueApiKey(prisma, { userId: user.id, name: "bench", scope: "ACCOUNT" })).token);
   }

@@ -9,10 +9,12 @@ import { consumeLoginAttempt, consumeSignup } from "./rateLimit.ts";
 import { parseInput } from "./validation.ts";
 
 /** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (argon2id is the library's default algorithm). */
-const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+export const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 
-const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
-const signupInput = z.object({ email, password: z.string().min(8).max(256) });
+export const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
+/** What signup, a password change and a reset accept as a new password. */
+export const newPassword = z.string().min(8).max(256);
+const signupInput = z.object({ email, password: newPassword });
 // Every stored password met the signup rules; login only bounds the hashing work one attempt can cause.
 const loginInput = z.object({ email, password: z.string().min(1).max(256) });
 

@@ -80,3 +80,16 @@ export class SearchQueryError extends AppError {
     super(message, "INVALID_QUERY");
   }
 }
+
+/**
+ * An emailed token that cannot be used: UNKNOWN (never issued, forged, or another account's),
+ * USED (it worked once already) or EXPIRED.
+ */
+export class InvalidTokenError extends AppError {
+  constructor(readonly reason: "UNKNOWN" | "USED" | "EXPIRED") {
+    super(
+      reason === "USED" ? "This link was used already" : reason === "EXPIRED" ? "This link has expired: ask for a new one" : "This link is not valid",
+      "INVALID_TOKEN",
+    );
+  }
+}

@@ -1,6 +1,9 @@
 import type { z } from "zod";
 import { ValidationError } from "./errors.ts";
 
+/** The largest value of a PostgreSQL int4 column (every table's id). */
+export const MAX_INT4 = 2_147_483_647;
+
 /** Parses input with a zod schema, turning failures into a typed ValidationError that names each field. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const result = schema.safeParse(input);

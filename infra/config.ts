@@ -13,6 +13,13 @@ const envSchema = z.object({
   SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
   /** How often each API process closes WebSocket connections whose key was revoked since (api/app.ts). */
   WS_KEY_RECHECK_SECONDS: z.coerce.number().int().positive().default(10),
+  /** Largest WebSocket message the API reads; a larger one closes the connection (1009). */
+  WS_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(1024).default(256 * 1024),
+  /** WebSocket connections one API key may hold open per API process (more are closed with 4403). */
+  WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().positive().default(16),
+  /** Live operations (subscriptions) per WebSocket connection, and per API key over its connections, per API process. */
+  WS_MAX_OPERATIONS_PER_CONNECTION: z.coerce.number().int().positive().default(100),
+  WS_MAX_OPERATIONS_PER_KEY: z.coerce.number().int().positive().default(200),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
   MAX_QUERY_COST: z.coerce.number().int().positive().default(20000),
   /** The platform's cut of every metered charge in basis points (100 = 1%); hosts get the rest. */
@@ -21,8 +28,20 @@ const envSchema = z.object({
   METERING_LAG_SECONDS: z.coerce.number().int().min(0).max(60).default(2),
   /** Spend rate limit of new accounts: total $/hr (µ$) of their rentals; see domain/billing/spendLimit.ts. */
   SPEND_LIMIT_MICROS_PER_HOUR: z.coerce.number().int().positive().default(5_000_000),
-  /** Days after which an account with a verified email has no spend rate limit. */
+  /** Spend rate limit once both the email and a card are verified (µ$ per hour); see domain/billing/spendLimit.ts. */
+  SPEND_LIMIT_CARD_MICROS_PER_HOUR: z.coerce.number().int().positive().default(100_000_000),
+  /** A verified account this many days old that has paid SPEND_LIMIT_ESTABLISHED_PAID_MICROS has no spend rate limit. */
   SPEND_LIMIT_ESTABLISHED_DAYS: z.coerce.number().int().min(0).default(30),
+  SPEND_LIMIT_ESTABLISHED_PAID_MICROS: z.coerce.number().int().min(0).default(50_000_000),
+  /** The free test credit of an account whose email and card are verified (µ$; 0 turns it off). */
+  TEST_CREDIT_MICROS: z.coerce.number().int().min(0).max(100_000_000).default(1_000_000),
+  /** How long an emailed verification link, and a password reset link, work. */
+  EMAIL_VERIFICATION_TTL_HOURS: z.coerce.number().int().positive().default(24),
+  PASSWORD_RESET_TTL_MINUTES: z.coerce.number().int().positive().default(60),
+  /** Where the links in emails point (the web console). */
+  APP_URL: z.string().url().default("http://localhost:4000"),
+  /** A negative balance is charged to the saved card at most this often (domain/payments/balanceWatch.ts). */
+  DEBIT_SETTLEMENT_HOURS: z.coerce.number().positive().default(24),
   /** A machine whose agent sent no heartbeat for this long is offline (domain/agent/liveness.ts). */
   MACHINE_OFFLINE_AFTER_SECONDS: z.coerce.number().int().min(1).default(60),
   /** `npm start` runs a demo agent (process runtime) for this many demo machines (api/start.ts). */

@@ -2,7 +2,9 @@ import { queryFromInfo } from "@pothos/plugin-prisma";
 import DataLoader from "dataloader";
 import type { GraphQLResolveInfo } from "graphql";
 import { login, type Session, signup } from "../domain/accounts.ts";
-import { ConflictError, ForbiddenError, InvalidCredentialsError, RateLimitedError } from "../domain/errors.ts";
+import { ConflictError, ForbiddenError, InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../domain/errors.ts";
+import { changePassword, requestPasswordReset, resetPassword } from "../domain/passwords.ts";
+import { requestEmailVerification, verifyEmail } from "../domain/trust.ts";
 import { readsAccount } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import type { Prisma, User } from "../prisma/generated/client/client.ts";
@@ -31,6 +33,11 @@ export const UserRef = builder.prismaNode("User", {
   fields: (t) => ({
     email: t.exposeString("email"),
     emailVerified: t.exposeBoolean("emailVerified"),
+    cardVerified: t.boolean({
+      description: "Stripe confirmed a card of the account's (addCard, or addCredit with saveCard).",
+      select: { cardVerifiedAt: true },
+      resolve: (user) => user.cardVerifiedAt !== null,
+    }),
     balance: t.field({ type: "Money", select: { balanceMicros: true }, resolve: (user) => user.balanceMicros }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     settings: t.field({
@@ -66,7 +73,7 @@ builder.queryField("me", (t) =>
     type: "User",
     nullable: true,
     description:
-      "The account behind a full-account key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
+      "The account behind an account or session key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
     unauthorizedResolver: (_root, _args, ctx) => {
       if (ctx.viewer) throw new ForbiddenError("Machine and instance keys cannot read the account");
       return null;
@@ -92,6 +99,75 @@ builder.mutationField("login", (t) =>
     args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
     errors: { types: [InvalidCredentialsError, RateLimitedError] },
     resolve: (_root, args, ctx) => login(args, ctx.clientIp),
+  }),
+);
+
+const EmailVerificationSentRef = builder.objectRef<{ email: string }>("EmailVerificationSent").implement({
+  fields: (t) => ({ email: t.exposeString("email", { description: "Where the link went." }) }),
+});
+
+builder.mutationField("requestEmailVerification", (t) =>
+  t.withAuth({ permission: "KEYS" }).field({
+    type: EmailVerificationSentRef,
+    description: `Mails the account's address a one-time link (token) that verifyEmail accepts, for EMAIL_VERIFICATION_TTL_HOURS (24) hours. At most 5 an hour; an address already verified is a ConflictError.`,
+    errors: { types: [ConflictError, RateLimitedError] },
+    resolve: (_root, _args, ctx) => requestEmailVerification(ctx.viewer.userId),
+  }),
+);
+
+const EmailVerifiedRef = builder.objectRef<{ email: string; testCreditMicros: bigint | null }>("EmailVerified").implement({
+  fields: (t) => ({
+    email: t.exposeString("email"),
+    testCredit: t.field({
+      type: "Money",
+      nullable: true,
+      description: "The free test credit this verification granted (the card was verified already), if any.",
+      resolve: (verified) => verified.testCreditMicros,
+    }),
+  }),
+});
+
+builder.mutationField("verifyEmail", (t) =>
+  t.field({
+    type: EmailVerifiedRef,
+    description:
+      "Verifies the address an emailed token was sent to: once, before it expires. Works without a key (the token proves the mailbox); with a key, only for that key's account. Once the email and a card are verified the account receives its free test credit, once.",
+    args: { token: t.arg.string({ required: true }) },
+    errors: { types: [InvalidTokenError] },
+    resolve: (_root, { token }, ctx) => verifyEmail(token, ctx.viewer?.userId ?? null),
+  }),
+);
+
+builder.mutationField("changePassword", (t) =>
+  t.withAuth({ permission: "KEYS" }).field({
+    type: AuthPayloadRef,
+    description: "Sets a new password (8 to 256 characters) after checking the current one. Every session key is revoked; a new one is returned.",
+    args: { currentPassword: t.arg.string({ required: true }), newPassword: t.arg.string({ required: true }) },
+    errors: { types: [InvalidCredentialsError] },
+    resolve: (_root, args, ctx) => changePassword(ctx.viewer.userId, args),
+  }),
+);
+
+builder.mutationField("requestPasswordReset", (t) =>
+  t.boolean({
+    description:
+      "Mails a one-time password reset link (token for resetPassword, valid PASSWORD_RESET_TTL_MINUTES, 60) when the address is an account's. Answers true either way.",
+    args: { email: t.arg.string({ required: true }) },
+    errors: {},
+    resolve: async (_root, args) => {
+      await requestPasswordReset(args);
+      return true;
+    },
+  }),
+);
+
+builder.mutationField("resetPassword", (t) =>
+  t.field({
+    type: AuthPayloadRef,
+    description: "Sets a new password with an emailed reset token (once, before it expires). Every session key is revoked; a new one is returned.",
+    args: { token: t.arg.string({ required: true }), newPassword: t.arg.string({ required: true }) },
+    errors: { types: [InvalidTokenError] },
+    resolve: (_root, args) => resetPassword(args),
   }),
 );
 

@@ -43,8 +43,16 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     onstart: t.exposeString("onstart", { nullable: true }),
     env: t.field({ type: [EnvVar], resolve: (a) => a.env }),
     ports: t.exposeStringList("ports"),
+    args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments after the image." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "A container started at a lower count is restarted (its data kept)." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
     diskGb: t.exposeInt("diskGb"),
     numGpus: t.exposeInt("numGpus"),
+    gpuIndices: t.exposeIntList("gpuIndices", {
+      description: "The machine's GPUs (0-based) the container gets, and only those; empty when it should not run.",
+    }),
+    cpuCores: t.exposeFloat("cpuCores", { description: "CPU cores the container may use: its share of the machine's." }),
+    memoryMb: t.exposeInt("memoryMb", { description: "RAM limit of the container, MB: its share of the machine's." }),
     preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
       description: "Seconds between SIGTERM and SIGKILL when this instance is stopped or preempted.",
     }),

@@ -1,8 +1,10 @@
 import { chargeLines, earningsDays, invoiceItems } from "../domain/billing/statements.ts";
-import { createCheckout } from "../domain/payments/checkout.ts";
+import { type SpendLimitView, spendLimitOf } from "../domain/billing/spendLimit.ts";
+import { createCardSetup, createCheckout } from "../domain/payments/checkout.ts";
 import { billingSettings, setPayoutAccount, updateBillingSettings } from "../domain/payments/settings.ts";
 import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
 import { prisma } from "../infra/db.ts";
+import { ChargeCategory, PayoutStatus } from "../prisma/generated/client/client.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
@@ -31,6 +33,49 @@ builder.mutationField("addCredit", (t) =>
     errors: { types: [PaymentsUnavailableError] },
     args: { amount: t.arg({ type: "Money", required: true }), saveCard: t.arg.boolean({ defaultValue: false }) },
     resolve: (_root, args, ctx) => createCheckout(ctx.viewer.userId, { amount: args.amount, saveCard: args.saveCard ?? false }),
+  }),
+);
+
+builder.mutationField("addCard", (t) =>
+  t.withAuth({ permission: "BILLING" }).field({
+    type: CheckoutSessionRef,
+    description:
+      "Starts Stripe Checkout in setup mode: the user enters a card without paying. When Stripe confirms it, the card is kept for auto-billing and debit settlement and counts as verified (see spendLimit); with a verified email the account then receives its free test credit, once per card and address.",
+    errors: { types: [PaymentsUnavailableError] },
+    resolve: (_root, _args, ctx) => createCardSetup(ctx.viewer.userId),
+  }),
+);
+
+const SpendTierEnum = builder.enumType("SpendTier", {
+  description:
+    "Spend rate limit tiers. NEW: email not verified. EMAIL_VERIFIED. CARD_VERIFIED: email and a card verified. ESTABLISHED: verified, and an account old enough that has paid enough: no limit.",
+  values: ["NEW", "EMAIL_VERIFIED", "CARD_VERIFIED", "ESTABLISHED"] as const,
+});
+
+const SpendTierStepRef = builder.objectRef<NonNullable<SpendLimitView["next"]>>("SpendTierStep").implement({
+  description: "The next tier and what the account still lacks for it.",
+  fields: (t) => ({
+    tier: t.field({ type: SpendTierEnum, resolve: (step) => step.tier }),
+    limitPerHour: t.field({ type: "Money", nullable: true, description: "Null: no limit.", resolve: (step) => step.limitMicrosPerHour }),
+    requirements: t.exposeStringList("requirements"),
+  }),
+});
+
+const SpendLimitRef = builder.objectRef<SpendLimitView>("SpendLimit").implement({
+  description: "What the account's rentals may cost per hour in total (GPUs and disk of every instance that wants to run).",
+  fields: (t) => ({
+    tier: t.field({ type: SpendTierEnum, resolve: (view) => view.tier }),
+    limitPerHour: t.field({ type: "Money", nullable: true, description: "Null: no limit.", resolve: (view) => view.limitMicrosPerHour }),
+    currentPerHour: t.field({ type: "Money", description: "What the account's rentals cost now.", resolve: (view) => view.currentMicrosPerHour }),
+    next: t.field({ type: SpendTierStepRef, nullable: true, description: "What raises the limit; null at the top tier.", resolve: (view) => view.next }),
+  }),
+});
+
+builder.queryField("spendLimit", (t) =>
+  t.withAuth({ permission: "READ" }).field({
+    type: SpendLimitRef,
+    description: "The account's spend rate limit: its tier, the limit, what its rentals cost now, and what raises it.",
+    resolve: (_root, _args, ctx) => spendLimitOf(prisma, ctx.viewer.userId),
   }),
 );
 
@@ -90,8 +135,8 @@ builder.mutationField("setPayoutAccount", (t) =>
   }),
 );
 
-const ChargeCategoryEnum = builder.enumType("ChargeCategory", {
-  values: ["GPU", "STORAGE", "BANDWIDTH_UP", "BANDWIDTH_DOWN"] as const,
+const ChargeCategoryEnum = builder.enumType(ChargeCategory, {
+  name: "ChargeCategory",
 });
 
 const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[number]>("ChargeLine").implement({
@@ -163,7 +208,9 @@ builder.queryField("invoices", (t) =>
   }),
 );
 
-const PayoutStatusEnum = builder.enumType("PayoutStatus", { values: ["PENDING", "PAID", "FAILED", "SKIPPED"] as const });
+const PayoutStatusEnum = builder.enumType(PayoutStatus, {
+  name: "PayoutStatus",
+});
 
 builder.prismaObject("Payout", {
   description: "A weekly host payout (Fridays) through Stripe Connect: the host's unpaid earnings, once they reach the minimum ($20).",

@@ -4,6 +4,7 @@ import {
   ForbiddenError,
   IllegalTransitionError,
   InvalidCredentialsError,
+  InvalidTokenError,
   NotAuthenticatedError,
   NotFoundError,
   RateLimitedError,
@@ -80,5 +81,14 @@ builder.objectType(SpendRateLimitError, {
     limitPerHour: t.field({ type: "Money", resolve: (error) => error.limitMicrosPerHour }),
     currentPerHour: t.field({ type: "Money", description: "What the account's rentals cost now.", resolve: (error) => error.currentMicrosPerHour }),
     requestedPerHour: t.field({ type: "Money", resolve: (error) => error.requestedMicrosPerHour }),
+  }),
+});
+
+builder.objectType(InvalidTokenError, {
+  name: "InvalidTokenError",
+  interfaces: [ErrorInterface],
+  description: "An emailed link's token that cannot be used; nothing was changed.",
+  fields: (t) => ({
+    reason: t.exposeString("reason", { description: "UNKNOWN (never issued, mistyped, or another account's), USED or EXPIRED." }),
   }),
 });

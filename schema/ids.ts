@@ -1,6 +1,5 @@
 import { ValidationError } from "../domain/errors.ts";
-
-const MAX_INT4 = 2_147_483_647;
+import { MAX_INT4 } from "../domain/validation.ts";
 
 /**
  * A global id in the builder's readable format ("Machine:12"), for ids of types that may not be in

@@ -1,6 +1,13 @@
+import { HOLDING_STATUSES } from "../domain/auction/contracts.ts";
 import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import {
+  BidTooLowError,
+  InsufficientBalanceError,
+  InsufficientDiskError,
+  InsufficientGpusError,
+  OfferUnavailableError,
+} from "../domain/instances/errors.ts";
 import {
   type CreatedInstance,
   changeBid,
@@ -10,11 +17,20 @@ import {
   extendMachineEndDate,
   instancesWhere,
   labelInstance,
+  rebootInstance,
+  recycleInstance,
   startInstance,
   stopInstance,
+  updateInstance,
 } from "../domain/instances/service.ts";
-import { seesInstance } from "../domain/authorization.ts";
+import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
+import {
+  InstanceStatus as InstanceStatusValues,
+  IntendedStatus as IntendedStatusValues,
+  LaunchMode as LaunchModeValues,
+  RentalKind as RentalKindValues,
+} from "../prisma/generated/client/client.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
@@ -28,25 +44,25 @@ function templateLocalId(id: string): number {
 }
 import { selection } from "./selection.ts";
 
-const RentalKind = builder.enumType("RentalKind", {
+const RentalKind = builder.enumType(RentalKindValues, {
+  name: "RentalKind",
   description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",
-  values: ["ON_DEMAND", "INTERRUPTIBLE"] as const,
 });
 
-export const LaunchMode = builder.enumType("LaunchMode", {
+export const LaunchMode = builder.enumType(LaunchModeValues, {
+  name: "LaunchMode",
   description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
-  values: ["SSH", "JUPYTER", "ENTRYPOINT"] as const,
 });
 
-const InstanceStatus = builder.enumType("InstanceStatus", {
+const InstanceStatus = builder.enumType(InstanceStatusValues, {
+  name: "InstanceStatus",
   description:
     "SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED.",
-  values: ["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"] as const,
 });
 
-const IntendedStatus = builder.enumType("IntendedStatus", {
+const IntendedStatus = builder.enumType(IntendedStatusValues, {
+  name: "IntendedStatus",
   description: "What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise.",
-  values: ["RUNNING", "STOPPED"] as const,
 });
 
 export const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
@@ -69,12 +85,20 @@ export const InstanceRef = builder.prismaNode("Instance", {
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
-  // reports, by its machine).
-  authScopes: (instance, ctx) => seesInstance(ctx.viewer, instance),
+  // reports, by its machine; for its host's Machine.instances, by the machine's host).
+  authScopes: async (instance, ctx) =>
+    seesInstance(ctx.viewer, instance) ||
+    (hasPermission(ctx.viewer, "READ") &&
+      seesMachine(ctx.viewer, await prisma.machine.findUniqueOrThrow({ where: { id: instance.machineId }, select: { id: true, hostId: true } }))),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
     numGpus: t.exposeInt("numGpus"),
+    gpuIndices: t.intList({
+      description:
+        "The machine's GPUs (0-based) it holds while LOADING or RUNNING, given by the auction: never shared with another instance holding GPUs on the machine. Empty in other statuses; a restarted instance may get others.",
+      resolve: (instance) => (HOLDING_STATUSES.has(instance.status) ? instance.gpuIndices : []),
+    }),
     pricePerGpuHour: t.field({
       type: "Money",
       description: "The on-demand price per GPU-hour locked by the contract.",
@@ -98,6 +122,8 @@ export const InstanceRef = builder.prismaNode("Instance", {
     env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
     ports: t.exposeStringList("ports"),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+    rebootCount: t.exposeInt("rebootCount", { description: "How many times rebootInstance was asked." }),
+    recycleCount: t.exposeInt("recycleCount", { description: "How many times the container was asked to be recreated (recycleInstance, updateInstance)." }),
     templateId: t.globalID({
       nullable: true,
       description: "The template it was launched from, if any.",
@@ -137,10 +163,28 @@ builder.objectType(InsufficientGpusError, {
   }),
 });
 
+builder.objectType(InsufficientDiskError, {
+  name: "InsufficientDiskError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    requestedGb: t.exposeInt("requestedGb"),
+    availableGb: t.exposeFloat("availableGb", {
+      description: "Disk still free on the machine, GB: its disk less the disks of its instances that are not destroyed.",
+    }),
+  }),
+});
+
 builder.objectType(BidTooLowError, {
   name: "BidTooLowError",
   interfaces: [ErrorInterface],
   fields: (t) => ({ minBidPerGpuHour: t.field({ type: "Money", resolve: (error) => error.minBidMicros }) }),
+});
+
+builder.objectType(InsufficientBalanceError, {
+  name: "InsufficientBalanceError",
+  description: "The account's balance is zero or below (and it is not in debit mode): add credit first.",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ balance: t.field({ type: "Money", resolve: (error) => error.balanceMicros }) }),
 });
 
 const EnvVarInput = builder.inputType("EnvVarInput", {
@@ -189,7 +233,9 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 builder.mutationField("createInstance", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
-    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError] },
+    errors: {
+      types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError],
+    },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
       createInstance(ctx.viewer.userId, {
@@ -200,29 +246,56 @@ builder.mutationField("createInstance", (t) =>
   }),
 );
 
-const lifecycleMutations = { startInstance, stopInstance, destroyInstance } as const;
+/** The owner's INSTANCES permission, or the instance's own key for itself; the resolver validates the id. */
+const ownerOrOwnKey = (_root: unknown, args: Record<string, unknown>) => {
+  const id = args.id as { typename: string; id: string };
+  return { permission: "INSTANCES" as const, instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
+};
+
+const lifecycleMutations = { startInstance, stopInstance, destroyInstance, rebootInstance, recycleInstance } as const;
 const lifecycleDescriptions = {
   startInstance: "Starts a stopped instance: it waits in SCHEDULING until its GPUs are free. On a live instance, a no-op.",
   stopInstance: "Stops the instance and releases its GPUs; the disk is kept (and charged).",
   destroyInstance: "Destroys the instance and its disk; final.",
+  rebootInstance:
+    "Restarts the container of a LOADING or RUNNING instance; its data is kept. The instance is LOADING until the agent has it running again.",
+  recycleInstance:
+    "Recreates the container from a fresh pull of its image, on the same GPUs and machine; data in the container is lost. A running instance is LOADING until the agent has it running again; one that is not running is recreated when it next runs.",
 } as const;
 
 for (const [name, mutate] of Object.entries(lifecycleMutations)) {
   builder.mutationField(name, (t) =>
     // The instance's own key may do these for its own instance; the resolver validates the id.
-    t.withAuth((_root, args) => {
-      const id = args.id as { typename: string; id: string };
-      return { permission: "INSTANCES", instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
-    }).field({
+    t.withAuth(ownerOrOwnKey).field({
       type: InstanceRef,
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
-      errors: { types: [IllegalTransitionError] },
+      errors: { types: name === "startInstance" ? [IllegalTransitionError, InsufficientBalanceError] : [IllegalTransitionError] },
       args: { id: t.arg.globalID({ required: true }) },
       // The row the service wrote; selected relations are loaded by Pothos' fallback query.
       resolve: (_root, args, ctx) => mutate(ctx.viewer.userId, localId(args.id, "Instance")),
     }),
   );
 }
+
+const UpdateInstanceInput = builder.inputType("UpdateInstanceInput", {
+  description: "Each field given replaces the instance's; at least one is needed.",
+  fields: (t) => ({
+    image: t.string({ description: "A Docker image reference." }),
+    env: t.field({ type: [EnvVarInput], description: "The whole new environment." }),
+    onstart: t.string({ description: "At most 4,048 characters." }),
+    args: t.stringList({ description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
+  }),
+});
+
+builder.mutationField("updateInstance", (t) =>
+  t.withAuth(ownerOrOwnKey).field({
+    type: InstanceRef,
+    description: "Changes the instance's image, env, onstart or args, applied by recycling it (see recycleInstance): the container's data is lost.",
+    errors: { types: [IllegalTransitionError] },
+    args: { id: t.arg.globalID({ required: true }), input: t.arg({ type: UpdateInstanceInput, required: true }) },
+    resolve: (_root, args, ctx) => updateInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.input),
+  }),
+);
 
 builder.mutationField("changeBid", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({

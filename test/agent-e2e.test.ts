@@ -11,7 +11,7 @@ import { prisma } from "../infra/db.ts";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
-import { type AgentProcess, eventually, processesOf, spawnAgent } from "./support/agent-process.ts";
+import { type AgentProcess, eventually, processesOf, registerAndList, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
 import { spawnStart } from "./support/start-process.ts";
@@ -45,31 +45,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const SPECS = {
-  gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
-  pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
-  inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
-  geolocation: "Hesse, DE", datacenter: false,
-};
-
-/** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
-async function registerAndList(hostKey: string): Promise<{ machineId: number; key: string }> {
-  const registered = await app.gql(
-    `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
-       ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
-    { input: SPECS },
-    hostKey,
-  );
-  const { machine, apiKey } = registered.data.registerMachine.data;
-  const listed = await app.gql(
-    `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
-    { input: { machineId: machine.id, pricePerGpuHour: "0.30", endDate: new Date(Date.now() + 7 * 86_400_000).toISOString() } },
-    hostKey,
-  );
-  expect(listed.data.listMachine.__typename).toBe("MutationListMachineSuccess");
-  return { machineId: Number(machine.id.split(":")[1]), key: apiKey.token };
-}
-
 async function rent(clientKey: string, machineId: number, onstart: string): Promise<string> {
   const input = { offerId: `${machineId}-1`, image: "demo/workload:latest", diskGb: 10, launchMode: "ENTRYPOINT", onstart };
   return unwrap((await app.gql(CREATE_INSTANCE, { input }, clientKey)).data.createInstance).instance.id;
@@ -83,7 +58,7 @@ describe("agent end to end", () => {
     const host = await createAccount("host");
     const client = await createAccount("client");
     await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 10_000_000n } });
-    const { machineId, key } = await registerAndList(host.key);
+    const { machineId, key } = await registerAndList(app, host.key);
     const stateDir = join(dir, "a");
     const agent = spawnAgent({ api: app.url, key, machineId, stateDir });
     agents.push(agent);
@@ -122,7 +97,7 @@ describe("agent end to end", () => {
     const host = await createAccount("host");
     const client = await createAccount("client");
     await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 10_000_000n } });
-    const { machineId, key } = await registerAndList(host.key);
+    const { machineId, key } = await registerAndList(app, host.key);
     const stateDir = join(dir, "b");
     const first = spawnAgent({ api: app.url, key, machineId, stateDir });
     agents.push(first);
@@ -139,7 +114,7 @@ describe("agent end to end", () => {
     const second = spawnAgent({ api: app.url, key, machineId, stateDir });
     agents.push(second);
     await eventually(async () => (await statusOf(id)) === "RUNNING", 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // several reconcile passes
+    await second.passes(3);
     expect(await processesOf(label, app.url)).toHaveLength(1);
     const launched = (await readFile(starts, "utf8")).trim().split("\n");
     expect(launched).toHaveLength(1);

@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ContainerSpec } from "../agent/runtime.ts";
@@ -28,19 +27,20 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   onstart: "exec sleep 30",
   env: { CONTAINER_LABEL: label },
   ports: [],
+  args: [],
   diskGb: 1,
   numGpus: 0,
+  gpuIndices: [],
+  cpuCores: 1,
+  memoryMb: 1000,
+  recycleCount: 0,
+  rebootCount: 0,
   ...overrides,
 });
 
-async function waitForFile(path: string, text: string, timeoutMs = 5000): Promise<string> {
-  const started = Date.now();
-  for (;;) {
-    const content = await readFile(path, "utf8").catch(() => "");
-    if (content.includes(text)) return content;
-    if (Date.now() - started > timeoutMs) throw new Error(`${path} never contained ${text}: ${content}`);
-    await sleep(20);
-  }
+async function waitForFile(path: string, text: string): Promise<string> {
+  await expect.poll(async () => (await readFile(path, "utf8").catch(() => "")).includes(text)).toBe(true);
+  return readFile(path, "utf8");
 }
 
 const alive = (pid: number) => {
@@ -77,22 +77,34 @@ describe("process runtime", () => {
     const asked = Date.now();
     await runtime.stop("C.1", 1.5);
     const stopped = Date.now();
+    // The trap ignores SIGTERM: it got one, and only SIGKILL after the grace period ended it.
     const term = Number(/TERM (\d+)/.exec(await readFile(out, "utf8"))![1]);
-    expect(term - asked).toBeLessThan(500);
-    // SIGKILL came only after the grace period, and ended it.
-    expect(stopped - term).toBeGreaterThanOrEqual(1400);
-    expect(stopped - asked).toBeLessThan(3000);
+    expect(term).toBeGreaterThanOrEqual(asked);
+    expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped" }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0 }]);
+  });
+
+  it("gives the workload its GPUs in CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES, and records them and its CPU and RAM share", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    await runtime.create(
+      spec("C.7", { onstart: 'echo "$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES" > gpus.txt; exec sleep 30', gpuIndices: [1, 3], cpuCores: 2.5, memoryMb: 8000 }),
+    );
+    await runtime.start("C.7");
+    expect(await waitForFile(join(dir, "processes", "C.7", "gpus.txt"), "|")).toBe("1,3|1,3\n");
+    const recorded = JSON.parse(await readFile(join(dir, "processes", "C.7", "spec.json"), "utf8"));
+    expect(recorded).toMatchObject({ gpuIndices: [1, 3], cpuCores: 2.5, memoryMb: 8000 });
+    expect((await runtime.list()).find((c) => c.label === "C.7")).toMatchObject({ state: "running", gpuIndices: [1, 3] });
+    await runtime.remove("C.7", 0);
   });
 
   it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {
     const runtime = new ProcessRuntime(join(dir, "processes"), logger);
     await runtime.create(spec("C.2"));
     await runtime.start("C.2");
-    const asked = Date.now();
-    await runtime.stop("C.2", 10);
-    expect(Date.now() - asked).toBeLessThan(1500);
+    // An hour's grace: waiting it out would outlast the test's timeout.
+    await runtime.stop("C.2", 3600);
+    expect((await runtime.list()).find((c) => c.label === "C.2")?.state).toBe("stopped");
     await runtime.remove("C.2", 0);
     expect((await runtime.list()).map((c) => c.label)).not.toContain("C.2");
   });
@@ -106,7 +118,9 @@ describe("process runtime", () => {
     const env = await waitForFile(out, "FOO=bar");
     expect(env).toContain("CONTAINER_LABEL=C.3");
     expect(env).not.toContain("the-agents-own-key");
-    await sleep(300);
+    // onstart has finished once the workload is the `sleep` that keeps it up.
+    const pid = Number(await readFile(join(dir, "processes", "C.3", "pid"), "utf8"));
+    await expect.poll(() => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
     expect((await runtime.list()).find((c) => c.label === "C.3")?.state).toBe("running");
     await runtime.remove("C.3", 1);
     delete process.env.AGENT_API_KEY;
@@ -118,7 +132,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3" });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0 });
     await runtime.remove("C.4", 0);
   });
 
@@ -131,8 +145,8 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running" },
-      { label: "C.6", instanceId: "Instance:6", state: "created" },
+      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0 },
+      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0 },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");

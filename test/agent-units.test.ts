@@ -87,6 +87,8 @@ describe("reconcile", () => {
     label: `C.${id}`,
     instanceId: `Instance:${id}`,
     state,
+    recycleCount: 0,
+    rebootCount: 0,
     ...(detail ? { detail } : {}),
   });
 
@@ -119,6 +121,26 @@ describe("reconcile", () => {
     expect(plans[0]!.actions).toEqual([{ type: "stop", graceSeconds: 7 }]);
   });
 
+  it("restarts a container started at a lower rebootCount and recreates one created at a lower recycleCount", () => {
+    const rebooted = assignment(1, { rebootCount: 2, preemptGraceSeconds: 3 });
+    const recycled = assignment(2, { recycleCount: 1, rebootCount: 5 });
+    const stoppedRecycled = assignment(3, { recycleCount: 1, desiredState: "STOPPED" });
+    const current = assignment(4, { rebootCount: 1, recycleCount: 1 });
+    const containers = [
+      { ...container(1, "running"), rebootCount: 1 },
+      container(2, "running"),
+      container(3, "stopped"),
+      { ...container(4, "running"), rebootCount: 1, recycleCount: 1 },
+    ];
+    const reported = memory();
+    reported.reported.set("Instance:4", "RUNNING");
+    expect(reconcile(desired(rebooted, recycled, stoppedRecycled, current), containers, reported)).toEqual([
+      { label: "C.1", instanceId: "Instance:1", actions: [{ type: "reboot", graceSeconds: 3, rebootCount: 2 }] },
+      { label: "C.2", instanceId: "Instance:2", actions: [{ type: "recycle", assignment: recycled }] },
+      { label: "C.3", instanceId: "Instance:3", actions: [{ type: "remove", graceSeconds: 1 }] },
+    ]);
+  });
+
   it("does not retry a failed launch at the same revision; removes with the remembered grace", () => {
     const m = memory();
     m.failed.add("Instance:1");
@@ -126,6 +148,27 @@ describe("reconcile", () => {
     expect(reconcile(desired(assignment(1)), [container(9, "running")], m)).toEqual([
       { label: "C.9", instanceId: "Instance:9", actions: [{ type: "remove", graceSeconds: 3 }] },
     ]);
+  });
+
+  it("starts a container on GPUs another one still uses only once that one has stopped", () => {
+    const preempted = assignment(1, { desiredState: "STOPPED", gpuIndices: [] });
+    const winner = assignment(2, { gpuIndices: [2, 3] });
+    const stillRunning = { ...container(1, "running"), gpuIndices: [3] };
+    expect(reconcile(desired(preempted, winner), [stillRunning], memory())).toEqual([
+      { label: "C.1", instanceId: "Instance:1", actions: [{ type: "stop", graceSeconds: 1 }] },
+    ]);
+    expect(reconcile(desired(preempted, winner), [{ ...stillRunning, state: "stopped" }], memory()).map((p) => p.actions)).toEqual([
+      [{ type: "report", status: "STOPPED" }],
+      [{ type: "launch", assignment: winner }],
+    ]);
+  });
+
+  it("makes a stopped container again when it restarts on other GPUs, and simply starts it on the same ones", () => {
+    const restarted = assignment(1, { gpuIndices: [0, 1] });
+    expect(reconcile(desired(restarted), [{ ...container(1, "stopped"), gpuIndices: [4, 5] }], memory())[0]!.actions).toEqual([
+      { type: "recycle", assignment: restarted },
+    ]);
+    expect(reconcile(desired(restarted), [{ ...container(1, "stopped"), gpuIndices: [0, 1] }], memory())[0]!.actions).toEqual([{ type: "start" }]);
   });
 
   it("reads the number of a readable global id", () => {

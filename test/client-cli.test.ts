@@ -6,7 +6,8 @@ import { main } from "../client/cli.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { meterUpTo } from "../domain/billing/metering.ts";
 import { PERIOD_SECONDS, periodStart } from "../domain/billing/rates.ts";
-import { HOUR_MS, runMarketSampler } from "../domain/market/sampler.ts";
+import { runMarketSampler } from "../domain/market/sampler.ts";
+import { HOUR_MS } from "../domain/time.ts";
 import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -19,7 +20,7 @@ const app = useTestApp();
 let configDir: string;
 
 /** Runs the CLI in-process with the test server's URL and no config file unless told. */
-function cli(argv: string[], options: { key?: string; env?: Record<string, string> } = {}) {
+function cli(argv: string[], options: Parameters<typeof runCli>[3] = {}) {
   return runCli(app.url, join(configDir, "config.json"), argv, options);
 }
 
@@ -158,9 +159,11 @@ describe("instances", () => {
   it("watch instance follows the status through the subscription until --until", async () => {
     const created = await cli(["create", "instance", `${machineId}-1`, "--image", "ubuntu:22.04", "--disk", "10", "--raw"], { key: client.key });
     const { instance } = JSON.parse(created.stdout);
-    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key });
-    // Stop it once the watcher has seen the current state.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Stop it once the watcher has printed the current state (its subscription is live).
+    let printed!: () => void;
+    const firstLine = new Promise<void>((resolve) => (printed = resolve));
+    const watching = cli(["watch", "instance", instance.id, "--until", "STOPPED"], { key: client.key, onStdout: (out) => out.includes("\n") && printed() });
+    await firstLine;
     expect((await cli(["stop", "instance", instance.id], { key: client.key })).code).toBe(0);
     const { code, stdout, stderr } = await watching;
     expect(stderr).toBe("");

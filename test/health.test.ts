@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { config } from "../infra/config.ts";
 import { useTestApp } from "./support/app.ts";
 
 describe("server", () => {
@@ -19,10 +20,16 @@ describe("server", () => {
     expect(result.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
   });
 
-  it("refuses queries deeper than the limit", async () => {
-    const deep = `{ me { ${"a { ".repeat(20)}b${" }".repeat(20)} } }`;
-    const result = await app.gql(deep);
-    expect(result.errors?.length).toBeGreaterThan(0);
-    expect(result.data).toBeUndefined();
+  it("refuses valid queries deeper than the limit, and only those", async () => {
+    // `ofType` nests as deep as asked on any type, so both queries are valid: only the limit tells them apart.
+    const nested = (depth: number) => `{ __type(name: "Query") { ${"ofType { ".repeat(depth - 2)}name${" }".repeat(depth - 2)} } }`;
+    const { MAX_QUERY_DEPTH } = config();
+    const atLimit = await app.gql(nested(MAX_QUERY_DEPTH));
+    expect(atLimit.errors).toBeUndefined();
+    expect(atLimit.data.__type.ofType).toBeNull(); // Query is a named type: it wraps nothing
+
+    const beyond = await app.gql(nested(MAX_QUERY_DEPTH + 1));
+    expect(beyond.data).toBeUndefined();
+    expect(beyond.errors?.map((error) => error.message)).toEqual([expect.stringContaining(`depth limit of ${MAX_QUERY_DEPTH} exceeded`)]);
   });
 });

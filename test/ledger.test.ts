@@ -35,7 +35,7 @@ async function reset(): Promise<void> {
 
 describe("ledger invariant over randomized scenarios", () => {
   it("keeps every balance equal to the sum of its entries after every step, and charges exactly", async () => {
-    const accounts = [await createAccount("c1"), await createAccount("c2"), await createAccount("h1"), await createAccount("h2")].map((a) => a.userId);
+    const accounts = [await createAccount("c1", { credit: 0n }), await createAccount("c2", { credit: 0n }), await createAccount("h1", { credit: 0n }), await createAccount("h2", { credit: 0n })].map((a) => a.userId);
     await fc.assert(
       fc.asyncProperty(fc.array(stepArb, { minLength: 5, maxLength: 40 }), fc.integer({ min: 0, max: 86_399 }), async (steps, offset) => {
         await reset();

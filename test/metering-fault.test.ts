@@ -33,8 +33,8 @@ describe("kill -9 of the metering worker and a Redis restart", () => {
   it("ends with every balance equal to the exact charges of the RUNNING and stored intervals", async () => {
     redis = await startPrivateRedis();
     const url = redis.url;
-    const host = await createAccount("host");
-    const clients = [await createAccount("a"), await createAccount("b")];
+    const host = await createAccount("host", { credit: 0n });
+    const clients = [await createAccount("a", { credit: 0n }), await createAccount("b", { credit: 0n })];
     for (const client of clients) {
       await prisma.$transaction((tx) => postEntry(tx, { userId: client.userId, kind: "ADJUSTMENT", amountMicros: 1_000_000_000n, description: "credit" }));
     }

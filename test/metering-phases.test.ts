@@ -28,7 +28,7 @@ async function balances(): Promise<Map<number, bigint>> {
 async function clientPerPhase(hostId: number): Promise<number[]> {
   const byPhase = new Map<number, number>();
   while (byPhase.size < METERING_PHASES) {
-    const { userId } = await createAccount("client");
+    const { userId } = await createAccount("client", { credit: 0n });
     if (!byPhase.has(userId % METERING_PHASES)) byPhase.set(userId % METERING_PHASES, userId);
   }
   const machineId = await createListedMachine(hostId, { numGpus: 8 });
@@ -45,7 +45,7 @@ const waitForMessages = (count: number) => expect.poll(() => published.length, {
 
 describe("metering phases", () => {
   it("the job meters one phase per run, oldest clock first, and publishes balance events for that phase's clients and their hosts", async () => {
-    const host = await createAccount("host");
+    const host = await createAccount("host", { credit: 0n });
     const clients = await clientPerPhase(host.userId);
     const now = at(S0 + 50 + LAG);
 

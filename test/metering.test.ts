@@ -13,8 +13,8 @@ const T0 = Math.floor(Date.now() / 1000 / PERIOD_SECONDS) * PERIOD_SECONDS - 3 *
 
 describe("metering", () => {
   it("charges GPU time while RUNNING and storage while the instance exists, exactly, across ticks and periods", async () => {
-    const host = await createAccount("host");
-    const client = await createAccount("client");
+    const host = await createAccount("host", { credit: 0n });
+    const client = await createAccount("client", { credit: 0n });
     const machineId = await createListedMachine(host.userId);
     const id = await instanceAt(client.userId, machineId, T0, { numGpus: 2, diskGb: 50 });
     await eventAt(id, "ALLOCATED", T0 + 10);
@@ -60,8 +60,24 @@ describe("metering", () => {
   });
 
   it("charges nothing twice when ticks repeat or run concurrently", async () => {
-    const before = await prisma.user.findMany({ select: { id: true, balanceMicros: true } });
-    await Promise.all([meter(T0 + 7200), meter(T0 + 7200), meter(T0 + 7100)]);
-    expect(await prisma.user.findMany({ select: { id: true, balanceMicros: true } })).toEqual(before);
+    // Its own instance, running from T1 (after the scenario above, so the file's ticks move forward).
+    const T1 = T0 + 3 * 3600;
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const id = await instanceAt(client.userId, await createListedMachine(host.userId), T1, { numGpus: 1, diskGb: 10 });
+    await eventAt(id, "ALLOCATED", T1);
+    await eventAt(id, "AGENT_RUNNING", T1);
+    await meter(T1 + 100);
+    const balance = async () => (await prisma.user.findUniqueOrThrow({ where: { id: client.userId } })).balanceMicros;
+    const charged = -(await balance());
+    expect(charged).toBeGreaterThan(0n);
+
+    const before = await prisma.user.findMany({ select: { id: true, balanceMicros: true }, orderBy: { id: "asc" } });
+    await Promise.all([meter(T1 + 100), meter(T1 + 100), meter(T1 + 50)]);
+    expect(await prisma.user.findMany({ select: { id: true, balanceMicros: true }, orderBy: { id: "asc" } })).toEqual(before);
+    expect(charged).toBe((await expectedCharges(T1 + 100)).charged.get(client.userId));
+    // And the next tick charges exactly what the next 100 s cost.
+    await meter(T1 + 200);
+    expect(-(await balance())).toBe((await expectedCharges(T1 + 200)).charged.get(client.userId));
   });
 });

@@ -1,17 +1,16 @@
 import { fakeStripe } from "./support/fake-stripe.ts";
-import type { AddressInfo } from "node:net";
-import { SMTPServer } from "smtp-server";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { Queue } from "bullmq";
 import { ledgerMismatches, postEntry } from "../domain/billing/ledger.ts";
 import { invoiceItems } from "../domain/billing/statements.ts";
-import { defaultDeliver, sendPendingNotifications } from "../domain/notifications.ts";
+import { sendPendingNotifications } from "../domain/notifications.ts";
 import { attemptAutoBill } from "../domain/payments/autoBilling.ts";
 import { watchBalances } from "../domain/payments/balanceWatch.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
 import { AUTO_BILL_QUEUE, closeAutoBillQueue, enqueueAutoBills, startAutoBillingWorker } from "../workers/auto-billing.ts";
 import { useTestApp } from "./support/app.ts";
+import { sendMailNow, startSmtpServer } from "./support/smtp.ts";
 import { createAccount } from "./support/rentals.ts";
 
 vi.hoisted(() => {
@@ -34,7 +33,7 @@ const UPDATE_SETTINGS = /* GraphQL */ `
 
 /** An account with a saved card and a balance of `balance` µ$. */
 async function cardHolder(balance: bigint): Promise<{ userId: number; key: string }> {
-  const account = await createAccount("autobill");
+  const account = await createAccount("autobill", { credit: 0n });
   await prisma.user.update({
     where: { id: account.userId },
     data: { stripeCustomerId: `cus_${account.userId}`, stripePaymentMethodId: "pm_card_visa", savedCardLabel: "visa •••• 4242" },
@@ -56,12 +55,17 @@ const autoBills = (userId: number) => prisma.payment.findMany({ where: { userId,
 const outbox = (userId: number) => prisma.notificationOutbox.findMany({ where: { userId }, orderBy: { id: "asc" } });
 
 async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  // On time-out the last value is returned, for the caller's assertion to show.
+  return vi
+    .waitFor(
+      async () => {
+        const value = await read();
+        if (!done(value)) throw new Error("not yet");
+        return value;
+      },
+      { timeout: timeoutMs, interval: 50 },
+    )
+    .catch(read);
 }
 
 beforeEach(async () => {
@@ -81,7 +85,7 @@ afterAll(async () => {
 
 describe("billing settings", () => {
   it("sets the thresholds through GraphQL; auto-billing needs a saved card and an amount", async () => {
-    const bare = await createAccount("nocard");
+    const bare = await createAccount("nocard", { credit: 0n });
     const refused = await app.gql(UPDATE_SETTINGS, { input: { autoBillThreshold: "10", autoBillAmount: "25" } }, bare.key);
     expect(refused.data.updateBillingSettings).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["autoBillThreshold"] }] });
 
@@ -239,32 +243,18 @@ describe("the notification outbox", () => {
   });
 
   it("mails through SMTP when SMTP_URL is set", async () => {
-    const received: { from: string; to: string[]; data: string }[] = [];
-    const server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS"],
-      onData(stream, session, callback) {
-        let data = "";
-        stream.on("data", (chunk: Buffer) => (data += chunk.toString()));
-        stream.on("end", () => {
-          received.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), data });
-          callback();
-        });
-      },
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const server = await startSmtpServer();
     try {
-      const { port } = server.server.address() as AddressInfo;
       const { userId } = await cardHolder(20_000_000n);
       await prisma.user.update({ where: { id: userId }, data: { balanceAlertThresholdMicros: 30_000_000n } });
       await watchBalances();
       const { email } = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
-      expect(await sendPendingNotifications(defaultDeliver(`smtp://127.0.0.1:${port}`))).toBeGreaterThanOrEqual(1);
-      const mail = received.find((m) => m.to.includes(email));
+      expect(await sendMailNow(server.url)).toBeGreaterThanOrEqual(1);
+      const mail = server.received.find((m) => m.to.includes(email));
       expect(mail?.data).toContain("Subject: Your balance is below $30.00");
       expect((await outbox(userId))[0].sentAt).not.toBeNull();
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await server.close();
     }
   });
 });

@@ -41,7 +41,7 @@ beforeEach(() => fakeStripe.reset());
 
 describe("addCredit", () => {
   it("creates a Checkout Session for the amount, the customer on first use only", async () => {
-    const { userId, key } = await createAccount("payer");
+    const { userId, key } = await createAccount("payer", { credit: 0n });
     const first = await app.gql(ADD_CREDIT, { amount: "25.00", saveCard: true }, key);
     expect(first.data.addCredit.__typename).toBe("MutationAddCreditSuccess");
     const { sessionId, url } = first.data.addCredit.data;
@@ -73,7 +73,7 @@ describe("addCredit", () => {
   });
 
   it.each([["4.99"], ["10000.01"], ["20.005"], ["-5"]])("refuses %s and writes nothing", async (amount) => {
-    const { userId, key } = await createAccount("payer");
+    const { userId, key } = await createAccount("payer", { credit: 0n });
     const result = await app.gql(ADD_CREDIT, { amount }, key);
     expect(result.data.addCredit.__typename).toBe("ValidationError");
     expect(result.data.addCredit.issues[0].path).toEqual(["amount"]);
@@ -89,7 +89,9 @@ describe("addCredit", () => {
 
 describe("the Stripe webhook", () => {
   it("credits a paid session exactly once across redeliveries and concurrent deliveries, and publishes the balance at once", async () => {
-    const { userId } = await createAccount("payer");
+    const { userId } = await createAccount("payer", { credit: 0n });
+    // Unverified email: saving the card grants no test credit here (test/trust.test.ts covers it).
+    await prisma.user.update({ where: { id: userId }, data: { emailVerified: false } });
     const { sessionId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: true });
     const events = listen("balance", userId, (a, b) => ({ immediate: a.immediate || b.immediate }));
     await events.ready;
@@ -122,11 +124,12 @@ describe("the Stripe webhook", () => {
     expect(await prisma.user.findUniqueOrThrow({ where: { id: userId } })).toMatchObject({
       stripePaymentMethodId: "pm_card_visa",
       savedCardLabel: "visa •••• 4242",
+      cardFingerprint: "fp_pm_card_visa",
     });
   });
 
   it("credits a session whose payment row was never written (crash after creating it), from its metadata", async () => {
-    const { userId } = await createAccount("payer");
+    const { userId } = await createAccount("payer", { credit: 0n });
     const response = await deliver(app.baseUrl, signedEvent("checkout.session.completed", sessionPaid("cs_orphan", userId, { amountCents: 1234 })));
     expect(response.status).toBe(200);
     expect(await balanceOf(userId)).toBe(12_340_000n);
@@ -135,7 +138,7 @@ describe("the Stripe webhook", () => {
   });
 
   it("does not credit an unpaid session, and expires it", async () => {
-    const { userId } = await createAccount("payer");
+    const { userId } = await createAccount("payer", { credit: 0n });
     const { sessionId } = await createCheckout(userId, { amount: 5_000_000n, saveCard: false });
     await deliver(app.baseUrl, signedEvent("checkout.session.completed", { ...sessionPaid(sessionId, userId), payment_status: "unpaid" }));
     await deliver(app.baseUrl, signedEvent("checkout.session.expired", { ...sessionPaid(sessionId, userId), payment_status: "unpaid" }));
@@ -144,7 +147,7 @@ describe("the Stripe webhook", () => {
   });
 
   it("answers 400 to a bad or missing signature and writes nothing", async () => {
-    const { userId } = await createAccount("payer");
+    const { userId } = await createAccount("payer", { credit: 0n });
     const { sessionId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: false });
     const genuine = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId));
     // The same signature over a tampered body (a bigger amount).

@@ -14,7 +14,7 @@ const app = useTestApp();
 
 /** A host that earned `earned` µ$ (an EARNING entry, as metering writes them) and has a Connect account unless told otherwise. */
 async function host(earned: bigint, account: string | null = "acct_1TestHost"): Promise<number> {
-  const { userId } = await createAccount("host");
+  const { userId } = await createAccount("host", { credit: 0n });
   await prisma.$transaction(async (tx) => {
     await tx.ledgerEntry.create({
       data: { userId, kind: "EARNING", category: "GPU", periodStart: new Date("2026-01-01T00:00:00Z"), amountMicros: earned, description: "GPU earnings" },
@@ -52,7 +52,7 @@ describe("weekly payouts", () => {
     const spender = await host(30_000_000n);
     await prisma.$transaction((tx) => postEntry(tx, { userId: spender, kind: "ADJUSTMENT", amountMicros: -5_000_000n, description: "rentals" }));
     // Bought credit is not earnings: never paid out.
-    const { userId: client } = await createAccount("client");
+    const { userId: client } = await createAccount("client", { credit: 0n });
     await prisma.$transaction((tx) => postEntry(tx, { userId: client, kind: "PAYMENT", amountMicros: 100_000_000n, description: "card" }));
 
     const run = await runPayouts(FRIDAY);
@@ -163,7 +163,7 @@ describe("payout settings and history", () => {
   `;
 
   it("takes a Stripe Connect account id and shows each host only its own payouts", async () => {
-    const me = await createAccount("host");
+    const me = await createAccount("host", { credit: 0n });
     const bad = await app.gql(SET, { accountId: "DE89 3704 0044 0532 0130 00" }, me.key);
     expect(bad.data.setPayoutAccount).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["accountId"] }] });
     const good = await app.gql(SET, { accountId: "acct_1Nv0FGQ9RKHgCVdK" }, me.key);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { stopExhaustedAccounts, BALANCE_EXHAUSTED_MESSAGE } from "../domain/billing/exhaustion.ts";
 import { listen } from "../infra/pubsub.ts";
-import { spendLimitMicrosPerHour } from "../domain/billing/spendLimit.ts";
+import { nextTier, spendLimitMicrosPerHour, type TrustFacts } from "../domain/billing/spendLimit.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -20,11 +20,20 @@ const SPEND_LIMITED = /* GraphQL */ `
 `;
 
 describe("spend rate limit", () => {
-  it("follows the documented rule: base unverified, 4× verified, none once verified and established", () => {
+  it("follows the documented tiers: new, verified email, verified card, then established by age and payments", () => {
     const now = new Date();
-    expect(spendLimitMicrosPerHour({ emailVerified: false, createdAt: new Date(now.getTime() - 400 * DAY) }, now)).toBe(5_000_000n);
-    expect(spendLimitMicrosPerHour({ emailVerified: true, createdAt: now }, now)).toBe(20_000_000n);
-    expect(spendLimitMicrosPerHour({ emailVerified: true, createdAt: new Date(now.getTime() - 30 * DAY) }, now)).toBeNull();
+    const old = new Date(now.getTime() - 30 * DAY);
+    const facts = (over: Partial<TrustFacts>): TrustFacts => ({ emailVerified: false, cardVerified: false, createdAt: now, paidMicros: 0n, ...over });
+    expect(spendLimitMicrosPerHour(facts({ createdAt: new Date(now.getTime() - 400 * DAY), cardVerified: true, paidMicros: 10n ** 9n }), now)).toBe(5_000_000n);
+    expect(spendLimitMicrosPerHour(facts({ emailVerified: true, createdAt: old, paidMicros: 10n ** 9n }), now)).toBe(20_000_000n);
+    expect(spendLimitMicrosPerHour(facts({ emailVerified: true, cardVerified: true }), now)).toBe(100_000_000n);
+    expect(spendLimitMicrosPerHour(facts({ emailVerified: true, cardVerified: true, createdAt: old }), now)).toBe(100_000_000n);
+    expect(spendLimitMicrosPerHour(facts({ emailVerified: true, cardVerified: true, paidMicros: 50_000_000n }), now)).toBe(100_000_000n);
+    expect(spendLimitMicrosPerHour(facts({ emailVerified: true, cardVerified: true, createdAt: old, paidMicros: 50_000_000n }), now)).toBeNull();
+    expect(nextTier(facts({ emailVerified: true, cardVerified: true, createdAt: new Date(now.getTime() - 10 * DAY), paidMicros: 20_000_000n }), now)).toEqual({
+      tier: "ESTABLISHED",
+      requirements: ["an account 30 days old (20 to go)", "$50.00 paid in total ($30.00 to go)"],
+    });
   });
 
   it("refuses a rental over the limit with a typed SPEND_RATE_LIMIT error, and verification raises it", async () => {
@@ -65,19 +74,20 @@ describe("exhausted balance", () => {
     const broke = await createAccount("broke");
     const debtor = await createAccount("debtor");
     const funded = await createAccount("funded");
-    await prisma.user.update({ where: { id: debtor.userId }, data: { debitMode: true, balanceMicros: -10n } });
-    await prisma.user.update({ where: { id: funded.userId }, data: { balanceMicros: 1n } });
     const machineId = await createListedMachine(host.userId, { numGpus: 8 });
     const ids: Record<string, number> = {};
     for (const [name, account] of Object.entries({ broke, debtor, funded })) {
       const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 2) }, account.key)).data.createInstance);
       ids[name] = Number(created.instance.id.split(":")[1]); // global id "Instance:12"
     }
+    // Their credit used up since.
+    await prisma.user.update({ where: { id: broke.userId }, data: { balanceMicros: 0n } });
+    await prisma.user.update({ where: { id: debtor.userId }, data: { debitMode: true, balanceMicros: -10n } });
+    await prisma.user.update({ where: { id: funded.userId }, data: { balanceMicros: 1n } });
     // The owner hears of the stop at once (instanceStatus subscriptions follow this topic).
     const events = listen("instanceStatus", broke.userId, (a, b) => ({ instanceIds: [...a.instanceIds, ...b.instanceIds] }));
     await events.ready;
-    // The spend-limit client above has a zero balance too: its 3 instances stop with this one.
-    expect(await stopExhaustedAccounts()).toBe(4);
+    expect(await stopExhaustedAccounts()).toBe(1);
     expect((await events.next()).instanceIds).toEqual([ids.broke]);
     events.close();
     const stopped = await prisma.instance.findUniqueOrThrow({ where: { id: ids.broke }, include: { statusChanges: { orderBy: { id: "desc" }, take: 1 } } });

@@ -41,7 +41,7 @@ let b: number;
 let otherInstance: number;
 
 beforeAll(async () => {
-  [client, host, other] = [await createAccount("client"), await createAccount("host"), await createAccount("other")];
+  [client, host, other] = [await createAccount("client", { credit: 0n }), await createAccount("host", { credit: 0n }), await createAccount("other", { credit: 0n })];
   machineId = await createListedMachine(host.userId);
   a = await instanceAt(client.userId, machineId, D, { numGpus: 4, diskGb: 100, price: 389_000n, storagePrice: 100_000n });
   await eventAt(a, "ALLOCATED", D);

@@ -57,7 +57,7 @@ describe("WebSocket auth", () => {
   });
 
   it("accepts a valid key through the same function as HTTP", async () => {
-    const { key } = await createAccount("ws");
+    const { key } = await createAccount("ws", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     await balance.close();
@@ -104,7 +104,7 @@ describe("instanceStatus", () => {
 
 describe("balance", () => {
   it("sends the balance first, coalesces metering to one a second, and payments at once", async () => {
-    const { userId, key } = await createAccount("balance");
+    const { userId, key } = await createAccount("balance", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     await new Promise((resolve) => setTimeout(resolve, 1100));
@@ -131,7 +131,7 @@ describe("balance", () => {
   });
 
   it("gives every balance event the subscription's whole selection, relations included, as they are now", async () => {
-    const { userId, key } = await createAccount("wide");
+    const { userId, key } = await createAccount("wide", { credit: 0n });
     const balance = subscribe<{ balance: string; email: string; sshKeys: { fingerprint: string }[] }>(
       app.url,
       key,
@@ -152,7 +152,7 @@ describe("balance", () => {
   });
 
   it("delivers each metered second at once, however close the ticks, and a usage report with the next tick", async () => {
-    const { userId, key } = await createAccount("ticks");
+    const { userId, key } = await createAccount("ticks", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
     const charge = async (event: { immediate: boolean; meteredUntil?: number }) => {
@@ -284,7 +284,7 @@ describe("agent mutations", () => {
     const foreignAgent = await machineKey(host.userId, otherMachine);
     const id = await rent(client.key, machineId);
     const status = async () => (await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } })).status;
-    for (let i = 0; i < 100 && (await status()) !== "LOADING"; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await expect.poll(status, { timeout: 5000, interval: 50 }).toBe("LOADING");
 
     const byClient = await app.gql(REPORT, { id, status: "RUNNING" }, client.key);
     expect(byClient.data.reportInstanceState.code).toBe("FORBIDDEN");

@@ -2,15 +2,28 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
-import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
+/** The assignment's recycleCount and rebootCount when the container was created. */
+export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
+export const REBOOT_KEY = "gpu-marketplace.reboot-count";
+/** The machine's GPUs the container was made with ("2,3"). */
+export const GPUS_KEY = "gpu-marketplace.gpus";
+
+/** What the engine can give a container: GPUs (an NVIDIA runtime is installed) and how many CPUs it has. */
+export interface EngineCapabilities {
+  gpus: boolean;
+  cpus: number;
+}
 
 /**
  * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
- * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked.
+ * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked,
+ * and labels cannot change after creation, so `<dir>/reboots/<label>` holds the rebootCount of the
+ * container's last restart.
  */
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
@@ -20,8 +33,20 @@ export class DockerRuntime implements Runtime {
     private readonly logger: Logger,
   ) {}
 
+  private engine?: Promise<EngineCapabilities>;
+
+  /** Asked once: `docker info`. */
+  private capabilities(): Promise<EngineCapabilities> {
+    this.engine ??= runOk("docker", ["info", "--format", "{{json .Runtimes}}\t{{.NCPU}}"]).then(parseEngineInfo);
+    return this.engine;
+  }
+
   private marker(label: string) {
     return join(this.dir, "stopped", label);
+  }
+
+  private rebootFile(label: string) {
+    return join(this.dir, "reboots", label);
   }
 
   async list(): Promise<ContainerInfo[]> {
@@ -32,35 +57,47 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${LABEL_KEY}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
-      found.push({ label, instanceId, state, ...(status ? { detail: status } : {}) });
+      const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
+      // No label (a container made before GPUs were assigned): unknown, not "none".
+      const gpuIndices = gpus ? gpus.split(",").map(Number) : undefined;
+      found.push({
+        label,
+        instanceId,
+        state,
+        recycleCount: Number(recycleCount) || 0,
+        rebootCount,
+        ...(status ? { detail: status } : {}),
+        ...(gpuIndices ? { gpuIndices } : {}),
+      });
     }
     return found;
   }
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const engine = await this.capabilities();
     const envFile = join(this.dir, `${spec.label}.env`);
-    await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
+    await writeFile(envFile, envFileText({ ...spec.env, ...containerGpuEnv(spec.gpuIndices, engine) }), { mode: 0o600 });
     try {
-      const withDisk = await run("docker", createArgs(spec, envFile, true));
+      const withDisk = await run("docker", createArgs(spec, envFile, true, engine));
       if (withDisk.code === 0) return;
       // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
       if (!/storage-opt|storage option/i.test(withDisk.stderr)) {
         throw new Error(`docker create failed (exit ${withDisk.code}): ${withDisk.stderr.trim()}`);
       }
       this.logger.warn({ label: spec.label, reason: withDisk.stderr.trim() }, "disk size limit unsupported by the storage driver; creating without it");
-      await runOk("docker", createArgs(spec, envFile, false));
+      await runOk("docker", createArgs(spec, envFile, false, engine));
     } finally {
       await rm(envFile, { force: true });
     }
@@ -68,17 +105,24 @@ export class DockerRuntime implements Runtime {
 
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", label]);
+    await runOk("docker", ["start", "--", label]);
+  }
+
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    await rm(this.marker(label), { force: true });
+    await runOk("docker", ["restart", "-t", String(graceSeconds), label]);
+    await mkdir(join(this.dir, "reboots"), { recursive: true, mode: 0o700 });
+    await writeFile(this.rebootFile(label), String(rebootCount));
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), label]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", label]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", label]);
+      const killed = await run("docker", ["kill", "--", label]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -87,12 +131,13 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", label]);
+    await runOk("docker", ["rm", "--force", "--volumes", "--", label]);
     await rm(this.marker(label), { force: true });
+    await rm(this.rebootFile(label), { force: true });
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", label]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", label]));
   }
 }
 
@@ -116,7 +161,23 @@ export function envFileText(env: Record<string, string>): string {
     .join("");
 }
 
-export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean): string[] {
+/** `docker info`'s runtimes (JSON) and CPU count, tab-separated. */
+export function parseEngineInfo(text: string): EngineCapabilities {
+  const [runtimes, cpus] = text.trim().split("\t");
+  return { gpus: Object.hasOwn(JSON.parse(runtimes || "{}") as object, "nvidia"), cpus: Number(cpus) || 1 };
+}
+
+/**
+ * The GPU variables in the container. With GPUs, `--gpus` passes exactly the container's devices
+ * and CUDA numbers them from 0 inside, so only NVIDIA_VISIBLE_DEVICES (host indices, what the NVIDIA
+ * runtime reads) is set. Without, both name the host indices: the container's record of its GPUs.
+ */
+export function containerGpuEnv(gpuIndices: readonly number[], engine: EngineCapabilities): Record<string, string> {
+  const env = gpuEnv(gpuIndices);
+  return engine.gpus ? { NVIDIA_VISIBLE_DEVICES: env.NVIDIA_VISIBLE_DEVICES } : env;
+}
+
+export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean, engine: EngineCapabilities): string[] {
   const args = [
     "create",
     "--name",
@@ -125,18 +186,28 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     `${LABEL_KEY}=${spec.label}`,
     "--label",
     `${INSTANCE_KEY}=${spec.instanceId}`,
+    "--label",
+    `${RECYCLE_KEY}=${spec.recycleCount}`,
+    "--label",
+    `${REBOOT_KEY}=${spec.rebootCount}`,
+    "--label",
+    `${GPUS_KEY}=${spec.gpuIndices.join(",")}`,
     "--env-file",
     envFile,
     ...spec.ports.flatMap((port) => ["-p", port]),
   ];
-  if (spec.numGpus > 0) args.push("--gpus", String(spec.numGpus));
+  // Quoted: --gpus reads CSV, and the device list has commas.
+  if (engine.gpus && spec.gpuIndices.length > 0) args.push("--gpus", `"device=${spec.gpuIndices.join(",")}"`);
+  // Never more CPUs than the engine has: docker refuses that (a host that overstated its cores).
+  if (spec.cpuCores > 0) args.push("--cpus", String(Math.min(spec.cpuCores, engine.cpus)));
+  if (spec.memoryMb > 0) args.push("--memory", `${spec.memoryMb}m`);
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT") {
-    // The image's own entrypoint and command.
-    args.push(spec.image);
+    // The image's own entrypoint, with the instance's args in place of the image's command when given.
+    args.push("--", spec.image, ...spec.args);
   } else {
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", spec.image, "-c", workloadScript(spec));
+    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", workloadScript(spec));
   }
   return args;
 }

@@ -4,14 +4,17 @@ import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promi
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
 
 /**
  * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
  * SSH and JUPYTER instances run their onstart and stay up, as the docker runtime's do; an ENTRYPOINT
- * instance runs its onstart in place of the image's entrypoint, or serves until stopped without one.
+ * instance runs its onstart in place of the image's entrypoint, with its args as the script's
+ * arguments; without an onstart the args are the command, and without either it serves until stopped.
+ * Recycling removes the directory, so what the workload wrote there (its working directory) is gone.
  *
- * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key), pid (the
+ * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key; it also
+ * records the GPU indices and the CPU and RAM share, which nothing enforces here), pid (the
  * process group), stopped (the agent stopped it as asked), exit.json (how the leader ended). A
  * restarted agent finds a still-running group by its pid file and the CONTAINER_LABEL in the
  * leader's environment; a group that vanished meanwhile counts as exited.
@@ -38,7 +41,17 @@ export class ProcessRuntime implements Runtime {
     const found: ContainerInfo[] = [];
     for (const label of labels) {
       const spec = await this.readSpec(label);
-      if (spec) found.push({ label, instanceId: spec.instanceId, ...(await this.inspect(label)) });
+      if (!spec) continue;
+      // None recorded (made before GPUs were assigned): unknown, as in the docker runtime.
+      const gpus = spec.gpuIndices?.length ? { gpuIndices: spec.gpuIndices } : {};
+      found.push({
+        label,
+        instanceId: spec.instanceId,
+        recycleCount: spec.recycleCount ?? 0,
+        rebootCount: spec.rebootCount ?? 0,
+        ...gpus,
+        ...(await this.inspect(label)),
+      });
     }
     return found;
   }
@@ -83,10 +96,19 @@ export class ProcessRuntime implements Runtime {
     await rm(this.path(label, "stopped"), { force: true });
     await rm(this.path(label, "exit.json"), { force: true });
     const output = openSync(this.path(label, "output.log"), "a", 0o600);
-    const child = spawn("sh", ["-c", spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec)], {
+    const entrypoint = spec.onstart?.trim() || (spec.args?.length ? 'exec "$@"' : SERVE_UNTIL_STOPPED);
+    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", workloadScript(spec)];
+    const child = spawn("sh", argv, {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: process.env.LANG ?? "C.UTF-8", ...spec.env },
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: process.env.HOME ?? "/",
+        LANG: process.env.LANG ?? "C.UTF-8",
+        ...spec.env,
+        // No isolation here: the host's numbering is the process's.
+        ...gpuEnv(spec.gpuIndices),
+      },
       detached: true,
       stdio: ["ignore", output, output],
     });
@@ -112,6 +134,15 @@ export class ProcessRuntime implements Runtime {
     await pidWritten;
     child.unref();
     this.logger.info({ label, pid }, "process started");
+  }
+
+  async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
+    const spec = await this.readSpec(label);
+    if (!spec) throw new Error(`no container ${label}`);
+    await this.stop(label, graceSeconds);
+    await this.exits.get(label);
+    await writeFile(this.path(label, "spec.json"), JSON.stringify({ ...spec, rebootCount }), { mode: 0o600 });
+    await this.start(label);
   }
 
   async stop(label: string, graceSeconds: number): Promise<void> {

@@ -5,6 +5,7 @@ import type { Instance, InstanceStatus } from "../../prisma/generated/client/cli
 import { type UsageCharge, recordUsage } from "../billing/usage.ts";
 import { NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
+import { launchSpecValid } from "../instances/launchSpec.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
@@ -68,8 +69,9 @@ export async function reportInstanceState(
   if (status !== "FAILED" && eventForReport(seen.status, status) === null) return seen;
   return changeInstance({ id: target.id }, async (tx, current, now) => {
     const event = eventForReport(current.status, status);
-    if (status === "FAILED") {
-      // A failed assignment counts against the machine's reliability (reliability.ts).
+    // A failed assignment counts against the machine's reliability (reliability.ts), unless what failed
+    // is the client's launch spec (stored before today's checks refused it).
+    if (status === "FAILED" && launchSpecValid(current)) {
       await tx.$executeRawUnsafe(
         `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,
         current.machineId,

@@ -1,17 +1,32 @@
 import { config } from "../../infra/config.ts";
 import type { Tx } from "../../infra/db.ts";
-import { AppError } from "../errors.ts";
+import { Prisma } from "../../prisma/generated/client/client.ts";
+import { AppError, NotFoundError } from "../errors.ts";
 import { formatMoney } from "../money.ts";
+import { DAY_MS } from "../time.ts";
 
 /*
  * Spend rate limit: what an account's rentals may cost per hour in total, counting every instance
  * that wants to run (SCHEDULING, LOADING, RUNNING, PAUSED) at its GPU rate (on-demand price or bid,
- * times GPUs) plus its storage rate (GB-month price × GB / 720 hours).
+ * times GPUs) plus its storage rate (GB-month price × GB / 720 hours). It rises by tiers:
  *
- * - email not verified: SPEND_LIMIT_MICROS_PER_HOUR (default $5/hr);
- * - email verified: 4 times that ($20/hr);
- * - email verified and account older than SPEND_LIMIT_ESTABLISHED_DAYS (default 30): no limit.
+ * - NEW, email not verified: SPEND_LIMIT_MICROS_PER_HOUR (default $5/hr);
+ * - EMAIL_VERIFIED: 4 times that ($20/hr);
+ * - CARD_VERIFIED, email and a card verified: SPEND_LIMIT_CARD_MICROS_PER_HOUR ($100/hr);
+ * - ESTABLISHED, verified email and card, an account SPEND_LIMIT_ESTABLISHED_DAYS (30) old that has
+ *   paid SPEND_LIMIT_ESTABLISHED_PAID_MICROS ($50) in total: no limit.
  */
+
+export type SpendTier = "NEW" | "EMAIL_VERIFIED" | "CARD_VERIFIED" | "ESTABLISHED";
+
+/** What the tiers look at. */
+export interface TrustFacts {
+  emailVerified: boolean;
+  cardVerified: boolean;
+  createdAt: Date;
+  /** Card payments credited so far, in µ$. */
+  paidMicros: bigint;
+}
 
 export class SpendRateLimitError extends AppError {
   constructor(
@@ -21,21 +36,104 @@ export class SpendRateLimitError extends AppError {
   ) {
     super(
       `This rental ($${formatMoney(requestedMicrosPerHour)}/hr) would take the account's rentals over its limit of $${formatMoney(limitMicrosPerHour)}/hr ` +
-        `($${formatMoney(currentMicrosPerHour)}/hr already); verifying the email and account age raise it`,
+        `($${formatMoney(currentMicrosPerHour)}/hr already); verifying the email and a card, account age and payments raise it (see spendLimit)`,
       "SPEND_RATE_LIMIT",
     );
   }
 }
 
 const VERIFIED_FACTOR = 4n;
-const DAY_MS = 86_400_000;
+
+function ageDays(facts: TrustFacts, now: Date): number {
+  return Math.floor((now.getTime() - facts.createdAt.getTime()) / DAY_MS);
+}
+
+export function spendTier(facts: TrustFacts, now = new Date()): SpendTier {
+  const { SPEND_LIMIT_ESTABLISHED_DAYS, SPEND_LIMIT_ESTABLISHED_PAID_MICROS } = config();
+  if (!facts.emailVerified) return "NEW";
+  if (!facts.cardVerified) return "EMAIL_VERIFIED";
+  if (ageDays(facts, now) >= SPEND_LIMIT_ESTABLISHED_DAYS && facts.paidMicros >= BigInt(SPEND_LIMIT_ESTABLISHED_PAID_MICROS)) return "ESTABLISHED";
+  return "CARD_VERIFIED";
+}
+
+/** The tier's limit in µ$ per hour, or null for none. */
+export function tierLimitMicrosPerHour(tier: SpendTier): bigint | null {
+  const base = BigInt(config().SPEND_LIMIT_MICROS_PER_HOUR);
+  switch (tier) {
+    case "NEW":
+      return base;
+    case "EMAIL_VERIFIED":
+      return base * VERIFIED_FACTOR;
+    case "CARD_VERIFIED":
+      return BigInt(config().SPEND_LIMIT_CARD_MICROS_PER_HOUR);
+    case "ESTABLISHED":
+      return null;
+  }
+}
 
 /** The account's limit in µ$ per hour, or null when it has none. */
-export function spendLimitMicrosPerHour(account: { emailVerified: boolean; createdAt: Date }, now = new Date()): bigint | null {
-  const base = BigInt(config().SPEND_LIMIT_MICROS_PER_HOUR);
-  if (!account.emailVerified) return base;
-  if (now.getTime() - account.createdAt.getTime() >= config().SPEND_LIMIT_ESTABLISHED_DAYS * DAY_MS) return null;
-  return base * VERIFIED_FACTOR;
+export function spendLimitMicrosPerHour(facts: TrustFacts, now = new Date()): bigint | null {
+  return tierLimitMicrosPerHour(spendTier(facts, now));
+}
+
+/** The next tier up and what the account still lacks for it; null at the top. */
+export function nextTier(facts: TrustFacts, now = new Date()): { tier: SpendTier; requirements: string[] } | null {
+  const { SPEND_LIMIT_ESTABLISHED_DAYS, SPEND_LIMIT_ESTABLISHED_PAID_MICROS } = config();
+  switch (spendTier(facts, now)) {
+    case "NEW":
+      return { tier: "EMAIL_VERIFIED", requirements: ["verify the email address (requestEmailVerification, then verifyEmail)"] };
+    case "EMAIL_VERIFIED":
+      return { tier: "CARD_VERIFIED", requirements: ["verify a card (addCard, or addCredit with saveCard)"] };
+    case "CARD_VERIFIED": {
+      const requirements: string[] = [];
+      const days = ageDays(facts, now);
+      if (days < SPEND_LIMIT_ESTABLISHED_DAYS) requirements.push(`an account ${SPEND_LIMIT_ESTABLISHED_DAYS} days old (${SPEND_LIMIT_ESTABLISHED_DAYS - days} to go)`);
+      const paid = BigInt(SPEND_LIMIT_ESTABLISHED_PAID_MICROS);
+      if (facts.paidMicros < paid) requirements.push(`$${formatMoney(paid)} paid in total ($${formatMoney(paid - facts.paidMicros)} to go)`);
+      return { tier: "ESTABLISHED", requirements };
+    }
+    case "ESTABLISHED":
+      return null;
+  }
+}
+
+/** The facts of the account, locking its row when `lock` (so that concurrent rentals count in turn). */
+async function trustFacts(tx: Tx, userId: number, lock: boolean): Promise<TrustFacts | undefined> {
+  const [facts] = await tx.$queryRaw<TrustFacts[]>`
+    SELECT email_verified AS "emailVerified", card_verified_at IS NOT NULL AS "cardVerified", created_at AS "createdAt",
+           (SELECT coalesce(sum(amount_micros), 0) FROM payment WHERE user_id = u.id AND status = 'SUCCEEDED')::bigint AS "paidMicros"
+      FROM user_account u WHERE id = ${userId} ${lock ? Prisma.sql`FOR UPDATE` : Prisma.empty}`;
+  return facts;
+}
+
+/** What the account's rentals that want to run cost per hour now, in µ$. */
+async function currentSpendMicrosPerHour(tx: Tx, userId: number): Promise<bigint> {
+  const [{ current }] = await tx.$queryRaw<{ current: bigint }[]>`
+    SELECT coalesce(sum(CASE WHEN kind = 'ON_DEMAND' THEN price_per_gpu_hour_micros ELSE bid_per_gpu_hour_micros END * num_gpus
+                        + storage_price_per_gb_month_micros * disk_gb / 720), 0)::bigint AS current
+      FROM instance WHERE client_id = ${userId} AND intended_status = 'RUNNING'`;
+  return current;
+}
+
+export interface SpendLimitView {
+  tier: SpendTier;
+  limitMicrosPerHour: bigint | null;
+  currentMicrosPerHour: bigint;
+  next: { tier: SpendTier; limitMicrosPerHour: bigint | null; requirements: string[] } | null;
+}
+
+/** The account's tier, its limit, what its rentals cost now, and what raises the limit. */
+export async function spendLimitOf(db: Tx, userId: number, now = new Date()): Promise<SpendLimitView> {
+  const facts = await trustFacts(db, userId, false);
+  if (!facts) throw new NotFoundError("User");
+  const tier = spendTier(facts, now);
+  const next = nextTier(facts, now);
+  return {
+    tier,
+    limitMicrosPerHour: tierLimitMicrosPerHour(tier),
+    currentMicrosPerHour: await currentSpendMicrosPerHour(db, userId),
+    next: next && { ...next, limitMicrosPerHour: tierLimitMicrosPerHour(next.tier) },
+  };
 }
 
 /** µ$ per hour of one rental: GPUs at its price or bid, plus its disk. */
@@ -49,17 +147,10 @@ export function rentalMicrosPerHour(rental: { numGpus: number; gpuPriceMicros: b
  * other; call it in the transaction that creates the rental.
  */
 export async function checkSpendRate(tx: Tx, userId: number, requested: bigint, now = new Date()): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ emailVerified: boolean; createdAt: Date }[]>(
-    `SELECT email_verified AS "emailVerified", created_at AS "createdAt" FROM user_account WHERE id = $1 FOR UPDATE`,
-    userId,
-  );
-  const limit = spendLimitMicrosPerHour(account, now);
+  const facts = await trustFacts(tx, userId, true);
+  if (!facts) throw new NotFoundError("User");
+  const limit = spendLimitMicrosPerHour(facts, now);
   if (limit === null) return;
-  const [{ current }] = await tx.$queryRawUnsafe<{ current: bigint }[]>(
-    `SELECT coalesce(sum(CASE WHEN kind = 'ON_DEMAND' THEN price_per_gpu_hour_micros ELSE bid_per_gpu_hour_micros END * num_gpus
-                         + storage_price_per_gb_month_micros * disk_gb / 720), 0)::bigint AS current
-       FROM instance WHERE client_id = $1 AND intended_status = 'RUNNING'`,
-    userId,
-  );
+  const current = await currentSpendMicrosPerHour(tx, userId);
   if (current + requested > limit) throw new SpendRateLimitError(limit, current, requested);
 }

@@ -10,9 +10,10 @@ export const CONTAINER_LABEL_ENV = "CONTAINER_LABEL";
 export const CONTAINER_API_KEY_ENV = "CONTAINER_API_KEY";
 const RESERVED_ENV = new Set([CONTAINER_LABEL_ENV, CONTAINER_API_KEY_ENV]);
 
-// Docker image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
+// Docker image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path. Every part
+// starts with a letter or digit, so no reference can be read as an option ("--privileged/x").
 const IMAGE_PATTERN =
-  /^(?:[a-zA-Z0-9.-]+(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
 /**
  * A port to open: `8081`, `8081/udp`, `8081:8081` (host:container, identical here) with an
@@ -46,7 +47,8 @@ export const envList = z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "letters, digits and _, not starting with a digit")
         .refine((key) => !RESERVED_ENV.has(key), "set by the platform"),
-      value: z.string().max(4096),
+      // Docker's env file and `docker run -e` carry one line per variable.
+      value: z.string().max(4096).regex(/^[^\r\n]*$/, "a single line: containers cannot be given line breaks in a variable"),
     }),
   )
   .max(64)
@@ -69,3 +71,8 @@ export const portList = z
 export const argList = z.array(z.string().max(1024)).max(64);
 
 export const launchMode = z.enum(["SSH", "JUPYTER", "ENTRYPOINT"]);
+
+/** Whether a stored launch spec passes today's checks: a launch that fails on one that does not is the client's input, not the host. */
+export function launchSpecValid(spec: { image: string; env: unknown; ports: unknown }): boolean {
+  return imageReference.safeParse(spec.image).success && envList.safeParse(spec.env).success && portList.safeParse(spec.ports).success;
+}

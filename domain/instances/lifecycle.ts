@@ -38,6 +38,10 @@ export const INSTANCE_EVENTS = [
   "DESTROY_REQUESTED",
   "BALANCE_EXHAUSTED",
   "MACHINE_OFFLINE",
+  /** The owner restarts the container (its data kept): the agent reports RUNNING again. */
+  "REBOOT_REQUESTED",
+  /** The owner has the container recreated from a fresh pull (recycleInstance, updateInstance). */
+  "RECYCLE_REQUESTED",
 ] as const;
 export type InstanceEvent = (typeof INSTANCE_EVENTS)[number];
 
@@ -57,7 +61,14 @@ const ENDINGS = {
  * `start` on a running instance succeed as a no-op.
  */
 export const TRANSITIONS: Readonly<Record<InstanceStatus, Readonly<Partial<Record<InstanceEvent, InstanceStatus>>>>> = {
-  SCHEDULING: { ...ENDINGS, ALLOCATED: "LOADING", OUTBID: "PAUSED", PREEMPTED: "PAUSED", START_REQUESTED: "SCHEDULING" },
+  SCHEDULING: {
+    ...ENDINGS,
+    ALLOCATED: "LOADING",
+    OUTBID: "PAUSED",
+    PREEMPTED: "PAUSED",
+    START_REQUESTED: "SCHEDULING",
+    RECYCLE_REQUESTED: "SCHEDULING",
+  },
   LOADING: {
     ...ENDINGS,
     AGENT_RUNNING: "RUNNING",
@@ -66,6 +77,8 @@ export const TRANSITIONS: Readonly<Record<InstanceStatus, Readonly<Partial<Recor
     PREEMPTED: "PAUSED",
     MACHINE_OFFLINE: "SCHEDULING",
     START_REQUESTED: "LOADING",
+    REBOOT_REQUESTED: "LOADING",
+    RECYCLE_REQUESTED: "LOADING",
   },
   RUNNING: {
     ...ENDINGS,
@@ -74,10 +87,20 @@ export const TRANSITIONS: Readonly<Record<InstanceStatus, Readonly<Partial<Recor
     PREEMPTED: "PAUSED",
     MACHINE_OFFLINE: "SCHEDULING",
     START_REQUESTED: "RUNNING",
+    // Until the agent has the container up again.
+    REBOOT_REQUESTED: "LOADING",
+    RECYCLE_REQUESTED: "LOADING",
   },
-  PAUSED: { ...ENDINGS, ALLOCATED: "LOADING", START_REQUESTED: "PAUSED" },
+  PAUSED: { ...ENDINGS, ALLOCATED: "LOADING", START_REQUESTED: "PAUSED", RECYCLE_REQUESTED: "PAUSED" },
   // Restarting waits in SCHEDULING until its GPUs are free (the docs' "stuck on scheduling").
-  STOPPED: { START_REQUESTED: "SCHEDULING", STOP_REQUESTED: "STOPPED", EXPIRED: "EXITED", DESTROY_REQUESTED: "DESTROYED" },
+  STOPPED: {
+    START_REQUESTED: "SCHEDULING",
+    STOP_REQUESTED: "STOPPED",
+    EXPIRED: "EXITED",
+    DESTROY_REQUESTED: "DESTROYED",
+    // A container that is not running is recreated when it next runs.
+    RECYCLE_REQUESTED: "STOPPED",
+  },
   EXITED: { DESTROY_REQUESTED: "DESTROYED" },
   DESTROYED: {},
 };

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -10,12 +10,13 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
-import { parseInput } from "../validation.ts";
-import { BidTooLowError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
+import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -46,7 +47,10 @@ const MAX_BID = 100n * MICROS_PER_DOLLAR;
 const bidPrice = z.bigint().min(1n, "must be positive").max(MAX_BID, "at most $100 per GPU-hour");
 
 const createSchema = z.object({
-  offerId: z.string().regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"'),
+  offerId: z
+    .string()
+    .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
+    .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: imageReference,
   diskGb: z.number().int().min(1).max(1_000_000),
   launchMode,
@@ -178,9 +182,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      if (data.diskGb > m.diskSpaceGb) {
-        throw new ValidationError([{ path: ["diskGb"], message: `at most the machine's ${m.diskSpaceGb} GB` }]);
-      }
+      const freeDisk = await freeDiskGb(tx, m);
+      if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
       const contracts = kind === "ON_DEMAND" ? (await liveInstances(tx, machineId)).map((instance) => toContract(instance, now)) : [];
@@ -191,6 +194,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const { minBidMicros } = auctionMachine(m);
         if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
       }
+      await assertFunded(tx, userId);
       await checkSpendRate(tx, userId, rentalMicrosPerHour({
         numGpus,
         gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
@@ -224,6 +228,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
+      } else {
+        await syncOfferDisk(tx, m);
       }
       return { instance, apiKey };
     });
@@ -236,6 +242,19 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   publishInstanceChange(created.instance);
   await enqueueClearing(machineId);
   return created;
+}
+
+/**
+ * Refuses to rent or start for an account at or below zero that is not in debit mode: metering
+ * would stop it at its next tick anyway, after charging for the time between. Locks the account
+ * row, so that a concurrent debit is seen.
+ */
+async function assertFunded(tx: Tx, userId: number): Promise<void> {
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+    userId,
+  );
+  if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -281,13 +300,14 @@ const instanceIdSchema = recordId;
 
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
 export function startInstance(clientId: number, id: number): Promise<Instance> {
-  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) =>
-    applyEvent(tx, instance, "START_REQUESTED", {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
+    return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.
       bidPlacedAt: instance.status === "STOPPED" && instance.kind === "ON_DEMAND" ? now : undefined,
-    }, now),
-  );
+    }, now);
+  });
 }
 
 /** Stop: the GPUs are released at once; the disk is kept and the instance can be started again. */
@@ -302,9 +322,59 @@ export function stopInstance(clientId: number, id: number): Promise<Instance> {
 export function destroyInstance(clientId: number, id: number): Promise<Instance> {
   return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
+    // Its disk is free again.
+    await syncOfferDisk(tx, instance.machine);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
     return destroyed;
   });
+}
+
+/** Reboot: the agent restarts the container; its disk and data are kept. The instance is LOADING until it runs again. */
+export function rebootInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
+    await applyEvent(tx, instance, "REBOOT_REQUESTED", { message: "rebooting" }, now);
+    return tx.instance.update({ where: { id: instance.id }, data: { rebootCount: { increment: 1 } } });
+  });
+}
+
+/**
+ * Recycle: the agent removes the container and creates it again from a fresh pull of the image, on
+ * the same GPUs of the same machine; its data is lost. One that is not running is recreated when it
+ * next runs.
+ */
+export function recycleInstance(clientId: number, id: number): Promise<Instance> {
+  return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, (tx, instance, now) => recycle(tx, instance, {}, now));
+}
+
+async function recycle(tx: Tx, instance: LockedInstance, data: Prisma.InstanceUpdateInput, now: Date): Promise<Instance> {
+  const holdsGpus = instance.status === "LOADING" || instance.status === "RUNNING";
+  await applyEvent(tx, instance, "RECYCLE_REQUESTED", holdsGpus ? { message: "recreating the container" } : {}, now);
+  return tx.instance.update({ where: { id: instance.id }, data: { ...data, recycleCount: { increment: 1 } } });
+}
+
+const updateSchema = z
+  .object({
+    image: imageReference.nullish(),
+    env: envList.nullish(),
+    onstart: z.string().max(MAX_ONSTART_CHARS).nullish(),
+    args: argList.nullish(),
+  })
+  .refine((input) => Object.values(input).some((value) => value != null), "give at least one of image, env, onstart and args");
+
+export type UpdateInstanceInput = z.input<typeof updateSchema>;
+
+/** New image, env, onstart or args (each given one replaces the old), applied by recycling the container. */
+export function updateInstance(clientId: number, id: number, input: UpdateInstanceInput): Promise<Instance> {
+  const where = { id: parseInput(instanceIdSchema, id), clientId };
+  const data = parseInput(updateSchema, input);
+  return changeInstance(where, (tx, instance, now) =>
+    recycle(tx, instance, {
+      ...(data.image != null ? { image: data.image } : {}),
+      ...(data.env != null ? { env: data.env } : {}),
+      ...(data.onstart != null ? { onstart: data.onstart } : {}),
+      ...(data.args != null ? { args: data.args } : {}),
+    }, now),
+  );
 }
 
 const changeBidSchema = z.object({ instanceId: recordId, pricePerGpuHour: bidPrice });
@@ -342,7 +412,7 @@ export async function labelInstance(userId: number, id: number, label: string | 
 }
 
 const listSchema = z.object({
-  status: z.array(z.enum(["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"])).max(7).nullish(),
+  status: z.array(z.enum(InstanceStatus)).max(Object.keys(InstanceStatus).length).nullish(),
   label: z.string().max(64).nullish(),
 });
 
@@ -351,7 +421,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
   const { status, label } = parseInput(listSchema, filter);
   return {
     clientId: userId,
-    status: status?.length ? { in: status as InstanceStatus[] } : { not: "DESTROYED" },
+    status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
 }
@@ -359,7 +429,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
 const MAX_LISTING_DAYS = 365;
 const extendSchema = z.object({
   machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000, `at most ${MAX_LISTING_DAYS} days ahead`),
+  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
 });
 
 /**

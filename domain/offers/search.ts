@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
-import { parseInput } from "../validation.ts";
+import { MAX_INT4, parseInput } from "../validation.ts";
 import {
   type Clause,
   type Condition,
@@ -83,6 +83,7 @@ export interface OfferRow {
   pcieGen: number;
   cpuName: string;
   cpuCores: number;
+  cpuCoresEffective: number;
   cpuRam: number;
   diskSpace: number;
   diskBw: number;
@@ -197,6 +198,7 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   gpu_mem_bw: (ctx) => col(ctx, "gpu_mem_bw"),
   pcie_bw: (ctx) => col(ctx, "pcie_bw"),
   cpu_cores: (ctx) => col(ctx, "cpu_cores"),
+  cpu_cores_effective: (ctx) => col(ctx, "cpu_cores_effective"),
   cpu_ram: (ctx) => col(ctx, "cpu_ram"),
   disk_space: (ctx) => col(ctx, "disk_space"),
   disk_bw: (ctx) => col(ctx, "disk_bw"),
@@ -238,7 +240,6 @@ function sortKeyType(field: OfferField): string {
 }
 
 const SQL_OPS = { eq: "=", neq: "<>", lt: "<", lte: "<=", gt: ">", gte: ">=" } as const;
-const INT_MAX = 2_147_483_647;
 
 function conditionSql(condition: Condition, ctx: SqlContext): Prisma.Sql {
   const { field, op, value } = condition;
@@ -262,7 +263,7 @@ function scalarSql(value: Scalar, kind: string): Prisma.Sql {
 }
 
 function isIntValue(value: number): boolean {
-  return Number.isInteger(value) && Math.abs(value) <= INT_MAX;
+  return Number.isInteger(value) && Math.abs(value) <= MAX_INT4;
 }
 
 /**
@@ -275,7 +276,7 @@ function intComparisonSql(expr: Prisma.Sql, op: Exclude<Condition["op"], "in" | 
     return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${value}`;
   }
   const rounded = op === "gt" || op === "lte" ? Math.floor(value) : Math.ceil(value);
-  const bound = Math.max(-INT_MAX, Math.min(INT_MAX, rounded));
+  const bound = Math.max(-MAX_INT4, Math.min(MAX_INT4, rounded));
   return Prisma.sql`${expr} ${Prisma.raw(SQL_OPS[op])} ${bound}`;
 }
 
@@ -334,7 +335,16 @@ function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(cursor)).toString("base64url");
 }
 
-function decodeCursor(text: string, signature: string, keys: number): Cursor {
+/** Each SQL type's values as cursorKey writes them: a key is read back with a cast, which must not fail. */
+const CURSOR_KEY_PATTERNS: Record<string, (key: string) => boolean> = {
+  int4: (key) => /^-?\d{1,10}$/.test(key) && Math.abs(Number(key)) <= MAX_INT4,
+  int8: (key) => /^-?\d{1,18}$/.test(key),
+  float8: (key) => /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(key) && Number.isFinite(Number(key)),
+  timestamptz: (key) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(key) && !Number.isNaN(Date.parse(key)),
+  text: (key) => /^\d{1,10}-\d{1,2}$/.test(key),
+};
+
+function decodeCursor(text: string, signature: string, types: string[]): Cursor {
   let cursor: Cursor;
   try {
     cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
@@ -344,8 +354,8 @@ function decodeCursor(text: string, signature: string, keys: number): Cursor {
   const valid =
     typeof cursor?.id === "string" &&
     Array.isArray(cursor.k) &&
-    cursor.k.length === keys &&
-    cursor.k.every((key) => typeof key === "string");
+    cursor.k.length === types.length - 1 &&
+    [...cursor.k, cursor.id].every((key, i) => typeof key === "string" && CURSOR_KEY_PATTERNS[types[i]!]?.(key) === true);
   if (!valid) throw new ValidationError([{ path: ["after"], message: "is not a cursor from this search" }]);
   if (cursor.o !== signature) {
     throw new ValidationError([{ path: ["after"], message: "was made for another order or storage size" }]);
@@ -440,7 +450,7 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
     { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
   ];
-  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, orders.length)));
+  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys.map((key) => key.type))));
 
   const first = args.first ?? DEFAULT_PAGE_SIZE;
   const bound = storedBoundSql(orders, milliGb, [...conditions, ...(split ? [conditionSql(split, inner)] : [])], first + 1, inner);
@@ -470,7 +480,8 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     SELECT o.id, o.machine_id AS "machineId", o.host_id AS "hostId", o.num_gpus AS "numGpus", o.gpu_name AS "gpuName",
       o.gpu_ram AS "gpuRam", o.gpu_total_ram AS "gpuTotalRam", o.compute_cap AS "computeCap",
       o.total_flops AS "totalFlops", o.gpu_mem_bw AS "gpuMemBw", o.pcie_bw AS "pcieBw", m.pcie_gen AS "pcieGen",
-      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_ram AS "cpuRam", o.disk_space AS "diskSpace",
+      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_cores_effective AS "cpuCoresEffective", o.cpu_ram AS "cpuRam",
+      o.disk_space AS "diskSpace",
       o.disk_bw AS "diskBw", o.inet_up AS "inetUp", o.inet_down AS "inetDown", o.cuda_max_good AS "cudaMaxGood",
       o.driver_version AS "driverVersion", o.reliability, o.dlperf, o.price_per_gpu_micros AS "pricePerGpuMicros",
       o.min_bid_micros AS "minBidMicros", o.storage_cost_micros AS "storageCostMicros",

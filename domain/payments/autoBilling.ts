@@ -8,7 +8,7 @@ import { isDefiniteRefusal, stripe, toCents } from "./stripe.ts";
 export type AttemptOutcome = "SUCCEEDED" | "PROCESSING" | "DECLINED" | "FAILED" | "DONE";
 
 /**
- * One attempt at an auto-billing payment (balanceWatch.ts made it): charges the saved card
+ * One attempt at an off-session payment, auto-billing or debit settlement (balanceWatch.ts made it): charges the saved card
  * off-session (PaymentIntent with confirm and off_session) and credits the payment once it
  * succeeds. Safe to repeat: a payment no longer PENDING is left alone, and the Stripe idempotency
  * key changes only after a definite decline, so an attempt whose answer was lost (network, crash)
@@ -28,7 +28,7 @@ export async function attemptAutoBill(paymentId: number, final: boolean): Promis
       user: { select: { stripeCustomerId: true, stripePaymentMethodId: true } },
     },
   });
-  if (!payment || payment.kind !== "AUTO_BILL" || payment.status !== "PENDING") return "DONE";
+  if (!payment || payment.kind === "CHECKOUT" || payment.status !== "PENDING") return "DONE";
   const { stripeCustomerId: customer, stripePaymentMethodId: paymentMethod } = payment.user;
   if (!customer || !paymentMethod) {
     await fail(paymentId, payment.userId, payment.amountMicros, "no saved card");
@@ -44,8 +44,8 @@ export async function attemptAutoBill(paymentId: number, final: boolean): Promis
         payment_method: paymentMethod,
         off_session: true,
         confirm: true,
-        description: "Auto-billing: account credit",
-        metadata: { kind: "AUTO_BILL", paymentId: String(paymentId), userId: String(payment.userId) },
+        description: payment.kind === "AUTO_BILL" ? "Auto-billing: account credit" : "Paying off a negative balance",
+        metadata: { kind: payment.kind, paymentId: String(paymentId), userId: String(payment.userId) },
       },
       { idempotencyKey: `auto-bill-${paymentId}-${payment.attempts}` },
     );

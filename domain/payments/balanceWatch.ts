@@ -1,11 +1,17 @@
+import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
 import { formatMoney } from "../money.ts";
 import { queueNotification } from "../notifications.ts";
+import { MICROS_PER_CENT } from "./stripe.ts";
+import { HOUR_MS } from "../time.ts";
+
+/** Stripe charges no less than $0.50; a smaller debt waits until it grows. */
+const MIN_OFF_SESSION_CHARGE_MICROS = 500_000n;
 
 export interface WatchResult {
   /** Balance alerts queued in the outbox. */
   alerts: number;
-  /** Auto-billing payments waiting for a charge attempt (new ones and any whose job was lost). */
+  /** Off-session payments (auto-billing, debit settlement) waiting for a charge attempt (new ones and any whose job was lost). */
   autoBills: number[];
 }
 
@@ -17,6 +23,11 @@ export interface WatchResult {
  * claimed by a conditional UPDATE in the transaction that writes its effect, so concurrent or
  * repeated watches act once. Balances move every metering tick; a watch every few seconds sees a
  * crossing within seconds.
+ *
+ * A negative balance (debit mode, or charges after the balance ran out) is charged to the saved card
+ * as the reference does: one DEBIT_SETTLEMENT payment of what is owed (whole cents up, Stripe's
+ * $0.50 minimum), at most once per DEBIT_SETTLEMENT_HOURS, claimed like a crossing (debit_settled_at)
+ * and never while another off-session payment of the account is pending.
  */
 export async function watchBalances(now = new Date()): Promise<WatchResult> {
   return prisma.$transaction(async (tx) => {
@@ -53,8 +64,22 @@ export async function watchBalances(now = new Date()): Promise<WatchResult> {
       )
       INSERT INTO payment (user_id, kind, status, amount_micros, created_at)
       SELECT id, 'AUTO_BILL', 'PENDING', auto_bill_amount_micros, ${now} FROM crossed`;
+
+    const settledBefore = new Date(now.getTime() - config().DEBIT_SETTLEMENT_HOURS * HOUR_MS);
+    await tx.$executeRaw`
+      WITH owing AS (
+        UPDATE user_account u SET debit_settled_at = ${now}
+         WHERE balance_micros <= ${-MIN_OFF_SESSION_CHARGE_MICROS}
+           AND stripe_payment_method_id IS NOT NULL AND stripe_customer_id IS NOT NULL
+           AND (debit_settled_at IS NULL OR debit_settled_at <= ${settledBefore})
+           AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.user_id = u.id AND p.status = 'PENDING' AND p.kind IN ('AUTO_BILL', 'DEBIT_SETTLEMENT'))
+        RETURNING id, -balance_micros AS owed
+      )
+      INSERT INTO payment (user_id, kind, status, amount_micros, created_at)
+      SELECT id, 'DEBIT_SETTLEMENT', 'PENDING', (owed + ${MICROS_PER_CENT - 1n}) / ${MICROS_PER_CENT} * ${MICROS_PER_CENT}, ${now} FROM owing`;
+
     const pending = await tx.payment.findMany({
-      where: { kind: "AUTO_BILL", status: "PENDING", stripePaymentIntentId: null },
+      where: { kind: { in: ["AUTO_BILL", "DEBIT_SETTLEMENT"] }, status: "PENDING", stripePaymentIntentId: null },
       select: { id: true },
       orderBy: { id: "asc" },
     });

@@ -67,3 +67,23 @@ export async function createCheckout(userId: number, input: { amount: bigint; sa
   });
   return { paymentId: payment.id, sessionId: session.id, url: session.url ?? "" };
 }
+
+/**
+ * addCard: a Stripe Checkout Session in setup mode, where the user enters a card without paying.
+ * When Stripe reports it set up (webhook.ts), the card is kept for off-session charges and the
+ * account's card counts as verified (domain/trust.ts).
+ */
+export async function createCardSetup(userId: number): Promise<{ sessionId: string; url: string }> {
+  const customer = await stripeCustomer(userId);
+  const returnUrl = config().BILLING_RETURN_URL;
+  const session = await stripe().checkout.sessions.create({
+    mode: "setup",
+    currency: "usd",
+    customer,
+    client_reference_id: String(userId),
+    metadata: { userId: String(userId) },
+    success_url: `${returnUrl}?card=success&session_id={CHECKOUT_SESSION_ID}`,
+    cancel_url: `${returnUrl}?card=cancelled`,
+  });
+  return { sessionId: session.id, url: session.url ?? "" };
+}

@@ -3,6 +3,7 @@ import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
+import { recordVerifiedCard, type VerifiedCard } from "../trust.ts";
 import { creditPayment } from "./credit.ts";
 import { fromCents, stripe } from "./stripe.ts";
 
@@ -34,8 +35,9 @@ export async function handleStripeWebhook(rawBody: Buffer, signature: string | u
 async function handleEvent(event: Stripe.Event): Promise<void> {
   switch (event.type) {
     case "checkout.session.completed":
+      if (event.data.object.mode === "setup") await cardSetUp(event.data.object);
       // Card payments are paid now; delayed methods report later (async_payment_succeeded).
-      if (event.data.object.payment_status === "paid") await checkoutPaid(event.data.object);
+      else if (event.data.object.payment_status === "paid") await checkoutPaid(event.data.object);
       return;
     case "checkout.session.async_payment_succeeded":
       await checkoutPaid(event.data.object);
@@ -57,15 +59,19 @@ async function handleEvent(event: Stripe.Event): Promise<void> {
 
 const intentId = (value: string | { id: string } | null): string | null => (typeof value === "string" ? value : (value?.id ?? null));
 
-/** A paid Checkout Session: credits its payment once, and keeps the card when the user asked to. */
-async function checkoutPaid(session: Stripe.Checkout.Session): Promise<void> {
+function sessionUserId(session: Stripe.Checkout.Session): number | null {
   const userId = Number(session.metadata?.userId);
-  if (!Number.isInteger(userId) || userId <= 0) {
-    logger.warn({ session: session.id }, "checkout session without our user id ignored");
-    return;
-  }
+  if (Number.isInteger(userId) && userId > 0) return userId;
+  logger.warn({ session: session.id }, "checkout session without our user id ignored");
+  return null;
+}
+
+/** A paid Checkout Session: credits its payment once, and keeps (and so verifies) the card when the user asked to. */
+async function checkoutPaid(session: Stripe.Checkout.Session): Promise<void> {
+  const userId = sessionUserId(session);
+  if (userId === null) return;
   const paymentIntent = intentId(session.payment_intent);
-  const card = session.metadata?.saveCard === "true" && paymentIntent ? await cardOf(paymentIntent) : null;
+  const card = session.metadata?.saveCard === "true" && paymentIntent ? await cardOfIntent(paymentIntent) : null;
   const credited = await prisma.$transaction(async (tx) => {
     // The row addCredit wrote, or (it crashed after creating the session) one made from the session.
     await tx.payment.createMany({
@@ -73,27 +79,41 @@ async function checkoutPaid(session: Stripe.Checkout.Session): Promise<void> {
       skipDuplicates: true,
     });
     const payment = await creditPayment(tx, { checkoutSessionId: session.id }, paymentIntent);
-    if (payment && card) {
-      await tx.user.update({ where: { id: payment.userId }, data: { stripePaymentMethodId: card.id, savedCardLabel: card.label } });
-    }
+    if (payment && card) await recordVerifiedCard(tx, payment.userId, card);
     return payment;
   });
   if (credited) publish("balance", credited.userId, { immediate: true });
 }
 
-/** An auto-billing charge that completed after its request (it was processing): credited once. */
+/** A card set up without a payment (addCard): kept and verified, which may grant the test credit. Repeats change nothing. */
+async function cardSetUp(session: Stripe.Checkout.Session): Promise<void> {
+  const userId = sessionUserId(session);
+  const setupIntent = intentId(session.setup_intent);
+  if (userId === null || !setupIntent) return;
+  const intent = await stripe().setupIntents.retrieve(setupIntent, { expand: ["payment_method"] });
+  const card = intent.status === "succeeded" ? verifiedCard(intent.payment_method) : null;
+  if (!card) return;
+  const credited = await prisma.$transaction((tx) => recordVerifiedCard(tx, userId, card));
+  if (credited) publish("balance", userId, { immediate: true });
+}
+
+/** An off-session charge (auto-billing, debit settlement) that completed after its request (it was processing): credited once. */
 async function autoBillPaid(intent: Stripe.PaymentIntent): Promise<void> {
   const paymentId = Number(intent.metadata?.paymentId);
-  if (intent.metadata?.kind !== "AUTO_BILL" || !Number.isInteger(paymentId) || paymentId <= 0) return;
+  const offSession = intent.metadata?.kind === "AUTO_BILL" || intent.metadata?.kind === "DEBIT_SETTLEMENT";
+  if (!offSession || !Number.isInteger(paymentId) || paymentId <= 0) return;
   const credited = await prisma.$transaction((tx) => creditPayment(tx, { paymentId }, intent.id));
   if (credited) publish("balance", credited.userId, { immediate: true });
 }
 
 /** The card a payment was made with, as kept for off-session charges. */
-async function cardOf(paymentIntentId: string): Promise<{ id: string; label: string } | null> {
+async function cardOfIntent(paymentIntentId: string): Promise<VerifiedCard | null> {
   const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ["payment_method"] });
-  const method = intent.payment_method;
-  if (!method) return null;
-  if (typeof method === "string") return { id: method, label: "card" };
-  return { id: method.id, label: method.card ? `${method.card.brand} •••• ${method.card.last4}` : method.type };
+  return verifiedCard(intent.payment_method);
+}
+
+/** A card Stripe confirmed, with its fingerprint (the same for every use of one card number). */
+function verifiedCard(method: string | Stripe.PaymentMethod | null): VerifiedCard | null {
+  if (!method || typeof method === "string" || !method.card?.fingerprint) return null;
+  return { paymentMethodId: method.id, label: `${method.card.brand} •••• ${method.card.last4}`, fingerprint: method.card.fingerprint };
 }

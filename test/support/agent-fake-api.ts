@@ -1,3 +1,4 @@
+import { vi } from "vitest";
 import { EventEmitter, on } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -28,8 +29,14 @@ const typeDefs = /* GraphQL */ `
     onstart: String
     env: [EnvVar!]!
     ports: [String!]!
+    args: [String!]!
+    rebootCount: Int!
+    recycleCount: Int!
     diskGb: Int!
     numGpus: Int!
+    gpuIndices: [Int!]!
+    cpuCores: Float!
+    memoryMb: Int!
     preemptGraceSeconds: Int!
     statusMessage: String
   }
@@ -108,8 +115,14 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     onstart: null,
     env: [],
     ports: [],
+    args: [],
+    rebootCount: 0,
+    recycleCount: 0,
     diskGb: 10,
     numGpus: 1,
+    gpuIndices: [],
+    cpuCores: 4,
+    memoryMb: 16_000,
     preemptGraceSeconds: 1,
     statusMessage: null,
     ...overrides,
@@ -225,19 +238,14 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
     },
     restart: listen,
     waitFor(check, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const started = Date.now();
-        const timer = setInterval(() => {
+      return vi.waitFor(
+        () => {
           const value = check();
-          if (value !== undefined && value !== false) {
-            clearInterval(timer);
-            resolve(value);
-          } else if (Date.now() - started > timeoutMs) {
-            clearInterval(timer);
-            reject(new Error(`waitFor timed out after ${timeoutMs}ms`));
-          }
-        }, 25);
-      });
+          if (value === undefined || value === false) throw new Error(`not met within ${timeoutMs}ms`);
+          return value;
+        },
+        { timeout: timeoutMs, interval: 25 },
+      );
     },
   };
   return fake;

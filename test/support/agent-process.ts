@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { expect, vi } from "vitest";
+import type { TestApp } from "./app.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -8,7 +10,11 @@ export interface AgentProcess {
   child: ChildProcess;
   exited: Promise<number | null>;
   output(): string;
+  /** Resolves once the agent has made `count` more reconcile passes (its debug log says so). */
+  passes(count: number): Promise<void>;
 }
+
+const PASS_LINE = '"msg":"reconcile pass"';
 
 /** The real agent program (agent/cli.ts) with the process runtime, against a real API. */
 export function spawnAgent(options: { api: string; key: string; machineId: number; stateDir: string }): AgentProcess {
@@ -35,13 +41,22 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, exited, output: () => output };
+  const passesSoFar = () => output.split(PASS_LINE).length - 1;
+  return {
+    child,
+    exited,
+    output: () => output,
+    async passes(count) {
+      const target = passesSoFar() + count;
+      await vi.waitFor(() => expect(passesSoFar()).toBeGreaterThanOrEqual(target), { timeout: 20_000, interval: 50 });
+    },
+  };
 }
 
 /**
@@ -62,13 +77,14 @@ export async function processesOf(label: string, apiUrl: string): Promise<number
 
 /** Polls `check` until it returns something other than undefined/false. */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return vi.waitFor(
+    async () => {
+      const value = await check();
+      if (value === undefined || value === false) throw new Error("condition not met in time");
+      return value;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
 
 export interface ApiProcess {
@@ -96,4 +112,29 @@ export function spawnApi(): Promise<ApiProcess> {
     });
     void exited.then((code) => reject(new Error(`API process exited with ${code}:\n${output}`)));
   });
+}
+
+const SPECS = {
+  gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
+  pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
+  inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
+  geolocation: "Hesse, DE", datacenter: false,
+};
+
+/** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
+export async function registerAndList(app: TestApp, hostKey: string): Promise<{ machineId: number; key: string }> {
+  const registered = await app.gql(
+    `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
+       ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
+    { input: SPECS },
+    hostKey,
+  );
+  const { machine, apiKey } = registered.data.registerMachine.data;
+  const listed = await app.gql(
+    `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
+    { input: { machineId: machine.id, pricePerGpuHour: "0.30", endDate: new Date(Date.now() + 7 * 86_400_000).toISOString() } },
+    hostKey,
+  );
+  expect(listed.data.listMachine.__typename).toBe("MutationListMachineSuccess");
+  return { machineId: Number(machine.id.split(":")[1]), key: apiKey.token };
 }

@@ -4,7 +4,7 @@ import Stripe from "stripe";
 
 /*
  * A local stand-in for the few Stripe endpoints the payments code calls (customers, checkout
- * sessions, payment intents, transfers), for the REAL Stripe SDK pointed at it (STRIPE_API_BASE).
+ * sessions, payment and setup intents, transfers), for the REAL Stripe SDK pointed at it (STRIPE_API_BASE).
  * It records every request, replays the stored answer of a repeated Idempotency-Key as Stripe does
  * (except 5xx, which Stripe does not store), and answers payment intents and transfers with the
  * outcomes a test queues. Importing it starts it and sets the Stripe environment: import it before
@@ -38,7 +38,24 @@ class FakeStripe {
   private counter = 0;
   private stored = new Map<string, Answer>();
   private intents = new Map<string, Record<string, unknown>>();
+  /** Cards by payment method id; one not registered is a visa 4242 with fingerprint "fp_<id>". */
+  cards = new Map<string, { fingerprint: string; brand: string; last4: string }>();
+  /** Setup intents (Checkout in setup mode) by id: the payment method each set up. */
+  setupIntents = new Map<string, string>();
   url = "";
+
+  /** A card set up at Stripe (the user completed a setup-mode Checkout): its setup intent's id. */
+  setUpCard(card: { paymentMethod: string; fingerprint: string; last4?: string }): string {
+    this.cards.set(card.paymentMethod, { fingerprint: card.fingerprint, brand: "visa", last4: card.last4 ?? "4242" });
+    const id = this.id("seti");
+    this.setupIntents.set(id, card.paymentMethod);
+    return id;
+  }
+
+  private paymentMethod(id: string): Record<string, unknown> {
+    const card = this.cards.get(id) ?? { fingerprint: `fp_${id}`, brand: "visa", last4: "4242" };
+    return { id, object: "payment_method", type: "card", card };
+  }
 
   requestsTo(method: string, path: string): RecordedRequest[] {
     return this.requests.filter((r) => r.method === method && r.path === path);
@@ -81,7 +98,13 @@ class FakeStripe {
     const intent = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
     if (method === "GET" && intent) {
       const found = this.intents.get(intent[1]) ?? { id: intent[1], object: "payment_intent", status: "succeeded", payment_method: "pm_card_visa" };
-      return { status: 200, body: { ...found, payment_method: { id: found.payment_method, object: "payment_method", type: "card", card: { brand: "visa", last4: "4242" } } } };
+      return { status: 200, body: { ...found, payment_method: this.paymentMethod(String(found.payment_method)) } };
+    }
+    const setupIntent = /^\/v1\/setup_intents\/([^/]+)$/.exec(path);
+    if (method === "GET" && setupIntent) {
+      const paymentMethod = this.setupIntents.get(setupIntent[1]);
+      if (!paymentMethod) return { status: 404, body: { error: { type: "invalid_request_error", message: `No such setupintent: '${setupIntent[1]}'` } } };
+      return { status: 200, body: { id: setupIntent[1], object: "setup_intent", status: "succeeded", payment_method: this.paymentMethod(paymentMethod) } };
     }
     if (method === "POST" && path === "/v1/payment_intents") {
       const outcome = this.intentOutcomes.shift() ?? "succeeded";

@@ -4,6 +4,7 @@ import { createAccount as createAccountWithKey } from "../../domain/accounts.ts"
 import { clearMachine } from "../../domain/auction/clearing.ts";
 import { auctionMachine, liveInstances, toContract } from "../../domain/auction/contracts.ts";
 import { issueApiKey } from "../../domain/apiKeys.ts";
+import { postEntry } from "../../domain/billing/ledger.ts";
 import { gpuModel } from "../../domain/dlperf.ts";
 import { listMachine, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
 import { prisma } from "../../infra/db.ts";
@@ -12,10 +13,17 @@ import { prisma } from "../../infra/db.ts";
 
 export const DAY = 86_400_000;
 
-export async function createAccount(label = "user"): Promise<{ userId: number; key: string }> {
+/** What test accounts start with unless told otherwise: renting and starting need credit. */
+export const TEST_CREDIT_MICROS = 1_000_000_000n;
+
+export async function createAccount(label = "user", options: { credit?: bigint } = {}): Promise<{ userId: number; key: string }> {
   const user = await prisma.user.create({
     data: { email: `${label}-${randomBytes(6).toString("hex")}@example.com`, passwordHash: "x", emailVerified: true },
   });
+  const credit = options.credit ?? TEST_CREDIT_MICROS;
+  if (credit !== 0n) {
+    await prisma.$transaction((tx) => postEntry(tx, { userId: user.id, kind: "ADJUSTMENT", amountMicros: credit, description: "test credit" }));
+  }
   const { token } = await issueApiKey(prisma, { userId: user.id, name: "test", scope: "ACCOUNT" });
   return { userId: user.id, key: token };
 }
@@ -78,7 +86,7 @@ export async function createListedMachine(
  * instances never exceed the machine's; and the stored allocation is exactly what `clearMachine`
  * decides for the machine's contracts (so on-demand rentals are never displaced by bids and no
  * lower bid runs while a higher one is paused for lack of GPUs; clearing.ts's property tests prove
- * those of the function).
+ * those of the function); and the holders' GPU indices never overlap.
  */
 export async function expectAllocationValid(machineId: number): Promise<void> {
   const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
@@ -89,6 +97,17 @@ export async function expectAllocationValid(machineId: number): Promise<void> {
   const clearing = clearMachine(auctionMachine(machine), live.map((i) => toContract(i, now)));
   const shouldRun = clearing.outcomes.filter((o) => o.runs).map((o) => o.instanceId).sort((a, b) => a - b);
   expect(holding.map((i) => i.id).sort((a, b) => a - b)).toEqual(shouldRun);
+  expectGpuIndicesValid(machine.numGpus, holding);
+}
+
+/** Holders of a machine's GPUs each hold exactly their number of its indices, and no index twice. */
+export function expectGpuIndicesValid(machineGpus: number, holding: { id: number; numGpus: number; gpuIndices: number[] }[]): void {
+  for (const instance of holding) {
+    expect(instance.gpuIndices, `instance ${instance.id}`).toHaveLength(instance.numGpus);
+    expect(instance.gpuIndices.every((index) => index >= 0 && index < machineGpus)).toBe(true);
+  }
+  const all = holding.flatMap((instance) => instance.gpuIndices);
+  expect(new Set(all).size, `indices ${JSON.stringify(holding.map((i) => [i.id, i.gpuIndices]))}`).toBe(all.length);
 }
 
 export const CREATE_INSTANCE = /* GraphQL */ `
@@ -104,6 +123,7 @@ export const CREATE_INSTANCE = /* GraphQL */ `
       }
       ... on Error { code message }
       ... on InsufficientGpusError { requested available }
+      ... on InsufficientDiskError { requestedGb availableGb }
       ... on BidTooLowError { minBidPerGpuHour }
       ... on ValidationError { issues { path message } }
     }
@@ -121,9 +141,5 @@ export function unwrap<T = any>(result: any): T {
 
 /** Waits until every requested clearing has run (no machine flagged), polling the database. */
 export async function waitForClearings(timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await prisma.machine.count({ where: { clearingRequestedAt: { not: null } } })) > 0) {
-    if (Date.now() > deadline) throw new Error("clearings still pending");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await expect.poll(() => prisma.machine.count({ where: { clearingRequestedAt: { not: null } } }), { timeout: timeoutMs, interval: 50 }).toBe(0);
 }

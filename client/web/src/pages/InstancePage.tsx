@@ -1,0 +1,332 @@
+import { type FormEvent, useState } from "react";
+import { type CombinedError, useMutation, useQuery, useSubscription } from "urql";
+import { Link, useLocation } from "wouter";
+import { type Column, DataTable } from "../components/base/DataTable.tsx";
+import { Alert, Field } from "../components/base/Field.tsx";
+import { gpuRate, StatusBadge, useNow } from "../components/instances.tsx";
+import { RequireSession } from "../components/RequireSession.tsx";
+import { dateTime, money, timeLeft } from "../format.ts";
+import { graphql } from "../gql/index.ts";
+import type { InstanceDetailFragment } from "../gql/graphql.ts";
+import { resultError, type ResultError } from "../results.ts";
+
+graphql(`
+  fragment InstanceDetail on Instance {
+    ...InstanceRow
+    launchMode
+    intendedStatus
+    containerLabel
+    ports
+    onstart
+    statusChangedAt
+    bidPlacedAt
+    destroyedAt
+    env {
+      key
+    }
+    statusHistory {
+      at
+      from
+      to
+      event
+      message
+    }
+  }
+`);
+
+const InstanceQuery = graphql(`
+  query InstanceDetail($id: ID!) {
+    instance(id: $id) {
+      ...InstanceDetail
+    }
+  }
+`);
+
+const InstanceLive = graphql(`
+  subscription InstanceLive($id: ID!) {
+    instanceStatus(instanceId: $id) {
+      ...InstanceDetail
+    }
+  }
+`);
+
+const StartInstance = graphql(`
+  mutation StartInstance($id: ID!) {
+    startInstance(id: $id) {
+      __typename
+      ... on MutationStartInstanceSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
+const StopInstance = graphql(`
+  mutation StopInstance($id: ID!) {
+    stopInstance(id: $id) {
+      __typename
+      ... on MutationStopInstanceSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
+const DestroyInstance = graphql(`
+  mutation DestroyInstance($id: ID!) {
+    destroyInstance(id: $id) {
+      __typename
+      ... on MutationDestroyInstanceSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
+const ChangeBid = graphql(`
+  mutation ChangeBid($id: ID!, $price: Money!) {
+    changeBid(instanceId: $id, pricePerGpuHour: $price) {
+      __typename
+      ... on MutationChangeBidSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+      ... on ValidationError {
+        issues {
+          path
+          message
+        }
+      }
+      ... on BidTooLowError {
+        minBidPerGpuHour
+      }
+    }
+  }
+`);
+
+const LabelInstance = graphql(`
+  mutation LabelInstance($id: ID!, $label: String) {
+    labelInstance(id: $id, label: $label) {
+      __typename
+      ... on MutationLabelInstanceSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+      ... on ValidationError {
+        issues {
+          path
+          message
+        }
+      }
+    }
+  }
+`);
+
+type History = InstanceDetailFragment["statusHistory"][number];
+
+const HISTORY_COLUMNS: Column<History>[] = [
+  { key: "at", header: "When", cell: (h) => dateTime(h.at) },
+  { key: "change", header: "Status", cell: (h) => (h.from ? `${h.from} → ${h.to}` : h.to) },
+  { key: "event", header: "Event", cell: (h) => h.event },
+  { key: "message", header: "Message", cell: (h) => h.message ?? "" },
+];
+
+function Actions({ instance }: { instance: InstanceDetailFragment }) {
+  const [, navigate] = useLocation();
+  const [start, runStart] = useMutation(StartInstance);
+  const [stop, runStop] = useMutation(StopInstance);
+  const [destroy, runDestroy] = useMutation(DestroyInstance);
+  const [confirming, setConfirming] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const busy = start.fetching || stop.fetching || destroy.fetching;
+  /** Runs one of the three mutations, each answering with its one result union. */
+  const run = async (action: (variables: { id: string }) => Promise<{ data?: object; error?: CombinedError }>, after?: () => void) => {
+    setError(null);
+    const outcome = await action({ id: instance.id });
+    const result = outcome.data ? (Object.values(outcome.data)[0] as Parameters<typeof resultError>[0]) : null;
+    const failure = resultError(result, outcome.error);
+    if (failure) setError(failure.message);
+    else after?.();
+  };
+  if (instance.status === "DESTROYED") return <p className="muted">Destroyed {dateTime(instance.destroyedAt)}.</p>;
+  const stopped = instance.intendedStatus === "STOPPED";
+  return (
+    <div>
+      <div className="actions">
+        {stopped ? (
+          <button type="button" className="btn primary" disabled={busy} onClick={() => run(runStart)}>
+            Start
+          </button>
+        ) : (
+          <button type="button" className="btn ghost" disabled={busy} onClick={() => run(runStop)}>
+            Stop
+          </button>
+        )}
+        {confirming ? (
+          <>
+            <button type="button" className="btn danger" disabled={busy} onClick={() => run(runDestroy, () => navigate("/instances"))}>
+              Destroy for good
+            </button>
+            <button type="button" className="btn ghost" onClick={() => setConfirming(false)}>
+              Keep it
+            </button>
+          </>
+        ) : (
+          <button type="button" className="btn ghost" disabled={busy} onClick={() => setConfirming(true)}>
+            Destroy…
+          </button>
+        )}
+      </div>
+      {confirming && <p className="muted small">Destroying deletes the disk and cannot be undone.</p>}
+      {error && <Alert>{error}</Alert>}
+    </div>
+  );
+}
+
+function BidForm({ instance }: { instance: InstanceDetailFragment }) {
+  const [state, change] = useMutation(ChangeBid);
+  const [price, setPrice] = useState("");
+  const [error, setError] = useState<ResultError | null>(null);
+  const [saved, setSaved] = useState(false);
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError(null);
+    setSaved(false);
+    const outcome = await change({ id: instance.id, price: price.trim() });
+    const result = outcome.data?.changeBid;
+    const failure = resultError(result, outcome.error);
+    if (failure && result?.__typename === "BidTooLowError") failure.message = `${failure.message} (at least ${money(result.minBidPerGpuHour, 3)})`;
+    if (failure) setError(failure);
+    else setSaved(true);
+  }
+  return (
+    <form className="inline-form" onSubmit={submit} noValidate aria-label="Change bid">
+      <Field label="New bid per GPU-hour ($)" error={error ? (error.fields.pricePerGpuHour ?? error.message) : null}>
+        {(props) => <input {...props} name="bid" inputMode="decimal" placeholder={instance.bidPerGpuHour ?? ""} value={price} onChange={(e) => setPrice(e.target.value)} />}
+      </Field>
+      <button type="submit" className="btn primary" disabled={state.fetching || !price.trim()}>
+        Change bid
+      </button>
+      {saved && <span role="status">Bid changed.</span>}
+    </form>
+  );
+}
+
+function LabelForm({ instance }: { instance: InstanceDetailFragment }) {
+  const [state, relabel] = useMutation(LabelInstance);
+  const [label, setLabel] = useState(instance.label ?? "");
+  const [error, setError] = useState<ResultError | null>(null);
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    const outcome = await relabel({ id: instance.id, label: label.trim() || null });
+    setError(resultError(outcome.data?.labelInstance, outcome.error));
+  }
+  return (
+    <form className="inline-form" onSubmit={submit} noValidate aria-label="Label">
+      <Field label="Label" error={error ? (error.fields.label ?? error.message) : null}>
+        {(props) => <input {...props} name="label" value={label} onChange={(e) => setLabel(e.target.value)} />}
+      </Field>
+      <button type="submit" className="btn ghost" disabled={state.fetching}>
+        Save label
+      </button>
+    </form>
+  );
+}
+
+function InstanceView({ id }: { id: string }) {
+  const [queried] = useQuery({ query: InstanceQuery, variables: { id }, requestPolicy: "cache-and-network" });
+  const [live] = useSubscription({ query: InstanceLive, variables: { id } });
+  const now = useNow();
+  // The subscription sends the instance at once and after every change; before it answers, the query's copy.
+  const instance = live.data?.instanceStatus ?? queried.data?.instance;
+  if (queried.error && !instance) return <Alert>{queried.error.graphQLErrors[0]?.message ?? queried.error.message}</Alert>;
+  if (!instance) return <p className="muted">Loading…</p>;
+  return (
+    <div>
+      <p>
+        <Link href="/instances">← Instances</Link>
+      </p>
+      <h1>
+        {instance.label || instance.id} <StatusBadge status={instance.status} />
+      </h1>
+      {instance.statusMessage && <p className="muted" data-testid="status-message">{instance.statusMessage}</p>}
+      <div className="grid">
+        <section className="card" aria-labelledby="details">
+          <h2 id="details">Details</h2>
+          <dl className="facts">
+            <dt>Image</dt>
+            <dd className="mono">{instance.image}</dd>
+            <dt>Launch mode</dt>
+            <dd>{instance.launchMode}</dd>
+            <dt>GPUs</dt>
+            <dd>{instance.numGpus}</dd>
+            <dt>Rental</dt>
+            <dd>
+              {instance.kind === "INTERRUPTIBLE" ? `interruptible, bid ${money(gpuRate(instance), 3)}/GPU·h` : `on-demand, ${money(gpuRate(instance), 3)}/GPU·h`}
+            </dd>
+            <dt>Disk</dt>
+            <dd>
+              {instance.diskGb} GB at {money(instance.storagePricePerGbMonth, 3)}/GB·month
+            </dd>
+            <dt>Ports</dt>
+            <dd className="mono">{instance.ports.join(", ") || "—"}</dd>
+            <dt>Environment</dt>
+            <dd className="mono">{instance.env.map((e) => e.key).join(", ") || "—"}</dd>
+            <dt>Container</dt>
+            <dd className="mono">{instance.containerLabel}</dd>
+            <dt>Ends</dt>
+            <dd>
+              {dateTime(instance.endDate)} ({timeLeft(instance.endDate, now)})
+            </dd>
+          </dl>
+        </section>
+        <section className="card" aria-labelledby="manage">
+          <h2 id="manage">Manage</h2>
+          <Actions instance={instance} />
+          {instance.kind === "INTERRUPTIBLE" && instance.status !== "DESTROYED" && <BidForm instance={instance} />}
+          {instance.status !== "DESTROYED" && <LabelForm key={instance.label ?? ""} instance={instance} />}
+        </section>
+      </div>
+      <section aria-labelledby="history">
+        <h2 id="history">Status history</h2>
+        <DataTable caption="Status history" columns={HISTORY_COLUMNS} rows={[...instance.statusHistory].reverse()} rowKey={(h) => `${h.at}-${h.to}-${h.event}`} />
+      </section>
+    </div>
+  );
+}
+
+export default function InstancePage({ id }: { id: string }) {
+  return (
+    <RequireSession what="see this instance">
+      <InstanceView id={decodeURIComponent(id)} />
+    </RequireSession>
+  );
+}

@@ -1,0 +1,108 @@
+import { fakeStripe, deliver, signedEvent } from "./support/fake-stripe.ts";
+import type { Page } from "playwright-core";
+import { expect, it } from "vitest";
+import { prisma } from "../infra/db.ts";
+import { eventually, useConsoleServer } from "./support/browser.ts";
+
+// A new client in Chromium: signs up, pays on (the local stand-in for) Stripe Checkout, bids for a
+// demo machine that has a demo agent, watches it reach RUNNING and the balance fall without a reload,
+// then stops and destroys it.
+const server = useConsoleServer();
+
+const dollars = (text: string | null) => Number((text ?? "").replace(/[^0-9.-]/g, ""));
+
+/** Stripe's hosted page, played by the test: the payment succeeds, Stripe calls the webhook, the browser returns. */
+async function payOnCheckout(page: Page): Promise<void> {
+  await page.route("https://checkout.stripe.test/**", async (route) => {
+    const sessionId = new URL(route.request().url()).pathname.split("/").pop()!;
+    const created = fakeStripe.requestsTo("POST", "/v1/checkout/sessions").at(-1)!.body;
+    const session = {
+      id: sessionId,
+      object: "checkout.session",
+      mode: "payment",
+      payment_status: "paid",
+      status: "complete",
+      amount_total: Number(created["line_items[0][price_data][unit_amount]"]),
+      currency: "usd",
+      payment_intent: `pi_for_${sessionId}`,
+      metadata: { userId: created["metadata[userId]"], saveCard: created["metadata[saveCard]"] ?? "false" },
+    };
+    expect((await deliver(server.origin, signedEvent("checkout.session.completed", session))).status).toBe(200);
+    await route.fulfill({ status: 303, headers: { location: `${server.origin}/billing?checkout=success&session_id=${sessionId}` } });
+  });
+}
+
+it("signs up, adds credit, rents with a bid, sees it run and the balance fall live, stops and destroys it", async () => {
+  const { page } = await server.newPage();
+  const email = `renter-${Date.now()}@example.com`;
+  await page.goto("/signup");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create an account" }).click();
+  const balance = page.getByTestId("balance");
+  await eventually(() => balance.textContent()).toBe("$0.00");
+
+  // Credit through Checkout: the header's balance follows the webhook without a reload.
+  await payOnCheckout(page);
+  await page.goto("/account");
+  await page.getByLabel("Amount ($)").fill("20.00");
+  await page.getByRole("button", { name: "Add credit" }).click();
+  await eventually(() => page.url()).toContain("/billing?checkout=success");
+  await eventually(() => balance.textContent(), 15_000).toBe("$20.00");
+
+  // The session survives a reload.
+  await page.reload();
+  await eventually(() => balance.textContent()).toBe("$20.00");
+
+  // The interruptible view of a machine with a demo agent, found with the query box.
+  const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "asc" } });
+  await page.goto(`/?type=bid&q=${encodeURIComponent(`machine_id=${machine.id}`)}`);
+  await page.getByRole("link", { name: /^Rent / }).first().click();
+  await eventually(() => page.getByLabel("Docker image").count()).toBe(1);
+  expect(await page.getByLabel("Interruptible bid").isChecked()).toBe(true);
+
+  // A bid below the machine's minimum is refused next to the bid field, and nothing is created.
+  await page.getByLabel("Bid per GPU-hour ($)").fill("0.001");
+  await page.getByRole("button", { name: "Place bid and rent" }).click();
+  await eventually(() => page.locator(".field.invalid input[name=bid]").count()).toBe(1);
+  expect(await prisma.instance.count()).toBe(0);
+
+  // An invalid disk size is named next to the disk field.
+  await page.getByLabel("Bid per GPU-hour ($)").fill("");
+  await page.getByLabel("Disk (GB)").fill("0");
+  await page.getByRole("button", { name: "Place bid and rent" }).click();
+  await eventually(() => page.locator(".field.invalid input[name=diskGb]").count()).toBe(1);
+  expect(await prisma.instance.count()).toBe(0);
+
+  await page.getByLabel("Disk (GB)").fill("10");
+  await page.getByLabel("Label").fill("browser-bid");
+  await page.getByRole("button", { name: "Place bid and rent" }).click();
+  await eventually(() => page.url()).toMatch(/\/instances\/[^/]+$/);
+  const instance = await prisma.instance.findFirstOrThrow();
+  expect(instance.kind).toBe("INTERRUPTIBLE");
+  expect(instance.machineId).toBe(machine.id);
+
+  // The demo agent starts it: RUNNING appears without a reload, and metering lowers the balance.
+  const status = page.locator("h1 .status");
+  await eventually(() => status.textContent(), 60_000).toBe("RUNNING");
+  await eventually(async () => dollars(await balance.textContent()), 30_000).toBeLessThan(20);
+  const whileRunning = dollars(await balance.textContent());
+  await eventually(async () => dollars(await balance.textContent()), 30_000).toBeLessThan(whileRunning);
+  await eventually(() => page.locator("table tbody td[data-label=Status]").allTextContents()).toContain("LOADING → RUNNING");
+
+  // The live list shows it too.
+  const { page: list } = await server.newPage();
+  await list.addInitScript((session) => localStorage.setItem("gm.session", session), await page.evaluate(() => localStorage.getItem("gm.session")!));
+  await list.goto("/instances");
+  await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents()).toEqual(["RUNNING"]);
+
+  await page.getByRole("button", { name: "Stop" }).click();
+  await eventually(() => status.textContent(), 30_000).toBe("STOPPED");
+  await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).toEqual(["STOPPED"]);
+
+  await page.getByRole("button", { name: "Destroy…" }).click();
+  await page.getByRole("button", { name: "Destroy for good" }).click();
+  await eventually(() => page.url()).toMatch(/\/instances$/);
+  expect((await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status).toBe("DESTROYED");
+  await eventually(() => list.locator("tbody td.empty").count(), 30_000).toBe(1);
+}, 240_000);
