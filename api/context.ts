@@ -1,4 +1,3 @@
-import type { YogaInitialContext } from "graphql-yoga";
 import { authenticateApiKey } from "../domain/apiKeys.ts";
 import type { Viewer } from "../domain/viewer.ts";
 import { prisma } from "../infra/db.ts";
@@ -25,4 +24,3 @@ export async function resolveViewer(authorization: string | null | undefined): P
   return (await authenticateApiKey(prisma, token)) ?? "invalid";
 }
 
-export type ServerContext = YogaInitialContext & { clientIp?: string };

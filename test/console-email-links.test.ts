@@ -7,7 +7,8 @@ import { prisma } from "../infra/db.ts";
 import { eventually, useConsoleServer } from "./support/browser.ts";
 
 // The links of account emails, opened in Chromium: the verification link verifies the address, the
-// reset link sets a new password and signs the visitor in.
+// reset link sets a new password and signs the visitor in, whose account page then shows the
+// verification and the spend limit.
 const server = useConsoleServer();
 
 /** The token of the last email of `kind` queued for the account (what the link in it carries). */
@@ -32,6 +33,10 @@ it("the verification link verifies the address; the reset link sets a new passwo
   await page.getByLabel("New password").fill("the second password");
   await page.getByRole("button", { name: "Set the password" }).click();
   await eventually(() => page.url()).toContain("/account");
+  // Signed in: the account page shows the verification and what raises the spend limit.
+  await eventually(() => page.getByTestId("verification").textContent()).toBe("Email verified · card not verified");
+  await eventually(() => page.getByTestId("spend-limit").textContent()).toContain("EMAIL_VERIFIED, $20.00/hr");
+  await expect(page.getByRole("button", { name: "Add a card" }).count()).resolves.toBe(1);
   await expect(login({ email, password: "the second password" }, `10.9.${randomBytes(1)[0]}.1`)).resolves.toMatchObject({ userId });
 
   // The link works once.

@@ -2,7 +2,6 @@ import { deliver, fakeStripe, signedEvent } from "./support/fake-stripe.ts";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAccount } from "../domain/accounts.ts";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { ledgerMismatches } from "../domain/billing/ledger.ts";
 import { issueDemoKeys, loadDemoData } from "../domain/demo.ts";
 import { attemptAutoBill } from "../domain/payments/autoBilling.ts";
@@ -29,7 +28,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await smtp.close();
-  await closeAuctionQueue();
 });
 
 const REQUEST = `mutation { requestEmailVerification { __typename ... on MutationRequestEmailVerificationSuccess { data { email } } ... on Error { code } } }`;
@@ -184,10 +182,22 @@ describe("test credit and spend tiers", () => {
     await cardSetUp(sameCard.userId, fingerprint);
     expect(await user(sameCard.userId)).toMatchObject({ emailVerified: true, balanceMicros: 0n });
     expect((await app.gql(ME, {}, sameCard.key)).data.me.cardVerified).toBe(true);
+    const TEST_CREDIT = "{ me { testCredit { status amount message } } }";
+    expect((await app.gql(TEST_CREDIT, {}, sameCard.key)).data.me.testCredit).toEqual({
+      status: "REFUSED",
+      amount: null,
+      message: "The card or the email address received a test credit already",
+    });
+    expect((await app.gql(TEST_CREDIT, {}, first.key)).data.me.testCredit).toMatchObject({ status: "GRANTED", amount: "1.00" });
 
     const local = `dana${randomBytes(3).toString("hex")}`;
     const dana = await account(`${local}+gpu@example.com`);
     const danaAgain = await account(`${local}+more@example.com`);
+    expect((await app.gql(TEST_CREDIT, {}, dana.key)).data.me.testCredit).toEqual({
+      status: "WAITING",
+      amount: "1.00",
+      message: "Verify the email and a card to receive it",
+    });
     expect(mailboxOf(dana.email)).toBe(mailboxOf(danaAgain.email));
     await verifiedEmail(dana);
     await cardSetUp(dana.userId, `fp_${randomBytes(6).toString("hex")}`);
