@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -7,7 +6,6 @@ import { databaseSnapshot } from "./support/snapshot.ts";
 
 /** Money that no host, client or webhook input may create, destroy or stall, end to end through the API. */
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let machineId: number;
