@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { issueApiKey } from "../domain/apiKeys.ts";
+import { runPayouts } from "../domain/payouts.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -11,10 +13,22 @@ afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let machineId: number;
+let agentKey: string;
 beforeAll(async () => {
   host = await createAccount("host", { credit: 0n });
-  machineId = await createListedMachine(host.userId);
+  // Bandwidth at the highest price a listing may ask: $1/GB.
+  machineId = await createListedMachine(host.userId, { listing: { inetDownPricePerGb: 1_000_000n, inetUpPricePerGb: 1_000_000n } });
+  agentKey = (await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId })).token;
 });
+
+const USAGE = `mutation ($id: ID!, $rx: String!, $tx: String!) { reportUsage(instanceId: $id, rxBytes: $rx, txBytes: $tx) {
+  __typename ... on MutationReportUsageSuccess { data { rxBytes txBytes charged } } ... on ValidationError { issues { path message } } } }`;
+const balances = async () => Object.fromEntries((await prisma.user.findMany({ select: { id: true, balanceMicros: true } })).map((u) => [u.id, u.balanceMicros]));
+
+async function rent(key: string): Promise<string> {
+  const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, key)).data.createInstance);
+  return created.instance.id;
+}
 
 const START = `mutation ($id: ID!) { startInstance(id: $id) { __typename ... on Error { code } ... on InsufficientBalanceError { balance } } }`;
 const STOP = `mutation ($id: ID!) { stopInstance(id: $id) { __typename } }`;
@@ -47,3 +61,61 @@ describe("renting and starting need credit", () => {
   });
 });
 
+
+describe("usage reports", () => {
+  it("cannot grow faster than the machine's link: a counter of 2^63-1 bytes is refused and moves no money", async () => {
+    const client = await createAccount("usage-client", { credit: 10_000_000n });
+    const id = await rent(client.key);
+    const before = await balances();
+    for (const rx of ["9223372036854775807", "99999999999999999999", "100000000000"]) {
+      const refused = (await app.gql(USAGE, { id, rx, tx: "0" }, agentKey)).data.reportUsage;
+      expect(refused.__typename, rx).toBe("ValidationError");
+      expect(refused.issues[0].path).toEqual(["rxBytes"]);
+    }
+    const upload = (await app.gql(USAGE, { id, rx: "0", tx: "9223372036854775807" }, agentKey)).data.reportUsage;
+    expect(upload.issues.map((issue: { path: string[] }) => issue.path)).toEqual([["txBytes"]]);
+    expect(await balances()).toEqual(before);
+    expect(await prisma.bandwidthAccrual.count()).toBe(0);
+
+    // What the 950 Mbps link carries since the instance started is charged: 1 GB at $1/GB.
+    const ok = (await app.gql(USAGE, { id, rx: "1000000000", tx: "0" }, agentKey)).data.reportUsage;
+    expect(ok.data).toEqual({ rxBytes: "1000000000", txBytes: "0", charged: "1.00" });
+    // As time passes the link carries more: an hour later, 400 GB more is possible (not 600 GB).
+    await prisma.bandwidthCounter.update({ where: { instanceId: Number(id.split(":")[1]) }, data: { updatedAt: new Date(Date.now() - 3_600_000) } });
+    expect((await app.gql(USAGE, { id, rx: "601000000000", tx: "0" }, agentKey)).data.reportUsage.__typename).toBe("ValidationError");
+    expect((await app.gql(USAGE, { id, rx: "401000000000", tx: "0" }, agentKey)).data.reportUsage.data.charged).toBe("400.00");
+  });
+
+  it("bandwidth prices are bounded at $1/GB", async () => {
+    const LIST = `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on ValidationError { issues { path } } } }`;
+    const listing = { machineId: `Machine:${machineId}`, pricePerGpuHour: "0.40", endDate: new Date(Date.now() + 86_400_000).toISOString() };
+    for (const field of ["inetDownPricePerGb", "inetUpPricePerGb"]) {
+      const refused = (await app.gql(LIST, { input: { ...listing, [field]: "1.000001" } }, host.key)).data.listMachine;
+      expect(refused.issues.map((issue: { path: string[] }) => issue.path.join("."))).toEqual([field]);
+    }
+  });
+
+  it("payouts hold back earnings the client's balance has not covered, until it does", async () => {
+    const payee = await createAccount("payee-host", { credit: 0n });
+    const machine = await createListedMachine(payee.userId, { listing: { inetDownPricePerGb: 1_000_000n } });
+    const key = (await issueApiKey(prisma, { userId: payee.userId, name: "agent", scope: "MACHINE", machineId: machine })).token;
+    const client = await createAccount("short-client", { credit: 1_000_000n });
+    const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machine, 1) }, client.key)).data.createInstance);
+    // Running for an hour: its link could have carried the 30 GB reported.
+    await prisma.instance.update({ where: { id: Number(created.instance.id.split(":")[1]) }, data: { createdAt: new Date(Date.now() - 3_600_000) } });
+    const usage = (await app.gql(USAGE, { id: created.instance.id, rx: "30000000000", tx: "0" }, key)).data.reportUsage;
+    expect(usage.data.charged).toBe("30.00");
+    expect((await balances())[client.userId]).toBe(-29_000_000n);
+    expect((await balances())[payee.userId]).toBe(30_000_000n);
+
+    // $30 earned, $29 of it not funded: $1 is payable, under the $20 minimum: carried over.
+    const friday = new Date("2026-12-04T12:00:00Z");
+    await runPayouts(friday);
+    expect(await prisma.payout.count({ where: { hostId: payee.userId } })).toBe(0);
+
+    // The client pays its debt: the next week pays all of it.
+    await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 71_000_000n } });
+    await runPayouts(new Date("2026-12-11T12:00:00Z"));
+    expect(await prisma.payout.findMany({ where: { hostId: payee.userId } })).toMatchObject([{ amountMicros: 30_000_000n }]);
+  });
+});
