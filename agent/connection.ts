@@ -40,6 +40,19 @@ export function websocketUrl(url: string): string {
 }
 
 /**
+ * ws with its error events always listened to: graphql-ws's terminate() on a socket still connecting
+ * (an agent stopped right after it started) stops listening before ws reports the aborted handshake
+ * as an "error" event, which would otherwise end the process. graphql-ws sees every error it awaits
+ * through its own listeners as before.
+ */
+class AgentWebSocket extends WebSocket {
+  constructor(...args: ConstructorParameters<typeof WebSocket>) {
+    super(...args);
+    this.on("error", () => {});
+  }
+}
+
+/**
  * Subscribes to `assignments(machineId)` and keeps it subscribed: graphql-ws reconnects with our
  * backoff forever (re-subscribing on each new socket), and a subscription that ends or fails is made
  * again. Only a refused key or machine ends it.
@@ -55,7 +68,7 @@ export function subscribeAssignments(options: AssignmentsOptions): AssignmentsSu
 
   const client: Client = createClient({
     url: websocketUrl(options.url),
-    webSocketImpl: WebSocket,
+    webSocketImpl: AgentWebSocket,
     connectionParams: { authorization: `Bearer ${options.key}` },
     retryAttempts: Infinity,
     // Any failure to connect (refused, reset, server restarting) is retried, except a refused key.

@@ -1,7 +1,10 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { stripVTControlCharacters } from "node:util";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { type StartProcess, spawnStart } from "./support/start-process.ts";
 
@@ -101,5 +104,27 @@ describe("npm start", () => {
     } finally {
       expect(await stop(running)).toBe(0);
     }
+  });
+
+  it("prints readable lines on a terminal, not JSON, with the addresses and the demo keys", async () => {
+    // `script` gives npm start a pseudo-terminal; Ctrl-C on it stops the server as at a keyboard.
+    const child = spawn("script", ["-qec", "npm start --silent", "/dev/null"], {
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      env: { ...process.env, LOG_LEVEL: "info", NODE_ENV: "development", ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let raw = "";
+    child.stdout!.on("data", (chunk: Buffer) => (raw += chunk.toString()));
+    const text = () => stripVTControlCharacters(raw).replaceAll("\r\n", "\n");
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      await vi.waitFor(() => expect(text()).toMatch(/API and GraphiQL at http:\/\/127\.0\.0\.1:\d+\/graphql/), { timeout: 60_000, interval: 100 });
+      expect(text()).toMatch(/demo client API key[^\n]*\n\s+email: "client@demo\.local"\n\s+key: "gmk_/);
+      expect(text()).not.toContain('{"level"');
+    } finally {
+      child.stdin!.write("\x03");
+    }
+    expect(await exited, text()).toBe(0);
+    expect(text()).toContain("INFO: stopped");
   });
 });

@@ -9,6 +9,8 @@ const RentPage = lazy(() => import("./pages/RentPage.tsx"));
 const InstancesPage = lazy(() => import("./pages/InstancesPage.tsx"));
 const InstancePage = lazy(() => import("./pages/InstancePage.tsx"));
 const AccountPage = lazy(() => import("./pages/AccountPage.tsx"));
+const HostPage = lazy(() => import("./pages/HostPage.tsx"));
+const MarketPage = lazy(() => import("./pages/MarketPage.tsx"));
 const AuthPage = lazy(() => import("./pages/AuthPage.tsx"));
 
 export function App() {
@@ -28,6 +30,8 @@ export function App() {
             <Route path="/account">{() => <AccountPage />}</Route>
             {/* Stripe Checkout returns here (BILLING_RETURN_URL). */}
             <Route path="/billing">{() => <AccountPage />}</Route>
+            <Route path="/host">{() => <HostPage />}</Route>
+            <Route path="/market">{() => <MarketPage />}</Route>
             <Route path="/login">{() => <AuthPage mode="login" />}</Route>
             <Route path="/signup">{() => <AuthPage mode="signup" />}</Route>
             <Route>

@@ -1,0 +1,111 @@
+import type { Page } from "playwright-core";
+import { expect, it } from "vitest";
+import { runMarketSampler } from "../domain/market/sampler.ts";
+import { prisma } from "../infra/db.ts";
+import { eventually, useConsoleServer } from "./support/browser.ts";
+
+// Hosts and analysts in Chromium against `npm start`: listing and repricing a machine as seen by
+// another visitor's search, the price history chart, and a revoked key signing the page out.
+const server = useConsoleServer();
+
+async function signInWithKey(page: Page, key: string): Promise<void> {
+  await page.goto("/login");
+  await page.getByLabel("API key", { exact: true }).fill(key);
+  await page.getByRole("button", { name: "Use this key" }).click();
+  await eventually(() => page.getByTestId("balance").count()).toBe(1);
+}
+
+async function gql(query: string, variables: Record<string, unknown>, key?: string) {
+  const response = await fetch(`${server.origin}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as { data: any };
+}
+
+it("a host unlists a machine, lists it again at a new price, and another visitor's search shows each change", async () => {
+  const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "desc" } });
+  const search = `/?verified=any&q=${encodeURIComponent(`machine_id=${machine.id}`)}`;
+  const priceCells = (page: Page) => page.locator("tbody td[data-label^='$/hr']").allTextContents();
+  const apiPrices = async () =>
+    (
+      await gql(`query($q: String) { offers(query: $q, filter: { verified: null }) { edges { node { dphTotal } } } }`, { q: `machine_id=${machine.id}` })
+    ).data.offers.edges.map((e: { node: { dphTotal: string } }) => e.node.dphTotal);
+
+  const { page: visitor } = await server.newPage();
+  await visitor.goto(search);
+  await eventually(async () => (await priceCells(visitor)).length).toBeGreaterThan(0);
+  const before = await priceCells(visitor);
+
+  const { page: host } = await server.newPage();
+  await signInWithKey(host, server.keys["host@demo.local"]);
+  await host.goto("/host");
+  const row = host.locator("tbody tr").filter({ hasText: `#${machine.id} ·` });
+  await eventually(() => row.count()).toBe(1);
+  await row.getByRole("button", { name: "Unlist" }).click();
+  await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).listed).toBe(false);
+  await visitor.goto(search);
+  await eventually(() => visitor.locator("tbody td.empty").count()).toBe(1);
+
+  await eventually(() => row.getByRole("button", { name: "List…" }).count()).toBe(1);
+  await row.getByRole("button", { name: "List…" }).click();
+  const form = host.getByRole("form", { name: `Listing of machine ${machine.id}` });
+  // A min bid above the price is refused next to its field; the machine stays unlisted.
+  await form.getByLabel("Price $/GPU·h").fill("0.777");
+  await form.getByLabel("Min bid $/GPU·h").fill("9");
+  await form.getByRole("button", { name: "List" }).click();
+  await eventually(() => form.locator(".field.invalid input[name=minBid]").count()).toBe(1);
+  expect((await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).listed).toBe(false);
+  await form.getByLabel("Min bid $/GPU·h").fill("0.3");
+  await form.getByRole("button", { name: "List" }).click();
+  await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).pricePerGpuHourMicros).toBe(777_000n);
+  await eventually(() => row.locator("td[data-label='$/GPU·h']").textContent()).toBe("$0.777");
+
+  await visitor.goto(search);
+  await eventually(async () => (await priceCells(visitor)).length).toBeGreaterThan(0);
+  const after = await priceCells(visitor);
+  expect(after).not.toEqual(before);
+  // As the API prices the offers now, to the tenth of a cent and beyond when exact (the console never rounds money).
+  const shown = (price: string) => {
+    const [whole, fraction = ""] = price.split(".");
+    return `$${whole}.${fraction.replace(/0+$/, "").padEnd(3, "0")}`;
+  };
+  expect(after).toEqual((await apiPrices()).map(shown));
+}, 120_000);
+
+it("draws the price history chart from the market's samples", async () => {
+  // An hour of minute samples of today's market, taken by the real sampler.
+  const now = Date.now();
+  for (let minutes = 60; minutes >= 1; minutes--) await runMarketSampler(prisma, new Date(now - minutes * 60_000));
+  const { page } = await server.newPage();
+  await page.goto("/market?gpu=RTX+4090&range=6h&bucket=MINUTE");
+  const chart = page.locator("figure.chart");
+  await eventually(async () => Number(await chart.getAttribute("data-points"))).toBeGreaterThanOrEqual(60);
+  // uPlot drew the series: the median on-demand line's colour is on the canvas.
+  const drawn = await chart.locator("canvas").evaluate((canvas: HTMLCanvasElement) => {
+    const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
+    let blue = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === 0x1d && data[i + 1] === 0x4e && data[i + 2] === 0xd8) blue++;
+    return blue;
+  });
+  expect(drawn).toBeGreaterThan(50);
+  await eventually(() => page.locator("tbody tr").filter({ hasText: "RTX 4090" }).count()).toBe(1);
+}, 60_000);
+
+it("signs the page out when its key is revoked", async () => {
+  const clientKey = server.keys["client@demo.local"];
+  const issued = (await gql(`mutation { createApiKey(name: "browser") { ... on MutationCreateApiKeySuccess { data { token apiKey { id } } } } }`, {}, clientKey)).data
+    .createApiKey.data;
+  const { page } = await server.newPage();
+  await signInWithKey(page, issued.token);
+  await page.reload();
+  await eventually(() => page.getByTestId("balance").textContent()).toMatch(/^\$/);
+  const revoked = await gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, { id: issued.apiKey.id }, clientKey);
+  expect(revoked.data.revokeApiKey.__typename).toBe("MutationRevokeApiKeySuccess");
+  // The server closes the subscription socket (4403) within WS_KEY_RECHECK_SECONDS; the page signs out.
+  await eventually(() => page.locator("header").getByRole("link", { name: "Log in" }).count(), 40_000).toBe(1);
+  expect(await page.getByTestId("balance").count()).toBe(0);
+  expect(await page.evaluate(() => localStorage.getItem("gm.session"))).toBeNull();
+  await eventually(() => page.getByText("its API key was revoked").count()).toBe(1);
+}, 90_000);
