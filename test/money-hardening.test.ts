@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { issueApiKey } from "../domain/apiKeys.ts";
+import { METERING_HOLD_MESSAGE } from "../domain/billing/exhaustion.ts";
+import { ledgerMismatches } from "../domain/billing/ledger.ts";
+import { MAX_MONEY_MICROS, METERING_PHASES } from "../domain/billing/metering.ts";
 import { runPayouts } from "../domain/payouts.ts";
+import { config } from "../infra/config.ts";
+import { runMetering } from "../workers/metering.ts";
+import { eventAt } from "./support/metering.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
@@ -117,5 +123,69 @@ describe("usage reports", () => {
     await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 71_000_000n } });
     await runPayouts(new Date("2026-12-11T12:00:00Z"));
     expect(await prisma.payout.findMany({ where: { hostId: payee.userId } })).toMatchObject([{ amountMicros: 30_000_000n }]);
+  });
+});
+
+describe("bounds the database enforces", () => {
+  it("refuses balances, ledger amounts, payments and prices past their bounds", async () => {
+    const { userId } = await createAccount("bounded", { credit: 0n });
+    await expect(prisma.user.update({ where: { id: userId }, data: { balanceMicros: MAX_MONEY_MICROS + 1n } })).rejects.toThrow();
+    await expect(prisma.user.update({ where: { id: userId }, data: { balanceMicros: -MAX_MONEY_MICROS - 1n } })).rejects.toThrow();
+    await expect(prisma.ledgerEntry.create({ data: { userId, kind: "ADJUSTMENT", amountMicros: MAX_MONEY_MICROS + 1n, description: "x" } })).rejects.toThrow();
+    await expect(prisma.payment.create({ data: { userId, kind: "CHECKOUT", amountMicros: -5_000_000n } })).rejects.toThrow();
+    await expect(prisma.payment.create({ data: { userId, kind: "CHECKOUT", amountMicros: 0n } })).rejects.toThrow();
+    expect((await prisma.user.findUniqueOrThrow({ where: { id: userId } })).balanceMicros).toBe(0n);
+  });
+
+  it("an account whose charge would cross a bound is put on hold and stopped; every other account is charged and every clock moves", async () => {
+    await prisma.meteringClock.deleteMany();
+    // A host at the very top of the range: any earning would take it past the bound.
+    const rich = await createAccount("rich-host", { credit: 0n });
+    await prisma.user.update({ where: { id: rich.userId }, data: { balanceMicros: MAX_MONEY_MICROS - 1n } });
+    const richMachine = await createListedMachine(rich.userId);
+    const richAgent = (await issueApiKey(prisma, { userId: rich.userId, name: "agent", scope: "MACHINE", machineId: richMachine })).token;
+    const plainMachine = await createListedMachine(host.userId);
+    const plainAgent = (await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId: plainMachine })).token;
+    // Clients in every phase: eight on the rich host's machine, eight on the plain one.
+    const clients = [];
+    for (let i = 0; i < 16; i++) clients.push(await createAccount(`metered-${i}`, { credit: 100_000_000n }));
+    const REPORT = `mutation ($id: ID!) { reportInstanceState(instanceId: $id, status: RUNNING) { __typename } }`;
+    const instances: { clientId: number; id: number; rich: boolean }[] = [];
+    for (const [i, client] of clients.entries()) {
+      const rich = i % 2 === 0;
+      const created = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(rich ? richMachine : plainMachine, 1) }, client.key)).data.createInstance);
+      expect(created.instance, JSON.stringify(created)).toBeDefined();
+      const id = Number(created.instance.id.split(":")[1]);
+      await eventAt(id, "ALLOCATED", Math.floor(Date.now() / 1000));
+      expect((await app.gql(REPORT, { id: created.instance.id }, rich ? richAgent : plainAgent)).data.reportInstanceState.__typename).toBe("MutationReportInstanceStateSuccess");
+      instances.push({ clientId: client.userId, id, rich });
+    }
+    const before = await balances();
+    // A minute of metering, every phase (each run takes the phase whose clock is oldest).
+    const later = new Date(Date.now() + 60_000);
+    for (let i = 0; i < METERING_PHASES; i++) await runMetering(later);
+
+    const target = Math.floor(later.getTime() / 1000) - config().METERING_LAG_SECONDS;
+    expect((await prisma.meteringClock.findMany()).map((clock) => clock.meteredUntil.getTime() / 1000)).toEqual(Array(METERING_PHASES).fill(target));
+    const after = await balances();
+    for (const instance of instances) {
+      if (instance.rich) expect(after[instance.clientId], "left out with its host").toBe(before[instance.clientId]);
+      else expect(after[instance.clientId]).toBeLessThan(before[instance.clientId]);
+    }
+    expect(after[rich.userId]).toBe(MAX_MONEY_MICROS - 1n);
+    expect(await prisma.user.findUniqueOrThrow({ where: { id: rich.userId } })).toMatchObject({ meteringHoldReason: expect.stringContaining("bounds") });
+    expect(await prisma.user.count({ where: { meteringHeldAt: { not: null } } })).toBe(1);
+    const statuses = await prisma.instance.findMany({ where: { id: { in: instances.map((instance) => instance.id) } } });
+    for (const instance of statuses) {
+      const rich = instance.machineId === richMachine;
+      expect(instance.status, `instance ${instance.id}`).toBe(rich ? "STOPPED" : "RUNNING");
+      if (rich) expect(instance.statusMessage).toBe(METERING_HOLD_MESSAGE);
+    }
+    // Every charge made went to the ledger too (the rich host's balance was set directly above).
+    const metered = new Set([...clients.map((client) => client.userId), host.userId]);
+    expect((await ledgerMismatches(prisma)).filter((row) => metered.has(row.userId))).toEqual([]);
+    // The next ticks run as usual.
+    for (let i = 0; i < METERING_PHASES; i++) await runMetering(new Date(later.getTime() + 5_000));
+    expect((await balances())[rich.userId]).toBe(MAX_MONEY_MICROS - 1n);
   });
 });
