@@ -1,4 +1,4 @@
-import { prisma, type Tx } from "../../infra/db.ts";
+import { meteringPrisma, type Tx } from "../../infra/db.ts";
 import { config } from "../../infra/config.ts";
 import { logger } from "../../infra/logger.ts";
 import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStart } from "./rates.ts";
@@ -401,7 +401,7 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
   const target = targetSecond(now);
   const result: TickResult = { phase, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [], held: [] };
   for (;;) {
-    const window = await prisma.$transaction(
+    const window = await meteringPrisma.$transaction(
       async (tx) => {
         await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${TICK_LOCK})`);
         const from = await lockClock(tx, phase, target);
@@ -437,12 +437,12 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
  */
 export async function meterOldestPhase(now = new Date()): Promise<TickResult> {
   const oldest = () =>
-    prisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
+    meteringPrisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
       `SELECT id - 1 AS phase, count(*) OVER ()::int AS clocks FROM metering_clock ORDER BY metered_until, id LIMIT 1`,
     );
   let [clock] = await oldest();
   if (!clock || clock.clocks < METERING_PHASES) {
-    await createClocks(prisma, targetSecond(now));
+    await createClocks(meteringPrisma, targetSecond(now));
     [clock] = await oldest();
   }
   return meterUpTo(now, clock.phase);
