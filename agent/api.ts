@@ -24,6 +24,9 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         recycleCount
         diskGb
         numGpus
+        gpuIndices
+        cpuCores
+        memoryMb
         preemptGraceSeconds
         statusMessage
       }
@@ -45,6 +48,9 @@ const assignmentSchema = z.object({
   recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),
   numGpus: z.number().int().nonnegative(),
+  gpuIndices: z.array(z.number().int().nonnegative()),
+  cpuCores: z.number().nonnegative(),
+  memoryMb: z.number().int().nonnegative(),
   preemptGraceSeconds: z.number().int().nonnegative(),
   statusMessage: z.string().nullable().optional(),
 });

@@ -61,13 +61,21 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     let actions: Action[] = [];
     const recycled = container !== undefined && container.recycleCount < assignment.recycleCount;
     if (assignment.desiredState === "RUNNING") {
-      if (!container) actions = failed ? [] : [{ type: "launch", assignment }];
-      else if (recycled) actions = failed ? [] : [{ type: "recycle", assignment }];
+      // Its GPUs may still be in use by a container on its way out (a preempted one's grace period):
+      // it starts on the pass after that one has stopped.
+      const waits = failed || gpusInUse(actual, assignment);
+      // Restarted on other GPUs: devices are fixed when a container is made, so it is made again.
+      const otherGpus =
+        (container?.state === "stopped" || container?.state === "created") &&
+        container.gpuIndices !== undefined &&
+        !sameGpus(container.gpuIndices, assignment.gpuIndices);
+      if (!container) actions = waits ? [] : [{ type: "launch", assignment }];
+      else if (recycled || otherGpus) actions = waits ? [] : [{ type: "recycle", assignment }];
       else if (container.rebootCount < assignment.rebootCount) {
         actions = failed ? [] : [{ type: "reboot", graceSeconds: assignment.preemptGraceSeconds, rebootCount: assignment.rebootCount }];
       } else if (container.state === "running") actions = report(assignment, "RUNNING");
       else if (container.state === "exited") actions = report(assignment, "EXITED", container.detail);
-      else actions = failed ? [] : [{ type: "start" }];
+      else actions = waits ? [] : [{ type: "start" }];
     } else if (recycled) {
       actions = [{ type: "remove", graceSeconds: assignment.preemptGraceSeconds }];
     } else if (container?.state === "running") {
@@ -82,6 +90,18 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
     plans.push({ label: orphan.label, instanceId: orphan.instanceId, actions: [{ type: "remove", graceSeconds }] });
   }
   return plans;
+}
+
+/** Whether another running container holds one of the assignment's GPUs. */
+function gpusInUse(actual: readonly ContainerInfo[], assignment: Assignment): boolean {
+  const wanted = new Set(assignment.gpuIndices);
+  return actual.some(
+    (other) => other.label !== assignment.containerLabel && other.state === "running" && (other.gpuIndices ?? []).some((i) => wanted.has(i)),
+  );
+}
+
+function sameGpus(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((index, i) => index === b[i]);
 }
 
 export interface ReconcilerOptions {
@@ -236,6 +256,9 @@ export class Reconciler {
       args: assignment.args,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
+      gpuIndices: assignment.gpuIndices,
+      cpuCores: assignment.cpuCores,
+      memoryMb: assignment.memoryMb,
       recycleCount: assignment.recycleCount,
       rebootCount: assignment.rebootCount,
     });

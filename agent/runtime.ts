@@ -21,6 +21,8 @@ export interface ContainerInfo {
   /** The assignment's recycleCount it was created at, and the rebootCount it was last (re)started at. */
   recycleCount: number;
   rebootCount: number;
+  /** The machine's GPUs it was created with, when the runtime recorded them. */
+  gpuIndices?: number[];
 }
 
 export interface ContainerSpec {
@@ -38,6 +40,11 @@ export interface ContainerSpec {
   numGpus: number;
   recycleCount: number;
   rebootCount: number;
+  /** The machine's GPUs (0-based) it gets, and only those. */
+  gpuIndices: number[];
+  /** Its share of the machine's CPU cores and RAM: limits where the runtime can enforce them. */
+  cpuCores: number;
+  memoryMb: number;
 }
 
 export interface NetIo {
@@ -60,6 +67,15 @@ export interface Runtime {
   remove(label: string, graceSeconds: number): Promise<void>;
   /** Bandwidth counters since the container started. */
   netIo(label: string): Promise<NetIo>;
+}
+
+/**
+ * The variables that name a container's GPUs, as host indices ("2,3"): CUDA and the NVIDIA
+ * container runtime read them. No GPUs: "void" (the NVIDIA runtime's "none at all"), never all.
+ */
+export function gpuEnv(gpuIndices: readonly number[]): { CUDA_VISIBLE_DEVICES: string; NVIDIA_VISIBLE_DEVICES: string } {
+  const list = gpuIndices.join(",");
+  return { CUDA_VISIBLE_DEVICES: list, NVIDIA_VISIBLE_DEVICES: list || "void" };
 }
 
 /**

@@ -27,6 +27,7 @@ import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { percentile } from "./support.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -131,7 +132,7 @@ async function seed(): Promise<string[]> {
   ]);
   const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
   const random = seededRandom(7);
-  const endDate = new Date(Date.now() + 30 * 86_400_000);
+  const endDate = new Date(Date.now() + 30 * DAY_MS);
   await prisma.machine.createMany({
     data: Array.from({ length: MACHINES }, () => ({
       hostId: host.id,
@@ -171,7 +172,7 @@ async function seed(): Promise<string[]> {
   for (let i = 0; i < CONCURRENCY; i++) {
     // Established, verified accounts: no spend rate limit (domain/billing/spendLimit.ts), as for a heavy bidder.
     const user = await prisma.user.create({
-      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * 86_400_000) },
+      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * DAY_MS) },
     });
     keys.push((await issueApiKey(prisma, { userId: user.id, name: "bench", scope: "ACCOUNT" })).token);
   }

@@ -16,13 +16,13 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
 const DAYS = Number(process.env.BENCH_DAYS ?? 90);
 const MODELS = Number(process.env.BENCH_MODELS ?? 50);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200);
-const DAY_MS = 86_400_000;
 const CHUNK_DAYS = 10;
 
 const gpuName = (i: number) => `GPU ${String(i).padStart(2, "0")}`;

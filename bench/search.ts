@@ -22,6 +22,7 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
 import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -122,7 +123,7 @@ async function seed(databaseUrl: string): Promise<number> {
       priceMicros, (priceMicros * BigInt(Math.round(between(40, 100)))) / 100n,
       BigInt(Math.round(between(0.05, 0.3) * 1000) * 1000), BigInt(Math.round(between(0, 0.02) * 1000) * 1000),
       BigInt(Math.round(between(0, 0.02) * 1000) * 1000), minChunk,
-      new Date(now + between(1, 180) * 86_400_000), random() < 0.3 ? Math.floor(random() * numGpus) : 0, new Date(now),
+      new Date(now + between(1, 180) * DAY_MS), random() < 0.3 ? Math.floor(random() * numGpus) : 0, new Date(now),
     ];
     values.forEach((value, column) => batch[column].push(typeof value === "bigint" ? value.toString() : value));
     if (batch[0].length === 2000) await flush();

@@ -6,12 +6,13 @@ import { keyPermissions } from "./authorization.ts";
 import { NotFoundError } from "./errors.ts";
 import { MAX_INT4, parseInput } from "./validation.ts";
 import type { Viewer } from "./viewer.ts";
+import { DAY_MS } from "./time.ts";
 
 const KEY_PREFIX = "gmk_";
 /** lastUsedAt (and a session's expiry) is refreshed at most this often, so authenticating stays a read on most requests. */
 const LAST_USED_PRECISION_MS = 60_000;
 /** A session key expires this long after its last use. */
-export const SESSION_TTL_MS = 30 * 86_400_000;
+export const SESSION_TTL_MS = 30 * DAY_MS;
 
 /** A database id as the API takes it: a positive 32-bit integer. */
 export const recordId = z.number().int().positive().max(MAX_INT4);

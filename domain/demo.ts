@@ -8,6 +8,7 @@ import { listMachine, type RegisterMachineInput, registerMachine, setMachineVeri
 import { MICROS_PER_DOLLAR } from "./money.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { seededRandom } from "./seededRandom.ts";
+import { DAY_MS } from "./time.ts";
 
 /*
  * Demo data for `npm start` on an empty database: a host with 50 listed machines of common GPUs
@@ -20,7 +21,6 @@ export const DEMO_HOST_EMAIL = "host@demo.local";
 export const DEMO_CLIENT_EMAIL = "client@demo.local";
 export const DEMO_CREDIT_MICROS = 100n * MICROS_PER_DOLLAR;
 const DEMO_KEY_NAME = "demo (printed at start)";
-const DAY_MS = 86_400_000;
 
 type Random = ReturnType<typeof seededRandom>;
 const int = (random: Random, min: number, max: number) => min + Math.floor(random() * (max - min + 1));

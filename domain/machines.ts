@@ -7,6 +7,7 @@ import { NotFoundError, ValidationError } from "./errors.ts";
 import { MICROS_PER_DOLLAR } from "./money.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { parseInput } from "./validation.ts";
+import { DAY_MS } from "./time.ts";
 
 /*
  * Host services. Each takes the host's user id and filters by it, so another account's machine is
@@ -116,7 +117,7 @@ const listMachineSchema = z
       .date()
       .refine((date) => date.getTime() > Date.now(), "must be in the future")
       .refine(
-        (date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000,
+        (date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS,
         `at most ${MAX_LISTING_DAYS} days ahead`,
       ),
   })

@@ -8,6 +8,7 @@ import { issueSessionKey } from "./apiKeys.ts";
 import { InvalidCredentialsError, InvalidTokenError } from "./errors.ts";
 import { queueNotification } from "./notifications.ts";
 import { parseInput } from "./validation.ts";
+import { MINUTE_MS, HOUR_MS } from "./time.ts";
 
 /*
  * Changing and resetting a password. Either one ends every session (login) key of the account, so
@@ -19,7 +20,6 @@ const changeInput = z.object({ currentPassword: z.string().min(1).max(256), newP
 const resetInput = z.object({ token: z.string().min(1).max(200), newPassword });
 /** Reset emails one account may be sent per hour. */
 const RESETS_PER_HOUR = 5;
-const HOUR_MS = 3_600_000;
 
 async function replacePassword(tx: Tx, userId: number, password: string, now: Date): Promise<Session> {
   await tx.user.update({ where: { id: userId }, data: { passwordHash: await hash(password, ARGON2) }, select: { id: true } });
@@ -46,7 +46,7 @@ export async function requestPasswordReset(input: { email: string }, now = new D
     const recent = await tx.accountToken.count({ where: { userId: user.id, kind: "PASSWORD_RESET", createdAt: { gt: new Date(now.getTime() - HOUR_MS) } } });
     if (recent >= RESETS_PER_HOUR) return;
     const minutes = config().PASSWORD_RESET_TTL_MINUTES;
-    const token = await issueAccountToken(tx, { userId: user.id, kind: "PASSWORD_RESET", email, ttlMs: minutes * 60_000 }, now);
+    const token = await issueAccountToken(tx, { userId: user.id, kind: "PASSWORD_RESET", email, ttlMs: minutes * MINUTE_MS }, now);
     await queueNotification(tx, {
       userId: user.id,
       kind: "PASSWORD_RESET",

@@ -5,6 +5,7 @@ import { publish } from "../infra/pubsub.ts";
 import { postEntry } from "./billing/ledger.ts";
 import { formatMoney } from "./money.ts";
 import { isDefiniteRefusal, MICROS_PER_CENT, stripe, toCents } from "./payments/stripe.ts";
+import { DAY_MS } from "./time.ts";
 
 /*
  * Weekly host payouts (Fridays, UTC). What a host may be paid is its balance, but never more than
@@ -21,7 +22,6 @@ import { isDefiniteRefusal, MICROS_PER_CENT, stripe, toCents } from "./payments/
  * back (a second PAYOUT entry, positive), so it is paid the next week.
  */
 
-const DAY_MS = 86_400_000;
 const FRIDAY = 5;
 
 /** The payout period of `now`: the latest Friday 00:00 UTC at or before it. */

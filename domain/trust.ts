@@ -6,6 +6,7 @@ import { postEntry } from "./billing/ledger.ts";
 import { ConflictError, InvalidTokenError, NotFoundError, RateLimitedError } from "./errors.ts";
 import { formatMoney } from "./money.ts";
 import { queueNotification } from "./notifications.ts";
+import { HOUR_MS } from "./time.ts";
 
 /*
  * What makes an account trusted, as the reference does it: a verified email and a verified card.
@@ -16,7 +17,6 @@ import { queueNotification } from "./notifications.ts";
 
 /** Verification emails one account may ask for per hour. */
 const VERIFICATION_EMAILS_PER_HOUR = 5;
-const HOUR_MS = 3_600_000;
 
 /**
  * Mails a one-time link to the account's address (through the notification outbox, so it goes out
@@ -110,4 +110,25 @@ async function grantTestCredit(tx: Tx, userId: number): Promise<bigint | null> {
   if (granted.length === 0) return null;
   await postEntry(tx, { userId, kind: "ADJUSTMENT", amountMicros: amount, description: `Free test credit of $${formatMoney(amount)} (email and card verified)` });
   return amount;
+}
+
+export interface TestCreditStatus {
+  /** GRANTED; WAITING for the email or card to be verified; REFUSED: the card or mailbox had one already (or it is off). */
+  status: "GRANTED" | "WAITING" | "REFUSED";
+  amountMicros: bigint | null;
+  message: string;
+}
+
+/** Where the account stands with its free test credit. */
+export async function testCreditStatus(userId: number): Promise<TestCreditStatus> {
+  const user = await prisma.user.findUniqueOrThrow({
+    where: { id: userId },
+    select: { emailVerified: true, cardVerifiedAt: true, testCredit: { select: { amountMicros: true } } },
+  });
+  if (user.testCredit) return { status: "GRANTED", amountMicros: user.testCredit.amountMicros, message: "Granted" };
+  const amount = BigInt(config().TEST_CREDIT_MICROS);
+  if (amount === 0n) return { status: "REFUSED", amountMicros: null, message: "This server gives no test credit" };
+  const missing = [user.emailVerified ? null : "the email", user.cardVerifiedAt ? null : "a card"].filter(Boolean);
+  if (missing.length) return { status: "WAITING", amountMicros: amount, message: `Verify ${missing.join(" and ")} to receive it` };
+  return { status: "REFUSED", amountMicros: null, message: "The card or the email address received a test credit already" };
 }

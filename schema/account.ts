@@ -4,13 +4,26 @@ import type { GraphQLResolveInfo } from "graphql";
 import { login, type Session, signup } from "../domain/accounts.ts";
 import { ConflictError, ForbiddenError, InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../domain/errors.ts";
 import { changePassword, requestPasswordReset, resetPassword } from "../domain/passwords.ts";
-import { requestEmailVerification, verifyEmail } from "../domain/trust.ts";
+import { requestEmailVerification, type TestCreditStatus, testCreditStatus, verifyEmail } from "../domain/trust.ts";
 import { readsAccount } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import type { Prisma, User } from "../prisma/generated/client/client.ts";
 import { eventStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
+
+const TestCreditStatusEnum = builder.enumType("TestCreditStatus", {
+  description: "GRANTED; WAITING for the email or a card to be verified; REFUSED: the card or mailbox had one already.",
+  values: ["GRANTED", "WAITING", "REFUSED"] as const,
+});
+
+const TestCreditRef = builder.objectRef<TestCreditStatus>("TestCredit").implement({
+  fields: (t) => ({
+    status: t.field({ type: TestCreditStatusEnum, resolve: (credit) => credit.status }),
+    amount: t.field({ type: "Money", nullable: true, description: "Granted, or to be granted.", resolve: (credit) => credit.amountMicros }),
+    message: t.exposeString("message"),
+  }),
+});
 
 const AccountSettingsRef = builder.objectRef<{ debitMode: boolean }>("AccountSettings").implement({
   fields: (t) => ({
@@ -33,6 +46,11 @@ export const UserRef = builder.prismaNode("User", {
   fields: (t) => ({
     email: t.exposeString("email"),
     emailVerified: t.exposeBoolean("emailVerified"),
+    testCredit: t.field({
+      type: TestCreditRef,
+      description: "The free test credit of a verified email and card: granted once per account, card and mailbox.",
+      resolve: (user) => testCreditStatus(user.id),
+    }),
     cardVerified: t.boolean({
       description: "Stripe confirmed a card of the account's (addCard, or addCredit with saveCard).",
       select: { cardVerifiedAt: true },
@@ -73,7 +91,7 @@ builder.queryField("me", (t) =>
     type: "User",
     nullable: true,
     description:
-      "The account behind a full-account key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
+      "The account behind an account or session key; null for anonymous callers. Machine and instance keys get a FORBIDDEN error: they act for one machine or instance, never for the account.",
     unauthorizedResolver: (_root, _args, ctx) => {
       if (ctx.viewer) throw new ForbiddenError("Machine and instance keys cannot read the account");
       return null;

@@ -48,6 +48,11 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
     diskGb: t.exposeInt("diskGb"),
     numGpus: t.exposeInt("numGpus"),
+    gpuIndices: t.exposeIntList("gpuIndices", {
+      description: "The machine's GPUs (0-based) the container gets, and only those; empty when it should not run.",
+    }),
+    cpuCores: t.exposeFloat("cpuCores", { description: "CPU cores the container may use: its share of the machine's." }),
+    memoryMb: t.exposeInt("memoryMb", { description: "RAM limit of the container, MB: its share of the machine's." }),
     preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
       description: "Seconds between SIGTERM and SIGKILL when this instance is stopped or preempted.",
     }),

@@ -4,6 +4,7 @@ import { createCardSetup, createCheckout } from "../domain/payments/checkout.ts"
 import { billingSettings, setPayoutAccount, updateBillingSettings } from "../domain/payments/settings.ts";
 import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
 import { prisma } from "../infra/db.ts";
+import { ChargeCategory, PayoutStatus } from "../prisma/generated/client/client.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
@@ -134,8 +135,8 @@ builder.mutationField("setPayoutAccount", (t) =>
   }),
 );
 
-const ChargeCategoryEnum = builder.enumType("ChargeCategory", {
-  values: ["GPU", "STORAGE", "BANDWIDTH_UP", "BANDWIDTH_DOWN"] as const,
+const ChargeCategoryEnum = builder.enumType(ChargeCategory, {
+  name: "ChargeCategory",
 });
 
 const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[number]>("ChargeLine").implement({
@@ -207,7 +208,9 @@ builder.queryField("invoices", (t) =>
   }),
 );
 
-const PayoutStatusEnum = builder.enumType("PayoutStatus", { values: ["PENDING", "PAID", "FAILED", "SKIPPED"] as const });
+const PayoutStatusEnum = builder.enumType(PayoutStatus, {
+  name: "PayoutStatus",
+});
 
 builder.prismaObject("Payout", {
   description: "A weekly host payout (Fridays) through Stripe Connect: the host's unpaid earnings, once they reach the minimum ($20).",

@@ -1,6 +1,13 @@
+import { HOLDING_STATUSES } from "../domain/auction/contracts.ts";
 import { SpendRateLimitError } from "../domain/billing/spendLimit.ts";
 import { IllegalTransitionError, NotFoundError } from "../domain/errors.ts";
-import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "../domain/instances/errors.ts";
+import {
+  BidTooLowError,
+  InsufficientBalanceError,
+  InsufficientDiskError,
+  InsufficientGpusError,
+  OfferUnavailableError,
+} from "../domain/instances/errors.ts";
 import {
   type CreatedInstance,
   changeBid,
@@ -16,8 +23,14 @@ import {
   stopInstance,
   updateInstance,
 } from "../domain/instances/service.ts";
-import { seesInstance } from "../domain/authorization.ts";
+import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
+import {
+  InstanceStatus as InstanceStatusValues,
+  IntendedStatus as IntendedStatusValues,
+  LaunchMode as LaunchModeValues,
+  RentalKind as RentalKindValues,
+} from "../prisma/generated/client/client.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
@@ -31,25 +44,25 @@ function templateLocalId(id: string): number {
 }
 import { selection } from "./selection.ts";
 
-const RentalKind = builder.enumType("RentalKind", {
+const RentalKind = builder.enumType(RentalKindValues, {
+  name: "RentalKind",
   description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",
-  values: ["ON_DEMAND", "INTERRUPTIBLE"] as const,
 });
 
-export const LaunchMode = builder.enumType("LaunchMode", {
+export const LaunchMode = builder.enumType(LaunchModeValues, {
+  name: "LaunchMode",
   description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
-  values: ["SSH", "JUPYTER", "ENTRYPOINT"] as const,
 });
 
-const InstanceStatus = builder.enumType("InstanceStatus", {
+const InstanceStatus = builder.enumType(InstanceStatusValues, {
+  name: "InstanceStatus",
   description:
     "SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED.",
-  values: ["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"] as const,
 });
 
-const IntendedStatus = builder.enumType("IntendedStatus", {
+const IntendedStatus = builder.enumType(IntendedStatusValues, {
+  name: "IntendedStatus",
   description: "What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise.",
-  values: ["RUNNING", "STOPPED"] as const,
 });
 
 export const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
@@ -72,12 +85,20 @@ export const InstanceRef = builder.prismaNode("Instance", {
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
-  // reports, by its machine).
-  authScopes: (instance, ctx) => seesInstance(ctx.viewer, instance),
+  // reports, by its machine; for its host's Machine.instances, by the machine's host).
+  authScopes: async (instance, ctx) =>
+    seesInstance(ctx.viewer, instance) ||
+    (hasPermission(ctx.viewer, "READ") &&
+      seesMachine(ctx.viewer, await prisma.machine.findUniqueOrThrow({ where: { id: instance.machineId }, select: { id: true, hostId: true } }))),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
     numGpus: t.exposeInt("numGpus"),
+    gpuIndices: t.intList({
+      description:
+        "The machine's GPUs (0-based) it holds while LOADING or RUNNING, given by the auction: never shared with another instance holding GPUs on the machine. Empty in other statuses; a restarted instance may get others.",
+      resolve: (instance) => (HOLDING_STATUSES.has(instance.status) ? instance.gpuIndices : []),
+    }),
     pricePerGpuHour: t.field({
       type: "Money",
       description: "The on-demand price per GPU-hour locked by the contract.",
@@ -142,6 +163,17 @@ builder.objectType(InsufficientGpusError, {
   }),
 });
 
+builder.objectType(InsufficientDiskError, {
+  name: "InsufficientDiskError",
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    requestedGb: t.exposeInt("requestedGb"),
+    availableGb: t.exposeFloat("availableGb", {
+      description: "Disk still free on the machine, GB: its disk less the disks of its instances that are not destroyed.",
+    }),
+  }),
+});
+
 builder.objectType(BidTooLowError, {
   name: "BidTooLowError",
   interfaces: [ErrorInterface],
@@ -201,7 +233,9 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 builder.mutationField("createInstance", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
-    errors: { types: [OfferUnavailableError, InsufficientGpusError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError] },
+    errors: {
+      types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError],
+    },
     args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
       createInstance(ctx.viewer.userId, {

@@ -3,7 +3,7 @@ import { listMachine, myMachines, registerMachine, setMinBid, unlistMachine } fr
 import { enqueueClearing } from "../domain/auction/service.ts";
 import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
-import type { Machine } from "../prisma/generated/client/client.ts";
+import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
@@ -14,9 +14,9 @@ async function enqueueClearingAfter(machine: Machine): Promise<Machine> {
   return machine;
 }
 
-const VerificationState = builder.enumType("VerificationState", {
+const VerificationState = builder.enumType(VerificationStateValues, {
+  name: "VerificationState",
   description: "Machines start unverified; operators verify them after checks and deverify them on problems.",
-  values: ["UNVERIFIED", "VERIFIED", "DEVERIFIED"] as const,
 });
 
 export const MachineRef = builder.prismaNode("Machine", {
@@ -80,6 +80,10 @@ export const MachineRef = builder.prismaNode("Machine", {
       description: "The listing's end: the longest a new rental may run.",
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
+    instances: t.relation("instances", {
+      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices).",
+      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
+    }),
   }),
 });
 

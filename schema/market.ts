@@ -57,7 +57,7 @@ builder.queryField("priceHistory", (t) =>
   t.field({
     type: [PricePointRef],
     description:
-      "A GPU model's prices, bids and utilization over [from, to), one point per bucket with samples; open to anonymous callers. A range too long for the bucket fails with VALIDATION_ERROR.",
+      "A GPU model's prices, bids and utilization over [from, to), one point per bucket with samples; open to anonymous callers. A range too long for the bucket fails with the error code VALIDATION.",
     args: {
       gpuName: t.arg.string({ required: true }),
       from: t.arg({ type: "DateTime", required: true }),

@@ -2,6 +2,7 @@ import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
 import { type OfferRow, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
 import { builder } from "./builder.ts";
+import { DAY_MS } from "../domain/time.ts";
 
 const MB_PER_GB = 1000;
 
@@ -23,9 +24,17 @@ builder.node(OfferRef, {
     pcieGen: t.exposeInt("pcieGen"),
     pcieBw: t.exposeFloat("pcieBw", { description: "PCIe bandwidth per GPU, GB/s." }),
     cpuName: t.exposeString("cpuName"),
-    cpuCores: t.exposeInt("cpuCores"),
-    cpuRam: t.float({ description: "System RAM, GB.", resolve: (offer) => offer.cpuRam / MB_PER_GB }),
-    diskSpace: t.exposeFloat("diskSpace", { description: "Disk space, GB." }),
+    cpuCores: t.exposeInt("cpuCores", { description: "CPU cores of the machine." }),
+    cpuCoresEffective: t.exposeFloat("cpuCoresEffective", {
+      description: "CPU cores a rental of this offer gets: the machine's cores × numGpus / the machine's GPUs.",
+    }),
+    cpuRam: t.float({
+      description: "System RAM a rental of this offer gets (its share of the machine's, as cpuCoresEffective), GB.",
+      resolve: (offer) => offer.cpuRam / MB_PER_GB,
+    }),
+    diskSpace: t.exposeFloat("diskSpace", {
+      description: "Disk still free on the machine, GB: what a new rental may ask for (disks of instances not destroyed are reserved).",
+    }),
     diskBw: t.exposeFloat("diskBw", { description: "Disk bandwidth, MB/s." }),
     inetUp: t.exposeFloat("inetUp", { description: "Upload bandwidth, Mbps." }),
     inetDown: t.exposeFloat("inetDown", { description: "Download bandwidth, Mbps." }),
@@ -57,7 +66,7 @@ builder.node(OfferRef, {
     endDate: t.expose("endDate", { type: "DateTime", description: "The listing ends then; rentals end by it." }),
     durationDays: t.float({
       description: "Days until endDate.",
-      resolve: (offer) => (offer.endDate.getTime() - Date.now()) / 86_400_000,
+      resolve: (offer) => (offer.endDate.getTime() - Date.now()) / DAY_MS,
     }),
     rentable: t.exposeBoolean("rentable"),
     rented: t.exposeBoolean("rented"),

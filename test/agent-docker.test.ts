@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { ContainerSpec } from "../agent/runtime.ts";
-import { DockerRuntime, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
+import { DockerRuntime, GPUS_KEY, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
 // file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
@@ -30,6 +30,9 @@ switch (args[0]) {
     break;
   case "ps":
     process.stdout.write(process.env.FAKE_DOCKER_PS ?? "");
+    break;
+  case "info":
+    console.log((process.env.FAKE_DOCKER_RUNTIMES ?? '{"runc":{}}') + "\t4");
     break;
   case "stats":
     console.log("1.2MB / 3.4kB");
@@ -63,6 +66,9 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   args: [],
   diskGb: 25,
   numGpus: 2,
+  gpuIndices: [2, 3],
+  cpuCores: 8,
+  memoryMb: 64_000,
   recycleCount: 0,
   rebootCount: 0,
   ...overrides,
@@ -82,6 +88,7 @@ beforeEach(async () => {
   delete process.env.FAKE_DOCKER_NO_STORAGE_OPT;
   delete process.env.FAKE_DOCKER_STOP_FAILS;
   delete process.env.FAKE_DOCKER_PS;
+  delete process.env.FAKE_DOCKER_RUNTIMES;
 });
 
 afterAll(async () => {
@@ -95,7 +102,8 @@ describe("docker runtime (fake docker CLI)", () => {
     const runtime = new DockerRuntime(join(dir, "state"), capture);
     await runtime.create(spec());
 
-    const [pull, create] = await calls();
+    const [pull, info, create] = await calls();
+    expect(info!.args[0]).toBe("info");
     // `--` before every positional argument: nothing a client sends is read as an option.
     expect(pull!.args).toEqual(["pull", "--", "demo/image:latest"]);
     expect(lines.filter((line) => line.includes('"msg":"pull"')).map((line) => JSON.parse(line).progress)).toEqual([
@@ -115,6 +123,8 @@ describe("docker runtime (fake docker CLI)", () => {
       `${RECYCLE_KEY}=0`,
       "--label",
       `${REBOOT_KEY}=0`,
+      "--label",
+      `${GPUS_KEY}=2,3`,
       "--env-file",
       join(dir, "state", "C.34.env"),
       "-p",
@@ -123,8 +133,12 @@ describe("docker runtime (fake docker CLI)", () => {
       "8082/udp",
       "-p",
       "40001:40001",
-      "--gpus",
-      "2",
+      // No NVIDIA runtime on this engine: no --gpus (docker start would fail); the CPU share is
+      // capped at the engine's 4 CPUs.
+      "--cpus",
+      "4",
+      "--memory",
+      "64000m",
       "--storage-opt",
       "size=25G",
       "--init",
@@ -136,14 +150,27 @@ describe("docker runtime (fake docker CLI)", () => {
       "echo hello\nexec sleep infinity",
     ]);
     // The key is in a private file, never on the command line, and the file is gone afterwards.
-    expect(create!.envFile).toBe("FOO=bar baz\nCONTAINER_API_KEY=secret-key\nCONTAINER_LABEL=C.34\n");
+    expect(create!.envFile).toBe(
+      "FOO=bar baz\nCONTAINER_API_KEY=secret-key\nCONTAINER_LABEL=C.34\nCUDA_VISIBLE_DEVICES=2,3\nNVIDIA_VISIBLE_DEVICES=2,3\n",
+    );
     expect(create!.envFileMode).toBe("600");
     expect(create!.args.join(" ")).not.toContain("secret-key");
     await expect(readFile(join(dir, "state", "C.34.env"))).rejects.toThrow(/ENOENT/);
   });
 
+  it("passes exactly the container's GPUs on an engine with the NVIDIA runtime, numbered from 0 inside", async () => {
+    process.env.FAKE_DOCKER_RUNTIMES = '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{}}';
+    await new DockerRuntime(join(dir, "state"), logger).create(spec({ cpuCores: 2.5 }));
+    const create = (await calls()).find((call) => call.args[0] === "create")!;
+    const gpus = create.args.indexOf("--gpus");
+    expect(create.args.slice(gpus, gpus + 4)).toEqual(["--gpus", '"device=2,3"', "--cpus", "2.5"]);
+    expect(create.envFile).toContain("NVIDIA_VISIBLE_DEVICES=2,3\n");
+    expect(create.envFile).not.toContain("CUDA_VISIBLE_DEVICES");
+  });
+
   it("runs the image's entrypoint in ENTRYPOINT mode and asks for no GPUs when it has none", async () => {
-    await new DockerRuntime(join(dir, "state"), logger).create(spec({ launchMode: "ENTRYPOINT", numGpus: 0, ports: [] }));
+    process.env.FAKE_DOCKER_RUNTIMES = '{"nvidia":{}}';
+    await new DockerRuntime(join(dir, "state"), logger).create(spec({ launchMode: "ENTRYPOINT", numGpus: 0, gpuIndices: [], ports: [] }));
     const create = (await calls()).find((call) => call.args[0] === "create")!;
     expect(create.args.slice(-4)).toEqual(["--storage-opt", "size=25G", "--", "demo/image:latest"]);
     expect(create.args).not.toContain("--gpus");
@@ -173,14 +200,14 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_PS = [
       "C.34\tInstance:34\texited\tExited (143) 2 seconds ago\t0\t0",
       "C.36\tInstance:36\texited\tExited (1) 1 second ago\t1\t0",
-      "C.37\tInstance:37\trunning\tUp 5 minutes\t2\t3",
+      "C.37\tInstance:37\trunning\tUp 5 minutes\t2\t3\t0,1",
       "C.38\tInstance:38\tcreated\tCreated\t0\t0",
       "",
     ].join("\n");
     expect(await runtime.list()).toEqual([
       { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", recycleCount: 0, rebootCount: 0 },
       { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", recycleCount: 1, rebootCount: 0 },
-      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3 },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3, gpuIndices: [0, 1] },
       { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", recycleCount: 0, rebootCount: 0 },
     ]);
     // A restart is recorded over the count the container was created with.

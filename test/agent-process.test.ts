@@ -30,6 +30,9 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   args: [],
   diskGb: 1,
   numGpus: 0,
+  gpuIndices: [],
+  cpuCores: 1,
+  memoryMb: 1000,
   recycleCount: 0,
   rebootCount: 0,
   ...overrides,
@@ -80,6 +83,19 @@ describe("process runtime", () => {
     expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
     expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0 }]);
+  });
+
+  it("gives the workload its GPUs in CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES, and records them and its CPU and RAM share", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    await runtime.create(
+      spec("C.7", { onstart: 'echo "$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES" > gpus.txt; exec sleep 30', gpuIndices: [1, 3], cpuCores: 2.5, memoryMb: 8000 }),
+    );
+    await runtime.start("C.7");
+    expect(await waitForFile(join(dir, "processes", "C.7", "gpus.txt"), "|")).toBe("1,3|1,3\n");
+    const recorded = JSON.parse(await readFile(join(dir, "processes", "C.7", "spec.json"), "utf8"));
+    expect(recorded).toMatchObject({ gpuIndices: [1, 3], cpuCores: 2.5, memoryMb: 8000 });
+    expect((await runtime.list()).find((c) => c.label === "C.7")).toMatchObject({ state: "running", gpuIndices: [1, 3] });
+    await runtime.remove("C.7", 0);
   });
 
   it("does not wait out the grace period for a workload that ends on SIGTERM", async () => {

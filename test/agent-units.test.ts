@@ -150,6 +150,27 @@ describe("reconcile", () => {
     ]);
   });
 
+  it("starts a container on GPUs another one still uses only once that one has stopped", () => {
+    const preempted = assignment(1, { desiredState: "STOPPED", gpuIndices: [] });
+    const winner = assignment(2, { gpuIndices: [2, 3] });
+    const stillRunning = { ...container(1, "running"), gpuIndices: [3] };
+    expect(reconcile(desired(preempted, winner), [stillRunning], memory())).toEqual([
+      { label: "C.1", instanceId: "Instance:1", actions: [{ type: "stop", graceSeconds: 1 }] },
+    ]);
+    expect(reconcile(desired(preempted, winner), [{ ...stillRunning, state: "stopped" }], memory()).map((p) => p.actions)).toEqual([
+      [{ type: "report", status: "STOPPED" }],
+      [{ type: "launch", assignment: winner }],
+    ]);
+  });
+
+  it("makes a stopped container again when it restarts on other GPUs, and simply starts it on the same ones", () => {
+    const restarted = assignment(1, { gpuIndices: [0, 1] });
+    expect(reconcile(desired(restarted), [{ ...container(1, "stopped"), gpuIndices: [4, 5] }], memory())[0]!.actions).toEqual([
+      { type: "recycle", assignment: restarted },
+    ]);
+    expect(reconcile(desired(restarted), [{ ...container(1, "stopped"), gpuIndices: [0, 1] }], memory())[0]!.actions).toEqual([{ type: "start" }]);
+  });
+
   it("reads the number of a readable global id", () => {
     expect(numericId("Instance:34")).toBe("34");
   });

@@ -235,6 +235,19 @@ describe("permissions and expiry", () => {
   });
 });
 
+describe("permissions over WebSocket", () => {
+  it("a read-only key subscribes to the account's balance; keys without READ are refused (FORBIDDEN)", async () => {
+    const account = await newAccount();
+    const readOnly = await issueApiKey(prisma, { userId: account.userId, name: "ro", scope: "ACCOUNT", permissions: ["READ"] });
+    const instanceKey = await issueApiKey(prisma, { userId: account.userId, name: "c", scope: "INSTANCE", instanceId: 1 });
+    const reading = subscribe(app.url, readOnly.token, "subscription { balance { balance } }");
+    expect(await reading.next()).toEqual({ balance: "0.00" });
+    const refused = subscribe(app.url, instanceKey.token, "subscription { balance { balance } }");
+    expect((await refused.failed())[0].extensions.code).toBe("FORBIDDEN");
+    await Promise.all([reading.close(), refused.close()]);
+  });
+});
+
 describe("sessions", () => {
   const LOGIN = `mutation ($email: String!, $password: String!) {
     login(email: $email, password: $password) { ... on MutationLoginSuccess { data { apiKey { token apiKey { id } } } } }

@@ -10,7 +10,7 @@ import {
 } from "../domain/demo.ts";
 import { prisma } from "../infra/db.ts";
 
-const DAY_MS = 86_400_000;
+import { DAY_MS } from "../domain/time.ts";
 
 describe("demo data", () => {
   it("loads into an empty database once", async () => {

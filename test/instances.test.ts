@@ -110,7 +110,6 @@ describe("createInstance", () => {
     [{ ports: ["65536:65536"] }, ["ports", "0"]],
     [{ ports: ["8081/sctp"] }, ["ports", "0"]],
     [{ diskGb: 0 }, ["diskGb"]],
-    [{ diskGb: 5000 }, ["diskGb"]],
     [{ launchMode: "SSH", offerId: "12" }, ["offerId"]],
   ])("refuses invalid input %j, naming the field, writing nothing", async (extra, path) => {
     const machineId = await createListedMachine(host.userId);

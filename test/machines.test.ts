@@ -16,7 +16,7 @@ import {
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 
-const DAY = 86_400_000;
+import { DAY_MS as DAY } from "../domain/time.ts";
 
 function specs(overrides: Partial<RegisterMachineInput> = {}): RegisterMachineInput {
   const { gpuName, gpuRamMb, computeCap, tflopsPerGpu, gpuMemBw, pcieGen } = gpuModel("RTX 4090")!;

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { earningsEstimate } from "../domain/market/estimate.ts";
-import { DAY_MS, HOUR_MS, dayStart, dropPartitionsBefore, ensurePartitions, rollUp, runMarketSampler } from "../domain/market/sampler.ts";
+import { dayStart, dropPartitionsBefore, ensurePartitions, rollUp, runMarketSampler } from "../domain/market/sampler.ts";
+import { DAY_MS, HOUR_MS } from "../domain/time.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";

@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
-import { CREATE_INSTANCE, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
+import {
+  CREATE_INSTANCE,
+  createAccount,
+  createListedMachine,
+  expectAllocationValid,
+  expectGpuIndicesValid,
+  instanceInput,
+  unwrap,
+} from "./support/rentals.ts";
 
 const app = useTestApp();
 afterAll(() => closeAuctionQueue());
@@ -63,5 +71,64 @@ describe("50 clients racing for the last GPUs of a machine", () => {
     expect(rows.filter((i) => i.status === "LOADING").every((i) => i.kind === "ON_DEMAND")).toBe(true);
     expect(rows.filter((i) => i.kind === "INTERRUPTIBLE").every((i) => i.status === "PAUSED")).toBe(true);
     await expectAllocationValid(machineId);
+  });
+});
+
+const LIFECYCLE = (name: string) => /* GraphQL */ `
+  mutation ($id: ID!) { ${name}(id: $id) { __typename } }
+`;
+const CHANGE_BID = /* GraphQL */ `
+  mutation ($id: ID!, $price: Money!) { changeBid(instanceId: $id, pricePerGpuHour: $price) { __typename } }
+`;
+type Holder = { id: string; machineId: string; numGpus: number; status: string; gpuIndices: number[] };
+const MY_INSTANCES = /* GraphQL */ `
+  query { instances(first: 100) { edges { node { id machineId numGpus status gpuIndices } } } }
+`;
+
+describe("50 clients racing for the GPUs of one machine", () => {
+  it("never double-books a GPU index, through creation, bids, stops, starts and concurrent clearings", async () => {
+    const machineId = await createListedMachine(host.userId, { numGpus: 8 });
+    const clearings = (n: number) => Promise.all(Array.from({ length: n }, () => clearMachineNow(machineId)));
+    // Every client rents: a third on demand (1 GPU), the rest bid for 1 or 2 GPUs; clearings run meanwhile.
+    const created = await Promise.all([
+      ...clients.map(async (client, i) => {
+        const input = i % 3 === 0 ? instanceInput(machineId, 1) : instanceInput(machineId, 1 + (i % 2), { bidPricePerGpuHour: `0.${10 + i}` });
+        // Under load a request may time out waiting for the machine's lock: it then rents nothing.
+        const result = unwrap((await app.gql(CREATE_INSTANCE, { input }, client.key)).data?.createInstance);
+        return { client, id: result?.__typename === "CreateInstancePayload" ? (result.instance.id as string) : null };
+      }),
+      clearings(3).then(() => null),
+    ]);
+    const rentals = created.filter((r): r is { client: (typeof clients)[number]; id: string } => r !== null && r.id !== null);
+    expect(rentals.length).toBeGreaterThan(CLIENTS / 2);
+    await clearMachineNow(machineId);
+    await expectAllocationValid(machineId);
+
+    // Rounds of stops, starts and new bids, racing each other and the clearings.
+    for (let round = 0; round < 4; round++) {
+      await Promise.all([
+        ...rentals.map(({ client, id }, i) => {
+          const action = (i + round) % 4;
+          if (action === 0) return app.gql(LIFECYCLE("stopInstance"), { id }, client.key);
+          if (action === 1) return app.gql(LIFECYCLE("startInstance"), { id }, client.key);
+          if (action === 2) return app.gql(CHANGE_BID, { id, price: `0.${60 + ((i * 7 + round * 13) % 39)}` }, client.key);
+          return null;
+        }),
+        clearings(3),
+      ]);
+      await clearMachineNow(machineId);
+      await expectAllocationValid(machineId);
+    }
+
+    // What each client sees through the API agrees: holders' indices are disjoint.
+    const seen = await Promise.all(
+      rentals.map(async ({ client }) => (await app.gql(MY_INSTANCES, {}, client.key)).data.instances.edges.map((e: { node: Holder }) => e.node) as Holder[]),
+    );
+    // (The clients rented on the other tests' machines too.)
+    const here = seen.flat().filter((i) => i.machineId === `Machine:${machineId}`);
+    const holders = here.filter((i) => i.status === "LOADING" || i.status === "RUNNING");
+    expect(holders.length).toBeGreaterThan(0);
+    expect(here.filter((i) => i.status !== "LOADING" && i.status !== "RUNNING").every((i) => i.gpuIndices.length === 0)).toBe(true);
+    expectGpuIndicesValid(8, holders.map((i) => ({ id: Number(i.id.split(":")[1]), numGpus: i.numGpus, gpuIndices: i.gpuIndices })));
   });
 });

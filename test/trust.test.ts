@@ -145,7 +145,8 @@ describe("test credit and spend tiers", () => {
       currentPerHour: "0.00",
       next: { tier: "EMAIL_VERIFIED", limitPerHour: "20.00", requirements: ["verify the email address (requestEmailVerification, then verifyEmail)"] },
     });
-    expect((await rent()).data.createInstance.code).toBe("SPEND_RATE_LIMIT");
+    // Refused: no credit yet, and over the new account's spend limit.
+    expect(["INSUFFICIENT_BALANCE", "SPEND_RATE_LIMIT"]).toContain((await rent()).data.createInstance.code);
 
     await verifiedEmail(carol);
     expect((await app.gql(SPEND_LIMIT, {}, carol.key)).data.spendLimit).toMatchObject({ tier: "EMAIL_VERIFIED", next: { tier: "CARD_VERIFIED", limitPerHour: "100.00" } });
@@ -183,10 +184,22 @@ describe("test credit and spend tiers", () => {
     await cardSetUp(sameCard.userId, fingerprint);
     expect(await user(sameCard.userId)).toMatchObject({ emailVerified: true, balanceMicros: 0n });
     expect((await app.gql(ME, {}, sameCard.key)).data.me.cardVerified).toBe(true);
+    const TEST_CREDIT = "{ me { testCredit { status amount message } } }";
+    expect((await app.gql(TEST_CREDIT, {}, sameCard.key)).data.me.testCredit).toEqual({
+      status: "REFUSED",
+      amount: null,
+      message: "The card or the email address received a test credit already",
+    });
+    expect((await app.gql(TEST_CREDIT, {}, first.key)).data.me.testCredit).toMatchObject({ status: "GRANTED", amount: "1.00" });
 
     const local = `dana${randomBytes(3).toString("hex")}`;
     const dana = await account(`${local}+gpu@example.com`);
     const danaAgain = await account(`${local}+more@example.com`);
+    expect((await app.gql(TEST_CREDIT, {}, dana.key)).data.me.testCredit).toEqual({
+      status: "WAITING",
+      amount: "1.00",
+      message: "Verify the email and a card to receive it",
+    });
     expect(mailboxOf(dana.email)).toBe(mailboxOf(danaAgain.email));
     await verifiedEmail(dana);
     await cardSetUp(dana.userId, `fp_${randomBytes(6).toString("hex")}`);

@@ -2,7 +2,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
-import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
@@ -10,6 +10,14 @@ export const INSTANCE_KEY = "gpu-marketplace.instance-id";
 /** The assignment's recycleCount and rebootCount when the container was created. */
 export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
 export const REBOOT_KEY = "gpu-marketplace.reboot-count";
+/** The machine's GPUs the container was made with ("2,3"). */
+export const GPUS_KEY = "gpu-marketplace.gpus";
+
+/** What the engine can give a container: GPUs (an NVIDIA runtime is installed) and how many CPUs it has. */
+export interface EngineCapabilities {
+  gpus: boolean;
+  cpus: number;
+}
 
 /**
  * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
@@ -24,6 +32,14 @@ export class DockerRuntime implements Runtime {
     private readonly dir: string,
     private readonly logger: Logger,
   ) {}
+
+  private engine?: Promise<EngineCapabilities>;
+
+  /** Asked once: `docker info`. */
+  private capabilities(): Promise<EngineCapabilities> {
+    this.engine ??= runOk("docker", ["info", "--format", "{{json .Runtimes}}\t{{.NCPU}}"]).then(parseEngineInfo);
+    return this.engine;
+  }
 
   private marker(label: string) {
     return join(this.dir, "stopped", label);
@@ -41,16 +57,26 @@ export class DockerRuntime implements Runtime {
       "--filter",
       `label=${LABEL_KEY}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
       const rebootCount = Number((await readFile(this.rebootFile(label), "utf8").catch(() => null)) ?? createdRebootCount) || 0;
-      found.push({ label, instanceId, state, recycleCount: Number(recycleCount) || 0, rebootCount, ...(status ? { detail: status } : {}) });
+      // No label (a container made before GPUs were assigned): unknown, not "none".
+      const gpuIndices = gpus ? gpus.split(",").map(Number) : undefined;
+      found.push({
+        label,
+        instanceId,
+        state,
+        recycleCount: Number(recycleCount) || 0,
+        rebootCount,
+        ...(status ? { detail: status } : {}),
+        ...(gpuIndices ? { gpuIndices } : {}),
+      });
     }
     return found;
   }
@@ -60,17 +86,18 @@ export class DockerRuntime implements Runtime {
     await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const engine = await this.capabilities();
     const envFile = join(this.dir, `${spec.label}.env`);
-    await writeFile(envFile, envFileText(spec.env), { mode: 0o600 });
+    await writeFile(envFile, envFileText({ ...spec.env, ...containerGpuEnv(spec.gpuIndices, engine) }), { mode: 0o600 });
     try {
-      const withDisk = await run("docker", createArgs(spec, envFile, true));
+      const withDisk = await run("docker", createArgs(spec, envFile, true, engine));
       if (withDisk.code === 0) return;
       // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
       if (!/storage-opt|storage option/i.test(withDisk.stderr)) {
         throw new Error(`docker create failed (exit ${withDisk.code}): ${withDisk.stderr.trim()}`);
       }
       this.logger.warn({ label: spec.label, reason: withDisk.stderr.trim() }, "disk size limit unsupported by the storage driver; creating without it");
-      await runOk("docker", createArgs(spec, envFile, false));
+      await runOk("docker", createArgs(spec, envFile, false, engine));
     } finally {
       await rm(envFile, { force: true });
     }
@@ -134,7 +161,23 @@ export function envFileText(env: Record<string, string>): string {
     .join("");
 }
 
-export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean): string[] {
+/** `docker info`'s runtimes (JSON) and CPU count, tab-separated. */
+export function parseEngineInfo(text: string): EngineCapabilities {
+  const [runtimes, cpus] = text.trim().split("\t");
+  return { gpus: Object.hasOwn(JSON.parse(runtimes || "{}") as object, "nvidia"), cpus: Number(cpus) || 1 };
+}
+
+/**
+ * The GPU variables in the container. With GPUs, `--gpus` passes exactly the container's devices
+ * and CUDA numbers them from 0 inside, so only NVIDIA_VISIBLE_DEVICES (host indices, what the NVIDIA
+ * runtime reads) is set. Without, both name the host indices: the container's record of its GPUs.
+ */
+export function containerGpuEnv(gpuIndices: readonly number[], engine: EngineCapabilities): Record<string, string> {
+  const env = gpuEnv(gpuIndices);
+  return engine.gpus ? { NVIDIA_VISIBLE_DEVICES: env.NVIDIA_VISIBLE_DEVICES } : env;
+}
+
+export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean, engine: EngineCapabilities): string[] {
   const args = [
     "create",
     "--name",
@@ -147,11 +190,17 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     `${RECYCLE_KEY}=${spec.recycleCount}`,
     "--label",
     `${REBOOT_KEY}=${spec.rebootCount}`,
+    "--label",
+    `${GPUS_KEY}=${spec.gpuIndices.join(",")}`,
     "--env-file",
     envFile,
     ...spec.ports.flatMap((port) => ["-p", port]),
   ];
-  if (spec.numGpus > 0) args.push("--gpus", String(spec.numGpus));
+  // Quoted: --gpus reads CSV, and the device list has commas.
+  if (engine.gpus && spec.gpuIndices.length > 0) args.push("--gpus", `"device=${spec.gpuIndices.join(",")}"`);
+  // Never more CPUs than the engine has: docker refuses that (a host that overstated its cores).
+  if (spec.cpuCores > 0) args.push("--cpus", String(Math.min(spec.cpuCores, engine.cpus)));
+  if (spec.memoryMb > 0) args.push("--memory", `${spec.memoryMb}m`);
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
   if (spec.launchMode === "ENTRYPOINT") {
     // The image's own entrypoint, with the instance's args in place of the image's command when given.

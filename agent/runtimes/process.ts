@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promi
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, workloadScript } from "../runtime.ts";
+import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
 
 /**
  * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
@@ -13,7 +13,8 @@ import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, workl
  * arguments; without an onstart the args are the command, and without either it serves until stopped.
  * Recycling removes the directory, so what the workload wrote there (its working directory) is gone.
  *
- * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key), pid (the
+ * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key; it also
+ * records the GPU indices and the CPU and RAM share, which nothing enforces here), pid (the
  * process group), stopped (the agent stopped it as asked), exit.json (how the leader ended). A
  * restarted agent finds a still-running group by its pid file and the CONTAINER_LABEL in the
  * leader's environment; a group that vanished meanwhile counts as exited.
@@ -40,9 +41,17 @@ export class ProcessRuntime implements Runtime {
     const found: ContainerInfo[] = [];
     for (const label of labels) {
       const spec = await this.readSpec(label);
-      if (spec) {
-        found.push({ label, instanceId: spec.instanceId, recycleCount: spec.recycleCount ?? 0, rebootCount: spec.rebootCount ?? 0, ...(await this.inspect(label)) });
-      }
+      if (!spec) continue;
+      // None recorded (made before GPUs were assigned): unknown, as in the docker runtime.
+      const gpus = spec.gpuIndices?.length ? { gpuIndices: spec.gpuIndices } : {};
+      found.push({
+        label,
+        instanceId: spec.instanceId,
+        recycleCount: spec.recycleCount ?? 0,
+        rebootCount: spec.rebootCount ?? 0,
+        ...gpus,
+        ...(await this.inspect(label)),
+      });
     }
     return found;
   }
@@ -92,7 +101,14 @@ export class ProcessRuntime implements Runtime {
     const child = spawn("sh", argv, {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: process.env.LANG ?? "C.UTF-8", ...spec.env },
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: process.env.HOME ?? "/",
+        LANG: process.env.LANG ?? "C.UTF-8",
+        ...spec.env,
+        // No isolation here: the host's numbering is the process's.
+        ...gpuEnv(spec.gpuIndices),
+      },
       detached: true,
       stdio: ["ignore", output, output],
     });

@@ -119,13 +119,15 @@ export type OfferOrderField =
   | 'COMPUTE_CAP'
   /** CPU cores of the machine */
   | 'CPU_CORES'
-  /** system RAM, GB */
+  /** CPU cores a rental of the offer gets (its share of the machine's) */
+  | 'CPU_CORES_EFFECTIVE'
+  /** system RAM a rental of the offer gets (its share), GB */
   | 'CPU_RAM'
   /** highest CUDA version the driver supports */
   | 'CUDA_MAX_GOOD'
   /** disk bandwidth, MB/s */
   | 'DISK_BW'
-  /** disk space, GB */
+  /** disk still free on the machine, GB */
   | 'DISK_SPACE'
   /** DLPerf of the offer's GPUs */
   | 'DLPERF'
@@ -248,6 +250,7 @@ export type CreateInstanceMutation = { createInstance:
     | { __typename: 'BidTooLowError', code: string, message: string }
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'InsufficientBalanceError', code: string, message: string }
+    | { __typename: 'InsufficientDiskError', code: string, message: string }
     | { __typename: 'InsufficientGpusError', code: string, message: string }
     | { __typename: 'MutationCreateInstanceSuccess', data: { instance: { id: string, label: string | null, machineId: string, kind: RentalKind, status: InstanceStatus, intendedStatus: IntendedStatus, statusMessage: string | null, statusChangedAt: string, numGpus: number, image: string, diskGb: number, launchMode: LaunchMode, pricePerGpuHour: string, bidPerGpuHour: string | null, createdAt: string, endDate: string }, apiKey: { token: string } | null } }
     | { __typename: 'NotAuthenticatedError', code: string, message: string }

@@ -1,7 +1,9 @@
 import { prisma } from "../../infra/db.ts";
-import type { InstanceStatus, LaunchMode } from "../../prisma/generated/client/client.ts";
+import type { LaunchMode } from "../../prisma/generated/client/client.ts";
+import { HOLDING_STATUSES } from "../auction/contracts.ts";
 import { NotFoundError } from "../errors.ts";
 import { containerLabel } from "../instances/service.ts";
+import { machineShare } from "../machineShare.ts";
 
 /*
  * The desired state of a machine, as its agent receives it (the realtime contract's
@@ -32,6 +34,11 @@ export interface AssignmentView {
   recycleCount: number;
   diskGb: number;
   numGpus: number;
+  /** The machine's GPUs the container gets: empty unless RUNNING is desired. */
+  gpuIndices: number[];
+  /** Its share of the machine's CPU cores and RAM (machineShare.ts). */
+  cpuCores: number;
+  memoryMb: number;
   preemptGraceSeconds: number;
   statusMessage: string | null;
 }
@@ -42,15 +49,15 @@ export interface MachineAssignmentsView {
   instances: AssignmentView[];
 }
 
-/** Statuses in which the platform wants the container running. */
-const RUNS: ReadonlySet<InstanceStatus> = new Set(["LOADING", "RUNNING"]);
-
 export async function machineAssignments(machineId: number): Promise<MachineAssignmentsView> {
   const machine = await prisma.machine.findUnique({
     where: { id: machineId },
     select: {
       assignmentsRevision: true,
       preemptGraceSeconds: true,
+      numGpus: true,
+      cpuCores: true,
+      cpuRamMb: true,
       instances: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
     },
   });
@@ -58,23 +65,31 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
   return {
     machineId,
     revision: machine.assignmentsRevision,
-    instances: machine.instances.map((instance) => ({
-      instanceId: instance.id,
-      containerLabel: containerLabel(instance.id),
-      desiredState: RUNS.has(instance.status) ? "RUNNING" : "STOPPED",
-      image: instance.image,
-      launchMode: instance.launchMode,
-      onstart: instance.onstart || null,
-      env: instance.env as { key: string; value: string }[],
-      ports: instance.ports,
-      args: instance.args,
-      rebootCount: instance.rebootCount,
-      recycleCount: instance.recycleCount,
-      diskGb: instance.diskGb,
-      numGpus: instance.numGpus,
-      // Set when the auction took its GPUs; a stop by its owner uses the host's setting.
-      preemptGraceSeconds: instance.preemptGraceSeconds ?? machine.preemptGraceSeconds,
-      statusMessage: instance.statusMessage,
-    })),
+    instances: machine.instances.map((instance) => {
+      // The platform wants the container running while the instance holds its GPUs.
+      const runs = HOLDING_STATUSES.has(instance.status);
+      const share = machineShare(machine, instance.numGpus);
+      return {
+        instanceId: instance.id,
+        containerLabel: containerLabel(instance.id),
+        desiredState: runs ? "RUNNING" : "STOPPED",
+        image: instance.image,
+        launchMode: instance.launchMode,
+        onstart: instance.onstart || null,
+        env: instance.env as { key: string; value: string }[],
+        ports: instance.ports,
+        args: instance.args,
+        rebootCount: instance.rebootCount,
+        recycleCount: instance.recycleCount,
+        diskGb: instance.diskGb,
+        numGpus: instance.numGpus,
+        gpuIndices: runs ? instance.gpuIndices : [],
+        cpuCores: share.cpuCores,
+        memoryMb: share.ramMb,
+        // Set when the auction took its GPUs; a stop by its owner uses the host's setting.
+        preemptGraceSeconds: instance.preemptGraceSeconds ?? machine.preemptGraceSeconds,
+        statusMessage: instance.statusMessage,
+      } satisfies AssignmentView;
+    }),
   };
 }

@@ -39,22 +39,30 @@ export interface LiveInstance {
   /** What the last clearing recorded of the bid (domain/auction/bids.ts). */
   bidStanding: BidStanding | null;
   bidPriceToWinMicros: bigint | null;
+  gpuIndices: number[];
 }
 
-/** The live instances of a machine; lock the machine row first when the result is acted on. */
-export function liveInstances(db: Tx, machineId: number): Promise<LiveInstance[]> {
-  return liveInstancesOf(db, [machineId]);
+/** Statuses in which an instance holds its GPUs (and its gpuIndices are its own). */
+export const HOLDING_STATUSES: ReadonlySet<InstanceStatus> = new Set(["LOADING", "RUNNING"]);
+
+/**
+ * The live instances of a machine; lock the machine row first when the result is acted on.
+ * `forUpdate` also locks their rows, so the jobs that stop instances without the machine's lock
+ * (expiry, exhausted balances: they skip locked rows) cannot change one between read and write.
+ */
+export function liveInstances(db: Tx, machineId: number, forUpdate = false): Promise<LiveInstance[]> {
+  return liveInstancesOf(db, [machineId], forUpdate);
 }
 
 /** The live instances of several machines at once (order books of a page of offers). */
-export function liveInstancesOf(db: Tx, machineIds: readonly number[]): Promise<LiveInstance[]> {
+export function liveInstancesOf(db: Tx, machineIds: readonly number[], forUpdate = false): Promise<LiveInstance[]> {
   // Raw: the clearing runs this once per job, and the query builder's per-call cost shows there.
   return db.$queryRawUnsafe<LiveInstance[]>(
     `SELECT id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
             bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", end_date AS "endDate",
             status::text AS status, status_message AS "statusMessage", bid_standing::text AS "bidStanding",
-            bid_price_to_win_micros AS "bidPriceToWinMicros"
-       FROM instance WHERE machine_id = ANY($1::int[]) AND status = ANY($2::"InstanceStatus"[])`,
+            bid_price_to_win_micros AS "bidPriceToWinMicros", gpu_indices AS "gpuIndices"
+       FROM instance WHERE machine_id = ANY($1::int[]) AND status = ANY($2::"InstanceStatus"[])${forUpdate ? " FOR UPDATE" : ""}`,
     machineIds,
     LIVE_STATUSES,
   );

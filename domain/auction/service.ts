@@ -12,7 +12,16 @@ import { syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
-import { type LiveInstance, type MachineForAuction, auctionMachine, liveInstances, onDemandClaim, toContract } from "./contracts.ts";
+import {
+  HOLDING_STATUSES,
+  type LiveInstance,
+  type MachineForAuction,
+  auctionMachine,
+  liveInstances,
+  onDemandClaim,
+  toContract,
+} from "./contracts.ts";
+import { assignGpuIndices } from "./gpuIndices.ts";
 
 /*
  * The database side of the auction. Every event that can change who runs on a machine happens in a
@@ -175,6 +184,47 @@ function decide(
 }
 
 /**
+ * Gives the winners their GPU indices (gpuIndices.ts) and writes the ones that changed. An instance
+ * left holding GPUs without winning them (never by the rules, only if the machine shrank under it)
+ * holds no index, so holders never share one.
+ */
+async function writeGpuIndices(
+  tx: Tx,
+  machineGpus: number,
+  live: readonly LiveInstance[],
+  outcomes: readonly Outcome[],
+  statusAfter: ReadonlyMap<number, InstanceStatus>,
+): Promise<void> {
+  const winners = new Set(outcomes.filter((o) => o.runs).map((o) => o.instanceId));
+  const assigned = assignGpuIndices(
+    machineGpus,
+    live
+      .filter((instance) => winners.has(instance.id))
+      .map((instance) => {
+        const holds = HOLDING_STATUSES.has(instance.status);
+        return { instanceId: instance.id, numGpus: instance.numGpus, held: holds ? instance.gpuIndices : [], previous: holds ? [] : instance.gpuIndices };
+      }),
+  );
+  const changed: { id: number; indices: number[] }[] = [];
+  for (const instance of live) {
+    // Instances that no longer hold GPUs keep their last indices, to be tried first when they run again.
+    if (!HOLDING_STATUSES.has(statusAfter.get(instance.id)!)) continue;
+    const indices = assigned.get(instance.id) ?? [];
+    if (!sameIndices(indices, instance.gpuIndices)) changed.push({ id: instance.id, indices });
+  }
+  if (changed.length === 0) return;
+  await tx.$executeRawUnsafe(
+    `UPDATE instance SET gpu_indices = v.indices::int[] FROM unnest($1::int[], $2::text[]) AS v(id, indices) WHERE instance.id = v.id`,
+    changed.map((c) => c.id),
+    changed.map((c) => `{${c.indices.join(",")}}`),
+  );
+}
+
+function sameIndices(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((index, i) => index === b[i]);
+}
+
+/**
  * Runs the auction on one machine in one transaction with its row locked: expires contracts past
  * their end date, applies `clearMachine`'s outcomes through the lifecycle table (winners waiting in
  * SCHEDULING or PAUSED go to LOADING; the agent reports RUNNING), pauses losers with a message that
@@ -208,7 +258,7 @@ async function clearInTransaction(
 
     const live: LiveInstance[] = [];
     const events: BatchedEvent[] = [];
-    for (const instance of await liveInstances(tx, machineId)) {
+    for (const instance of await liveInstances(tx, machineId, true)) {
       // Past its end date: ended here rather than holding GPUs until the expiry job runs.
       if (instance.endDate > now) live.push(instance);
       else events.push({ instance, event: "EXPIRED", message: "lifetime ended", preemptGraceSeconds: null });
@@ -230,6 +280,9 @@ async function clearInTransaction(
     }
     // Paused bids learn the new price to win in the same statement.
     const statuses = await applyEvents(tx, events, now, messages);
+    const after = new Map(live.map((instance) => [instance.id, instance.status]));
+    events.forEach(({ instance }, i) => after.set(instance.id, statuses[i]));
+    await writeGpuIndices(tx, machine.numGpus, live, clearing.outcomes, after);
     const changes = events
       .map(({ instance, message }, i) => ({ instanceId: instance.id, from: instance.status, to: statuses[i], message }))
       .filter((change) => change.to !== change.from);

@@ -3,6 +3,7 @@ import type { Tx } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
 import { AppError, NotFoundError } from "../errors.ts";
 import { formatMoney } from "../money.ts";
+import { DAY_MS } from "../time.ts";
 
 /*
  * Spend rate limit: what an account's rentals may cost per hour in total, counting every instance
@@ -42,7 +43,6 @@ export class SpendRateLimitError extends AppError {
 }
 
 const VERIFIED_FACTOR = 4n;
-const DAY_MS = 86_400_000;
 
 function ageDays(facts: TrustFacts, now: Date): number {
   return Math.floor((now.getTime() - facts.createdAt.getTime()) / DAY_MS);

@@ -21,6 +21,16 @@ export class InsufficientGpusError extends AppError {
   }
 }
 
+/** The disks of a machine's instances (every one not destroyed) never add up to more than its disk. */
+export class InsufficientDiskError extends AppError {
+  constructor(
+    readonly requestedGb: number,
+    readonly availableGb: number,
+  ) {
+    super(`${requestedGb} GB of disk requested but only ${availableGb} GB are free on the machine`, "INSUFFICIENT_DISK");
+  }
+}
+
 /** A bid under the machine's minimum bid (its reserve price). */
 export class BidTooLowError extends AppError {
   constructor(readonly minBidMicros: bigint) {

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import type { Instance, InstanceStatus, Machine, Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -10,12 +10,13 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, syncOffers } from "../offers/sync.ts";
+import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
-import { BidTooLowError, InsufficientBalanceError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
+import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { applyEvent } from "./status.ts";
+import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -181,9 +182,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      if (data.diskGb > m.diskSpaceGb) {
-        throw new ValidationError([{ path: ["diskGb"], message: `at most the machine's ${m.diskSpaceGb} GB` }]);
-      }
+      const freeDisk = await freeDiskGb(tx, m);
+      if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
       const contracts = kind === "ON_DEMAND" ? (await liveInstances(tx, machineId)).map((instance) => toContract(instance, now)) : [];
@@ -228,6 +228,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
+      } else {
+        await syncOfferDisk(tx, m);
       }
       return { instance, apiKey };
     });
@@ -321,6 +323,8 @@ export function stopInstance(clientId: number, id: number): Promise<Instance> {
 export function destroyInstance(clientId: number, id: number): Promise<Instance> {
   return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
     const destroyed = await applyEvent(tx, instance, "DESTROY_REQUESTED", { message: "destroyed by its owner", destroyedAt: now }, now);
+    // Its disk is free again.
+    await syncOfferDisk(tx, instance.machine);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
     return destroyed;
   });
@@ -409,7 +413,7 @@ export async function labelInstance(userId: number, id: number, label: string | 
 }
 
 const listSchema = z.object({
-  status: z.array(z.enum(["SCHEDULING", "LOADING", "RUNNING", "PAUSED", "STOPPED", "EXITED", "DESTROYED"])).max(7).nullish(),
+  status: z.array(z.enum(InstanceStatus)).max(Object.keys(InstanceStatus).length).nullish(),
   label: z.string().max(64).nullish(),
 });
 
@@ -418,7 +422,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
   const { status, label } = parseInput(listSchema, filter);
   return {
     clientId: userId,
-    status: status?.length ? { in: status as InstanceStatus[] } : { not: "DESTROYED" },
+    status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
 }
@@ -426,7 +430,7 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
 const MAX_LISTING_DAYS = 365;
 const extendSchema = z.object({
   machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * 86_400_000, `at most ${MAX_LISTING_DAYS} days ahead`),
+  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
 });
 
 /**

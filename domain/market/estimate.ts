@@ -4,7 +4,8 @@ import { prisma } from "../../infra/db.ts";
 import { SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH } from "../billing/rates.ts";
 import { meteredUntilSql } from "../billing/metering.ts";
 import { parseInput } from "../validation.ts";
-import { DAY_MS, dayStart } from "./sampler.ts";
+import { dayStart } from "./sampler.ts";
+import { DAY_MS } from "../time.ts";
 
 /** The estimate looks at the last this many whole days (UTC). */
 export const ESTIMATE_WINDOW_DAYS = 28;

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { prisma } from "../../infra/db.ts";
 import { parseInput } from "../validation.ts";
-import { DAY_MS, SNAPSHOT_SQL } from "./sampler.ts";
+import { SNAPSHOT_SQL } from "./sampler.ts";
+import { DAY_MS } from "../time.ts";
 
 export type PriceBucket = "MINUTE" | "HOUR" | "DAY";
 

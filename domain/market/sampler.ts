@@ -1,5 +1,6 @@
 import { config } from "../../infra/config.ts";
 import type { Tx } from "../../infra/db.ts";
+import { MINUTE_MS, HOUR_MS, DAY_MS } from "../time.ts";
 
 /*
  * The market per GPU model, sampled every minute into price_sample (daily partitions) and rolled up
@@ -18,9 +19,6 @@ import type { Tx } from "../../infra/db.ts";
  * p90s, sums of the sums (so averages and utilization stay exact), mean of DLPerf per dollar.
  */
 
-export const MINUTE_MS = 60_000;
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 86_400_000;
 
 const COLUMNS = `bucket_start, gpu_name, samples, machines_sum, offers_sum, gpus_total_sum, gpus_rented_sum, gpus_available_sum,
   price_min, price_p50, price_p90, price_sum, price_count, bid_min, bid_p50, bid_p90, bid_sum, bid_count, dlperf_per_dollar`;

@@ -83,6 +83,7 @@ export interface OfferRow {
   pcieGen: number;
   cpuName: string;
   cpuCores: number;
+  cpuCoresEffective: number;
   cpuRam: number;
   diskSpace: number;
   diskBw: number;
@@ -197,6 +198,7 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   gpu_mem_bw: (ctx) => col(ctx, "gpu_mem_bw"),
   pcie_bw: (ctx) => col(ctx, "pcie_bw"),
   cpu_cores: (ctx) => col(ctx, "cpu_cores"),
+  cpu_cores_effective: (ctx) => col(ctx, "cpu_cores_effective"),
   cpu_ram: (ctx) => col(ctx, "cpu_ram"),
   disk_space: (ctx) => col(ctx, "disk_space"),
   disk_bw: (ctx) => col(ctx, "disk_bw"),
@@ -478,7 +480,8 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     SELECT o.id, o.machine_id AS "machineId", o.host_id AS "hostId", o.num_gpus AS "numGpus", o.gpu_name AS "gpuName",
       o.gpu_ram AS "gpuRam", o.gpu_total_ram AS "gpuTotalRam", o.compute_cap AS "computeCap",
       o.total_flops AS "totalFlops", o.gpu_mem_bw AS "gpuMemBw", o.pcie_bw AS "pcieBw", m.pcie_gen AS "pcieGen",
-      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_ram AS "cpuRam", o.disk_space AS "diskSpace",
+      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_cores_effective AS "cpuCoresEffective", o.cpu_ram AS "cpuRam",
+      o.disk_space AS "diskSpace",
       o.disk_bw AS "diskBw", o.inet_up AS "inetUp", o.inet_down AS "inetDown", o.cuda_max_good AS "cudaMaxGood",
       o.driver_version AS "driverVersion", o.reliability, o.dlperf, o.price_per_gpu_micros AS "pricePerGpuMicros",
       o.min_bid_micros AS "minBidMicros", o.storage_cost_micros AS "storageCostMicros",

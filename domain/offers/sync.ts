@@ -3,6 +3,7 @@ import type { Machine } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { chunkDlperf } from "../dlperf.ts";
+import { machineShare } from "../machineShare.ts";
 import { defaultRanking } from "./ranking.ts";
 
 /** GPU counts a machine is offered in: minChunk, doubling, and always the whole machine. */
@@ -37,7 +38,9 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
   const availability = offerAvailability(machine, contracts, now);
+  const diskSpace = await freeDiskGb(db, machine);
   const rows = sizes.map((numGpus, index) => {
+    const share = machineShare(machine, numGpus);
     const prices = {
       gpuDphMicros: machine.pricePerGpuHourMicros! * BigInt(numGpus),
       storageCostMicros: machine.storagePricePerGbMonthMicros ?? 0n,
@@ -57,8 +60,9 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       gpuMemBw: machine.gpuMemBw,
       pcieBw: machine.pcieBw,
       cpuCores: machine.cpuCores,
-      cpuRam: machine.cpuRamMb,
-      diskSpace: machine.diskSpaceGb,
+      cpuCoresEffective: share.cpuCores,
+      cpuRam: share.ramMb,
+      diskSpace,
       diskBw: machine.diskBw,
       inetUp: machine.inetUpMbps,
       inetDown: machine.inetDownMbps,
@@ -83,6 +87,23 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
     const { id, ...values } = row;
     await db.offer.upsert({ where: { id }, create: row, update: values });
   }
+}
+
+/**
+ * Disk of the machine not reserved by its instances: every instance that is not destroyed keeps its
+ * disk, stopped or exited ones too. Read under the machine's row lock when acted on.
+ */
+export async function freeDiskGb(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<number> {
+  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(
+    `SELECT COALESCE(SUM(disk_gb), 0)::int AS reserved FROM instance WHERE machine_id = $1 AND status <> 'DESTROYED'`,
+    machine.id,
+  );
+  return Math.max(0, machine.diskSpaceGb - reserved);
+}
+
+/** The offers' free disk after an instance was created or destroyed: the one column that changes. */
+export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<void> {
+  await db.offer.updateMany({ where: { machineId: machine.id }, data: { diskSpace: await freeDiskGb(db, machine) } });
 }
 
 type AvailabilityMachine = Pick<

@@ -3,6 +3,7 @@ import { prisma } from "../../infra/db.ts";
 import { formatMoney } from "../money.ts";
 import { queueNotification } from "../notifications.ts";
 import { MICROS_PER_CENT } from "./stripe.ts";
+import { HOUR_MS } from "../time.ts";
 
 /** Stripe charges no less than $0.50; a smaller debt waits until it grows. */
 const MIN_OFF_SESSION_CHARGE_MICROS = 500_000n;
@@ -64,7 +65,7 @@ export async function watchBalances(now = new Date()): Promise<WatchResult> {
       INSERT INTO payment (user_id, kind, status, amount_micros, created_at)
       SELECT id, 'AUTO_BILL', 'PENDING', auto_bill_amount_micros, ${now} FROM crossed`;
 
-    const settledBefore = new Date(now.getTime() - config().DEBIT_SETTLEMENT_HOURS * 3_600_000);
+    const settledBefore = new Date(now.getTime() - config().DEBIT_SETTLEMENT_HOURS * HOUR_MS);
     await tx.$executeRaw`
       WITH owing AS (
         UPDATE user_account u SET debit_settled_at = ${now}

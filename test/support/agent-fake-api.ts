@@ -34,6 +34,9 @@ const typeDefs = /* GraphQL */ `
     recycleCount: Int!
     diskGb: Int!
     numGpus: Int!
+    gpuIndices: [Int!]!
+    cpuCores: Float!
+    memoryMb: Int!
     preemptGraceSeconds: Int!
     statusMessage: String
   }
@@ -117,6 +120,9 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     recycleCount: 0,
     diskGb: 10,
     numGpus: 1,
+    gpuIndices: [],
+    cpuCores: 4,
+    memoryMb: 16_000,
     preemptGraceSeconds: 1,
     statusMessage: null,
     ...overrides,

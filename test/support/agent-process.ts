@@ -16,8 +16,14 @@ export interface AgentProcess {
 
 const PASS_LINE = '"msg":"reconcile pass"';
 
-/** The real agent program (agent/cli.ts) with the process runtime, against a real API. */
-export function spawnAgent(options: { api: string; key: string; machineId: number; stateDir: string }): AgentProcess {
+/** The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a real API. */
+export function spawnAgent(options: {
+  api: string;
+  key: string;
+  machineId: number;
+  stateDir: string;
+  runtime?: "process" | "docker";
+}): AgentProcess {
   const child = spawn(
     process.execPath,
     [
@@ -31,7 +37,7 @@ export function spawnAgent(options: { api: string; key: string; machineId: numbe
       "--machine",
       String(options.machineId),
       "--runtime",
-      "process",
+      options.runtime ?? "process",
       "--state-dir",
       options.stateDir,
       "--poll-seconds",
@@ -122,11 +128,15 @@ const SPECS = {
 };
 
 /** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
-export async function registerAndList(app: TestApp, hostKey: string): Promise<{ machineId: number; key: string }> {
+export async function registerAndList(
+  app: TestApp,
+  hostKey: string,
+  specs: Partial<typeof SPECS> = {},
+): Promise<{ machineId: number; key: string }> {
   const registered = await app.gql(
     `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
        ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
-    { input: SPECS },
+    { input: { ...SPECS, ...specs } },
     hostKey,
   );
   const { machine, apiKey } = registered.data.registerMachine.data;

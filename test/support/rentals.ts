@@ -86,7 +86,7 @@ export async function createListedMachine(
  * instances never exceed the machine's; and the stored allocation is exactly what `clearMachine`
  * decides for the machine's contracts (so on-demand rentals are never displaced by bids and no
  * lower bid runs while a higher one is paused for lack of GPUs; clearing.ts's property tests prove
- * those of the function).
+ * those of the function); and the holders' GPU indices never overlap.
  */
 export async function expectAllocationValid(machineId: number): Promise<void> {
   const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
@@ -97,6 +97,17 @@ export async function expectAllocationValid(machineId: number): Promise<void> {
   const clearing = clearMachine(auctionMachine(machine), live.map((i) => toContract(i, now)));
   const shouldRun = clearing.outcomes.filter((o) => o.runs).map((o) => o.instanceId).sort((a, b) => a - b);
   expect(holding.map((i) => i.id).sort((a, b) => a - b)).toEqual(shouldRun);
+  expectGpuIndicesValid(machine.numGpus, holding);
+}
+
+/** Holders of a machine's GPUs each hold exactly their number of its indices, and no index twice. */
+export function expectGpuIndicesValid(machineGpus: number, holding: { id: number; numGpus: number; gpuIndices: number[] }[]): void {
+  for (const instance of holding) {
+    expect(instance.gpuIndices, `instance ${instance.id}`).toHaveLength(instance.numGpus);
+    expect(instance.gpuIndices.every((index) => index >= 0 && index < machineGpus)).toBe(true);
+  }
+  const all = holding.flatMap((instance) => instance.gpuIndices);
+  expect(new Set(all).size, `indices ${JSON.stringify(holding.map((i) => [i.id, i.gpuIndices]))}`).toBe(all.length);
 }
 
 export const CREATE_INSTANCE = /* GraphQL */ `
@@ -112,6 +123,7 @@ export const CREATE_INSTANCE = /* GraphQL */ `
       }
       ... on Error { code message }
       ... on InsufficientGpusError { requested available }
+      ... on InsufficientDiskError { requestedGb availableGb }
       ... on BidTooLowError { minBidPerGpuHour }
       ... on ValidationError { issues { path message } }
     }

@@ -12,6 +12,7 @@ const AccountPage = lazy(() => import("./pages/AccountPage.tsx"));
 const HostPage = lazy(() => import("./pages/HostPage.tsx"));
 const MarketPage = lazy(() => import("./pages/MarketPage.tsx"));
 const AuthPage = lazy(() => import("./pages/AuthPage.tsx"));
+const EmailLinkPage = lazy(() => import("./pages/EmailLinkPage.tsx"));
 
 export function App() {
   return (
@@ -34,6 +35,9 @@ export function App() {
             <Route path="/market">{() => <MarketPage />}</Route>
             <Route path="/login">{() => <AuthPage mode="login" />}</Route>
             <Route path="/signup">{() => <AuthPage mode="signup" />}</Route>
+            {/* The links of account emails (APP_URL). */}
+            <Route path="/verify-email">{() => <EmailLinkPage purpose="verify-email" />}</Route>
+            <Route path="/reset-password">{() => <EmailLinkPage purpose="reset-password" />}</Route>
             <Route>
               <h1>Not found</h1>
               <p>

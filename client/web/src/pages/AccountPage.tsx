@@ -4,6 +4,7 @@ import { useSearch } from "wouter";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { RequireSession } from "../components/RequireSession.tsx";
+import { TrustPanel } from "../components/TrustPanel.tsx";
 import { dateTime, day, downloadCsv, money } from "../format.ts";
 import { graphql } from "../gql/index.ts";
 import type { AccountChargesQuery, AccountInvoicesQuery, AccountKeysQuery } from "../gql/graphql.ts";
@@ -498,6 +499,7 @@ function Account() {
       </div>
       <Statements />
       <div className="grid">
+        <TrustPanel />
         <Keys />
       </div>
     </div>

@@ -1,0 +1,112 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run, runOk } from "../agent/exec.ts";
+import { GPUS_KEY, INSTANCE_KEY } from "../agent/runtimes/docker.ts";
+import { prisma } from "../infra/db.ts";
+import { closePubSub } from "../infra/pubsub.ts";
+import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
+import { type AgentProcess, eventually, registerAndList, spawnAgent } from "./support/agent-process.ts";
+import { useTestApp } from "./support/app.ts";
+import { type TestImages, testImages } from "./support/images.ts";
+import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
+
+// Two tenants on one 8-GPU machine whose agent runs the docker runtime on the real engine: each
+// container gets its own GPUs (disjoint device lists in its environment and labels; this engine has
+// no NVIDIA runtime, so no --gpus) and its share of the machine's CPUs and RAM as docker limits.
+
+const app = useTestApp();
+let auction: AuctionWorker;
+let images: TestImages;
+let dir: string;
+let agent: AgentProcess | undefined;
+const containers: string[] = [];
+
+beforeAll(async () => {
+  images = await testImages();
+  auction = await startAuctionWorker();
+  dir = await mkdtemp(join(tmpdir(), "shares-docker-"));
+}, 15 * 60_000);
+
+afterAll(async () => {
+  if (agent && agent.child.exitCode === null) {
+    agent.child.kill("SIGTERM");
+    await agent.exited;
+  }
+  // Labels (C.<id>) repeat across test databases: remove by the ids this file saw.
+  for (const id of containers) await run("docker", ["rm", "--force", id]);
+  await auction.close();
+  await closePubSub();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Inspected {
+  Id: string;
+  Config: { Env: string[]; Labels: Record<string, string> };
+  HostConfig: { NanoCpus: number; Memory: number; DeviceRequests: unknown[] | null };
+}
+
+/** The container of `instanceId` made by this test's API (labels repeat across test databases; instance ids in the env do too, API_URL not). */
+async function inspectContainer(instanceId: string): Promise<Inspected | undefined> {
+  const ids = (await runOk("docker", ["ps", "--all", "--quiet", "--no-trunc", "--filter", `label=${INSTANCE_KEY}=${instanceId}`])).split("\n").filter(Boolean);
+  for (const id of ids) {
+    const [container] = JSON.parse(await runOk("docker", ["inspect", id])) as Inspected[];
+    if (container!.Config.Env.includes(`API_URL=${app.url}`)) return container;
+  }
+  return undefined;
+}
+
+const envOf = (container: Inspected) =>
+  Object.fromEntries(container.Config.Env.map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+
+describe("two tenants on one 8-GPU machine, docker runtime", () => {
+  it("see disjoint GPU lists and their own CPU and RAM limits in docker inspect", async () => {
+    const host = await createAccount("host");
+    // 8 cores and 16,000 MB over 8 GPUs: a GPU's share is 1 core and 2,000 MB.
+    const { machineId, key } = await registerAndList(app, host.key, { numGpus: 8, cpuCores: 8, cpuRamMb: 16_000 });
+    agent = spawnAgent({ api: app.url, key, machineId, stateDir: join(dir, "agent"), runtime: "docker" });
+    await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).lastHeartbeatAt);
+
+    const rent = async (clientKey: string, numGpus: number) => {
+      const input = { offerId: `${machineId}-${numGpus}`, image: images.plain, diskGb: 5, launchMode: "SSH" };
+      const result = unwrap((await app.gql(CREATE_INSTANCE, { input }, clientKey)).data.createInstance);
+      expect(result.__typename).toBe("CreateInstancePayload");
+      return result.instance.id as string;
+    };
+    const alice = await createAccount("alice");
+    const bob = await createAccount("bob");
+    const one = await rent(alice.key, 1);
+    const two = await rent(bob.key, 2);
+
+    const running = async (id: string) => {
+      const row = await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } });
+      return row.status === "RUNNING" ? row : undefined;
+    };
+    const [first, second] = [await eventually(() => running(one), 60_000), await eventually(() => running(two), 60_000)];
+    const a = (await inspectContainer(one))!;
+    const b = (await inspectContainer(two))!;
+    containers.push(a.Id, b.Id);
+
+    // Each container names exactly the GPUs the auction gave its instance, and no GPU twice.
+    expect(first.gpuIndices).toHaveLength(1);
+    expect(second.gpuIndices).toHaveLength(2);
+    expect(first.gpuIndices.filter((index) => second.gpuIndices.includes(index))).toEqual([]);
+    for (const [container, indices] of [[a, first.gpuIndices], [b, second.gpuIndices]] as const) {
+      const env = envOf(container);
+      expect(env.CUDA_VISIBLE_DEVICES).toBe(indices.join(","));
+      expect(env.NVIDIA_VISIBLE_DEVICES).toBe(indices.join(","));
+      expect(container.Config.Labels[GPUS_KEY]).toBe(indices.join(","));
+      // No NVIDIA runtime on this engine: asking docker for GPUs would make the start fail.
+      expect(container.HostConfig.DeviceRequests ?? []).toEqual([]);
+    }
+    const devices = (container: Inspected) => envOf(container).CUDA_VISIBLE_DEVICES!.split(",");
+    expect(devices(a).filter((d) => devices(b).includes(d))).toEqual([]);
+
+    // CPU and RAM: 1 of 8 GPUs → 1 core and 2,000 MB; 2 of 8 → 2 cores and 4,000 MB.
+    expect(a.HostConfig.NanoCpus).toBe(1e9);
+    expect(a.HostConfig.Memory).toBe(2000 * 1024 * 1024);
+    expect(b.HostConfig.NanoCpus).toBe(2e9);
+    expect(b.HostConfig.Memory).toBe(4000 * 1024 * 1024);
+  }, 180_000);
+});
