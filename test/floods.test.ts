@@ -2,6 +2,9 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { meterUpTo } from "../domain/billing/metering.ts";
+import { RateLimitedError } from "../domain/errors.ts";
+import { hashPassword, verifyPassword } from "../domain/passwordHashing.ts";
+import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 
 /** What a flood of requests must not take from everyone else. */
@@ -30,5 +33,20 @@ describe("metering under request load", () => {
     await holder.query("SELECT pg_advisory_unlock_all()");
     await Promise.all(waiting);
     await holder.end();
+  });
+});
+
+describe("password hashing under a login flood", () => {
+  it("runs a bounded number at once, queues a bounded number, and refuses the rest at once", async () => {
+    const { PASSWORD_HASHES_AT_ONCE, PASSWORD_HASH_QUEUE } = config();
+    const stored = await hashPassword("s3cret-password");
+    const flood = PASSWORD_HASHES_AT_ONCE + PASSWORD_HASH_QUEUE + 12;
+    const outcomes = await Promise.allSettled(Array.from({ length: flood }, () => verifyPassword(stored, "wrong-password")));
+    const refused = outcomes.filter((outcome) => outcome.status === "rejected");
+    expect(refused).toHaveLength(12);
+    for (const outcome of refused) expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(RateLimitedError);
+    expect(outcomes.filter((outcome) => outcome.status === "fulfilled" && outcome.value === false)).toHaveLength(flood - 12);
+    // Nothing is left holding a slot.
+    expect(await verifyPassword(stored, "s3cret-password")).toBe(true);
   });
 });
