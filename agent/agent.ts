@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { AgentApi } from "./api.ts";
 import { type Backoff, subscribeAssignments } from "./connection.ts";
+import { LogService } from "./logs.ts";
 import { startHeartbeat } from "./metrics.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime.ts";
@@ -42,6 +43,7 @@ export function startAgent(options: AgentOptions): Agent {
     stopping ??= (async () => {
       if (fatal) logger.error({ err: fatal.message }, "stopping: the API refused this agent");
       clearInterval(poll);
+      logs.stop();
       await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop()]);
       logger.info("agent stopped");
       if (fatal) settle.reject(fatal);
@@ -58,6 +60,7 @@ export function startAgent(options: AgentOptions): Agent {
     containerApiUrl: options.containerApiUrl ?? options.apiUrl,
     onFatal,
   });
+  const logs = new LogService({ runtime: options.runtime, api, logger, onFatal });
   const subscription = subscribeAssignments({
     url: options.apiUrl,
     key: options.key,
@@ -65,6 +68,7 @@ export function startAgent(options: AgentOptions): Agent {
     logger,
     backoff: options.backoff,
     onState: (state) => reconciler.setDesired(state),
+    onLogRequest: (request) => logs.handle(request),
     onFatal,
   });
   const heartbeat = startHeartbeat({

@@ -34,6 +34,22 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
   }
 `;
 
+export const LOG_REQUESTS_SUBSCRIPTION = /* GraphQL */ `
+  subscription LogRequests($machineId: ID!) {
+    logRequests(machineId: $machineId) { requestId instanceId containerLabel tail follow leaseSeconds }
+  }
+`;
+
+export const logRequestSchema = z.object({
+  requestId: z.string().min(1),
+  instanceId: z.string().min(1),
+  containerLabel: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "a container label such as C.34"),
+  tail: z.number().int().nonnegative(),
+  follow: z.boolean(),
+  leaseSeconds: z.number().int().positive(),
+});
+export type LogRequest = z.infer<typeof logRequestSchema>;
+
 const assignmentSchema = z.object({
   instanceId: z.string().min(1),
   containerLabel: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "a container label such as C.34"),
@@ -173,6 +189,18 @@ export class AgentApi {
         reportUsage(instanceId: $instanceId, rxBytes: $rxBytes, txBytes: $txBytes) { __typename ${ERROR_FIELDS} }
       }`,
       { instanceId, rxBytes: rxBytes.toString(), txBytes: txBytes.toString() },
+    );
+    return refused;
+  }
+
+  /** Lines answering a log request; the typed refusal (an expired request) or null. */
+  async uploadInstanceLogs(instanceId: string, requestId: string, lines: string[]) {
+    const { refused } = await this.mutate(
+      "uploadInstanceLogs",
+      `mutation ($instanceId: ID!, $requestId: String!, $lines: [String!]!) {
+        uploadInstanceLogs(instanceId: $instanceId, requestId: $requestId, lines: $lines) { __typename ${ERROR_FIELDS} }
+      }`,
+      { instanceId, requestId, lines },
     );
     return refused;
   }

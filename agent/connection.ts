@@ -1,7 +1,16 @@
 import { type Client, createClient } from "graphql-ws";
 import type { Logger } from "pino";
 import WebSocket from "ws";
-import { ASSIGNMENTS_SUBSCRIPTION, AuthRejectedError, type MachineAssignments, machineAssignmentsSchema } from "./api.ts";
+import type { z } from "zod";
+import {
+  ASSIGNMENTS_SUBSCRIPTION,
+  AuthRejectedError,
+  LOG_REQUESTS_SUBSCRIPTION,
+  type LogRequest,
+  logRequestSchema,
+  type MachineAssignments,
+  machineAssignmentsSchema,
+} from "./api.ts";
 
 export interface Backoff {
   initialMs: number;
@@ -27,6 +36,8 @@ export interface AssignmentsOptions {
   backoff: Backoff;
   /** Each desired state as it arrives: the whole state after every (re)subscribe and every change. */
   onState(state: MachineAssignments): void;
+  /** Each request for an instance's logs (subscribed on the same connection when given). */
+  onLogRequest?(request: LogRequest): void;
   /** The API refused the key or the machine: the agent stops. */
   onFatal(error: Error): void;
 }
@@ -53,16 +64,16 @@ class AgentWebSocket extends WebSocket {
 }
 
 /**
- * Subscribes to `assignments(machineId)` and keeps it subscribed: graphql-ws reconnects with our
- * backoff forever (re-subscribing on each new socket), and a subscription that ends or fails is made
- * again. Only a refused key or machine ends it.
+ * Subscribes to `assignments(machineId)` (and `logRequests(machineId)`) and keeps them subscribed:
+ * graphql-ws reconnects with our backoff forever (re-subscribing on each new socket), and a
+ * subscription that ends or fails is made again. Only a refused key or machine ends them.
  */
 export function subscribeAssignments(options: AssignmentsOptions): AssignmentsSubscription {
   const { logger, backoff } = options;
   let stopped = false;
-  let attempts = 0;
-  let unsubscribe: (() => void) | null = null;
-  let resubscribeTimer: NodeJS.Timeout | undefined;
+  /** The current subscription of each field. */
+  const unsubscribes = new Map<string, () => void>();
+  const resubscribeTimers = new Set<NodeJS.Timeout>();
 
   const isForbidden = (value: unknown) => (value as { code?: unknown } | null)?.code === FORBIDDEN;
 
@@ -93,42 +104,50 @@ export function subscribeAssignments(options: AssignmentsOptions): AssignmentsSu
     options.onFatal(error);
   };
 
-  const resubscribe = (why: string) => {
-    if (stopped) return;
-    const delay = backoffDelay(attempts++, backoff);
-    logger.warn({ delayMs: delay }, `subscription ${why}; subscribing again`);
-    resubscribeTimer = setTimeout(subscribe, delay);
-  };
-
-  function subscribe() {
-    if (stopped) return;
-    unsubscribe = client.subscribe(
-      { query: ASSIGNMENTS_SUBSCRIPTION, variables: { machineId: options.machineId } },
-      {
-        next: (result) => {
-          if (result.errors?.length) return logger.warn({ errors: result.errors }, "assignments carried errors");
-          const parsed = machineAssignmentsSchema.safeParse((result.data as { assignments?: unknown } | null)?.assignments);
-          if (!parsed.success) return logger.error({ issues: parsed.error.issues }, "assignments did not match the contract");
-          attempts = 0;
-          options.onState(parsed.data);
+  /** Keeps one subscription whose field `field` carries items of `schema`. */
+  function keep<T>(field: string, query: string, schema: z.ZodType<T>, deliver: (item: T) => void) {
+    let attempts = 0;
+    const resubscribe = (why: string) => {
+      if (stopped) return;
+      const delay = backoffDelay(attempts++, backoff);
+      logger.warn({ field, delayMs: delay }, `subscription ${why}; subscribing again`);
+      const timer = setTimeout(() => {
+        resubscribeTimers.delete(timer);
+        subscribe();
+      }, delay);
+      resubscribeTimers.add(timer);
+    };
+    function subscribe() {
+      if (stopped) return;
+      unsubscribes.set(field, client.subscribe(
+        { query, variables: { machineId: options.machineId } },
+        {
+          next: (result) => {
+            if (result.errors?.length) return logger.warn({ field, errors: result.errors }, "subscription carried errors");
+            const parsed = schema.safeParse((result.data as Record<string, unknown> | null)?.[field]);
+            if (!parsed.success) return logger.error({ field, issues: parsed.error.issues }, "subscription did not match the contract");
+            attempts = 0;
+            deliver(parsed.data);
+          },
+          error: (error: unknown) => {
+            if (isForbidden(error)) return fatal(new AuthRejectedError(`WebSocket closed with ${FORBIDDEN}`));
+            const errors = Array.isArray(error) ? (error as { message: string; extensions?: { code?: string } }[]) : [];
+            const refusal = errors.find((e) => FATAL_CODES.has(e.extensions?.code ?? ""));
+            if (refusal) return fatal(new AuthRejectedError(`${refusal.extensions!.code}: ${refusal.message}`));
+            logger.warn({ field, err: error }, "subscription failed");
+            resubscribe("failed");
+          },
+          complete: () => resubscribe("completed"),
         },
-        error: (error: unknown) => {
-          if (isForbidden(error)) return fatal(new AuthRejectedError(`WebSocket closed with ${FORBIDDEN}`));
-          const errors = Array.isArray(error) ? (error as { message: string; extensions?: { code?: string } }[]) : [];
-          const refusal = errors.find((e) => FATAL_CODES.has(e.extensions?.code ?? ""));
-          if (refusal) return fatal(new AuthRejectedError(`${refusal.extensions!.code}: ${refusal.message}`));
-          logger.warn({ err: error }, "subscription failed");
-          resubscribe("failed");
-        },
-        complete: () => resubscribe("completed"),
-      },
-    );
+      ));
+    }
+    subscribe();
   }
 
   async function stop() {
     stopped = true;
-    clearTimeout(resubscribeTimer);
-    unsubscribe?.();
+    for (const timer of resubscribeTimers) clearTimeout(timer);
+    for (const unsubscribe of unsubscribes.values()) unsubscribe();
     // terminate: no waiting for a connection attempt under way; dispose rejects when that attempt failed.
     client.terminate();
     try {
@@ -138,6 +157,7 @@ export function subscribeAssignments(options: AssignmentsOptions): AssignmentsSu
     }
   }
 
-  subscribe();
+  keep("assignments", ASSIGNMENTS_SUBSCRIPTION, machineAssignmentsSchema, options.onState);
+  if (options.onLogRequest) keep("logRequests", LOG_REQUESTS_SUBSCRIPTION, logRequestSchema, options.onLogRequest);
   return { stop };
 }

@@ -67,6 +67,60 @@ export interface Runtime {
   remove(label: string, graceSeconds: number): Promise<void>;
   /** Bandwidth counters since the container started. */
   netIo(label: string): Promise<NetIo>;
+  /** The last `tail` lines of its stdout and stderr (none when it does not exist), and where they end. */
+  logs(label: string, tail: number): Promise<LogTail>;
+  /** Calls `onLines` with the lines written after `cursor` (from `logs`), as they come, until stopped. */
+  followLogs(label: string, cursor: string, onLines: (lines: string[]) => void): LogFollower;
+}
+
+export interface LogTail {
+  lines: string[];
+  /** Opaque to all but the runtime: where the next line will start. */
+  cursor: string;
+}
+
+export interface LogFollower {
+  /** Settles when following has ended (stopped, or the container is gone). */
+  ended: Promise<void>;
+  stop(): void;
+}
+
+/** Bytes of log lines in one answer: the API takes at most this much an upload. */
+export const MAX_LOG_BYTES = 1_000_000;
+/** A longer line is cut here, so that one line never fills an answer. */
+export const MAX_LOG_LINE_BYTES = 16_384;
+
+/** Splits text that arrives in chunks into lines (\n, \r\n or \r), holding back a partial last line. */
+export class LineSplitter {
+  private partial = "";
+
+  /** The unfinished last line so far. */
+  get rest(): string {
+    return this.partial;
+  }
+
+  push(chunk: string): string[] {
+    const lines = (this.partial + chunk).split(/\r?\n|\r/);
+    this.partial = lines.pop() ?? "";
+    return lines.map(clipLine);
+  }
+}
+
+function clipLine(line: string): string {
+  return Buffer.byteLength(line) <= MAX_LOG_LINE_BYTES ? line : `${Buffer.from(line).subarray(0, MAX_LOG_LINE_BYTES).toString()}…`;
+}
+
+/** The last `tail` of `lines` that fit in MAX_LOG_BYTES together. */
+export function lastLines(lines: string[], tail: number): string[] {
+  const kept: string[] = [];
+  let bytes = 0;
+  for (let i = lines.length - 1; i >= 0 && kept.length < tail; i--) {
+    const line = clipLine(lines[i]!);
+    bytes += Buffer.byteLength(line) + 1;
+    if (bytes > MAX_LOG_BYTES) break;
+    kept.push(line);
+  }
+  return kept.reverse();
 }
 
 /**

@@ -3,7 +3,18 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ApiError, createClient, NetworkError } from "./client.ts";
 import { type Command, type CommandContext, type Io, UsageError } from "./command.ts";
-import { changeBid, createInstance, destroyInstance, showInstances, startInstance, stopInstance, watchInstance } from "./commands/instances.ts";
+import {
+  changeBid,
+  createInstance,
+  destroyInstance,
+  logs,
+  rebootInstance,
+  recycleInstance,
+  showInstances,
+  startInstance,
+  stopInstance,
+  watchInstance,
+} from "./commands/instances.ts";
 import { showBids, showOrderBook } from "./commands/bids.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
@@ -21,6 +32,9 @@ export const COMMANDS: Command[] = [
   startInstance,
   stopInstance,
   destroyInstance,
+  rebootInstance,
+  recycleInstance,
+  logs,
   changeBid,
   showBids,
   showOrderBook,
@@ -73,8 +87,9 @@ export async function main(argv: string[], overrides: Partial<Io> = {}): Promise
     return code;
   };
 
+  // Commands are one word ("logs") or two ("show instances").
   const name = argv.slice(0, 2).join(" ");
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = COMMANDS.find((c) => c.name === name) ?? COMMANDS.find((c) => c.name === argv[0]);
   if (!command) {
     if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
       io.stdout.write(`${usage()}\n`);
@@ -85,7 +100,7 @@ export async function main(argv: string[], overrides: Partial<Io> = {}): Promise
 
   try {
     const { values, positionals } = parseArgs({
-      args: argv.slice(2),
+      args: argv.slice(command.name.split(" ").length),
       options: { ...GLOBAL_OPTIONS, ...command.options },
       allowPositionals: true,
       strict: true,

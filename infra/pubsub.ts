@@ -27,7 +27,20 @@ export type Events = {
   bids: [userId: number, event: { instanceIds: number[] }];
   /** A clearing of the machine committed: its order book may have changed (one event per clearing). */
   orderBook: [machineId: number, event: { machineId: number }];
+  /** Asks the machine's agent for instances' logs (domain/instances/logs.ts). */
+  logRequests: [machineId: number, event: { requests: LogRequest[] }];
+  /** The agent uploaded log lines for these requests: [requestId, batch] pairs, read from Redis. */
+  instanceLogs: [instanceId: number, event: { batches: [requestId: string, batch: number][] }];
 };
+
+export interface LogRequest {
+  requestId: string;
+  instanceId: number;
+  /** Lines from the end to send first (0: none). */
+  tail: number;
+  /** Keep sending new lines until the request's lease runs out (renewed by sending it again). */
+  follow: boolean;
+}
 export type EventKey = keyof Events;
 export type EventPayload<K extends EventKey> = Events[K][1];
 /** What goes over the wire: each id with its payload. */

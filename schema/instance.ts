@@ -246,11 +246,13 @@ builder.mutationField("createInstance", (t) =>
   }),
 );
 
-/** The owner's INSTANCES permission, or the instance's own key for itself; the resolver validates the id. */
-const ownerOrOwnKey = (_root: unknown, args: Record<string, unknown>) => {
-  const id = args.id as { typename: string; id: string };
-  return { permission: "INSTANCES" as const, instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
-};
+/** The owner's `permission`, or the instance's own key for itself; the resolver validates the id argument. */
+export const ownerOrOwnKey =
+  (permission: "INSTANCES" | "READ" = "INSTANCES", argument = "id") =>
+  (_root: unknown, args: Record<string, unknown>) => {
+    const id = args[argument] as { typename: string; id: string };
+    return { permission, instanceKey: id.typename === "Instance" ? Number(id.id) : 0 };
+  };
 
 const lifecycleMutations = { startInstance, stopInstance, destroyInstance, rebootInstance, recycleInstance } as const;
 const lifecycleDescriptions = {
@@ -266,7 +268,7 @@ const lifecycleDescriptions = {
 for (const [name, mutate] of Object.entries(lifecycleMutations)) {
   builder.mutationField(name, (t) =>
     // The instance's own key may do these for its own instance; the resolver validates the id.
-    t.withAuth(ownerOrOwnKey).field({
+    t.withAuth(ownerOrOwnKey()).field({
       type: InstanceRef,
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
       errors: { types: name === "startInstance" ? [IllegalTransitionError, InsufficientBalanceError] : [IllegalTransitionError] },
@@ -288,7 +290,7 @@ const UpdateInstanceInput = builder.inputType("UpdateInstanceInput", {
 });
 
 builder.mutationField("updateInstance", (t) =>
-  t.withAuth(ownerOrOwnKey).field({
+  t.withAuth(ownerOrOwnKey()).field({
     type: InstanceRef,
     description: "Changes the instance's image, env, onstart or args, applied by recycling it (see recycleInstance): the container's data is lost.",
     errors: { types: [IllegalTransitionError] },

@@ -149,6 +149,13 @@ const operations: {
     variables: () => ({ id: ids.instance }),
     allowedFor: ["victim instance key"],
   },
+  {
+    name: "instanceLogs",
+    needs: "READ",
+    document: `query ($id: ID!) { ${result("instanceLogs(instanceId: $id, tail: 10)", "QueryInstanceLogsSuccess")} }`,
+    variables: () => ({ id: ids.instance }),
+    allowedFor: ["victim instance key"],
+  },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },

@@ -95,6 +95,12 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   await list.addInitScript((session) => localStorage.setItem("gm.session", session), await page.evaluate(() => localStorage.getItem("gm.session")!));
   await list.goto("/instances");
   await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents()).toEqual(["RUNNING"]);
+  await eventually(async () => dollars(await list.locator("tbody td[data-label='Cost so far']").textContent()), 40_000).toBeGreaterThan(0);
+
+  // A reboot takes it through LOADING back to RUNNING, live on the page.
+  await page.getByRole("button", { name: "Reboot" }).click();
+  await eventually(async () => (await page.locator("table tbody td[data-label=Status]").allTextContents()).filter((t) => t === "LOADING → RUNNING").length, 60_000).toBe(2);
+  await eventually(() => status.textContent()).toBe("RUNNING");
 
   await page.getByRole("button", { name: "Stop" }).click();
   await eventually(() => status.textContent(), 30_000).toBe("STOPPED");

@@ -1,4 +1,8 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { expect, it } from "vitest";
+import { CONSOLE_DIST } from "../client/web/build.ts";
 import { prisma } from "../infra/db.ts";
 import { eventually, useConsoleServer } from "./support/browser.ts";
 
@@ -75,3 +79,17 @@ it("searches anonymously with filters and sorting, the search held in the URL", 
   }).toBe(true);
   expect(foreign).toEqual([]);
 }, 120_000);
+
+it("keeps the search page's production JavaScript within 250 KB gzipped", async () => {
+  const html = await readFile(join(CONSOLE_DIST, "index.html"), "utf8");
+  const scripts = [...html.matchAll(/(?:src|href)="\/(assets\/[^"]+\.js)"/g)].map((m) => m[1]);
+  expect(scripts.length).toBeGreaterThan(0);
+  let gzipped = 0;
+  for (const file of scripts) {
+    const body = await readFile(join(CONSOLE_DIST, file), "utf8");
+    // React's production build: no development warnings.
+    expect(body).not.toContain("react.dev/link/warning-keys");
+    gzipped += gzipSync(body).length;
+  }
+  expect(gzipped).toBeLessThanOrEqual(250 * 1024);
+});

@@ -1,8 +1,21 @@
+import { spawn } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
-import { type ContainerInfo, type ContainerSpec, type ContainerState, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
+import {
+  type ContainerInfo,
+  type ContainerSpec,
+  type ContainerState,
+  gpuEnv,
+  lastLines,
+  LineSplitter,
+  type LogFollower,
+  type LogTail,
+  type NetIo,
+  type Runtime,
+  workloadScript,
+} from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
@@ -136,6 +149,38 @@ export class DockerRuntime implements Runtime {
     await rm(this.rebootFile(label), { force: true });
   }
 
+  /**
+   * `docker logs --timestamps`: stdout and stderr come on two pipes, merged again by their
+   * timestamps; the cursor is the last line's timestamp.
+   */
+  async logs(label: string, tail: number): Promise<LogTail> {
+    const result = await run("docker", ["logs", "--timestamps", "--tail", String(tail), label]);
+    if (result.code !== 0) return { lines: [], cursor: "" };
+    const entries = [...timestamped(result.stdout), ...timestamped(result.stderr)].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    return { lines: lastLines(entries.map((entry) => entry.line), tail), cursor: entries.at(-1)?.time ?? "" };
+  }
+
+  /** `docker logs --follow` from the cursor's timestamp (lines at it or before were sent already). */
+  followLogs(label: string, cursor: string, onLines: (lines: string[]) => void): LogFollower {
+    const child = spawn("docker", ["logs", "--follow", "--timestamps", ...(cursor ? ["--since", cursor] : ["--tail", "0"]), label], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const after = cursor ? sortableTime(cursor) : "";
+    for (const stream of [child.stdout, child.stderr]) {
+      const splitter = new LineSplitter();
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk: string) => {
+        const lines = timestamped(splitter.push(chunk).join("\n")).filter((entry) => entry.at > after).map((entry) => entry.line);
+        if (lines.length > 0) onLines(lines);
+      });
+    }
+    const ended = new Promise<void>((resolve) => {
+      child.once("close", () => resolve());
+      child.once("error", () => resolve());
+    });
+    return { ended, stop: () => child.kill() };
+  }
+
   async netIo(label: string): Promise<NetIo> {
     return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", label]));
   }
@@ -149,6 +194,24 @@ const DOCKER_STATES: Record<string, ContainerState> = {
   exited: "exited",
   dead: "exited",
 };
+
+/** Lines of `docker logs --timestamps`: "2024-05-01T10:00:00.123456789Z text". */
+function timestamped(text: string): { time: string; at: string; line: string }[] {
+  return text
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const space = line.indexOf(" ");
+      const time = space < 0 ? line : line.slice(0, space);
+      return { time, at: sortableTime(time), line: space < 0 ? "" : line.slice(space + 1) };
+    });
+}
+
+/** RFC 3339 with the fraction padded to nanoseconds (docker trims its trailing zeros), so strings compare as times. */
+function sortableTime(time: string): string {
+  const match = /^([^.Z]+)(?:\.(\d+))?Z$/.exec(time);
+  return match ? `${match[1]}.${(match[2] ?? "").padEnd(9, "0")}Z` : time;
+}
 
 /** docker's --env-file format: one KEY=VALUE a line, taken literally. */
 export function envFileText(env: Record<string, string>): string {

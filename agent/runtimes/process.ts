@@ -1,10 +1,23 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { StringDecoder } from "node:string_decoder";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { type ContainerInfo, type ContainerSpec, type NetIo, type Runtime, gpuEnv, workloadScript } from "../runtime.ts";
+import {
+  type ContainerInfo,
+  type ContainerSpec,
+  gpuEnv,
+  lastLines,
+  LineSplitter,
+  type LogFollower,
+  type LogTail,
+  MAX_LOG_BYTES,
+  type NetIo,
+  type Runtime,
+  workloadScript,
+} from "../runtime.ts";
 
 /**
  * Runs each instance as a local process group (for tests and the demo; no isolation, no image).
@@ -185,6 +198,53 @@ export class ProcessRuntime implements Runtime {
     await rm(this.path(label), { recursive: true, force: true, maxRetries: 3 });
   }
 
+  /** From output.log, where stdout and stderr go. The cursor is the byte offset after the last whole line. */
+  async logs(label: string, tail: number): Promise<LogTail> {
+    const { start, bytes } = await readFrom(this.path(label, "output.log"), 0);
+    const splitter = new LineSplitter();
+    const lines = splitter.push(new StringDecoder("utf8").write(bytes));
+    // Reading from the middle of the file: its first line is cut.
+    if (start > 0) lines.shift();
+    return { lines: lastLines(lines, tail), cursor: String(start + bytes.length - Buffer.byteLength(splitter.rest)) };
+  }
+
+  /** Polls output.log; a shorter file is a new one (the container was recycled), read from its start. */
+  followLogs(label: string, cursor: string, onLines: (lines: string[]) => void): LogFollower {
+    const file = this.path(label, "output.log");
+    let stopped = false;
+    let wake: (() => void) | undefined;
+    const ended = (async () => {
+      let offset = Number(cursor) || 0;
+      let splitter = new LineSplitter();
+      let decoder = new StringDecoder("utf8");
+      while (!stopped) {
+        const size = (await stat(file).catch(() => null))?.size ?? 0;
+        if (size < offset) {
+          offset = 0;
+          splitter = new LineSplitter();
+          decoder = new StringDecoder("utf8");
+        }
+        if (size > offset) {
+          const { start, bytes } = await readFrom(file, offset);
+          offset = start + bytes.length;
+          const lines = splitter.push(decoder.write(bytes));
+          if (lines.length > 0) onLines(lines);
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, FOLLOW_POLL_MS);
+        });
+      }
+    })();
+    return {
+      ended,
+      stop: () => {
+        stopped = true;
+        wake?.();
+      },
+    };
+  }
+
   /**
    * A process in the host's network namespace has no counters of its own (the host's would bill
    * the client for all the host's traffic): 0/0 unless it runs in a namespace of its own.
@@ -201,6 +261,24 @@ export class ProcessRuntime implements Runtime {
     return parseProcNetDev(text);
   }
 }
+
+/** Bytes of `file` from `start` (at most MAX_LOG_BYTES, the latest ones when there are more). */
+async function readFrom(file: string, start: number): Promise<{ start: number; bytes: Buffer }> {
+  const handle = await open(file, "r").catch(() => null);
+  if (!handle) return { start: 0, bytes: Buffer.alloc(0) };
+  try {
+    const { size } = await handle.stat();
+    const from = Math.max(start, size - MAX_LOG_BYTES);
+    const bytes = Buffer.alloc(Math.max(0, size - from));
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, from);
+    return { start: from, bytes: bytes.subarray(0, bytesRead) };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** How often a follower looks for new output. */
+const FOLLOW_POLL_MS = 200;
 
 function signalGroup(pid: number, signal: NodeJS.Signals) {
   try {

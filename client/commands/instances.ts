@@ -16,6 +16,10 @@ import {
   ChangeBidDocument,
   CreateInstanceDocument,
   DestroyInstanceDocument,
+  FollowInstanceLogsDocument,
+  InstanceLogsDocument,
+  RebootInstanceDocument,
+  RecycleInstanceDocument,
   type InstanceFieldsFragment,
   type InstanceStatus,
   InstancesDocument,
@@ -141,22 +145,29 @@ export const showInstances: Command = {
 };
 
 /** start/stop/destroy instance <id>: one mutation each, same shape. */
-function lifecycleCommand(verb: "start" | "stop" | "destroy", summary: string): Command {
+async function lifecycle(client: ReturnType<CommandContext["client"]>, verb: "start" | "stop" | "destroy" | "reboot" | "recycle", id: string) {
+  switch (verb) {
+    case "start":
+      return unwrap((await client.request(StartInstanceDocument, { id })).startInstance);
+    case "stop":
+      return unwrap((await client.request(StopInstanceDocument, { id })).stopInstance);
+    case "destroy":
+      return unwrap((await client.request(DestroyInstanceDocument, { id })).destroyInstance);
+    case "reboot":
+      return unwrap((await client.request(RebootInstanceDocument, { id })).rebootInstance);
+    case "recycle":
+      return unwrap((await client.request(RecycleInstanceDocument, { id })).recycleInstance);
+  }
+}
+
+function lifecycleCommand(verb: "start" | "stop" | "destroy" | "reboot" | "recycle", summary: string): Command {
   return {
     name: `${verb} instance`,
     usage: "<id>",
     summary,
     positionals: { min: 1, max: 1 },
     async run(ctx) {
-      const id = globalId("Instance", ctx.positionals[0]!);
-      const client = ctx.client();
-      const instance =
-        verb === "start"
-          ? unwrap((await client.request(StartInstanceDocument, { id })).startInstance)
-          : verb === "stop"
-            ? unwrap((await client.request(StopInstanceDocument, { id })).stopInstance)
-            : unwrap((await client.request(DestroyInstanceDocument, { id })).destroyInstance);
-      printInstance(ctx, instance);
+      printInstance(ctx, await lifecycle(ctx.client(), verb, globalId("Instance", ctx.positionals[0]!)));
     },
   };
 }
@@ -164,6 +175,31 @@ function lifecycleCommand(verb: "start" | "stop" | "destroy", summary: string): 
 export const startInstance = lifecycleCommand("start", "Start a stopped instance; it waits in SCHEDULING for its GPUs");
 export const stopInstance = lifecycleCommand("stop", "Stop an instance; its disk is kept (and charged)");
 export const destroyInstance = lifecycleCommand("destroy", "Destroy an instance and its disk; final");
+export const rebootInstance = lifecycleCommand("reboot", "Restart an instance's container; its files are kept");
+export const recycleInstance = lifecycleCommand("recycle", "Recreate an instance's container from a fresh pull of its image; its files are lost");
+
+export const logs: Command = {
+  name: "logs",
+  usage: "<id> [--tail N] [--follow]",
+  summary: "The last lines of an instance's output (--tail, default 100); --follow keeps printing new ones",
+  positionals: { min: 1, max: 1 },
+  options: { tail: { type: "string" }, follow: { type: "boolean" } },
+  async run(ctx) {
+    const id = globalId("Instance", ctx.positionals[0]!);
+    const tail = numberOption(ctx, "tail", true) ?? 100;
+    const client = ctx.client();
+    if (!ctx.values.follow) {
+      const { lines } = unwrap((await client.request(InstanceLogsDocument, { id, tail })).instanceLogs);
+      if (ctx.raw) return printJson(ctx, lines);
+      for (const line of lines) ctx.print(line);
+      return;
+    }
+    const subscription = client.subscribe(FollowInstanceLogsDocument, { id, tail }, ({ instanceLogs }) => {
+      for (const line of instanceLogs.lines) ctx.print(ctx.raw ? JSON.stringify(line) : line);
+    });
+    await subscription.done;
+  },
+};
 
 export const changeBid: Command = {
   name: "change bid",

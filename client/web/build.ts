@@ -37,7 +37,16 @@ export async function ensureConsoleBuilt(): Promise<boolean> {
   const started = new Date();
   const { build } = await import("vite");
   const outDir = `${CONSOLE_DIST}.${process.pid}.${Date.now()}`;
-  await build({ configFile: join(WEB, "vite.config.ts"), logLevel: "warn", build: { outDir, emptyOutDir: true } });
+  // Vite and the React plugin follow NODE_ENV: a build from a test run (NODE_ENV=test) would ship
+  // React's development build.
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = "production";
+  try {
+    await build({ configFile: join(WEB, "vite.config.ts"), mode: "production", logLevel: "warn", build: { outDir, emptyOutDir: true } });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
   // Stamped with the start: a source saved during the build makes it stale.
   await writeFile(join(outDir, ".built"), started.toISOString());
   await utimes(join(outDir, ".built"), started, started);

@@ -459,7 +459,7 @@ export async function extendMachineEndDate(hostId: number, id: number, endDate: 
 }
 
 /** The instance on the agent's machine, or NotFound. */
-async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
+export async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
     where: { id: parseInput(instanceIdSchema, id), machineId },
     select: { id: true, machineId: true },

@@ -41,7 +41,8 @@ const typeDefs = /* GraphQL */ `
     statusMessage: String
   }
   type MachineAssignments { machineId: ID! revision: String! instances: [Assignment!]! }
-  type Subscription { assignments(machineId: ID!): MachineAssignments! }
+  type LogRequest { requestId: String! instanceId: ID! containerLabel: String! tail: Int! follow: Boolean! leaseSeconds: Int! }
+  type Subscription { assignments(machineId: ID!): MachineAssignments! logRequests(machineId: ID!): LogRequest! }
 
   interface Error { code: String! message: String! }
   type NotFoundError implements Error { code: String! message: String! }
@@ -154,6 +155,18 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
             try {
               yield state();
               for await (const [published] of events) yield published;
+            } finally {
+              abort.abort();
+            }
+          },
+          resolve: (payload: unknown) => payload,
+        },
+        // None are sent: subscribed only as the real API is.
+        logRequests: {
+          subscribe: async function* () {
+            const abort = new AbortController();
+            try {
+              for await (const [request] of on(changes, "logRequest", { signal: abort.signal })) yield request;
             } finally {
               abort.abort();
             }

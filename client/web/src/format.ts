@@ -47,3 +47,18 @@ export function downloadCsv(filename: string, rows: (string | number | null | un
   link.click();
   URL.revokeObjectURL(link.href);
 }
+
+/** Exact: a Money string as integer micro-dollars ("1.5" → 1500000n), for sums. */
+export function toMicros(value: string): bigint {
+  const negative = value.startsWith("-");
+  const [whole, fraction = ""] = (negative ? value.slice(1) : value).split(".");
+  const micros = BigInt(whole || "0") * 1_000_000n + BigInt((fraction + "000000").slice(0, 6));
+  return negative ? -micros : micros;
+}
+
+/** Integer micro-dollars back to a Money string. */
+export function fromMicros(micros: bigint): string {
+  const sign = micros < 0n ? "-" : "";
+  const abs = micros < 0n ? -micros : micros;
+  return `${sign}${abs / 1_000_000n}.${(abs % 1_000_000n).toString().padStart(6, "0")}`;
+}

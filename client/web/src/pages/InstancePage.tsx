@@ -101,6 +101,23 @@ const DestroyInstance = graphql(`
   }
 `);
 
+const RebootInstance = graphql(`
+  mutation RebootInstance($id: ID!) {
+    rebootInstance(id: $id) {
+      __typename
+      ... on MutationRebootInstanceSuccess {
+        data {
+          ...InstanceDetail
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
 const ChangeBid = graphql(`
   mutation ChangeBid($id: ID!, $price: Money!) {
     changeBid(instanceId: $id, pricePerGpuHour: $price) {
@@ -164,9 +181,10 @@ function Actions({ instance }: { instance: InstanceDetailFragment }) {
   const [start, runStart] = useMutation(StartInstance);
   const [stop, runStop] = useMutation(StopInstance);
   const [destroy, runDestroy] = useMutation(DestroyInstance);
+  const [reboot, runReboot] = useMutation(RebootInstance);
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const busy = start.fetching || stop.fetching || destroy.fetching;
+  const busy = start.fetching || stop.fetching || destroy.fetching || reboot.fetching;
   /** Runs one of the three mutations, each answering with its one result union. */
   const run = async (action: (variables: { id: string }) => Promise<{ data?: object; error?: CombinedError }>, after?: () => void) => {
     setError(null);
@@ -186,9 +204,16 @@ function Actions({ instance }: { instance: InstanceDetailFragment }) {
             Start
           </button>
         ) : (
-          <button type="button" className="btn ghost" disabled={busy} onClick={() => run(runStop)}>
-            Stop
-          </button>
+          <>
+            <button type="button" className="btn ghost" disabled={busy} onClick={() => run(runStop)}>
+              Stop
+            </button>
+            {(instance.status === "RUNNING" || instance.status === "LOADING") && (
+              <button type="button" className="btn ghost" disabled={busy} onClick={() => run(runReboot)}>
+                Reboot
+              </button>
+            )}
+          </>
         )}
         {confirming ? (
           <>

@@ -1,10 +1,11 @@
+import { useEffect, useMemo } from "react";
 import { useQuery, useSubscription } from "urql";
 import { Link } from "wouter";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert } from "../components/base/Field.tsx";
 import { RequireSession } from "../components/RequireSession.tsx";
 import { gpuRate, StatusBadge, useNow } from "../components/instances.tsx";
-import { money, timeLeft } from "../format.ts";
+import { fromMicros, money, timeLeft, toMicros } from "../format.ts";
 import { graphql } from "../gql/index.ts";
 import type { InstanceRowFragment } from "../gql/graphql.ts";
 
@@ -39,6 +40,18 @@ const MyInstances = graphql(`
   }
 `);
 
+const InstanceCosts = graphql(`
+  query InstanceCosts($from: DateTime!, $to: DateTime!) {
+    charges(from: $from, to: $to) {
+      instanceId
+      amount
+    }
+  }
+`);
+
+/** Charges accrue every second; the list's cost column refreshes this often. */
+const COST_REFRESH_MS = 15_000;
+
 const InstanceChanges = graphql(`
   subscription InstanceChanges {
     instanceStatus {
@@ -55,6 +68,18 @@ function InstancesList() {
     [event.instanceStatus.id]: event.instanceStatus,
   }));
   const now = useNow();
+  const oldest = listed.data?.instances.edges.at(-1)?.node.createdAt;
+  const costRange = useMemo(
+    () => (oldest ? { from: `${oldest.slice(0, 10)}T00:00:00.000Z`, to: new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 86_400_000).toISOString() } : null),
+    [oldest],
+  );
+  const [costs, refreshCosts] = useQuery({ query: InstanceCosts, variables: costRange ?? { from: "", to: "" }, pause: !costRange });
+  useEffect(() => {
+    const timer = setInterval(() => refreshCosts({ requestPolicy: "network-only" }), COST_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [refreshCosts]);
+  const costById = new Map<string, bigint>();
+  for (const line of costs.data?.charges ?? []) costById.set(line.instanceId, (costById.get(line.instanceId) ?? 0n) + toMicros(line.amount));
   const byId = new Map<string, InstanceRowFragment>();
   for (const edge of listed.data?.instances.edges ?? []) byId.set(edge.node.id, edge.node);
   for (const instance of Object.values(live.data ?? {})) byId.set(instance.id, instance);
@@ -74,6 +99,7 @@ function InstancesList() {
     { key: "gpus", header: "GPUs", numeric: true, cell: (i) => i.numGpus },
     { key: "kind", header: "Type", cell: (i) => (i.kind === "INTERRUPTIBLE" ? "bid" : "on-demand") },
     { key: "price", header: "$/GPU·h", numeric: true, cell: (i) => money(gpuRate(i), 3) },
+    { key: "cost", header: "Cost so far", numeric: true, cell: (i) => money(fromMicros(costById.get(i.id) ?? 0n), 2) },
     { key: "disk", header: "Disk", numeric: true, cell: (i) => `${i.diskGb} GB` },
     { key: "left", header: "Time left", numeric: true, cell: (i) => timeLeft(i.endDate, now) },
     { key: "message", header: "Note", cell: (i) => <span className="muted">{i.statusMessage ?? ""}</span> },

@@ -33,6 +33,29 @@ const RentOffer = graphql(`
   }
 `);
 
+const RentTemplates = graphql(`
+  query RentTemplates {
+    templates(first: 100) {
+      edges {
+        node {
+          id
+          name
+          imageReference
+          launchMode
+          onstart
+          ports
+          recommendedDiskGb
+          recommended
+          env {
+            key
+            value
+          }
+        }
+      }
+    }
+  }
+`);
+
 const CreateInstance = graphql(`
   mutation CreateInstance($input: CreateInstanceInput!) {
     createInstance(input: $input) {
@@ -93,6 +116,8 @@ function RentForm({ offerId }: { offerId: string }) {
   const query = offerQuery(offerId);
   const [offerResult] = useQuery({ query: RentOffer, variables: { query: query ?? "", storageGb: storage }, pause: !query });
   const [creating, create] = useMutation(CreateInstance);
+  const [templates] = useQuery({ query: RentTemplates });
+  const [templateId, setTemplateId] = useState("");
   const offer = offerResult.data?.offers.edges[0]?.node;
 
   const [image, setImage] = useState("pytorch/pytorch:latest");
@@ -119,6 +144,7 @@ function RentForm({ offerId }: { offerId: string }) {
     const outcome = await create({
       input: {
         offerId: offer!.id,
+        templateId: templateId || null,
         image: image.trim(),
         launchMode,
         diskGb: Number.isInteger(Number(diskGb)) ? Number(diskGb) : -1,
@@ -143,7 +169,7 @@ function RentForm({ offerId }: { offerId: string }) {
     if (result?.__typename === "MutationCreateInstanceSuccess") navigate(`/instances/${encodeURIComponent(result.data.instance.id)}`);
   }
 
-  const shown = new Set(["image", "launchMode", "diskGb", "env", "ports", "onstart", "label", "bidPricePerGpuHour"]);
+  const shown = new Set(["templateId", "image", "launchMode", "diskGb", "env", "ports", "onstart", "label", "bidPricePerGpuHour"]);
   const unplaced = error && (Object.keys(error.fields).length === 0 || Object.keys(error.fields).some((f) => !shown.has(f)));
   return (
     <div className="grid">
@@ -173,6 +199,34 @@ function RentForm({ offerId }: { offerId: string }) {
         </dl>
       </section>
       <form className="card" onSubmit={submit} noValidate aria-label="Rental">
+        <Field label="Template" error={error?.fields.templateId} hint="fills in the fields below; what you change overrides it">
+          {(props) => (
+            <select
+              {...props}
+              name="template"
+              value={templateId}
+              onChange={(e) => {
+                setTemplateId(e.target.value);
+                const chosen = templates.data?.templates.edges.find((edge) => edge.node.id === e.target.value)?.node;
+                if (!chosen) return;
+                setImage(chosen.imageReference);
+                setLaunchMode(chosen.launchMode);
+                setOnstart(chosen.onstart);
+                setPorts(chosen.ports.join(", "));
+                setEnv(chosen.env.map((v) => `${v.key}=${v.value}`).join("\n"));
+                setDiskGb(String(Math.max(chosen.recommendedDiskGb, Math.round(storage))));
+              }}
+            >
+              <option value="">None</option>
+              {templates.data?.templates.edges.map(({ node }) => (
+                <option key={node.id} value={node.id}>
+                  {node.name}
+                  {node.recommended ? " (recommended)" : ""}
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
         <Field label="Docker image" error={error?.fields.image}>
           {(props) => <input {...props} name="image" required value={image} onChange={(e) => setImage(e.target.value)} />}
         </Field>
