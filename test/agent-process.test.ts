@@ -27,6 +27,9 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   onstart: "exec sleep 30",
   env: { CONTAINER_LABEL: label },
   ports: [],
+  sshKeys: [],
+  jupyterToken: null,
+  jupyterBasePath: "/",
   args: [],
   diskGb: 1,
   numGpus: 0,
@@ -85,7 +88,7 @@ describe("process runtime", () => {
     expect(term).toBeGreaterThanOrEqual(asked);
     expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0 }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0, ports: [] }]);
   });
 
   it("gives the workload its GPUs in CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES, and records them and its CPU and RAM share", async () => {
@@ -135,7 +138,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0 });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0, ports: [] });
     await runtime.remove("C.4", 0);
   });
 
@@ -148,8 +151,8 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0 },
-      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0 },
+      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0, ports: [] },
+      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0, ports: [] },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");

@@ -2,7 +2,6 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { eventually } from "./support/agent-process.ts";
@@ -21,7 +20,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await auction.close();
-  await closeAuctionQueue();
   await closePubSub();
 });
 

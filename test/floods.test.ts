@@ -1,6 +1,5 @@
 import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { describe, expect, it } from "vitest";
 import { meterUpTo } from "../domain/billing/metering.ts";
 import { RateLimitedError } from "../domain/errors.ts";
 import { hashPassword, verifyPassword } from "../domain/passwordHashing.ts";
@@ -8,7 +7,6 @@ import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 
 /** What a flood of requests must not take from everyone else. */
-afterAll(() => closeAuctionQueue());
 
 /** The request pool's size (infra/db.ts). */
 const REQUEST_POOL = 20;

@@ -1,14 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { listMachine, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
+import { clearMachineNow } from "../domain/auction/service.ts";
 import { expireInstances } from "../domain/instances/expiry.ts";
-import { issueContainerApiKey, reportContainerStatus } from "../domain/instances/service.ts";
+import { reportInstanceState } from "../domain/agent/reports.ts";
+import { issueContainerApiKey } from "../domain/instances/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, DAY, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let client: { userId: number; key: string };
@@ -161,7 +161,7 @@ describe("lifecycle", () => {
     await clearMachineNow(machineId);
     expect(await statusOf(first.instance.id)).toBe("LOADING");
     // The agent's report is the only way to RUNNING.
-    await reportContainerStatus(machineId, localId(first.instance.id), "RUNNING");
+    await reportInstanceState(machineId, { instanceId: localId(first.instance.id), status: "RUNNING" });
     expect(await statusOf(first.instance.id)).toBe("RUNNING");
     const history = await prisma.instanceStatusChange.findMany({ where: { instanceId: localId(first.instance.id) }, orderBy: { id: "asc" } });
     expect(history.map((h) => `${h.fromStatus}>${h.toStatus}`)).toEqual([

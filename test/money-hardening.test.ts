@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { METERING_HOLD_MESSAGE } from "../domain/billing/exhaustion.ts";
 import { ledgerMismatches } from "../domain/billing/ledger.ts";
@@ -15,7 +14,6 @@ import { databaseSnapshot } from "./support/snapshot.ts";
 
 /** Money that no host, client or webhook input may create, destroy or stall, end to end through the API. */
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let machineId: number;

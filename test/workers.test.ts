@@ -4,7 +4,8 @@ import { GPU_MODELS } from "../domain/dlperf.ts";
 import { listMachine, registerMachine } from "../domain/machines.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection } from "../infra/redis.ts";
-import { jobs, queuePrefix, startWorkers } from "../workers/index.ts";
+import { queuePrefix } from "../infra/queues.ts";
+import { jobs, startWorkers } from "../workers/index.ts";
 import { expireOffers } from "../workers/offer-expiry.ts";
 
 const DAY_MS = 86_400_000;

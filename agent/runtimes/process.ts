@@ -16,7 +16,9 @@ import {
   MAX_LOG_BYTES,
   type NetIo,
   type Runtime,
+  sshdScript,
   workloadScript,
+  writeAuthorizedKeys,
 } from "../runtime.ts";
 
 /**
@@ -64,6 +66,7 @@ export class ProcessRuntime implements Runtime {
         rebootCount: spec.rebootCount ?? 0,
         ...gpus,
         ...(await this.inspect(label)),
+        ports: spec.ports,
       });
     }
     return found;
@@ -112,6 +115,7 @@ export class ProcessRuntime implements Runtime {
   async create(spec: ContainerSpec): Promise<void> {
     await mkdir(this.path(spec.label), { recursive: true, mode: 0o700 });
     await writeFile(this.path(spec.label, "spec.json"), JSON.stringify(spec), { mode: 0o600 });
+    await this.setSshKeys(spec.label, spec.sshKeys);
   }
 
   async start(label: string): Promise<void> {
@@ -123,7 +127,7 @@ export class ProcessRuntime implements Runtime {
     await rm(this.path(label, "exit.json"), { force: true });
     const output = openSync(this.path(label, "output.log"), "a", 0o600);
     const entrypoint = spec.onstart?.trim() || (spec.args?.length ? 'exec "$@"' : SERVE_UNTIL_STOPPED);
-    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", workloadScript(spec)];
+    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", this.script(spec)];
     const child = spawn("sh", argv, {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
@@ -162,6 +166,23 @@ export class ProcessRuntime implements Runtime {
     await pidWritten;
     child.unref();
     this.logger.info({ label, pid }, "process started");
+  }
+
+  /** SSH mode: a real sshd of its own on the port mapped to 22, in the instance's process group. No Jupyter here. */
+  private script(spec: ContainerSpec): string {
+    const ssh = spec.ports.find((port) => port.containerPort === 22 && port.protocol === "tcp");
+    const server = spec.launchMode === "SSH" && ssh ? sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label)) : "";
+    return workloadScript(spec, server);
+  }
+
+  /** Processes share the host's devices: no GPU is handed out to one. */
+  async containerGpus(): Promise<boolean> {
+    return false;
+  }
+
+  async setSshKeys(label: string, keys: string[]): Promise<void> {
+    await mkdir(this.path(label), { recursive: true, mode: 0o700 });
+    await writeAuthorizedKeys(this.path(label, "authorized_keys"), keys);
   }
 
   async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
