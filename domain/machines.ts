@@ -95,6 +95,9 @@ const MAX_LISTING_DAYS = 365;
 const pricePerGpuHour = z.bigint().min(1n).max(dollars(100n));
 const minBidPerGpuHour = z.bigint().min(0n).max(dollars(100n));
 const pricePerGb = z.bigint().min(0n).max(dollars(10n));
+/** Bandwidth at most $1/GB: with the link speed it bounds what usage reports can charge per second. */
+export const MAX_BANDWIDTH_PRICE_PER_GB_MICROS = dollars(1n);
+const bandwidthPricePerGb = z.bigint().min(0n).max(MAX_BANDWIDTH_PRICE_PER_GB_MICROS, "must be at most $1 per GB");
 
 const listMachineSchema = z
   .object({
@@ -102,8 +105,8 @@ const listMachineSchema = z
     pricePerGpuHour,
     minBidPerGpuHour: minBidPerGpuHour.nullish(),
     storagePricePerGbMonth: pricePerGb.nullish(),
-    inetUpPricePerGb: pricePerGb.nullish(),
-    inetDownPricePerGb: pricePerGb.nullish(),
+    inetUpPricePerGb: bandwidthPricePerGb.nullish(),
+    inetDownPricePerGb: bandwidthPricePerGb.nullish(),
     minChunk: z
       .number()
       .int()

@@ -8,7 +8,7 @@ import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOf
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
@@ -257,10 +257,11 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
  * row, so that a concurrent debit is seen.
  */
 async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
-    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean; held: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
     userId,
   );
+  if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
