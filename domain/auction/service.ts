@@ -7,7 +7,7 @@ import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
-import { syncOfferAvailability } from "../offers/sync.ts";
+import { reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
@@ -45,6 +45,10 @@ export interface LockedMachine extends MachineForAuction {
   inetDownPricePerGbMicros: bigint | null;
   preemptGraceSeconds: number;
   gpusOnDemand: number;
+  directPortStart: number | null;
+  directPortEnd: number | null;
+  /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
+  diskReservedGb: number;
 }
 
 const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
@@ -52,7 +56,8 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
-  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand"`;
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
+  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd"`;
 
 /**
  * Locks the machine row for an event that can change who runs on it, flags it for clearing and
