@@ -17,7 +17,7 @@ import {
   valueFromASTUntyped,
 } from "graphql";
 import { type CompiledQuery, compileQuery, isCompiledQuery } from "graphql-jit";
-import type { Plugin } from "graphql-yoga";
+import { mapAsyncIterator, type Plugin } from "graphql-yoga";
 
 /*
  * Compiled execution (graphql-jit) for queries, mutations and each event of a subscription: a page
@@ -40,29 +40,6 @@ function compiled(args: ExecutionArgs): CompiledQuery | null {
     byOperation.set(operation, query);
   }
   return query;
-}
-
-/** `source` with each item mapped; `return()` reaches the source at once, even while it waits for an item. */
-function mapEvents<T, U>(source: AsyncIterable<T>, map: (item: T) => Promise<U> | U): AsyncIterableIterator<U> {
-  const items = source[Symbol.asyncIterator]();
-  const done = { done: true as const, value: undefined };
-  return {
-    async next() {
-      const item = await items.next();
-      return item.done ? done : { done: false, value: await map(item.value) };
-    },
-    async return() {
-      await items.return?.();
-      return done;
-    },
-    async throw(error: unknown) {
-      await items.return?.();
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
 }
 
 /** `value` (as sent) with the default of every input object field it leaves out, as graphql-js fills them in. */
@@ -140,7 +117,8 @@ export function useCompiledExecution(): Plugin {
         if ("errors" in checked) return { errors: checked.errors };
         const source = await createSourceEventStream(run);
         if (!(Symbol.asyncIterator in source)) return source;
-        return mapEvents(source, (payload) => query.query(payload, run.contextValue, checked.variables) as Promise<ExecutionResult>);
+        // return() reaches the source at once, even while it waits for an item (unsubscribe).
+        return mapAsyncIterator(source, (payload) => query.query(payload, run.contextValue, checked.variables) as Promise<ExecutionResult>);
       });
     },
   };

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { prisma } from "../infra/db.ts";
-import { Prisma } from "../prisma/generated/client/client.ts";
+import { isUniqueViolation, prisma } from "../infra/db.ts";
 import { type IssuedKey, issueApiKey, issueSessionKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
 import { consumeLoginAttempt, consumeSignup, recordLoginOutcome, rememberAddress } from "./rateLimit.ts";
@@ -42,7 +41,7 @@ export async function createAccount({ email, password }: { email: string; passwo
       return { userId: user.id, key };
     });
   } catch (error) {
-    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") throw duplicateEmail();
+    if (isUniqueViolation(error)) throw duplicateEmail();
     throw error;
   }
 }

@@ -17,3 +17,10 @@ export const meteringPrisma = new PrismaClient({
 export type Db = typeof prisma;
 /** A client or an interactive transaction: domain services accept either. */
 export type Tx = Omit<Db, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
+
+/** Whether `error` is a unique-index violation, from the query builder (P2002) or a raw statement (PostgreSQL's 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
+  return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
+}

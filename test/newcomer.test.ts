@@ -28,13 +28,15 @@ describe("a fresh clone in a private (0700) directory", () => {
     home = await mkdtemp(join(tmpdir(), "newcomer-"));
     project = join(home, "project");
     await exec("git", ["clone", "--quiet", checkout, project]);
-    // The code under test: this checkout's uncommitted changes to tracked files go along.
+    // The code under test: this checkout's uncommitted changes and new (not ignored) files go along.
     const { stdout: diff } = await exec("git", ["diff", "HEAD", "--binary"], { cwd: checkout, maxBuffer: 64 << 20 });
     if (diff) {
       const apply = execFile("git", ["apply", "--whitespace=nowarn", "-"], { cwd: project });
       apply.stdin!.end(diff);
       await new Promise<void>((resolve, reject) => apply.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`git apply: ${code}`)))));
     }
+    const { stdout: untracked } = await exec("git", ["ls-files", "--others", "--exclude-standard", "-z"], { cwd: checkout });
+    for (const file of untracked.split("\0").filter(Boolean)) await cp(join(checkout, file), join(project, file), { recursive: true });
     // Hard links make the copy instant; nothing below writes into an installed package's files.
     await exec("cp", ["-al", join(checkout, "node_modules"), join(project, "node_modules")]).catch(() =>
       cp(join(checkout, "node_modules"), join(project, "node_modules"), { recursive: true, verbatimSymlinks: true }),

@@ -67,17 +67,13 @@ export async function machineHeartbeat(
 ): Promise<Machine> {
   const data = parseInput(metricsSchema, metrics);
   const address = parseInput(z.object({ publicAddress: hostAddress.nullish() }), { publicAddress }).publicAddress ?? null;
-  const [row] = await prisma.$queryRawUnsafe<{ online: boolean }[]>(
-    // The first heartbeat starts the machine's record from its stored score (reliability.ts).
-    `UPDATE machine SET last_heartbeat_at = $2, metrics = $3::jsonb, reported_address = COALESCE($4, reported_address),
-            reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
-            reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN $2 ELSE reliability_at END
-      WHERE id = $1 RETURNING online`,
-    machineId,
-    now,
-    data ? JSON.stringify(data) : null,
-    address,
-  );
+  // The first heartbeat starts the machine's record from its stored score (reliability.ts).
+  const [row] = await prisma.$queryRaw<{ online: boolean }[]>`
+    UPDATE machine SET last_heartbeat_at = ${now}, metrics = ${data ? JSON.stringify(data) : null}::jsonb,
+           reported_address = COALESCE(${address}, reported_address),
+           reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
+           reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN ${now} ELSE reliability_at END
+     WHERE id = ${machineId} RETURNING online`;
   if (!row.online) await comeBack(machineId, now);
   return prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
 }

@@ -31,10 +31,9 @@ export async function postEntry(db: Tx, entry: PostEntry): Promise<bigint> {
 
 /** Accounts whose balance differs from the sum of their entries: always none. */
 export async function ledgerMismatches(db: Tx): Promise<{ userId: number; balance: bigint; ledger: bigint }[]> {
-  return db.$queryRawUnsafe(
-    `SELECT u.id AS "userId", u.balance_micros AS balance, coalesce(l.total, 0)::bigint AS ledger
-       FROM user_account u
-       LEFT JOIN (SELECT user_id, sum(amount_micros) AS total FROM ledger_entry GROUP BY user_id) l ON l.user_id = u.id
-      WHERE u.balance_micros <> coalesce(l.total, 0)`,
-  );
+  return db.$queryRaw`
+    SELECT u.id AS "userId", u.balance_micros AS balance, coalesce(l.total, 0)::bigint AS ledger
+      FROM user_account u
+      LEFT JOIN (SELECT user_id, sum(amount_micros) AS total FROM ledger_entry GROUP BY user_id) l ON l.user_id = u.id
+     WHERE u.balance_micros <> coalesce(l.total, 0)`;
 }

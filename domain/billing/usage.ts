@@ -34,27 +34,19 @@ export async function recordUsage(
   const input = parseInput(usageSchema, { instanceId, rxBytes: rxBytesCounter, txBytes: txBytesCounter });
   // Inside the caller's transaction when given one; its own otherwise (the counter lock must hold to commit).
   const run = async (tx: Tx): Promise<UsageCharge> => {
-    const [instance] = await tx.$queryRawUnsafe<
+    const [instance] = await tx.$queryRaw<
       { clientId: number; hostId: number; machineId: number; down: bigint; up: bigint; downMbps: number; upMbps: number; createdAt: Date }[]
-    >(
-      `SELECT i.client_id AS "clientId", m.host_id AS "hostId", i.machine_id AS "machineId",
+    >`SELECT i.client_id AS "clientId", m.host_id AS "hostId", i.machine_id AS "machineId",
               i.inet_down_price_per_gb_micros AS down, i.inet_up_price_per_gb_micros AS up,
               m.inet_down_mbps AS "downMbps", m.inet_up_mbps AS "upMbps", i.created_at AS "createdAt"
-         FROM instance i JOIN machine m ON m.id = i.machine_id WHERE i.id = $1`,
-      input.instanceId,
-    );
+         FROM instance i JOIN machine m ON m.id = i.machine_id WHERE i.id = ${input.instanceId}`;
     if (!instance) throw new NotFoundError("Instance");
     // The counter row serializes reports of one instance; the first report inserts it, as of the
     // instance's creation (where the link-speed bound below starts counting).
-    await tx.$executeRawUnsafe(
-      `INSERT INTO bandwidth_counter (instance_id, rx_bytes, tx_bytes, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT DO NOTHING`,
-      input.instanceId,
-      instance.createdAt,
-    );
-    const [last] = await tx.$queryRawUnsafe<{ rx: bigint; tx: bigint; at: Date }[]>(
-      `SELECT rx_bytes AS rx, tx_bytes AS tx, updated_at AS at FROM bandwidth_counter WHERE instance_id = $1 FOR UPDATE`,
-      input.instanceId,
-    );
+    await tx.$executeRaw`INSERT INTO bandwidth_counter (instance_id, rx_bytes, tx_bytes, updated_at)
+      VALUES (${input.instanceId}, 0, 0, ${instance.createdAt}) ON CONFLICT DO NOTHING`;
+    const [last] = await tx.$queryRaw<{ rx: bigint; tx: bigint; at: Date }[]>`
+      SELECT rx_bytes AS rx, tx_bytes AS tx, updated_at AS at FROM bandwidth_counter WHERE instance_id = ${input.instanceId} FOR UPDATE`;
     const rx = input.rxBytes > last.rx ? input.rxBytes - last.rx : 0n;
     const txBytes = input.txBytes > last.tx ? input.txBytes - last.tx : 0n;
     if (rx === 0n && txBytes === 0n) return { rxBytes: 0n, txBytes: 0n, chargedMicros: 0n };

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
-import { prisma } from "../../infra/db.ts";
+import { isUniqueViolation, prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
@@ -262,13 +262,6 @@ async function assertFunded(tx: Tx, userId: number): Promise<void> {
   );
   if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const { code, meta } = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
-  // P2002 from the query builder; a raw statement reports PostgreSQL's own code.
-  return code === "P2002" || meta?.driverAdapterError?.cause?.originalCode === "23505";
 }
 
 export type LockedInstance = Instance & { machine: LockedMachine };
