@@ -46,6 +46,9 @@ async function waitForFile(path: string, text: string): Promise<string> {
   return readFile(path, "utf8");
 }
 
+/** The group leader's pid, first in the runtime's pid file. */
+const leaderPid = async (label: string) => Number((await readFile(join(dir, "processes", label, "pid"), "utf8")).split(" ")[0]);
+
 const alive = (pid: number) => {
   try {
     process.kill(-pid, 0);
@@ -75,7 +78,7 @@ describe("process runtime", () => {
     await runtime.create(spec("C.1", { onstart: `exec node ${trap} ${out}` }));
     await runtime.start("C.1");
     await waitForFile(out, "ready");
-    const pid = Number(await readFile(join(dir, "processes", "C.1", "pid"), "utf8"));
+    const pid = await leaderPid("C.1");
 
     const asked = Date.now();
     await runtime.stop("C.1", 1.5);
@@ -122,7 +125,7 @@ describe("process runtime", () => {
     expect(env).toContain("CONTAINER_LABEL=C.3");
     expect(env).not.toContain("the-agents-own-key");
     // onstart has finished once the workload is the `sleep` that keeps it up.
-    const pid = Number(await readFile(join(dir, "processes", "C.3", "pid"), "utf8"));
+    const pid = await leaderPid("C.3");
     await expect.poll(() => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
     expect((await runtime.list()).find((c) => c.label === "C.3")?.state).toBe("running");
     await runtime.remove("C.3", 1);
@@ -153,10 +156,32 @@ describe("process runtime", () => {
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");
-    const pid = Number(await readFile(join(dir, "processes", "C.5", "pid"), "utf8"));
+    const pid = await leaderPid("C.5");
     process.kill(-pid, "SIGKILL");
     await expect.poll(async () => (await found())[0]?.state).toBe("exited");
     await restarted.remove("C.5", 0);
     await restarted.remove("C.6", 0);
+  });
+
+  it("knows its processes by the leader's start time, not by their environment", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    // A workload that empties its environment at once: reading it cannot tell whose process it is.
+    for (const label of ["C.71", "C.72", "C.73"]) {
+      await runtime.create(spec(label, { onstart: "exec env -i sleep 30" }));
+      await runtime.start(label);
+    }
+    await expect.poll(async () => readFile(`/proc/${await leaderPid("C.73")}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
+    const states = Object.fromEntries((await runtime.list()).map((c) => [c.label, c.state]));
+    expect([states["C.71"], states["C.72"], states["C.73"]]).toEqual(["running", "running", "running"]);
+
+    // The pid now names another process group (as after a reboot and pid reuse): not this container.
+    const stranger = (await import("node:child_process")).spawn("sleep", ["30"], { detached: true, stdio: "ignore" });
+    const pidFile = join(dir, "processes", "C.72", "pid");
+    const [, startTime] = (await readFile(pidFile, "utf8")).split(" ");
+    await runtime.stop("C.72", 0);
+    await writeFile(pidFile, `${stranger.pid} ${startTime}`);
+    await rm(join(dir, "processes", "C.72", "stopped"), { force: true });
+    expect((await runtime.list()).find((c) => c.label === "C.72")!.state).toBe("exited");
+    process.kill(-stranger.pid!, "SIGKILL");
   });
 });

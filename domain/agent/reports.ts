@@ -10,7 +10,7 @@ import { launchSpecValid } from "../instances/launchSpec.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
-import { parseInput } from "../validation.ts";
+import { MAX_INT8, parseInput } from "../validation.ts";
 import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
 
 /*
@@ -100,7 +100,11 @@ export async function reportInstanceState(
   });
 }
 
-const counter = z.string().regex(/^\d{1,20}$/, "a byte counter as a decimal string").transform(BigInt);
+const counter = z
+  .string()
+  .regex(/^\d{1,19}$/, "a byte counter as a decimal string")
+  .transform(BigInt)
+  .refine((bytes) => bytes <= MAX_INT8, "at most 9223372036854775807");
 const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes: counter, txBytes: counter });
 
 /**

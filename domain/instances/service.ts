@@ -2,13 +2,13 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
@@ -17,7 +17,6 @@ import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, Insuff
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
-import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -257,10 +256,11 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
  * row, so that a concurrent debit is seen.
  */
 async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
-    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean; held: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
     userId,
   );
+  if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
@@ -433,37 +433,6 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
     status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
-}
-
-const MAX_LISTING_DAYS = 365;
-const extendSchema = z.object({
-  machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
-});
-
-/**
- * The host moves the listing's end date later, and every contract on the machine that has not
- * ended with it. Contracts that already ended stay ended.
- */
-export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
-  const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
-  if (!owned) throw new NotFoundError("Machine");
-  const machine = await prisma.$transaction(async (tx) => {
-    const locked = (await lockMachineForEvent(tx, owned.id))!;
-    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
-      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
-    }
-    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
-    await tx.instance.updateMany({
-      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
-      data: { endDate: input.endDate },
-    });
-    await syncOffers(tx, owned.id, now);
-    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
-  });
-  await enqueueClearing(owned.id);
-  return machine;
 }
 
 /** The instance on the agent's machine, or NotFound. */
