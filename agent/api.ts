@@ -20,6 +20,7 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         env { key value }
         ports
         args
+        registryAuth { registry username password }
         rebootCount
         recycleCount
         diskGb
@@ -60,6 +61,7 @@ const assignmentSchema = z.object({
   env: z.array(z.object({ key: z.string().min(1), value: z.string() })),
   ports: z.array(z.string()),
   args: z.array(z.string()),
+  registryAuth: z.object({ registry: z.string().min(1), username: z.string().min(1), password: z.string().min(1) }).nullable().optional(),
   rebootCount: z.number().int().nonnegative(),
   recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),

@@ -254,6 +254,7 @@ export class Reconciler {
       env,
       ports: ports.publish,
       args: assignment.args,
+      registryAuth: assignment.registryAuth ?? null,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
       gpuIndices: assignment.gpuIndices,

@@ -11,6 +11,7 @@ import "./instance.ts";
 import "./bid.ts";
 import "./orderBook.ts";
 import "./template.ts";
+import "./registryCredential.ts";
 import "./instanceLogs.ts";
 import "./agent.ts";
 import "./billing.ts";

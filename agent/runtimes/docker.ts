@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
@@ -96,7 +97,7 @@ export class DockerRuntime implements Runtime {
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    await this.pull(spec);
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const engine = await this.capabilities();
@@ -113,6 +114,26 @@ export class DockerRuntime implements Runtime {
       await runOk("docker", createArgs(spec, envFile, false, engine));
     } finally {
       await rm(envFile, { force: true });
+    }
+  }
+
+  /**
+   * `docker pull`; with credentials, through a private client config made for this pull only (the
+   * password goes by stdin, never argv, and no login outlives the pull).
+   */
+  private async pull(spec: ContainerSpec): Promise<void> {
+    const progress = (line: string) => this.logger.info({ label: spec.label, progress: line }, "pull");
+    if (!spec.registryAuth) {
+      await runOk("docker", ["pull", "--", spec.image], progress);
+      return;
+    }
+    const config = await mkdtemp(join(tmpdir(), "gm-pull-"));
+    try {
+      const { registry, username, password } = spec.registryAuth;
+      await runOk("docker", ["--config", config, "login", "--username", username, "--password-stdin", registry], undefined, password);
+      await runOk("docker", ["--config", config, "pull", "--", spec.image], progress);
+    } finally {
+      await rm(config, { recursive: true, force: true });
     }
   }
 

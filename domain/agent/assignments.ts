@@ -3,6 +3,7 @@ import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { HOLDING_STATUSES } from "../auction/contracts.ts";
 import { NotFoundError } from "../errors.ts";
 import { containerLabel } from "../instances/service.ts";
+import { pullCredentials, type RegistryAuth } from "../registryCredentials.ts";
 import { machineShare } from "../machineShare.ts";
 
 /*
@@ -30,6 +31,8 @@ export interface AssignmentView {
   env: { key: string; value: string }[];
   ports: string[];
   args: string[];
+  /** Pull credentials for a private image (decrypted: this view goes to the machine's agent only). */
+  registryAuth: RegistryAuth | null;
   rebootCount: number;
   recycleCount: number;
   diskGb: number;
@@ -62,6 +65,7 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
     },
   });
   if (!machine) throw new NotFoundError("Machine");
+  const credentials = await pullCredentials(machine.instances);
   return {
     machineId,
     revision: machine.assignmentsRevision,
@@ -89,6 +93,7 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
         // Set when the auction took its GPUs; a stop by its owner uses the host's setting.
         preemptGraceSeconds: instance.preemptGraceSeconds ?? machine.preemptGraceSeconds,
         statusMessage: instance.statusMessage,
+        registryAuth: credentials.get(instance.id) ?? null,
       } satisfies AssignmentView;
     }),
   };
