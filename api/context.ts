@@ -1,4 +1,3 @@
-import type { YogaInitialContext } from "graphql-yoga";
 import { authenticateApiKey } from "../domain/apiKeys.ts";
 import type { Viewer } from "../domain/viewer.ts";
 import { prisma } from "../infra/db.ts";
@@ -7,6 +6,8 @@ export interface Context {
   viewer: Viewer | null;
   /** Client address, for rate limits. */
   clientIp: string;
+  /** The API's origin as the client reached it ("http://host:port"): links to the API's own routes. */
+  origin: string;
 }
 
 export function bearerToken(authorization: string | null | undefined): string | null {
@@ -25,4 +26,3 @@ export async function resolveViewer(authorization: string | null | undefined): P
   return (await authenticateApiKey(prisma, token)) ?? "invalid";
 }
 
-export type ServerContext = YogaInitialContext & { clientIp?: string };

@@ -20,14 +20,12 @@
 import { type ChildProcess, fork } from "node:child_process";
 import cluster from "node:cluster";
 import { once } from "node:events";
-import { Agent, request } from "node:http";
 import { availableParallelism, cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { seededRandom } from "../domain/seededRandom.ts";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
+import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
 import { percentile } from "./support.ts";
-import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -36,7 +34,6 @@ const MACHINES = Number(process.env.BENCH_MACHINES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 8);
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 1);
-const GPUS = 8;
 const self = fileURLToPath(import.meta.url);
 
 /** CPU milliseconds a process spent, and the SQL statements it sent. */
@@ -124,66 +121,6 @@ function startChild(role: string, env: NodeJS.ProcessEnv): { child: ChildProcess
   return { child, first };
 }
 
-async function seed(): Promise<string[]> {
-  const [{ prisma }, { syncOffers }, { issueApiKey }] = await Promise.all([
-    import("../infra/db.ts"),
-    import("../domain/offers/sync.ts"),
-    import("../domain/apiKeys.ts"),
-  ]);
-  const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
-  const random = seededRandom(7);
-  const endDate = new Date(Date.now() + 30 * DAY_MS);
-  await prisma.machine.createMany({
-    data: Array.from({ length: MACHINES }, () => ({
-      hostId: host.id,
-      gpuName: "RTX 4090",
-      numGpus: GPUS,
-      gpuRamMb: 24_564,
-      computeCap: 890,
-      tflopsPerGpu: 82.6,
-      gpuMemBw: 1008,
-      pcieGen: 4,
-      pcieBw: 24.5,
-      cpuName: "AMD EPYC 7543",
-      cpuCores: 64,
-      cpuRamMb: 256_000,
-      diskSpaceGb: 2000,
-      diskBw: 6000,
-      inetUpMbps: 900,
-      inetDownMbps: 900,
-      cudaMaxGood: 12.4,
-      driverVersion: "550.54.15",
-      countryCode: "DE",
-      geolocation: "Frankfurt, DE",
-      verification: "VERIFIED" as const,
-      dlperf: 200,
-      listed: true,
-      pricePerGpuHourMicros: BigInt(300_000 + Math.floor(random() * 300_000)),
-      minBidPerGpuHourMicros: 100_000n,
-      storagePricePerGbMonthMicros: 100_000n,
-      inetUpPricePerGbMicros: 0n,
-      inetDownPricePerGbMicros: 0n,
-      endDate,
-    })),
-  });
-  const machines = await prisma.machine.findMany({ select: { id: true } });
-  for (const { id } of machines) await syncOffers(prisma, id);
-  const keys: string[] = [];
-  for (let i = 0; i < CONCURRENCY; i++) {
-    // Established, verified accounts: no spend rate limit (domain/billing/spendLimit.ts), as for a heavy bidder.
-    const user = await prisma.user.create({
-      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * DAY_MS) },
-    });
-    keys.push((await issueApiKey(prisma, { userId: user.id, name: "bench", scope: "ACCOUNT" })).token);
-  }
-  await prisma.$disconnect();
-  return keys;
-}
-
-const CREATE = `mutation ($input: CreateInstanceInput!) {
-  createInstance(input: $input) { __typename ... on MutationCreateInstanceSuccess { data { instance { id } } } ... on Error { code message } }
-}`;
-
 async function main(): Promise<void> {
   const database = `bench_auction_${Date.now().toString(36)}`;
   await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
@@ -194,8 +131,8 @@ async function main(): Promise<void> {
   const { migrate } = await import("../infra/migrate.ts");
   await migrate(databaseUrl);
   const seedStart = Date.now();
-  const keys = await seed();
-  console.log(`seeded ${MACHINES} machines of ${GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+  const keys = await seedAuction(MACHINES, CONCURRENCY);
+  console.log(`seeded ${MACHINES} machines of ${AUCTION_GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
 
   const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn", NODE_ENV: "production" };
   const api = startChild("api", env);
@@ -203,29 +140,7 @@ async function main(): Promise<void> {
   const { url } = (await api.first) as { url: string };
   await worker.first;
 
-  const random = seededRandom(42);
-  const plan = Array.from({ length: BIDS }, () => {
-    const machineId = 1 + Math.floor(random() * MACHINES);
-    const numGpus = [1, 1, 1, 2, 2, 4, 8][Math.floor(random() * 7)];
-    const cents = 10 + Math.floor(random() * 50);
-    return { machineId, numGpus, price: `0.${String(cents).padStart(2, "0")}${Math.floor(random() * 10)}` };
-  });
-  const sentAt = new Map<number, number>();
-  const failures: string[] = [];
-  // A lean client: node:http over kept-alive sockets, one per concurrent client.
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const post = (body: string, key: string) =>
-    new Promise<string>((resolve, reject) => {
-      const req = request(url, { method: "POST", agent, headers: { "content-type": "application/json", authorization: `Bearer ${key}` } }, (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => (text += chunk));
-        res.on("end", () => resolve(text));
-      });
-      req.on("error", reject);
-      req.end(body);
-    });
-  let next = 0;
+  const plan = auctionBidPlan(BIDS, MACHINES);
   const report = async <T extends Message>(child: ChildProcess): Promise<T> => {
     const reply = once(child, "message");
     child.send("report");
@@ -235,33 +150,9 @@ async function main(): Promise<void> {
   const [apiBefore, workerBefore] = await Promise.all([report<{ usage: Usage }>(api.child), report<{ usage: Usage; jobs: number }>(worker.child)]);
   const loadCpuStart = process.cpuUsage();
   const started = Date.now();
-  await Promise.all(
-    keys.map(async (key) => {
-      while (next < plan.length) {
-        const bid = plan[next++];
-        const body = JSON.stringify({
-          query: CREATE,
-          variables: {
-            input: {
-              offerId: `${bid.machineId}-${bid.numGpus}`,
-              image: "pytorch/pytorch:latest",
-              diskGb: 20,
-              launchMode: "SSH",
-              bidPricePerGpuHour: bid.price,
-            },
-          },
-        });
-        const t0 = Date.now();
-        const text = await post(body, key);
-        const result = (JSON.parse(text) as { data?: { createInstance: { data?: { instance: { id: string } }; message?: string } } }).data?.createInstance;
-        if (result?.data) sentAt.set(Number(result.data.instance.id.split(":")[1]), t0);
-        else failures.push(result?.message ?? text);
-      }
-    }),
-  );
+  const { sentAt, failures } = await placeBids(url, keys, plan);
   const placedMs = Date.now() - started;
   const loadCpu = process.cpuUsage(loadCpuStart);
-  agent.destroy();
 
   // Wait for every bid to be cleared (the times were taken by the worker as the clearings completed).
   let cleared = new Map<number, number>();

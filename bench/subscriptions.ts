@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
-import { freshBenchDatabase, percentile } from "./support.ts";
+import { freshBenchDatabase, leanSubscriber, percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -146,28 +146,6 @@ listener.on("message", (_channel, message: string) => {
   for (const [userId] of JSON.parse(message) as [number, unknown][]) published.set(userId, at);
 });
 
-/**
- * A graphql-ws subscriber reduced to the protocol (graphql-transport-ws: connection_init with the key,
- * subscribe, then `next` messages), so that 5,000 of them in this process cost the shared cores as
- * little as possible; the agents below use the full graphql-ws client with its retries.
- */
-function leanSubscriber(url: string, key: string, query: string, onNext: (payload: unknown) => void): Promise<WebSocket> {
-  return new Promise((connected, failed) => {
-    const socket = new WebSocket(url, "graphql-transport-ws");
-    socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${key}` } })));
-    socket.on("message", (data: Buffer) => {
-      const message = JSON.parse(data.toString());
-      if (message.type === "next") onNext(message.payload);
-      else if (message.type === "connection_ack") {
-        socket.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query } }));
-        connected(socket);
-      } else if (message.type === "ping") socket.send('{"type":"pong"}');
-      else if (message.type === "error") console.error("subscription failed", message.payload);
-    });
-    socket.on("error", failed);
-    socket.on("close", (code) => code !== 1000 && failed(new Error(`socket closed with ${code}`)));
-  });
-}
 
 console.log(`connecting ${SUBSCRIBERS} balance subscribers over ${API_PROCESSES} API processes…`);
 const latencies: number[] = [];

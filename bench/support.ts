@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 
 /** The value at percentile `p` (0–100) of ascending `sorted` values. */
@@ -55,4 +56,34 @@ export async function openBenchDatabase(serverUrl: string, prefix: string): Prom
       if (!kept && !process.env.BENCH_KEEP) await adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
+}
+
+/**
+ * A graphql-ws subscriber reduced to the protocol (graphql-transport-ws: connection_init with the key,
+ * subscribe, then `next` messages), so that 5,000 of them in this process cost the shared cores as
+ * little as possible (bench/subscriptions.ts's agents use the full graphql-ws client with its retries).
+ */
+export function leanSubscriber(
+  url: string,
+  key: string,
+  query: string,
+  onNext: (payload: unknown, raw: string) => void,
+  variables?: Record<string, unknown>,
+): Promise<WebSocket> {
+  return new Promise((connected, failed) => {
+    const socket = new WebSocket(url, "graphql-transport-ws");
+    socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${key}` } })));
+    socket.on("message", (data: Buffer) => {
+      const raw = data.toString();
+      const message = JSON.parse(raw);
+      if (message.type === "next") onNext(message.payload, raw);
+      else if (message.type === "connection_ack") {
+        socket.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query, variables } }));
+        connected(socket);
+      } else if (message.type === "ping") socket.send('{"type":"pong"}');
+      else if (message.type === "error") console.error("subscription failed", message.payload);
+    });
+    socket.on("error", failed);
+    socket.on("close", (code) => code !== 1000 && failed(new Error(`socket closed with ${code}`)));
+  });
 }

@@ -1,5 +1,4 @@
 import SchemaBuilder from "@pothos/core";
-import DataloaderPlugin from "@pothos/plugin-dataloader";
 import ErrorsPlugin from "@pothos/plugin-errors";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
@@ -46,7 +45,7 @@ export const builder = new SchemaBuilder<{
 }>({
   defaultFieldNullability: false,
   // Errors wraps ScopeAuth so that unauthorizedError's AppErrors become union data on mutations.
-  plugins: [ErrorsPlugin, ScopeAuthPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  plugins: [ErrorsPlugin, ScopeAuthPlugin, PrismaPlugin, RelayPlugin],
   scopeAuth: {
     // A subscription's scopes are checked when it starts, not again for each event: a connection's
     // key does not change, and a metering tick runs every balance subscription at once.

@@ -1,18 +1,12 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { listMachine, myMachines, registerMachine, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { enqueueClearing } from "../domain/auction/service.ts";
+import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
-
-/** After a listing change commits, the auction re-clears the machine (see domain/auction/service.ts). */
-async function enqueueClearingAfter(machine: Machine): Promise<Machine> {
-  await enqueueClearing(machine.id);
-  return machine;
-}
+import { selection } from "./selection.ts";
 
 const VerificationState = builder.enumType(VerificationStateValues, {
   name: "VerificationState",
@@ -27,6 +21,10 @@ export const MachineRef = builder.prismaNode("Machine", {
   fields: (t) => ({
     gpuName: t.exposeString("gpuName"),
     numGpus: t.exposeInt("numGpus"),
+    publicAddress: t.exposeString("publicAddress", { nullable: true, description: "The fixed address the host declared (setMachineNetwork)." }),
+    reportedAddress: t.exposeString("reportedAddress", { nullable: true, description: "The address its agent sees itself at; used unless publicAddress is set." }),
+    directPortStart: t.exposeInt("directPortStart", { nullable: true, description: "First external port for direct connections." }),
+    directPortEnd: t.exposeInt("directPortEnd", { nullable: true, description: "Last external port for direct connections (inclusive)." }),
     gpuRamMb: t.exposeInt("gpuRamMb", { description: "VRAM per GPU in MB." }),
     computeCap: t.exposeInt("computeCap", { description: "Compute capability × 100 (8.6 is 860)." }),
     tflopsPerGpu: t.exposeFloat("tflopsPerGpu", { description: "Peak FP32 TFLOPS per GPU." }),
@@ -133,8 +131,7 @@ builder.mutationField("registerMachine", (t) =>
       "Registers a machine by its specs; it starts unverified and unlisted. Returns its agent's MACHINE-scoped key, shown once.",
     errors: {},
     args: { input: t.arg({ type: RegisterMachineInput, required: true }) },
-    resolve: (_root, { input }, ctx) =>
-      prisma.$transaction((tx) => registerMachine(tx, ctx.viewer.userId, input)),
+    resolve: (_root, { input }, ctx) => registerMachine(ctx.viewer.userId, input),
   }),
 );
 
@@ -167,7 +164,7 @@ builder.mutationField("listMachine", (t) =>
     args: { input: t.arg({ type: ListMachineInput, required: true }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => listMachine(tx, ctx.viewer.userId, { ...input, machineId })).then(enqueueClearingAfter);
+      return listMachine(ctx.viewer.userId, { ...input, machineId });
     },
   }),
 );
@@ -181,7 +178,7 @@ builder.mutationField("unlistMachine", (t) =>
     args: { machineId: t.arg.globalID({ required: true }) },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => unlistMachine(tx, ctx.viewer.userId, machineId)).then(enqueueClearingAfter);
+      return unlistMachine(ctx.viewer.userId, machineId);
     },
   }),
 );
@@ -198,7 +195,20 @@ builder.mutationField("setMinBid", (t) =>
     },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => setMinBid(tx, ctx.viewer.userId, machineId, args.pricePerGpuHour)).then(enqueueClearingAfter);
+      return setMinBid(ctx.viewer.userId, machineId, args.pricePerGpuHour);
+    },
+  }),
+);
+
+builder.mutationField("extendMachineEndDate", (t) =>
+  t.withAuth({ permission: "MACHINES" }).prismaField({
+    type: "Machine",
+    description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
+    errors: {},
+    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
+      return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
     },
   }),
 );
@@ -208,5 +218,28 @@ builder.queryField("myMachines", (t) =>
     type: ["Machine"],
     description: "The caller's machines, oldest first.",
     resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
+  }),
+);
+
+const MachineNetworkInput = builder.inputType("MachineNetworkInput", {
+  fields: (t) => ({
+    machineId: t.globalID({ required: true }),
+    publicAddress: t.string({ description: "A fixed public address (IP or host name); omitted: the address the agent reports." }),
+    directPortStart: t.int({ required: true, description: "First external port renters' ports are mapped to." }),
+    directPortEnd: t.int({ required: true, description: "Last one (inclusive); at most 10,000 ports." }),
+  }),
+});
+
+builder.mutationField("setMachineNetwork", (t) =>
+  t.withAuth({ permission: "MACHINES" }).prismaField({
+    type: "Machine",
+    description:
+      "How renters reach the machine: its public address and the range of external ports that instances' ports are mapped to. Instances keep the ports they hold.",
+    errors: {},
+    args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
+    resolve: (_query, _root, { input }, ctx) => {
+      const machineId = localId(input.machineId, "Machine", "machineId");
+      return setMachineNetwork(ctx.viewer.userId, { ...input, machineId });
+    },
   }),
 );

@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AUCTION_QUEUE, closeAuctionQueue } from "../domain/auction/service.ts";
+import { AUCTION_QUEUE } from "../domain/auction/service.ts";
 import { liveInstances } from "../domain/auction/contracts.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
@@ -18,7 +18,6 @@ const queue = new Queue(AUCTION_QUEUE, { connection, prefix: redisKey("bull") })
 const startWorker = useWorkerProcesses();
 
 afterAll(async () => {
-  await closeAuctionQueue();
   await queue.close();
   await connection.quit();
 });

@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUCTION_QUEUE, closeAuctionQueue, enqueueClearing, requeueStaleClearings } from "../domain/auction/service.ts";
+import { AUCTION_QUEUE, enqueueClearing, requeueStaleClearings } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -11,7 +11,6 @@ const app = useTestApp();
 const connection = redisConnection();
 const queue = new Queue(AUCTION_QUEUE, { connection, prefix: redisKey("bull") });
 afterAll(async () => {
-  await closeAuctionQueue();
   await queue.close();
   await connection.quit();
 });

@@ -1,7 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
 import sshpk from "sshpk";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { keyPermissions } from "../domain/authorization.ts";
 import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
@@ -19,7 +18,6 @@ import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unw
  * fail, reveal nothing of the victim, and leave the whole database exactly as it was.
  */
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 interface Ids {
   apiKey: string;

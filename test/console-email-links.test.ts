@@ -8,7 +8,7 @@ import { eventually, useConsoleServer } from "./support/browser.ts";
 
 // The links of account emails, opened in Chromium: the verification link verifies the address, the
 // reset link sets a new password and signs the visitor in, whose account page then shows the
-// verification and the spend limit.
+// verification and the spend limit, and makes a read-only key.
 const server = useConsoleServer();
 
 /** The token of the last email of `kind` queued for the account (what the link in it carries). */
@@ -37,6 +37,19 @@ it("the verification link verifies the address; the reset link sets a new passwo
   await eventually(() => page.getByTestId("verification").textContent()).toBe("Email verified · card not verified");
   await eventually(() => page.getByTestId("spend-limit").textContent()).toContain("EMAIL_VERIFIED, $20.00/hr");
   await expect(page.getByRole("button", { name: "Add a card" }).count()).resolves.toBe(1);
+
+  // A read-only key made on the account page reads the account and rents nothing.
+  await page.getByLabel("New key name").fill("dashboard");
+  await page.getByLabel("Read-only").check();
+  await page.getByRole("button", { name: "Create key" }).click();
+  await eventually(() => page.getByTestId("issued-key").textContent()).toMatch(/^gmk_/);
+  const readOnly = (await page.getByTestId("issued-key").textContent())!;
+  await eventually(() => page.getByRole("row", { name: /dashboard/ }).textContent()).toContain("READ");
+  const gql = async (query: string) =>
+    (await fetch(`${server.origin}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${readOnly}` }, body: JSON.stringify({ query }) })).json();
+  expect((await gql("{ me { email } }")).data.me.email).toBe(email);
+  const rent = await gql(`mutation { createInstance(input: { offerId: "1-1", image: "x", diskGb: 10, launchMode: SSH }) { __typename } }`);
+  expect(rent.data.createInstance.__typename).toBe("ForbiddenError");
   await expect(login({ email, password: "the second password" }, `10.9.${randomBytes(1)[0]}.1`)).resolves.toMatchObject({ userId });
 
   // The link works once.

@@ -1,9 +1,8 @@
 import { type ExecutionResult, buildSchema, execute, parse } from "graphql";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { executeCompiled } from "../api/jit.ts";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { config } from "../infra/config.ts";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
@@ -14,7 +13,6 @@ import { wsUrl } from "./support/ws.ts";
 
 /** What a client can send that is not a valid value: always a typed error, never INTERNAL_SERVER_ERROR, nothing written. */
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let client: { userId: number; key: string };
 let machineId: number;

@@ -6,8 +6,7 @@ import {
   type IntrospectionType,
   getIntrospectionQuery,
 } from "graphql";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -20,7 +19,6 @@ import { databaseSnapshot } from "./support/snapshot.ts";
  * an HTTP 5xx, and the database is exactly as it was afterwards.
  */
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 /** Text no field can store, whatever it is for. */
 const STRINGS = ["\u0000", "a\u0000b", "\ud800", "x\udc00y", "x".repeat(20_000)];

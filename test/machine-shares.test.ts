@@ -1,13 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
-import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
+import { clearMachineNow } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { subscribe } from "./support/ws.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, expectAllocationValid, instanceInput, unwrap } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let host: { userId: number; key: string };
 let alice: { userId: number; key: string };
@@ -21,7 +20,7 @@ beforeAll(async () => {
 
 const OFFERS = /* GraphQL */ `
   query ($query: String) {
-    offers(query: $query, first: 100) { edges { node { id numGpus cpuCores cpuCoresEffective cpuRam diskSpace } } }
+    offers(query: $query, first: 100) { edges { node { id numGpus cpuCores cpuCoresEffective cpuRam diskSpace rentable } } }
   }
 `;
 const INSTANCE = /* GraphQL */ `
@@ -43,7 +42,7 @@ async function rent(client: { key: string }, machineId: number, numGpus: number,
 
 async function offersOf(machineId: number) {
   const result = await app.gql(OFFERS, { query: `machine_id=${machineId} rentable=any` });
-  return (result.data.offers.edges as { node: { numGpus: number; cpuCores: number; cpuCoresEffective: number; cpuRam: number; diskSpace: number } }[])
+  return (result.data.offers.edges as { node: { numGpus: number; cpuCores: number; cpuCoresEffective: number; cpuRam: number; diskSpace: number; rentable: boolean } }[])
     .map((e) => e.node)
     .sort((a, b) => a.numGpus - b.numGpus);
 }
@@ -97,9 +96,23 @@ describe("disk is reserved", () => {
       "MutationDestroyInstanceSuccess",
     );
     expect((await offersOf(machineId)).every((o) => o.diskSpace === 1700)).toBe(true);
-    expect((await rent(bob, machineId, 1, { diskGb: 1700 })).__typename).toBe("CreateInstancePayload");
-    expect((await offersOf(machineId)).every((o) => o.diskSpace === 0)).toBe(true);
+    const last = await rent(bob, machineId, 1, { diskGb: 1700 });
+    expect(last.__typename).toBe("CreateInstancePayload");
+    // No disk left: the offers show it and are not rentable, whatever the GPUs.
+    expect((await offersOf(machineId)).every((o) => o.diskSpace === 0 && !o.rentable)).toBe(true);
+    await clearMachineNow(machineId);
+    expect((await offersOf(machineId)).every((o) => !o.rentable)).toBe(true);
     expect(await rent(alice, machineId, 1, { diskGb: 1 })).toMatchObject({ __typename: "InsufficientDiskError", availableGb: 0 });
+
+    // Destroyed, its disk comes back and the clearing that follows puts the offers back on the market.
+    await app.gql(LIFECYCLE("destroyInstance"), { id: last.instance.id }, bob.key);
+    await clearMachineNow(machineId);
+    expect((await offersOf(machineId)).map((o) => [o.diskSpace, o.rentable])).toEqual([
+      [1700, true],
+      [1700, true],
+      [1700, true],
+      [1700, true],
+    ]);
   });
 });
 

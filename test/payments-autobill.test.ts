@@ -8,7 +8,7 @@ import { attemptAutoBill } from "../domain/payments/autoBilling.ts";
 import { watchBalances } from "../domain/payments/balanceWatch.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
-import { AUTO_BILL_QUEUE, closeAutoBillQueue, enqueueAutoBills, startAutoBillingWorker } from "../workers/auto-billing.ts";
+import { AUTO_BILL_QUEUE, enqueueAutoBills, startAutoBillingWorker } from "../workers/auto-billing.ts";
 import { useTestApp } from "./support/app.ts";
 import { sendMailNow, startSmtpServer } from "./support/smtp.ts";
 import { createAccount } from "./support/rentals.ts";
@@ -79,7 +79,6 @@ afterAll(async () => {
   const queue = new Queue(AUTO_BILL_QUEUE, { connection, prefix: redisKey("bull") });
   await queue.obliterate({ force: true });
   await queue.close();
-  await closeAutoBillQueue();
   await connection.quit();
 });
 

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clearMachineNow, closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { clearMachineNow } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import {
@@ -13,7 +13,6 @@ import {
 } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 const CLIENTS = 50;
 let host: { userId: number; key: string };

@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { machineAssignments } from "../domain/agent/assignments.ts";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { imageRegistry } from "../domain/registryCredentials.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -11,7 +10,6 @@ import { CREATE_INSTANCE, createAccount, createListedMachine, unwrap } from "./s
 // (decrypted) only to the agent of the machine that runs the rental, in its assignments.
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let owner: { userId: number; key: string };
 let machineId: number;

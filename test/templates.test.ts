@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { parseDockerOptions } from "../domain/instances/dockerOptions.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { prisma } from "../infra/db.ts";
@@ -7,7 +6,6 @@ import { useTestApp } from "./support/app.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, unwrap } from "./support/rentals.ts";
 
 const app = useTestApp();
-afterAll(() => closeAuctionQueue());
 
 let owner: { userId: number; key: string };
 let other: { userId: number; key: string };

@@ -2,7 +2,6 @@ import { deliver, fakeStripe, signedEvent } from "./support/fake-stripe.ts";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAccount } from "../domain/accounts.ts";
-import { closeAuctionQueue } from "../domain/auction/service.ts";
 import { ledgerMismatches } from "../domain/billing/ledger.ts";
 import { issueDemoKeys, loadDemoData } from "../domain/demo.ts";
 import { attemptAutoBill } from "../domain/payments/autoBilling.ts";
@@ -29,7 +28,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await smtp.close();
-  await closeAuctionQueue();
 });
 
 const REQUEST = `mutation { requestEmailVerification { __typename ... on MutationRequestEmailVerificationSuccess { data { email } } ... on Error { code } } }`;

@@ -1,13 +1,9 @@
 import { pathToFileURL } from "node:url";
-import { Worker } from "bullmq";
 import { logger } from "../infra/logger.ts";
-import { redisConnection, redisKey } from "../infra/redis.ts";
+import { type StartedWorker, startWorker } from "../infra/queues.ts";
 import { AUCTION_QUEUE, clearMachineNow, requeueStaleClearings } from "../domain/auction/service.ts";
 
-export interface AuctionWorker {
-  worker: Worker;
-  close(): Promise<void>;
-}
+export type AuctionWorker = StartedWorker<{ machineId: number }>;
 
 /**
  * The auction worker: clears one machine per job. Jobs are deduplicated per machine, so one machine
@@ -16,8 +12,7 @@ export interface AuctionWorker {
  * expires, and the machine stays flagged for the maintenance job besides.
  */
 export async function startAuctionWorker(options: { concurrency?: number } = {}): Promise<AuctionWorker> {
-  const connection = redisConnection();
-  const worker = new Worker<{ machineId: number }>(
+  const auction = await startWorker<{ machineId: number }, number[]>(
     AUCTION_QUEUE,
     async (job) => {
       const changes = await clearMachineNow(job.data.machineId);
@@ -26,27 +21,17 @@ export async function startAuctionWorker(options: { concurrency?: number } = {})
       return changes.map((change) => change.instanceId);
     },
     {
-      connection,
-      prefix: redisKey("bull"),
       concurrency: options.concurrency ?? 8,
       // Clearing takes milliseconds: a dead worker's job is taken over within seconds.
       lockDuration: 10_000,
       stalledInterval: 5_000,
       removeOnComplete: { count: 0 },
+      describe: (job) => ({ machineId: job.data.machineId }),
     },
   );
-  worker.on("failed", (job, err) => logger.error({ machineId: job?.data.machineId, err }, "clearing failed"));
-  worker.on("error", (err) => logger.error({ err }, "auction worker error"));
-  await worker.waitUntilReady();
   // Clearings requested before this start (a crash, a restart) run now rather than at the next sweep.
   await requeueStaleClearings(0);
-  return {
-    worker,
-    async close() {
-      await worker.close();
-      await connection.quit();
-    },
-  };
+  return auction;
 }
 
 // `node --import tsx workers/auction.ts`: the auction worker alone, as a separate process (more

@@ -1,19 +1,19 @@
 import { pathToFileURL } from "node:url";
-import { Queue, Worker } from "bullmq";
 import { logger } from "../infra/logger.ts";
-import { redisConnection, redisKey } from "../infra/redis.ts";
+import { type StartedWorker, producerQueue, startWorker, upsertScheduler } from "../infra/queues.ts";
 import { publishMeteredBalances } from "../domain/billing/balanceEvents.ts";
-import { stopExhaustedAccounts } from "../domain/billing/exhaustion.ts";
+import { stopExhaustedAccounts, stopHeldAccounts } from "../domain/billing/exhaustion.ts";
 import { METERING_PHASES, type TickResult, meterOldestPhase } from "../domain/billing/metering.ts";
 import type { JobDefinition } from "./index.ts";
 
 /**
  * One metering tick: charge the due phase up to now (domain/billing/metering.ts), stop the
- * accounts it charged that ran out, and publish a balance event for each account it moved.
+ * accounts it charged that ran out and those it put on hold, and publish a balance event for each account it moved.
  */
 export async function runMetering(now = new Date()): Promise<TickResult & { stopped: number }> {
   const tick = await meterOldestPhase(now);
-  const stopped = tick.accounts.length ? await stopExhaustedAccounts(now, tick.accounts) : 0;
+  const stopped =
+    (tick.accounts.length ? await stopExhaustedAccounts(now, tick.accounts) : 0) + (tick.held.length ? await stopHeldAccounts(tick.held, now) : 0);
   return publishMeteredBalances({ ...tick, stopped });
 }
 
@@ -24,44 +24,21 @@ export async function runMetering(now = new Date()): Promise<TickResult & { stop
  */
 export const meteringJob: JobDefinition = { name: "metering", everyMs: 1000 / METERING_PHASES, process: () => runMetering() };
 
-export interface MeteringWorker {
-  close(): Promise<void>;
-}
-
 /**
  * The metering worker alone (its own process in the fault test and where it is scaled apart). The
  * scheduler is upserted again whenever Redis comes back, because a Redis restarted without
  * persistence has forgotten it.
  */
-export async function startMeteringWorker(): Promise<MeteringWorker> {
-  const connection = redisConnection();
-  const prefix = redisKey("bull");
-  const queue = new Queue(meteringJob.name, { connection, prefix });
-  const upsert = () =>
-    queue.upsertJobScheduler(
-      meteringJob.name,
-      { every: meteringJob.everyMs },
-      { name: meteringJob.name, data: {}, opts: { removeOnComplete: 100, removeOnFail: 500 } },
-    );
-  await upsert();
-  connection.on("ready", () => void upsert().catch((err) => logger.warn({ err }, "could not upsert the metering scheduler")));
-  const worker = new Worker(meteringJob.name, () => meteringJob.process(), {
-    connection,
-    prefix,
+export async function startMeteringWorker(): Promise<StartedWorker<unknown>> {
+  const queue = producerQueue(meteringJob.name);
+  const upsert = () => upsertScheduler(queue, meteringJob).catch((err) => logger.warn({ err }, "could not upsert the metering scheduler"));
+  await upsertScheduler(queue, meteringJob);
+  return startWorker(meteringJob.name, () => meteringJob.process(), {
     // A killed worker's tick is taken over quickly; running it twice is harmless (the clock row serializes ticks).
     lockDuration: 5_000,
     stalledInterval: 2_000,
+    onReconnect: () => void upsert(),
   });
-  worker.on("failed", (job, err) => logger.error({ id: job?.id, err }, "metering tick failed"));
-  worker.on("error", (err) => logger.error({ err }, "metering worker error"));
-  await worker.waitUntilReady();
-  return {
-    async close() {
-      await worker.close();
-      await queue.close();
-      await connection.quit();
-    },
-  };
 }
 
 // `node --import tsx workers/metering.ts`: the metering worker as a separate process.

@@ -1,14 +1,13 @@
-import { Queue } from "bullmq";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { redisConnection, redisKey } from "../../infra/redis.ts";
+import { producerQueue } from "../../infra/queues.ts";
 import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
-import { syncOfferAvailability } from "../offers/sync.ts";
+import { reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
@@ -46,6 +45,10 @@ export interface LockedMachine extends MachineForAuction {
   inetDownPricePerGbMicros: bigint | null;
   preemptGraceSeconds: number;
   gpusOnDemand: number;
+  directPortStart: number | null;
+  directPortEnd: number | null;
+  /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
+  diskReservedGb: number;
 }
 
 const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
@@ -53,7 +56,8 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
-  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand"`;
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
+  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd"`;
 
 /**
  * Locks the machine row for an event that can change who runs on it, flags it for clearing and
@@ -84,14 +88,6 @@ export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId
   return rows[0] ?? null;
 }
 
-let queue: Queue | undefined;
-
-function auctionQueue(): Queue {
-  // Producers fail fast instead of queueing commands while Redis is away; the flag covers the gap.
-  queue ??= new Queue(AUCTION_QUEUE, { connection: redisConnection({ enableOfflineQueue: false }), prefix: redisKey("bull") });
-  return queue;
-}
-
 /**
  * Asks the auction worker to clear the machine, once: while a clearing of it is waiting, further
  * requests merge into it; while one runs, one more is kept to run after it (it may have read the
@@ -100,7 +96,7 @@ function auctionQueue(): Queue {
  */
 export async function enqueueClearing(machineId: number): Promise<void> {
   try {
-    const q = auctionQueue();
+    const q = producerQueue(AUCTION_QUEUE);
     await q.waitUntilReady();
     await q.add(
       "clear",
@@ -116,12 +112,6 @@ export async function enqueueClearing(machineId: number): Promise<void> {
   } catch (err) {
     logger.warn({ err, machineId }, "could not enqueue clearing; the maintenance job will requeue it");
   }
-}
-
-export async function closeAuctionQueue(): Promise<void> {
-  const q = queue;
-  queue = undefined;
-  await q?.close();
 }
 
 /** The machines whose clearing was requested over `olderThanMs` ago and has not run: enqueued again. */

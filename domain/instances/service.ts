@@ -2,22 +2,22 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { chunkSizes, freeDiskGb, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
+import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
-import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -53,7 +53,7 @@ const createSchema = z.object({
     .regex(/^\d{1,10}-\d{1,2}$/, 'an offer id such as "12-4"')
     .refine((id) => Number(id.split("-")[0]) <= MAX_INT4, "no such offer"),
   image: imageReference,
-  diskGb: z.number().int().min(1).max(1_000_000),
+  diskGb: z.number().int().min(MIN_RENTAL_DISK_GB).max(1_000_000),
   launchMode,
   onstart: z.string().max(MAX_ONSTART_CHARS).default(""),
   env: envList.default([]),
@@ -111,9 +111,10 @@ type NewInstance = Pick<
 /**
  * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
  * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
- * Prisma would.
+ * Prisma would. The same statement sets the machine's offers' free disk to `freeDiskGbAfter` (and
+ * takes them off the market when that is too little for any rental).
  */
-async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<CreatedInstance> {
+async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: number, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
   const [row] = await tx.$queryRawUnsafe<(Instance & { apiKeyId: number })[]>(
     `WITH inserted AS (
@@ -129,6 +130,8 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
      ), bid AS (
        INSERT INTO bid_change (instance_id, price_micros, placed_at)
        SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
+     ), disk AS (
+       UPDATE offer SET disk_space = $26::float8, rentable = rentable AND $27 WHERE machine_id = $2
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
@@ -160,6 +163,8 @@ async function insertInstance(tx: Tx, values: NewInstance, now: Date): Promise<C
     secret.hash,
     values.args,
     values.templateId,
+    freeDiskGbAfter,
+    freeDiskGbAfter >= MIN_RENTAL_DISK_GB,
   );
   const { apiKeyId, ...instance } = row;
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
@@ -190,7 +195,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      const freeDisk = await freeDiskGb(tx, m);
+      const freeDisk = Math.max(0, m.diskSpaceGb - m.diskReservedGb);
       if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
@@ -230,16 +235,17 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         templateId: data.templateId ?? null,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
-      }, now);
+      }, freeDisk - data.diskGb, now);
       const instance = sealedAuth ? await tx.instance.update({ where: { id: inserted.instance.id }, data: sealedAuth }) : inserted.instance;
       const { apiKey } = inserted;
+      await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
       } else {
-        await syncOfferDisk(tx, m);
+        await syncDirectPorts(tx, m);
       }
       return { instance, apiKey };
     });
@@ -260,10 +266,11 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
  * row, so that a concurrent debit is seen.
  */
 async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
-    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean; held: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
     userId,
   );
+  if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
@@ -335,6 +342,8 @@ export function destroyInstance(clientId: number, id: number): Promise<Instance>
     // Its disk is free again.
     await syncOfferDisk(tx, instance.machine);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
+    await releasePorts(tx, instance.id);
+    await syncDirectPorts(tx, instance.machine);
     return destroyed;
   });
 }
@@ -436,37 +445,6 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
   };
 }
 
-const MAX_LISTING_DAYS = 365;
-const extendSchema = z.object({
-  machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
-});
-
-/**
- * The host moves the listing's end date later, and every contract on the machine that has not
- * ended with it. Contracts that already ended stay ended.
- */
-export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
-  const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
-  if (!owned) throw new NotFoundError("Machine");
-  const machine = await prisma.$transaction(async (tx) => {
-    const locked = (await lockMachineForEvent(tx, owned.id))!;
-    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
-      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
-    }
-    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
-    await tx.instance.updateMany({
-      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
-      data: { endDate: input.endDate },
-    });
-    await syncOffers(tx, owned.id, now);
-    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
-  });
-  await enqueueClearing(owned.id);
-  return machine;
-}
-
 /** The instance on the agent's machine, or NotFound. */
 export async function instanceOnMachine(machineId: number, id: number): Promise<{ id: number; machineId: number }> {
   const instance = await prisma.instance.findFirst({
@@ -475,18 +453,6 @@ export async function instanceOnMachine(machineId: number, id: number): Promise<
   });
   if (!instance) throw new NotFoundError("Instance");
   return instance;
-}
-
-/**
- * The agent's report on a container (the agent issue exposes it): AGENT_RUNNING moves LOADING to
- * RUNNING, AGENT_EXITED ends the instance. Nothing else moves an instance to RUNNING.
- */
-export async function reportContainerStatus(machineId: number, id: number, report: "RUNNING" | "EXITED"): Promise<Instance> {
-  const instance = await instanceOnMachine(machineId, id);
-  return changeInstance({ id: instance.id }, async (tx, current, now) => {
-    const message = report === "RUNNING" ? null : "the container exited";
-    return applyEvent(tx, current, report === "RUNNING" ? "AGENT_RUNNING" : "AGENT_EXITED", { message }, now);
-  });
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Machine } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { chunkDlperf } from "../dlperf.ts";
+import { freeDirectPorts } from "../instances/ports.ts";
 import { machineShare } from "../machineShare.ts";
 import { defaultRanking } from "./ranking.ts";
 
@@ -38,6 +39,7 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
   const availability = offerAvailability(machine, contracts, now);
+  const directPortCount = await freeDirectPorts(db, machine);
   const diskSpace = await freeDiskGb(db, machine);
   const rows = sizes.map((numGpus, index) => {
     const share = machineShare(machine, numGpus);
@@ -79,7 +81,10 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       geolocation: machine.geolocation,
       countryCode: machine.countryCode,
       endDate: machine.endDate!,
+      directPortCount,
+      staticIp: machine.publicAddress !== null,
       ...availability[index],
+      rentable: availability[index].rentable && diskSpace >= MIN_RENTAL_DISK_GB,
     };
   });
   await db.offer.deleteMany({ where: { machineId, numGpus: { notIn: sizes } } });
@@ -89,19 +94,27 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
   }
 }
 
+/** The smallest disk a rental may ask for: an offer with less free is not rentable. */
+export const MIN_RENTAL_DISK_GB = 1;
+
 /**
  * Disk of the machine not reserved by its instances: every instance that is not destroyed keeps its
  * disk, stopped or exited ones too. Read under the machine's row lock when acted on.
  */
 export async function freeDiskGb(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<number> {
-  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(
-    `SELECT COALESCE(SUM(disk_gb), 0)::int AS reserved FROM instance WHERE machine_id = $1 AND status <> 'DESTROYED'`,
-    machine.id,
-  );
+  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(`SELECT ${reservedDiskSql("$1")} AS reserved`, machine.id);
   return Math.max(0, machine.diskSpaceGb - reserved);
 }
 
-/** The offers' free disk after an instance was created or destroyed: the one column that changes. */
+/** The GB reserved on the machine `machineId` (an SQL expression) by its instances, as SQL. */
+export function reservedDiskSql(machineId: string): string {
+  return `(SELECT COALESCE(SUM(disk_gb), 0)::int FROM instance WHERE machine_id = ${machineId} AND status <> 'DESTROYED')`;
+}
+
+/**
+ * The offers' free disk after an instance was destroyed. More disk can make an offer rentable again:
+ * the clearing that follows every destroy decides that with the GPUs.
+ */
 export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<void> {
   await db.offer.updateMany({ where: { machineId: machine.id }, data: { diskSpace: await freeDiskGb(db, machine) } });
 }
@@ -141,15 +154,23 @@ export async function syncOfferAvailability(
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   const availability = offerAvailability(machine, contracts, now);
   await db.$executeRawUnsafe(
-    `UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented, rentable = v.rentable
+    // The offers' free disk is kept by the writers of instances (syncOfferDisk, createInstance).
+    `UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented,
+            rentable = v.rentable AND offer.disk_space >= $6
        FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::bool[]) AS v(id, free, bid, rented, rentable)
       WHERE offer.id = v.id
         AND (offer.gpus_free_of_on_demand, offer.winning_bid_micros, offer.rented, offer.rentable)
-            IS DISTINCT FROM (v.free, v.bid::bigint, v.rented, v.rentable)`,
+            IS DISTINCT FROM (v.free, v.bid::bigint, v.rented, v.rentable AND offer.disk_space >= $6)`,
     sizes.map((numGpus) => offerId(machine.id, numGpus)),
     availability.map((a) => a.gpusFreeOfOnDemand),
     availability.map((a) => (a.winningBidMicros === null ? null : a.winningBidMicros.toString())),
     availability.map((a) => a.rented),
     availability.map((a) => a.rentable),
+    MIN_RENTAL_DISK_GB,
   );
+}
+
+/** The offers' direct_port_count after the machine's instances took or freed ports. */
+export async function syncDirectPorts(db: Tx, machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">): Promise<void> {
+  await db.offer.updateMany({ where: { machineId: machine.id }, data: { directPortCount: await freeDirectPorts(db, machine) } });
 }

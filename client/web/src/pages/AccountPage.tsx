@@ -111,6 +111,8 @@ const AccountKeys = graphql(`
       name
       prefix
       scope
+      permissions
+      expiresAt
       createdAt
       lastUsedAt
       revokedAt
@@ -126,8 +128,8 @@ const AccountKeys = graphql(`
 `);
 
 const CreateApiKey = graphql(`
-  mutation CreateApiKey($name: String!) {
-    createApiKey(name: $name) {
+  mutation CreateApiKey($name: String!, $permissions: [ApiKeyPermission!]) {
+    createApiKey(name: $name, permissions: $permissions) {
       __typename
       ... on MutationCreateApiKeySuccess {
         data {
@@ -379,6 +381,7 @@ function Keys() {
   const [, addSsh] = useMutation(AddSshKey);
   const [, removeSsh] = useMutation(RemoveSshKey);
   const [name, setName] = useState("");
+  const [readOnly, setReadOnly] = useState(false);
   const [issued, setIssued] = useState<string | null>(null);
   const [keyError, setKeyError] = useState<ResultError | null>(null);
   const [publicKey, setPublicKey] = useState("");
@@ -389,6 +392,9 @@ function Keys() {
     { key: "name", header: "Name", cell: (k) => k.name },
     { key: "prefix", header: "Key", cell: (k) => <code>{k.prefix}…</code> },
     { key: "scope", header: "Scope", cell: (k) => k.scope },
+    // Account and session keys act with permissions; machine and instance keys for one machine or instance.
+    { key: "permissions", header: "May", cell: (k) => (k.permissions.length === 0 ? "—" : k.permissions.length === 5 ? "everything" : k.permissions.join(", ")) },
+    { key: "expires", header: "Expires", cell: (k) => (k.expiresAt ? dateTime(k.expiresAt) : "never") },
     { key: "used", header: "Last used", cell: (k) => dateTime(k.lastUsedAt) },
     {
       key: "revoke",
@@ -426,7 +432,7 @@ function Keys() {
           noValidate
           onSubmit={async (event) => {
             event.preventDefault();
-            const outcome = await create({ name: name.trim() });
+            const outcome = await create({ name: name.trim(), permissions: readOnly ? ["READ"] : null });
             const result = outcome.data?.createApiKey;
             const failure = resultError(result, outcome.error);
             setKeyError(failure);
@@ -440,6 +446,9 @@ function Keys() {
           <Field label="New key name" error={keyError ? (keyError.fields.name ?? keyError.message) : null}>
             {(props) => <input {...props} name="keyName" value={name} onChange={(e) => setName(e.target.value)} />}
           </Field>
+          <label className="checks">
+            <input type="checkbox" checked={readOnly} onChange={(e) => setReadOnly(e.target.checked)} /> Read-only
+          </label>
           <button type="submit" className="btn primary">
             Create key
           </button>
