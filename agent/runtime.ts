@@ -51,6 +51,8 @@ export interface ContainerSpec {
   jupyterBasePath: string;
   /** ENTRYPOINT mode: arguments to the entrypoint. */
   args: string[];
+  /** Credentials to pull a private image with. */
+  registryAuth?: { registry: string; username: string; password: string } | null;
   diskGb: number;
   numGpus: number;
   recycleCount: number;
