@@ -59,6 +59,8 @@ export type CreateInstanceInput = {
   onstart?: string | null | undefined;
   /** Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000. */
   ports?: Array<string> | null | undefined;
+  /** Credentials to pull a private image (else the account's saved ones for its registry, if any); stored encrypted, never returned. */
+  registryAuth?: RegistryAuthInput | null | undefined;
   /** A template to start from ("Template:3"): its values apply wherever this input gives none; its variables and ports add to these. */
   templateId?: string | number | null | undefined;
 };
@@ -228,6 +230,12 @@ export type PriceBucket =
   | 'DAY'
   | 'HOUR'
   | 'MINUTE';
+
+export type RegistryAuthInput = {
+  /** Or an access token; stored encrypted and never returned. */
+  password: string;
+  username: string;
+};
 
 /** ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins. */
 export type RentalKind =
