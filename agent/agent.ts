@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import type { Logger } from "pino";
 import { AgentApi } from "./api.ts";
 import { type Backoff, subscribeAssignments } from "./connection.ts";
@@ -22,6 +23,8 @@ export interface AgentOptions {
   containerApiUrl?: string;
   /** Where free disk is measured. */
   diskPath: string;
+  /** The address renters connect to; default: the local address of the agent's connection to the API. */
+  publicAddress?: string;
   logger: Logger;
 }
 
@@ -30,6 +33,19 @@ export interface Agent {
   done: Promise<void>;
   /** Disconnects and stops reconciling; containers keep running (a restarted agent adopts them). */
   stop(): Promise<void>;
+}
+
+/** The local address this host uses to reach the API: the address the agent sees itself at. */
+function addressTowards(apiUrl: string): Promise<string | null> {
+  const url = new URL(apiUrl);
+  return new Promise((resolve) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || (url.protocol === "https:" ? 443 : 80)) });
+    socket.once("connect", () => {
+      resolve(socket.localAddress?.replace(/^::ffff:/, "") ?? null);
+      socket.destroy();
+    });
+    socket.once("error", () => resolve(null));
+  });
 }
 
 export function startAgent(options: AgentOptions): Agent {
@@ -52,6 +68,7 @@ export function startAgent(options: AgentOptions): Agent {
     return stopping;
   };
   const onFatal = (error: Error) => void shutdown(error);
+  let address: Promise<string | null> | null = null;
 
   const reconciler = new Reconciler({
     runtime: options.runtime,
@@ -77,6 +94,15 @@ export function startAgent(options: AgentOptions): Agent {
     machineId: options.machineId,
     intervalMs: options.heartbeatSeconds * 1000,
     diskPath: options.diskPath,
+    publicAddress: () => {
+      if (options.publicAddress) return Promise.resolve(options.publicAddress);
+      // Unknown until the API answers: a later beat tries again.
+      address ??= addressTowards(options.apiUrl).then((found) => {
+        if (found === null) address = null;
+        return found;
+      });
+      return address;
+    },
     logger,
     onFatal,
   });

@@ -19,6 +19,10 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         onstart
         env { key value }
         ports
+        portMappings { containerPort protocol hostPort }
+        sshKeys
+        jupyterToken
+        jupyterBasePath
         args
         rebootCount
         recycleCount
@@ -59,6 +63,12 @@ const assignmentSchema = z.object({
   onstart: z.string().nullable(),
   env: z.array(z.object({ key: z.string().min(1), value: z.string() })),
   ports: z.array(z.string()),
+  portMappings: z.array(
+    z.object({ containerPort: z.number().int().positive(), protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int().min(1).max(65_535).nullable() }),
+  ),
+  sshKeys: z.array(z.string()),
+  jupyterToken: z.string().nullable(),
+  jupyterBasePath: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, "a URL path"),
   args: z.array(z.string()),
   rebootCount: z.number().int().nonnegative(),
   recycleCount: z.number().int().nonnegative(),
@@ -81,12 +91,22 @@ export type MachineAssignments = z.infer<typeof machineAssignmentsSchema>;
 
 export type ReportedInstanceState = "RUNNING" | "EXITED" | "STOPPED" | "FAILED";
 
+export interface ReportDetails {
+  message?: string;
+  /** RUNNING: the container's port mappings. */
+  ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[];
+  /** FAILED because of what the client asked for. */
+  clientError?: boolean;
+}
+
 export interface MachineMetrics {
   gpuUtilization?: number[];
   gpuTemperatureC?: number[];
   gpuMemoryUsedMb?: number[];
   cpuLoad?: number;
   diskFreeGb?: number;
+  /** Whether the container engine can hand out GPUs. */
+  containerGpus?: boolean;
 }
 
 /** The API refused the key: retrying cannot help, so the agent stops. */
@@ -160,24 +180,26 @@ export class AgentApi {
   }
 
   /** null when the API accepted the report, else its typed refusal. */
-  async reportInstanceState(instanceId: string, status: ReportedInstanceState, message?: string) {
+  async reportInstanceState(instanceId: string, status: ReportedInstanceState, details: ReportDetails = {}) {
     const { refused } = await this.mutate(
       "reportInstanceState",
-      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String) {
-        reportInstanceState(instanceId: $instanceId, status: $status, message: $message) { __typename ${ERROR_FIELDS} }
+      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String, $ports: [PortMappingInput!], $clientError: Boolean) {
+        reportInstanceState(instanceId: $instanceId, status: $status, message: $message, ports: $ports, clientError: $clientError) {
+          __typename ${ERROR_FIELDS}
+        }
       }`,
-      { instanceId, status, message: message ?? null },
+      { instanceId, status, message: details.message ?? null, ports: details.ports ?? null, clientError: details.clientError ?? null },
     );
     return refused;
   }
 
-  async machineHeartbeat(machineId: string, metrics: MachineMetrics) {
+  async machineHeartbeat(machineId: string, metrics: MachineMetrics, publicAddress: string | null) {
     const { refused } = await this.mutate(
       "machineHeartbeat",
-      `mutation ($machineId: ID!, $metrics: MachineMetricsInput) {
-        machineHeartbeat(machineId: $machineId, metrics: $metrics) { __typename ${ERROR_FIELDS} }
+      `mutation ($machineId: ID!, $metrics: MachineMetricsInput, $publicAddress: String) {
+        machineHeartbeat(machineId: $machineId, metrics: $metrics, publicAddress: $publicAddress) { __typename ${ERROR_FIELDS} }
       }`,
-      { machineId, metrics },
+      { machineId, metrics, publicAddress },
     );
     return refused;
   }

@@ -12,6 +12,8 @@ export const USAGE = `Usage: npm run agent -- --api URL --key KEY --machine Mach
   --state-dir DIR           the agent's state (default ~/.gpu-agent/machine-<id>; env AGENT_STATE_DIR)
   --container-api-url URL   API_URL inside containers (default: --api)
   --backoff-max-seconds N   cap of the reconnect backoff (default 30)
+  --public-address ADDR     the address renters connect to (env AGENT_PUBLIC_ADDRESS; default: the address
+                            this host reaches the API from); the host's setMachineNetwork address wins
   --help`;
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -29,6 +31,7 @@ const argsSchema = z.object({
   backoffMaxSeconds: seconds(30),
   stateDir: z.string().optional(),
   containerApiUrl: z.url().optional(),
+  publicAddress: z.string().min(1).optional(),
 });
 export type AgentArgs = z.infer<typeof argsSchema>;
 
@@ -47,6 +50,7 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
       "backoff-max-seconds": { type: "string" },
       "state-dir": { type: "string" },
       "container-api-url": { type: "string" },
+      "public-address": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -61,6 +65,7 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
     backoffMaxSeconds: values["backoff-max-seconds"],
     stateDir: values["state-dir"] ?? env.AGENT_STATE_DIR,
     containerApiUrl: values["container-api-url"],
+    publicAddress: values["public-address"] ?? env.AGENT_PUBLIC_ADDRESS,
   });
   if (!parsed.success) {
     const flag = (path: PropertyKey[]) => `--${String(path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -38,6 +38,7 @@ async function main() {
     pollSeconds: args.pollSeconds,
     backoff: { initialMs: 500, maxMs: args.backoffMaxSeconds * 1000 },
     ...(args.containerApiUrl ? { containerApiUrl: args.containerApiUrl } : {}),
+    ...(args.publicAddress ? { publicAddress: args.publicAddress } : {}),
     diskPath: stateDir,
     logger,
   });

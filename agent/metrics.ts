@@ -64,6 +64,8 @@ export interface HeartbeatOptions {
   machineId: string;
   intervalMs: number;
   diskPath: string;
+  /** The address renters reach the machine at, as the agent sees it. */
+  publicAddress(): Promise<string | null>;
   logger: Logger;
   onFatal(error: Error): void;
 }
@@ -76,7 +78,8 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): Promise<voi
   const { api, runtime, logger } = options;
   let current: Promise<void> | null = null;
   const beat = async () => {
-    const refused = await api.machineHeartbeat(options.machineId, await collectMetrics(options.diskPath));
+    const metrics = { ...(await collectMetrics(options.diskPath)), containerGpus: await runtime.containerGpus() };
+    const refused = await api.machineHeartbeat(options.machineId, metrics, await options.publicAddress());
     if (refused) logger.warn({ refused }, "heartbeat refused");
     for (const container of await runtime.list()) {
       if (container.state !== "running") continue;

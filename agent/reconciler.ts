@@ -4,10 +4,11 @@ import {
   type Assignment,
   AuthRejectedError,
   type MachineAssignments,
+  type ReportDetails,
   type ReportedInstanceState,
   TransientApiError,
 } from "./api.ts";
-import { type ContainerInfo, planPorts, type Runtime } from "./runtime.ts";
+import { type ContainerInfo, LaunchRefusedError, planPorts, type PublishedPort, type Runtime } from "./runtime.ts";
 
 export type Action =
   /** Issue the container's key, create the container and start it. */
@@ -20,7 +21,9 @@ export type Action =
   | { type: "stop"; graceSeconds: number }
   /** Stop (with grace) and delete: its instance is gone from the desired state. */
   | { type: "remove"; graceSeconds: number }
-  | { type: "report"; status: ReportedInstanceState; message?: string };
+  | { type: "report"; status: ReportedInstanceState; message?: string; ports?: PublishedPort[] }
+  /** Make the running container's authorized keys the assignment's. */
+  | { type: "keys"; keys: string[] };
 
 export interface InstancePlan {
   label: string;
@@ -36,6 +39,8 @@ export interface ReconcileMemory {
   failed: Set<string>;
   /** The grace period last assigned per label, for removing containers whose instance vanished. */
   graces: Map<string, number>;
+  /** The SSH keys last installed per label (a restarted agent installs them once more). */
+  keys: Map<string, string>;
 }
 
 /** Grace period for a container found without an assignment and without a remembered one. */
@@ -51,8 +56,12 @@ export const DEFAULT_GRACE_SECONDS = 10;
 export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], memory: ReconcileMemory): InstancePlan[] {
   const plans: InstancePlan[] = [];
   const containers = new Map(actual.map((container) => [container.label, container]));
-  const report = (assignment: Assignment, status: ReportedInstanceState, message?: string): Action[] =>
-    memory.reported.get(assignment.instanceId) === status ? [] : [{ type: "report", status, ...(message ? { message } : {}) }];
+  const report = (assignment: Assignment, status: ReportedInstanceState, message?: string, ports?: PublishedPort[]): Action[] =>
+    memory.reported.get(assignment.instanceId) === status
+      ? []
+      : [{ type: "report", status, ...(message ? { message } : {}), ...(ports ? { ports } : {}) }];
+  const keys = (assignment: Assignment): Action[] =>
+    memory.keys.get(assignment.containerLabel) === assignment.sshKeys.join("\n") ? [] : [{ type: "keys", keys: assignment.sshKeys }];
 
   for (const assignment of desired.instances) {
     const container = containers.get(assignment.containerLabel);
@@ -73,7 +82,7 @@ export function reconcile(desired: MachineAssignments, actual: ContainerInfo[], 
       else if (recycled || otherGpus) actions = waits ? [] : [{ type: "recycle", assignment }];
       else if (container.rebootCount < assignment.rebootCount) {
         actions = failed ? [] : [{ type: "reboot", graceSeconds: assignment.preemptGraceSeconds, rebootCount: assignment.rebootCount }];
-      } else if (container.state === "running") actions = report(assignment, "RUNNING");
+      } else if (container.state === "running") actions = [...keys(assignment), ...report(assignment, "RUNNING", undefined, container.ports)];
       else if (container.state === "exited") actions = report(assignment, "EXITED", container.detail);
       else actions = waits ? [] : [{ type: "start" }];
     } else if (recycled) {
@@ -120,7 +129,7 @@ export interface ReconcilerOptions {
  */
 export class Reconciler {
   private desired: MachineAssignments | null = null;
-  private readonly memory: ReconcileMemory = { reported: new Map(), failed: new Set(), graces: new Map() };
+  private readonly memory: ReconcileMemory = { reported: new Map(), failed: new Set(), graces: new Map(), keys: new Map() };
   private readonly busy = new Map<string, Promise<void>>();
   private passing: Promise<void> | null = null;
   private again = false;
@@ -190,7 +199,7 @@ export class Reconciler {
         logger.error({ label: plan.label, action: action.type, err: error }, "action failed");
         if (action.type === "launch" || action.type === "start" || action.type === "reboot" || action.type === "recycle") {
           this.memory.failed.add(plan.instanceId);
-          await this.report(plan, "FAILED", message).catch((reportError: unknown) => {
+          await this.report(plan, "FAILED", { message, clientError: error instanceof LaunchRefusedError }).catch((reportError: unknown) => {
             if (reportError instanceof AuthRejectedError) this.options.onFatal(reportError);
           });
         }
@@ -226,9 +235,15 @@ export class Reconciler {
         await runtime.remove(plan.label, action.graceSeconds);
         this.memory.graces.delete(plan.label);
         this.memory.reported.delete(plan.instanceId);
+        this.memory.keys.delete(plan.label);
         return;
       case "report":
-        return this.report(plan, action.status, action.message);
+        return this.report(plan, action.status, { message: action.message, ports: action.ports });
+      case "keys":
+        await runtime.setSshKeys(plan.label, action.keys);
+        this.memory.keys.set(plan.label, action.keys.join("\n"));
+        logger.info({ label: plan.label, keys: action.keys.length }, "ssh keys installed");
+        return;
     }
   }
 
@@ -236,10 +251,11 @@ export class Reconciler {
     const { runtime, api, logger, containerApiUrl } = this.options;
     logger.info({ label: assignment.containerLabel, image: assignment.image }, "launching");
     const token = await api.issueContainerApiKey(assignment.instanceId);
-    const ports = await planPorts(assignment.ports);
+    const ports = await planPorts(assignment.portMappings);
     const env: Record<string, string> = {
       ...Object.fromEntries(assignment.env.map(({ key, value }) => [key, value])),
       ...ports.env,
+      ...(assignment.jupyterToken ? { JUPYTER_TOKEN: assignment.jupyterToken } : {}),
       CONTAINER_ID: numericId(assignment.instanceId),
       CONTAINER_LABEL: assignment.containerLabel,
       CONTAINER_API_KEY: token,
@@ -253,6 +269,9 @@ export class Reconciler {
       onstart: assignment.onstart,
       env,
       ports: ports.publish,
+      sshKeys: assignment.sshKeys,
+      jupyterToken: assignment.jupyterToken,
+      jupyterBasePath: assignment.jupyterBasePath,
       args: assignment.args,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
@@ -262,12 +281,13 @@ export class Reconciler {
       recycleCount: assignment.recycleCount,
       rebootCount: assignment.rebootCount,
     });
+    this.memory.keys.set(assignment.containerLabel, assignment.sshKeys.join("\n"));
     await runtime.start(assignment.containerLabel);
   }
 
   /** A delivered report is remembered even when refused (a refusal will not change on retry); a lost one is retried next pass. */
-  private async report(plan: InstancePlan, status: ReportedInstanceState, message?: string): Promise<void> {
-    const refused = await this.options.api.reportInstanceState(plan.instanceId, status, message);
+  private async report(plan: InstancePlan, status: ReportedInstanceState, details: ReportDetails = {}): Promise<void> {
+    const refused = await this.options.api.reportInstanceState(plan.instanceId, status, details);
     this.memory.reported.set(plan.instanceId, status);
     if (refused) this.options.logger.warn({ label: plan.label, status, refused }, "report refused");
     else this.options.logger.info({ label: plan.label, status }, "reported");

@@ -1,3 +1,4 @@
+import { rename, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 
 /**
@@ -11,6 +12,13 @@ import { createServer } from "node:net";
  */
 export type ContainerState = "created" | "running" | "stopped" | "exited";
 
+/** A published port: the container's port and the host port it is reached at. */
+export interface PublishedPort {
+  containerPort: number;
+  protocol: "tcp" | "udp";
+  hostPort: number;
+}
+
 export interface ContainerInfo {
   /** The container label, "C.34": the runtime's name for it. */
   label: string;
@@ -18,6 +26,8 @@ export interface ContainerInfo {
   state: ContainerState;
   /** Why it is not running, when the runtime knows (exit code, signal). */
   detail?: string;
+  /** Its port mappings as the runtime has them (read back, so a restarted agent reports them unchanged). */
+  ports: PublishedPort[];
   /** The assignment's recycleCount it was created at, and the rebootCount it was last (re)started at. */
   recycleCount: number;
   rebootCount: number;
@@ -33,7 +43,12 @@ export interface ContainerSpec {
   onstart: string | null;
   /** The full container environment (the assignment's env plus CONTAINER_* and API_URL). */
   env: Record<string, string>;
-  ports: string[];
+  ports: PublishedPort[];
+  /** Public keys that may log in as root (SSH mode). */
+  sshKeys: string[];
+  /** JUPYTER mode: the server's token and base URL path. */
+  jupyterToken: string | null;
+  jupyterBasePath: string;
   /** ENTRYPOINT mode: arguments to the entrypoint. */
   args: string[];
   diskGb: number;
@@ -45,6 +60,14 @@ export interface ContainerSpec {
   /** Its share of the machine's CPU cores and RAM: limits where the runtime can enforce them. */
   cpuCores: number;
   memoryMb: number;
+}
+
+/** A launch that cannot work because of what the client asked for (the image, its command): reported, not held against the host. */
+export class LaunchRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LaunchRefusedError";
+  }
 }
 
 export interface NetIo {
@@ -67,10 +90,74 @@ export interface Runtime {
   remove(label: string, graceSeconds: number): Promise<void>;
   /** Bandwidth counters since the container started. */
   netIo(label: string): Promise<NetIo>;
+  /** Replaces the keys that may log in to the container over SSH; a running sshd uses them at the next login. */
+  setSshKeys(label: string, keys: string[]): Promise<void>;
+  /** Whether it can hand GPUs to containers (isolated, each its own). */
+  containerGpus(): Promise<boolean>;
   /** The last `tail` lines of its stdout and stderr (none when it does not exist), and where they end. */
   logs(label: string, tail: number): Promise<LogTail>;
   /** Calls `onLines` with the lines written after `cursor` (from `logs`), as they come, until stopped. */
   followLogs(label: string, cursor: string, onLines: (lines: string[]) => void): LogFollower;
+}
+
+/** Writes an authorized_keys file whole and renames it into place: sshd never reads half a file. */
+export async function writeAuthorizedKeys(file: string, keys: string[]): Promise<void> {
+  await writeFile(`${file}.new`, keys.map((key) => `${key}\n`).join(""), { mode: 0o600 });
+  await rename(`${file}.new`, file);
+}
+
+/** Where a container finds its authorized_keys (the runtime mounts or writes it there). */
+export const SSH_KEYS_FILE = "/.gm/ssh/authorized_keys";
+
+/** Environment variables passed on into SSH sessions (the platform's own; the rest stays the workload's). */
+const SESSION_ENV = ["CONTAINER_ID", "CONTAINER_LABEL", "CONTAINER_API_KEY", "API_URL"];
+
+/**
+ * Starts an OpenSSH server on `port` (22 in a container), key logins only, keys read from `keysFile`
+ * at every login (so attached and detached keys apply at once). In a container it is the image's sshd
+ * with its own host keys; an image without one still runs: the script says so in the container's
+ * output and goes on. `hostKeyDir` (the process runtime): a per-instance host key and sshd's log there
+ * (the instance's output stays its own), sshd kept in the foreground of the instance's process group
+ * so that stopping the instance stops it.
+ */
+export function sshdScript(port: number, keysFile: string, hostKeyDir?: string): string {
+  const setEnv = SESSION_ENV.map((name) => `${name}=$${name}`).join(" ");
+  const options = [
+    `-p ${port}`,
+    `-o AuthorizedKeysFile=${keysFile}`,
+    "-o PermitRootLogin=prohibit-password",
+    "-o PasswordAuthentication=no",
+    "-o KbdInteractiveAuthentication=no",
+    "-o UsePAM=no",
+    `-o "SetEnv=${setEnv}"`,
+    ...(hostKeyDir ? [`-h ${hostKeyDir}/ssh_host_ed25519_key`, "-o StrictModes=no", `-o PidFile=${hostKeyDir}/sshd.pid`, `-E ${hostKeyDir}/sshd.log`, "-D"] : []),
+  ].join(" ");
+  const hostKeys = hostKeyDir
+    ? `test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`
+    : "mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A >/dev/null";
+  return [
+    "SSHD=$(command -v sshd || { test -x /usr/sbin/sshd && echo /usr/sbin/sshd; })",
+    'if [ -n "$SSHD" ]; then',
+    `  ${hostKeys}`,
+    `  "$SSHD" ${options}${hostKeyDir ? " &" : ' || echo "sshd did not start" >&2'}`,
+    "else",
+    '  echo "this image has no OpenSSH server (sshd): SSH logins are not available" >&2',
+    "fi",
+  ].join("\n");
+}
+
+/** Starts Jupyter on 8080 with the instance's token (JUPYTER_TOKEN) under its base path, in the background. */
+export function jupyterScript(basePath: string): string {
+  const options = `--ip=0.0.0.0 --port=8080 --no-browser --allow-root --ServerApp.base_url=${basePath} --ServerApp.allow_remote_access=True --ServerApp.root_dir=\${JUPYTER_DIR:-/}`;
+  return [
+    "if python3 -c 'import jupyter_server' 2>/dev/null; then",
+    `  python3 -m jupyter_server ${options} &`,
+    "elif command -v jupyter >/dev/null; then",
+    `  jupyter notebook ${options.replaceAll("ServerApp", "NotebookApp")} &`,
+    "else",
+    '  echo "this image has no Jupyter server" >&2',
+    "fi",
+  ].join("\n");
 }
 
 export interface LogTail {
@@ -133,47 +220,51 @@ export function gpuEnv(gpuIndices: readonly number[]): { CUDA_VISIBLE_DEVICES: s
 }
 
 /**
- * The shell script of an SSH or JUPYTER instance: its onstart, then it stays up (the instance lives
- * until stopped, whatever the onstart does).
+ * The shell script of an SSH or JUPYTER instance: its server (sshd or Jupyter), its onstart, then it
+ * stays up (the instance lives until stopped, whatever the onstart does).
  */
-export function workloadScript(spec: Pick<ContainerSpec, "onstart">): string {
+export function workloadScript(spec: Pick<ContainerSpec, "onstart" | "launchMode" | "jupyterBasePath">, server = serverScript(spec)): string {
   const onstart = spec.onstart?.trim();
-  return onstart ? `${onstart}\nexec sleep infinity` : "exec sleep infinity";
+  return [server, onstart, "exec sleep infinity"].filter(Boolean).join("\n");
 }
 
-/** Port numbers from this one up are virtual: they ask for an identity mapping (the same port outside and inside). */
-export const IDENTITY_PORT_BASE = 70_000;
+function serverScript(spec: Pick<ContainerSpec, "launchMode" | "jupyterBasePath">): string {
+  if (spec.launchMode === "SSH") return sshdScript(22, SSH_KEYS_FILE);
+  if (spec.launchMode === "JUPYTER") return jupyterScript(spec.jupyterBasePath);
+  return "";
+}
+
+export interface AssignedPort {
+  containerPort: number;
+  protocol: string;
+  hostPort: number | null;
+}
 
 export interface PortPlan {
-  /** `-p` values: the requested mappings, with each identity port replaced by a free host port P as "P:P". */
-  publish: string[];
+  /** Every mapping, identity ports given a free host port P as P:P. */
+  publish: PublishedPort[];
   /** TCP_PORT_70000=P (UDP_PORT_… for udp) so the workload knows which port it got. */
   env: Record<string, string>;
 }
 
-/**
- * Resolves identity ports ("70000:70000", "70001/udp") to free host ports mapped to themselves;
- * other mappings pass through as written.
- */
-export async function planPorts(ports: string[], freePort: () => Promise<number> = findFreePort): Promise<PortPlan> {
-  const publish: string[] = [];
+/** The API's mappings, with each identity port (70000 and above, no host port) given a free host port mapped to itself. */
+export async function planPorts(ports: AssignedPort[], freePort: () => Promise<number> = findFreePort): Promise<PortPlan> {
+  const publish: PublishedPort[] = [];
   const env: Record<string, string> = {};
-  for (const spec of ports) {
-    const match = /^(\d+)(?::(\d+))?(?:\/(tcp|udp))?$/.exec(spec);
-    const first = match ? Number(match[1]) : 0;
-    if (!match || first < IDENTITY_PORT_BASE) {
-      publish.push(spec);
+  for (const port of ports) {
+    const protocol = port.protocol === "udp" ? "udp" : "tcp";
+    if (port.hostPort !== null) {
+      publish.push({ containerPort: port.containerPort, protocol, hostPort: port.hostPort });
       continue;
     }
-    const protocol = match[3] ?? "tcp";
-    const port = await freePort();
-    publish.push(`${port}:${port}${protocol === "udp" ? "/udp" : ""}`);
-    env[`${protocol.toUpperCase()}_PORT_${first}`] = String(port);
+    const free = await freePort();
+    publish.push({ containerPort: free, protocol, hostPort: free });
+    env[`${protocol.toUpperCase()}_PORT_${port.containerPort}`] = String(free);
   }
   return { publish, env };
 }
 
-function findFreePort(): Promise<number> {
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

@@ -16,6 +16,7 @@ import { logger } from "../infra/logger.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
+import { JUPYTER_PROXY_PREFIX, proxyJupyter } from "./jupyterProxy.ts";
 import { requestTextErrors, useStorableText } from "./input.ts";
 import { useCompiledExecution } from "./jit.ts";
 import { renderGraphiQL, serveStatic } from "./static.ts";
@@ -69,14 +70,18 @@ function armorLimit(context: { reportError(error: GraphQLError): void } | null, 
   context.reportError(error);
 }
 
-async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string): Promise<Context> {
+async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string, origin: string): Promise<Context> {
   const viewer = await resolveViewer(authorization);
   if (viewer === "invalid") {
     throw new GraphQLError("The API key is unknown, revoked or expired", {
       extensions: { code: new NotAuthenticatedError().code, http: { status: 401 } },
     });
   }
-  return { viewer, clientIp };
+  return { viewer, clientIp, origin };
+}
+
+function originOf(request: IncomingMessage | undefined): string {
+  return `http://${request?.headers.host ?? "127.0.0.1"}`;
 }
 
 function clientIpOf(request: IncomingMessage | undefined): string {
@@ -148,8 +153,8 @@ export function buildApp(): App {
     // A WebSocket operation arrives with the viewer its connection authenticated (onConnect below).
     context: (initial) =>
       "viewer" in initial
-        ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req) }
-        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req)),
+        ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req), origin: originOf(initial.req) }
+        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req), originOf(initial.req)),
     plugins: [
       EnvelopArmorPlugin({
         maxDepth: { n: MAX_QUERY_DEPTH, onReject: [armorLimit], propagateOnRejection: false },
@@ -173,6 +178,7 @@ export function buildApp(): App {
       await stripeWebhook(req, res);
       return;
     }
+    if (req.url?.startsWith(JUPYTER_PROXY_PREFIX)) return proxyJupyter(req, res);
     if (!req.url?.startsWith(GRAPHQL_PATH) && (await serveStatic(req, res))) return;
     yoga(req, res);
   });

@@ -6,6 +6,8 @@ export interface Context {
   viewer: Viewer | null;
   /** Client address, for rate limits. */
   clientIp: string;
+  /** The API's origin as the client reached it ("http://host:port"): links to the API's own routes. */
+  origin: string;
 }
 
 export function bearerToken(authorization: string | null | undefined): string | null {

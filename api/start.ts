@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   logger.info({ applied }, applied.length ? "migrations applied" : "schema up to date");
   checkpoint();
 
-  const [{ prisma }, { redis }, { closePubSub }] = await Promise.all([
+  const [{ prisma, meteringPrisma }, { redis }, { closePubSub }] = await Promise.all([
     import("../infra/db.ts"),
     import("../infra/redis.ts"),
     import("../infra/pubsub.ts"),
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   running.push({
     name: "clients",
     stop: async () => {
-      await prisma.$disconnect();
+      await Promise.all([prisma.$disconnect(), meteringPrisma.$disconnect()]);
       redis.disconnect();
       await closePubSub();
     },

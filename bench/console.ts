@@ -108,7 +108,8 @@ async function screenshots(browser: Browser, origin: string, keys: Record<string
   await client.waitForSelector("tbody .status");
   await shot(client, "instances");
   await client.goto("/account");
-  await client.waitForSelector("text=Charges and invoices");
+  await client.waitForSelector("text=Saved card");
+  await client.waitForSelector("table[aria-label], tbody td[data-label=Amount]");
   await shot(client, "account");
 
   const host = await open("host@demo.local");

@@ -1,15 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { hash, verify } from "@node-rs/argon2";
 import { z } from "zod";
 import { prisma } from "../infra/db.ts";
 import { Prisma } from "../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, issueSessionKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
-import { consumeLoginAttempt, consumeSignup } from "./rateLimit.ts";
+import { consumeLoginAttempt, consumeSignup, recordLoginOutcome, rememberAddress } from "./rateLimit.ts";
+import { hashPassword, verifyPassword } from "./passwordHashing.ts";
 import { parseInput } from "./validation.ts";
-
-/** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (argon2id is the library's default algorithm). */
-export const ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 
 export const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
 /** What signup, a password change and a reset accept as a new password. */
@@ -28,14 +25,16 @@ export interface Session {
 export async function signup(input: { email: string; password: string }, clientIp: string): Promise<Session> {
   const account = parseInput(signupInput, input);
   await consumeSignup(clientIp);
-  return createAccount(account);
+  const session = await createAccount(account);
+  await rememberAddress(account.email, clientIp);
+  return session;
 }
 
 /** An account and its first key from valid input, without the rate limit (the demo accounts). */
 export async function createAccount({ email, password }: { email: string; password: string }): Promise<Session> {
   // Checked before hashing so that duplicates cost no hashing work; the unique index settles races.
   if (await prisma.user.findUnique({ where: { email }, select: { id: true } })) throw duplicateEmail();
-  const passwordHash = await hash(password, ARGON2);
+  const passwordHash = await hashPassword(password);
   try {
     return await prisma.$transaction(async (tx) => {
       const user = await tx.user.create({ data: { email, passwordHash }, select: { id: true } });
@@ -55,16 +54,17 @@ function duplicateEmail(): ConflictError {
 let dummyHash: Promise<string> | undefined;
 
 /**
- * Checks the password and issues a session key (every permission, expiring 30 days after its last use). Rate-limited per email and per client
- * address before any hashing. An unknown email costs the same argon2 verification as a known one
+ * Checks the password and issues a session key (every permission, expiring 30 days after its last use). Rate-limited per client
+ * address, and per email for addresses the account has not used, before any hashing (rateLimit.ts). An unknown email costs the same argon2 verification as a known one
  * (against a hash of a random secret), so response times do not reveal which accounts exist.
  */
 export async function login(input: { email: string; password: string }, clientIp: string): Promise<Session> {
   const { email, password } = parseInput(loginInput, input);
   await consumeLoginAttempt(email, clientIp);
   const user = await prisma.user.findUnique({ where: { email }, select: { id: true, passwordHash: true } });
-  dummyHash ??= hash(randomBytes(32).toString("base64"), ARGON2);
-  const valid = await verify(user?.passwordHash ?? (await dummyHash), password);
+  dummyHash ??= hashPassword(randomBytes(32).toString("base64"));
+  const valid = await verifyPassword(user?.passwordHash ?? (await dummyHash), password);
+  await recordLoginOutcome(email, clientIp, Boolean(user && valid));
   if (!user || !valid) throw new InvalidCredentialsError();
   const key = await issueSessionKey(prisma, user.id, "login");
   return { userId: user.id, key };

@@ -5,6 +5,7 @@ import { type IssuedKey, issueApiKey, recordId } from "./apiKeys.ts";
 import { machineDlperf, pcieBandwidth } from "./dlperf.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import { MICROS_PER_DOLLAR } from "./money.ts";
+import { hostAddress } from "./agent/liveness.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { parseInput } from "./validation.ts";
 import { DAY_MS } from "./time.ts";
@@ -94,6 +95,9 @@ const MAX_LISTING_DAYS = 365;
 const pricePerGpuHour = z.bigint().min(1n).max(dollars(100n));
 const minBidPerGpuHour = z.bigint().min(0n).max(dollars(100n));
 const pricePerGb = z.bigint().min(0n).max(dollars(10n));
+/** Bandwidth at most $1/GB: with the link speed it bounds what usage reports can charge per second. */
+export const MAX_BANDWIDTH_PRICE_PER_GB_MICROS = dollars(1n);
+const bandwidthPricePerGb = z.bigint().min(0n).max(MAX_BANDWIDTH_PRICE_PER_GB_MICROS, "must be at most $1 per GB");
 
 const listMachineSchema = z
   .object({
@@ -101,8 +105,8 @@ const listMachineSchema = z
     pricePerGpuHour,
     minBidPerGpuHour: minBidPerGpuHour.nullish(),
     storagePricePerGbMonth: pricePerGb.nullish(),
-    inetUpPricePerGb: pricePerGb.nullish(),
-    inetDownPricePerGb: pricePerGb.nullish(),
+    inetUpPricePerGb: bandwidthPricePerGb.nullish(),
+    inetDownPricePerGb: bandwidthPricePerGb.nullish(),
     minChunk: z
       .number()
       .int()
@@ -186,6 +190,41 @@ export async function setMinBid(db: Tx, hostId: number, id: number, price: bigin
     throw new ValidationError([{ path: ["pricePerGpuHour"], message: "must not exceed the machine's price per GPU-hour" }]);
   }
   return updateAndSync(db, machine.id, { minBidPerGpuHourMicros: minBid });
+}
+
+const MAX_DIRECT_PORTS = 10_000;
+
+const networkSchema = z
+  .object({
+    machineId: recordId,
+    publicAddress: hostAddress.nullish(),
+    directPortStart: z.number().int().min(1).max(65_535),
+    directPortEnd: z.number().int().min(1).max(65_535),
+  })
+  .superRefine((network, ctx) => {
+    if (network.directPortEnd < network.directPortStart) {
+      ctx.addIssue({ code: "custom", path: ["directPortEnd"], message: "must not be below directPortStart" });
+    } else if (network.directPortEnd - network.directPortStart + 1 > MAX_DIRECT_PORTS) {
+      ctx.addIssue({ code: "custom", path: ["directPortEnd"], message: `a range holds at most ${MAX_DIRECT_PORTS} ports` });
+    }
+  });
+
+export type MachineNetworkInput = z.input<typeof networkSchema>;
+
+/**
+ * The host's declaration of how renters reach the machine: a fixed public address (omitted: the
+ * address its agent reports) and the external port range that direct ports are mapped to.
+ * Instances keep the ports they hold; new rentals take free ports of the new range.
+ */
+export async function setMachineNetwork(db: Tx, hostId: number, input: MachineNetworkInput): Promise<Machine> {
+  const network = parseInput(networkSchema, input);
+  const machine = await ownMachine(db, hostId, network.machineId);
+  await db.machine.update({
+    where: { id: machine.id },
+    data: { publicAddress: network.publicAddress ?? null, directPortStart: network.directPortStart, directPortEnd: network.directPortEnd },
+  });
+  await syncOffers(db, machine.id);
+  return db.machine.findUniqueOrThrow({ where: { id: machine.id } });
 }
 
 /** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */

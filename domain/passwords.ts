@@ -1,8 +1,8 @@
-import { hash, verify } from "@node-rs/argon2";
 import { z } from "zod";
 import { config } from "../infra/config.ts";
 import { prisma, type Tx } from "../infra/db.ts";
-import { ARGON2, email as emailSchema, newPassword, type Session } from "./accounts.ts";
+import { email as emailSchema, newPassword, type Session } from "./accounts.ts";
+import { hashPassword, verifyPassword } from "./passwordHashing.ts";
 import { consumeAccountToken, issueAccountToken } from "./accountTokens.ts";
 import { issueSessionKey } from "./apiKeys.ts";
 import { InvalidCredentialsError, InvalidTokenError } from "./errors.ts";
@@ -22,7 +22,7 @@ const resetInput = z.object({ token: z.string().min(1).max(200), newPassword });
 const RESETS_PER_HOUR = 5;
 
 async function replacePassword(tx: Tx, userId: number, password: string, now: Date): Promise<Session> {
-  await tx.user.update({ where: { id: userId }, data: { passwordHash: await hash(password, ARGON2) }, select: { id: true } });
+  await tx.user.update({ where: { id: userId }, data: { passwordHash: await hashPassword(password) }, select: { id: true } });
   await tx.apiKey.updateMany({ where: { userId, scope: "SESSION", revokedAt: null }, data: { revokedAt: now } });
   return { userId, key: await issueSessionKey(tx, userId, "password change", now) };
 }
@@ -30,7 +30,7 @@ async function replacePassword(tx: Tx, userId: number, password: string, now: Da
 export async function changePassword(userId: number, input: { currentPassword: string; newPassword: string }, now = new Date()): Promise<Session> {
   const { currentPassword, newPassword: password } = parseInput(changeInput, input);
   const user = await prisma.user.findUniqueOrThrow({ where: { id: userId }, select: { passwordHash: true } });
-  if (!(await verify(user.passwordHash, currentPassword))) throw new InvalidCredentialsError();
+  if (!(await verifyPassword(user.passwordHash, currentPassword))) throw new InvalidCredentialsError();
   return prisma.$transaction((tx) => replacePassword(tx, userId, password, now));
 }
 

@@ -10,7 +10,9 @@ import { DAY_MS } from "./time.ts";
 /*
  * Weekly host payouts (Fridays, UTC). What a host may be paid is its balance, but never more than
  * its earnings not yet paid out (sum of EARNING and PAYOUT entries): credit a host bought as a
- * client stays credit. Whole cents of it are paid when they reach PAYOUT_MINIMUM_MICROS ($20);
+ * client stays credit. Earnings its clients have not funded are held: every client of the host
+ * (an accrual on its machines) whose balance is below zero holds back its debt, until the client's
+ * balance covers it again (a debt to several hosts holds back at each of them). Whole cents of it are paid when they reach PAYOUT_MINIMUM_MICROS ($20);
  * less carries over to the next week. A host with no Stripe Connect account is skipped and noted.
  *
  * Exactly once, whatever the retries: the payout row is unique per host and payout period and is
@@ -94,12 +96,17 @@ export async function runPayouts(now = new Date()): Promise<PayoutRun> {
 /** The host's payout row of the period, with its debit, in one transaction. */
 async function openPayout(hostId: number, period: Date, minimum: bigint): Promise<"OPENED" | "SKIPPED" | "CARRIED" | "EXISTS"> {
   const outcome = await prisma.$transaction(async (tx) => {
-    const [host] = await tx.$queryRaw<{ balance: bigint; unpaid: bigint; destination: string | null }[]>`
+    const [host] = await tx.$queryRaw<{ balance: bigint; unpaid: bigint; unfunded: bigint; destination: string | null }[]>`
       SELECT u.balance_micros AS balance, u.stripe_connect_account_id AS destination,
              (SELECT coalesce(sum(amount_micros), 0) FROM ledger_entry
-               WHERE user_id = u.id AND kind IN ('EARNING', 'PAYOUT'))::bigint AS unpaid
+               WHERE user_id = u.id AND kind IN ('EARNING', 'PAYOUT'))::bigint AS unpaid,
+             (SELECT coalesce(sum(-c.balance_micros), 0) FROM user_account c
+               WHERE c.balance_micros < 0 AND c.id <> u.id
+                 AND (EXISTS (SELECT 1 FROM time_accrual a WHERE a.client_id = c.id AND a.host_id = u.id)
+                      OR EXISTS (SELECT 1 FROM bandwidth_accrual b WHERE b.client_id = c.id AND b.host_id = u.id)))::bigint AS unfunded
         FROM user_account u WHERE u.id = ${hostId} FOR UPDATE`;
-    const payable = host.balance < host.unpaid ? host.balance : host.unpaid;
+    const earned = host.balance < host.unpaid ? host.balance : host.unpaid;
+    const payable = earned - host.unfunded;
     const amount = (payable / MICROS_PER_CENT) * MICROS_PER_CENT;
     if (amount < minimum) return "CARRIED" as const;
     const status = host.destination ? ("PENDING" as const) : ("SKIPPED" as const);

@@ -20,22 +20,48 @@ async function consumeAll(attempts: [RateLimiterRedis, string][]): Promise<void>
   if (retryAfterMs !== null) throw new RateLimitedError(Math.max(1, Math.ceil(retryAfterMs / 1000)));
 }
 
-let loginLimiters: { byEmail: RateLimiterRedis; byIp: RateLimiterRedis } | undefined;
+let loginLimiters: { byIp: RateLimiterRedis; failuresByEmail: RateLimiterRedis } | undefined;
 let signupLimiter: RateLimiterRedis | undefined;
 
+/** How long an address an account logged in or signed up from stays known for it. */
+const KNOWN_ADDRESS_SECONDS = 30 * 86_400;
+const knownAddressesKey = (email: string) => redisKey("login-known", email);
+
+function loginLimitersOf() {
+  const points = config().LOGIN_ATTEMPTS_PER_MINUTE;
+  return (loginLimiters ??= { byIp: limiter("login-ip", points, 60), failuresByEmail: limiter("login-email-failures", points, 60) });
+}
+
 /**
- * Counts one login attempt against the email and against the client address, successful or not:
- * the email limit stops guessing one account's password from many addresses, the address limit
- * stops one client trying many accounts. Throws RateLimitedError when either budget is spent.
- * A Redis failure propagates: logins fail closed rather than go unlimited.
+ * Before a login's password is checked: counts the attempt against the client address (its own
+ * budget per minute, whatever the email: an address that guesses is slowed down first), and refuses
+ * while the email's budget of failed attempts is spent, unless the address is one the account
+ * logged in or signed up from lately. So a guesser spread over many addresses locks the account
+ * against new addresses only; its owner logs in from a known one. Throws RateLimitedError. A Redis
+ * failure propagates: logins fail closed rather than go unlimited.
  */
 export async function consumeLoginAttempt(email: string, clientIp: string): Promise<void> {
-  const points = config().LOGIN_ATTEMPTS_PER_MINUTE;
-  loginLimiters ??= { byEmail: limiter("login-email", points, 60), byIp: limiter("login-ip", points, 60) };
-  await consumeAll([
-    [loginLimiters.byEmail, email],
-    [loginLimiters.byIp, clientIp],
-  ]);
+  const { byIp, failuresByEmail } = loginLimitersOf();
+  await consumeAll([[byIp, clientIp]]);
+  const failures = await failuresByEmail.get(email);
+  if (!failures || failures.remainingPoints > 0) return;
+  if (await redis.sismember(knownAddressesKey(email), clientIp)) return;
+  throw new RateLimitedError(Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
+}
+
+/** After the password was checked: a failure counts against the email; a success makes the address known for it. */
+export async function recordLoginOutcome(email: string, clientIp: string, succeeded: boolean): Promise<void> {
+  if (!succeeded) {
+    await loginLimitersOf().failuresByEmail.penalty(email, 1);
+    return;
+  }
+  await rememberAddress(email, clientIp);
+}
+
+/** The address an account was created or logged in from, known for it from now on. */
+export async function rememberAddress(email: string, clientIp: string): Promise<void> {
+  const key = knownAddressesKey(email);
+  await redis.multi().sadd(key, clientIp).expire(key, KNOWN_ADDRESS_SECONDS).exec();
 }
 
 /**

@@ -3,6 +3,8 @@ import { ValidationError } from "./errors.ts";
 
 /** The largest value of a PostgreSQL int4 column (every table's id). */
 export const MAX_INT4 = 2_147_483_647;
+/** The largest value of a PostgreSQL int8 (bigint) column. */
+export const MAX_INT8 = 9_223_372_036_854_775_807n;
 
 /** Parses input with a zod schema, turning failures into a typed ValidationError that names each field. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {

@@ -9,6 +9,9 @@ const envSchema = z.object({
   /** Prefix for every Redis key the project writes (queues, pubsub), so that test files never meet. */
   REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/).default("gm"),
   LOGIN_ATTEMPTS_PER_MINUTE: z.coerce.number().int().positive().default(10),
+  /** argon2 hashes and verifications run at once per process, and how many more may wait (domain/passwordHashing.ts). */
+  PASSWORD_HASHES_AT_ONCE: z.coerce.number().int().positive().default(2),
+  PASSWORD_HASH_QUEUE: z.coerce.number().int().min(0).default(16),
   /** Accounts one client address may create per hour (domain/rateLimit.ts). */
   SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
   /** How often each API process closes WebSocket connections whose key was revoked since (api/app.ts). */

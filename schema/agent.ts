@@ -8,6 +8,7 @@ import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
 import { agentMachine } from "../domain/authorization.ts";
 import { IllegalTransitionError } from "../domain/errors.ts";
+import type { PortMapping } from "../domain/instances/ports.ts";
 import { issueContainerApiKey } from "../domain/instances/service.ts";
 import { eventStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
@@ -32,6 +33,15 @@ const ReportedInstanceState = builder.enumType("ReportedInstanceState", {
   values: ["RUNNING", "EXITED", "STOPPED", "FAILED"] as const,
 });
 
+const AssignedPort = builder.objectRef<PortMapping>("AssignedPort").implement({
+  description: "A container port and the external port it was given; hostPort null for an identity port (70000 and above), which the agent maps.",
+  fields: (t) => ({
+    containerPort: t.exposeInt("containerPort"),
+    protocol: t.exposeString("protocol"),
+    hostPort: t.exposeInt("hostPort", { nullable: true }),
+  }),
+});
+
 const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement({
   description: "One instance the machine should hold.",
   fields: (t) => ({
@@ -43,6 +53,10 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     onstart: t.exposeString("onstart", { nullable: true }),
     env: t.field({ type: [EnvVar], resolve: (a) => a.env }),
     ports: t.exposeStringList("ports"),
+    portMappings: t.field({ type: [AssignedPort], description: "Every port to publish, the launch mode's own included.", resolve: (a) => a.portMappings }),
+    sshKeys: t.exposeStringList("sshKeys", { description: "OpenSSH public keys that may log in as root; changes reach the running container." }),
+    jupyterToken: t.exposeString("jupyterToken", { nullable: true, description: "JUPYTER mode: the server's token." }),
+    jupyterBasePath: t.exposeString("jupyterBasePath", { description: "JUPYTER mode: the server's base URL path (the API proxies it)." }),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments after the image." }),
     rebootCount: t.exposeInt("rebootCount", { description: "A container started at a lower count is restarted (its data kept)." }),
     recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
@@ -100,11 +114,29 @@ const MachineMetricsInput = builder.inputType("MachineMetricsInput", {
     gpuMemoryUsedMb: t.intList(),
     cpuLoad: t.float({ description: "1-minute load average." }),
     diskFreeGb: t.float(),
+    containerGpus: t.boolean({
+      description: "Whether the container engine can hand GPUs to containers (an NVIDIA container toolkit); false: containers run without GPU isolation.",
+    }),
+  }),
+});
+
+const PortMappingInput = builder.inputType("PortMappingInput", {
+  fields: (t) => ({
+    containerPort: t.int({ required: true }),
+    protocol: t.string({ required: true, description: "tcp or udp" }),
+    hostPort: t.int({ required: true }),
   }),
 });
 
 const MachineMetrics = builder
-  .objectRef<{ gpuUtilization?: number[]; gpuTemperatureC?: number[]; gpuMemoryUsedMb?: number[]; cpuLoad?: number; diskFreeGb?: number }>(
+  .objectRef<{
+    gpuUtilization?: number[];
+    gpuTemperatureC?: number[];
+    gpuMemoryUsedMb?: number[];
+    cpuLoad?: number;
+    diskFreeGb?: number;
+    containerGpus?: boolean;
+  }>(
     "MachineMetrics",
   )
   .implement({
@@ -114,6 +146,7 @@ const MachineMetrics = builder
       gpuMemoryUsedMb: t.intList({ nullable: true, resolve: (m) => m.gpuMemoryUsedMb ?? null }),
       cpuLoad: t.float({ nullable: true, resolve: (m) => m.cpuLoad ?? null }),
       diskFreeGb: t.float({ nullable: true, resolve: (m) => m.diskFreeGb ?? null }),
+      containerGpus: t.boolean({ nullable: true, resolve: (m) => m.containerGpus ?? null }),
     }),
   });
 
@@ -142,12 +175,18 @@ builder.mutationField("reportInstanceState", (t) =>
       instanceId: t.arg.globalID({ required: true }),
       status: t.arg({ type: ReportedInstanceState, required: true }),
       message: t.arg.string(),
+      ports: t.arg({ type: [PortMappingInput], description: "The container's actual port mappings, once it runs." }),
+      clientError: t.arg.boolean({
+        description: "FAILED only: the launch failed because of what the client asked for (image, command); not held against the machine's reliability.",
+      }),
     },
     resolve: (_root, args, ctx) =>
       reportInstanceState(ctx.viewer.machineId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),
         status: args.status,
         message: args.message,
+        ports: args.ports as { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[] | null | undefined,
+        clientError: args.clientError,
       }),
   }),
 );
@@ -159,8 +198,13 @@ builder.mutationField("machineHeartbeat", (t) =>
     type: MachineRef,
     description: `Liveness and metrics from the machine's agent (its MACHINE key). Without a heartbeat for MACHINE_OFFLINE_AFTER_SECONDS the machine goes offline; the next one brings it back.`,
     errors: {},
-    args: { machineId: t.arg.globalID({ required: true }), metrics: t.arg({ type: MachineMetricsInput }) },
-    resolve: (_root, args, ctx) => machineHeartbeat(agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId")), args.metrics),
+    args: {
+      machineId: t.arg.globalID({ required: true }),
+      metrics: t.arg({ type: MachineMetricsInput }),
+      publicAddress: t.arg.string({ description: "The address the agent sees itself at; renters connect to it unless the host declared one." }),
+    },
+    resolve: (_root, args, ctx) =>
+      machineHeartbeat(agentMachine(ctx.viewer, localId(args.machineId, "Machine", "machineId")), args.metrics, undefined, args.publicAddress),
   }),
 );
 

@@ -8,6 +8,7 @@ import "./sshKey.ts";
 import "./machine.ts";
 import "./offer.ts";
 import "./instance.ts";
+import "./connection.ts";
 import "./bid.ts";
 import "./orderBook.ts";
 import "./template.ts";

@@ -1,5 +1,5 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { listMachine, myMachines, registerMachine, setMinBid, unlistMachine } from "../domain/machines.ts";
+import { listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { enqueueClearing } from "../domain/auction/service.ts";
 import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
@@ -27,6 +27,10 @@ export const MachineRef = builder.prismaNode("Machine", {
   fields: (t) => ({
     gpuName: t.exposeString("gpuName"),
     numGpus: t.exposeInt("numGpus"),
+    publicAddress: t.exposeString("publicAddress", { nullable: true, description: "The fixed address the host declared (setMachineNetwork)." }),
+    reportedAddress: t.exposeString("reportedAddress", { nullable: true, description: "The address its agent sees itself at; used unless publicAddress is set." }),
+    directPortStart: t.exposeInt("directPortStart", { nullable: true, description: "First external port for direct connections." }),
+    directPortEnd: t.exposeInt("directPortEnd", { nullable: true, description: "Last external port for direct connections (inclusive)." }),
     gpuRamMb: t.exposeInt("gpuRamMb", { description: "VRAM per GPU in MB." }),
     computeCap: t.exposeInt("computeCap", { description: "Compute capability × 100 (8.6 is 860)." }),
     tflopsPerGpu: t.exposeFloat("tflopsPerGpu", { description: "Peak FP32 TFLOPS per GPU." }),
@@ -208,5 +212,28 @@ builder.queryField("myMachines", (t) =>
     type: ["Machine"],
     description: "The caller's machines, oldest first.",
     resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
+  }),
+);
+
+const MachineNetworkInput = builder.inputType("MachineNetworkInput", {
+  fields: (t) => ({
+    machineId: t.globalID({ required: true }),
+    publicAddress: t.string({ description: "A fixed public address (IP or host name); omitted: the address the agent reports." }),
+    directPortStart: t.int({ required: true, description: "First external port renters' ports are mapped to." }),
+    directPortEnd: t.int({ required: true, description: "Last one (inclusive); at most 10,000 ports." }),
+  }),
+});
+
+builder.mutationField("setMachineNetwork", (t) =>
+  t.withAuth({ permission: "MACHINES" }).prismaField({
+    type: "Machine",
+    description:
+      "How renters reach the machine: its public address and the range of external ports that instances' ports are mapped to. Instances keep the ports they hold.",
+    errors: {},
+    args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
+    resolve: (_query, _root, { input }, ctx) => {
+      const machineId = localId(input.machineId, "Machine", "machineId");
+      return prisma.$transaction((tx) => setMachineNetwork(tx, ctx.viewer.userId, { ...input, machineId }));
+    },
   }),
 );

@@ -40,6 +40,8 @@ builder.node(OfferRef, {
     inetDown: t.exposeFloat("inetDown", { description: "Download bandwidth, Mbps." }),
     cudaMaxGood: t.exposeFloat("cudaMaxGood", { description: "Highest CUDA version the driver supports." }),
     driverVersion: t.exposeString("driverVersion"),
+    directPortCount: t.exposeInt("directPortCount", { description: "Free external ports for direct connections (search field direct_port_count)." }),
+    staticIp: t.exposeBoolean("staticIp", { description: "The host declared a fixed public address (search field static_ip)." }),
     dphTotal: t.field({
       type: "Money",
       description: "Dollars per hour for the GPUs and the storage the search asked for (storageGb).",

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ContainerSpec } from "../agent/runtime.ts";
-import { DockerRuntime, GPUS_KEY, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
+import { type ContainerSpec, workloadScript } from "../agent/runtime.ts";
+import { AGENT_KEY, DockerRuntime, GPU_ISOLATION_KEY, GPUS_KEY, INSTANCE_KEY, LABEL_KEY, REBOOT_KEY, RECYCLE_KEY } from "../agent/runtimes/docker.ts";
 
 // No Docker engine exists here: a fake `docker` first on PATH records its arguments (and the env
 // file's contents, which the runtime deletes after `docker create`) and answers like the CLI.
@@ -28,6 +28,9 @@ switch (args[0]) {
     }
     console.log("0123456789abcdef");
     break;
+  case "image":
+    console.log('{"Entrypoint":["/entry"],"Cmd":null}');
+    break;
   case "ps":
     process.stdout.write(process.env.FAKE_DOCKER_PS ?? "");
     break;
@@ -49,6 +52,8 @@ switch (args[0]) {
 let dir: string;
 let log: string;
 const logger = pino({ level: "silent" });
+/** The engine's name for a label: scoped to the runtime's state directory. */
+const name = (label: string) => new DockerRuntime(join(dir, "state"), logger).containerName(label);
 const calls = async () =>
   (await readFile(log, "utf8").catch(() => ""))
     .split("\n")
@@ -62,7 +67,13 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   launchMode: "SSH",
   onstart: "echo hello",
   env: { FOO: "bar baz", CONTAINER_API_KEY: "secret-key", CONTAINER_LABEL: "C.34" },
-  ports: ["8081:8081", "8082/udp", "40001:40001"],
+  ports: [
+    { containerPort: 22, protocol: "tcp", hostPort: 40000 },
+    { containerPort: 8082, protocol: "udp", hostPort: 40001 },
+  ],
+  sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 me@laptop"],
+  jupyterToken: null,
+  jupyterBasePath: "/jupyter/34/",
   args: [],
   diskGb: 25,
   numGpus: 2,
@@ -102,7 +113,7 @@ describe("docker runtime (fake docker CLI)", () => {
     const runtime = new DockerRuntime(join(dir, "state"), capture);
     await runtime.create(spec());
 
-    const [pull, info, create] = await calls();
+    const [pull, info, create] = (await calls()).filter((call) => ["pull", "info", "create"].includes(call.args[0]!));
     expect(info!.args[0]).toBe("info");
     // `--` before every positional argument: nothing a client sends is read as an option.
     expect(pull!.args).toEqual(["pull", "--", "demo/image:latest"]);
@@ -114,7 +125,9 @@ describe("docker runtime (fake docker CLI)", () => {
     expect(create!.args).toEqual([
       "create",
       "--name",
-      "C.34",
+      name("C.34"),
+      "--label",
+      `${AGENT_KEY}=${runtime.scope}`,
       "--label",
       `${LABEL_KEY}=C.34`,
       "--label",
@@ -128,13 +141,17 @@ describe("docker runtime (fake docker CLI)", () => {
       "--env-file",
       join(dir, "state", "C.34.env"),
       "-p",
-      "8081:8081",
+      "40000:22/tcp",
       "-p",
-      "8082/udp",
-      "-p",
-      "40001:40001",
-      // No NVIDIA runtime on this engine: no --gpus (docker start would fail); the CPU share is
-      // capped at the engine's 4 CPUs.
+      "40001:8082/udp",
+      "--mount",
+      `type=bind,source=${join(dir, "state", "ssh", "C.34")},target=/.gm/ssh,readonly`,
+      // No NVIDIA runtime on this engine: no --gpus (docker start would fail), and the container
+      // says its GPUs are not isolated; the CPU share is capped at the engine's 4 CPUs.
+      "--label",
+      `${GPU_ISOLATION_KEY}=none`,
+      "--env",
+      "GPU_ISOLATION=none",
       "--cpus",
       "4",
       "--memory",
@@ -147,8 +164,11 @@ describe("docker runtime (fake docker CLI)", () => {
       "--",
       "demo/image:latest",
       "-c",
-      "echo hello\nexec sleep infinity",
+      workloadScript(spec()),
     ]);
+    expect(create!.args.at(-1)).toMatch(/sshd[\s\S]*echo hello\nexec sleep infinity$/);
+    // The keys file the container's sshd reads, mounted read-only.
+    expect(await readFile(join(dir, "state", "ssh", "C.34", "authorized_keys"), "utf8")).toBe(`${spec().sshKeys[0]}\n`);
     // The key is in a private file, never on the command line, and the file is gone afterwards.
     expect(create!.envFile).toBe(
       "FOO=bar baz\nCONTAINER_API_KEY=secret-key\nCONTAINER_LABEL=C.34\nCUDA_VISIBLE_DEVICES=2,3\nNVIDIA_VISIBLE_DEVICES=2,3\n",
@@ -192,9 +212,9 @@ describe("docker runtime (fake docker CLI)", () => {
     process.env.FAKE_DOCKER_STOP_FAILS = "1";
     await runtime.stop("C.35", 3);
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "7", "--", "C.34"],
-      ["stop", "-t", "3", "--", "C.35"],
-      ["kill", "--", "C.35"],
+      ["stop", "-t", "7", "--", name("C.34")],
+      ["stop", "-t", "3", "--", name("C.35")],
+      ["kill", "--", name("C.35")],
     ]);
 
     process.env.FAKE_DOCKER_PS = [
@@ -205,17 +225,17 @@ describe("docker runtime (fake docker CLI)", () => {
       "",
     ].join("\n");
     expect(await runtime.list()).toEqual([
-      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", recycleCount: 0, rebootCount: 0 },
-      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", recycleCount: 1, rebootCount: 0 },
-      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3, gpuIndices: [0, 1] },
-      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", recycleCount: 0, rebootCount: 0 },
+      { label: "C.34", instanceId: "Instance:34", state: "stopped", detail: "Exited (143) 2 seconds ago", recycleCount: 0, rebootCount: 0, ports: [] },
+      { label: "C.36", instanceId: "Instance:36", state: "exited", detail: "Exited (1) 1 second ago", recycleCount: 1, rebootCount: 0, ports: [] },
+      { label: "C.37", instanceId: "Instance:37", state: "running", detail: "Up 5 minutes", recycleCount: 2, rebootCount: 3, gpuIndices: [0, 1], ports: [] },
+      { label: "C.38", instanceId: "Instance:38", state: "created", detail: "Created", recycleCount: 0, rebootCount: 0, ports: [] },
     ]);
     // A restart is recorded over the count the container was created with.
     await runtime.restart("C.37", 4, 4);
     expect((await runtime.list()).find((container) => container.label === "C.37")!.rebootCount).toBe(4);
-    expect((await calls()).map((call) => call.args)).toContainEqual(["restart", "-t", "4", "C.37"]);
+    expect((await calls()).map((call) => call.args)).toContainEqual(["restart", "-t", "4", "--", name("C.37")]);
     const ps = (await calls()).find((call) => call.args[0] === "ps")!;
-    expect(ps.args).toContain(`label=${LABEL_KEY}`);
+    expect(ps.args).toContain(`label=${AGENT_KEY}=${runtime.scope}`);
 
     // Starting clears the "stopped as asked" mark.
     await runtime.start("C.34");
@@ -227,9 +247,9 @@ describe("docker runtime (fake docker CLI)", () => {
     await runtime.remove("C.34", 5);
     expect(await runtime.netIo("C.34")).toEqual({ rxBytes: 1_200_000n, txBytes: 3_400n });
     expect((await calls()).map((call) => call.args)).toEqual([
-      ["stop", "-t", "5", "--", "C.34"],
-      ["rm", "--force", "--volumes", "--", "C.34"],
-      ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", "C.34"],
+      ["stop", "-t", "5", "--", name("C.34")],
+      ["rm", "--force", "--volumes", "--", name("C.34")],
+      ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", name("C.34")],
     ]);
   });
 });

@@ -27,6 +27,9 @@ const spec = (label: string, overrides: Partial<ContainerSpec> = {}): ContainerS
   onstart: "exec sleep 30",
   env: { CONTAINER_LABEL: label },
   ports: [],
+  sshKeys: [],
+  jupyterToken: null,
+  jupyterBasePath: "/",
   args: [],
   diskGb: 1,
   numGpus: 0,
@@ -42,6 +45,9 @@ async function waitForFile(path: string, text: string): Promise<string> {
   await expect.poll(async () => (await readFile(path, "utf8").catch(() => "")).includes(text)).toBe(true);
   return readFile(path, "utf8");
 }
+
+/** The group leader's pid, first in the runtime's pid file. */
+const leaderPid = async (label: string) => Number((await readFile(join(dir, "processes", label, "pid"), "utf8")).split(" ")[0]);
 
 const alive = (pid: number) => {
   try {
@@ -72,7 +78,7 @@ describe("process runtime", () => {
     await runtime.create(spec("C.1", { onstart: `exec node ${trap} ${out}` }));
     await runtime.start("C.1");
     await waitForFile(out, "ready");
-    const pid = Number(await readFile(join(dir, "processes", "C.1", "pid"), "utf8"));
+    const pid = await leaderPid("C.1");
 
     const asked = Date.now();
     await runtime.stop("C.1", 1.5);
@@ -82,7 +88,7 @@ describe("process runtime", () => {
     expect(term).toBeGreaterThanOrEqual(asked);
     expect(stopped - asked).toBeGreaterThanOrEqual(1500);
     expect(alive(pid)).toBe(false);
-    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0 }]);
+    expect(await runtime.list()).toEqual([{ label: "C.1", instanceId: "Instance:1", state: "stopped", recycleCount: 0, rebootCount: 0, ports: [] }]);
   });
 
   it("gives the workload its GPUs in CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES, and records them and its CPU and RAM share", async () => {
@@ -119,7 +125,7 @@ describe("process runtime", () => {
     expect(env).toContain("CONTAINER_LABEL=C.3");
     expect(env).not.toContain("the-agents-own-key");
     // onstart has finished once the workload is the `sleep` that keeps it up.
-    const pid = Number(await readFile(join(dir, "processes", "C.3", "pid"), "utf8"));
+    const pid = await leaderPid("C.3");
     await expect.poll(() => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
     expect((await runtime.list()).find((c) => c.label === "C.3")?.state).toBe("running");
     await runtime.remove("C.3", 1);
@@ -132,7 +138,7 @@ describe("process runtime", () => {
     await runtime.start("C.4");
     await expect
       .poll(async () => (await runtime.list()).find((c) => c.label === "C.4"))
-      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0 });
+      .toEqual({ label: "C.4", instanceId: "Instance:4", state: "exited", detail: "exit code 3", recycleCount: 0, rebootCount: 0, ports: [] });
     await runtime.remove("C.4", 0);
   });
 
@@ -145,15 +151,37 @@ describe("process runtime", () => {
     const restarted = new ProcessRuntime(join(dir, "processes"), logger);
     const found = async () => (await restarted.list()).filter((c) => c.label === "C.5" || c.label === "C.6");
     expect(await found()).toEqual([
-      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0 },
-      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0 },
+      { label: "C.5", instanceId: "Instance:5", state: "running", recycleCount: 0, rebootCount: 0, ports: [] },
+      { label: "C.6", instanceId: "Instance:6", state: "created", recycleCount: 0, rebootCount: 0, ports: [] },
     ]);
     // Starting what already runs does not start a second one.
     await restarted.start("C.5");
-    const pid = Number(await readFile(join(dir, "processes", "C.5", "pid"), "utf8"));
+    const pid = await leaderPid("C.5");
     process.kill(-pid, "SIGKILL");
     await expect.poll(async () => (await found())[0]?.state).toBe("exited");
     await restarted.remove("C.5", 0);
     await restarted.remove("C.6", 0);
+  });
+
+  it("knows its processes by the leader's start time, not by their environment", async () => {
+    const runtime = new ProcessRuntime(join(dir, "processes"), logger);
+    // A workload that empties its environment at once: reading it cannot tell whose process it is.
+    for (const label of ["C.71", "C.72", "C.73"]) {
+      await runtime.create(spec(label, { onstart: "exec env -i sleep 30" }));
+      await runtime.start(label);
+    }
+    await expect.poll(async () => readFile(`/proc/${await leaderPid("C.73")}/cmdline`, "utf8").catch(() => "")).toMatch(/^sleep\0/);
+    const states = Object.fromEntries((await runtime.list()).map((c) => [c.label, c.state]));
+    expect([states["C.71"], states["C.72"], states["C.73"]]).toEqual(["running", "running", "running"]);
+
+    // The pid now names another process group (as after a reboot and pid reuse): not this container.
+    const stranger = (await import("node:child_process")).spawn("sleep", ["30"], { detached: true, stdio: "ignore" });
+    const pidFile = join(dir, "processes", "C.72", "pid");
+    const [, startTime] = (await readFile(pidFile, "utf8")).split(" ");
+    await runtime.stop("C.72", 0);
+    await writeFile(pidFile, `${stranger.pid} ${startTime}`);
+    await rm(join(dir, "processes", "C.72", "stopped"), { force: true });
+    expect((await runtime.list()).find((c) => c.label === "C.72")!.state).toBe("exited");
+    process.kill(-stranger.pid!, "SIGKILL");
   });
 });

@@ -101,6 +101,10 @@ describe("agent against the realtime contract", () => {
         onstart: `env > ${envOut}; exec sleep 60`,
         env: [{ key: "FOO", value: "bar" }],
         ports: ["8081:8081", "70000:70000"],
+        portMappings: [
+          { containerPort: 8081, protocol: "tcp", hostPort: 40000 },
+          { containerPort: 70000, protocol: "tcp", hostPort: null },
+        ],
       }),
     ]);
     start();

@@ -68,16 +68,29 @@ describe("reconnect backoff", () => {
 describe("identity ports", () => {
   it("maps ports from 70000 up to a free host port on both sides and names it in the env", async () => {
     const ports = [4000, 4001];
-    const plan = await planPorts(["8081:8081", "8082/udp", "70000:70000", "70001/udp"], async () => ports.shift()!);
+    const plan = await planPorts(
+      [
+        { containerPort: 8081, protocol: "tcp", hostPort: 40000 },
+        { containerPort: 8082, protocol: "udp", hostPort: 40001 },
+        { containerPort: 70000, protocol: "tcp", hostPort: null },
+        { containerPort: 70001, protocol: "udp", hostPort: null },
+      ],
+      async () => ports.shift()!,
+    );
     expect(plan).toEqual({
-      publish: ["8081:8081", "8082/udp", "4000:4000", "4001:4001/udp"],
+      publish: [
+        { containerPort: 8081, protocol: "tcp", hostPort: 40000 },
+        { containerPort: 8082, protocol: "udp", hostPort: 40001 },
+        { containerPort: 4000, protocol: "tcp", hostPort: 4000 },
+        { containerPort: 4001, protocol: "udp", hostPort: 4001 },
+      ],
       env: { TCP_PORT_70000: "4000", UDP_PORT_70001: "4001" },
     });
   });
 });
 
 describe("reconcile", () => {
-  const memory = (): ReconcileMemory => ({ reported: new Map(), failed: new Set(), graces: new Map() });
+  const memory = (): ReconcileMemory => ({ reported: new Map(), failed: new Set(), graces: new Map(), keys: new Map() });
   const desired = (...instances: ReturnType<typeof assignment>[]): MachineAssignments => ({
     machineId: "Machine:12",
     revision: "5",
@@ -87,6 +100,7 @@ describe("reconcile", () => {
     label: `C.${id}`,
     instanceId: `Instance:${id}`,
     state,
+    ports: [],
     recycleCount: 0,
     rebootCount: 0,
     ...(detail ? { detail } : {}),
@@ -108,11 +122,12 @@ describe("reconcile", () => {
     const state = desired(assignment(1), assignment(2), assignment(3, { desiredState: "STOPPED" }));
     const actual = [container(1, "running"), container(2, "exited", "exit code 3"), container(3, "stopped")];
     expect(reconcile(state, actual, m).map((p) => p.actions)).toEqual([
-      [{ type: "report", status: "RUNNING" }],
+      [{ type: "keys", keys: [] }, { type: "report", status: "RUNNING", ports: [] }],
       [{ type: "report", status: "EXITED", message: "exit code 3" }],
       [{ type: "report", status: "STOPPED" }],
     ]);
     m.reported.set("Instance:1", "RUNNING").set("Instance:2", "EXITED").set("Instance:3", "STOPPED");
+    m.keys.set("C.1", "");
     expect(reconcile(state, actual, m)).toEqual([]);
   });
 
@@ -134,6 +149,7 @@ describe("reconcile", () => {
     ];
     const reported = memory();
     reported.reported.set("Instance:4", "RUNNING");
+    reported.keys.set("C.4", "");
     expect(reconcile(desired(rebooted, recycled, stoppedRecycled, current), containers, reported)).toEqual([
       { label: "C.1", instanceId: "Instance:1", actions: [{ type: "reboot", graceSeconds: 3, rebootCount: 2 }] },
       { label: "C.2", instanceId: "Instance:2", actions: [{ type: "recycle", assignment: recycled }] },

@@ -1,11 +1,16 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { expect, it } from "vitest";
 import { runMarketSampler } from "../domain/market/sampler.ts";
 import { prisma } from "../infra/db.ts";
 import { eventually, useConsoleServer } from "./support/browser.ts";
 
-// Hosts and analysts in Chromium against `npm start`: listing and repricing a machine as seen by
-// another visitor's search, the price history chart, and a revoked key signing the page out.
+// Hosts, analysts and account owners in Chromium against `npm start`: listing and repricing a machine
+// as seen by another visitor's search, the price history chart, the account's keys, settings and
+// statements, and a revoked key signing the page out.
 const server = useConsoleServer();
 
 async function signInWithKey(page: Page, key: string): Promise<void> {
@@ -108,4 +113,53 @@ it("signs the page out when its key is revoked", async () => {
   expect(await page.getByTestId("balance").count()).toBe(0);
   expect(await page.evaluate(() => localStorage.getItem("gm.session"))).toBeNull();
   await eventually(() => page.getByText("its API key was revoked").count()).toBe(1);
+}, 90_000);
+
+it("manages API keys, SSH keys and alert settings, and exports the statements as CSV", async () => {
+  const { page } = await server.newPage();
+  await signInWithKey(page, server.keys["client@demo.local"]);
+  await page.goto("/account");
+
+  // The demo credit is on the statement, and the export is a CSV of the same rows.
+  const invoices = page.getByRole("table", { name: "Invoices" });
+  await eventually(() => invoices.locator("tbody td[data-label=Amount]").allTextContents()).toContain("$100.00");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export invoices (CSV)" }).click()]);
+  const csv = readFileSync((await download.path())!, "utf8").trim().split("\n");
+  expect(csv[0]).toBe("at,kind,status,description,amount");
+  const from = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
+  const api = await gql(`query($from: DateTime!, $to: DateTime!) { invoices(from: $from, to: $to) { amount } }`, { from: `${from}T00:00:00.000Z`, to: new Date(Date.now() + 86_400_000).toISOString() }, server.keys["client@demo.local"]);
+  expect(csv.slice(1).map((line) => line.split(",").at(-1))).toEqual(api.data.invoices.map((i: { amount: string }) => i.amount));
+  expect(csv.length).toBeGreaterThan(1);
+
+  // A key is issued and shown once; revoking it marks it revoked.
+  await page.getByLabel("New key name").fill("ci deploys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await eventually(() => page.getByTestId("issued-key").textContent()).toMatch(/\S{20,}/);
+  const keys = page.getByRole("table", { name: "API keys" });
+  await eventually(() => keys.locator("tbody tr").filter({ hasText: "ci deploys" }).count()).toBe(1);
+  await page.getByRole("button", { name: "Revoke ci deploys" }).click();
+  await eventually(() => keys.locator("tbody tr").filter({ hasText: "ci deploys" }).filter({ hasText: "revoked" }).count()).toBe(1);
+
+  // A malformed SSH key is refused next to the field; a real one is listed, then removed.
+  await page.getByLabel("Public key").fill("ssh-ed25519 not-a-key");
+  await page.getByRole("button", { name: "Add SSH key" }).click();
+  await eventually(() => page.locator(".field.invalid textarea[name=publicKey]").count()).toBe(1);
+  const dir = mkdtempSync(join(tmpdir(), "console-ssh-"));
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", join(dir, "key")]);
+  await page.getByLabel("Public key").fill(readFileSync(join(dir, "key.pub"), "utf8").trim());
+  await page.getByRole("button", { name: "Add SSH key" }).click();
+  const sshKeys = page.getByRole("table", { name: "SSH keys" });
+  await eventually(() => sshKeys.locator("tbody tr").filter({ hasText: "laptop" }).count()).toBe(1);
+  await sshKeys.getByRole("button", { name: /^Remove SHA256:/ }).click();
+  await eventually(() => sshKeys.locator("tbody td.empty").count()).toBe(1);
+
+  // The balance alert threshold is saved; a malformed amount is named next to its field.
+  await page.getByLabel("Email me when the balance falls below ($)").fill("abc");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await eventually(() => page.locator(".field.invalid input[name=balanceAlertThreshold]").count()).toBe(1);
+  await page.getByLabel("Email me when the balance falls below ($)").fill("12.50");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await eventually(() => page.getByRole("status").filter({ hasText: "Saved." }).count()).toBe(1);
+  const settings = await gql(`{ billingSettings { balanceAlertThreshold } }`, {}, server.keys["client@demo.local"]);
+  expect(settings.data.billingSettings.balanceAlertThreshold).toBe("12.50");
 }, 90_000);

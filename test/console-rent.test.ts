@@ -25,7 +25,7 @@ async function payOnCheckout(page: Page): Promise<void> {
       amount_total: Number(created["line_items[0][price_data][unit_amount]"]),
       currency: "usd",
       payment_intent: `pi_for_${sessionId}`,
-      metadata: { userId: created["metadata[userId]"], saveCard: created["metadata[saveCard]"] ?? "false" },
+      metadata: { userId: created["metadata[userId]"], saveCard: created["metadata[saveCard]"] ?? "false", paymentId: created["metadata[paymentId]"] },
     };
     expect((await deliver(server.origin, signedEvent("checkout.session.completed", session))).status).toBe(200);
     await route.fulfill({ status: 303, headers: { location: `${server.origin}/billing?checkout=success&session_id=${sessionId}` } });

@@ -62,8 +62,8 @@ describe("metering", () => {
   it("charges nothing twice when ticks repeat or run concurrently", async () => {
     // Its own instance, running from T1 (after the scenario above, so the file's ticks move forward).
     const T1 = T0 + 3 * 3600;
-    const host = await createAccount("host");
-    const client = await createAccount("client");
+    const host = await createAccount("host", { credit: 0n });
+    const client = await createAccount("client", { credit: 0n });
     const id = await instanceAt(client.userId, await createListedMachine(host.userId), T1, { numGpus: 1, diskGb: 10 });
     await eventAt(id, "ALLOCATED", T1);
     await eventAt(id, "AGENT_RUNNING", T1);

@@ -6,6 +6,7 @@ import { prisma } from "../infra/db.ts";
 import { listen } from "../infra/pubsub.ts";
 import { useTestApp } from "./support/app.ts";
 import { createAccount } from "./support/rentals.ts";
+import { databaseSnapshot } from "./support/snapshot.ts";
 
 const app = useTestApp();
 
@@ -20,8 +21,8 @@ const ADD_CREDIT = /* GraphQL */ `
   }
 `;
 
-/** The event Stripe sends when the session `id` was paid. */
-function sessionPaid(id: string, userId: number, options: { amountCents?: number; saveCard?: boolean; paymentIntent?: string } = {}) {
+/** The event Stripe sends when the session `id` (of addCredit's payment `paymentId`) was paid. */
+function sessionPaid(id: string, userId: number, paymentId: number, options: { amountCents?: number; saveCard?: boolean; paymentIntent?: string } = {}) {
   return {
     id,
     object: "checkout.session",
@@ -31,7 +32,7 @@ function sessionPaid(id: string, userId: number, options: { amountCents?: number
     amount_total: options.amountCents ?? 2500,
     currency: "usd",
     payment_intent: options.paymentIntent ?? `pi_for_${id}`,
-    metadata: { userId: String(userId), saveCard: String(options.saveCard ?? false) },
+    metadata: { userId: String(userId), saveCard: String(options.saveCard ?? false), paymentId: String(paymentId) },
   };
 }
 
@@ -92,11 +93,11 @@ describe("the Stripe webhook", () => {
     const { userId } = await createAccount("payer", { credit: 0n });
     // Unverified email: saving the card grants no test credit here (test/trust.test.ts covers it).
     await prisma.user.update({ where: { id: userId }, data: { emailVerified: false } });
-    const { sessionId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: true });
+    const { sessionId, paymentId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: true });
     const events = listen("balance", userId, (a, b) => ({ immediate: a.immediate || b.immediate }));
     await events.ready;
 
-    const event = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, { saveCard: true }));
+    const event = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, paymentId, { saveCard: true }));
     const first = await deliver(app.baseUrl, event);
     expect(first.status).toBe(200);
     expect(await balanceOf(userId)).toBe(25_000_000n);
@@ -104,11 +105,11 @@ describe("the Stripe webhook", () => {
     events.close();
 
     // Stripe retries the same event, sends it again under another id, and sometimes in parallel.
-    const again = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, { saveCard: true }));
+    const again = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, paymentId, { saveCard: true }));
     const responses = await Promise.all([
       deliver(app.baseUrl, event),
       ...Array.from({ length: 8 }, () => deliver(app.baseUrl, again)),
-      deliver(app.baseUrl, signedEvent("checkout.session.async_payment_succeeded", sessionPaid(sessionId, userId))),
+      deliver(app.baseUrl, signedEvent("checkout.session.async_payment_succeeded", sessionPaid(sessionId, userId, paymentId))),
     ]);
     expect(responses.map((r) => r.status)).toEqual(Array(10).fill(200));
     expect(await balanceOf(userId)).toBe(25_000_000n);
@@ -128,32 +129,67 @@ describe("the Stripe webhook", () => {
     });
   });
 
-  it("credits a session whose payment row was never written (crash after creating it), from its metadata", async () => {
+  it("credits a session whose payment row was not bound to it yet (crash right after creating it), by its paymentId", async () => {
     const { userId } = await createAccount("payer", { credit: 0n });
-    const response = await deliver(app.baseUrl, signedEvent("checkout.session.completed", sessionPaid("cs_orphan", userId, { amountCents: 1234 })));
-    expect(response.status).toBe(200);
+    const payment = await prisma.payment.create({ data: { userId, kind: "CHECKOUT", amountMicros: 12_340_000n } });
+    const event = signedEvent("checkout.session.completed", sessionPaid("cs_orphan", userId, payment.id, { amountCents: 1234 }));
+    expect((await deliver(app.baseUrl, event)).status).toBe(200);
     expect(await balanceOf(userId)).toBe(12_340_000n);
-    await deliver(app.baseUrl, signedEvent("checkout.session.completed", sessionPaid("cs_orphan", userId, { amountCents: 1234 })));
+    await deliver(app.baseUrl, event);
     expect(await balanceOf(userId)).toBe(12_340_000n);
+    expect(await prisma.payment.findUniqueOrThrow({ where: { id: payment.id } })).toMatchObject({ stripeCheckoutSessionId: "cs_orphan", status: "SUCCEEDED" });
+  });
+
+  it("credits only sessions addCredit created, for the amount it asked, above zero; others answer 200 and change nothing", async () => {
+    const { userId } = await createAccount("payer", { credit: 0n });
+    const { sessionId, paymentId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: false });
+    const other = await createAccount("other", { credit: 0n });
+    const theirs = await createCheckout(other.userId, { amount: 25_000_000n, saveCard: false });
+    const before = await databaseSnapshot();
+    const forged = [
+      // Signed by Stripe, but not a session of ours: no payment id, or one we never wrote.
+      { ...sessionPaid("cs_elsewhere", userId, paymentId), metadata: { userId: String(userId) } },
+      sessionPaid("cs_elsewhere", userId, 999_999),
+      // Ours, but for another amount, a negative one, or another currency.
+      sessionPaid(sessionId, userId, paymentId, { amountCents: -500_000 }),
+      sessionPaid(sessionId, userId, paymentId, { amountCents: 250_000 }),
+      sessionPaid(sessionId, userId, paymentId, { amountCents: 0 }),
+      { ...sessionPaid(sessionId, userId, paymentId), currency: "eur" },
+      // Another account's payment named with this account, or another session for a bound payment.
+      sessionPaid(theirs.sessionId, userId, theirs.paymentId),
+      sessionPaid("cs_second", userId, paymentId),
+      // An account that does not exist.
+      sessionPaid("cs_ghost", 987_654, 987_654),
+      { ...sessionPaid("cs_ghost", 987_654, paymentId), metadata: { userId: "not a number", paymentId: "1e3" } },
+    ];
+    for (const session of forged) {
+      const response = await deliver(app.baseUrl, signedEvent("checkout.session.completed", session));
+      expect(response.status, JSON.stringify(session)).toBe(200);
+    }
+    expect(await databaseSnapshot()).toBe(before);
+    expect(await balanceOf(userId)).toBe(0n);
+    // The genuine one still credits.
+    await deliver(app.baseUrl, signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, paymentId)));
+    expect(await balanceOf(userId)).toBe(25_000_000n);
   });
 
   it("does not credit an unpaid session, and expires it", async () => {
     const { userId } = await createAccount("payer", { credit: 0n });
-    const { sessionId } = await createCheckout(userId, { amount: 5_000_000n, saveCard: false });
-    await deliver(app.baseUrl, signedEvent("checkout.session.completed", { ...sessionPaid(sessionId, userId), payment_status: "unpaid" }));
-    await deliver(app.baseUrl, signedEvent("checkout.session.expired", { ...sessionPaid(sessionId, userId), payment_status: "unpaid" }));
+    const { sessionId, paymentId } = await createCheckout(userId, { amount: 5_000_000n, saveCard: false });
+    await deliver(app.baseUrl, signedEvent("checkout.session.completed", { ...sessionPaid(sessionId, userId, paymentId), payment_status: "unpaid" }));
+    await deliver(app.baseUrl, signedEvent("checkout.session.expired", { ...sessionPaid(sessionId, userId, paymentId), payment_status: "unpaid" }));
     expect(await balanceOf(userId)).toBe(0n);
     expect((await prisma.payment.findUniqueOrThrow({ where: { stripeCheckoutSessionId: sessionId } })).status).toBe("EXPIRED");
   });
 
   it("answers 400 to a bad or missing signature and writes nothing", async () => {
     const { userId } = await createAccount("payer", { credit: 0n });
-    const { sessionId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: false });
-    const genuine = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId));
+    const { sessionId, paymentId } = await createCheckout(userId, { amount: 25_000_000n, saveCard: false });
+    const genuine = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, paymentId));
     // The same signature over a tampered body (a bigger amount).
     const tampered = { payload: genuine.payload.replace('"amount_total":2500', '"amount_total":2500000'), signature: genuine.signature };
     expect((await deliver(app.baseUrl, tampered)).status).toBe(400);
-    const forged = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId));
+    const forged = signedEvent("checkout.session.completed", sessionPaid(sessionId, userId, paymentId));
     expect((await deliver(app.baseUrl, { payload: forged.payload, signature: "t=1,v1=deadbeef" })).status).toBe(400);
     const unsigned = await fetch(`${app.baseUrl}/webhooks/stripe`, { method: "POST", body: genuine.payload });
     expect(unsigned.status).toBe(400);

@@ -2,17 +2,18 @@ import { pathToFileURL } from "node:url";
 import { logger } from "../infra/logger.ts";
 import { type StartedWorker, producerQueue, startWorker, upsertScheduler } from "../infra/queues.ts";
 import { publishMeteredBalances } from "../domain/billing/balanceEvents.ts";
-import { stopExhaustedAccounts } from "../domain/billing/exhaustion.ts";
+import { stopExhaustedAccounts, stopHeldAccounts } from "../domain/billing/exhaustion.ts";
 import { METERING_PHASES, type TickResult, meterOldestPhase } from "../domain/billing/metering.ts";
 import type { JobDefinition } from "./index.ts";
 
 /**
  * One metering tick: charge the due phase up to now (domain/billing/metering.ts), stop the
- * accounts it charged that ran out, and publish a balance event for each account it moved.
+ * accounts it charged that ran out and those it put on hold, and publish a balance event for each account it moved.
  */
 export async function runMetering(now = new Date()): Promise<TickResult & { stopped: number }> {
   const tick = await meterOldestPhase(now);
-  const stopped = tick.accounts.length ? await stopExhaustedAccounts(now, tick.accounts) : 0;
+  const stopped =
+    (tick.accounts.length ? await stopExhaustedAccounts(now, tick.accounts) : 0) + (tick.held.length ? await stopHeldAccounts(tick.held, now) : 0);
   return publishMeteredBalances({ ...tick, stopped });
 }
 

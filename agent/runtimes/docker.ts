@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { run, runOk } from "../exec.ts";
 import {
@@ -8,23 +9,30 @@ import {
   type ContainerSpec,
   type ContainerState,
   gpuEnv,
+  LaunchRefusedError,
   lastLines,
   LineSplitter,
   type LogFollower,
   type LogTail,
   type NetIo,
+  type PublishedPort,
   type Runtime,
+  SSH_KEYS_FILE,
   workloadScript,
+  writeAuthorizedKeys,
 } from "../runtime.ts";
 
 /** Docker labels on every container the agent makes: how a restarted agent finds them. */
 export const LABEL_KEY = "gpu-marketplace.container-label";
+/** Which agent made it (a hash of its state directory): agents sharing an engine never touch each other's containers. */
+export const AGENT_KEY = "gpu-marketplace.agent";
 export const INSTANCE_KEY = "gpu-marketplace.instance-id";
 /** The assignment's recycleCount and rebootCount when the container was created. */
 export const RECYCLE_KEY = "gpu-marketplace.recycle-count";
 export const REBOOT_KEY = "gpu-marketplace.reboot-count";
-/** The machine's GPUs the container was made with ("2,3"). */
+/** The machine's GPUs the container was made with ("2,3"); "none" in GPU_ISOLATION_KEY when the engine cannot isolate them. */
 export const GPUS_KEY = "gpu-marketplace.gpus";
+export const GPU_ISOLATION_KEY = "gpu-marketplace.gpu-isolation";
 
 /** What the engine can give a container: GPUs (an NVIDIA runtime is installed) and how many CPUs it has. */
 export interface EngineCapabilities {
@@ -33,7 +41,8 @@ export interface EngineCapabilities {
 }
 
 /**
- * The docker CLI as the runtime. Containers are named by their label ("C.34"). Docker does not
+ * The docker CLI as the runtime. Containers are named by their label and the agent's scope
+ * ("C.34-1a2b3c4d": names are unique per engine, and several agents may share one). Docker does not
  * remember who stopped a container, so `<dir>/stopped/<label>` marks those the agent stopped as asked,
  * and labels cannot change after creation, so `<dir>/reboots/<label>` holds the rebootCount of the
  * container's last restart.
@@ -41,10 +50,21 @@ export interface EngineCapabilities {
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
 
+
   constructor(
     private readonly dir: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.scope = createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 8);
+  }
+
+  /** This agent's containers carry it in AGENT_KEY and in their names. */
+  readonly scope: string;
+
+  /** The engine's name for the container `label`. */
+  containerName(label: string): string {
+    return `${label}-${this.scope}`;
+  }
 
   private engine?: Promise<EngineCapabilities>;
 
@@ -62,19 +82,28 @@ export class DockerRuntime implements Runtime {
     return join(this.dir, "reboots", label);
   }
 
+  private keysDir(label: string) {
+    return join(this.dir, "ssh", label);
+  }
+
+  /** Whether `--gpus` can work here: an NVIDIA runtime is installed (without one, `docker start` fails). */
+  async containerGpus(): Promise<boolean> {
+    return (await this.capabilities()).gpus;
+  }
+
   async list(): Promise<ContainerInfo[]> {
     const stdout = await runOk("docker", [
       "ps",
       "--all",
       "--no-trunc",
       "--filter",
-      `label=${LABEL_KEY}`,
+      `label=${AGENT_KEY}=${this.scope}`,
       "--format",
-      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}`,
+      `{{.Label "${LABEL_KEY}"}}\t{{.Label "${INSTANCE_KEY}"}}\t{{.State}}\t{{.Status}}\t{{.Label "${RECYCLE_KEY}"}}\t{{.Label "${REBOOT_KEY}"}}\t{{.Label "${GPUS_KEY}"}}\t{{.Ports}}`,
     ]);
     const found: ContainerInfo[] = [];
     for (const line of stdout.split("\n")) {
-      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus] = line.split("\t");
+      const [label, instanceId, dockerState, status, recycleCount, createdRebootCount, gpus, ports] = line.split("\t");
       if (!label || !instanceId || !dockerState || dockerState === "removing") continue;
       let state: ContainerState = DOCKER_STATES[dockerState] ?? "exited";
       if (state === "exited" && (await readFile(this.marker(label)).catch(() => null))) state = "stopped";
@@ -89,6 +118,7 @@ export class DockerRuntime implements Runtime {
         rebootCount,
         ...(status ? { detail: status } : {}),
         ...(gpuIndices ? { gpuIndices } : {}),
+        ports: parseDockerPorts(ports ?? ""),
       });
     }
     return found;
@@ -96,34 +126,66 @@ export class DockerRuntime implements Runtime {
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    await runOk("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    const pulled = await run("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    if (pulled.code !== 0) {
+      const reason = pulled.stderr.trim();
+      // The image the client named does not exist or is not theirs to pull: not the host's fault.
+      if (/not found|manifest unknown|pull access denied|unauthorized|invalid reference|repository does not exist|denied/i.test(reason)) {
+        throw new LaunchRefusedError(`the image ${spec.image} could not be pulled: ${reason}`);
+      }
+      throw new Error(`docker pull failed (exit ${pulled.code}): ${reason}`);
+    }
+    const command = spec.launchMode === "ENTRYPOINT" ? await this.imageCommand(spec.image) : null;
+    await this.setSshKeys(spec.label, spec.sshKeys);
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const engine = await this.capabilities();
     const envFile = join(this.dir, `${spec.label}.env`);
     await writeFile(envFile, envFileText({ ...spec.env, ...containerGpuEnv(spec.gpuIndices, engine) }), { mode: 0o600 });
     try {
-      const withDisk = await run("docker", createArgs(spec, envFile, true, engine));
+      const context: CreateContext = {
+        name: this.containerName(spec.label),
+        scope: this.scope,
+        envFile,
+        keysDir: this.keysDir(spec.label),
+        engine,
+        imageHasCommand: command !== false,
+      };
+      const withDisk = await run("docker", createArgs(spec, context, true));
       if (withDisk.code === 0) return;
       // --storage-opt size= needs overlay2 on xfs with pquota (or devicemapper/btrfs/zfs); elsewhere docker refuses it.
       if (!/storage-opt|storage option/i.test(withDisk.stderr)) {
         throw new Error(`docker create failed (exit ${withDisk.code}): ${withDisk.stderr.trim()}`);
       }
       this.logger.warn({ label: spec.label, reason: withDisk.stderr.trim() }, "disk size limit unsupported by the storage driver; creating without it");
-      await runOk("docker", createArgs(spec, envFile, false, engine));
+      await runOk("docker", createArgs(spec, context, false));
     } finally {
       await rm(envFile, { force: true });
     }
   }
 
+  /** Whether the image has an ENTRYPOINT or CMD of its own (docker refuses to create one that has neither). */
+  private async imageCommand(image: string): Promise<boolean> {
+    const config = JSON.parse(await runOk("docker", ["image", "inspect", "--format", "{{json .Config}}", "--", image])) as {
+      Entrypoint?: string[] | null;
+      Cmd?: string[] | null;
+    };
+    return Boolean(config.Entrypoint?.length || config.Cmd?.length);
+  }
+
+  async setSshKeys(label: string, keys: string[]): Promise<void> {
+    await mkdir(this.keysDir(label), { recursive: true, mode: 0o700 });
+    await writeAuthorizedKeys(join(this.keysDir(label), "authorized_keys"), keys);
+  }
+
   async start(label: string): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["start", "--", label]);
+    await runOk("docker", ["start", "--", this.containerName(label)]);
   }
 
   async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
     await rm(this.marker(label), { force: true });
-    await runOk("docker", ["restart", "-t", String(graceSeconds), label]);
+    await runOk("docker", ["restart", "-t", String(graceSeconds), "--", this.containerName(label)]);
     await mkdir(join(this.dir, "reboots"), { recursive: true, mode: 0o700 });
     await writeFile(this.rebootFile(label), String(rebootCount));
   }
@@ -132,10 +194,10 @@ export class DockerRuntime implements Runtime {
     await mkdir(join(this.dir, "stopped"), { recursive: true, mode: 0o700 });
     await writeFile(this.marker(label), new Date().toISOString());
     // docker stop sends SIGTERM and SIGKILLs after -t seconds; kill covers a stop that failed.
-    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", label]);
+    const stopped = await run("docker", ["stop", "-t", String(graceSeconds), "--", this.containerName(label)]);
     if (stopped.code !== 0) {
       this.logger.warn({ label, reason: stopped.stderr.trim() }, "docker stop failed; killing");
-      const killed = await run("docker", ["kill", "--", label]);
+      const killed = await run("docker", ["kill", "--", this.containerName(label)]);
       if (killed.code !== 0 && !/is not running/i.test(killed.stderr)) {
         throw new Error(`docker kill failed: ${killed.stderr.trim()}`);
       }
@@ -144,9 +206,10 @@ export class DockerRuntime implements Runtime {
 
   async remove(label: string, graceSeconds: number): Promise<void> {
     await this.stop(label, graceSeconds);
-    await runOk("docker", ["rm", "--force", "--volumes", "--", label]);
+    await runOk("docker", ["rm", "--force", "--volumes", "--", this.containerName(label)]);
     await rm(this.marker(label), { force: true });
     await rm(this.rebootFile(label), { force: true });
+    await rm(this.keysDir(label), { recursive: true, force: true });
   }
 
   /**
@@ -154,7 +217,7 @@ export class DockerRuntime implements Runtime {
    * timestamps; the cursor is the last line's timestamp.
    */
   async logs(label: string, tail: number): Promise<LogTail> {
-    const result = await run("docker", ["logs", "--timestamps", "--tail", String(tail), label]);
+    const result = await run("docker", ["logs", "--timestamps", "--tail", String(tail), "--", this.containerName(label)]);
     if (result.code !== 0) return { lines: [], cursor: "" };
     const entries = [...timestamped(result.stdout), ...timestamped(result.stderr)].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
     return { lines: lastLines(entries.map((entry) => entry.line), tail), cursor: entries.at(-1)?.time ?? "" };
@@ -162,7 +225,7 @@ export class DockerRuntime implements Runtime {
 
   /** `docker logs --follow` from the cursor's timestamp (lines at it or before were sent already). */
   followLogs(label: string, cursor: string, onLines: (lines: string[]) => void): LogFollower {
-    const child = spawn("docker", ["logs", "--follow", "--timestamps", ...(cursor ? ["--since", cursor] : ["--tail", "0"]), label], {
+    const child = spawn("docker", ["logs", "--follow", "--timestamps", ...(cursor ? ["--since", cursor] : ["--tail", "0"]), "--", this.containerName(label)], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const after = cursor ? sortableTime(cursor) : "";
@@ -182,7 +245,7 @@ export class DockerRuntime implements Runtime {
   }
 
   async netIo(label: string): Promise<NetIo> {
-    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", label]));
+    return parseDockerNetIo(await runOk("docker", ["stats", "--no-stream", "--format", "{{.NetIO}}", "--", this.containerName(label)]));
   }
 }
 
@@ -224,6 +287,22 @@ export function envFileText(env: Record<string, string>): string {
     .join("");
 }
 
+interface CreateContext {
+  /** The engine's name for it, and the agent's scope label. */
+  name: string;
+  scope: string;
+  envFile: string;
+  /** Host directory holding the container's authorized_keys, mounted read-only at SSH_KEYS_FILE's directory. */
+  keysDir: string;
+  engine: EngineCapabilities;
+  /** ENTRYPOINT mode: whether the image has an ENTRYPOINT or CMD. */
+  imageHasCommand: boolean;
+}
+
+/** Keeps the image's entrypoint when it has none and no onstart was given: the instance serves until stopped. */
+const SERVE_UNTIL_STOPPED = "exec sleep infinity";
+
+
 /** `docker info`'s runtimes (JSON) and CPU count, tab-separated. */
 export function parseEngineInfo(text: string): EngineCapabilities {
   const [runtimes, cpus] = text.trim().split("\t");
@@ -240,11 +319,14 @@ export function containerGpuEnv(gpuIndices: readonly number[], engine: EngineCap
   return engine.gpus ? { NVIDIA_VISIBLE_DEVICES: env.NVIDIA_VISIBLE_DEVICES } : env;
 }
 
-export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: boolean, engine: EngineCapabilities): string[] {
+export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimit: boolean): string[] {
+  const { engine } = context;
   const args = [
     "create",
     "--name",
-    spec.label,
+    context.name,
+    "--label",
+    `${AGENT_KEY}=${context.scope}`,
     "--label",
     `${LABEL_KEY}=${spec.label}`,
     "--label",
@@ -256,23 +338,39 @@ export function createArgs(spec: ContainerSpec, envFile: string, diskLimit: bool
     "--label",
     `${GPUS_KEY}=${spec.gpuIndices.join(",")}`,
     "--env-file",
-    envFile,
-    ...spec.ports.flatMap((port) => ["-p", port]),
+    context.envFile,
+    ...spec.ports.flatMap((port) => ["-p", `${port.hostPort}:${port.containerPort}/${port.protocol}`]),
   ];
+  if (spec.launchMode === "SSH") {
+    args.push("--mount", `type=bind,source=${context.keysDir},target=${SSH_KEYS_FILE.slice(0, SSH_KEYS_FILE.lastIndexOf("/"))},readonly`);
+  }
   // Quoted: --gpus reads CSV, and the device list has commas.
   if (engine.gpus && spec.gpuIndices.length > 0) args.push("--gpus", `"device=${spec.gpuIndices.join(",")}"`);
+  // No NVIDIA runtime: nothing isolates the GPUs, and the container and `docker inspect` say so.
+  if (!engine.gpus && spec.numGpus > 0) args.push("--label", `${GPU_ISOLATION_KEY}=none`, "--env", "GPU_ISOLATION=none");
   // Never more CPUs than the engine has: docker refuses that (a host that overstated its cores).
   if (spec.cpuCores > 0) args.push("--cpus", String(Math.min(spec.cpuCores, engine.cpus)));
   if (spec.memoryMb > 0) args.push("--memory", `${spec.memoryMb}m`);
   if (diskLimit && spec.diskGb > 0) args.push("--storage-opt", `size=${spec.diskGb}G`);
-  if (spec.launchMode === "ENTRYPOINT") {
+  if (spec.launchMode === "ENTRYPOINT" && (context.imageHasCommand || spec.args.length > 0)) {
     // The image's own entrypoint, with the instance's args in place of the image's command when given.
     args.push("--", spec.image, ...spec.args);
   } else {
+    const script = spec.launchMode === "ENTRYPOINT" ? spec.onstart?.trim() || SERVE_UNTIL_STOPPED : workloadScript(spec);
     // --init: a real PID 1 that forwards SIGTERM, so `docker stop` need not wait out the grace period.
-    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", workloadScript(spec));
+    args.push("--init", "--entrypoint", "sh", "--", spec.image, "-c", script);
   }
   return args;
+}
+
+/** `docker ps` Ports, "0.0.0.0:40000->22/tcp, :::40000->22/tcp": each mapping once (IPv4 and IPv6 bindings are one). */
+export function parseDockerPorts(text: string): PublishedPort[] {
+  const ports: PublishedPort[] = [];
+  for (const match of text.matchAll(/:(\d+)->(\d+)\/(tcp|udp)/g)) {
+    const port: PublishedPort = { containerPort: Number(match[2]), protocol: match[3] as "tcp" | "udp", hostPort: Number(match[1]) };
+    if (!ports.some((p) => p.containerPort === port.containerPort && p.protocol === port.protocol && p.hostPort === port.hostPort)) ports.push(port);
+  }
+  return ports;
 }
 
 const UNITS: Record<string, number> = {

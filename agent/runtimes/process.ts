@@ -16,7 +16,9 @@ import {
   MAX_LOG_BYTES,
   type NetIo,
   type Runtime,
+  sshdScript,
   workloadScript,
+  writeAuthorizedKeys,
 } from "../runtime.ts";
 
 /**
@@ -29,8 +31,8 @@ import {
  * State lives in `<dir>/<label>/`: spec.json (mode 0600: the env holds the container's key; it also
  * records the GPU indices and the CPU and RAM share, which nothing enforces here), pid (the
  * process group), stopped (the agent stopped it as asked), exit.json (how the leader ended). A
- * restarted agent finds a still-running group by its pid file and the CONTAINER_LABEL in the
- * leader's environment; a group that vanished meanwhile counts as exited.
+ * restarted agent finds a still-running group by its pid file (the leader's pid and start time); a
+ * group that vanished meanwhile counts as exited.
  */
 const SERVE_UNTIL_STOPPED = "exec sleep infinity";
 
@@ -64,6 +66,7 @@ export class ProcessRuntime implements Runtime {
         rebootCount: spec.rebootCount ?? 0,
         ...gpus,
         ...(await this.inspect(label)),
+        ports: spec.ports,
       });
     }
     return found;
@@ -74,9 +77,22 @@ export class ProcessRuntime implements Runtime {
     return text === null ? null : (JSON.parse(text) as ContainerSpec);
   }
 
-  private async readPid(label: string): Promise<number | null> {
+  /** The pid file: the group leader's pid and, after it, its start time (see groupRuns). */
+  private async readPidFile(label: string): Promise<{ pid: number; startTime: string | null } | null> {
     const text = await readFile(this.path(label, "pid"), "utf8").catch(() => null);
-    return text === null ? null : Number(text);
+    if (text === null) return null;
+    const [pid, startTime] = text.trim().split(" ");
+    return { pid: Number(pid), startTime: startTime ?? null };
+  }
+
+  private async readPid(label: string): Promise<number | null> {
+    return (await this.readPidFile(label))?.pid ?? null;
+  }
+
+  /** Whether the group this label's pid file names still runs. */
+  private async runs(label: string, pid: number): Promise<boolean> {
+    const recorded = await this.readPidFile(label);
+    return groupRuns(pid, label, recorded?.pid === pid ? recorded.startTime : null);
   }
 
   private async exists(label: string, file: string) {
@@ -86,7 +102,7 @@ export class ProcessRuntime implements Runtime {
   private async inspect(label: string): Promise<Pick<ContainerInfo, "state" | "detail">> {
     const pid = await this.readPid(label);
     if (pid === null) return { state: "created" };
-    if (await groupRuns(pid, label)) return { state: "running" };
+    if (await this.runs(label, pid)) return { state: "running" };
     if (await this.exists(label, "stopped")) return { state: "stopped" };
     // Our own child: its exit status may be a moment behind the group's end.
     await Promise.race([this.exits.get(label), sleep(1000)]);
@@ -99,18 +115,19 @@ export class ProcessRuntime implements Runtime {
   async create(spec: ContainerSpec): Promise<void> {
     await mkdir(this.path(spec.label), { recursive: true, mode: 0o700 });
     await writeFile(this.path(spec.label, "spec.json"), JSON.stringify(spec), { mode: 0o600 });
+    await this.setSshKeys(spec.label, spec.sshKeys);
   }
 
   async start(label: string): Promise<void> {
     const spec = await this.readSpec(label);
     if (!spec) throw new Error(`no container ${label}`);
     const previous = await this.readPid(label);
-    if (previous !== null && (await groupRuns(previous, label))) return;
+    if (previous !== null && (await this.runs(label, previous))) return;
     await rm(this.path(label, "stopped"), { force: true });
     await rm(this.path(label, "exit.json"), { force: true });
     const output = openSync(this.path(label, "output.log"), "a", 0o600);
     const entrypoint = spec.onstart?.trim() || (spec.args?.length ? 'exec "$@"' : SERVE_UNTIL_STOPPED);
-    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", workloadScript(spec)];
+    const argv = spec.launchMode === "ENTRYPOINT" ? ["-c", entrypoint, "sh", ...(spec.args ?? [])] : ["-c", this.script(spec)];
     const child = spawn("sh", argv, {
       cwd: this.path(label),
       // Only what a shell needs from the agent's environment: never the agent's own key.
@@ -131,8 +148,10 @@ export class ProcessRuntime implements Runtime {
       throw new Error(`could not start ${label}: ${error.message}`);
     }
     const pid = child.pid;
-    // Written at once: an agent killed right after this still finds the group on restart.
-    const pidWritten = writeFile(this.path(label, "pid"), String(pid));
+    // Written at once: an agent killed right after this still finds the group on restart. With the
+    // leader's start time, which is there from its first instant (its environment is not: read
+    // right after the spawn, /proc/<pid>/environ can still be empty).
+    const pidWritten = startTimeOf(pid).then((startTime) => writeFile(this.path(label, "pid"), startTime ? `${pid} ${startTime}` : String(pid)));
     const recorded = new Promise<void>((resolve) =>
       child.once("exit", async (code, signal) => {
         await pidWritten.catch(() => {});
@@ -149,6 +168,23 @@ export class ProcessRuntime implements Runtime {
     this.logger.info({ label, pid }, "process started");
   }
 
+  /** SSH mode: a real sshd of its own on the port mapped to 22, in the instance's process group. No Jupyter here. */
+  private script(spec: ContainerSpec): string {
+    const ssh = spec.ports.find((port) => port.containerPort === 22 && port.protocol === "tcp");
+    const server = spec.launchMode === "SSH" && ssh ? sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label)) : "";
+    return workloadScript(spec, server);
+  }
+
+  /** Processes share the host's devices: no GPU is handed out to one. */
+  async containerGpus(): Promise<boolean> {
+    return false;
+  }
+
+  async setSshKeys(label: string, keys: string[]): Promise<void> {
+    await mkdir(this.path(label), { recursive: true, mode: 0o700 });
+    await writeAuthorizedKeys(this.path(label, "authorized_keys"), keys);
+  }
+
   async restart(label: string, graceSeconds: number, rebootCount: number): Promise<void> {
     const spec = await this.readSpec(label);
     if (!spec) throw new Error(`no container ${label}`);
@@ -162,17 +198,17 @@ export class ProcessRuntime implements Runtime {
     const pid = await this.readPid(label);
     if (pid === null) return;
     await writeFile(this.path(label, "stopped"), new Date().toISOString());
-    if (!(await groupRuns(pid, label))) return;
+    if (!(await this.runs(label, pid))) return;
     signalGroup(pid, "SIGTERM");
     const deadline = Date.now() + graceSeconds * 1000;
     while (Date.now() < deadline) {
-      if (!(await groupRuns(pid, label))) return;
+      if (!(await this.runs(label, pid))) return;
       await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
     }
-    if (await groupRuns(pid, label)) {
+    if (await this.runs(label, pid)) {
       this.logger.info({ label, graceSeconds }, "grace period over: SIGKILL");
       signalGroup(pid, "SIGKILL");
-      while (await groupRuns(pid, label)) await sleep(20);
+      while (await this.runs(label, pid)) await sleep(20);
     }
   }
 
@@ -273,11 +309,23 @@ function signalGroup(pid: number, signal: NodeJS.Signals) {
   }
 }
 
+/** A process's start time (clock ticks after boot, field 22 of /proc/<pid>/stat); null when it is gone. */
+async function startTimeOf(pid: number): Promise<string | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  return stat === null ? null : (statFields(stat)[19] ?? null);
+}
+
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces): [0] is field 3, the state. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /**
  * Whether the process group led by `pid` still has a member. A pid the kernel reused for an unrelated
- * process is told apart by the CONTAINER_LABEL in the leader's environment.
+ * process is told apart by the leader's start time, recorded when it was spawned; for a pid file
+ * written without one, by the CONTAINER_LABEL in the leader's environment.
  */
-async function groupRuns(pid: number, label: string): Promise<boolean> {
+async function groupRuns(pid: number, label: string, startTime: string | null): Promise<boolean> {
   try {
     process.kill(-pid, 0);
   } catch {
@@ -287,7 +335,9 @@ async function groupRuns(pid: number, label: string): Promise<boolean> {
   // Leader gone but members alive: a group id is not reused while the group has members.
   if (stat === null) return true;
   // A zombie leader not yet reaped: the group runs only if it has other members.
-  if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return otherMembers(pid);
+  const fields = statFields(stat);
+  if (fields[0] === "Z") return otherMembers(pid);
+  if (startTime !== null) return fields[19] === startTime;
   const environ = await readFile(`/proc/${pid}/environ`, "utf8").catch(() => null);
   return environ === null || environ.split("\0").includes(`CONTAINER_LABEL=${label}`);
 }
@@ -296,8 +346,7 @@ async function otherMembers(pgid: number): Promise<boolean> {
   for (const entry of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry) || Number(entry) === pgid) continue;
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid) return true;
+    if (Number(statFields(stat)[2]) === pgid) return true;
   }
   return false;
 }

@@ -2,6 +2,8 @@ import { prisma } from "../../infra/db.ts";
 import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { HOLDING_STATUSES } from "../auction/contracts.ts";
 import { NotFoundError } from "../errors.ts";
+import { jupyterPath } from "../instances/connection.ts";
+import { type PortMapping, portMappingsOf } from "../instances/ports.ts";
 import { containerLabel } from "../instances/service.ts";
 import { machineShare } from "../machineShare.ts";
 
@@ -29,6 +31,13 @@ export interface AssignmentView {
   onstart: string | null;
   env: { key: string; value: string }[];
   ports: string[];
+  /** Each container port and the external port it was given (null: an identity port the agent maps). */
+  portMappings: PortMapping[];
+  /** OpenSSH public key lines that may log in as root (SSH mode). */
+  sshKeys: string[];
+  /** JUPYTER mode: the Jupyter server's token and its base path. */
+  jupyterToken: string | null;
+  jupyterBasePath: string;
   args: string[];
   rebootCount: number;
   recycleCount: number;
@@ -58,7 +67,11 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
       numGpus: true,
       cpuCores: true,
       cpuRamMb: true,
-      instances: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
+      instances: {
+        where: { status: { not: "DESTROYED" } },
+        orderBy: { id: "asc" },
+        include: { portMappings: true, sshKeys: { select: { publicKey: true }, orderBy: { id: "asc" } } },
+      },
     },
   });
   if (!machine) throw new NotFoundError("Machine");
@@ -78,6 +91,10 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
         onstart: instance.onstart || null,
         env: instance.env as { key: string; value: string }[],
         ports: instance.ports,
+        portMappings: portMappingsOf(instance, instance.portMappings),
+        sshKeys: instance.sshKeys.map((key) => key.publicKey),
+        jupyterToken: instance.jupyterToken,
+        jupyterBasePath: jupyterPath(instance.id),
         args: instance.args,
         rebootCount: instance.rebootCount,
         recycleCount: instance.recycleCount,

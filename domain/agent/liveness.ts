@@ -28,8 +28,16 @@ const metricsSchema = z
     gpuMemoryUsedMb: z.array(z.number().int().min(0)).max(16).nullish(),
     cpuLoad: z.number().min(0).nullish(),
     diskFreeGb: z.number().min(0).nullish(),
+    containerGpus: z.boolean().nullish(),
   })
   .nullish();
+
+/** An IPv4/IPv6 address or a host name. */
+export const hostAddress = z
+  .string()
+  .trim()
+  .max(253)
+  .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]+)$/, "an IP address or host name");
 
 export type MachineMetrics = z.input<typeof metricsSchema>;
 
@@ -51,17 +59,24 @@ async function comeBack(machineId: number, now: Date): Promise<void> {
 }
 
 /** The agent's heartbeat: liveness and metrics; a machine that was offline is back. */
-export async function machineHeartbeat(machineId: number, metrics: MachineMetrics, now = new Date()): Promise<Machine> {
+export async function machineHeartbeat(
+  machineId: number,
+  metrics: MachineMetrics,
+  now = new Date(),
+  publicAddress?: string | null,
+): Promise<Machine> {
   const data = parseInput(metricsSchema, metrics);
+  const address = parseInput(z.object({ publicAddress: hostAddress.nullish() }), { publicAddress }).publicAddress ?? null;
   const [row] = await prisma.$queryRawUnsafe<{ online: boolean }[]>(
     // The first heartbeat starts the machine's record from its stored score (reliability.ts).
-    `UPDATE machine SET last_heartbeat_at = $2, metrics = $3::jsonb,
+    `UPDATE machine SET last_heartbeat_at = $2, metrics = $3::jsonb, reported_address = COALESCE($4, reported_address),
             reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
             reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN $2 ELSE reliability_at END
       WHERE id = $1 RETURNING online`,
     machineId,
     now,
     data ? JSON.stringify(data) : null,
+    address,
   );
   if (!row.online) await comeBack(machineId, now);
   return prisma.machine.findUniqueOrThrow({ where: { id: machineId } });

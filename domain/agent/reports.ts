@@ -5,11 +5,12 @@ import type { Instance, InstanceStatus } from "../../prisma/generated/client/cli
 import { type UsageCharge, recordUsage } from "../billing/usage.ts";
 import { NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
+import { reportedPortsSchema } from "../instances/connection.ts";
 import { launchSpecValid } from "../instances/launchSpec.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
-import { parseInput } from "../validation.ts";
+import { MAX_INT8, parseInput } from "../validation.ts";
 import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
 
 /*
@@ -46,6 +47,8 @@ const reportSchema = z.object({
   instanceId: z.number().int().positive(),
   status: z.enum(["RUNNING", "EXITED", "STOPPED", "FAILED"]),
   message: z.string().max(1000).nullish(),
+  ports: reportedPortsSchema.nullish(),
+  clientError: z.boolean().nullish(),
 });
 
 /** The instance on the agent's own machine, or NotFound. */
@@ -60,18 +63,30 @@ async function instanceOfAgent(machineId: number, instanceId: number): Promise<{
 
 export async function reportInstanceState(
   machineId: number,
-  input: { instanceId: number; status: ReportedState; message?: string | null },
+  input: {
+    instanceId: number;
+    status: ReportedState;
+    message?: string | null;
+    ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[] | null;
+    clientError?: boolean | null;
+  },
 ): Promise<Instance> {
-  const { instanceId, status, message } = parseInput(reportSchema, input);
+  const { instanceId, status, message, ports, clientError } = parseInput(reportSchema, input);
   const target = await instanceOfAgent(machineId, instanceId);
   // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
   const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
-  if (status !== "FAILED" && eventForReport(seen.status, status) === null) return seen;
+  const portsChanged = ports != null && JSON.stringify(ports) !== JSON.stringify(seen.reportedPorts);
+  if (status !== "FAILED" && eventForReport(seen.status, status) === null && !portsChanged) return seen;
   return changeInstance({ id: target.id }, async (tx, current, now) => {
     const event = eventForReport(current.status, status);
+    // The mappings the container got, once it runs: what the owner's connection details show.
+    if (ports != null) {
+      current = { ...current, ...(await tx.instance.update({ where: { id: current.id }, data: { reportedPorts: ports } })) };
+    }
     // A failed assignment counts against the machine's reliability (reliability.ts), unless what failed
-    // is the client's launch spec (stored before today's checks refused it).
-    if (status === "FAILED" && launchSpecValid(current)) {
+    // is the client's: what the agent found wrong with the image or its command, or a launch spec
+    // stored before today's checks refused it.
+    if (status === "FAILED" && !clientError && launchSpecValid(current)) {
       await tx.$executeRawUnsafe(
         `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,
         current.machineId,
@@ -85,7 +100,11 @@ export async function reportInstanceState(
   });
 }
 
-const counter = z.string().regex(/^\d{1,20}$/, "a byte counter as a decimal string").transform(BigInt);
+const counter = z
+  .string()
+  .regex(/^\d{1,19}$/, "a byte counter as a decimal string")
+  .transform(BigInt)
+  .refine((bytes) => bytes <= MAX_INT8, "at most 9223372036854775807");
 const usageSchema = z.object({ instanceId: z.number().int().positive(), rxBytes: counter, txBytes: counter });
 
 /**

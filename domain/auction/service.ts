@@ -45,6 +45,8 @@ export interface LockedMachine extends MachineForAuction {
   inetDownPricePerGbMicros: bigint | null;
   preemptGraceSeconds: number;
   gpusOnDemand: number;
+  directPortStart: number | null;
+  directPortEnd: number | null;
   /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
   diskReservedGb: number;
 }
@@ -54,7 +56,8 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
-  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb"`;
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
+  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd"`;
 
 /**
  * Locks the machine row for an event that can change who runs on it, flags it for clearing and

@@ -1,5 +1,6 @@
-import { prisma, type Tx } from "../../infra/db.ts";
+import { meteringPrisma, type Tx } from "../../infra/db.ts";
 import { config } from "../../infra/config.ts";
+import { logger } from "../../infra/logger.ts";
 import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStart } from "./rates.ts";
 
 /*
@@ -67,6 +68,8 @@ export interface TickResult {
   ledgerRows: number;
   /** The accounts whose balance moved: the phase's clients charged and their hosts credited. */
   accounts: number[];
+  /** Accounts put on hold by this tick: a charge of theirs would have crossed the balance bounds. */
+  held: number[];
 }
 
 /** Every this many seconds (and at each period start) a tick compares every open row with its instance. */
@@ -227,13 +230,14 @@ SELECT (SELECT count(*) FROM closed)::int AS closed, (SELECT count(*) FROM opene
  * (client, host, category) yields both sides. Balances are locked in id order so that concurrent
  * writers of several accounts never deadlock.
  */
-const CHARGE = `
+const MOVES = `
 WITH seg AS (
   SELECT client_id, host_id, category, rate_micros AS rate, started_sec AS s, $2::bigint AS e FROM open_time_accrual
-   WHERE phase = $5
+   WHERE phase = $5 AND client_id <> ALL($6::int[]) AND host_id <> ALL($6::int[])
   UNION ALL
   SELECT client_id, host_id, category, unit_price_micros * units, ${epoch("started_at")}, least(${epoch("ended_at")}, $2::bigint)
     FROM time_accrual WHERE ended_at > to_timestamp($1) AND ${phaseSql("client_id")} = $5
+     AND client_id <> ALL($6::int[]) AND host_id <> ALL($6::int[])
 ), amounts AS (
   SELECT client_id, host_id, category,
          rate * (e - s) / CASE category WHEN 'GPU' THEN ${HOUR} ELSE ${STORAGE_MONTH} END AS upto,
@@ -250,7 +254,9 @@ WITH seg AS (
   SELECT host_id, 'EARNING'::"LedgerEntryKind", category, sum(earning) FROM pairs GROUP BY host_id, category
 ), nonzero AS (
   SELECT * FROM moves WHERE amount <> 0
-), locked AS (
+)`;
+
+const CHARGE = `${MOVES}, locked AS (
   -- Before any write. NO KEY: the balance is no key, so inserts that reference the account go on.
   SELECT u.id FROM user_account u WHERE u.id IN (SELECT user_id FROM nonzero) ORDER BY u.id FOR NO KEY UPDATE
 ), grown AS (
@@ -279,6 +285,65 @@ WITH seg AS (
 )
 SELECT ((SELECT count(*) FROM grown) + (SELECT count(*) FROM created))::int AS "ledgerRows",
        (SELECT coalesce(array_agg(id), '{}') FROM balances) AS accounts`;
+
+/** Balances and ledger amounts stay within ±MAX_MONEY_MICROS (CHECK constraints, migration money_bounds). */
+export const MAX_MONEY_MICROS = 1_000_000_000_000_000n;
+
+/** The accounts whose move in CHARGE (same parameters) would take a balance or a ledger entry past the bounds. */
+const OUT_OF_BOUNDS = `${MOVES}
+SELECT coalesce(array_agg(DISTINCT x.user_id), '{}') AS ids FROM (
+  SELECT t.user_id FROM (SELECT user_id, sum(amount) AS amount FROM nonzero GROUP BY user_id) t
+    JOIN user_account u ON u.id = t.user_id
+   WHERE abs(u.balance_micros::numeric + t.amount) > ${MAX_MONEY_MICROS}
+  UNION ALL
+  SELECT n.user_id FROM nonzero n
+    LEFT JOIN ledger_entry l ON l.user_id = n.user_id AND l.kind = n.kind AND l.category = n.category AND l.period_start = to_timestamp($3)
+   WHERE abs(coalesce(l.amount_micros, 0)::numeric + n.amount) > ${MAX_MONEY_MICROS}
+) x`;
+
+/** PostgreSQL's codes for a CHECK constraint violated and a bigint out of range. */
+const BOUND_ERRORS = new Set(["23514", "22003"]);
+
+function isBoundError(error: unknown): boolean {
+  const meta = (error as { meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } })?.meta;
+  return BOUND_ERRORS.has(String(meta?.driverAdapterError?.cause?.originalCode));
+}
+
+/**
+ * Charges the phase's window (CHARGE) without letting one account stall it: when a move would
+ * cross a bound, the statement is undone (savepoint), the accounts it would take past the bounds
+ * are put on hold (recorded with the reason, logged as an error), and the window is charged for
+ * everyone else. Held accounts' rows are left out of every tick (their instances are stopped by
+ * the metering job); the clock moves on.
+ */
+async function chargeIsolating(tx: Tx, from: number, to: number, period: number, phase: number, now: Date): Promise<{ ledgerRows: number; accounts: number[]; held: number[] }> {
+  const heldNow: number[] = [];
+  for (;;) {
+    const [{ ids: held }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(
+      `SELECT coalesce(array_agg(id), '{}') AS ids FROM user_account WHERE metering_held_at IS NOT NULL`,
+    );
+    await tx.$executeRawUnsafe(`SAVEPOINT charge`);
+    try {
+      const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number; accounts: number[] }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS, phase, held);
+      await tx.$executeRawUnsafe(`RELEASE SAVEPOINT charge`);
+      return { ...charged, held: heldNow };
+    } catch (error) {
+      if (!isBoundError(error)) throw error;
+      await tx.$executeRawUnsafe(`ROLLBACK TO SAVEPOINT charge`);
+      const [{ ids }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(OUT_OF_BOUNDS, from, to, period, config().PLATFORM_FEE_BPS, phase, held);
+      // Nothing found to isolate: not a bound this tick can get around.
+      if (ids.length === 0) throw error;
+      await tx.$executeRawUnsafe(
+        `UPDATE user_account SET metering_held_at = $2, metering_hold_reason = $3 WHERE id = ANY($1::int[]) AND metering_held_at IS NULL`,
+        ids,
+        now,
+        `metering charge of phase ${phase} at ${new Date(to * 1000).toISOString()} would cross the balance bounds (±$1,000,000,000)`,
+      );
+      logger.error({ accounts: ids, phase, to }, "metering hold: charges of these accounts would cross the balance bounds; they are left out and their instances stopped");
+      heldNow.push(...ids);
+    }
+  }
+}
 
 /**
  * Creates the phases' clocks that do not exist, at the oldest existing clock (a database metered
@@ -317,6 +382,7 @@ function accumulate(total: TickResult, part: Omit<TickResult, "phase">): void {
   total.opened += part.opened;
   total.ledgerRows += part.ledgerRows;
   total.accounts = [...new Set([...total.accounts, ...part.accounts])];
+  total.held = [...new Set([...total.held, ...part.held])];
 }
 
 const targetSecond = (now: Date) => Math.floor(now.getTime() / 1000) - config().METERING_LAG_SECONDS;
@@ -328,14 +394,14 @@ const targetSecond = (now: Date) => Math.floor(now.getTime() / 1000) - config().
  */
 export async function meterUpTo(now = new Date(), phase?: number): Promise<TickResult> {
   if (phase === undefined) {
-    const all: TickResult = { phase: null, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [] };
+    const all: TickResult = { phase: null, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [], held: [] };
     for (let each = 0; each < METERING_PHASES; each++) accumulate(all, await meterUpTo(now, each));
     return all;
   }
   const target = targetSecond(now);
-  const result: TickResult = { phase, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [] };
+  const result: TickResult = { phase, from: null, to: null, closed: 0, opened: 0, ledgerRows: 0, accounts: [], held: [] };
   for (;;) {
-    const window = await prisma.$transaction(
+    const window = await meteringPrisma.$transaction(
       async (tx) => {
         await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${TICK_LOCK})`);
         const from = await lockClock(tx, phase, target);
@@ -352,7 +418,7 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
         const [changes] = ids.length
           ? await tx.$queryRawUnsafe<{ closed: number; opened: number }[]>(RECONCILE, from, to, period, ids)
           : [{ closed: 0, opened: 0 }];
-        const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number; accounts: number[] }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS, phase);
+        const charged = await chargeIsolating(tx, from, to, period, phase, now);
         await tx.$executeRawUnsafe(`UPDATE metering_clock SET metered_until = to_timestamp($1) WHERE id = $2`, to, phase + 1);
         return { from, to, ...changes, ...charged };
       },
@@ -371,12 +437,12 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
  */
 export async function meterOldestPhase(now = new Date()): Promise<TickResult> {
   const oldest = () =>
-    prisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
+    meteringPrisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
       `SELECT id - 1 AS phase, count(*) OVER ()::int AS clocks FROM metering_clock ORDER BY metered_until, id LIMIT 1`,
     );
   let [clock] = await oldest();
   if (!clock || clock.clocks < METERING_PHASES) {
-    await createClocks(prisma, targetSecond(now));
+    await createClocks(meteringPrisma, targetSecond(now));
     [clock] = await oldest();
   }
   return meterUpTo(now, clock.phase);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { config } from "../../infra/config.ts";
 import type { Db, Tx } from "../../infra/db.ts";
-import { NotFoundError } from "../errors.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
 import { parseInput } from "../validation.ts";
 import { bandwidthAmount, hostShare, periodStart } from "./rates.ts";
 
@@ -35,27 +35,39 @@ export async function recordUsage(
   // Inside the caller's transaction when given one; its own otherwise (the counter lock must hold to commit).
   const run = async (tx: Tx): Promise<UsageCharge> => {
     const [instance] = await tx.$queryRawUnsafe<
-      { clientId: number; hostId: number; machineId: number; down: bigint; up: bigint }[]
+      { clientId: number; hostId: number; machineId: number; down: bigint; up: bigint; downMbps: number; upMbps: number; createdAt: Date }[]
     >(
       `SELECT i.client_id AS "clientId", m.host_id AS "hostId", i.machine_id AS "machineId",
-              i.inet_down_price_per_gb_micros AS down, i.inet_up_price_per_gb_micros AS up
+              i.inet_down_price_per_gb_micros AS down, i.inet_up_price_per_gb_micros AS up,
+              m.inet_down_mbps AS "downMbps", m.inet_up_mbps AS "upMbps", i.created_at AS "createdAt"
          FROM instance i JOIN machine m ON m.id = i.machine_id WHERE i.id = $1`,
       input.instanceId,
     );
     if (!instance) throw new NotFoundError("Instance");
-    // The counter row serializes reports of one instance; the first report inserts it.
+    // The counter row serializes reports of one instance; the first report inserts it, as of the
+    // instance's creation (where the link-speed bound below starts counting).
     await tx.$executeRawUnsafe(
       `INSERT INTO bandwidth_counter (instance_id, rx_bytes, tx_bytes, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT DO NOTHING`,
       input.instanceId,
-      now,
+      instance.createdAt,
     );
-    const [last] = await tx.$queryRawUnsafe<{ rx: bigint; tx: bigint }[]>(
-      `SELECT rx_bytes AS rx, tx_bytes AS tx FROM bandwidth_counter WHERE instance_id = $1 FOR UPDATE`,
+    const [last] = await tx.$queryRawUnsafe<{ rx: bigint; tx: bigint; at: Date }[]>(
+      `SELECT rx_bytes AS rx, tx_bytes AS tx, updated_at AS at FROM bandwidth_counter WHERE instance_id = $1 FOR UPDATE`,
       input.instanceId,
     );
     const rx = input.rxBytes > last.rx ? input.rxBytes - last.rx : 0n;
     const txBytes = input.txBytes > last.tx ? input.txBytes - last.tx : 0n;
     if (rx === 0n && txBytes === 0n) return { rxBytes: 0n, txBytes: 0n, chargedMicros: 0n };
+    const seconds = (now.getTime() - last.at.getTime()) / 1000;
+    const issues = [
+      ["rxBytes", rx, instance.downMbps],
+      ["txBytes", txBytes, instance.upMbps],
+    ].flatMap(([field, bytes, mbps]) =>
+      (bytes as bigint) > linkBytes(mbps as number, seconds)
+        ? [{ path: [field as string], message: `grew more than the machine's ${mbps} Mbps link can carry in ${Math.max(0, Math.round(seconds))} s` }]
+        : [],
+    );
+    if (issues.length) throw new ValidationError(issues);
     await tx.$executeRawUnsafe(
       `UPDATE bandwidth_counter SET rx_bytes = greatest(rx_bytes, $2), tx_bytes = greatest(tx_bytes, $3), updated_at = $4 WHERE instance_id = $1`,
       input.instanceId,
@@ -97,6 +109,21 @@ export async function recordUsage(
     return { rxBytes: rx, txBytes, chargedMicros: charged };
   };
   return "$transaction" in db ? db.$transaction(run) : run(db);
+}
+
+/**
+ * Reported growth is taken for real only up to what the machine's registered link can move in the
+ * time since the last counted report (or since the instance was created), with slack for clocks
+ * and counters that are read a moment apart: USAGE_SLACK_FACTOR times the bytes of
+ * USAGE_SLACK_SECONDS more. Anything above is refused whole and nothing is counted; a true counter
+ * is accepted by a later report, when the time since covers it.
+ */
+const USAGE_SLACK_FACTOR = 1.25;
+const USAGE_SLACK_SECONDS = 30;
+const BYTES_PER_SECOND_PER_MBPS = 125_000;
+
+function linkBytes(mbps: number, seconds: number): bigint {
+  return BigInt(Math.ceil(mbps * BYTES_PER_SECOND_PER_MBPS * (Math.max(0, seconds) + USAGE_SLACK_SECONDS) * USAGE_SLACK_FACTOR));
 }
 
 /** Grows the period's CHARGE and EARNING entries and moves both balances, accounts locked in id order. */

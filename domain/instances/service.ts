@@ -8,13 +8,14 @@ import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOf
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
-import { IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
+import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { MIN_RENTAL_DISK_GB, chunkSizes, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
+import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
 import { DAY_MS } from "../time.ts";
 
@@ -228,11 +229,14 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, freeDisk - data.diskGb, now);
+      await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
+      } else {
+        await syncDirectPorts(tx, m);
       }
       return { instance, apiKey };
     });
@@ -253,10 +257,11 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
  * row, so that a concurrent debit is seen.
  */
 async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean }[]>(
-    `SELECT balance_micros AS balance, debit_mode AS "debitMode" FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
+  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean; held: boolean }[]>(
+    `SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
     userId,
   );
+  if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
@@ -328,6 +333,8 @@ export function destroyInstance(clientId: number, id: number): Promise<Instance>
     // Its disk is free again.
     await syncOfferDisk(tx, instance.machine);
     await tx.apiKey.updateMany({ where: { instanceId: instance.id, revokedAt: null }, data: { revokedAt: now } });
+    await releasePorts(tx, instance.id);
+    await syncDirectPorts(tx, instance.machine);
     return destroyed;
   });
 }

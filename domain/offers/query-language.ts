@@ -67,6 +67,8 @@ export const OFFER_FIELDS = {
   duration: { kind: "float", description: "days until the listing's end date" },
   rentable: { kind: "bool", description: "can be rented on demand now" },
   rented: { kind: "bool", description: "some of its GPUs are rented" },
+  direct_port_count: { kind: "int", description: "free external ports for direct connections" },
+  static_ip: { kind: "bool", description: "the host declared a fixed public address" },
   machine_id: { kind: "int", description: "machine id" },
   host_id: { kind: "int", description: "host id" },
 } as const satisfies Record<string, FieldSpec>;

@@ -110,6 +110,8 @@ export interface OfferRow {
   rentable: boolean;
   rented: boolean;
   gpusFreeOfOnDemand: number;
+  directPortCount: number;
+  staticIp: boolean;
   winningBidMicros: bigint | null;
 }
 
@@ -224,6 +226,8 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   // The row's flag is as of the last sync; a listing whose end date has passed since is not rentable.
   rentable: (ctx) => Prisma.sql`(${col(ctx, "rentable")} AND ${col(ctx, "end_date")} > now())`,
   rented: (ctx) => col(ctx, "rented"),
+  direct_port_count: (ctx) => col(ctx, "direct_port_count"),
+  static_ip: (ctx) => col(ctx, "static_ip"),
   machine_id: (ctx) => col(ctx, "machine_id"),
   host_id: (ctx) => col(ctx, "host_id"),
 };
@@ -490,6 +494,7 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
       ${FIELD_SQL.flops_per_dphtotal(outer)} AS "flopsPerDphtotal", ${FIELD_SQL.score(outer)} AS score,
       o.verified, o.datacenter, o.geolocation, o.country_code AS "countryCode", o.end_date AS "endDate",
       ${FIELD_SQL.rentable(outer)} AS rentable, o.rented, o.gpus_free_of_on_demand AS "gpusFreeOfOnDemand",
+      o.direct_port_count AS "directPortCount", o.static_ip AS "staticIp",
       o.winning_bid_micros AS "winningBidMicros",
       ${Prisma.join(keyColumns.map((k) => Prisma.sql`page.${k}`))}
     FROM (${page}) page

@@ -3,6 +3,7 @@ import type { Machine } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { chunkDlperf } from "../dlperf.ts";
+import { freeDirectPorts } from "../instances/ports.ts";
 import { machineShare } from "../machineShare.ts";
 import { defaultRanking } from "./ranking.ts";
 
@@ -38,6 +39,7 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
   const availability = offerAvailability(machine, contracts, now);
+  const directPortCount = await freeDirectPorts(db, machine);
   const diskSpace = await freeDiskGb(db, machine);
   const rows = sizes.map((numGpus, index) => {
     const share = machineShare(machine, numGpus);
@@ -79,6 +81,8 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       geolocation: machine.geolocation,
       countryCode: machine.countryCode,
       endDate: machine.endDate!,
+      directPortCount,
+      staticIp: machine.publicAddress !== null,
       ...availability[index],
       rentable: availability[index].rentable && diskSpace >= MIN_RENTAL_DISK_GB,
     };
@@ -164,4 +168,9 @@ export async function syncOfferAvailability(
     availability.map((a) => a.rentable),
     MIN_RENTAL_DISK_GB,
   );
+}
+
+/** The offers' direct_port_count after the machine's instances took or freed ports. */
+export async function syncDirectPorts(db: Tx, machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">): Promise<void> {
+  await db.offer.updateMany({ where: { machineId: machine.id }, data: { directPortCount: await freeDirectPorts(db, machine) } });
 }

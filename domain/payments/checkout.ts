@@ -46,7 +46,10 @@ export async function createCheckout(userId: number, input: { amount: bigint; sa
   const { amount, saveCard } = parseInput(addCreditSchema, input);
   const customer = await stripeCustomer(userId);
   const returnUrl = config().BILLING_RETURN_URL;
-  const metadata = { userId: String(userId), saveCard: String(saveCard) };
+  // The payment row first: the webhook credits only sessions whose metadata names a row written
+  // here, for the amount asked here.
+  const payment = await prisma.payment.create({ data: { userId, kind: "CHECKOUT", amountMicros: amount }, select: { id: true } });
+  const metadata = { userId: String(userId), saveCard: String(saveCard), paymentId: String(payment.id) };
   const session = await stripe().checkout.sessions.create({
     mode: "payment",
     customer,
@@ -59,12 +62,8 @@ export async function createCheckout(userId: number, input: { amount: bigint; sa
     success_url: `${returnUrl}?checkout=success&session_id={CHECKOUT_SESSION_ID}`,
     cancel_url: `${returnUrl}?checkout=cancelled`,
   });
-  // Written after the session exists; a crash in between is repaired by the webhook, which creates
-  // the row from the session's metadata.
-  const payment = await prisma.payment.create({
-    data: { userId, kind: "CHECKOUT", amountMicros: amount, stripeCheckoutSessionId: session.id },
-    select: { id: true },
-  });
+  // A crash before this is repaired by the webhook, which finds the row by the session's paymentId.
+  await prisma.payment.update({ where: { id: payment.id }, data: { stripeCheckoutSessionId: session.id }, select: { id: true } });
   return { paymentId: payment.id, sessionId: session.id, url: session.url ?? "" };
 }
 

@@ -17,22 +17,15 @@ export interface Credited {
  */
 export async function creditPayment(
   tx: Tx,
-  where: { paymentId: number } | { checkoutSessionId: string },
+  where: { paymentId: number },
   paymentIntentId: string | null,
   now = new Date(),
 ): Promise<Credited | null> {
-  const [row] =
-    "paymentId" in where
-      ? await tx.$queryRaw<Credited[]>`
-          UPDATE payment SET status = 'SUCCEEDED', completed_at = ${now},
-                 stripe_payment_intent_id = coalesce(${paymentIntentId}, stripe_payment_intent_id)
-           WHERE id = ${where.paymentId} AND status <> 'SUCCEEDED'
-          RETURNING id AS "paymentId", user_id AS "userId", amount_micros AS "amountMicros"`
-      : await tx.$queryRaw<Credited[]>`
-          UPDATE payment SET status = 'SUCCEEDED', completed_at = ${now},
-                 stripe_payment_intent_id = coalesce(${paymentIntentId}, stripe_payment_intent_id)
-           WHERE stripe_checkout_session_id = ${where.checkoutSessionId} AND status <> 'SUCCEEDED'
-          RETURNING id AS "paymentId", user_id AS "userId", amount_micros AS "amountMicros"`;
+  const [row] = await tx.$queryRaw<Credited[]>`
+    UPDATE payment SET status = 'SUCCEEDED', completed_at = ${now},
+           stripe_payment_intent_id = coalesce(${paymentIntentId}, stripe_payment_intent_id)
+     WHERE id = ${where.paymentId} AND status <> 'SUCCEEDED'
+    RETURNING id AS "paymentId", user_id AS "userId", amount_micros AS "amountMicros"`;
   if (!row) return null;
   await postEntry(tx, {
     userId: row.userId,

@@ -66,19 +66,34 @@ function sessionUserId(session: Stripe.Checkout.Session): number | null {
   return null;
 }
 
-/** A paid Checkout Session: credits its payment once, and keeps (and so verifies) the card when the user asked to. */
+/**
+ * A paid Checkout Session: credits its payment once, and keeps (and so verifies) the card when the
+ * user asked to. Only a session addCredit created is credited: its metadata names the payment row
+ * written before it (of the same account, not yet bound to another session), and it was paid the
+ * amount that row asked for, in dollars, above zero. Anything else (a session made elsewhere with
+ * the same signing secret, another amount, an account that does not exist) is logged and ignored:
+ * answered 200, since Stripe would retry an error for days.
+ */
 async function checkoutPaid(session: Stripe.Checkout.Session): Promise<void> {
   const userId = sessionUserId(session);
-  if (userId === null) return;
+  const paymentId = Number(session.metadata?.paymentId);
+  const cents = session.amount_total;
+  if (userId === null || !Number.isSafeInteger(paymentId) || paymentId <= 0 || typeof cents !== "number" || !Number.isSafeInteger(cents) || cents <= 0 || session.currency !== "usd") {
+    logger.warn({ session: session.id, amount: cents, currency: session.currency }, "checkout session not created by addCredit ignored");
+    return;
+  }
+  const ours = await prisma.payment.updateMany({
+    where: { id: paymentId, userId, kind: "CHECKOUT", amountMicros: fromCents(cents), OR: [{ stripeCheckoutSessionId: session.id }, { stripeCheckoutSessionId: null }] },
+    data: { stripeCheckoutSessionId: session.id },
+  });
+  if (ours.count === 0) {
+    logger.warn({ session: session.id, paymentId, userId, amount: cents }, "checkout session matches no payment addCredit created; ignored");
+    return;
+  }
   const paymentIntent = intentId(session.payment_intent);
   const card = session.metadata?.saveCard === "true" && paymentIntent ? await cardOfIntent(paymentIntent) : null;
   const credited = await prisma.$transaction(async (tx) => {
-    // The row addCredit wrote, or (it crashed after creating the session) one made from the session.
-    await tx.payment.createMany({
-      data: [{ userId, kind: "CHECKOUT", amountMicros: fromCents(session.amount_total ?? 0), stripeCheckoutSessionId: session.id }],
-      skipDuplicates: true,
-    });
-    const payment = await creditPayment(tx, { checkoutSessionId: session.id }, paymentIntent);
+    const payment = await creditPayment(tx, { paymentId }, paymentIntent);
     if (payment && card) await recordVerifiedCard(tx, payment.userId, card);
     return payment;
   });

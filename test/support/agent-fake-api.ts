@@ -20,6 +20,8 @@ const typeDefs = /* GraphQL */ `
   enum LaunchMode { SSH JUPYTER ENTRYPOINT }
   enum ReportedInstanceState { RUNNING EXITED STOPPED FAILED }
   type EnvVar { key: String! value: String! }
+  type AssignedPort { containerPort: Int! protocol: String! hostPort: Int }
+  input PortMappingInput { containerPort: Int! protocol: String! hostPort: Int! }
   type Assignment {
     instanceId: ID!
     containerLabel: String!
@@ -29,6 +31,10 @@ const typeDefs = /* GraphQL */ `
     onstart: String
     env: [EnvVar!]!
     ports: [String!]!
+    portMappings: [AssignedPort!]!
+    sshKeys: [String!]!
+    jupyterToken: String
+    jupyterBasePath: String!
     args: [String!]!
     rebootCount: Int!
     recycleCount: Int!
@@ -64,10 +70,17 @@ const typeDefs = /* GraphQL */ `
     gpuMemoryUsedMb: [Int!]
     cpuLoad: Float
     diskFreeGb: Float
+    containerGpus: Boolean
   }
   type Mutation {
-    reportInstanceState(instanceId: ID!, status: ReportedInstanceState!, message: String): MutationReportInstanceStateResult!
-    machineHeartbeat(machineId: ID!, metrics: MachineMetricsInput): MutationMachineHeartbeatResult!
+    reportInstanceState(
+      instanceId: ID!
+      status: ReportedInstanceState!
+      message: String
+      ports: [PortMappingInput!]
+      clientError: Boolean
+    ): MutationReportInstanceStateResult!
+    machineHeartbeat(machineId: ID!, metrics: MachineMetricsInput, publicAddress: String): MutationMachineHeartbeatResult!
     reportUsage(instanceId: ID!, rxBytes: String!, txBytes: String!): MutationReportUsageResult!
     issueContainerApiKey(instanceId: ID!): MutationIssueContainerApiKeyResult!
   }
@@ -116,6 +129,10 @@ export function assignment(id: number, overrides: Partial<Assignment> = {}): Ass
     onstart: null,
     env: [],
     ports: [],
+    portMappings: [],
+    sshKeys: [],
+    jupyterToken: null,
+    jupyterBasePath: `/jupyter/${id}/`,
     args: [],
     rebootCount: 0,
     recycleCount: 0,

@@ -12,12 +12,12 @@ process.env.REDIS_URL = inject("redisUrl");
 process.env.REDIS_PREFIX = database;
 
 afterAll(async () => {
-  const [{ prisma }, { redis }, { closeProducers }] = await Promise.all([
+  const [{ prisma, meteringPrisma }, { redis }, { closeProducers }] = await Promise.all([
     import("../../infra/db.ts"),
     import("../../infra/redis.ts"),
     import("../../infra/queues.ts"),
   ]);
   await closeProducers();
   redis.disconnect();
-  await prisma.$disconnect();
+  await Promise.all([prisma.$disconnect(), meteringPrisma.$disconnect()]);
 });

@@ -19,7 +19,11 @@ interface ErrorLike {
 export function resultError(result: ErrorLike | null | undefined, requestError?: CombinedError): ResultError | null {
   if (requestError) {
     const first = requestError.graphQLErrors[0];
-    return { code: String(first?.extensions?.code ?? "NETWORK_ERROR"), message: first?.message ?? requestError.message, fields: {} };
+    const message = first?.message ?? requestError.message;
+    // A value the schema's scalars refuse (a malformed Money) fails before the resolver, naming the
+    // input field: `Variable "$input" got invalid value "abc" at "input.balanceAlertThreshold"`.
+    const field = /got invalid value .* at "(?:[^"]*\.)?([^".]+)"/.exec(message)?.[1] ?? /^Variable "\$(\w+)" got invalid value/.exec(message)?.[1];
+    return { code: String(first?.extensions?.code ?? "NETWORK_ERROR"), message, fields: field ? { [field]: message } : {} };
   }
   if (!result || result.__typename?.endsWith("Success") || !result.code) return null;
   const fields: Record<string, string> = {};

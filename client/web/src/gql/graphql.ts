@@ -174,6 +174,8 @@ export type OfferOrderField =
   | 'CPU_RAM'
   /** highest CUDA version the driver supports */
   | 'CUDA_MAX_GOOD'
+  /** free external ports for direct connections */
+  | 'DIRECT_PORT_COUNT'
   /** disk bandwidth, MB/s */
   | 'DISK_BW'
   /** disk still free on the machine, GB */

@@ -1,0 +1,288 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run, runOk } from "../agent/exec.ts";
+import { DockerRuntime } from "../agent/runtimes/docker.ts";
+import { prisma } from "../infra/db.ts";
+import { closePubSub } from "../infra/pubsub.ts";
+import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
+import { type AgentProcess, eventually, spawnAgent } from "./support/agent-process.ts";
+import { useTestApp } from "./support/app.ts";
+import { type TestImages, testImages } from "./support/images.ts";
+import { createAccount, unwrap } from "./support/rentals.ts";
+
+// The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
+// from the local registry, publishes the instance's ports from the machine's range, installs the
+// account's SSH keys, runs sshd and Jupyter in the containers; the real `ssh` client logs in through
+// the ports published on 127.0.0.1.
+
+const app = useTestApp();
+let auction: AuctionWorker;
+let images: TestImages;
+let dir: string;
+let agent: AgentProcess;
+let machineId: number;
+let machineKey: string;
+/** A range of its own per run: concurrent runs on this engine must not meet on host ports. */
+const RANGE_START = 41_000 + Math.floor(Math.random() * 90) * 200;
+const stateDir = () => join(dir, "agent");
+
+const SPECS = {
+  gpuName: "RTX 4090", numGpus: 4, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
+  pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
+  inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
+  geolocation: "Hesse, DE", datacenter: false,
+};
+
+const INSTANCE_FIELDS = `id status statusMessage
+  connection { publicHost sshPort ports { containerPort protocol hostPort } jupyterUrl jupyterDirectUrl }
+  sshKeys { id fingerprint }`;
+
+const startDockerAgent = () =>
+  spawnAgent({ api: app.url, key: machineKey, machineId, stateDir: stateDir(), runtime: "docker" });
+
+beforeAll(async () => {
+  images = await testImages();
+  auction = await startAuctionWorker();
+  dir = await mkdtemp(join(tmpdir(), "connection-docker-"));
+  const host = await createAccount("host");
+  const registered = await app.gql(
+    `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
+       ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } } ... on Error { code message } } }`,
+    { input: SPECS },
+    host.key,
+  );
+  const { machine, apiKey } = registered.data.registerMachine.data;
+  machineId = Number(machine.id.split(":")[1]);
+  machineKey = apiKey.token;
+  const network = await app.gql(
+    `mutation ($input: MachineNetworkInput!) { setMachineNetwork(input: $input) { __typename ... on Error { code message } } }`,
+    { input: { machineId: machine.id, directPortStart: RANGE_START, directPortEnd: RANGE_START + 5 } },
+    host.key,
+  );
+  expect(network.data.setMachineNetwork.__typename).toBe("MutationSetMachineNetworkSuccess");
+  const listed = await app.gql(
+    `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
+    { input: { machineId: machine.id, pricePerGpuHour: "0.30", endDate: new Date(Date.now() + 7 * 86_400_000).toISOString() } },
+    host.key,
+  );
+  expect(listed.data.listMachine.__typename).toBe("MutationListMachineSuccess");
+  agent = startDockerAgent();
+  await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).lastHeartbeatAt, 30_000);
+}, 15 * 60_000);
+
+afterAll(async () => {
+  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
+    agent.child.kill("SIGTERM");
+    await agent.exited;
+  }
+  if (dir) {
+    const runtime = new DockerRuntime(join(stateDir(), "docker"), pino({ level: "silent" }));
+    for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+  }
+  await auction?.close();
+  await closePubSub();
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 120_000);
+
+async function client(balance = 20_000_000n) {
+  const account = await createAccount("client");
+  await prisma.user.update({ where: { id: account.userId }, data: { balanceMicros: balance } });
+  return account;
+}
+
+async function keyPair(name: string): Promise<{ file: string; publicKey: string }> {
+  const file = join(dir, name);
+  await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
+  return { file, publicKey: (await readFile(`${file}.pub`, "utf8")).trim() };
+}
+
+async function rent(key: string, input: Record<string, unknown>): Promise<string> {
+  const created = await app.gql(
+    `mutation ($input: CreateInstanceInput!) { createInstance(input: $input) {
+       __typename ... on MutationCreateInstanceSuccess { data { instance { id } } } ... on Error { code message } } }`,
+    { input: { offerId: `${machineId}-1`, diskGb: 5, ...input } },
+    key,
+  );
+  const result = unwrap(created.data.createInstance);
+  expect(result.instance, JSON.stringify(created)).toBeDefined();
+  return result.instance.id;
+}
+
+async function instance(id: string, key: string) {
+  const response = await app.gql(`query ($id: ID!) { instance(id: $id) { ${INSTANCE_FIELDS} } }`, { id }, key);
+  return response.data?.instance ?? null;
+}
+
+/** RUNNING with its connection details reported. */
+const connected = (id: string, key: string) =>
+  eventually(async () => {
+    const current = await instance(id, key);
+    if (current.status === "EXITED") throw new Error(`instance ended: ${current.statusMessage}`);
+    return current.status === "RUNNING" && current.connection ? current : undefined;
+  }, 120_000);
+
+/** The real ssh client: its exit code and output. */
+async function ssh(keyFile: string, port: number, command: string) {
+  return run("ssh", [
+    "-i", keyFile, "-p", String(port),
+    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+    "root@127.0.0.1", command,
+  ]);
+}
+
+describe("reaching an instance on the real Docker engine", () => {
+  it("logs in over SSH with the account's key; attached keys log in, detached ones are refused; tenants get their own ports", async () => {
+    const owner = await client();
+    const first = await keyPair("first");
+    const second = await keyPair("second");
+    const added = await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: first.publicKey }, owner.key);
+    expect(added.data.addSshKey.__typename).toBe("MutationAddSshKeySuccess");
+
+    const id = await rent(owner.key, { image: images.ssh, launchMode: "SSH", ports: ["8081"] });
+    const running = await connected(id, owner.key);
+    const { connection } = running;
+    expect(connection.publicHost).toBe("127.0.0.1");
+    expect(connection.sshPort).toBeGreaterThanOrEqual(RANGE_START);
+    expect(connection.sshPort).toBeLessThanOrEqual(RANGE_START + 5);
+    expect(connection.ports).toEqual(
+      expect.arrayContaining([
+        { containerPort: 22, protocol: "tcp", hostPort: connection.sshPort },
+        { containerPort: 8081, protocol: "tcp", hostPort: expect.any(Number) },
+      ]),
+    );
+    // Owner only.
+    const stranger = await client();
+    expect((await instance(id, stranger.key))).toBeNull();
+
+    const login = await eventually(async () => {
+      const result = await ssh(first.file, connection.sshPort, "echo $CONTAINER_ID; cat /proc/1/cmdline | tr '\\0' ' '");
+      return result.code === 0 ? result : undefined;
+    }, 30_000);
+    const [containerId, cmdline] = login.stdout.split("\n");
+    expect(containerId).toBe(id.split(":")[1]);
+    expect(cmdline).toMatch(/\S/);
+
+    // The second key: refused, then attached (no restart), then detached again.
+    expect((await ssh(second.file, connection.sshPort, "true")).code).toBe(255);
+    const attached = await app.gql(
+      `mutation ($id: ID!, $k: String!) { attachSshKey(instanceId: $id, publicKey: $k) {
+         __typename ... on MutationAttachSshKeySuccess { data { sshKeys { id fingerprint } } } } }`,
+      { id, k: second.publicKey },
+      owner.key,
+    );
+    const keys = attached.data.attachSshKey.data.sshKeys as { id: string; fingerprint: string }[];
+    expect(keys).toHaveLength(2);
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 0, 20_000);
+    const detached = await app.gql(
+      `mutation ($id: ID!, $k: ID!) { detachSshKey(instanceId: $id, sshKeyId: $k) { __typename } }`,
+      { id, k: keys[1]!.id },
+      owner.key,
+    );
+    expect(detached.data.detachSshKey.__typename).toBe("MutationDetachSshKeySuccess");
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 255, 20_000);
+    expect((await ssh(first.file, connection.sshPort, "true")).code).toBe(0);
+    // Neither restarted nor recreated.
+    expect((await instance(id, owner.key)).status).toBe("RUNNING");
+
+    // No GPU toolkit on this engine: the container runs without --gpus and says so.
+    const name = new DockerRuntime(join(stateDir(), "docker"), pino({ level: "silent" })).containerName(`C.${id.split(":")[1]}`);
+    const inspected = JSON.parse(await runOk("docker", ["inspect", name]))[0];
+    expect(inspected.Config.Labels["gpu-marketplace.gpus"]).toMatch(/^\d$/);
+    expect(inspected.Config.Labels["gpu-marketplace.gpu-isolation"]).toBe("none");
+    expect(inspected.Config.Env).toContain("GPU_ISOLATION=none");
+    expect(inspected.HostConfig.DeviceRequests ?? []).toEqual([]);
+    const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+    expect(machine.metrics).toMatchObject({ containerGpus: false });
+    expect(machine.reportedAddress).toBe("127.0.0.1");
+
+    // A second tenant of the machine: other external ports.
+    const other = await client();
+    await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: second.publicKey }, other.key);
+    const otherId = await rent(other.key, { image: images.ssh, launchMode: "SSH" });
+    const otherConnection = (await connected(otherId, other.key)).connection;
+    const mine = new Set(connection.ports.map((port: { hostPort: number }) => port.hostPort));
+    expect(otherConnection.ports.every((port: { hostPort: number }) => !mine.has(port.hostPort))).toBe(true);
+    await eventually(async () => (await ssh(second.file, otherConnection.sshPort, "echo $CONTAINER_ID")).stdout.trim() === otherId.split(":")[1], 30_000);
+    expect((await ssh(first.file, otherConnection.sshPort, "true")).code).toBe(255);
+
+    // The range has 6 ports and 3 are held: a rental asking for 4 more is refused, naming ports.
+    const tooMany = await app.gql(
+      `mutation ($input: CreateInstanceInput!) { createInstance(input: $input) { __typename ... on ValidationError { code issues { path message } } } }`,
+      { input: { offerId: `${machineId}-1`, diskGb: 5, image: images.ssh, launchMode: "SSH", ports: ["1", "2", "3"] } },
+      other.key,
+    );
+    expect(tooMany.data.createInstance.__typename).toBe("ValidationError");
+    expect(JSON.stringify(tooMany.data.createInstance.issues)).toContain("ports");
+    // Search: 3 ports left in the range; a rental needing 4 finds no offer of this machine.
+    const search = async (query: string) =>
+      ((await app.gql(`query ($q: String!) { offers(query: $q) { edges { node { id directPortCount staticIp } } } }`, { q: query })).data
+        .offers.edges as { node: { id: string; directPortCount: number; staticIp: boolean } }[]).map((edge) => edge.node);
+    const withThree = await search(`machine_id=${machineId} verified=any rentable=any direct_port_count>=3`);
+    expect(withThree.length).toBeGreaterThan(0);
+    expect(withThree.every((offer) => offer.directPortCount === 3 && !offer.staticIp)).toBe(true);
+    expect(await search(`machine_id=${machineId} verified=any rentable=any direct_port_count>=4`)).toEqual([]);
+
+    // An agent restart finds the containers and reports the same mappings.
+    agent.child.kill("SIGTERM");
+    expect(await agent.exited).toBe(0);
+    const before = await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } });
+    agent = startDockerAgent();
+    await eventually(async () => agent.output().includes("desired state"), 30_000);
+    await eventually(async () => (await ssh(first.file, connection.sshPort, "true")).code === 0, 30_000);
+    const after = await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } });
+    expect(after.reportedPorts).toEqual(before.reportedPorts);
+    expect(JSON.parse(await runOk("docker", ["inspect", name]))[0].Id).toBe(inspected.Id);
+
+    for (const [instanceId, key] of [[id, owner.key], [otherId, other.key]] as const) {
+      await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id: instanceId }, key);
+    }
+  }, 300_000);
+
+  it("serves Jupyter with the instance's token, directly and through the API's proxy; 403 without it", async () => {
+    const owner = await client();
+    const id = await rent(owner.key, { image: images.jupyter, launchMode: "JUPYTER" });
+    const { connection } = await connected(id, owner.key);
+    const direct = new URL(connection.jupyterDirectUrl);
+    const proxied = new URL(connection.jupyterUrl);
+    expect(proxied.origin).toBe(app.baseUrl);
+    const token = proxied.searchParams.get("token")!;
+    expect(token).toMatch(/^[0-9a-f]{48}$/);
+    expect(direct.searchParams.get("token")).toBe(token);
+
+    for (const base of [`${direct.origin}${direct.pathname}`, `${proxied.origin}${proxied.pathname}`]) {
+      const withToken = await eventually(async () => {
+        const response = await fetch(`${base}api/status?token=${token}`).catch(() => null);
+        return response?.status === 200 ? response : undefined;
+      }, 90_000);
+      expect(await withToken.json()).toHaveProperty("started");
+      expect((await fetch(`${base}api/status`)).status).toBe(403);
+      expect((await fetch(`${base}api/status?token=not-${token}`)).status).toBe(403);
+    }
+    // Another instance's token is the owner's only.
+    const stranger = await client();
+    expect(await instance(id, stranger.key)).toBeNull();
+    await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id }, owner.key);
+  }, 300_000);
+
+  it("runs an image with neither ENTRYPOINT nor CMD, and refuses an image that does not exist without blaming the host", async () => {
+    const owner = await client();
+    const plain = await rent(owner.key, { image: images.plain, launchMode: "ENTRYPOINT" });
+    await eventually(async () => (await instance(plain, owner.key)).status === "RUNNING", 120_000);
+
+    const reliability = (await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).reliabilityWeight;
+    const missing = await rent(owner.key, { image: "127.0.0.1:5000/gm-test/missing:1", launchMode: "ENTRYPOINT" });
+    const failed = await eventually(async () => {
+      const current = await instance(missing, owner.key);
+      return current.status === "EXITED" ? current : undefined;
+    }, 60_000);
+    expect(failed.statusMessage).toMatch(/could not be pulled/);
+    expect((await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).reliabilityWeight).toBe(reliability);
+    for (const instanceId of [plain, missing]) {
+      await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id: instanceId }, owner.key);
+    }
+  }, 300_000);
+});
