@@ -146,26 +146,32 @@ async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput
 }
 
 /**
- * Lists the machine with the whole listing: omitted optional fields take their defaults (min bid =
- * price, no storage or bandwidth charge, chunks from 1 GPU), they do not keep earlier values.
+ * Lists the machine, or changes its listing: omitted optional fields keep their earlier values, and
+ * take their defaults (min bid = price, no storage or bandwidth charge, chunks from 1 GPU) the first
+ * time. A kept min bid above a new, lower price comes down to that price.
  */
 export async function listMachine(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
-  const minChunk = listing.minChunk ?? 1;
+  const minChunk = listing.minChunk ?? machine.minChunk;
   if (minChunk > machine.numGpus) {
     throw new ValidationError([{ path: ["minChunk"], message: `at most the machine's ${machine.numGpus} GPUs` }]);
   }
   return updateAndSync(db, machine.id, {
     listed: true,
     pricePerGpuHourMicros: listing.pricePerGpuHour,
-    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? listing.pricePerGpuHour,
-    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? 0n,
-    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? 0n,
-    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? 0n,
+    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? keptMinBid(machine.minBidPerGpuHourMicros, listing.pricePerGpuHour),
+    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? machine.storagePricePerGbMonthMicros ?? 0n,
+    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? machine.inetUpPricePerGbMicros ?? 0n,
+    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? machine.inetDownPricePerGbMicros ?? 0n,
     minChunk,
     endDate: listing.endDate,
   });
+}
+
+/** The earlier min bid, capped at the new price; the price itself on a first listing. */
+function keptMinBid(earlier: bigint | null, price: bigint): bigint {
+  return earlier === null || earlier > price ? price : earlier;
 }
 
 const machineIdSchema = z.object({ machineId: recordId });
