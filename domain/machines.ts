@@ -146,32 +146,38 @@ async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput
 }
 
 /**
- * Lists the machine, or changes its listing: omitted optional fields keep their earlier values, and
- * take their defaults (min bid = price, no storage or bandwidth charge, chunks from 1 GPU) the first
- * time. A kept min bid above a new, lower price comes down to that price.
+ * Lists the machine, or changes its listing: omitted optional fields keep their earlier values;
+ * null ones, and omitted ones the first time, take their defaults (min bid = price, no storage or
+ * bandwidth charge, chunks from 1 GPU). A kept min bid above a new, lower price comes down to it.
  */
 export async function listMachine(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
-  const minChunk = listing.minChunk ?? machine.minChunk;
+  const minChunk = keptOr(listing.minChunk, machine.minChunk, 1);
   if (minChunk > machine.numGpus) {
     throw new ValidationError([{ path: ["minChunk"], message: `at most the machine's ${machine.numGpus} GPUs` }]);
   }
+  const price = listing.pricePerGpuHour;
   return updateAndSync(db, machine.id, {
     listed: true,
-    pricePerGpuHourMicros: listing.pricePerGpuHour,
-    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? keptMinBid(machine.minBidPerGpuHourMicros, listing.pricePerGpuHour),
-    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? machine.storagePricePerGbMonthMicros ?? 0n,
-    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? machine.inetUpPricePerGbMicros ?? 0n,
-    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? machine.inetDownPricePerGbMicros ?? 0n,
+    pricePerGpuHourMicros: price,
+    minBidPerGpuHourMicros: keptOr(listing.minBidPerGpuHour, keptMinBid(machine.minBidPerGpuHourMicros, price), price),
+    storagePricePerGbMonthMicros: keptOr(listing.storagePricePerGbMonth, machine.storagePricePerGbMonthMicros, 0n),
+    inetUpPricePerGbMicros: keptOr(listing.inetUpPricePerGb, machine.inetUpPricePerGbMicros, 0n),
+    inetDownPricePerGbMicros: keptOr(listing.inetDownPricePerGb, machine.inetDownPricePerGbMicros, 0n),
     minChunk,
     endDate: listing.endDate,
   });
 }
 
-/** The earlier min bid, capped at the new price; the price itself on a first listing. */
-function keptMinBid(earlier: bigint | null, price: bigint): bigint {
-  return earlier === null || earlier > price ? price : earlier;
+/** A listing field's new value: omitted keeps the earlier one, null (or nothing earlier) takes the default. */
+function keptOr<T>(given: T | null | undefined, earlier: T | null, fallback: T): T {
+  return given === undefined ? (earlier ?? fallback) : (given ?? fallback);
+}
+
+/** The earlier min bid, capped at the new price; null on a first listing. */
+function keptMinBid(earlier: bigint | null, price: bigint): bigint | null {
+  return earlier !== null && earlier > price ? price : earlier;
 }
 
 const machineIdSchema = z.object({ machineId: recordId });

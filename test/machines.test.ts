@@ -201,6 +201,15 @@ describe("machine services", () => {
       storagePricePerGbMonthMicros: 150_000n,
       minChunk: 4,
     });
+
+    // Null asks for the default.
+    await list(host.id, { ...listing(machine.id), minBidPerGpuHour: null, storagePricePerGbMonth: null, minChunk: null });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).toMatchObject({
+      minBidPerGpuHourMicros: 389_000n,
+      storagePricePerGbMonthMicros: 0n,
+      inetUpPricePerGbMicros: 5_000n,
+      minChunk: 1,
+    });
   });
 
   it("a first listing takes the defaults for what it omits", async () => {
@@ -415,21 +424,9 @@ describe("machines over GraphQL", () => {
   it("changing only the GPU price keeps the storage and bandwidth prices and the min bid", async () => {
     const { machine } = await registerOverHttp();
     const id = Number(machine.id.split(":")[1]);
-    const first = await app.gql(
-      LIST,
-      {
-        input: {
-          machineId: machine.id,
-          pricePerGpuHour: "0.45",
-          minBidPerGpuHour: "0.2",
-          storagePricePerGbMonth: "0.15",
-          inetUpPricePerGb: "0.01",
-          inetDownPricePerGb: "0.02",
-          endDate: endDate(),
-        },
-      },
-      host.key,
-    );
+    const prices = { pricePerGpuHour: "0.45", minBidPerGpuHour: "0.2", storagePricePerGbMonth: "0.15" };
+    const bandwidth = { inetUpPricePerGb: "0.01", inetDownPricePerGb: "0.02" };
+    const first = await app.gql(LIST, { input: { machineId: machine.id, ...prices, ...bandwidth, endDate: endDate() } }, host.key);
     expect(first.data.listMachine.__typename).toBe("MutationListMachineSuccess");
 
     const changed = await app.gql(LIST, { input: { machineId: machine.id, pricePerGpuHour: "0.5", endDate: endDate() } }, host.key);

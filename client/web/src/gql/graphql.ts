@@ -108,22 +108,22 @@ export type LaunchMode =
   | 'JUPYTER'
   | 'SSH';
 
-/** A listing or a change to it: omitted optional fields keep their earlier values (their defaults on a first listing). Rentals keep the price and end date they started with. */
+/** A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with. */
 export type ListMachineInput = {
   /** Within a year from now. */
   endDate: string;
-  /** Omitted: the earlier price, or 0. */
+  /** Omitted: the earlier price; default 0. */
   inetDownPricePerGb?: string | null | undefined;
-  /** Omitted: the earlier price, or 0. */
+  /** Omitted: the earlier price; default 0. */
   inetUpPricePerGb?: string | null | undefined;
   machineId: string | number;
-  /** Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it), or the price. */
+  /** Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it); default: the price. */
   minBidPerGpuHour?: string | null | undefined;
-  /** Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one, or 1. */
+  /** Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1. */
   minChunk?: number | null | undefined;
   /** On-demand price per GPU-hour. */
   pricePerGpuHour: string;
-  /** Omitted: the earlier price, or 0. */
+  /** Omitted: the earlier price; default 0. */
   storagePricePerGbMonth?: string | null | undefined;
 };
 
