@@ -38,6 +38,7 @@ const INSTANCE_COLUMNS: Column<InstanceFieldsFragment>[] = [
   { header: "Kind", value: (i) => i.kind },
   { header: "Status", value: (i) => i.status },
   { header: "GPUs", value: (i) => String(i.numGpus), right: true },
+  { header: "Devices", value: (i) => i.gpuIndices.join(",") || "-" },
   { header: "Image", value: (i) => i.image },
   { header: "Disk", value: (i) => `${i.diskGb}GB`, right: true },
   { header: "$/GPU-hr", value: (i) => dollars(i.pricePerGpuHour), right: true },

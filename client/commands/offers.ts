@@ -33,7 +33,8 @@ const OFFER_COLUMNS: Column<Offer>[] = [
   { header: "TFLOPS", value: (o) => fixed(o.totalFlops), right: true },
   { header: "DLP", value: (o) => fixed(o.dlperf), right: true },
   { header: "DLP/$", value: (o) => fixed(o.dlperfPerDphTotal), right: true },
-  { header: "CPU", value: (o) => String(o.cpuCores), right: true },
+  // The rental's share of the machine's cores (cpu_cores_effective), as RAM is its share.
+  { header: "vCPUs", value: (o) => fixed(o.cpuCoresEffective), right: true },
   { header: "RAM", value: (o) => `${fixed(o.cpuRam, 0)}GB`, right: true },
   { header: "Disk", value: (o) => `${fixed(o.diskSpace, 0)}GB`, right: true },
   { header: "Net up/down", value: (o) => `${fixed(o.inetUp, 0)}/${fixed(o.inetDown, 0)}`, right: true },
