@@ -1,5 +1,4 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -13,6 +12,7 @@ import { type AgentProcess, eventually, spawnAgent } from "./support/agent-proce
 import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
+import { freePortRange } from "./support/ports.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
 
 // The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
@@ -31,20 +31,6 @@ let machineKey: string;
 let RANGE_START: number;
 const RANGE_SIZE = 6;
 
-const bindable = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "0.0.0.0", () => server.close(() => resolve(true)));
-  });
-
-async function freeRange(): Promise<number> {
-  for (;;) {
-    const start = 41_000 + Math.floor(Math.random() * 2_000) * 10;
-    const ports = Array.from({ length: RANGE_SIZE }, (_, i) => start + i);
-    if ((await Promise.all(ports.map(bindable))).every(Boolean)) return start;
-  }
-}
 const stateDir = () => join(dir, "agent");
 
 const SPECS = {
@@ -63,7 +49,7 @@ const startDockerAgent = () =>
 
 beforeAll(async () => {
   images = await testImages();
-  RANGE_START = await freeRange();
+  RANGE_START = await freePortRange(RANGE_SIZE);
   auction = await startAuctionWorker();
   dir = await mkdtemp(join(tmpdir(), "connection-docker-"));
   const host = await createAccount("host");

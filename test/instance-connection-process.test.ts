@@ -1,5 +1,4 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -12,6 +11,7 @@ import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type AgentProcess, eventually, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
+import { freePortRange } from "./support/ports.ts";
 import { createAccount, createListedMachine, unwrap } from "./support/rentals.ts";
 
 // The process runtime (demo, fast tests): an SSH instance is a real sshd of its own on the port its
@@ -21,13 +21,6 @@ const app = useTestApp();
 let auction: AuctionWorker;
 let dir: string;
 let agent: AgentProcess;
-
-const bindable = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "0.0.0.0", () => server.close(() => resolve(true)));
-  });
 
 beforeAll(async () => {
   auction = await startAuctionWorker();
@@ -50,9 +43,7 @@ describe("SSH under the process runtime", () => {
   it("runs a per-instance sshd on the mapped port that takes attached keys", async () => {
     const host = await createAccount("host");
     const machineId = await createListedMachine(host.userId, { numGpus: 1 });
-    let start = 0;
-    do start = 42_000 + Math.floor(Math.random() * 2_000) * 10;
-    while (!(await bindable(start)));
+    const start = await freePortRange(1);
     await prisma.machine.update({ where: { id: machineId }, data: { directPortStart: start, directPortEnd: start } });
     const { token } = await issueApiKey(prisma, {
       userId: host.userId,

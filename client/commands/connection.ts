@@ -48,27 +48,22 @@ export const showInstance: Command = {
   },
 };
 
-export const sshUrl: Command = {
-  name: "ssh-url",
-  usage: "<id>",
-  summary: "The instance's SSH URL: ssh://root@host:port",
-  positionals: { min: 1, max: 1 },
-  async run(ctx) {
-    const { host, port } = sshEndpoint(await connected(ctx, ctx.positionals[0]!));
-    ctx.print(`ssh://root@${host}:${port}`);
-  },
-};
+/** ssh-url / scp-url: the instance's SSH endpoint as a URL of that scheme. */
+function urlCommand(scheme: "ssh" | "scp"): Command {
+  return {
+    name: `${scheme}-url`,
+    usage: "<id>",
+    summary: `The instance's ${scheme.toUpperCase()} URL: ${scheme}://root@host:port`,
+    positionals: { min: 1, max: 1 },
+    async run(ctx) {
+      const { host, port } = sshEndpoint(await connected(ctx, ctx.positionals[0]!));
+      ctx.print(`${scheme}://root@${host}:${port}`);
+    },
+  };
+}
 
-export const scpUrl: Command = {
-  name: "scp-url",
-  usage: "<id>",
-  summary: "The instance's SCP URL: scp://root@host:port",
-  positionals: { min: 1, max: 1 },
-  async run(ctx) {
-    const { host, port } = sshEndpoint(await connected(ctx, ctx.positionals[0]!));
-    ctx.print(`scp://root@${host}:${port}`);
-  },
-};
+export const sshUrl = urlCommand("ssh");
+export const scpUrl = urlCommand("scp");
 
 /** "42:/root/data" → instance 42 and its path; anything else is local. */
 function remote(spec: string): { id: string; path: string } | null {
