@@ -67,8 +67,8 @@ async function newHost(): Promise<{ id: number; key: string }> {
   return { id: user.id, key: key.token };
 }
 
-const register = (hostId: number, input = specs()) => prisma.$transaction((tx) => registerMachine(tx, hostId, input));
-const list = (hostId: number, input: ListMachineInput) => prisma.$transaction((tx) => listMachine(tx, hostId, input));
+const register = (hostId: number, input = specs()) => registerMachine(hostId, input);
+const list = (hostId: number, input: ListMachineInput) => listMachine(hostId, input);
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -223,20 +223,20 @@ describe("machine services", () => {
   it("setMinBid updates the offers' min bid, never above the price", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
-    const updated = await prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, 300_000n));
+    const updated = await setMinBid(host.id, machine.id, 300_000n);
     expect(updated.minBidPerGpuHourMicros).toBe(300_000n);
     expect((await offersOf(machine.id)).map((offer) => offer.minBidMicros)).toEqual([300_000n, 300_000n, 300_000n, 300_000n]);
 
     const before = await snapshot(machine.id);
-    await expectInvalid(prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, 389_001n)), "pricePerGpuHour");
-    await expectInvalid(prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, -1n)), "pricePerGpuHour");
+    await expectInvalid(setMinBid(host.id, machine.id, 389_001n), "pricePerGpuHour");
+    await expectInvalid(setMinBid(host.id, machine.id, -1n), "pricePerGpuHour");
     expect(await snapshot(machine.id)).toEqual(before);
   });
 
   it("unlisting removes the offers", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
-    const unlisted = await prisma.$transaction((tx) => unlistMachine(tx, host.id, machine.id));
+    const unlisted = await unlistMachine(host.id, machine.id);
     expect(unlisted.listed).toBe(false);
     expect(await offersOf(machine.id)).toEqual([]);
   });
@@ -270,8 +270,8 @@ describe("machine services", () => {
 
     for (const attempt of [
       () => list(other.id, listing(machine.id, { pricePerGpuHour: 1_000n, minBidPerGpuHour: 1_000n })),
-      () => prisma.$transaction((tx) => unlistMachine(tx, other.id, machine.id)),
-      () => prisma.$transaction((tx) => setMinBid(tx, other.id, machine.id, 0n)),
+      () => unlistMachine(other.id, machine.id),
+      () => setMinBid(other.id, machine.id, 0n),
     ]) {
       expect(await rejection(attempt())).toBeInstanceOf(NotFoundError);
     }
