@@ -1,7 +1,8 @@
 import { z } from "zod";
-import type { Tx } from "../infra/db.ts";
+import { prisma, type Tx } from "../infra/db.ts";
 import type { Machine, Prisma, VerificationState } from "../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, recordId } from "./apiKeys.ts";
+import { enqueueClearing, lockMachineForEvent } from "./auction/service.ts";
 import { machineDlperf, pcieBandwidth } from "./dlperf.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import { MICROS_PER_DOLLAR } from "./money.ts";
@@ -12,9 +13,12 @@ import { DAY_MS } from "./time.ts";
 
 /*
  * Host services. Each takes the host's user id and filters by it, so another account's machine is
- * indistinguishable from a missing one, and each ends with syncOffers: run them inside one
- * transaction so a machine and its offers never disagree. A rental locks its own price and end
- * date, so nothing here touches contracts.
+ * indistinguishable from a missing one. The commands (registerMachine, listMachine, unlistMachine,
+ * setMinBid, extendMachineEndDate) run in their own transaction, ending with syncOffers so a machine
+ * and its offers never disagree, and after commit ask the auction to clear the machine. The steps
+ * that take a transaction (addMachine, applyListing, setMachineVerification) compose into a caller's
+ * transaction (demo data, test fixtures). A rental locks its own price and end date: only
+ * extendMachineEndDate moves contracts, and only later.
  */
 
 // ISO 3166-1 alpha-2.
@@ -72,11 +76,13 @@ const registerMachineSchema = z
 
 export type RegisterMachineInput = z.input<typeof registerMachineSchema>;
 
-export async function registerMachine(
-  db: Tx,
-  hostId: number,
-  input: RegisterMachineInput,
-): Promise<{ machine: Machine; apiKey: IssuedKey }> {
+/** Registers a machine by its specs (unverified, unlisted) with its agent's MACHINE key. */
+export async function registerMachine(hostId: number, input: RegisterMachineInput): Promise<{ machine: Machine; apiKey: IssuedKey }> {
+  return prisma.$transaction((tx) => addMachine(tx, hostId, input));
+}
+
+/** registerMachine in the caller's transaction. */
+export async function addMachine(db: Tx, hostId: number, input: RegisterMachineInput): Promise<{ machine: Machine; apiKey: IssuedKey }> {
   const specs = parseInput(registerMachineSchema, input);
   const created = await db.machine.create({ data: { ...specs, hostId, dlperf: machineDlperf(specs) } });
   const apiKey = await issueApiKey(db, {
@@ -138,58 +144,132 @@ async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> 
 }
 
 async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
-  // The update locks the machine row, so concurrent changes to one machine sync one after another.
-  // Listing, min bid and verification changes can change who runs: flag the machine for the auction.
-  await db.machine.update({ where: { id }, data: { ...data, clearingRequestedAt: new Date() } });
+  // Listing, min bid and verification changes can change who runs: the auction's lock (which flags
+  // the machine for clearing) first, so concurrent changes to one machine apply one after another.
+  await lockMachineForEvent(db, id);
+  await db.machine.update({ where: { id }, data });
   await syncOffers(db, id);
   return db.machine.findUniqueOrThrow({ where: { id } });
 }
 
+/** Runs a machine command in its own transaction, then asks the auction to clear the machine. */
+async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<Machine> {
+  const machine = await prisma.$transaction(command);
+  await enqueueClearing(machine.id);
+  return machine;
+}
+
 /**
- * Lists the machine with the whole listing: omitted optional fields take their defaults (min bid =
- * price, no storage or bandwidth charge, chunks from 1 GPU), they do not keep earlier values.
+ * Lists the machine, or changes its listing: omitted optional fields keep their earlier values;
+ * null ones, and omitted ones the first time, take their defaults (min bid = price, no storage or
+ * bandwidth charge, chunks from 1 GPU). A kept min bid above a new, lower price comes down to it.
  */
-export async function listMachine(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
+export async function listMachine(hostId: number, input: ListMachineInput): Promise<Machine> {
+  return commandThenClear((tx) => applyListing(tx, hostId, input));
+}
+
+/** listMachine in the caller's transaction (the clearing is left to the maintenance job's sweep). */
+export async function applyListing(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
-  const minChunk = listing.minChunk ?? 1;
+  const minChunk = keptOr(listing.minChunk, machine.minChunk, 1);
   if (minChunk > machine.numGpus) {
     throw new ValidationError([{ path: ["minChunk"], message: `at most the machine's ${machine.numGpus} GPUs` }]);
   }
+  const price = listing.pricePerGpuHour;
   return updateAndSync(db, machine.id, {
     listed: true,
-    pricePerGpuHourMicros: listing.pricePerGpuHour,
-    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? listing.pricePerGpuHour,
-    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? 0n,
-    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? 0n,
-    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? 0n,
+    pricePerGpuHourMicros: price,
+    minBidPerGpuHourMicros: keptOr(listing.minBidPerGpuHour, keptMinBid(machine.minBidPerGpuHourMicros, price), price),
+    storagePricePerGbMonthMicros: keptOr(listing.storagePricePerGbMonth, machine.storagePricePerGbMonthMicros, 0n),
+    inetUpPricePerGbMicros: keptOr(listing.inetUpPricePerGb, machine.inetUpPricePerGbMicros, 0n),
+    inetDownPricePerGbMicros: keptOr(listing.inetDownPricePerGb, machine.inetDownPricePerGbMicros, 0n),
     minChunk,
     endDate: listing.endDate,
   });
 }
 
+/** A listing field's new value: omitted keeps the earlier one, null (or nothing earlier) takes the default. */
+function keptOr<T>(given: T | null | undefined, earlier: T | null, fallback: T): T {
+  return given === undefined ? (earlier ?? fallback) : (given ?? fallback);
+}
+
+/** The earlier min bid, capped at the new price; null on a first listing. */
+function keptMinBid(earlier: bigint | null, price: bigint): bigint | null {
+  return earlier !== null && earlier > price ? price : earlier;
+}
+
 const machineIdSchema = z.object({ machineId: recordId });
 
 /** Withdraws the machine's offers; its prices are kept for the record. */
-export async function unlistMachine(db: Tx, hostId: number, id: number): Promise<Machine> {
+export async function unlistMachine(hostId: number, id: number): Promise<Machine> {
   const { machineId } = parseInput(machineIdSchema, { machineId: id });
-  const machine = await ownMachine(db, hostId, machineId);
-  return updateAndSync(db, machine.id, { listed: false });
+  return commandThenClear(async (tx) => updateAndSync(tx, (await ownMachine(tx, hostId, machineId)).id, { listed: false }));
 }
 
 const setMinBidSchema = machineIdSchema.extend({ pricePerGpuHour: minBidPerGpuHour });
 
 /** Sets the reserve price for interruptible (bid) rentals: at most the on-demand price. */
-export async function setMinBid(db: Tx, hostId: number, id: number, price: bigint): Promise<Machine> {
+export async function setMinBid(hostId: number, id: number, price: bigint): Promise<Machine> {
   const { machineId: validId, pricePerGpuHour: minBid } = parseInput(setMinBidSchema, {
     machineId: id,
     pricePerGpuHour: price,
   });
-  const machine = await ownMachine(db, hostId, validId);
-  if (machine.pricePerGpuHourMicros !== null && minBid > machine.pricePerGpuHourMicros) {
-    throw new ValidationError([{ path: ["pricePerGpuHour"], message: "must not exceed the machine's price per GPU-hour" }]);
+  return commandThenClear(async (tx) => {
+    const machine = await ownMachine(tx, hostId, validId);
+    if (machine.pricePerGpuHourMicros !== null && minBid > machine.pricePerGpuHourMicros) {
+      throw new ValidationError([{ path: ["pricePerGpuHour"], message: "must not exceed the machine's price per GPU-hour" }]);
+    }
+    return updateAndSync(tx, machine.id, { minBidPerGpuHourMicros: minBid });
+  });
+}
+
+const extendSchema = z.object({
+  machineId: recordId,
+  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
+});
+
+/**
+ * The host moves the listing's end date later, and every contract on the machine that has not
+ * ended with it. Contracts that already ended stay ended.
+ */
+export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
+  const input = parseInput(extendSchema, { machineId: id, endDate });
+  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
+  if (!owned) throw new NotFoundError("Machine");
+  return commandThenClear(async (tx) => {
+    const locked = (await lockMachineForEvent(tx, owned.id))!;
+    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
+      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
+    }
+    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
+    await tx.instance.updateMany({
+      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
+      data: { endDate: input.endDate },
+    });
+    await syncOffers(tx, owned.id, now);
+    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
+  });
+}
+
+/**
+ * Listed machines whose end date has passed keep offer rows marked rentable until something
+ * re-syncs them; this does (the offer-expiry job), so they drop out of search. Only machines that
+ * still have a rentable offer are selected, so a second run finds nothing to do.
+ */
+export async function expireListings(now = new Date()): Promise<number> {
+  const expired = await prisma.machine.findMany({
+    where: { listed: true, endDate: { lte: now }, offers: { some: { rentable: true } } },
+    select: { id: true },
+  });
+  for (const { id } of expired) {
+    await prisma.$transaction(async (tx) => {
+      // Same row lock as listing changes take, so a concurrent relisting is never overwritten.
+      await tx.$queryRaw`SELECT id FROM machine WHERE id = ${id} FOR UPDATE`;
+      await syncOffers(tx, id, now);
+    });
   }
-  return updateAndSync(db, machine.id, { minBidPerGpuHourMicros: minBid });
+  return expired.length;
 }
 
 const MAX_DIRECT_PORTS = 10_000;
@@ -216,15 +296,17 @@ export type MachineNetworkInput = z.input<typeof networkSchema>;
  * address its agent reports) and the external port range that direct ports are mapped to.
  * Instances keep the ports they hold; new rentals take free ports of the new range.
  */
-export async function setMachineNetwork(db: Tx, hostId: number, input: MachineNetworkInput): Promise<Machine> {
+export async function setMachineNetwork(hostId: number, input: MachineNetworkInput): Promise<Machine> {
   const network = parseInput(networkSchema, input);
-  const machine = await ownMachine(db, hostId, network.machineId);
-  await db.machine.update({
-    where: { id: machine.id },
-    data: { publicAddress: network.publicAddress ?? null, directPortStart: network.directPortStart, directPortEnd: network.directPortEnd },
+  return prisma.$transaction(async (tx) => {
+    const machine = await ownMachine(tx, hostId, network.machineId);
+    await tx.machine.update({
+      where: { id: machine.id },
+      data: { publicAddress: network.publicAddress ?? null, directPortStart: network.directPortStart, directPortEnd: network.directPortEnd },
+    });
+    await syncOffers(tx, machine.id);
+    return tx.machine.findUniqueOrThrow({ where: { id: machine.id } });
   });
-  await syncOffers(db, machine.id);
-  return db.machine.findUniqueOrThrow({ where: { id: machine.id } });
 }
 
 /** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */

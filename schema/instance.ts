@@ -14,7 +14,6 @@ import {
   containerLabel,
   createInstance,
   destroyInstance,
-  extendMachineEndDate,
   instancesWhere,
   labelInstance,
   rebootInstance,
@@ -36,13 +35,13 @@ import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
+import { RegistryAuthInput } from "./registryCredential.ts";
 
 /** "Template:3" or "3" (as offers take "12-4"); anything else is a ValidationError naming templateId. */
 function templateLocalId(id: string): number {
   const separator = id.lastIndexOf(":");
   return localId({ typename: separator < 0 ? "Template" : id.slice(0, separator), id: id.slice(separator + 1) }, "Template", "templateId");
 }
-import { selection } from "./selection.ts";
 
 const RentalKind = builder.enumType(RentalKindValues, {
   name: "RentalKind",
@@ -207,6 +206,10 @@ const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
     dockerOptions: t.string({
       description: "Docker create/run options as the reference takes them: -p PORT and -e KEY=value, added to ports and env; others are refused.",
     }),
+    registryAuth: t.field({
+      type: RegistryAuthInput,
+      description: "Credentials to pull a private image (else the account's saved ones for its registry, if any); stored encrypted, never returned.",
+    }),
     label: t.string(),
     bidPricePerGpuHour: t.field({
       type: "Money",
@@ -317,19 +320,6 @@ builder.mutationField("labelInstance", (t) =>
     errors: {},
     args: { id: t.arg.globalID({ required: true }), label: t.arg.string() },
     resolve: (_root, args, ctx) => labelInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.label ?? null),
-  }),
-);
-
-builder.mutationField("extendMachineEndDate", (t) =>
-  t.withAuth({ permission: "MACHINES" }).prismaField({
-    type: "Machine",
-    description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
-    errors: {},
-    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
-    resolve: async (query, _root, args, ctx) => {
-      const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
-      return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
-    },
   }),
 );
 

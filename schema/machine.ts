@@ -1,18 +1,12 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { enqueueClearing } from "../domain/auction/service.ts";
+import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
-
-/** After a listing change commits, the auction re-clears the machine (see domain/auction/service.ts). */
-async function enqueueClearingAfter(machine: Machine): Promise<Machine> {
-  await enqueueClearing(machine.id);
-  return machine;
-}
+import { selection } from "./selection.ts";
 
 const VerificationState = builder.enumType(VerificationStateValues, {
   name: "VerificationState",
@@ -137,26 +131,26 @@ builder.mutationField("registerMachine", (t) =>
       "Registers a machine by its specs; it starts unverified and unlisted. Returns its agent's MACHINE-scoped key, shown once.",
     errors: {},
     args: { input: t.arg({ type: RegisterMachineInput, required: true }) },
-    resolve: (_root, { input }, ctx) =>
-      prisma.$transaction((tx) => registerMachine(tx, ctx.viewer.userId, input)),
+    resolve: (_root, { input }, ctx) => registerMachine(ctx.viewer.userId, input),
   }),
 );
 
 const ListMachineInput = builder.inputType("ListMachineInput", {
   description:
-    "The whole listing: omitted optional fields take their defaults, they do not keep earlier values. Rentals keep the price and end date they started with.",
+    "A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with.",
   fields: (t) => ({
     machineId: t.globalID({ required: true }),
     pricePerGpuHour: t.field({ type: "Money", required: true, description: "On-demand price per GPU-hour." }),
     minBidPerGpuHour: t.field({
       type: "Money",
-      description: "Lowest bid per GPU-hour for interruptible rentals, at most the price; defaults to the price.",
+      description:
+        "Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it); default: the price.",
     }),
-    storagePricePerGbMonth: t.field({ type: "Money", description: "Defaults to 0." }),
-    inetUpPricePerGb: t.field({ type: "Money", description: "Defaults to 0." }),
-    inetDownPricePerGb: t.field({ type: "Money", description: "Defaults to 0." }),
+    storagePricePerGbMonth: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
+    inetUpPricePerGb: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
+    inetDownPricePerGb: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
     minChunk: t.int({
-      description: "Smallest number of GPUs rented together: a power of two up to the GPU count; defaults to 1.",
+      description: "Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1.",
     }),
     endDate: t.field({ type: "DateTime", required: true, description: "Within a year from now." }),
   }),
@@ -171,7 +165,7 @@ builder.mutationField("listMachine", (t) =>
     args: { input: t.arg({ type: ListMachineInput, required: true }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => listMachine(tx, ctx.viewer.userId, { ...input, machineId })).then(enqueueClearingAfter);
+      return listMachine(ctx.viewer.userId, { ...input, machineId });
     },
   }),
 );
@@ -185,7 +179,7 @@ builder.mutationField("unlistMachine", (t) =>
     args: { machineId: t.arg.globalID({ required: true }) },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => unlistMachine(tx, ctx.viewer.userId, machineId)).then(enqueueClearingAfter);
+      return unlistMachine(ctx.viewer.userId, machineId);
     },
   }),
 );
@@ -202,7 +196,20 @@ builder.mutationField("setMinBid", (t) =>
     },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => setMinBid(tx, ctx.viewer.userId, machineId, args.pricePerGpuHour)).then(enqueueClearingAfter);
+      return setMinBid(ctx.viewer.userId, machineId, args.pricePerGpuHour);
+    },
+  }),
+);
+
+builder.mutationField("extendMachineEndDate", (t) =>
+  t.withAuth({ permission: "MACHINES" }).prismaField({
+    type: "Machine",
+    description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
+    errors: {},
+    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
+      return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
     },
   }),
 );
@@ -233,7 +240,7 @@ builder.mutationField("setMachineNetwork", (t) =>
     args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
-      return prisma.$transaction((tx) => setMachineNetwork(tx, ctx.viewer.userId, { ...input, machineId }));
+      return setMachineNetwork(ctx.viewer.userId, { ...input, machineId });
     },
   }),
 );

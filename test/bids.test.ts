@@ -2,6 +2,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { machineHeartbeat, sweepMachineLiveness } from "../domain/agent/liveness.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { eventually } from "./support/agent-process.ts";
@@ -149,8 +150,9 @@ describe("a client's bids against a competitor's higher bid, through the API alo
           { price: "0.20", gpus: 2, bids: 1, winningGpus: 2 },
         ],
       });
-      // Never more book events than clearings of the machine.
-      expect(bookEvents.values.length - booksBefore).toBeLessThanOrEqual((clearings.get(machineId) ?? 0) - clearingsBefore);
+      // Never more book events than clearings of the machine (the worker's "completed" may come after the event it published).
+      const bookEventsSeen = bookEvents.values.length - booksBefore;
+      await eventually(() => (clearings.get(machineId) ?? 0) - clearingsBefore >= bookEventsSeen);
       expect(bidEvents.errors).toEqual([]);
       expect(JSON.stringify([bidEvents.values, bookEvents.values])).not.toContain("rival-secret-label");
     } finally {
@@ -178,6 +180,44 @@ describe("a client's bids against a competitor's higher bid, through the API alo
       expect.objectContaining({ price: "0.20", standing: expect.any(String) }),
       expect.objectContaining({ price: "0.22", standing: "WINNING", priceToWin: "0.220001" }),
     ]);
+  });
+});
+
+describe("standings other than winning and outbid", () => {
+  it("a raised minimum bid, an on-demand rental and an offline machine each move the bid, with events", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    const renter = await createAccount("renter");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const bid = await placeBid(client.key, machineId, 2, "0.20", "standings");
+    const events = subscribe(app.url, client.key, `subscription { bids { ${BID_FIELDS} } }`);
+    const setMinBid = (price: string) =>
+      app.gql(`mutation ($m: ID!, $p: Money!) { setMinBid(machineId: $m, pricePerGpuHour: $p) { __typename } }`, { m: `Machine:${machineId}`, p: price }, host.key);
+    try {
+      await events.next((b) => b.standing === "WINNING" && b.priceToWin === "0.200001");
+      let from = events.values.length;
+      expect((await setMinBid("0.25")).data.setMinBid.__typename).toBe("MutationSetMinBidSuccess");
+      await events.next((b) => b.id === bidId(bid) && b.standing === "BELOW_MIN_BID" && b.priceToWin === "0.25", 10_000, from);
+      from = events.values.length;
+      await setMinBid("0.10");
+      await events.next((b) => b.standing === "WINNING", 10_000, from);
+
+      from = events.values.length;
+      const rental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, renter.key)).data.createInstance);
+      expect(rental.__typename).toBe("CreateInstancePayload");
+      await events.next((b) => b.standing === "PREEMPTED_BY_ON_DEMAND" && b.priceToWin === null, 10_000, from);
+      const book = (await app.gql(ORDER_BOOK, { machineId: String(machineId) })).data.orderBook;
+      expect(book).toMatchObject({ onDemandGpus: 1, clearingPrice: null, levels: [{ price: "0.20", gpus: 2, bids: 1, winningGpus: 0 }] });
+
+      from = events.values.length;
+      const now = new Date();
+      await machineHeartbeat(machineId, {}, now);
+      expect((await sweepMachineLiveness(new Date(now.getTime() + 3_600_000))).offline).toContain(machineId);
+      await events.next((b) => b.standing === "WAITING_FOR_MACHINE" && b.priceToWin === null, 10_000, from);
+      expect(events.errors).toEqual([]);
+    } finally {
+      await events.close();
+    }
   });
 });
 

@@ -76,6 +76,7 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
 
   await page.getByLabel("Disk (GB)").fill("10");
   await page.getByLabel("Label").fill("browser-bid");
+  await page.getByLabel("On-start script").fill("echo hello-from-the-container");
   await page.getByRole("button", { name: "Place bid and rent" }).click();
   await eventually(() => page.url()).toMatch(/\/instances\/[^/]+$/);
   const instance = await prisma.instance.findFirstOrThrow();
@@ -85,6 +86,9 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   // The demo agent starts it: RUNNING appears without a reload, and metering lowers the balance.
   const status = page.locator("h1 .status");
   await eventually(() => status.textContent(), 60_000).toBe("RUNNING");
+  // Its output follows on the page, and the connection details the agent reported appear.
+  await eventually(() => page.getByTestId("logs").textContent(), 30_000).toContain("hello-from-the-container");
+  await eventually(() => page.getByLabel("SSH command").textContent(), 30_000).toMatch(/^ssh -p \d+ root@\S+$/);
   await eventually(async () => dollars(await balance.textContent()), 30_000).toBeLessThan(20);
   const whileRunning = dollars(await balance.textContent());
   await eventually(async () => dollars(await balance.textContent()), 30_000).toBeLessThan(whileRunning);

@@ -64,6 +64,22 @@ it("searches anonymously with filters and sorting, the search held in the URL", 
   await expect(page.locator(".field-error").first().textContent()).resolves.toBeTruthy();
   await eventually(() => page.locator(".field.invalid textarea[name=q]").count()).toBe(1);
 
+  // Direct ports (a query-language field the filter panel adds to the query): the rows are the API's.
+  await page.getByLabel("Query").fill("num_gpus>=2");
+  await page.getByLabel("Query").press("Enter");
+  await page.getByLabel("Min direct ports").fill("1");
+  await eventually(() => page.url()).toContain("direct_ports=1");
+  const response = await fetch(`${server.origin}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: `{ offers(first: 25, query: "num_gpus>=2 direct_port_count>=1", filter: { gpuNames: ["${model}"] }) { edges { node { id } } } }` }),
+  });
+  const withPorts = ((await response.json()) as { data: { offers: { edges: unknown[] } } }).data.offers.edges.length;
+  if (withPorts === 0) await eventually(() => page.locator("tbody td.empty").count()).toBe(1);
+  else await eventually(() => page.locator("tbody td[data-label='Direct ports']").count()).toBe(withPorts);
+  await page.getByLabel("Min direct ports").fill("");
+  await eventually(() => page.url()).not.toContain("direct_ports");
+
   // The URL holds the search: another visitor opening it sees the same filters.
   await page.getByLabel("Query").fill("num_gpus>=2");
   await page.getByLabel("Query").press("Enter");

@@ -55,9 +55,7 @@ describe("createInstance", () => {
     const offers = await prisma.offer.findMany({ where: { machineId }, orderBy: { numGpus: "asc" } });
     expect(offers.map((o) => [o.numGpus, o.gpusFreeOfOnDemand, o.rentable])).toEqual([[1, 6, true], [2, 6, true], [4, 6, true], [8, 6, false]]);
     const endDate = (await prisma.instance.findUniqueOrThrow({ where: { id } })).endDate;
-    await prisma.$transaction((tx) =>
-      listMachine(tx, host.userId, { machineId, pricePerGpuHour: 900_000n, endDate: new Date(Date.now() + 5 * DAY) }),
-    );
+    await listMachine(host.userId, { machineId, pricePerGpuHour: 900_000n, endDate: new Date(Date.now() + 5 * DAY) });
     const stored = await prisma.instance.findUniqueOrThrow({ where: { id } });
     expect(stored).toMatchObject({ pricePerGpuHourMicros: 400_000n, storagePricePerGbMonthMicros: 100_000n, inetUpPricePerGbMicros: 5_000n, inetDownPricePerGbMicros: 2_000n, endDate });
     expect(stored.env).toEqual([{ key: "WANDB_MODE", value: "offline" }]);
@@ -94,7 +92,7 @@ describe("createInstance", () => {
     await prisma.machine.update({ where: { id: machineId }, data: { online: false } });
     expect(await create(machineId, 1)).toMatchObject({ __typename: "OfferUnavailableError", message: expect.stringContaining("offline") });
     await prisma.machine.update({ where: { id: machineId }, data: { online: true } });
-    await prisma.$transaction((tx) => unlistMachine(tx, host.userId, machineId));
+    await unlistMachine(host.userId, machineId);
     expect(await create(machineId, 1)).toMatchObject({ __typename: "OfferUnavailableError", message: expect.stringContaining("not listed") });
     expect(await prisma.instance.count({ where: { machineId } })).toBe(0);
   });
@@ -288,7 +286,7 @@ describe("bids and the auction", () => {
     const bid = await create(machineId, 1, { bidPricePerGpuHour: "0.15" });
     const onDemand = await create(machineId, 1);
     await clearMachineNow(machineId);
-    await prisma.$transaction((tx) => setMinBid(tx, host.userId, machineId, 200_000n));
+    await setMinBid(host.userId, machineId, 200_000n);
     await clearMachineNow(machineId);
     expect(await prisma.instance.findUniqueOrThrow({ where: { id: localId(bid.instance.id) } })).toMatchObject({
       status: "PAUSED",

@@ -67,8 +67,8 @@ async function newHost(): Promise<{ id: number; key: string }> {
   return { id: user.id, key: key.token };
 }
 
-const register = (hostId: number, input = specs()) => prisma.$transaction((tx) => registerMachine(tx, hostId, input));
-const list = (hostId: number, input: ListMachineInput) => prisma.$transaction((tx) => listMachine(tx, hostId, input));
+const register = (hostId: number, input = specs()) => registerMachine(hostId, input);
+const list = (hostId: number, input: ListMachineInput) => listMachine(hostId, input);
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -178,7 +178,7 @@ describe("machine services", () => {
     expect(offers[3].dlperf).toBe(listed.dlperf);
   });
 
-  it("relisting replaces the listing: new chunk sizes, prices and defaults", async () => {
+  it("relisting changes what it names and keeps what it omits", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
     await list(host.id, { machineId: machine.id, pricePerGpuHour: 500_000n, minChunk: 4, endDate: new Date(Date.now() + DAY) });
@@ -186,27 +186,57 @@ describe("machine services", () => {
     const offers = await offersOf(machine.id);
     expect(offers.map((offer) => offer.numGpus)).toEqual([4, 8]);
     expect(offers.map((offer) => offer.gpuDphMicros)).toEqual([2_000_000n, 4_000_000n]);
-    // Omitted fields take defaults, not the earlier listing's values.
-    expect(offers[0]).toMatchObject({ minBidMicros: 500_000n, storageCostMicros: 0n, inetUpCostMicros: 0n });
+    expect(offers[0]).toMatchObject({
+      minBidMicros: 250_000n,
+      storageCostMicros: 150_000n,
+      inetUpCostMicros: 5_000n,
+      inetDownCostMicros: 2_000n,
+    });
+
+    // A kept min bid never exceeds a new, lower price; the chunk size stays as last set.
+    await list(host.id, { machineId: machine.id, pricePerGpuHour: 200_000n, endDate: new Date(Date.now() + DAY) });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).toMatchObject({
+      pricePerGpuHourMicros: 200_000n,
+      minBidPerGpuHourMicros: 200_000n,
+      storagePricePerGbMonthMicros: 150_000n,
+      minChunk: 4,
+    });
+
+    // Null asks for the default.
+    await list(host.id, { ...listing(machine.id), minBidPerGpuHour: null, storagePricePerGbMonth: null, minChunk: null });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).toMatchObject({
+      minBidPerGpuHourMicros: 389_000n,
+      storagePricePerGbMonthMicros: 0n,
+      inetUpPricePerGbMicros: 5_000n,
+      minChunk: 1,
+    });
+  });
+
+  it("a first listing takes the defaults for what it omits", async () => {
+    const { machine } = await register(host.id);
+    await list(host.id, { machineId: machine.id, pricePerGpuHour: 500_000n, endDate: new Date(Date.now() + DAY) });
+    const offers = await offersOf(machine.id);
+    expect(offers.map((offer) => offer.numGpus)).toEqual([1, 2, 4, 8]);
+    expect(offers[0]).toMatchObject({ minBidMicros: 500_000n, storageCostMicros: 0n, inetUpCostMicros: 0n, inetDownCostMicros: 0n });
   });
 
   it("setMinBid updates the offers' min bid, never above the price", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
-    const updated = await prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, 300_000n));
+    const updated = await setMinBid(host.id, machine.id, 300_000n);
     expect(updated.minBidPerGpuHourMicros).toBe(300_000n);
     expect((await offersOf(machine.id)).map((offer) => offer.minBidMicros)).toEqual([300_000n, 300_000n, 300_000n, 300_000n]);
 
     const before = await snapshot(machine.id);
-    await expectInvalid(prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, 389_001n)), "pricePerGpuHour");
-    await expectInvalid(prisma.$transaction((tx) => setMinBid(tx, host.id, machine.id, -1n)), "pricePerGpuHour");
+    await expectInvalid(setMinBid(host.id, machine.id, 389_001n), "pricePerGpuHour");
+    await expectInvalid(setMinBid(host.id, machine.id, -1n), "pricePerGpuHour");
     expect(await snapshot(machine.id)).toEqual(before);
   });
 
   it("unlisting removes the offers", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
-    const unlisted = await prisma.$transaction((tx) => unlistMachine(tx, host.id, machine.id));
+    const unlisted = await unlistMachine(host.id, machine.id);
     expect(unlisted.listed).toBe(false);
     expect(await offersOf(machine.id)).toEqual([]);
   });
@@ -240,8 +270,8 @@ describe("machine services", () => {
 
     for (const attempt of [
       () => list(other.id, listing(machine.id, { pricePerGpuHour: 1_000n, minBidPerGpuHour: 1_000n })),
-      () => prisma.$transaction((tx) => unlistMachine(tx, other.id, machine.id)),
-      () => prisma.$transaction((tx) => setMinBid(tx, other.id, machine.id, 0n)),
+      () => unlistMachine(other.id, machine.id),
+      () => setMinBid(other.id, machine.id, 0n),
     ]) {
       expect(await rejection(attempt())).toBeInstanceOf(NotFoundError);
     }
@@ -389,6 +419,28 @@ describe("machines over GraphQL", () => {
 
     const mine = await app.gql(MY_MACHINES, {}, host.key);
     expect(mine.data.myMachines.map((m: { id: string }) => m.id)).toContain(machine.id);
+  });
+
+  it("changing only the GPU price keeps the storage and bandwidth prices and the min bid", async () => {
+    const { machine } = await registerOverHttp();
+    const id = Number(machine.id.split(":")[1]);
+    const prices = { pricePerGpuHour: "0.45", minBidPerGpuHour: "0.2", storagePricePerGbMonth: "0.15" };
+    const bandwidth = { inetUpPricePerGb: "0.01", inetDownPricePerGb: "0.02" };
+    const first = await app.gql(LIST, { input: { machineId: machine.id, ...prices, ...bandwidth, endDate: endDate() } }, host.key);
+    expect(first.data.listMachine.__typename).toBe("MutationListMachineSuccess");
+
+    const changed = await app.gql(LIST, { input: { machineId: machine.id, pricePerGpuHour: "0.5", endDate: endDate() } }, host.key);
+    expect(changed.data.listMachine.data).toMatchObject({ pricePerGpuHour: "0.50", minBidPerGpuHour: "0.20" });
+    const offers = await offersOf(id);
+    expect(offers.map((offer) => offer.pricePerGpuMicros)).toEqual(offers.map(() => 500_000n));
+    for (const offer of offers) {
+      expect(offer).toMatchObject({
+        minBidMicros: 200_000n,
+        storageCostMicros: 150_000n,
+        inetUpCostMicros: 10_000n,
+        inetDownCostMicros: 20_000n,
+      });
+    }
   });
 
   it("answers another account's machine id with NotFoundError and changes nothing", async () => {

@@ -1,19 +1,17 @@
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GPU_MODELS } from "../domain/dlperf.ts";
-import { listMachine, registerMachine } from "../domain/machines.ts";
+import { expireListings, listMachine, registerMachine } from "../domain/machines.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection } from "../infra/redis.ts";
 import { queuePrefix } from "../infra/queues.ts";
 import { jobs, startWorkers } from "../workers/index.ts";
-import { expireOffers } from "../workers/offer-expiry.ts";
 
 const DAY_MS = 86_400_000;
 
 async function listedMachine(hostId: number, endDate: Date): Promise<number> {
   const model = GPU_MODELS.find((m) => m.gpuName === "RTX 4090")!;
-  const { machine } = await prisma.$transaction((tx) =>
-    registerMachine(tx, hostId, {
+  const { machine } = await registerMachine(hostId, {
       ...model,
       numGpus: 4,
       pcieBw: 24,
@@ -28,11 +26,8 @@ async function listedMachine(hostId: number, endDate: Date): Promise<number> {
       driverVersion: "550.54.15",
       countryCode: "DE",
       geolocation: "Hesse, DE",
-    }),
-  );
-  await prisma.$transaction((tx) =>
-    listMachine(tx, hostId, { machineId: machine.id, pricePerGpuHour: 450_000n, endDate }),
-  );
+    });
+  await listMachine(hostId, { machineId: machine.id, pricePerGpuHour: 450_000n, endDate });
   return machine.id;
 }
 
@@ -50,15 +45,15 @@ describe("offer expiry", () => {
     const lasting = await listedMachine(hostId, new Date(now.getTime() + 30 * DAY_MS));
     expect(await rentableOffers(expiring)).toBe(3);
 
-    expect(await expireOffers(now)).toBe(0);
+    expect(await expireListings(now)).toBe(0);
     expect(await rentableOffers(expiring)).toBe(3);
 
     const later = new Date(now.getTime() + 2 * DAY_MS);
-    expect(await expireOffers(later)).toBe(1);
+    expect(await expireListings(later)).toBe(1);
     expect(await rentableOffers(expiring)).toBe(0);
     expect(await prisma.offer.count({ where: { machineId: expiring } })).toBe(3);
     expect(await rentableOffers(lasting)).toBe(3);
-    expect(await expireOffers(later)).toBe(0);
+    expect(await expireListings(later)).toBe(0);
   });
 
   describe("through BullMQ on Redis", () => {

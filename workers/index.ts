@@ -1,13 +1,13 @@
 import { logger } from "../infra/logger.ts";
 import { type ScheduledJob, closeProducers, producerQueue, startWorker, upsertScheduler } from "../infra/queues.ts";
 import { maintainInstances } from "../domain/instances/expiry.ts";
+import { expireListings } from "../domain/machines.ts";
 import { startAuctionWorker } from "./auction.ts";
 import { balanceWatchJob, startAutoBillingWorker } from "./auto-billing.ts";
 import { machineLivenessJob } from "./machine-liveness.ts";
 import { marketSamplerJob } from "./market-sampler.ts";
 import { meteringJob } from "./metering.ts";
 import { notificationsJob } from "./notifications.ts";
-import { expireOffers } from "./offer-expiry.ts";
 import { payoutsJob } from "./payouts.ts";
 
 /** A periodic job: its scheduler (infra/queues.ts) and what its worker runs. */
@@ -17,7 +17,7 @@ export interface JobDefinition extends ScheduledJob {
 
 /** Every background job of the system; later issues add auctions and metering here. */
 export const jobs: JobDefinition[] = [
-  { name: "offer-expiry", everyMs: 60_000, process: () => expireOffers() },
+  { name: "offer-expiry", everyMs: 60_000, process: () => expireListings() },
   // Ends contracts at their end date and requeues lost clearings.
   { name: "instance-maintenance", everyMs: 5_000, process: () => maintainInstances() },
   meteringJob,

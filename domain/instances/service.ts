@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { type Instance, InstanceStatus, type Machine, type Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -11,13 +11,13 @@ import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
 import { prepareConnection, releasePorts } from "./connection.ts";
 import { applyEvent } from "./status.ts";
-import { DAY_MS } from "../time.ts";
 
 /*
  * Rentals. Every service that changes a machine's contracts locks the machine row first
@@ -66,7 +66,11 @@ const createSchema = z.object({
 });
 
 /** A rental: from a template (its values fill what the request leaves out) or from image, disk and launch mode. */
-export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> & LaunchRequest;
+export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> &
+  LaunchRequest & {
+    /** For a private image: stored encrypted, sent only to the agent of the machine that runs it. */
+    registryAuth?: RegistryAuthInput | null;
+  };
 
 export interface CreatedInstance {
   instance: Instance;
@@ -91,7 +95,8 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   end_date AS "endDate", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", image,
   disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, args, template_id AS "templateId",
-  reboot_count AS "rebootCount", recycle_count AS "recycleCount", label, status::text AS status,
+  reboot_count AS "rebootCount", recycle_count AS "recycleCount", registry_username AS "registryUsername",
+  registry_password_encrypted AS "registryPasswordEncrypted", label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
   destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
@@ -172,7 +177,9 @@ async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: numb
  * instance it created first.
  */
 export async function createInstance(userId: number, input: CreateInstanceInput, now = new Date()): Promise<CreatedInstance> {
-  const data = parseInput(createSchema, await resolveLaunch(userId, input));
+  const { registryAuth, ...launch } = input;
+  const data = parseInput(createSchema, await resolveLaunch(userId, launch));
+  const sealedAuth = registryAuth ? sealRentalAuth(registryAuth) : null;
   const [machineId, numGpus] = data.offerId.split("-").map(Number);
   const replay = () =>
     data.idempotencyKey
@@ -207,7 +214,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         diskGb: data.diskGb,
         storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
       }), now);
-      const { instance, apiKey } = await insertInstance(tx, {
+      const inserted = await insertInstance(tx, {
         clientId: userId,
         machineId,
         kind,
@@ -229,6 +236,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, freeDisk - data.diskGb, now);
+      const instance = sealedAuth ? await tx.instance.update({ where: { id: inserted.instance.id }, data: sealedAuth }) : inserted.instance;
+      const { apiKey } = inserted;
       await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.
@@ -434,37 +443,6 @@ export function instancesWhere(userId: number, filter: z.input<typeof listSchema
     status: status?.length ? { in: status } : { not: "DESTROYED" },
     ...(label != null ? { label } : {}),
   };
-}
-
-const MAX_LISTING_DAYS = 365;
-const extendSchema = z.object({
-  machineId: recordId,
-  endDate: z.date().refine((date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS, `at most ${MAX_LISTING_DAYS} days ahead`),
-});
-
-/**
- * The host moves the listing's end date later, and every contract on the machine that has not
- * ended with it. Contracts that already ended stay ended.
- */
-export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
-  const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
-  if (!owned) throw new NotFoundError("Machine");
-  const machine = await prisma.$transaction(async (tx) => {
-    const locked = (await lockMachineForEvent(tx, owned.id))!;
-    if (!locked.endDate || input.endDate <= locked.endDate || input.endDate <= now) {
-      throw new ValidationError([{ path: ["endDate"], message: "must be later than the listing's current end date" }]);
-    }
-    await tx.machine.update({ where: { id: owned.id }, data: { endDate: input.endDate }, select: { id: true } });
-    await tx.instance.updateMany({
-      where: { machineId: owned.id, status: { notIn: ["EXITED", "DESTROYED"] }, endDate: { lt: input.endDate } },
-      data: { endDate: input.endDate },
-    });
-    await syncOffers(tx, owned.id, now);
-    return tx.machine.findUniqueOrThrow({ where: { id: owned.id } });
-  });
-  await enqueueClearing(owned.id);
-  return machine;
 }
 
 /** The instance on the agent's machine, or NotFound. */

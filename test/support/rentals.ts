@@ -6,7 +6,7 @@ import { auctionMachine, liveInstances, toContract } from "../../domain/auction/
 import { issueApiKey } from "../../domain/apiKeys.ts";
 import { postEntry } from "../../domain/billing/ledger.ts";
 import { gpuModel } from "../../domain/dlperf.ts";
-import { listMachine, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
+import { applyListing, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
 import { prisma } from "../../infra/db.ts";
 
 /** Fixtures and checks shared by the rental tests (instances, auction, race, fault, bench). */
@@ -40,8 +40,7 @@ export async function createListedMachine(
   options: { numGpus?: number; listing?: Partial<ListMachineInput> } = {},
 ): Promise<number> {
   const model = gpuModel("RTX 4090")!;
-  const { machine } = await prisma.$transaction((tx) =>
-    registerMachine(tx, hostId, {
+  const { machine } = await registerMachine(hostId, {
       gpuName: model.gpuName,
       gpuRamMb: model.gpuRamMb,
       computeCap: model.computeCap,
@@ -62,10 +61,9 @@ export async function createListedMachine(
       countryCode: "DE",
       geolocation: "Frankfurt, DE",
       datacenter: true,
-    }),
-  );
+    });
   await prisma.$transaction(async (tx) => {
-    await listMachine(tx, hostId, {
+    await applyListing(tx, hostId, {
       machineId: machine.id,
       pricePerGpuHour: 400_000n,
       minBidPerGpuHour: 100_000n,

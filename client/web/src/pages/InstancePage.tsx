@@ -24,6 +24,17 @@ graphql(`
     env {
       key
     }
+    connection {
+      publicHost
+      sshPort
+      jupyterUrl
+      jupyterDirectUrl
+      ports {
+        containerPort
+        hostPort
+        protocol
+      }
+    }
     statusHistory {
       at
       from
@@ -49,6 +60,17 @@ const InstanceLive = graphql(`
     }
   }
 `);
+
+const InstanceLogLines = graphql(`
+  subscription InstanceLogLines($id: ID!) {
+    instanceLogs(instanceId: $id, tail: 200) {
+      lines
+    }
+  }
+`);
+
+/** The most lines the page keeps while following. */
+const MAX_LOG_LINES = 2000;
 
 const StartInstance = graphql(`
   mutation StartInstance($id: ID!) {
@@ -286,6 +308,84 @@ function LabelForm({ instance }: { instance: InstanceDetailFragment }) {
   );
 }
 
+function CopyField({ label, value }: { label: string; value: string }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div className="copy">
+      <code aria-label={label}>{value}</code>
+      <button
+        type="button"
+        className="btn small ghost"
+        onClick={async () => {
+          await navigator.clipboard?.writeText(value);
+          setCopied(true);
+        }}
+      >
+        {copied ? "Copied" : "Copy"}
+      </button>
+    </div>
+  );
+}
+
+function ConnectionDetails({ instance }: { instance: InstanceDetailFragment }) {
+  const connection = instance.connection;
+  if (!connection) return <p className="muted">Connection details appear once the host's agent has started the container.</p>;
+  return (
+    <dl className="facts">
+      <dt>Host</dt>
+      <dd className="mono">{connection.publicHost}</dd>
+      {connection.sshPort !== null && connection.sshPort !== undefined && (
+        <>
+          <dt>SSH</dt>
+          <dd>
+            <CopyField label="SSH command" value={`ssh -p ${connection.sshPort} root@${connection.publicHost}`} />
+          </dd>
+        </>
+      )}
+      {connection.jupyterUrl && (
+        <>
+          <dt>Jupyter</dt>
+          <dd>
+            <a href={connection.jupyterUrl} target="_blank" rel="noreferrer">
+              Open Jupyter
+            </a>
+            {connection.jupyterDirectUrl && (
+              <>
+                {" "}
+                · <a href={connection.jupyterDirectUrl} target="_blank" rel="noreferrer">direct</a>
+              </>
+            )}
+          </dd>
+        </>
+      )}
+      <dt>Ports</dt>
+      <dd className="mono">
+        {connection.ports.length ? connection.ports.map((p) => `${p.containerPort}/${p.protocol} → ${connection.publicHost}:${p.hostPort}`).join(", ") : "—"}
+      </dd>
+    </dl>
+  );
+}
+
+/** The container's output, following live while the page is open. */
+function Logs({ id }: { id: string }) {
+  const [logs] = useSubscription({ query: InstanceLogLines, variables: { id } }, (lines: string[] = [], event) =>
+    [...lines, ...event.instanceLogs.lines].slice(-MAX_LOG_LINES),
+  );
+  const error = logs.error?.graphQLErrors[0]?.message ?? logs.error?.message;
+  return (
+    <section aria-labelledby="logs-title">
+      <h2 id="logs-title">Logs</h2>
+      {error ? (
+        <Alert tone="info">{error}</Alert>
+      ) : (
+        <pre className="logs" tabIndex={0} aria-label="Container logs" data-testid="logs">
+          {logs.data?.length ? logs.data.join("\n") : "Waiting for output…"}
+        </pre>
+      )}
+    </section>
+  );
+}
+
 function InstanceView({ id }: { id: string }) {
   const [queried] = useQuery({ query: InstanceQuery, variables: { id }, requestPolicy: "cache-and-network" });
   const [live] = useSubscription({ query: InstanceLive, variables: { id } });
@@ -333,6 +433,10 @@ function InstanceView({ id }: { id: string }) {
             </dd>
           </dl>
         </section>
+        <section className="card" aria-labelledby="connect">
+          <h2 id="connect">Connect</h2>
+          <ConnectionDetails instance={instance} />
+        </section>
         <section className="card" aria-labelledby="manage">
           <h2 id="manage">Manage</h2>
           <Actions instance={instance} />
@@ -340,6 +444,7 @@ function InstanceView({ id }: { id: string }) {
           {instance.status !== "DESTROYED" && <LabelForm key={instance.label ?? ""} instance={instance} />}
         </section>
       </div>
+      {(instance.status === "RUNNING" || instance.status === "LOADING") && <Logs id={instance.id} />}
       <section aria-labelledby="history">
         <h2 id="history">Status history</h2>
         <DataTable caption="Status history" columns={HISTORY_COLUMNS} rows={[...instance.statusHistory].reverse()} rowKey={(h) => `${h.at}-${h.to}-${h.event}`} />

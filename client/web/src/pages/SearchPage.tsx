@@ -32,6 +32,7 @@ const SearchOffers = graphql(`
           diskSpace
           inetDown
           inetUp
+          directPortCount
           durationDays
           dphTotal
           pricePerGpuHour
@@ -62,7 +63,7 @@ const GpuModels = graphql(`
 type OfferRow = SearchOffersQuery["offers"]["edges"][number]["node"];
 
 /** Higher is better for these: their first click sorts descending. */
-const DESCENDING_FIRST = new Set(["DLPERF", "DLPERF_PER_DPHTOTAL", "RELIABILITY", "TOTAL_FLOPS", "GPU_RAM", "NUM_GPUS", "CPU_CORES", "DISK_SPACE", "INET_DOWN", "DURATION", "SCORE"]);
+const DESCENDING_FIRST = new Set(["DLPERF", "DLPERF_PER_DPHTOTAL", "RELIABILITY", "TOTAL_FLOPS", "GPU_RAM", "NUM_GPUS", "CPU_CORES", "DISK_SPACE", "INET_DOWN", "DURATION", "SCORE", "DIRECT_PORT_COUNT"]);
 
 function columns(state: SearchState): Column<OfferRow>[] {
   const bid = state.view === "bid";
@@ -91,6 +92,7 @@ function columns(state: SearchState): Column<OfferRow>[] {
     { key: "CPU_CORES", header: "CPU / RAM", numeric: true, sortable: true, cell: (o) => `${o.cpuCores} c / ${number(o.cpuRam, 0)} GB` },
     { key: "DISK_SPACE", header: "Disk", numeric: true, sortable: true, cell: (o) => `${number(o.diskSpace, 0)} GB` },
     { key: "INET_DOWN", header: "Net ↓", numeric: true, sortable: true, cell: (o) => `${number(o.inetDown, 0)} Mbps` },
+    { key: "DIRECT_PORT_COUNT", header: "Direct ports", numeric: true, sortable: true, cell: (o) => o.directPortCount },
     { key: "DURATION", header: "Max days", numeric: true, sortable: true, cell: (o) => number(o.durationDays, 0) },
     ...(bid
       ? [
@@ -241,9 +243,14 @@ export function SearchPage() {
               {(props) => <input {...props} name="storage" type="number" min={1} value={draft.storage} onChange={(e) => change({ storage: e.target.value })} />}
             </Field>
           </div>
-          <Field label="Countries" hint="codes, e.g. US, DE">
-            {(props) => <input {...props} name="country" autoComplete="off" value={draft.countries} onChange={(e) => change({ countries: e.target.value })} />}
-          </Field>
+          <div className="pair">
+            <Field label="Countries" hint="codes, e.g. US, DE">
+              {(props) => <input {...props} name="country" autoComplete="off" value={draft.countries} onChange={(e) => change({ countries: e.target.value })} />}
+            </Field>
+            <Field label="Min direct ports">
+              {(props) => <input {...props} name="direct_ports" type="number" min={0} value={draft.minDirectPorts} onChange={(e) => change({ minDirectPorts: e.target.value })} />}
+            </Field>
+          </div>
           <fieldset className="checks">
             <legend className="visually-hidden">Machine kind</legend>
             <label>

@@ -10,6 +10,7 @@ export interface SearchState {
   maxPrice: string;
   minReliability: string;
   minDlperfPerDollar: string;
+  minDirectPorts: string;
   countries: string;
   /** "any" shows unverified machines too. */
   verified: "" | "any";
@@ -28,6 +29,7 @@ const DEFAULTS: SearchState = {
   maxPrice: "",
   minReliability: "",
   minDlperfPerDollar: "",
+  minDirectPorts: "",
   countries: "",
   verified: "",
   datacenter: false,
@@ -45,6 +47,7 @@ const KEYS: Record<keyof SearchState, string> = {
   maxPrice: "max_dph",
   minReliability: "reliability",
   minDlperfPerDollar: "dlperf_usd",
+  minDirectPorts: "direct_ports",
   countries: "country",
   verified: "verified",
   datacenter: "datacenter",
@@ -98,8 +101,12 @@ export function searchVariables(state: SearchState, pageSize: number) {
   if (state.datacenter) filter.datacenter = true;
   // A bid can win GPUs on a machine that is partly rented: interruptible shows rented machines too.
   if (state.view === "bid") filter.rentable = null;
+  // Filters the OfferFilter input has no field for go into the query language.
   const dlperf = positive(state.minDlperfPerDollar);
-  const query = [state.q.trim(), dlperf !== undefined ? `dlperf_usd>=${dlperf}` : ""].filter(Boolean).join(" ");
+  const directPorts = positive(state.minDirectPorts);
+  const query = [state.q.trim(), dlperf !== undefined ? `dlperf_usd>=${dlperf}` : "", directPorts !== undefined ? `direct_port_count>=${Math.trunc(directPorts)}` : ""]
+    .filter(Boolean)
+    .join(" ");
   const [field, direction] = state.sort.split(":");
   return {
     query: query || null,
