@@ -143,6 +143,8 @@ export type OfferOrderField =
   | 'DURATION'
   /** TFLOPS per $/hr */
   | 'FLOPS_PER_DPHTOTAL'
+  /** the offer's share of the machine's GPUs, 0 to 1 */
+  | 'GPU_FRAC'
   /** GPU memory bandwidth, GB/s */
   | 'GPU_MEM_BW'
   /** VRAM per GPU, GB */
@@ -167,6 +169,8 @@ export type OfferOrderField =
   | 'NUM_GPUS'
   /** PCIe bandwidth per GPU, GB/s */
   | 'PCIE_BW'
+  /** PCIe generation of the GPUs' slots */
+  | 'PCI_GEN'
   /** reliability estimate, 0 to 1 */
   | 'RELIABILITY'
   /** the default ranking: DLPerf per $/hr × reliability³ */
