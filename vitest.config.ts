@@ -11,6 +11,7 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    env: { LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" },
+    // A fixed test key for saved registry credentials (32 bytes).
+    env: { LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", REGISTRY_CREDENTIALS_KEY: "dGVzdC1vbmx5IHJlZ2lzdHJ5IGNyZWRlbnRpYWxzIGs=" },
   },
 });

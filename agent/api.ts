@@ -24,6 +24,7 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         jupyterToken
         jupyterBasePath
         args
+        registryAuth { registry username password }
         rebootCount
         recycleCount
         diskGb
@@ -70,6 +71,7 @@ const assignmentSchema = z.object({
   jupyterToken: z.string().nullable(),
   jupyterBasePath: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, "a URL path"),
   args: z.array(z.string()),
+  registryAuth: z.object({ registry: z.string().min(1), username: z.string().min(1), password: z.string().min(1) }).nullable().optional(),
   rebootCount: z.number().int().nonnegative(),
   recycleCount: z.number().int().nonnegative(),
   diskGb: z.number().int().nonnegative(),

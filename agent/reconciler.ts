@@ -273,6 +273,7 @@ export class Reconciler {
       jupyterToken: assignment.jupyterToken,
       jupyterBasePath: assignment.jupyterBasePath,
       args: assignment.args,
+      registryAuth: assignment.registryAuth ?? null,
       diskGb: assignment.diskGb,
       numGpus: assignment.numGpus,
       gpuIndices: assignment.gpuIndices,

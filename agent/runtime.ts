@@ -51,6 +51,8 @@ export interface ContainerSpec {
   jupyterBasePath: string;
   /** ENTRYPOINT mode: arguments to the entrypoint. */
   args: string[];
+  /** Credentials to pull a private image with. */
+  registryAuth?: { registry: string; username: string; password: string } | null;
   diskGb: number;
   numGpus: number;
   recycleCount: number;
@@ -132,8 +134,9 @@ export function sshdScript(port: number, keysFile: string, hostKeyDir?: string):
     `-o "SetEnv=${setEnv}"`,
     ...(hostKeyDir ? [`-h ${hostKeyDir}/ssh_host_ed25519_key`, "-o StrictModes=no", `-o PidFile=${hostKeyDir}/sshd.pid`, `-E ${hostKeyDir}/sshd.log`, "-D"] : []),
   ].join(" ");
+  // sshd running as root wants its privilege separation directory.
   const hostKeys = hostKeyDir
-    ? `test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`
+    ? `mkdir -p /run/sshd 2>/dev/null; test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`
     : "mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A >/dev/null";
   return [
     "SSHD=$(command -v sshd || { test -x /usr/sbin/sshd && echo /usr/sbin/sshd; })",

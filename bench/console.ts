@@ -100,9 +100,11 @@ async function screenshots(browser: Browser, origin: string, keys: Record<string
   await client.getByRole("link", { name: /^Rent / }).first().click();
   await client.getByLabel("Label").fill("training-run");
   await client.getByLabel("Ports").fill("8080");
+  await client.getByLabel("On-start script").fill('for epoch in 1 2 3; do echo "epoch $epoch/3: loss 0.$((9 - epoch))"; done');
   await shot(client, "rent");
   await client.getByRole("button", { name: "Place bid and rent" }).click();
   await client.waitForSelector("h1 .status.RUNNING", { timeout: 60_000 });
+  await client.waitForSelector("text=epoch 3/3", { timeout: 30_000 }).catch(() => undefined);
   await shot(client, "instance");
   await client.goto("/instances");
   await client.waitForSelector("tbody .status");

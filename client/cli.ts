@@ -16,6 +16,7 @@ import {
   watchInstance,
 } from "./commands/instances.ts";
 import { showBids, showOrderBook } from "./commands/bids.ts";
+import { attachSsh, copy, detachSsh, scpUrl, showInstance, sshUrl } from "./commands/connection.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
 import { priceHistory } from "./commands/market.ts";
@@ -29,6 +30,12 @@ export const COMMANDS: Command[] = [
   searchOffers,
   createInstance,
   showInstances,
+  showInstance,
+  sshUrl,
+  scpUrl,
+  copy,
+  attachSsh,
+  detachSsh,
   startInstance,
   stopInstance,
   destroyInstance,

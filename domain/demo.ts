@@ -178,12 +178,20 @@ export function demoMachines(): DemoMachine[] {
   return fleet;
 }
 
+const DEMO_PORT_BASE = 40_000;
+const DEMO_PORTS_PER_MACHINE = 100;
+
 /** Registers, rates, verifies and lists the fleet for the host, in the caller's transaction. */
 async function loadFleet(db: Tx, hostId: number, now: Date): Promise<void> {
-  for (const demo of demoMachines()) {
+  for (const [index, demo] of demoMachines().entries()) {
     const { machine } = await addMachine(db, hostId, demo.specs);
-    // Reliability comes from the machine's track record; demo machines start with one.
-    await db.machine.update({ where: { id: machine.id }, data: { reliability: demo.reliability } });
+    // Reliability comes from the machine's track record; demo machines start with one. They share one
+    // host, so each gets direct ports of its own (100 from 40000 up).
+    const directPortStart = DEMO_PORT_BASE + index * DEMO_PORTS_PER_MACHINE;
+    await db.machine.update({
+      where: { id: machine.id },
+      data: { reliability: demo.reliability, directPortStart, directPortEnd: directPortStart + DEMO_PORTS_PER_MACHINE - 1 },
+    });
     await syncOffers(db, machine.id, now);
     if (demo.verified) await setMachineVerification(db, machine.id, "VERIFIED");
     await applyListing(db, hostId, {

@@ -70,14 +70,18 @@ export class IllegalTransitionError extends AppError {
   }
 }
 
-/** A search query the filter language cannot read; `token` is the offending text as typed. */
+/**
+ * A search query the filter language cannot read; `token` is the offending text as typed.
+ * UNRECORDED_FIELD: a field of the reference's language that this marketplace does not record.
+ */
 export class SearchQueryError extends AppError {
   constructor(
     message: string,
     readonly token: string,
     readonly field: string | null = null,
+    code: "INVALID_QUERY" | "UNRECORDED_FIELD" = "INVALID_QUERY",
   ) {
-    super(message, "INVALID_QUERY");
+    super(message, code);
   }
 }
 

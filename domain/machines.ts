@@ -160,8 +160,9 @@ async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<
 }
 
 /**
- * Lists the machine with the whole listing: omitted optional fields take their defaults (min bid =
- * price, no storage or bandwidth charge, chunks from 1 GPU), they do not keep earlier values.
+ * Lists the machine, or changes its listing: omitted optional fields keep their earlier values;
+ * null ones, and omitted ones the first time, take their defaults (min bid = price, no storage or
+ * bandwidth charge, chunks from 1 GPU). A kept min bid above a new, lower price comes down to it.
  */
 export async function listMachine(hostId: number, input: ListMachineInput): Promise<Machine> {
   return commandThenClear((tx) => applyListing(tx, hostId, input));
@@ -171,20 +172,31 @@ export async function listMachine(hostId: number, input: ListMachineInput): Prom
 export async function applyListing(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
-  const minChunk = listing.minChunk ?? 1;
+  const minChunk = keptOr(listing.minChunk, machine.minChunk, 1);
   if (minChunk > machine.numGpus) {
     throw new ValidationError([{ path: ["minChunk"], message: `at most the machine's ${machine.numGpus} GPUs` }]);
   }
+  const price = listing.pricePerGpuHour;
   return updateAndSync(db, machine.id, {
     listed: true,
-    pricePerGpuHourMicros: listing.pricePerGpuHour,
-    minBidPerGpuHourMicros: listing.minBidPerGpuHour ?? listing.pricePerGpuHour,
-    storagePricePerGbMonthMicros: listing.storagePricePerGbMonth ?? 0n,
-    inetUpPricePerGbMicros: listing.inetUpPricePerGb ?? 0n,
-    inetDownPricePerGbMicros: listing.inetDownPricePerGb ?? 0n,
+    pricePerGpuHourMicros: price,
+    minBidPerGpuHourMicros: keptOr(listing.minBidPerGpuHour, keptMinBid(machine.minBidPerGpuHourMicros, price), price),
+    storagePricePerGbMonthMicros: keptOr(listing.storagePricePerGbMonth, machine.storagePricePerGbMonthMicros, 0n),
+    inetUpPricePerGbMicros: keptOr(listing.inetUpPricePerGb, machine.inetUpPricePerGbMicros, 0n),
+    inetDownPricePerGbMicros: keptOr(listing.inetDownPricePerGb, machine.inetDownPricePerGbMicros, 0n),
     minChunk,
     endDate: listing.endDate,
   });
+}
+
+/** A listing field's new value: omitted keeps the earlier one, null (or nothing earlier) takes the default. */
+function keptOr<T>(given: T | null | undefined, earlier: T | null, fallback: T): T {
+  return given === undefined ? (earlier ?? fallback) : (given ?? fallback);
+}
+
+/** The earlier min bid, capped at the new price; null on a first listing. */
+function keptMinBid(earlier: bigint | null, price: bigint): bigint | null {
+  return earlier !== null && earlier > price ? price : earlier;
 }
 
 const machineIdSchema = z.object({ machineId: recordId });

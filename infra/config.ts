@@ -55,6 +55,14 @@ const envSchema = z.object({
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Another Stripe API address (tests: a local fake), like http://127.0.0.1:12111. */
   STRIPE_API_BASE: z.string().url().optional(),
+  /**
+   * Encrypts saved private-registry passwords (AES-256-GCM; 32 bytes, base64): they cannot be saved
+   * without it (domain/registryCredentials.ts).
+   */
+  REGISTRY_CREDENTIALS_KEY: z
+    .string()
+    .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes in base64 (openssl rand -base64 32)")
+    .optional(),
   /** Where Stripe Checkout sends the user back after paying or cancelling. */
   BILLING_RETURN_URL: z.string().url().default("http://localhost:4000/billing"),
   /** Off-session charge attempts per auto-billing crossing, and the first retry delay (doubling). */

@@ -3,6 +3,7 @@ import {
   type MachineAssignmentsView,
   machineAssignments,
 } from "../domain/agent/assignments.ts";
+import type { RegistryAuth } from "../domain/registryCredentials.ts";
 import { machineHeartbeat } from "../domain/agent/liveness.ts";
 import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
@@ -33,6 +34,10 @@ const ReportedInstanceState = builder.enumType("ReportedInstanceState", {
   values: ["RUNNING", "EXITED", "STOPPED", "FAILED"] as const,
 });
 
+const RegistryAuthRef = builder.objectRef<RegistryAuth>("RegistryAuth").implement({
+  fields: (t) => ({ registry: t.exposeString("registry"), username: t.exposeString("username"), password: t.exposeString("password") }),
+});
+
 const AssignedPort = builder.objectRef<PortMapping>("AssignedPort").implement({
   description: "A container port and the external port it was given; hostPort null for an identity port (70000 and above), which the agent maps.",
   fields: (t) => ({
@@ -58,6 +63,12 @@ const AssignmentRef = builder.objectRef<AssignmentView>("Assignment").implement(
     jupyterToken: t.exposeString("jupyterToken", { nullable: true, description: "JUPYTER mode: the server's token." }),
     jupyterBasePath: t.exposeString("jupyterBasePath", { description: "JUPYTER mode: the server's base URL path (the API proxies it)." }),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments after the image." }),
+    registryAuth: t.field({
+      type: RegistryAuthRef,
+      nullable: true,
+      description: "Credentials to pull a private image with; only the agent of the machine running the instance receives them.",
+      resolve: (a) => a.registryAuth,
+    }),
     rebootCount: t.exposeInt("rebootCount", { description: "A container started at a lower count is restarted (its data kept)." }),
     recycleCount: t.exposeInt("recycleCount", { description: "A container created at a lower count is removed and created again from a fresh pull." }),
     diskGb: t.exposeInt("diskGb"),

@@ -12,6 +12,7 @@ import "./connection.ts";
 import "./bid.ts";
 import "./orderBook.ts";
 import "./template.ts";
+import "./registryCredential.ts";
 import "./instanceLogs.ts";
 import "./agent.ts";
 import "./billing.ts";

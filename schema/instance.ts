@@ -35,6 +35,7 @@ import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
+import { RegistryAuthInput } from "./registryCredential.ts";
 
 /** "Template:3" or "3" (as offers take "12-4"); anything else is a ValidationError naming templateId. */
 function templateLocalId(id: string): number {
@@ -204,6 +205,10 @@ const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
     ports: t.stringList({ description: "Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000." }),
     dockerOptions: t.string({
       description: "Docker create/run options as the reference takes them: -p PORT and -e KEY=value, added to ports and env; others are refused.",
+    }),
+    registryAuth: t.field({
+      type: RegistryAuthInput,
+      description: "Credentials to pull a private image (else the account's saved ones for its registry, if any); stored encrypted, never returned.",
     }),
     label: t.string(),
     bidPricePerGpuHour: t.field({

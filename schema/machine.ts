@@ -137,19 +137,20 @@ builder.mutationField("registerMachine", (t) =>
 
 const ListMachineInput = builder.inputType("ListMachineInput", {
   description:
-    "The whole listing: omitted optional fields take their defaults, they do not keep earlier values. Rentals keep the price and end date they started with.",
+    "A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with.",
   fields: (t) => ({
     machineId: t.globalID({ required: true }),
     pricePerGpuHour: t.field({ type: "Money", required: true, description: "On-demand price per GPU-hour." }),
     minBidPerGpuHour: t.field({
       type: "Money",
-      description: "Lowest bid per GPU-hour for interruptible rentals, at most the price; defaults to the price.",
+      description:
+        "Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it); default: the price.",
     }),
-    storagePricePerGbMonth: t.field({ type: "Money", description: "Defaults to 0." }),
-    inetUpPricePerGb: t.field({ type: "Money", description: "Defaults to 0." }),
-    inetDownPricePerGb: t.field({ type: "Money", description: "Defaults to 0." }),
+    storagePricePerGbMonth: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
+    inetUpPricePerGb: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
+    inetDownPricePerGb: t.field({ type: "Money", description: "Omitted: the earlier price; default 0." }),
     minChunk: t.int({
-      description: "Smallest number of GPUs rented together: a power of two up to the GPU count; defaults to 1.",
+      description: "Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1.",
     }),
     endDate: t.field({ type: "DateTime", required: true, description: "Within a year from now." }),
   }),

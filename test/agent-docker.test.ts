@@ -14,7 +14,8 @@ const args = process.argv.slice(2);
 const envFileAt = args.indexOf("--env-file");
 const envFile = envFileAt >= 0 ? fs.readFileSync(args[envFileAt + 1], "utf8") : undefined;
 const envFileMode = envFileAt >= 0 ? (fs.statSync(args[envFileAt + 1]).mode & 0o777).toString(8) : undefined;
-fs.appendFileSync(process.env.FAKE_DOCKER_LOG, JSON.stringify({ args, envFile, envFileMode }) + "\\n");
+const stdin = args.includes("--password-stdin") ? fs.readFileSync(0, "utf8") : undefined;
+fs.appendFileSync(process.env.FAKE_DOCKER_LOG, JSON.stringify({ args, envFile, envFileMode, stdin }) + "\\n");
 switch (args[0]) {
   case "pull":
     console.log("latest: Pulling from demo/image");
@@ -58,7 +59,7 @@ const calls = async () =>
   (await readFile(log, "utf8").catch(() => ""))
     .split("\n")
     .filter(Boolean)
-    .map((line) => JSON.parse(line) as { args: string[]; envFile?: string; envFileMode?: string });
+    .map((line) => JSON.parse(line) as { args: string[]; envFile?: string; envFileMode?: string; stdin?: string });
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   label: "C.34",
@@ -186,6 +187,19 @@ describe("docker runtime (fake docker CLI)", () => {
     expect(create.args.slice(gpus, gpus + 4)).toEqual(["--gpus", '"device=2,3"', "--cpus", "2.5"]);
     expect(create.envFile).toContain("NVIDIA_VISIBLE_DEVICES=2,3\n");
     expect(create.envFile).not.toContain("CUDA_VISIBLE_DEVICES");
+  });
+
+  it("pulls a private image through a one-off client config, the password on stdin only", async () => {
+    await new DockerRuntime(join(dir, "state"), logger).create(
+      spec({ image: "registry.example.com/team/app:1", registryAuth: { registry: "registry.example.com", username: "bot", password: "s3cret" } }),
+    );
+    const [login, pull] = await calls();
+    const config = login!.args[1]!;
+    expect(login!.args).toEqual(["--config", config, "login", "--username", "bot", "--password-stdin", "registry.example.com"]);
+    expect(login!.stdin).toBe("s3cret");
+    expect(pull!.args).toEqual(["--config", config, "pull", "--", "registry.example.com/team/app:1"]);
+    expect(JSON.stringify((await calls()).map((call) => call.args))).not.toContain("s3cret");
+    await expect(readFile(config)).rejects.toThrow(/ENOENT/);
   });
 
   it("runs the image's entrypoint in ENTRYPOINT mode and asks for no GPUs when it has none", async () => {

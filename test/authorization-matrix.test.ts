@@ -25,6 +25,7 @@ interface Ids {
   machine: string;
   instance: string;
   template: string;
+  registryCredential: string;
   /** The victim's bid on the attacker's machine, and its instance. */
   bid: string;
   bidInstance: string;
@@ -70,6 +71,11 @@ beforeAll(async () => {
     {},
     victim.key,
   );
+  const registryCredential = await app.gql(
+    `mutation { saveRegistryCredential(registry: "ghcr.io", auth: { username: "victim", password: "victim-registry-password" }) { ... on MutationSaveRegistryCredentialSuccess { data { id } } } }`,
+    {},
+    victim.key,
+  );
   const victimRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(attackerMachine, 1) }, victim.key)).data.createInstance);
   const attackerRental = unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, attacker.key)).data.createInstance);
   const victimBid = unwrap(
@@ -84,6 +90,7 @@ beforeAll(async () => {
     machine: `Machine:${victimMachine}`,
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
+    registryCredential: registryCredential.data.saveRegistryCredential.data.id,
     bid: victimBid.instance.id.replace("Instance:", "Bid:"),
     bidInstance: victimBid.instance.id,
   };
@@ -153,6 +160,12 @@ const operations: {
     document: `query ($id: ID!) { ${result("instanceLogs(instanceId: $id, tail: 10)", "QueryInstanceLogsSuccess")} }`,
     variables: () => ({ id: ids.instance }),
     allowedFor: ["victim instance key"],
+  },
+  {
+    name: "removeRegistryCredential",
+    needs: "KEYS",
+    document: `mutation ($id: ID!) { ${result("removeRegistryCredential(id: $id)", "MutationRemoveRegistryCredentialSuccess")} }`,
+    variables: () => ({ id: ids.registryCredential }),
   },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
   { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
@@ -230,6 +243,7 @@ const listings = [
   "{ myMachines { id } }",
   "{ instances(first: 50) { edges { node { id } } } }",
   "{ templates(first: 50) { edges { node { id name } } } }",
+  "{ registryCredentials { id registry username } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
   "{ payouts { amount createdAt destination } }",
   `{ invoices(${RECENT}) { description amount } }`,

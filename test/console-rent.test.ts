@@ -48,7 +48,7 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   await page.getByLabel("Amount ($)").fill("20.00");
   await page.getByRole("button", { name: "Add credit" }).click();
   await eventually(() => page.url()).toContain("/billing?checkout=success");
-  await eventually(() => balance.textContent(), 15_000).toBe("$20.00");
+  await eventually(() => balance.textContent(), 30_000).toBe("$20.00");
 
   // The session survives a reload.
   await page.reload();

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -11,6 +11,8 @@ import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type AgentProcess, eventually, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
+import { runCli } from "./support/cli.ts";
+import { freePortRange } from "./support/ports.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
 
 // The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
@@ -25,8 +27,10 @@ let dir: string;
 let agent: AgentProcess;
 let machineId: number;
 let machineKey: string;
-/** A range of its own per run: concurrent runs on this engine must not meet on host ports. */
-const RANGE_START = 41_000 + Math.floor(Math.random() * 90) * 200;
+/** A range of its own per run (concurrent runs share this engine), every port free when the run starts. */
+let RANGE_START: number;
+const RANGE_SIZE = 6;
+
 const stateDir = () => join(dir, "agent");
 
 const SPECS = {
@@ -45,6 +49,7 @@ const startDockerAgent = () =>
 
 beforeAll(async () => {
   images = await testImages();
+  RANGE_START = await freePortRange(RANGE_SIZE);
   auction = await startAuctionWorker();
   dir = await mkdtemp(join(tmpdir(), "connection-docker-"));
   const host = await createAccount("host");
@@ -59,7 +64,7 @@ beforeAll(async () => {
   machineKey = apiKey.token;
   const network = await app.gql(
     `mutation ($input: MachineNetworkInput!) { setMachineNetwork(input: $input) { __typename ... on Error { code message } } }`,
-    { input: { machineId: machine.id, directPortStart: RANGE_START, directPortEnd: RANGE_START + 5 } },
+    { input: { machineId: machine.id, directPortStart: RANGE_START, directPortEnd: RANGE_START + RANGE_SIZE - 1 } },
     host.key,
   );
   expect(network.data.setMachineNetwork.__typename).toBe("MutationSetMachineNetworkSuccess");
@@ -165,6 +170,22 @@ describe("reaching an instance on the real Docker engine", () => {
     const [containerId, cmdline] = login.stdout.split("\n");
     expect(containerId).toBe(id.split(":")[1]);
     expect(cmdline).toMatch(/\S/);
+
+    // The CLI: URLs, connection details, and copying files both ways through the instance's SSH.
+    const cli = (argv: string[]) => runCli(app.url, join(dir, "cli.json"), argv, { key: owner.key });
+    const number = id.split(":")[1]!;
+    expect((await cli(["ssh-url", number])).stdout.trim()).toBe(`ssh://root@127.0.0.1:${connection.sshPort}`);
+    expect((await cli(["scp-url", number])).stdout.trim()).toBe(`scp://root@127.0.0.1:${connection.sshPort}`);
+    const shown = (await cli(["show", "instance", number])).stdout;
+    expect(shown).toContain(`ssh -p ${connection.sshPort} root@127.0.0.1`);
+    expect(shown).toContain(`8081/tcp -> 127.0.0.1:`);
+    await writeFile(join(dir, "upload.txt"), "from the laptop\n");
+    const up = await cli(["copy", join(dir, "upload.txt"), `${number}:/root/upload.txt`, "--identity", first.file]);
+    expect(up.code, up.stderr).toBe(0);
+    expect((await ssh(first.file, connection.sshPort, "cat /root/upload.txt")).stdout).toBe("from the laptop\n");
+    const down = await cli(["copy", `${number}:/etc/hostname`, join(dir, "hostname"), "--identity", first.file]);
+    expect(down.code, down.stderr).toBe(0);
+    expect((await readFile(join(dir, "hostname"), "utf8")).trim()).toMatch(/\S/);
 
     // The second key: refused, then attached (no restart), then detached again.
     expect((await ssh(second.file, connection.sshPort, "true")).code).toBe(255);

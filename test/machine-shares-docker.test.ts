@@ -2,13 +2,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, runOk } from "../agent/exec.ts";
-import { GPUS_KEY, INSTANCE_KEY } from "../agent/runtimes/docker.ts";
+import { run } from "../agent/exec.ts";
+import { GPUS_KEY } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type AgentProcess, eventually, registerAndList, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
+import { envOf, type Inspected, inspectContainer } from "./support/docker.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
 
@@ -41,25 +42,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Inspected {
-  Id: string;
-  Config: { Env: string[]; Labels: Record<string, string> };
-  HostConfig: { NanoCpus: number; Memory: number; DeviceRequests: unknown[] | null };
-}
-
-/** The container of `instanceId` made by this test's API (labels repeat across test databases; instance ids in the env do too, API_URL not). */
-async function inspectContainer(instanceId: string): Promise<Inspected | undefined> {
-  const ids = (await runOk("docker", ["ps", "--all", "--quiet", "--no-trunc", "--filter", `label=${INSTANCE_KEY}=${instanceId}`])).split("\n").filter(Boolean);
-  for (const id of ids) {
-    const [container] = JSON.parse(await runOk("docker", ["inspect", id])) as Inspected[];
-    if (container!.Config.Env.includes(`API_URL=${app.url}`)) return container;
-  }
-  return undefined;
-}
-
-const envOf = (container: Inspected) =>
-  Object.fromEntries(container.Config.Env.map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
-
 describe("two tenants on one 8-GPU machine, docker runtime", () => {
   it("see disjoint GPU lists and their own CPU and RAM limits in docker inspect", async () => {
     const host = await createAccount("host");
@@ -84,8 +66,8 @@ describe("two tenants on one 8-GPU machine, docker runtime", () => {
       return row.status === "RUNNING" ? row : undefined;
     };
     const [first, second] = [await eventually(() => running(one), 60_000), await eventually(() => running(two), 60_000)];
-    const a = (await inspectContainer(one))!;
-    const b = (await inspectContainer(two))!;
+    const a = (await inspectContainer(app.url, one))!;
+    const b = (await inspectContainer(app.url, two))!;
     containers.push(a.Id, b.Id);
 
     // Each container names exactly the GPUs the auction gave its instance, and no GPU twice.

@@ -178,7 +178,7 @@ describe("machine services", () => {
     expect(offers[3].dlperf).toBe(listed.dlperf);
   });
 
-  it("relisting replaces the listing: new chunk sizes, prices and defaults", async () => {
+  it("relisting changes what it names and keeps what it omits", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
     await list(host.id, { machineId: machine.id, pricePerGpuHour: 500_000n, minChunk: 4, endDate: new Date(Date.now() + DAY) });
@@ -186,8 +186,38 @@ describe("machine services", () => {
     const offers = await offersOf(machine.id);
     expect(offers.map((offer) => offer.numGpus)).toEqual([4, 8]);
     expect(offers.map((offer) => offer.gpuDphMicros)).toEqual([2_000_000n, 4_000_000n]);
-    // Omitted fields take defaults, not the earlier listing's values.
-    expect(offers[0]).toMatchObject({ minBidMicros: 500_000n, storageCostMicros: 0n, inetUpCostMicros: 0n });
+    expect(offers[0]).toMatchObject({
+      minBidMicros: 250_000n,
+      storageCostMicros: 150_000n,
+      inetUpCostMicros: 5_000n,
+      inetDownCostMicros: 2_000n,
+    });
+
+    // A kept min bid never exceeds a new, lower price; the chunk size stays as last set.
+    await list(host.id, { machineId: machine.id, pricePerGpuHour: 200_000n, endDate: new Date(Date.now() + DAY) });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).toMatchObject({
+      pricePerGpuHourMicros: 200_000n,
+      minBidPerGpuHourMicros: 200_000n,
+      storagePricePerGbMonthMicros: 150_000n,
+      minChunk: 4,
+    });
+
+    // Null asks for the default.
+    await list(host.id, { ...listing(machine.id), minBidPerGpuHour: null, storagePricePerGbMonth: null, minChunk: null });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machine.id } })).toMatchObject({
+      minBidPerGpuHourMicros: 389_000n,
+      storagePricePerGbMonthMicros: 0n,
+      inetUpPricePerGbMicros: 5_000n,
+      minChunk: 1,
+    });
+  });
+
+  it("a first listing takes the defaults for what it omits", async () => {
+    const { machine } = await register(host.id);
+    await list(host.id, { machineId: machine.id, pricePerGpuHour: 500_000n, endDate: new Date(Date.now() + DAY) });
+    const offers = await offersOf(machine.id);
+    expect(offers.map((offer) => offer.numGpus)).toEqual([1, 2, 4, 8]);
+    expect(offers[0]).toMatchObject({ minBidMicros: 500_000n, storageCostMicros: 0n, inetUpCostMicros: 0n, inetDownCostMicros: 0n });
   });
 
   it("setMinBid updates the offers' min bid, never above the price", async () => {
@@ -389,6 +419,28 @@ describe("machines over GraphQL", () => {
 
     const mine = await app.gql(MY_MACHINES, {}, host.key);
     expect(mine.data.myMachines.map((m: { id: string }) => m.id)).toContain(machine.id);
+  });
+
+  it("changing only the GPU price keeps the storage and bandwidth prices and the min bid", async () => {
+    const { machine } = await registerOverHttp();
+    const id = Number(machine.id.split(":")[1]);
+    const prices = { pricePerGpuHour: "0.45", minBidPerGpuHour: "0.2", storagePricePerGbMonth: "0.15" };
+    const bandwidth = { inetUpPricePerGb: "0.01", inetDownPricePerGb: "0.02" };
+    const first = await app.gql(LIST, { input: { machineId: machine.id, ...prices, ...bandwidth, endDate: endDate() } }, host.key);
+    expect(first.data.listMachine.__typename).toBe("MutationListMachineSuccess");
+
+    const changed = await app.gql(LIST, { input: { machineId: machine.id, pricePerGpuHour: "0.5", endDate: endDate() } }, host.key);
+    expect(changed.data.listMachine.data).toMatchObject({ pricePerGpuHour: "0.50", minBidPerGpuHour: "0.20" });
+    const offers = await offersOf(id);
+    expect(offers.map((offer) => offer.pricePerGpuMicros)).toEqual(offers.map(() => 500_000n));
+    for (const offer of offers) {
+      expect(offer).toMatchObject({
+        minBidMicros: 200_000n,
+        storageCostMicros: 150_000n,
+        inetUpCostMicros: 10_000n,
+        inetDownCostMicros: 20_000n,
+      });
+    }
   });
 
   it("answers another account's machine id with NotFoundError and changes nothing", async () => {

@@ -311,6 +311,93 @@ describe("access and errors", () => {
   });
 });
 
+describe("the reference's vocabulary", () => {
+  let v100jp: number;
+  let grace: number;
+  let deverified: number;
+
+  beforeAll(async () => {
+    v100jp = await machine({
+      gpuName: "Tesla V100",
+      numGpus: 4,
+      minChunk: 2,
+      cudaMaxGood: 11.8,
+      inetDownMbps: 300,
+      diskSpaceGb: 60,
+      reliability: 0.97,
+      countryCode: "JP",
+      geolocation: "Tokyo, JP",
+    });
+    grace = await machine({ gpuName: "H100 SXM", cpuName: "NVIDIA Grace CPU", pcieGen: 5, pricePerGpuHourMicros: 2_500_000n });
+    deverified = await machine({ verification: "DEVERIFIED" });
+    await machine({ gpuName: "Tesla T4", pricePerGpuHourMicros: 90_000n });
+  });
+
+  it("runs the reference CLI's default query unchanged", async () => {
+    const defaults = (await ids()).sort();
+    expect(defaults).toEqual(expect.arrayContaining([...offerIds(v100jp, 2, 4), ...offerIds(grace, 1)]));
+    expect((await ids({ query: "external=false rentable=true verified=true" })).sort()).toEqual(defaults);
+    expect(await ids({ query: "external=true" })).toEqual([]);
+  });
+
+  it("runs the ten common reference searches, each returning exactly the offers that match", async () => {
+    const all = (await search()).offers;
+    const dollars = (money: string) => Number(money);
+    const searches: [string, (offer: OfferNode) => boolean][] = [
+      ["gpu_name=RTX_4090 num_gpus=1", (o) => o.gpuName === "RTX 4090" && o.numGpus === 1],
+      ["reliability>0.98 num_gpus>=4", (o) => o.reliability > 0.98 && o.numGpus >= 4],
+      ["dph<1.0 gpu_ram>=24", (o) => dollars(o.dphTotal) < 1 && (o.gpuRam as number) >= 24],
+      ["geolocation in [US,CA]", (o) => ["US", "CA"].includes(o.countryCode as string)],
+      ["compute_cap>=800", (o) => (o.computeCap as number) >= 800],
+      ["inet_down>500", (o) => (o.inetDown as number) > 500],
+      ["cuda_vers>=12.0", (o) => (o.cudaMaxGood as number) >= 12],
+      ["disk_space>=100", (o) => (o.diskSpace as number) >= 100],
+      ["datacenter=true", (o) => o.datacenter === true],
+      ["dlperf>=20 rentable=true", (o) => (o.dlperf as number) >= 20 && o.rentable === true],
+    ];
+    for (const [query, matches] of searches) {
+      const expected = all.filter(matches).map((offer) => offer.id).sort();
+      // Every search keeps some offers and drops others, so it proves its filter.
+      expect(expected.length, query).toBeGreaterThan(0);
+      expect(expected.length, query).toBeLessThan(all.length);
+      expect((await ids({ query })).sort(), query).toEqual(expected);
+    }
+  });
+
+  it("answers the reference's id, verification, hardware and host fields", async () => {
+    const [offerId] = offerIds(v100jp, 2);
+    expect(await ids({ query: `id=${offerId}` })).toEqual([offerId]);
+    expect(await ids({ query: `id=${offerId.slice("Offer:".length)}` })).toEqual([offerId]);
+    expect(await ids({ query: `id!=${offerId} machine_id=${v100jp}` })).toEqual(offerIds(v100jp, 4));
+
+    expect(await ids({ query: "verification=deverified verified=any rentable=any" })).toEqual(offerIds(deverified, 1));
+    expect(await ids({ query: "verification=unverified verified=any rentable=any" })).toEqual(offerIds(unverified, 1));
+    expect((await ids({ query: "verification=verified" })).sort()).toEqual((await ids()).sort());
+
+    expect(await ids({ query: "pci_gen>=5" })).toEqual(offerIds(grace, 1));
+    expect(await ids({ query: "cpu_arch=arm64" })).toEqual(offerIds(grace, 1));
+    expect((await ids({ query: "cpu_arch=amd64" })).sort()).toEqual((await ids({ query: `machine_id!=${grace}` })).sort());
+    expect((await ids({ query: "gpu_arch=nvidia vms_enabled=false" })).sort()).toEqual((await ids()).sort());
+    expect(await ids({ query: "gpu_arch=amd" })).toEqual([]);
+    expect((await ids({ query: `gpu_frac<1 machine_id=${v100jp}` })).sort()).toEqual(offerIds(v100jp, 2));
+    expect((await ids({ query: `host_id=${hostId} machine_id in [${v100jp},${grace}]` })).sort()).toEqual(
+      [...offerIds(v100jp, 2, 4), ...offerIds(grace, 1)].sort(),
+    );
+  });
+
+  it("refuses a reference field this marketplace does not record by name, not as unknown", async () => {
+    for (const query of ["has_avx=true", "cpu_ghz>=3.5", "gpu_max_power>300", "gpu_max_temp<90", "mobo_name=ROMED8-2T", "ubuntu_version>=22.04"]) {
+      const field = query.split(/[=<>]/)[0];
+      const result = await app.gql(OFFERS, { query });
+      expect(result.data, query).toBeNull();
+      expect(result.errors?.[0].extensions?.code, query).toBe("UNRECORDED_FIELD");
+      expect(result.errors?.[0].message).toContain(`${field} (`);
+      expect(result.errors?.[0].message).toContain("not recorded by this marketplace");
+      expect(result.errors?.[0].message).not.toMatch(/unknown/i);
+    }
+  });
+});
+
 describe("statements per request", () => {
   it("a page of 100 offers with all fields is one SQL statement, whatever the page size", async () => {
     for (let i = 0; i < 25; i++) await machine({ numGpus: 8, minChunk: 1, gpuName: i % 2 ? "RTX 4090" : "RTX 3090" });

@@ -99,6 +99,15 @@ describe("email verification", () => {
     expect((await app.gql(REQUEST, {}, ann.key)).data.requestEmailVerification).toMatchObject({ __typename: "ConflictError", code: "CONFLICT" });
   });
 
+  it("lets one of concurrent uses of a token through", async () => {
+    const hal = await account();
+    await app.gql(REQUEST, {}, hal.key);
+    const token = await mailedToken(hal.email);
+    const results = await Promise.all(Array.from({ length: 6 }, () => app.gql(VERIFY, { token })));
+    const outcomes = results.map((result) => result.data.verifyEmail.reason ?? result.data.verifyEmail.__typename).sort();
+    expect(outcomes).toEqual(["MutationVerifyEmailSuccess", "USED", "USED", "USED", "USED", "USED"]);
+  });
+
   it("refuses forged, expired and another account's tokens with typed errors, writing nothing", async () => {
     const bob = await account();
     const eve = await account();
@@ -206,6 +215,17 @@ describe("test credit and spend tiers", () => {
     expect((await user(dana.userId)).balanceMicros).toBe(1_000_000n);
     expect((await user(danaAgain.userId)).balanceMicros).toBe(0n);
     expect(await prisma.testCredit.count({ where: { userId: { in: [first.userId, sameCard.userId, dana.userId, danaAgain.userId] } } })).toBe(2);
+  });
+
+  it("grants one test credit when accounts with one card verify it at the same time, however often Stripe delivers", async () => {
+    const fingerprint = `fp_${randomBytes(6).toString("hex")}`;
+    const racers = [await account(), await account(), await account()];
+    for (const racer of racers) await verifiedEmail(racer);
+    await Promise.all(racers.flatMap((racer) => [cardSetUp(racer.userId, fingerprint), cardSetUp(racer.userId, fingerprint)]));
+    const balances = await Promise.all(racers.map(async (racer) => (await user(racer.userId)).balanceMicros));
+    expect(balances.reduce((sum, balance) => sum + balance, 0n)).toBe(1_000_000n);
+    expect(await prisma.testCredit.count({ where: { cardFingerprint: fingerprint } })).toBe(1);
+    expect(await ledgerMismatches(prisma)).toEqual([]);
   });
 
   it("the demo client can rent the 8-GPU demo offer", async () => {

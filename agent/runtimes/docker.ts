@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { run, runOk } from "../exec.ts";
+import { type RunResult, run, runOk } from "../exec.ts";
 import {
   type ContainerInfo,
   type ContainerSpec,
@@ -126,7 +127,7 @@ export class DockerRuntime implements Runtime {
 
   async create(spec: ContainerSpec): Promise<void> {
     this.logger.info({ label: spec.label, image: spec.image }, "pulling image");
-    const pulled = await run("docker", ["pull", "--", spec.image], (line) => this.logger.info({ label: spec.label, progress: line }, "pull"));
+    const pulled = await this.pull(spec);
     if (pulled.code !== 0) {
       const reason = pulled.stderr.trim();
       // The image the client named does not exist or is not theirs to pull: not the host's fault.
@@ -161,6 +162,25 @@ export class DockerRuntime implements Runtime {
       await runOk("docker", createArgs(spec, context, false));
     } finally {
       await rm(envFile, { force: true });
+    }
+  }
+
+  /**
+   * `docker pull`; with credentials, through a private client config made for this pull only (the
+   * password goes by stdin, never argv, and no login outlives the pull).
+   */
+  private async pull(spec: ContainerSpec): Promise<RunResult> {
+    const progress = (line: string) => this.logger.info({ label: spec.label, progress: line }, "pull");
+    if (!spec.registryAuth) return run("docker", ["pull", "--", spec.image], progress);
+    const config = await mkdtemp(join(tmpdir(), "gm-pull-"));
+    try {
+      const { registry, username, password } = spec.registryAuth;
+      const login = await run("docker", ["--config", config, "login", "--username", username, "--password-stdin", registry], undefined, password);
+      // A refused login reads like a refused pull ("unauthorized"): the client's error.
+      if (login.code !== 0) return login;
+      return await run("docker", ["--config", config, "pull", "--", spec.image], progress);
+    } finally {
+      await rm(config, { recursive: true, force: true });
     }
   }
 

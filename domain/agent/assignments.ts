@@ -5,6 +5,7 @@ import { NotFoundError } from "../errors.ts";
 import { jupyterPath } from "../instances/connection.ts";
 import { type PortMapping, portMappingsOf } from "../instances/ports.ts";
 import { containerLabel } from "../instances/service.ts";
+import { pullCredentials, type RegistryAuth } from "../registryCredentials.ts";
 import { machineShare } from "../machineShare.ts";
 
 /*
@@ -39,6 +40,8 @@ export interface AssignmentView {
   jupyterToken: string | null;
   jupyterBasePath: string;
   args: string[];
+  /** Pull credentials for a private image (decrypted: this view goes to the machine's agent only). */
+  registryAuth: RegistryAuth | null;
   rebootCount: number;
   recycleCount: number;
   diskGb: number;
@@ -75,6 +78,7 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
     },
   });
   if (!machine) throw new NotFoundError("Machine");
+  const credentials = await pullCredentials(machine.instances);
   return {
     machineId,
     revision: machine.assignmentsRevision,
@@ -106,6 +110,7 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
         // Set when the auction took its GPUs; a stop by its owner uses the host's setting.
         preemptGraceSeconds: instance.preemptGraceSeconds ?? machine.preemptGraceSeconds,
         statusMessage: instance.statusMessage,
+        registryAuth: credentials.get(instance.id) ?? null,
       } satisfies AssignmentView;
     }),
   };

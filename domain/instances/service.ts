@@ -11,6 +11,7 @@ import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
 import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
@@ -65,7 +66,11 @@ const createSchema = z.object({
 });
 
 /** A rental: from a template (its values fill what the request leaves out) or from image, disk and launch mode. */
-export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> & LaunchRequest;
+export type CreateInstanceInput = Omit<z.input<typeof createSchema>, keyof LaunchRequest> &
+  LaunchRequest & {
+    /** For a private image: stored encrypted, sent only to the agent of the machine that runs it. */
+    registryAuth?: RegistryAuthInput | null;
+  };
 
 export interface CreatedInstance {
   instance: Instance;
@@ -90,7 +95,8 @@ export const INSTANCE_COLUMNS = `id, client_id AS "clientId", machine_id AS "mac
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   end_date AS "endDate", bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", image,
   disk_gb AS "diskGb", launch_mode::text AS "launchMode", onstart, env, ports, args, template_id AS "templateId",
-  reboot_count AS "rebootCount", recycle_count AS "recycleCount", label, status::text AS status,
+  reboot_count AS "rebootCount", recycle_count AS "recycleCount", registry_username AS "registryUsername",
+  registry_password_encrypted AS "registryPasswordEncrypted", label, status::text AS status,
   intended_status::text AS "intendedStatus", status_message AS "statusMessage", status_changed_at AS "statusChangedAt",
   preempt_grace_seconds AS "preemptGraceSeconds", idempotency_key AS "idempotencyKey", created_at AS "createdAt",
   destroyed_at AS "destroyedAt", bid_standing::text AS "bidStanding", bid_price_to_win_micros AS "bidPriceToWinMicros"`;
@@ -171,7 +177,9 @@ async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: numb
  * instance it created first.
  */
 export async function createInstance(userId: number, input: CreateInstanceInput, now = new Date()): Promise<CreatedInstance> {
-  const data = parseInput(createSchema, await resolveLaunch(userId, input));
+  const { registryAuth, ...launch } = input;
+  const data = parseInput(createSchema, await resolveLaunch(userId, launch));
+  const sealedAuth = registryAuth ? sealRentalAuth(registryAuth) : null;
   const [machineId, numGpus] = data.offerId.split("-").map(Number);
   const replay = () =>
     data.idempotencyKey
@@ -206,7 +214,7 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         diskGb: data.diskGb,
         storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
       }), now);
-      const { instance, apiKey } = await insertInstance(tx, {
+      const inserted = await insertInstance(tx, {
         clientId: userId,
         machineId,
         kind,
@@ -228,6 +236,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
       }, freeDisk - data.diskGb, now);
+      const instance = sealedAuth ? await tx.instance.update({ where: { id: inserted.instance.id }, data: sealedAuth }) : inserted.instance;
+      const { apiKey } = inserted;
       await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.

@@ -30,10 +30,13 @@ export interface FieldSpec {
   kind: FieldKind;
   /** Multiplies typed numbers into stored units (GB → MB). */
   scale?: number;
+  /** The GraphQL type whose global ids ("Offer:12-1") are accepted as well as the bare id. */
+  globalIdType?: string;
   description: string;
 }
 
 export const OFFER_FIELDS = {
+  id: { kind: "string", globalIdType: "Offer", description: "the offer's id (12-1, or its global id Offer:12-1)" },
   gpu_name: { kind: "string", description: "GPU model, exactly as listed (RTX_4090)" },
   num_gpus: { kind: "int", description: "GPUs in the offer" },
   gpu_ram: { kind: "int", scale: 1000, description: "VRAM per GPU, GB" },
@@ -42,6 +45,10 @@ export const OFFER_FIELDS = {
   total_flops: { kind: "float", description: "FP32 TFLOPS of all the offer's GPUs" },
   gpu_mem_bw: { kind: "float", description: "GPU memory bandwidth, GB/s" },
   pcie_bw: { kind: "float", description: "PCIe bandwidth per GPU, GB/s" },
+  pci_gen: { kind: "int", description: "PCIe generation of the GPUs' slots" },
+  gpu_arch: { kind: "string", description: "GPU vendor architecture: nvidia (every GPU here has a CUDA compute capability)" },
+  gpu_frac: { kind: "float", description: "the offer's share of the machine's GPUs, 0 to 1" },
+  cpu_arch: { kind: "string", description: "CPU architecture from its model name: arm64 (Arm, Grace, Altra, Graviton) or amd64" },
   cpu_cores: { kind: "int", description: "CPU cores of the machine" },
   cpu_cores_effective: { kind: "float", description: "CPU cores a rental of the offer gets (its share of the machine's)" },
   cpu_ram: { kind: "int", scale: 1000, description: "system RAM a rental of the offer gets (its share), GB" },
@@ -62,6 +69,9 @@ export const OFFER_FIELDS = {
   inet_up_cost: { kind: "money", description: "upload, $/GB" },
   inet_down_cost: { kind: "money", description: "download, $/GB" },
   verified: { kind: "bool", description: "the machine is verified" },
+  verification: { kind: "string", description: "the machine's verification: verified, unverified or deverified" },
+  external: { kind: "bool", description: "listed on another marketplace: never, every offer here is this marketplace's own" },
+  vms_enabled: { kind: "bool", description: "rentable as a virtual machine: never, rentals here are containers" },
   datacenter: { kind: "bool", description: "secure cloud: a vetted datacenter" },
   geolocation: { kind: "geo", description: "country code (US) or location text (Germany)" },
   duration: { kind: "float", description: "days until the listing's end date" },
@@ -79,6 +89,23 @@ export const FIELD_ALIASES: Record<string, OfferField> = {
   dph: "dph_total",
   cuda_vers: "cuda_max_good",
   dlperf_usd: "dlperf_per_dphtotal",
+  flops_usd: "flops_per_dphtotal",
+};
+
+/**
+ * Fields of the reference's query language that this marketplace does not record, with what they
+ * mean there: a search on one is refused by name rather than as an unknown field.
+ */
+export const UNRECORDED_FIELDS: Record<string, string> = {
+  has_avx: "whether the CPU has AVX",
+  cpu_ghz: "the CPU's clock speed",
+  gpu_max_power: "the GPUs' power limit",
+  gpu_max_temp: "the GPUs' temperature limit",
+  mobo_name: "the motherboard model",
+  ubuntu_version: "the host's Ubuntu release",
+  bw_nvlink: "the NVLink bandwidth",
+  gpu_display_active: "whether a display is attached to the GPU",
+  reliability2: "the reference's second reliability estimate",
 };
 
 export type Op = "eq" | "neq" | "lt" | "lte" | "gt" | "gte" | "in" | "notin";
@@ -143,7 +170,16 @@ export function parseOfferQuery(text: string): Clause[] {
       throw new SearchQueryError(`Expected a field name at "${token}"`, token);
     }
     const field = resolveField(name);
-    if (!field) throw new SearchQueryError(`Unknown field "${name}"`, name, name);
+    if (!field) {
+      const unrecorded = UNRECORDED_FIELDS[name.toLowerCase()];
+      if (unrecorded === undefined) throw new SearchQueryError(`Unknown field "${name}"`, name, name);
+      throw new SearchQueryError(
+        `${name} (${unrecorded}) is not recorded by this marketplace: offers cannot be searched by it`,
+        name,
+        name,
+        "UNRECORDED_FIELD",
+      );
+    }
 
     scanner.skipSpaces();
     const op = readOperator(scanner, name);
@@ -308,7 +344,8 @@ function typedScalar(field: OfferField, spec: FieldSpec, item: { text: string; q
     }
     case "string":
     case "geo": {
-      const value = item.quoted ? text : text.replaceAll("_", " ");
+      if (spec.globalIdType && text.startsWith(`${spec.globalIdType}:`)) return text.slice(spec.globalIdType.length + 1);
+      const value = item.quoted || spec.globalIdType ? text : text.replaceAll("_", " ");
       if (value.trim() === "") throw new SearchQueryError(`${field} needs a non-empty value`, text, field);
       return value;
     }

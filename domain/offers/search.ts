@@ -186,11 +186,17 @@ function dlperfPerDphSql(ctx: SqlContext): Prisma.Sql {
   return ctx.defaultStorage ? col(ctx, "dlperf_per_dphtotal") : perDollarHourSql(ctx, col(ctx, "dlperf"));
 }
 
+/** A column of the offer's machine, for the fields the offer table does not copy (rarely searched). */
+function machineSql(ctx: SqlContext, expression: string): Prisma.Sql {
+  return Prisma.raw(`(SELECT ${expression} FROM machine WHERE machine.id = ${ctx.prefix || "offer."}machine_id)`);
+}
+
 const reliabilityCubed = (ctx: SqlContext) =>
   Prisma.sql`(${col(ctx, "reliability")} * ${col(ctx, "reliability")} * ${col(ctx, "reliability")})`;
 
 /** Each field's SQL value, in the units the stored and typed values share (MB, micro-dollars, days). */
 const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
+  id: (ctx) => col(ctx, "id"),
   gpu_name: (ctx) => col(ctx, "gpu_name"),
   num_gpus: (ctx) => col(ctx, "num_gpus"),
   gpu_ram: (ctx) => col(ctx, "gpu_ram"),
@@ -199,6 +205,12 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   total_flops: (ctx) => col(ctx, "total_flops"),
   gpu_mem_bw: (ctx) => col(ctx, "gpu_mem_bw"),
   pcie_bw: (ctx) => col(ctx, "pcie_bw"),
+  pci_gen: (ctx) => machineSql(ctx, "pcie_gen"),
+  // A compute capability is CUDA's: every GPU listed here is NVIDIA's.
+  gpu_arch: () => Prisma.sql`'nvidia'::text`,
+  gpu_frac: (ctx) => Prisma.sql`(${col(ctx, "num_gpus")}::float8 / ${machineSql(ctx, "num_gpus")})`,
+  cpu_arch: (ctx) =>
+    machineSql(ctx, String.raw`CASE WHEN cpu_name ~* '\m(arm|arm64|aarch64|neoverse|grace|altra|graviton)\M' THEN 'arm64' ELSE 'amd64' END`),
   cpu_cores: (ctx) => col(ctx, "cpu_cores"),
   cpu_cores_effective: (ctx) => col(ctx, "cpu_cores_effective"),
   cpu_ram: (ctx) => col(ctx, "cpu_ram"),
@@ -220,6 +232,9 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   inet_up_cost: (ctx) => col(ctx, "inet_up_cost_micros"),
   inet_down_cost: (ctx) => col(ctx, "inet_down_cost_micros"),
   verified: (ctx) => col(ctx, "verified"),
+  verification: (ctx) => machineSql(ctx, "lower(verification::text)"),
+  external: () => Prisma.sql`FALSE`,
+  vms_enabled: () => Prisma.sql`FALSE`,
   datacenter: (ctx) => col(ctx, "datacenter"),
   geolocation: (ctx) => col(ctx, "geolocation"),
   duration: (ctx) => Prisma.sql`(EXTRACT(EPOCH FROM (${col(ctx, "end_date")} - now())) / 86400)`,

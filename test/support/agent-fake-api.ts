@@ -20,6 +20,7 @@ const typeDefs = /* GraphQL */ `
   enum LaunchMode { SSH JUPYTER ENTRYPOINT }
   enum ReportedInstanceState { RUNNING EXITED STOPPED FAILED }
   type EnvVar { key: String! value: String! }
+  type RegistryAuth { registry: String! username: String! password: String! }
   type AssignedPort { containerPort: Int! protocol: String! hostPort: Int }
   input PortMappingInput { containerPort: Int! protocol: String! hostPort: Int! }
   type Assignment {
@@ -36,6 +37,7 @@ const typeDefs = /* GraphQL */ `
     jupyterToken: String
     jupyterBasePath: String!
     args: [String!]!
+    registryAuth: RegistryAuth
     rebootCount: Int!
     recycleCount: Int!
     diskGb: Int!

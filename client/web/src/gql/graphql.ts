@@ -59,6 +59,8 @@ export type CreateInstanceInput = {
   onstart?: string | null | undefined;
   /** Ports to open: 8081, 8081/udp, 8081:8081; identity ports 70000 and above as 70000:70000. */
   ports?: Array<string> | null | undefined;
+  /** Credentials to pull a private image (else the account's saved ones for its registry, if any); stored encrypted, never returned. */
+  registryAuth?: RegistryAuthInput | null | undefined;
   /** A template to start from ("Template:3"): its values apply wherever this input gives none; its variables and ports add to these. */
   templateId?: string | number | null | undefined;
 };
@@ -108,22 +110,22 @@ export type LaunchMode =
   | 'JUPYTER'
   | 'SSH';
 
-/** The whole listing: omitted optional fields take their defaults, they do not keep earlier values. Rentals keep the price and end date they started with. */
+/** A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with. */
 export type ListMachineInput = {
   /** Within a year from now. */
   endDate: string;
-  /** Defaults to 0. */
+  /** Omitted: the earlier price; default 0. */
   inetDownPricePerGb?: string | null | undefined;
-  /** Defaults to 0. */
+  /** Omitted: the earlier price; default 0. */
   inetUpPricePerGb?: string | null | undefined;
   machineId: string | number;
-  /** Lowest bid per GPU-hour for interruptible rentals, at most the price; defaults to the price. */
+  /** Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it); default: the price. */
   minBidPerGpuHour?: string | null | undefined;
-  /** Smallest number of GPUs rented together: a power of two up to the GPU count; defaults to 1. */
+  /** Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1. */
   minChunk?: number | null | undefined;
   /** On-demand price per GPU-hour. */
   pricePerGpuHour: string;
-  /** Defaults to 0. */
+  /** Omitted: the earlier price; default 0. */
   storagePricePerGbMonth?: string | null | undefined;
 };
 
@@ -190,6 +192,8 @@ export type OfferOrderField =
   | 'DURATION'
   /** TFLOPS per $/hr */
   | 'FLOPS_PER_DPHTOTAL'
+  /** the offer's share of the machine's GPUs, 0 to 1 */
+  | 'GPU_FRAC'
   /** GPU memory bandwidth, GB/s */
   | 'GPU_MEM_BW'
   /** VRAM per GPU, GB */
@@ -214,6 +218,8 @@ export type OfferOrderField =
   | 'NUM_GPUS'
   /** PCIe bandwidth per GPU, GB/s */
   | 'PCIE_BW'
+  /** PCIe generation of the GPUs' slots */
+  | 'PCI_GEN'
   /** reliability estimate, 0 to 1 */
   | 'RELIABILITY'
   /** the default ranking: DLPerf per $/hr × reliability³ */
@@ -228,6 +234,12 @@ export type PriceBucket =
   | 'DAY'
   | 'HOUR'
   | 'MINUTE';
+
+export type RegistryAuthInput = {
+  /** Or an access token; stored encrypted and never returned. */
+  password: string;
+  username: string;
+};
 
 /** ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins. */
 export type RentalKind =

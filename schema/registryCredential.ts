@@ -1,0 +1,62 @@
+import {
+  RegistryCredentialsUnavailableError,
+  removeRegistryCredential,
+  saveRegistryCredential,
+} from "../domain/registryCredentials.ts";
+import { prisma } from "../infra/db.ts";
+import { builder } from "./builder.ts";
+import { ErrorInterface } from "./errors.ts";
+import { localId } from "./ids.ts";
+
+builder.objectType(RegistryCredentialsUnavailableError, { name: "RegistryCredentialsUnavailableError", interfaces: [ErrorInterface] });
+
+export const RegistryCredentialRef = builder.prismaNode("RegistryCredential", {
+  id: { field: "id" },
+  description: "Saved credentials for a private image registry. The password is never shown again.",
+  authScopes: (credential, ctx) => ctx.viewer !== null && credential.userId === ctx.viewer.userId,
+  fields: (t) => ({
+    registry: t.exposeString("registry", { description: 'The registry host[:port], as image references name it ("docker.io" for bare names).' }),
+    username: t.exposeString("username"),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+export const RegistryAuthInput = builder.inputType("RegistryAuthInput", {
+  fields: (t) => ({
+    username: t.string({ required: true }),
+    password: t.string({ required: true, description: "Or an access token; stored encrypted and never returned." }),
+  }),
+});
+
+builder.queryField("registryCredentials", (t) =>
+  t.withAuth({ permission: "READ" }).prismaField({
+    type: ["RegistryCredential"],
+    description: "The account's saved registry credentials (without their passwords).",
+    resolve: (query, _root, _args, ctx) =>
+      prisma.registryCredential.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
+  }),
+);
+
+builder.mutationField("saveRegistryCredential", (t) =>
+  t.withAuth({ permission: "KEYS" }).field({
+    type: RegistryCredentialRef,
+    description:
+      "Saves (or replaces) credentials for a private registry: rentals of its images given no registryAuth pull with them. The password is stored encrypted and sent only to the agent of a machine running such a rental.",
+    errors: { types: [RegistryCredentialsUnavailableError] },
+    args: {
+      registry: t.arg.string({ required: true, description: "Host[:port], such as ghcr.io; docker.io for Docker Hub." }),
+      auth: t.arg({ type: RegistryAuthInput, required: true }),
+    },
+    resolve: (_root, args, ctx) => saveRegistryCredential(ctx.viewer.userId, { registry: args.registry, ...args.auth }),
+  }),
+);
+
+builder.mutationField("removeRegistryCredential", (t) =>
+  t.withAuth({ permission: "KEYS" }).field({
+    type: RegistryCredentialRef,
+    description: "Removes saved registry credentials.",
+    errors: {},
+    args: { id: t.arg.globalID({ required: true }) },
+    resolve: (_root, args, ctx) => removeRegistryCredential(ctx.viewer.userId, localId(args.id, "RegistryCredential")),
+  }),
+);
