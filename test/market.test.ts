@@ -224,8 +224,8 @@ describe("earningsEstimate", () => {
     await prisma.timeAccrual.create({
       data: {
         instanceId: instances[0], clientId: client.userId, hostId: host.userId, machineId: machines.a, category: "GPU",
-        periodStart: new Date(end.getTime() - 30 * DAY_MS), unitPriceMicros: 10n ** 12n, units: 1, startedAt: new Date(end.getTime() - 30 * DAY_MS),
-        endedAt: new Date(end.getTime() - 30 * DAY_MS + HOUR_MS), seconds: 3600n, amountMicros: 10n ** 12n,
+        periodStart: new Date(end.getTime() - 30 * DAY_MS), unitPriceMicros: 10n ** 9n, units: 1, startedAt: new Date(end.getTime() - 30 * DAY_MS),
+        endedAt: new Date(end.getTime() - 30 * DAY_MS + HOUR_MS), seconds: 3600n, amountMicros: 10n ** 9n,
       },
     });
     const result = await app.gql(ESTIMATE, { specs: { gpuName: "RTX 4090", numGpus: 8 } });
