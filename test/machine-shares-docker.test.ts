@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../agent/exec.ts";
-import { GPUS_KEY } from "../agent/runtimes/docker.ts";
+import { AGENT_KEY, agentScope, GPUS_KEY } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -22,7 +22,6 @@ let auction: AuctionWorker;
 let images: TestImages;
 let dir: string;
 let agent: AgentProcess | undefined;
-const containers: string[] = [];
 
 beforeAll(async () => {
   images = await testImages();
@@ -35,8 +34,9 @@ afterAll(async () => {
     agent.child.kill("SIGTERM");
     await agent.exited;
   }
-  // Labels (C.<id>) repeat across test databases: remove by the ids this file saw.
-  for (const id of containers) await run("docker", ["rm", "--force", id]);
+  // Labels (C.<id>) repeat across test databases: remove what this file's agent made, by its scope.
+  const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(dir, "agent"))}`]);
+  for (const id of made.stdout.split("\n").filter(Boolean)) await run("docker", ["rm", "--force", id]);
   await auction.close();
   await closePubSub();
   await rm(dir, { recursive: true, force: true });
@@ -68,7 +68,6 @@ describe("two tenants on one 8-GPU machine, docker runtime", () => {
     const [first, second] = [await eventually(() => running(one), 60_000), await eventually(() => running(two), 60_000)];
     const a = (await inspectContainer(app.url, one))!;
     const b = (await inspectContainer(app.url, two))!;
-    containers.push(a.Id, b.Id);
 
     // Each container names exactly the GPUs the auction gave its instance, and no GPU twice.
     expect(first.gpuIndices).toHaveLength(1);

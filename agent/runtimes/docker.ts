@@ -35,6 +35,9 @@ export const REBOOT_KEY = "gpu-marketplace.reboot-count";
 export const GPUS_KEY = "gpu-marketplace.gpus";
 export const GPU_ISOLATION_KEY = "gpu-marketplace.gpu-isolation";
 
+/** The AGENT_KEY of the agent whose state directory is `dir`. */
+export const agentScope = (dir: string) => createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 8);
+
 /** What the engine can give a container: GPUs (an NVIDIA runtime is installed) and how many CPUs it has. */
 export interface EngineCapabilities {
   gpus: boolean;
@@ -56,7 +59,7 @@ export class DockerRuntime implements Runtime {
     private readonly dir: string,
     private readonly logger: Logger,
   ) {
-    this.scope = createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 8);
+    this.scope = agentScope(dir);
   }
 
   /** This agent's containers carry it in AGENT_KEY and in their names. */

@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { expect, vi } from "vitest";
 import type { TestApp } from "./app.ts";
+import { freePortRange } from "./ports.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -128,6 +129,8 @@ const SPECS = {
 };
 
 /** A host's machine, registered and listed over GraphQL: its id and its agent's key. */
+const DIRECT_PORTS = 10;
+
 export async function registerAndList(
   app: TestApp,
   hostKey: string,
@@ -140,6 +143,14 @@ export async function registerAndList(
     hostKey,
   );
   const { machine, apiKey } = registered.data.registerMachine.data;
+  // A direct port range free on this host now: other test files publish ports on the same engine.
+  const start = await freePortRange(DIRECT_PORTS);
+  const network = await app.gql(
+    `mutation ($input: MachineNetworkInput!) { setMachineNetwork(input: $input) { __typename ... on Error { code message } } }`,
+    { input: { machineId: machine.id, directPortStart: start, directPortEnd: start + DIRECT_PORTS - 1 } },
+    hostKey,
+  );
+  expect(network.data.setMachineNetwork.__typename).toBe("MutationSetMachineNetworkSuccess");
   const listed = await app.gql(
     `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
     { input: { machineId: machine.id, pricePerGpuHour: "0.30", endDate: new Date(Date.now() + 7 * 86_400_000).toISOString() } },
