@@ -34,8 +34,10 @@ afterAll(async () => {
     agent.child.kill("SIGTERM");
     await agent.exited;
   }
-  // Labels (C.<id>) repeat across test databases: remove what this file's agent made, by its scope.
-  const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(dir, "agent"))}`]);
+  // Labels (C.<id>) repeat across test databases: remove what this file's agent made, by its scope
+  // (the agent keeps the docker runtime's state in <state dir>/docker).
+  const scope = agentScope(join(dir, "agent", "docker"));
+  const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${scope}`]);
   for (const id of made.stdout.split("\n").filter(Boolean)) await run("docker", ["rm", "--force", id]);
   await auction.close();
   await closePubSub();
