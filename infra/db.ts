@@ -18,6 +18,15 @@ export type Db = typeof prisma;
 /** A client or an interactive transaction: domain services accept either. */
 export type Tx = Omit<Db, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
 
+/** PostgreSQL's codes for a CHECK constraint violated and a bigint out of range. */
+const BOUND_ERRORS = new Set(["23514", "22003"]);
+
+/** Whether `error` is a value past a bound the database enforces (a CHECK constraint, or int8 overflow). */
+export function isBoundViolation(error: unknown): boolean {
+  const meta = (error as { meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } })?.meta;
+  return BOUND_ERRORS.has(String(meta?.driverAdapterError?.cause?.originalCode));
+}
+
 /** Whether `error` is a unique-index violation, from the query builder (P2002) or a raw statement (PostgreSQL's 23505). */
 export function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;

@@ -90,6 +90,17 @@ describe("usage reports", () => {
     expect((await app.gql(USAGE, { id, rx: "401000000000", tx: "0" }, agentKey)).data.reportUsage.data.charged).toBe("400.00");
   });
 
+  it("a report whose charge would take a balance past its bound is a typed error and moves nothing", async () => {
+    const client = await createAccount("bound-client", { credit: 10_000_000n });
+    const id = await rent(client.key);
+    await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: -MAX_MONEY_MICROS + 500_000n } });
+    const before = await balances();
+    const refused = (await app.gql(USAGE, { id, rx: "1000000000", tx: "0" }, agentKey)).data.reportUsage;
+    expect(refused.__typename).toBe("ValidationError");
+    expect(refused.issues.map((issue: { path: string[] }) => issue.path)).toEqual([["rxBytes"]]);
+    expect(await balances()).toEqual(before);
+  });
+
   it("bandwidth prices are bounded at $1/GB", async () => {
     const LIST = `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on ValidationError { issues { path } } } }`;
     const listing = { machineId: `Machine:${machineId}`, pricePerGpuHour: "0.40", endDate: new Date(Date.now() + 86_400_000).toISOString() };

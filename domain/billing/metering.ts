@@ -1,4 +1,4 @@
-import { meteringPrisma, type Tx } from "../../infra/db.ts";
+import { isBoundViolation, meteringPrisma, type Tx } from "../../infra/db.ts";
 import { config } from "../../infra/config.ts";
 import { logger } from "../../infra/logger.ts";
 import { PERIOD_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH, periodStart } from "./rates.ts";
@@ -301,14 +301,6 @@ SELECT coalesce(array_agg(DISTINCT x.user_id), '{}') AS ids FROM (
    WHERE abs(coalesce(l.amount_micros, 0)::numeric + n.amount) > ${MAX_MONEY_MICROS}
 ) x`;
 
-/** PostgreSQL's codes for a CHECK constraint violated and a bigint out of range. */
-const BOUND_ERRORS = new Set(["23514", "22003"]);
-
-function isBoundError(error: unknown): boolean {
-  const meta = (error as { meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } })?.meta;
-  return BOUND_ERRORS.has(String(meta?.driverAdapterError?.cause?.originalCode));
-}
-
 /**
  * Charges the phase's window (CHARGE) without letting one account stall it: when a move would
  * cross a bound, the statement is undone (savepoint), the accounts it would take past the bounds
@@ -328,7 +320,7 @@ async function chargeIsolating(tx: Tx, from: number, to: number, period: number,
       await tx.$executeRawUnsafe(`RELEASE SAVEPOINT charge`);
       return { ...charged, held: heldNow };
     } catch (error) {
-      if (!isBoundError(error)) throw error;
+      if (!isBoundViolation(error)) throw error;
       await tx.$executeRawUnsafe(`ROLLBACK TO SAVEPOINT charge`);
       const [{ ids }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(OUT_OF_BOUNDS, from, to, period, config().PLATFORM_FEE_BPS, phase, held);
       // Nothing found to isolate: not a bound this tick can get around.

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { config } from "../../infra/config.ts";
-import type { Db, Tx } from "../../infra/db.ts";
+import { type Db, isBoundViolation, type Tx } from "../../infra/db.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { parseInput } from "../validation.ts";
 import { bandwidthAmount, hostShare, periodStart } from "./rates.ts";
@@ -100,7 +100,16 @@ export async function recordUsage(
     if (moves.length) await moveBalances(tx, period, instance.clientId, instance.hostId, moves, charged, earned);
     return { rxBytes: rx, txBytes, chargedMicros: charged };
   };
-  return "$transaction" in db ? db.$transaction(run) : run(db);
+  const charging = "$transaction" in db ? db.$transaction(run) : run(db);
+  // A charge that would take a balance or a ledger entry past its bound is the report's fault to
+  // answer, not a server error; nothing was counted (the transaction rolled back).
+  return charging.catch((error: unknown) => {
+    if (!isBoundViolation(error)) throw error;
+    const fields = [["rxBytes", input.rxBytes], ["txBytes", input.txBytes]] as const;
+    throw new ValidationError(
+      fields.filter(([, bytes]) => bytes > 0n).map(([field]) => ({ path: [field], message: "would take an account's balance past its bound" })),
+    );
+  });
 }
 
 /**
