@@ -3,6 +3,7 @@ import ErrorsPlugin from "@pothos/plugin-errors";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import GeneratedDescriptionsPlugin from "./generatedDescriptions.ts";
 import { authScopeAnswers } from "../domain/authorization.ts";
 import { AppError, ForbiddenError, NotAuthenticatedError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import { prisma } from "../infra/db.ts";
@@ -45,7 +46,9 @@ export const builder = new SchemaBuilder<{
 }>({
   defaultFieldNullability: false,
   // Errors wraps ScopeAuth so that unauthorizedError's AppErrors become union data on mutations.
-  plugins: [ErrorsPlugin, ScopeAuthPlugin, PrismaPlugin, RelayPlugin],
+  // GeneratedDescriptions comes last: field configs pass through the plugins last to first, so it
+  // describes a field's result types before Errors makes them.
+  plugins: [ErrorsPlugin, ScopeAuthPlugin, PrismaPlugin, RelayPlugin, GeneratedDescriptionsPlugin],
   scopeAuth: {
     // A subscription's scopes are checked when it starts, not again for each event: a connection's
     // key does not change, and a metering tick runs every balance subscription at once.
@@ -77,5 +80,22 @@ export const builder = new SchemaBuilder<{
     // Each type answers its own owner-checked lookups; a generic node field would bypass them.
     nodeQueryOptions: false,
     nodesQueryOptions: false,
+    nodeTypeOptions: { description: "An object with a global id, such as \"Machine:12\"." },
+    idFieldOptions: { description: "The global id: the type's name and its number, such as \"Machine:12\"." },
+    pageInfoTypeOptions: { description: "Where a page of a list stands in the whole list." },
+    hasNextPageFieldOptions: { description: "More items follow: ask again with `after: endCursor`." },
+    hasPreviousPageFieldOptions: { description: "Items come before this page: ask again with `before: startCursor`." },
+    startCursorFieldOptions: { description: "The cursor of the page's first item; null for an empty page." },
+    endCursorFieldOptions: { description: "The cursor of the page's last item; null for an empty page." },
+    defaultConnectionTypeOptions: { description: "One page of a list, with where it stands in the whole list." },
+    defaultEdgeTypeOptions: { description: "One item of a list page, with its cursor." },
+    edgesFieldOptions: { description: "The page's items, in the list's order." },
+    pageInfoFieldOptions: { description: "Whether more items come before or after this page, and the cursors to ask for them." },
+    cursorFieldOptions: { description: "Pass as `after` (or `before`) to get the items after (or before) this one." },
+    nodeFieldOptions: { description: "The item." },
+    firstArgOptions: { description: "Page size from the start (or after `after`): 0 to 100, default 20; the rest follows on later pages." },
+    afterArgOptions: { description: "The cursor of the item to start after (pageInfo.endCursor of the page before)." },
+    lastArgOptions: { description: "Page size from the end (or before `before`): 0 to 100." },
+    beforeArgOptions: { description: "The cursor of the item to end before (pageInfo.startCursor of the page after)." },
   },
 });

@@ -60,7 +60,7 @@ builder.node(OfferRef, {
     dlperfPerDphTotal: t.exposeFloat("dlperfPerDphtotal", { description: "DLPerf per dollar-hour of dphTotal." }),
     flopsPerDphTotal: t.exposeFloat("flopsPerDphtotal", { description: "TFLOPS per dollar-hour of dphTotal." }),
     reliability: t.exposeFloat("reliability"),
-    score: t.exposeFloat("score", { description: OFFER_FIELDS.score.description }),
+    score: t.exposeFloat("score", { description: "The default ranking: DLPerf per dollar-hour × reliability³ (higher is better)." }),
     verified: t.exposeBoolean("verified"),
     datacenter: t.exposeBoolean("datacenter", { description: "Secure cloud: the machine is in a vetted datacenter." }),
     geolocation: t.exposeString("geolocation"),
