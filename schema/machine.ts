@@ -94,6 +94,11 @@ export const MachineRef = builder.prismaNode("Machine", {
       nullable: true,
       description: "The listing's end: the longest a new rental may run.",
     }),
+    duration: t.float({
+      nullable: true,
+      description: "Days the rolling end date is kept ahead of now (endDate moves forward as time passes); null for a fixed end date.",
+      resolve: (machine) => (machine.listingDurationSeconds === null ? null : machine.listingDurationSeconds / 86_400),
+    }),
     createdAt: t.expose("createdAt", { type: "DateTime", description: "When the host registered it. Host only." }),
     instances: t.relation("instances", {
       description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices). Host only.",
@@ -184,7 +189,14 @@ const ListMachineInput = builder.inputType("ListMachineInput", {
     minChunk: t.int({
       description: "Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1.",
     }),
-    endDate: t.field({ type: "DateTime", required: true, description: "Within a year from now." }),
+    endDate: t.field({
+      type: "DateTime",
+      description: "A fixed end of the listing, within a year from now; not with duration. Omitted with duration: the earlier end (fixed or rolling), which must be ahead.",
+    }),
+    duration: t.float({
+      description:
+        "A rolling end date, in days (1/24 to 365): the listing ends this long from now and is moved forward as time passes (the reference's -l). Not with endDate.",
+    }),
   }),
 });
 
