@@ -78,10 +78,6 @@ export const MachineRef = builder.prismaNode("Machine", {
       description: "The listing's end: the longest a new rental may run.",
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
-    instances: t.relation("instances", {
-      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices).",
-      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
-    }),
   }),
 });
 
