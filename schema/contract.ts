@@ -115,7 +115,7 @@ builder.prismaObjectFields("Machine", (t) => ({
       totalCount: true,
       // Its host's view only, whichever path reaches the machine.
       authScopes: (machine, _args, ctx) => seesMachine(ctx.viewer, machine),
-      description: "The rentals on this machine, oldest first: the live ones (every one not destroyed), and with `includeEnded` the destroyed ones too.",
+      description: "The rentals on this machine, oldest first: the live ones (every one not destroyed), and with `includeEnded` the destroyed ones too. Host only.",
       args: { includeEnded: t.arg.boolean({ defaultValue: false, description: "Also list destroyed contracts, for the machine's history." }) },
       query: (args) => ({ where: args.includeEnded ? {} : { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } }),
     },

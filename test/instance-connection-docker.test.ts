@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, runOk } from "../agent/exec.ts";
+import { runOk } from "../agent/exec.ts";
 import { DockerRuntime } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
@@ -13,6 +13,7 @@ import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
 import { freePortRange } from "./support/ports.ts";
+import { keyPair, ssh } from "./support/ssh.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
 
 // The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
@@ -98,12 +99,6 @@ async function client(balance = 20_000_000n) {
   return account;
 }
 
-async function keyPair(name: string): Promise<{ file: string; publicKey: string }> {
-  const file = join(dir, name);
-  await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
-  return { file, publicKey: (await readFile(`${file}.pub`, "utf8")).trim() };
-}
-
 async function rent(key: string, input: Record<string, unknown>): Promise<string> {
   const created = await app.gql(
     `mutation ($input: CreateInstanceInput!) { createInstance(input: $input) {
@@ -129,21 +124,11 @@ const connected = (id: string, key: string) =>
     return current.status === "RUNNING" && current.connection ? current : undefined;
   }, 120_000);
 
-/** The real ssh client: its exit code and output. */
-async function ssh(keyFile: string, port: number, command: string) {
-  return run("ssh", [
-    "-i", keyFile, "-p", String(port),
-    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-    "root@127.0.0.1", command,
-  ]);
-}
-
 describe("reaching an instance on the real Docker engine", () => {
   it("logs in over SSH with the account's key; attached keys log in, detached ones are refused; tenants get their own ports", async () => {
     const owner = await client();
-    const first = await keyPair("first");
-    const second = await keyPair("second");
+    const first = await keyPair(dir, "first");
+    const second = await keyPair(dir, "second");
     const added = await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: first.publicKey }, owner.key);
     expect(added.data.addSshKey.__typename).toBe("MutationAddSshKeySuccess");
 
