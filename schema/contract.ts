@@ -17,7 +17,7 @@ const ContractEarningsRef = builder.objectRef<EarningsSplit>("ContractEarnings")
     gpu: t.field({ type: "Money", description: "For GPU time.", resolve: (split) => split.gpuMicros }),
     storage: t.field({ type: "Money", description: "For disk held, running or not.", resolve: (split) => split.storageMicros }),
     bandwidth: t.field({ type: "Money", description: "For traffic up and down.", resolve: (split) => split.bandwidthMicros }),
-    total: t.field({ type: "Money", description: "gpu + storage + bandwidth.", resolve: (split) => split.totalMicros }),
+    total: t.field({ type: "Money", description: "The sum of gpu, storage and bandwidth.", resolve: (split) => split.totalMicros }),
   }),
 });
 
