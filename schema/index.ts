@@ -7,6 +7,8 @@ import "./apiKey.ts";
 import "./sshKey.ts";
 import "./machine.ts";
 import "./verification.ts";
+import "./machineSpecs.ts";
+import "./contract.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";
