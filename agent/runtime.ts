@@ -64,9 +64,15 @@ export interface ContainerSpec {
   memoryMb: number;
 }
 
-/** A launch that cannot work because of what the client asked for (the image, its command): reported, not held against the host. */
+/** Why a launch cannot work, as the agent reports it (the API checks the claim before sparing the machine). */
+export type LaunchFailureCause = "IMAGE_UNAVAILABLE" | "NO_GPU_RUNTIME";
+
+/** A launch that cannot work, for a reason the agent names: the image cannot be pulled, or the engine cannot hand out GPUs. */
 export class LaunchRefusedError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly failureCause: LaunchFailureCause,
+  ) {
     super(message);
     this.name = "LaunchRefusedError";
   }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { run } from "../agent/exec.ts";
 import { AGENT_KEY, agentScope } from "../agent/runtimes/docker.ts";
+import { NO_GPU_RUNTIME_MESSAGE } from "../domain/agent/failures.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -17,7 +18,9 @@ import { subscribe } from "./support/ws.ts";
 
 // Running an instance on the real Docker engine with the real agent: the container's output as
 // instanceLogs (and live), a reboot that keeps the container's files and a recycle that does not, and
-// a launch from a template that brings its ports and env. Reached only through 127.0.0.1 ports.
+// a launch from a template that brings its ports and env. Reached only through 127.0.0.1 ports. This
+// engine has no GPU runtime: the agents run in their GPU-less test mode, except the one that shows
+// what happens without it.
 
 const app = useTestApp();
 let auction: AuctionWorker;
@@ -73,6 +76,7 @@ const INSTANCE = /* GraphQL */ `
 `;
 
 async function rent(input: Record<string, unknown>): Promise<string> {
+  // The file's machine unless the input names another offer.
   const created = unwrap((await app.gql(CREATE_INSTANCE, { input: { offerId: `${machineId}-1`, diskGb: 5, ...input } }, owner.key)).data.createInstance);
   expect(created.instance?.id, JSON.stringify(created)).toBeDefined();
   return created.instance.id;
@@ -208,5 +212,34 @@ describe("running an instance on the real Docker engine", () => {
     await eventually(async () => unwrap((await app.gql(LOGS, { id, tail: 100 }, owner.key)).data.instanceLogs).lines?.includes("template onstart: MODE=prod"), 30_000);
     expect(await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } })).toMatchObject({ ports: ["8081:8081"], diskGb: 3 });
     await destroy(id);
+  }, 300_000);
+
+  it("an agent without the GPU-less test mode refuses GPU rentals on an engine without a GPU runtime; the client reads why and the machine is not blamed", async () => {
+    const host = await createAccount("host");
+    const machine = await registerAndList(app, host.key);
+    // Rented before the machine's agent first reported: the API could not know yet.
+    const id = await rent({ image: images.ssh, launchMode: "SSH", offerId: `${machine.machineId}-1` });
+    const weight = (await prisma.machine.findUniqueOrThrow({ where: { id: machine.machineId } })).reliabilityWeight;
+    const stateDir = join(dir, "strict-agent");
+    const strict = spawnAgent({ api: app.url, key: machine.key, machineId: machine.machineId, stateDir, runtime: "docker", allowGpuless: false });
+    try {
+      const ended = await eventually(async () => {
+        const current = (await app.gql(INSTANCE, { id }, owner.key)).data.instance;
+        return current.status === "EXITED" ? current : undefined;
+      }, 60_000);
+      expect(ended.statusMessage).toBe(NO_GPU_RUNTIME_MESSAGE);
+      const row = await prisma.machine.findUniqueOrThrow({ where: { id: machine.machineId } });
+      expect(row.metrics).toMatchObject({ containerGpus: false, gpulessTestMode: false });
+      expect(row.reliabilityWeight).toBe(weight);
+      // No container was made, and the machine is no longer offered.
+      const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(stateDir, "docker"))}`]);
+      expect(made.stdout.trim()).toBe("");
+      const again = unwrap((await app.gql(CREATE_INSTANCE, { input: { offerId: `${machine.machineId}-1`, image: images.ssh, diskGb: 5, launchMode: "SSH" } }, owner.key)).data.createInstance);
+      expect(again).toMatchObject({ code: "OFFER_UNAVAILABLE", message: expect.stringContaining("cannot hand out GPUs") });
+    } finally {
+      strict.child.kill("SIGTERM");
+      await strict.exited;
+      await destroy(id);
+    }
   }, 300_000);
 });
