@@ -9,7 +9,7 @@ import { MICROS_PER_DOLLAR } from "./money.ts";
 import { hostAddress } from "./agent/liveness.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { parseInput } from "./validation.ts";
-import { DAY_MS } from "./time.ts";
+import { DAY_MS, MINUTE_MS } from "./time.ts";
 
 /*
  * Host services. Each takes the host's user id and filters by it, so another account's machine is
@@ -97,6 +97,9 @@ export async function addMachine(db: Tx, hostId: number, input: RegisterMachineI
 
 const dollars = (amount: bigint) => amount * MICROS_PER_DOLLAR;
 const MAX_LISTING_DAYS = 365;
+const MIN_LISTING_DURATION_DAYS = 1 / 24;
+/** A rolling end date is moved forward once it has fallen this far behind now + duration. */
+export const LISTING_ROLL_STEP_MS = 10 * MINUTE_MS;
 
 const pricePerGpuHour = z.bigint().min(1n).max(dollars(100n));
 const minBidPerGpuHour = z.bigint().min(0n).max(dollars(100n));
@@ -126,9 +129,18 @@ const listMachineSchema = z
       .refine(
         (date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS,
         `at most ${MAX_LISTING_DAYS} days ahead`,
-      ),
+      )
+      .nullish(),
+    duration: z
+      .number()
+      .min(MIN_LISTING_DURATION_DAYS, "at least one hour (1/24 of a day)")
+      .max(MAX_LISTING_DAYS, `at most ${MAX_LISTING_DAYS} days`)
+      .nullish(),
   })
   .superRefine((listing, ctx) => {
+    if (listing.endDate != null && listing.duration != null) {
+      ctx.addIssue({ code: "custom", path: ["duration"], message: "give endDate or duration, not both" });
+    }
     if (listing.minBidPerGpuHour != null && listing.minBidPerGpuHour > listing.pricePerGpuHour) {
       ctx.addIssue({ code: "custom", path: ["minBidPerGpuHour"], message: "must not exceed pricePerGpuHour" });
     }
@@ -164,12 +176,12 @@ async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<
  * null ones, and omitted ones the first time, take their defaults (min bid = price, no storage or
  * bandwidth charge, chunks from 1 GPU). A kept min bid above a new, lower price comes down to it.
  */
-export async function listMachine(hostId: number, input: ListMachineInput): Promise<Machine> {
-  return commandThenClear((tx) => applyListing(tx, hostId, input));
+export async function listMachine(hostId: number, input: ListMachineInput, now = new Date()): Promise<Machine> {
+  return commandThenClear((tx) => applyListing(tx, hostId, input, now));
 }
 
 /** listMachine in the caller's transaction (the clearing is left to the maintenance job's sweep). */
-export async function applyListing(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
+export async function applyListing(db: Tx, hostId: number, input: ListMachineInput, now = new Date()): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
   const minChunk = keptOr(listing.minChunk, machine.minChunk, 1);
@@ -178,6 +190,7 @@ export async function applyListing(db: Tx, hostId: number, input: ListMachineInp
   }
   const price = listing.pricePerGpuHour;
   return updateAndSync(db, machine.id, {
+    ...listingEnd(listing, machine, now),
     listed: true,
     pricePerGpuHourMicros: price,
     minBidPerGpuHourMicros: keptOr(listing.minBidPerGpuHour, keptMinBid(machine.minBidPerGpuHourMicros, price), price),
@@ -185,8 +198,25 @@ export async function applyListing(db: Tx, hostId: number, input: ListMachineInp
     inetUpPricePerGbMicros: keptOr(listing.inetUpPricePerGb, machine.inetUpPricePerGbMicros, 0n),
     inetDownPricePerGbMicros: keptOr(listing.inetDownPricePerGb, machine.inetDownPricePerGbMicros, 0n),
     minChunk,
-    endDate: listing.endDate,
   });
+}
+
+/**
+ * The listing's end: a fixed endDate, or a duration that keeps it at now + duration (rolled by
+ * rollListingEndDates); neither keeps the earlier one, which must still be ahead.
+ */
+function listingEnd(
+  listing: { endDate?: Date | null; duration?: number | null },
+  machine: Pick<Machine, "endDate" | "listingDurationSeconds">,
+  now: Date,
+): { endDate: Date; listingDurationSeconds: number | null } {
+  if (listing.endDate != null) return { endDate: listing.endDate, listingDurationSeconds: null };
+  const seconds = listing.duration != null ? Math.round(listing.duration * (DAY_MS / 1000)) : machine.listingDurationSeconds;
+  if (seconds !== null) return { endDate: new Date(now.getTime() + seconds * 1000), listingDurationSeconds: seconds };
+  if (machine.endDate === null || machine.endDate <= now) {
+    throw new ValidationError([{ path: ["endDate"], message: "an endDate or a duration is required: the listing has no end date ahead" }]);
+  }
+  return { endDate: machine.endDate, listingDurationSeconds: null };
 }
 
 /** A listing field's new value: omitted keeps the earlier one, null (or nothing earlier) takes the default. */
@@ -270,6 +300,29 @@ export async function expireListings(now = new Date()): Promise<number> {
     });
   }
   return expired.length;
+}
+
+/**
+ * Rolling end dates: each listed machine with a duration whose end date has fallen more than
+ * LISTING_ROLL_STEP_MS behind now + duration gets now + duration, and its offers follow. Rentals
+ * keep the end date they started with. Returns how many listings moved.
+ */
+export async function rollListingEndDates(now = new Date()): Promise<number> {
+  const behind = await prisma.$queryRaw<{ id: number }[]>`
+    SELECT id FROM machine
+     WHERE listed AND listing_duration_seconds IS NOT NULL
+       AND (end_date IS NULL OR end_date < ${now}::timestamptz + make_interval(secs => listing_duration_seconds) - make_interval(secs => ${LISTING_ROLL_STEP_MS / 1000}))`;
+  for (const { id } of behind) {
+    await prisma.$transaction(async (tx) => {
+      // Under the row lock listing changes take, so a concurrent relisting (say, to a fixed end date) is not undone.
+      const [locked] = await tx.$queryRaw<{ listed: boolean; seconds: number | null }[]>`
+        SELECT listed, listing_duration_seconds AS seconds FROM machine WHERE id = ${id} FOR UPDATE`;
+      if (!locked?.listed || locked.seconds === null) return;
+      await tx.machine.update({ where: { id }, data: { endDate: new Date(now.getTime() + locked.seconds * 1000) }, select: { id: true } });
+      await syncOffers(tx, id, now);
+    });
+  }
+  return behind.length;
 }
 
 const MAX_DIRECT_PORTS = 10_000;

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 
 /** Environment read once and validated at start: a bad value stops the process with a clear message. */
@@ -12,8 +13,8 @@ const envSchema = z
     /** Prefix for every Redis key the project writes (queues, pubsub), so that test files never meet. */
     REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/).default("gm"),
     LOGIN_ATTEMPTS_PER_MINUTE: z.coerce.number().int().positive().default(10),
-    /** argon2 hashes and verifications run at once per process, and how many more may wait (domain/passwordHashing.ts). */
-    PASSWORD_HASHES_AT_ONCE: z.coerce.number().int().positive().default(2),
+    /** argon2 hashes and verifications run at once per process (one core is left to the event loop), and how many more may wait (domain/passwordHashing.ts). */
+    PASSWORD_HASHES_AT_ONCE: z.coerce.number().int().positive().default(Math.max(1, availableParallelism() - 1)),
     PASSWORD_HASH_QUEUE: z.coerce.number().int().min(0).default(16),
     /** Accounts one client address may create per hour (domain/rateLimit.ts). */
     SIGNUPS_PER_HOUR: z.coerce.number().int().positive().default(20),
@@ -26,6 +27,8 @@ const envSchema = z
     /** Live operations (subscriptions) per WebSocket connection, and per API key over its connections, per API process. */
     WS_MAX_OPERATIONS_PER_CONNECTION: z.coerce.number().int().positive().default(100),
     WS_MAX_OPERATIONS_PER_KEY: z.coerce.number().int().positive().default(200),
+    /** HTTP operations one API key may have running at once per API process (more are refused with 429, RATE_LIMITED). */
+    HTTP_MAX_OPERATIONS_PER_KEY: z.coerce.number().int().positive().default(8),
     MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
     MAX_QUERY_COST: z.coerce.number().int().positive().default(20000),
     /** The platform's cut of every metered charge in basis points (100 = 1%); hosts get the rest. */
