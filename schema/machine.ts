@@ -100,10 +100,6 @@ export const MachineRef = builder.prismaNode("Machine", {
       resolve: (machine) => (machine.listingDurationSeconds === null ? null : machine.listingDurationSeconds / 86_400),
     }),
     createdAt: t.expose("createdAt", { type: "DateTime", description: "When the host registered it. Host only." }),
-    instances: t.relation("instances", {
-      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices). Host only.",
-      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
-    }),
   }),
 });
 
