@@ -201,7 +201,7 @@ export class Reconciler {
         logger.error({ label: plan.label, action: action.type, err: error }, "action failed");
         if (action.type === "launch" || action.type === "start" || action.type === "reboot" || action.type === "recycle") {
           this.memory.failed.add(plan.instanceId);
-          await this.report(plan, "FAILED", { message, ...(error instanceof LaunchRefusedError ? { failureCause: error.failureCause } : {}) }).catch((reportError: unknown) => {
+          await this.report(plan, "FAILED", { message, ...(error instanceof LaunchRefusedError && error.failureCause ? { failureCause: error.failureCause } : {}) }).catch((reportError: unknown) => {
             if (reportError instanceof AuthRejectedError) this.options.onFatal(reportError);
           });
         }

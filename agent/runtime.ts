@@ -68,11 +68,14 @@ export interface ContainerSpec {
 /** Why a launch cannot work, as the agent reports it (the API checks the claim before sparing the machine). */
 export type LaunchFailureCause = "IMAGE_UNAVAILABLE" | "NO_GPU_RUNTIME";
 
-/** A launch that cannot work, for a reason the agent names: the image cannot be pulled, or the engine cannot hand out GPUs. */
+/**
+ * A launch that cannot work: reported FAILED with its message, and with the cause the agent names
+ * when the API may find it not the host's fault (none: the host's, e.g. no sshd to provide).
+ */
 export class LaunchRefusedError extends Error {
   constructor(
     message: string,
-    readonly failureCause: LaunchFailureCause,
+    readonly failureCause?: LaunchFailureCause,
   ) {
     super(message);
     this.name = "LaunchRefusedError";
