@@ -13,6 +13,7 @@ import { useTestApp } from "./support/app.ts";
 import { envOf, inspectContainer } from "./support/docker.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
+import { runCli } from "./support/cli.ts";
 import { keyPair, ssh } from "./support/ssh.ts";
 import { subscribe } from "./support/ws.ts";
 
@@ -241,5 +242,50 @@ describe("running an instance on the real Docker engine", () => {
       await strict.exited;
       await destroy(id);
     }
+  }, 300_000);
+
+  it("the README walk-through with the CLI: rent, wait, show, ssh, logs, reboot, recycle, template launch", async () => {
+    const walker = await createAccount("walker");
+    const key = await keyPair(dir, "walker");
+    const cli = async (...argv: string[]) => {
+      const result = await runCli(app.url, join(dir, "walker-cli.json"), argv, { key: walker.key });
+      expect(result.code, `${argv.join(" ")}: ${result.stderr}`).toBe(0);
+      return result.stdout;
+    };
+    const loginAt = async (number: string, command: string) => {
+      const port = Number(/^ssh:\/\/root@127\.0\.0\.1:(\d+)$/.exec((await cli("ssh-url", number)).trim())?.[1]);
+      return eventually(async () => {
+        const result = await ssh(key.file, port, command);
+        return result.code === 0 ? result.stdout : undefined;
+      }, 60_000);
+    };
+
+    expect(await cli("create", "ssh-key", `${key.file}.pub`)).toMatch(/^added \d+ SHA256:/);
+    expect(await cli("search", "offers", `machine_id=${machineId} num_gpus=1 direct_port_count>=2 verified=any`)).toContain(`${machineId}-1`);
+    const created = await cli("create", "instance", `${machineId}-1`, "--image", images.ssh, "--disk", "5", "--ssh", "--port", "8081", "--onstart-cmd", "echo hello from onstart");
+    const number = /created Instance:(\d+)/.exec(created)![1]!;
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    const shown = await cli("show", "instance", number);
+    expect(shown).toMatch(/ssh -p \d+ root@127\.0\.0\.1/);
+    expect(shown).toMatch(/8081\/tcp -> 127\.0\.0\.1:\d+/);
+    expect((await loginAt(number, "echo $CONTAINER_ID; echo data > /root/kept.txt")).trim()).toBe(number);
+    await eventually(async () => (await cli("logs", number, "--tail", "100")).split("\n").includes("hello from onstart"), 30_000);
+
+    await cli("reboot", "instance", number);
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    expect(await loginAt(number, "cat /root/kept.txt")).toBe("data\n");
+    await cli("recycle", "instance", number);
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    expect(await loginAt(number, "test -e /root/kept.txt && echo present || echo absent")).toBe("absent\n");
+    await cli("destroy", "instance", number);
+
+    const [image, tag] = [images.ssh.slice(0, images.ssh.lastIndexOf(":")), images.ssh.slice(images.ssh.lastIndexOf(":") + 1)];
+    const template = await cli("create", "template", "web", "--image", image, "--tag", tag, "--ssh", "--options=-p 8081:8081 -e MODE=prod", "--disk", "3");
+    const templateNumber = /created Template:(\d+)/.exec(template)![1]!;
+    const launched = /created Instance:(\d+)/.exec(await cli("create", "instance", `${machineId}-1`, "--template", templateNumber))![1]!;
+    await cli("watch", "instance", launched, "--until", "RUNNING");
+    expect(await cli("show", "instance", launched)).toMatch(/8081\/tcp -> 127\.0\.0\.1:\d+/);
+    expect((await loginAt(launched, "tr '\\0' '\\n' < /proc/1/environ")).split("\n")).toContain("MODE=prod");
+    await cli("destroy", "instance", launched);
   }, 300_000);
 });
