@@ -14,7 +14,15 @@ export const USAGE = `Usage: npm run agent -- --api URL --key KEY --machine Mach
   --backoff-max-seconds N   cap of the reconnect backoff (default 30)
   --public-address ADDR     the address renters connect to (env AGENT_PUBLIC_ADDRESS; default: the address
                             this host reaches the API from); the host's setMachineNetwork address wins
-  --help`;
+  --recheck-minutes N       how often the hardware is measured again and changes reported (default 60; 0: never);
+                            only for machines registered with \`register\`
+  --speed-test-mb N         MB written to disk and sent each way over the network by a re-check (default 32)
+  --help
+
+With --state-dir of a machine registered by \`npm run agent -- register\`, --api, --key, --machine and
+--public-address come from the state directory.
+
+Usage: npm run agent -- register --help   measure this machine, register and list it`;
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
 
@@ -32,6 +40,8 @@ const argsSchema = z.object({
   stateDir: z.string().optional(),
   containerApiUrl: z.url().optional(),
   publicAddress: z.string().min(1).optional(),
+  recheckMinutes: z.coerce.number().nonnegative().default(60),
+  speedTestMb: z.coerce.number().int().positive().default(32),
 });
 export type AgentArgs = z.infer<typeof argsSchema>;
 
@@ -51,6 +61,8 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
       "state-dir": { type: "string" },
       "container-api-url": { type: "string" },
       "public-address": { type: "string" },
+      "recheck-minutes": { type: "string" },
+      "speed-test-mb": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -66,6 +78,8 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
     stateDir: values["state-dir"] ?? env.AGENT_STATE_DIR,
     containerApiUrl: values["container-api-url"],
     publicAddress: values["public-address"] ?? env.AGENT_PUBLIC_ADDRESS,
+    recheckMinutes: values["recheck-minutes"],
+    speedTestMb: values["speed-test-mb"],
   });
   if (!parsed.success) {
     const flag = (path: PropertyKey[]) => `--${String(path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
