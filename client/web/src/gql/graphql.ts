@@ -143,6 +143,8 @@ export type OfferFilter = {
   datacenter?: boolean | null | undefined;
   /** Any of these GPU models. */
   gpuNames?: Array<string> | null | undefined;
+  /** The rental's launch mode: SSH needs a direct port for 22, JUPYTER one for 8080; machines without enough free direct ports are left out. */
+  launchMode?: LaunchMode | null | undefined;
   maxDphTotal?: string | null | undefined;
   maxNumGpus?: number | null | undefined;
   minCudaVersion?: number | null | undefined;
@@ -152,6 +154,8 @@ export type OfferFilter = {
   minInetDownMbps?: number | null | undefined;
   minNumGpus?: number | null | undefined;
   minReliability?: number | null | undefined;
+  /** The ports the rental will ask for (as createInstance takes them): each below 70000 needs a free direct port of the machine, so machines with too few are left out. */
+  ports?: Array<string> | null | undefined;
   /** Absent: rentable only (the default). null: both. */
   rentable?: boolean | null | undefined;
   /** Absent: verified only (the default). null: both. */
