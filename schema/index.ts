@@ -7,6 +7,7 @@ import "./apiKey.ts";
 import "./sshKey.ts";
 import "./machine.ts";
 import "./contract.ts";
+import "./maintenance.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";
