@@ -2,6 +2,7 @@ import type { Tx } from "../../infra/db.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
+import { handsOutGpus } from "../agent/gpuCapability.ts";
 import { chunkDlperf } from "../dlperf.ts";
 import { freeDirectPorts } from "../instances/ports.ts";
 import { machineShare } from "../machineShare.ts";
@@ -37,11 +38,12 @@ export function rentalEnd(machine: RentalHorizon): Date | null {
 
 /**
  * A listed machine's offers can be rented when it is online, not in maintenance, not deverified,
- * and the end of what it may sell (rentalEnd) is ahead.
+ * the end of what it may sell (rentalEnd) is ahead and it can hand GPUs to containers
+ * (gpuCapability.ts).
  */
-function machineRentable(machine: Pick<Machine, "online" | "verification" | "inMaintenance"> & RentalHorizon, now: Date): boolean {
+function machineRentable(machine: Pick<Machine, "online" | "verification" | "inMaintenance" | "metrics"> & RentalHorizon, now: Date): boolean {
   const end = rentalEnd(machine);
-  return machine.online && !machine.inMaintenance && machine.verification !== "DEVERIFIED" && end !== null && end > now;
+  return machine.online && !machine.inMaintenance && machine.verification !== "DEVERIFIED" && end !== null && end > now && handsOutGpus(machine.metrics);
 }
 
 /** The machine's next maintenance window's start (or the start of the one in progress), as SQL over `machineId` (an SQL expression). */
@@ -157,7 +159,7 @@ export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: 
 
 type AvailabilityMachine = Pick<
   Machine,
-  "numGpus" | "minChunk" | "online" | "verification" | "inMaintenance" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros"
+  "numGpus" | "minChunk" | "online" | "verification" | "inMaintenance" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros" | "metrics"
 > &
   RentalHorizon;
 
