@@ -59,9 +59,16 @@ export const UserRef = builder.prismaNode("User", {
       select: { debitMode: true },
       resolve: (user) => ({ debitMode: user.debitMode }),
     }),
-    sshKeys: t.relation("sshKeys", { query: { orderBy: { id: "asc" } } }),
-    apiKeys: t.relation("apiKeys", {
-      description: "Keys of every scope, revoked ones included, newest first.",
+    sshKeys: t.relatedConnection("sshKeys", {
+      cursor: "id",
+      totalCount: true,
+      description: "The account's SSH public keys, oldest first (as Query.sshKeys).",
+      query: { orderBy: { id: "asc" } },
+    }),
+    apiKeys: t.relatedConnection("apiKeys", {
+      cursor: "id",
+      totalCount: true,
+      description: "Keys of every scope, revoked ones included, newest first (as Query.apiKeys).",
       query: { orderBy: { id: "desc" } },
     }),
   }),

@@ -70,26 +70,42 @@ export const IssuedApiKeyRef = builder.objectRef<{ id: number; token: string }>(
 });
 
 builder.queryField("apiKeys", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["ApiKey"],
-    description: "The account's API keys of every scope, revoked and expired ones included, newest first.",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.apiKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "desc" } }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "ApiKey",
+      cursor: "id",
+      description: "The account's API keys of every scope, revoked and expired ones included, newest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => prisma.apiKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "desc" } }),
+      totalCount: (_root, _args, ctx) => prisma.apiKey.count({ where: { userId: ctx.viewer.userId } }),
+    },
+    { name: "ApiKeyConnection", description: "A page of API keys." },
+    { name: "ApiKeyEdge" },
+  ),
 );
 
 builder.queryField("sessions", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["ApiKey"],
-    description: "The account's live SESSION keys (one per login), most recently used first; `revokeApiKey` ends one.",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.apiKey.findMany({
-        ...query,
-        where: { userId: ctx.viewer.userId, scope: "SESSION", NOT: refusedKeysWhere(new Date()) },
-        orderBy: [{ lastUsedAt: { sort: "desc", nulls: "last" } }, { id: "desc" }],
-      }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "ApiKey",
+      cursor: "id",
+      description:
+        "The account's live SESSION keys (one per login), most recently used first; `revokeApiKey` ends one. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) =>
+        prisma.apiKey.findMany({
+          ...query,
+          where: sessionsWhere(ctx.viewer.userId),
+          orderBy: [{ lastUsedAt: { sort: "desc", nulls: "last" } }, { id: "desc" }],
+        }),
+      totalCount: (_root, _args, ctx) => prisma.apiKey.count({ where: sessionsWhere(ctx.viewer.userId) }),
+    },
+    { name: "SessionConnection", description: "A page of SESSION keys." },
+    { name: "SessionEdge" },
+  ),
 );
+
+function sessionsWhere(userId: number) {
+  return { userId, scope: "SESSION" as const, NOT: refusedKeysWhere(new Date()) };
+}
 
 builder.mutationField("createApiKey", (t) =>
   t.withAuth({ permission: "KEYS" }).field({

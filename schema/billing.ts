@@ -5,6 +5,7 @@ import { billingSettings, setPayoutAccount, updateBillingSettings } from "../dom
 import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
 import { prisma } from "../infra/db.ts";
 import { ChargeCategory, PayoutStatus } from "../prisma/generated/client/client.ts";
+import { resolveArrayConnection } from "@pothos/plugin-relay";
 import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
@@ -154,13 +155,25 @@ const ChargeLineRef = builder.objectRef<Awaited<ReturnType<typeof chargeLines>>[
 });
 
 builder.queryField("charges", (t) =>
-  t.withAuth({ permission: "READ" }).field({
-    type: [ChargeLineRef],
-    description: "The caller's charges on the days from `from` to `to`, per instance, day and category, itemized.",
-    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), instanceId: t.arg.globalID() },
-    resolve: (_root, args, ctx) =>
-      chargeLines(ctx.viewer.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
-  }),
+  t.withAuth({ permission: "READ" }).connection(
+    {
+      type: ChargeLineRef,
+      description:
+        "The caller's charges on the days from `from` to `to`, per instance, day (UTC) and category, itemized; oldest day first. Its owner's keys only.",
+      args: {
+        from: t.arg({ type: "DateTime", required: true, description: "The first day (UTC) included." }),
+        to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }),
+        instanceId: t.arg.globalID({ description: "Only this instance's charges, such as \"Instance:7\"." }),
+      },
+      resolve: async (_root, args, ctx) =>
+        resolveArrayConnection(
+          { args },
+          await chargeLines(ctx.viewer.userId, { from: args.from, to: args.to }, args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null),
+        ),
+    },
+    { name: "ChargeLineConnection", description: "A page of charge lines.", fields: (c) => ({ totalCount: c.exposeInt("totalCount") }) },
+    { name: "ChargeLineEdge" },
+  ),
 );
 
 const EarningsRef = builder.objectRef<Awaited<ReturnType<typeof earningsDays>>[number]>("MachineEarnings").implement({
@@ -176,13 +189,24 @@ const EarningsRef = builder.objectRef<Awaited<ReturnType<typeof earningsDays>>[n
 });
 
 builder.queryField("earnings", (t) =>
-  t.withAuth({ permission: "READ" }).field({
-    type: [EarningsRef],
-    description: "The caller's host earnings on the days from `from` to `to`, per machine and day.",
-    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }), machineId: t.arg.globalID() },
-    resolve: (_root, args, ctx) =>
-      earningsDays(ctx.viewer.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
-  }),
+  t.withAuth({ permission: "READ" }).connection(
+    {
+      type: EarningsRef,
+      description: "The caller's host earnings on the days from `from` to `to`, per machine and day (UTC); oldest day first. Its owner's keys only.",
+      args: {
+        from: t.arg({ type: "DateTime", required: true, description: "The first day (UTC) included." }),
+        to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }),
+        machineId: t.arg.globalID({ description: "Only this machine's earnings, such as \"Machine:12\"." }),
+      },
+      resolve: async (_root, args, ctx) =>
+        resolveArrayConnection(
+          { args },
+          await earningsDays(ctx.viewer.userId, { from: args.from, to: args.to }, args.machineId ? localId(args.machineId, "Machine", "machineId") : null),
+        ),
+    },
+    { name: "MachineEarningsConnection", description: "A page of machine earnings days.", fields: (c) => ({ totalCount: c.exposeInt("totalCount") }) },
+    { name: "MachineEarningsEdge" },
+  ),
 );
 
 const InvoiceKindEnum = builder.enumType("InvoiceKind", { values: ["PAYMENT", "ADJUSTMENT", "REFUND", "PAYOUT"] as const });
@@ -199,13 +223,20 @@ const InvoiceItemRef = builder.objectRef<Awaited<ReturnType<typeof invoiceItems>
 });
 
 builder.queryField("invoices", (t) =>
-  t.withAuth({ permission: "READ" }).field({
-    type: [InvoiceItemRef],
-    description:
-      "The caller's payments (pending and failed ones too), credits and adjustments, refunds and payouts from `from` to `to`, newest first.",
-    args: { from: t.arg({ type: "DateTime", required: true }), to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }) },
-    resolve: (_root, args, ctx) => invoiceItems(ctx.viewer.userId, { from: args.from, to: args.to }),
-  }),
+  t.withAuth({ permission: "READ" }).connection(
+    {
+      type: InvoiceItemRef,
+      description:
+        "The caller's payments (pending and failed ones too), credits and adjustments, refunds and payouts from `from` to `to`, newest first. Its owner's keys only.",
+      args: {
+        from: t.arg({ type: "DateTime", required: true, description: "The first instant included." }),
+        to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }),
+      },
+      resolve: async (_root, args, ctx) => resolveArrayConnection({ args }, await invoiceItems(ctx.viewer.userId, { from: args.from, to: args.to })),
+    },
+    { name: "InvoiceItemConnection", description: "A page of invoice items.", fields: (c) => ({ totalCount: c.exposeInt("totalCount") }) },
+    { name: "InvoiceItemEdge" },
+  ),
 );
 
 const PayoutStatusEnum = builder.enumType(PayoutStatus, {
@@ -225,10 +256,15 @@ builder.prismaObject("Payout", {
 });
 
 builder.queryField("payouts", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["Payout"],
-    description: "The caller's last 100 payouts, newest first.",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer.userId }, orderBy: { id: "desc" }, take: 100 }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "Payout",
+      cursor: "id",
+      description: "The caller's host payouts, newest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => prisma.payout.findMany({ ...query, where: { hostId: ctx.viewer.userId }, orderBy: { id: "desc" } }),
+      totalCount: (_root, _args, ctx) => prisma.payout.count({ where: { hostId: ctx.viewer.userId } }),
+    },
+    { name: "PayoutConnection", description: "A page of payouts." },
+    { name: "PayoutEdge" },
+  ),
 );

@@ -328,14 +328,18 @@ builder.queryField("instances", (t) =>
     type: "Instance",
     cursor: "id",
     description: "The caller's instances, newest first; destroyed ones only when `status` asks for them.",
-    args: { status: t.arg({ type: [InstanceStatus] }), label: t.arg.string() },
+    args: {
+      status: t.arg({ type: [InstanceStatus], description: "Only instances in these statuses (DESTROYED ones only when named here)." }),
+      label: t.arg.string({ description: "Only instances with exactly this label." }),
+    },
     resolve: (query, _root, args, ctx) =>
       prisma.instance.findMany({
         ...query,
         where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }),
         orderBy: { id: "desc" },
       }),
-  }),
+    totalCount: (_root, args, ctx) => prisma.instance.count({ where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }) }),
+  }, { name: "InstanceConnection", description: "A page of instances." }, { name: "InstanceEdge" }),
 );
 
 builder.queryField("instance", (t) =>

@@ -1,5 +1,5 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
+import { extendMachineEndDate, listMachine, myMachines, myMachinesWhere, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { seesMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
@@ -259,11 +259,17 @@ builder.mutationField("extendMachineEndDate", (t) =>
 );
 
 builder.queryField("myMachines", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["Machine"],
-    description: "The caller's machines, oldest first.",
-    resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "Machine",
+      cursor: "id",
+      description: "The caller's machines, listed or not, oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
+      totalCount: (_root, _args, ctx) => prisma.machine.count({ where: myMachinesWhere(ctx.viewer.userId) }),
+    },
+    { name: "MachineConnection", description: "A page of machines." },
+    { name: "MachineEdge" },
+  ),
 );
 
 const MachineNetworkInput = builder.inputType("MachineNetworkInput", {

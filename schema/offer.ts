@@ -127,7 +127,20 @@ const OfferFilter = builder.inputType("OfferFilter", {
   }),
 });
 
-const OfferConnection = builder.connectionObject({ type: OfferRef, name: "OfferConnection" }, { name: "OfferEdge" });
+const OfferConnection = builder.connectionObject(
+  {
+    type: OfferRef,
+    name: "OfferConnection",
+    description: "A page of offers.",
+    fields: (t) => ({
+      totalCount: t.int({
+        description: "How many offers match the search, over every page (counted only when asked for).",
+        resolve: (connection) => (connection as unknown as { totalCount: () => Promise<number> }).totalCount(),
+      }),
+    }),
+  },
+  { name: "OfferEdge" },
+);
 
 builder.queryField("offer", (t) =>
   t.field({
@@ -164,6 +177,7 @@ builder.queryField("offers", (t) =>
     resolve: async (_root, args) => {
       const page = await searchOffers(prisma, args);
       return {
+        totalCount: page.totalCount,
         edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),
         pageInfo: {
           hasNextPage: page.hasNextPage,

@@ -29,12 +29,18 @@ export const RegistryAuthInput = builder.inputType("RegistryAuthInput", {
 });
 
 builder.queryField("registryCredentials", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["RegistryCredential"],
-    description: "The account's saved registry credentials (without their passwords).",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.registryCredential.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "RegistryCredential",
+      cursor: "id",
+      description: "The account's saved registry credentials (without their passwords), oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) =>
+        prisma.registryCredential.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
+      totalCount: (_root, _args, ctx) => prisma.registryCredential.count({ where: { userId: ctx.viewer.userId } }),
+    },
+    { name: "RegistryCredentialConnection", description: "A page of registry credentials." },
+    { name: "RegistryCredentialEdge" },
+  ),
 );
 
 builder.mutationField("saveRegistryCredential", (t) =>

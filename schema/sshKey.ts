@@ -16,12 +16,17 @@ export const SshKeyRef = builder.prismaNode("SshKey", {
 });
 
 builder.queryField("sshKeys", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["SshKey"],
-    description: "The account's SSH public keys, oldest first.",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.sshKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "SshKey",
+      cursor: "id",
+      description: "The account's SSH public keys, oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => prisma.sshKey.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
+      totalCount: (_root, _args, ctx) => prisma.sshKey.count({ where: { userId: ctx.viewer.userId } }),
+    },
+    { name: "SshKeyConnection", description: "A page of SSH keys." },
+    { name: "SshKeyEdge" },
+  ),
 );
 
 builder.mutationField("addSshKey", (t) =>

@@ -32,20 +32,29 @@ export const TemplateRef = builder.prismaNode("Template", {
 });
 
 builder.queryField("templates", (t) =>
-  t.withAuth({ permission: "READ" }).prismaConnection({
-    type: "Template",
-    cursor: "id",
-    description:
-      "Templates the caller can launch (their own and the public ones), recommended first. `query` keeps those whose name, image or description contains each of its words; `mine` only the caller's; `recommended` only (or no) platform ones.",
-    args: { query: t.arg.string(), mine: t.arg.boolean(), recommended: t.arg.boolean() },
-    resolve: (query, _root, args, ctx) =>
-      prisma.template.findMany({
-        ...query,
-        where: templatesWhere(ctx.viewer.userId, { query: args.query, mine: args.mine, recommended: args.recommended }),
-        orderBy: [{ recommended: "desc" }, { id: "asc" }],
-      }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "Template",
+      cursor: "id",
+      description:
+        "Templates the caller can launch (their own and the public ones), recommended first. `query` keeps those whose name, image or description contains each of its words; `mine` only the caller's; `recommended` only (or no) platform ones.",
+      args: {
+        query: t.arg.string({ description: "Words that must each appear in the name, image or description (any case)." }),
+        mine: t.arg.boolean({ description: "true: only the caller's own templates; otherwise every template the caller can launch." }),
+        recommended: t.arg.boolean({ description: "true: only the platform's recommended templates; false: none of them." }),
+      },
+      resolve: (query, _root, args, ctx) =>
+        prisma.template.findMany({ ...query, where: templatesWhereFor(ctx.viewer.userId, args), orderBy: [{ recommended: "desc" }, { id: "asc" }] }),
+      totalCount: (_root, args, ctx) => prisma.template.count({ where: templatesWhereFor(ctx.viewer.userId, args) }),
+    },
+    { name: "TemplateConnection", description: "A page of templates." },
+    { name: "TemplateEdge" },
+  ),
 );
+
+function templatesWhereFor(userId: number, args: { query?: string | null; mine?: boolean | null; recommended?: boolean | null }) {
+  return templatesWhere(userId, { query: args.query, mine: args.mine, recommended: args.recommended });
+}
 
 const CreateTemplateInput = builder.inputType("CreateTemplateInput", {
   fields: (t) => ({
