@@ -18,6 +18,7 @@ import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
 import { JUPYTER_PROXY_PREFIX, proxyJupyter } from "./jupyterProxy.ts";
 import { requestTextErrors, useStorableText } from "./input.ts";
+import { SPEED_TEST_PREFIX, speedTest } from "./speedTest.ts";
 import { useCompiledExecution } from "./jit.ts";
 import { renderGraphiQL, serveStatic } from "./static.ts";
 
@@ -202,6 +203,7 @@ export function buildApp(): App {
       return;
     }
     if (req.url?.startsWith(JUPYTER_PROXY_PREFIX)) return proxyJupyter(req, res);
+    if (req.url?.startsWith(SPEED_TEST_PREFIX)) return speedTest(req, res);
     if (!req.url?.startsWith(GRAPHQL_PATH) && (await serveStatic(req, res))) return;
     yoga(req, res);
   });

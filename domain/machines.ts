@@ -34,8 +34,8 @@ const COUNTRY_CODES = new Set(
   ).split(" "),
 );
 
-const registerMachineSchema = z
-  .object({
+/** A machine's specs as registerMachine takes them; updateMachine takes any of them but datacenter. */
+export const machineSpecsSchema = z.object({
     gpuName: z
       .string()
       .trim()
@@ -66,13 +66,20 @@ const registerMachineSchema = z
       .refine((code) => COUNTRY_CODES.has(code), "an ISO 3166-1 alpha-2 country code such as US"),
     geolocation: z.string().trim().min(1).max(100),
     datacenter: z.boolean().default(false),
-  })
-  .superRefine((specs, ctx) => {
-    const max = pcieBandwidth(specs.pcieGen);
-    if (specs.pcieBw > max) {
-      ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
-    }
+    cpuArch: z.enum(["amd64", "arm64"]).nullish(),
+    hasAvx: z.boolean().nullish(),
+    gpuMaxPowerW: z.number().min(10).max(2000).nullish(),
   });
+
+/** PCIe bandwidth within what the generation's x16 link carries. */
+export function checkPcieBandwidth(specs: { pcieGen: number; pcieBw: number }, ctx: z.RefinementCtx): void {
+  const max = pcieBandwidth(specs.pcieGen);
+  if (specs.pcieBw > max) {
+    ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
+  }
+}
+
+const registerMachineSchema = machineSpecsSchema.superRefine(checkPcieBandwidth);
 
 export type RegisterMachineInput = z.input<typeof registerMachineSchema>;
 

@@ -39,12 +39,15 @@ export const builder = new SchemaBuilder<{
     agent: boolean;
     /** This instance's own key. */
     instanceKey: number;
+    /** An operator's account or session key holding this permission. */
+    operator: ApiKeyPermission;
   };
   AuthContexts: {
     authenticated: Authenticated;
     permission: Authenticated;
     agent: Authenticated & { viewer: { machineId: number } };
     instanceKey: Authenticated;
+    operator: Authenticated;
   };
 }>({
   defaultFieldNullability: false,

@@ -6,6 +6,8 @@ import "./account.ts";
 import "./apiKey.ts";
 import "./sshKey.ts";
 import "./machine.ts";
+import "./machineSpecs.ts";
+import "./contract.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";

@@ -6,6 +6,7 @@ import { type Machine, VerificationState as VerificationStateValues } from "../p
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
+import { detectedSpecFields } from "./machineSpecs.ts";
 import { selection } from "./selection.ts";
 
 const VerificationState = builder.enumType(VerificationStateValues, {
@@ -100,10 +101,6 @@ export const MachineRef = builder.prismaNode("Machine", {
       resolve: (machine) => (machine.listingDurationSeconds === null ? null : machine.listingDurationSeconds / 86_400),
     }),
     createdAt: t.expose("createdAt", { type: "DateTime", description: "When the host registered it. Host only." }),
-    instances: t.relation("instances", {
-      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices). Host only.",
-      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
-    }),
   }),
 });
 
@@ -145,6 +142,7 @@ const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
     countryCode: t.string({ required: true, description: "ISO 3166-1 alpha-2, such as US." }),
     geolocation: t.string({ required: true, description: "Where people would say it is, such as Oregon, US." }),
     datacenter: t.boolean({ required: true, defaultValue: false }),
+    ...detectedSpecFields(t),
   }),
 });
 

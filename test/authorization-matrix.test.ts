@@ -38,6 +38,8 @@ const VICTIM_CREDIT = "credit for the victim 7f3a";
 const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
 let attackerMachineId: number;
+/** The attacker's rental on the victim's machine: a contract only the victim, its host, may see. */
+let contractOnVictimMachine: string;
 const machineSpecs = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
   cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
@@ -83,6 +85,7 @@ beforeAll(async () => {
       .createInstance,
   );
   attackerMachineId = attackerMachine;
+  contractOnVictimMachine = attackerRental.instance.id;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -325,6 +328,33 @@ describe("authorization matrix", () => {
       for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
     });
   }
+
+  const CONTRACTS = "{ myMachines { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } }";
+
+  for (const caller of callerNames) {
+    it(`the contracts on the victim's machine, by ${caller}, are its host's only`, async () => {
+      const response = JSON.stringify(await app.gql(CONTRACTS, {}, callers[caller]));
+      const mayRead = permissionOf(caller) !== undefined;
+      expect(response.includes(`"${contractOnVictimMachine}"`), response).toBe(mayRead);
+      expect(response).not.toContain(victim.email);
+    });
+  }
+
+  it("a host sees the victim's rental on its machine by its terms, never who rents it or what it runs", async () => {
+    const response = await app.gql(CONTRACTS, {}, callers["attacker account key"]);
+    expect(response.errors).toBeUndefined();
+    const nodes = response.data.myMachines.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
+    expect(nodes.map((node: { instanceId: string }) => node.instanceId).sort()).toEqual([ids.instance, ids.bidInstance].sort());
+    const text = JSON.stringify(response);
+    expect(text).not.toContain(victim.email);
+    expect(text).not.toContain(VICTIM_BID_LABEL);
+    expect(text).not.toContain(`"${victim.userId}"`);
+    // The contract type has no field for the renter, its label, image, environment or keys.
+    for (const field of ["clientId", "client", "label", "env", "image", "onstart", "sshKeys", "connection", "apiKey"]) {
+      const refused = await app.gql(`{ myMachines { contracts { edges { node { ${field} } } } } }`, {}, callers["attacker account key"]);
+      expect(refused.errors?.[0]?.message, field).toMatch(/Cannot query field/);
+    }
+  });
 
   it("a read-only key lists the victim's things and cannot rent", async () => {
     const readOnly = callers["victim READ key"];

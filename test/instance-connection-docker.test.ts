@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "../agent/exec.ts";
+import { run, runOk } from "../agent/exec.ts";
+import type { ContainerSpec } from "../agent/runtime.ts";
 import { DockerRuntime } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
@@ -247,6 +248,66 @@ describe("reaching an instance on the real Docker engine", () => {
       await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id: instanceId }, key);
     }
   }, 300_000);
+
+  it("gives an image without an OpenSSH server the host's: the ssh client logs in with the account's key, copies files, and attach/detach apply", async () => {
+    const owner = await client();
+    const first = await keyPair(dir, "bundled-first");
+    const second = await keyPair(dir, "bundled-second");
+    await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: first.publicKey }, owner.key);
+    // busybox only: no sshd, no package manager, no network needed.
+    const id = await rent(owner.key, { image: images.plain, launchMode: "SSH" });
+    const { connection } = await connected(id, owner.key);
+    const login = await eventually(async () => {
+      const result = await ssh(first.file, connection.sshPort, "echo $CONTAINER_ID; command -v sshd || echo no sshd in the image; ls /bin/busybox");
+      return result.code === 0 ? result : undefined;
+    }, 30_000);
+    expect(login.stdout.split("\n")).toEqual([id.split(":")[1], "no sshd in the image", "/bin/busybox", ""]);
+
+    // scp goes through the built-in SFTP server: the image has no sftp-server either.
+    await writeFile(join(dir, "bundled.txt"), "through the host's sshd\n");
+    const scp = await run("scp", [
+      "-i", first.file, "-P", String(connection.sshPort),
+      "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+      join(dir, "bundled.txt"), "root@127.0.0.1:/root/bundled.txt",
+    ]);
+    expect(scp.code, scp.stderr).toBe(0);
+    expect((await ssh(first.file, connection.sshPort, "cat /root/bundled.txt")).stdout).toBe("through the host's sshd\n");
+
+    expect((await ssh(second.file, connection.sshPort, "true")).code).toBe(255);
+    const attached = await app.gql(
+      `mutation ($id: ID!, $k: String!) { attachSshKey(instanceId: $id, publicKey: $k) {
+         __typename ... on MutationAttachSshKeySuccess { data { sshKeys { id } } } } }`,
+      { id, k: second.publicKey },
+      owner.key,
+    );
+    const keys = attached.data.attachSshKey.data.sshKeys as { id: string }[];
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 0, 20_000);
+    await app.gql(`mutation ($id: ID!, $k: ID!) { detachSshKey(instanceId: $id, sshKeyId: $k) { __typename } }`, { id, k: keys[1]!.id }, owner.key);
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 255, 20_000);
+    expect((await ssh(first.file, connection.sshPort, "true")).code).toBe(0);
+    await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id }, owner.key);
+  }, 300_000);
+
+  it("refuses an SSH launch of an image without sshd when the host has none to give, and says why", async () => {
+    const runtime = new DockerRuntime(join(dir, "no-sshd"), pino({ level: "silent" }), { hostSshd: null });
+    const spec = (label: string, image: string): ContainerSpec => ({
+      label, instanceId: `Instance:${label}`, image, launchMode: "SSH", onstart: null, env: {}, ports: [], sshKeys: [],
+      jupyterToken: null, jupyterBasePath: "/", args: [], diskGb: 0, numGpus: 0, gpuIndices: [], cpuCores: 0, memoryMb: 0,
+      recycleCount: 0, rebootCount: 0,
+    });
+    try {
+      expect(await runtime.sshBundle()).toBeNull();
+      await expect(runtime.create(spec("C.nosshd", images.plain))).rejects.toThrow(
+        expect.objectContaining({ name: "LaunchRefusedError", message: expect.stringMatching(/has no OpenSSH server \(sshd\) and this host has none/) }),
+      );
+      expect(await runtime.list()).toEqual([]);
+      // An image with its own sshd needs nothing from the host.
+      await runtime.create(spec("C.ownsshd", images.ssh));
+      expect((await runtime.list()).map((container) => container.label)).toEqual(["C.ownsshd"]);
+    } finally {
+      for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+    }
+  }, 120_000);
 
   it("serves Jupyter with the instance's token, directly and through the API's proxy; 403 without it", async () => {
     const owner = await client();
