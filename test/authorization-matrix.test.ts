@@ -329,7 +329,7 @@ describe("authorization matrix", () => {
     });
   }
 
-  const CONTRACTS = "{ myMachines { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } }";
+  const CONTRACTS = "{ myMachines { nodes { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } } }";
 
   for (const caller of callerNames) {
     it(`the contracts on the victim's machine, by ${caller}, are its host's only`, async () => {
@@ -343,7 +343,7 @@ describe("authorization matrix", () => {
   it("a host sees the victim's rental on its machine by its terms, never who rents it or what it runs", async () => {
     const response = await app.gql(CONTRACTS, {}, callers["attacker account key"]);
     expect(response.errors).toBeUndefined();
-    const nodes = response.data.myMachines.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
+    const nodes = response.data.myMachines.nodes.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
     expect(nodes.map((node: { instanceId: string }) => node.instanceId).sort()).toEqual([ids.instance, ids.bidInstance].sort());
     const text = JSON.stringify(response);
     expect(text).not.toContain(victim.email);
@@ -351,7 +351,7 @@ describe("authorization matrix", () => {
     expect(text).not.toContain(`"${victim.userId}"`);
     // The contract type has no field for the renter, its label, image, environment or keys.
     for (const field of ["clientId", "client", "label", "env", "image", "onstart", "sshKeys", "connection", "apiKey"]) {
-      const refused = await app.gql(`{ myMachines { contracts { edges { node { ${field} } } } } }`, {}, callers["attacker account key"]);
+      const refused = await app.gql(`{ myMachines { nodes { contracts { edges { node { ${field} } } } } } }`, {}, callers["attacker account key"]);
       expect(refused.errors?.[0]?.message, field).toMatch(/Cannot query field/);
     }
   });

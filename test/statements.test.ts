@@ -131,7 +131,7 @@ describe("earnings", () => {
 
 const CONTRACTS = /* GraphQL */ `
   query ($includeEnded: Boolean) {
-    myMachines { id contracts(includeEnded: $includeEnded) { totalCount edges { node { instanceId kind numGpus pricePerGpuHour status since endedAt earnings { gpu storage bandwidth total } } } } }
+    myMachines { nodes { id contracts(includeEnded: $includeEnded) { totalCount edges { node { instanceId kind numGpus pricePerGpuHour status since endedAt earnings { gpu storage bandwidth total } } } } } }
   }
 `;
 
@@ -139,7 +139,7 @@ describe("contract earnings", () => {
   it("shows each contract on the host's machine with what it has earned so far, adding up to the machine's earnings", async () => {
     const result = await app.gql(CONTRACTS, { includeEnded: true }, host.key);
     expect(result.errors).toBeUndefined();
-    const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    const machine = result.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
     expect(machine.contracts.totalCount).toBe(2);
     expect(machine.contracts.edges.map((edge: { node: unknown }) => edge.node)).toEqual([
       {
@@ -158,14 +158,14 @@ describe("contract earnings", () => {
     expect(sumMoney(machine.contracts.edges.map((edge: { node: { earnings: { total: string } } }) => edge.node.earnings.total))).toBe(earned._sum.amountMicros);
     // Without includeEnded, the live contract alone.
     const live = await app.gql(CONTRACTS, {}, host.key);
-    const liveMachine = live.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    const liveMachine = live.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
     expect(liveMachine.contracts.edges.map((edge: { node: { instanceId: string } }) => edge.node.instanceId)).toEqual([`Instance:${b}`]);
   });
 
   it("grows as metering charges the live contract", async () => {
     const total = async () => {
       const result = await app.gql(CONTRACTS, {}, host.key);
-      const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+      const machine = result.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
       return machine.contracts.edges[0].node.earnings.total as string;
     };
     const before = await total();
