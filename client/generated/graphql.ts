@@ -4,20 +4,31 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
-/** WINNING: holds its GPUs. OUTBID: higher bids hold the GPUs it needs. PREEMPTED_BY_ON_DEMAND: on-demand rentals leave too few GPUs. BELOW_MIN_BID: under the machine's minimum bid. WAITING_FOR_MACHINE: the machine is offline. */
+/** Where a bid stands in its machine's auction. */
 export type BidStanding =
+  /** Under the machine's minimum bid. */
   | 'BELOW_MIN_BID'
+  /** Higher bids hold the GPUs it needs. */
   | 'OUTBID'
+  /** On-demand rentals leave too few GPUs. */
   | 'PREEMPTED_BY_ON_DEMAND'
+  /** The machine is offline. */
   | 'WAITING_FOR_MACHINE'
+  /** Holds its GPUs: the instance runs. */
   | 'WINNING';
 
+/** What a charge is for. */
 export type ChargeCategory =
+  /** Data the instance received, per GB. */
   | 'BANDWIDTH_DOWN'
+  /** Data the instance sent, per GB. */
   | 'BANDWIDTH_UP'
+  /** The rented GPUs, per GPU-hour while the instance runs. */
   | 'GPU'
+  /** The instance's disk, per GB-month while it exists. */
   | 'STORAGE';
 
+/** A rental: the offer, and what to run on it (or a template that says so). */
 export type CreateInstanceInput = {
   /** ENTRYPOINT mode: arguments to the image's entrypoint (docker's command). */
   args?: Array<string> | null | undefined;
@@ -33,6 +44,7 @@ export type CreateInstanceInput = {
   idempotencyKey?: string | null | undefined;
   /** A Docker image reference; required without a template. */
   image?: string | null | undefined;
+  /** A name for the instance, to find it by. */
   label?: string | null | undefined;
   /** Required without a template. */
   launchMode?: LaunchMode | null | undefined;
@@ -48,6 +60,7 @@ export type CreateInstanceInput = {
   templateId?: string | number | null | undefined;
 };
 
+/** A launch configuration to save. */
 export type CreateTemplateInput = {
   /** ENTRYPOINT mode: arguments to the image's entrypoint. */
   args?: Array<string> | null | undefined;
@@ -57,6 +70,7 @@ export type CreateTemplateInput = {
   dockerOptions?: string | null | undefined;
   /** The image without its tag, such as pytorch/pytorch. */
   image: string;
+  /** How a rental's container is entered. */
   launchMode: LaunchMode;
   /** At most 64 characters. */
   name: string;
@@ -70,52 +84,83 @@ export type CreateTemplateInput = {
   tag?: string | null | undefined;
 };
 
+/** An environment variable to set in the container. */
 export type EnvVarInput = {
+  /** Its name: letters, digits and _. */
   key: string;
+  /** Its value. */
   value: string;
 };
 
-/** SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED. */
+/** Where an instance is in its life. */
 export type InstanceStatus =
+  /** Gone with its disk; final. */
   | 'DESTROYED'
+  /** Its lifetime ended or the container ended by itself. */
   | 'EXITED'
+  /** GPUs assigned; the container is being pulled and started. */
   | 'LOADING'
+  /** Interruptible and outbid or preempted by on-demand rentals; resumes when its bid wins again. */
   | 'PAUSED'
+  /** The container runs; the GPUs are charged. */
   | 'RUNNING'
+  /** Waiting for its GPUs. */
   | 'SCHEDULING'
+  /** Stopped by its owner; can be started again. The disk is kept and charged. */
   | 'STOPPED';
 
-/** What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise. */
+/** What the owner asked for. */
 export type IntendedStatus =
+  /** The owner wants it running (and its GPUs). */
   | 'RUNNING'
+  /** The owner stopped it. */
   | 'STOPPED';
 
+/** What moved money in or out of the balance, besides usage charges. */
 export type InvoiceKind =
+  /** A credit or correction by the platform, such as the free test credit. */
   | 'ADJUSTMENT'
+  /** A card payment (addCredit, or auto-billing). */
   | 'PAYMENT'
+  /** Host earnings paid out to the Stripe Connect account. */
   | 'PAYOUT'
+  /** Money returned to the card. */
   | 'REFUND';
 
+/** Whether the money moved. */
 export type InvoiceStatus =
+  /** Done: the balance shows it. */
   | 'COMPLETED'
+  /** Refused or abandoned: the balance does not show it. */
   | 'FAILED'
+  /** Started, not yet confirmed. */
   | 'PENDING';
 
-/** How the container is entered: SSH, Jupyter, or the image's own entrypoint only. */
+/** How the container is entered. */
 export type LaunchMode =
+  /** The image's own entrypoint only, with `args`. */
   | 'ENTRYPOINT'
+  /** A Jupyter server in the container, reached through the API's proxy or its mapped port. */
   | 'JUPYTER'
+  /** An SSH server in the container; log in as root with the account's keys. */
   | 'SSH';
 
+/** One ordering key; later keys break ties of earlier ones. */
 export type OfferOrder = {
+  /** Which way. */
   direction: OfferOrderDirection;
+  /** The field to order by. */
   field: OfferOrderField;
 };
 
+/** Which way to order. */
 export type OfferOrderDirection =
+  /** Smallest first. */
   | 'ASC'
+  /** Largest first. */
   | 'DESC';
 
+/** A field to order offers by: the search fields of the same name. */
 export type OfferOrderField =
   /** CUDA compute capability × 100 (860 for 8.6) */
   | 'COMPUTE_CAP'
@@ -182,19 +227,26 @@ export type OfferOrderField =
 
 /** MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most. */
 export type PriceBucket =
+  /** One point per day (UTC); ranges up to 2000 days. */
   | 'DAY'
+  /** One point per hour; ranges up to 92 days. */
   | 'HOUR'
+  /** One point per minute sample; ranges up to 1 day. */
   | 'MINUTE';
 
+/** A user name and password (or token) for a private image registry. */
 export type RegistryAuthInput = {
   /** Or an access token; stored encrypted and never returned. */
   password: string;
+  /** The registry user name. */
   username: string;
 };
 
-/** ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins. */
+/** How a rental pays and whether it can be interrupted. */
 export type RentalKind =
+  /** Bids per GPU-hour and runs while its bid wins its machine's auction; paused when outbid or preempted by on-demand rentals. */
   | 'INTERRUPTIBLE'
+  /** Pays the host's price per GPU-hour and is never interrupted. */
   | 'ON_DEMAND';
 
 export type BidsQueryVariables = Exact<{

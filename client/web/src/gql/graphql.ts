@@ -4,37 +4,54 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
-/** What an ACCOUNT key may do. READ: see everything of the account (every key has it; alone it makes a read-only key). INSTANCES: rent and control instances. BILLING: payments and billing settings. MACHINES: register and list machines. KEYS: API keys, SSH keys and the password. */
+/** What an ACCOUNT key may do; every key holds READ. */
 export type ApiKeyPermission =
+  /** Payments and billing settings. */
   | 'BILLING'
+  /** Rent and control instances: create, start, stop, destroy, bid, label, templates. */
   | 'INSTANCES'
+  /** API keys, SSH keys, registry credentials and the password. */
   | 'KEYS'
+  /** Register, list and manage the account's machines as a host. */
   | 'MACHINES'
+  /** See everything of the account, never changing it; alone it makes a read-only key. */
   | 'READ';
 
-/** What a key acts for: the account with its permissions (ACCOUNT), the account by a login (SESSION: every permission, expires 30 days after its last use), one machine's agent (MACHINE), or one instance's container (INSTANCE). */
+/** What a key acts for. */
 export type ApiKeyScope =
+  /** The account, with the permissions it was made with (createApiKey). */
   | 'ACCOUNT'
+  /** One instance's container: start, stop and destroy that instance only. */
   | 'INSTANCE'
+  /** One machine's agent: its assignments and reports, nothing of the account. */
   | 'MACHINE'
+  /** The account by a login: every permission; expires 30 days after its last use. */
   | 'SESSION';
 
 /** Fields left out are unchanged; null turns a threshold off. */
 export type BillingSettingsInput = {
-  /** $5 to $10,000, whole cents. */
+  /** Dollars to charge: $5 to $10,000, whole cents. */
   autoBillAmount?: string | null | undefined;
+  /** Dollars: below it, the saved card is charged autoBillAmount; null turns auto-billing off. */
   autoBillThreshold?: string | null | undefined;
+  /** Dollars: below it, an email is sent; null turns the alert off. */
   balanceAlertThreshold?: string | null | undefined;
   /** Forgets the saved card, which turns auto-billing off. */
   removeSavedCard?: boolean | null | undefined;
 };
 
+/** What a charge is for. */
 export type ChargeCategory =
+  /** Data the instance received, per GB. */
   | 'BANDWIDTH_DOWN'
+  /** Data the instance sent, per GB. */
   | 'BANDWIDTH_UP'
+  /** The rented GPUs, per GPU-hour while the instance runs. */
   | 'GPU'
+  /** The instance's disk, per GB-month while it exists. */
   | 'STORAGE';
 
+/** A rental: the offer, and what to run on it (or a template that says so). */
 export type CreateInstanceInput = {
   /** ENTRYPOINT mode: arguments to the image's entrypoint (docker's command). */
   args?: Array<string> | null | undefined;
@@ -50,6 +67,7 @@ export type CreateInstanceInput = {
   idempotencyKey?: string | null | undefined;
   /** A Docker image reference; required without a template. */
   image?: string | null | undefined;
+  /** A name for the instance, to find it by. */
   label?: string | null | undefined;
   /** Required without a template. */
   launchMode?: LaunchMode | null | undefined;
@@ -65,6 +83,7 @@ export type CreateInstanceInput = {
   templateId?: string | number | null | undefined;
 };
 
+/** What an earnings estimate is based on. */
 export type EarningsEstimateSource =
   /** From what similar machines (same model, half to twice the GPUs) earned. */
   | 'EARNINGS'
@@ -73,41 +92,65 @@ export type EarningsEstimateSource =
   /** No similar machine earned anything: average price × 24 h × the model's utilization. */
   | 'PRICE_HISTORY';
 
+/** An environment variable to set in the container. */
 export type EnvVarInput = {
+  /** Its name: letters, digits and _. */
   key: string;
+  /** Its value. */
   value: string;
 };
 
-/** SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED. */
+/** Where an instance is in its life. */
 export type InstanceStatus =
+  /** Gone with its disk; final. */
   | 'DESTROYED'
+  /** Its lifetime ended or the container ended by itself. */
   | 'EXITED'
+  /** GPUs assigned; the container is being pulled and started. */
   | 'LOADING'
+  /** Interruptible and outbid or preempted by on-demand rentals; resumes when its bid wins again. */
   | 'PAUSED'
+  /** The container runs; the GPUs are charged. */
   | 'RUNNING'
+  /** Waiting for its GPUs. */
   | 'SCHEDULING'
+  /** Stopped by its owner; can be started again. The disk is kept and charged. */
   | 'STOPPED';
 
-/** What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise. */
+/** What the owner asked for. */
 export type IntendedStatus =
+  /** The owner wants it running (and its GPUs). */
   | 'RUNNING'
+  /** The owner stopped it. */
   | 'STOPPED';
 
+/** What moved money in or out of the balance, besides usage charges. */
 export type InvoiceKind =
+  /** A credit or correction by the platform, such as the free test credit. */
   | 'ADJUSTMENT'
+  /** A card payment (addCredit, or auto-billing). */
   | 'PAYMENT'
+  /** Host earnings paid out to the Stripe Connect account. */
   | 'PAYOUT'
+  /** Money returned to the card. */
   | 'REFUND';
 
+/** Whether the money moved. */
 export type InvoiceStatus =
+  /** Done: the balance shows it. */
   | 'COMPLETED'
+  /** Refused or abandoned: the balance does not show it. */
   | 'FAILED'
+  /** Started, not yet confirmed. */
   | 'PENDING';
 
-/** How the container is entered: SSH, Jupyter, or the image's own entrypoint only. */
+/** How the container is entered. */
 export type LaunchMode =
+  /** The image's own entrypoint only, with `args`. */
   | 'ENTRYPOINT'
+  /** A Jupyter server in the container, reached through the API's proxy or its mapped port. */
   | 'JUPYTER'
+  /** An SSH server in the container; log in as root with the account's keys. */
   | 'SSH';
 
 /** A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with. */
@@ -120,6 +163,7 @@ export type ListMachineInput = {
   inetDownPricePerGb?: string | null | undefined;
   /** Omitted: the earlier price; default 0. */
   inetUpPricePerGb?: string | null | undefined;
+  /** The machine, such as "Machine:12". */
   machineId: string | number;
   /** Lowest bid per GPU-hour for interruptible rentals, at most the price; omitted: the earlier min bid (lowered to the price if above it); default: the price. */
   minBidPerGpuHour?: string | null | undefined;
@@ -131,8 +175,11 @@ export type ListMachineInput = {
   storagePricePerGbMonth?: string | null | undefined;
 };
 
+/** The hardware to estimate earnings for. */
 export type MachineSpecsInput = {
+  /** The GPU model, such as RTX 4090. */
   gpuName: string;
+  /** GPUs in the machine. */
   numGpus: number;
 };
 
@@ -140,17 +187,27 @@ export type MachineSpecsInput = {
 export type OfferFilter = {
   /** Any of these two-letter country codes. */
   countries?: Array<string> | null | undefined;
+  /** Only (true) or no (false) datacenter machines. */
   datacenter?: boolean | null | undefined;
   /** Any of these GPU models. */
   gpuNames?: Array<string> | null | undefined;
+  /** At most this many dollars per hour in all (dphTotal). */
   maxDphTotal?: string | null | undefined;
+  /** At most this many GPUs in the offer. */
   maxNumGpus?: number | null | undefined;
+  /** A driver that runs at least this CUDA version, such as 12.1. */
   minCudaVersion?: number | null | undefined;
+  /** At least this DLPerf. */
   minDlperf?: number | null | undefined;
+  /** A listing that lasts at least this many days more. */
   minDurationDays?: number | null | undefined;
+  /** At least this much VRAM per GPU, GB. */
   minGpuRamGb?: number | null | undefined;
+  /** At least this download bandwidth, Mbps. */
   minInetDownMbps?: number | null | undefined;
+  /** At least this many GPUs in the offer. */
   minNumGpus?: number | null | undefined;
+  /** At least this reliability, 0 to 1. */
   minReliability?: number | null | undefined;
   /** Absent: rentable only (the default). null: both. */
   rentable?: boolean | null | undefined;
@@ -158,15 +215,22 @@ export type OfferFilter = {
   verified?: boolean | null | undefined;
 };
 
+/** One ordering key; later keys break ties of earlier ones. */
 export type OfferOrder = {
+  /** Which way. */
   direction: OfferOrderDirection;
+  /** The field to order by. */
   field: OfferOrderField;
 };
 
+/** Which way to order. */
 export type OfferOrderDirection =
+  /** Smallest first. */
   | 'ASC'
+  /** Largest first. */
   | 'DESC';
 
+/** A field to order offers by: the search fields of the same name. */
 export type OfferOrderField =
   /** CUDA compute capability × 100 (860 for 8.6) */
   | 'COMPUTE_CAP'
@@ -233,38 +297,55 @@ export type OfferOrderField =
 
 /** MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most. */
 export type PriceBucket =
+  /** One point per day (UTC); ranges up to 2000 days. */
   | 'DAY'
+  /** One point per hour; ranges up to 92 days. */
   | 'HOUR'
+  /** One point per minute sample; ranges up to 1 day. */
   | 'MINUTE';
 
+/** A user name and password (or token) for a private image registry. */
 export type RegistryAuthInput = {
   /** Or an access token; stored encrypted and never returned. */
   password: string;
+  /** The registry user name. */
   username: string;
 };
 
-/** ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins. */
+/** How a rental pays and whether it can be interrupted. */
 export type RentalKind =
+  /** Bids per GPU-hour and runs while its bid wins its machine's auction; paused when outbid or preempted by on-demand rentals. */
   | 'INTERRUPTIBLE'
+  /** Pays the host's price per GPU-hour and is never interrupted. */
   | 'ON_DEMAND';
 
-/** Spend rate limit tiers. NEW: email not verified. EMAIL_VERIFIED. CARD_VERIFIED: email and a card verified. ESTABLISHED: verified, and an account old enough that has paid enough: no limit. */
+/** Spend rate limit tiers: what the account's rentals may cost per hour grows with trust. */
 export type SpendTier =
+  /** The email and a card are verified. */
   | 'CARD_VERIFIED'
+  /** The email is verified. */
   | 'EMAIL_VERIFIED'
+  /** Verified, and an account old enough that has paid enough: no limit. */
   | 'ESTABLISHED'
+  /** The email is not verified yet: the lowest limit. */
   | 'NEW';
 
-/** GRANTED; WAITING for the email or a card to be verified; REFUSED: the card or mailbox had one already. */
+/** Where the account's free test credit stands. */
 export type TestCreditStatus =
+  /** Credited to the balance. */
   | 'GRANTED'
+  /** The card or mailbox had one already: none for this account. */
   | 'REFUSED'
+  /** Granted once the email and a card are verified. */
   | 'WAITING';
 
 /** Machines start unverified; operators verify them after checks and deverify them on problems. */
 export type VerificationState =
+  /** Verified once, then found wanting: its offers show only when a search asks for them. */
   | 'DEVERIFIED'
+  /** Not checked yet: its offers show only when a search asks for unverified machines. */
   | 'UNVERIFIED'
+  /** Checked by operators: its offers show in the default search. */
   | 'VERIFIED';
 
 export type HeaderBalanceSubscriptionVariables = Exact<{ [key: string]: never; }>;
