@@ -23,9 +23,8 @@ export class StrandsContractsError extends AppError {
   }
 }
 
-// The datacenter flag is an operator's to set, never the machine's own report.
 const pcieSchema = z.object({ pcieGen: z.number(), pcieBw: z.number() }).superRefine(checkPcieBandwidth);
-const updateMachineSchema = machineSpecsSchema.omit({ datacenter: true }).partial().extend({ machineId: recordId });
+const updateMachineSchema = machineSpecsSchema.partial().extend({ machineId: recordId });
 
 export type UpdateMachineInput = z.input<typeof updateMachineSchema>;
 type SpecChanges = Omit<z.output<typeof updateMachineSchema>, "machineId">;

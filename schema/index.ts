@@ -6,6 +6,7 @@ import "./account.ts";
 import "./apiKey.ts";
 import "./sshKey.ts";
 import "./machine.ts";
+import "./verification.ts";
 import "./machineSpecs.ts";
 import "./contract.ts";
 import "./offer.ts";

@@ -1,6 +1,6 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
 import { extendMachineEndDate, listMachine, myMachines, myMachinesWhere, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { seesMachine } from "../domain/authorization.ts";
+import { readsMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
@@ -10,7 +10,7 @@ import { detectedSpecFields } from "./machineSpecs.ts";
 import { selection } from "./selection.ts";
 import { describedValues } from "./enumValues.ts";
 
-const VerificationState = builder.enumType("VerificationState", {
+export const VerificationState = builder.enumType("VerificationState", {
   description: "Machines start unverified; operators verify them after checks and deverify them on problems.",
   values: describedValues(VerificationStateValues, {
     UNVERIFIED: "Not checked yet: its offers show only when a search asks for unverified machines.",
@@ -25,9 +25,9 @@ const PUBLIC = { skipTypeScopes: true } as const;
 export const MachineRef = builder.prismaNode("Machine", {
   id: { field: "id", ...PUBLIC },
   description:
-    "A host's GPU machine: its specs and its listing. Anyone may read a listed machine's public fields (specs, prices, verification, reliability); its host (and its agent) reads every field, listed or not. Another caller asking for a host-only field gets a FORBIDDEN error for that field.",
+    "A host's GPU machine: its specs and its listing. Anyone may read a listed machine's public fields (specs, prices, verification, reliability); its host (and its agent) and operators read every field, listed or not. Another caller asking for a host-only field gets a FORBIDDEN error for that field.",
   // Host-only unless a field says PUBLIC: a field added later stays private by default.
-  authScopes: (machine, ctx) => seesMachine(ctx.viewer, machine),
+  authScopes: (machine, ctx) => readsMachine(ctx.viewer, machine),
   fields: (t) => ({
     gpuName: t.exposeString("gpuName", { ...PUBLIC, description: "The GPU model, such as RTX_4090 (the search field gpu_name)." }),
     numGpus: t.exposeInt("numGpus", { ...PUBLIC, description: "GPUs in the machine." }),
@@ -52,7 +52,7 @@ export const MachineRef = builder.prismaNode("Machine", {
     driverVersion: t.exposeString("driverVersion", { ...PUBLIC, description: "NVIDIA driver version, such as 550.54.15." }),
     countryCode: t.exposeString("countryCode", { ...PUBLIC, description: "Where the machine is: ISO 3166-1 alpha-2 country code, such as US." }),
     geolocation: t.exposeString("geolocation", { ...PUBLIC, description: "Where the machine is, in words, such as Oregon, US." }),
-    datacenter: t.exposeBoolean("datacenter", { ...PUBLIC, description: "In a vetted datacenter (secure cloud)." }),
+    datacenter: t.exposeBoolean("datacenter", { ...PUBLIC, description: "In a vetted datacenter (secure cloud): operators decide it (setMachineDatacenter), never the host." }),
     verification: t.expose("verification", { ...PUBLIC, type: VerificationState, description: "Whether operators verified the machine; search shows verified machines by default." }),
     dlperf: t.exposeFloat("dlperf", { ...PUBLIC, description: "DLPerf of the whole machine: an estimate of its deep-learning speed (higher is faster)." }),
     reliability: t.exposeFloat("reliability", { ...PUBLIC, description: "Estimated share of time the machine is up and serving its rentals, 0 to 1." }),
@@ -114,12 +114,12 @@ builder.queryField("machine", (t) =>
     type: "Machine",
     nullable: true,
     description:
-      "A machine by its global id (\"Machine:12\"; an offer's machineId): any listed machine's public fields for anyone, anonymous callers too; every field of the caller's own machines, listed or not. Null for an unlisted machine of another host or an unknown id.",
+      "A machine by its global id (\"Machine:12\"; an offer's machineId): any listed machine's public fields for anyone, anonymous callers too; every field of the caller's own machines, listed or not, and of every machine for operators. Null for an unlisted machine of another host or an unknown id.",
     args: { id: t.arg.globalID({ required: true, description: 'Such as "Machine:12".' }) },
     resolve: async (query, _root, args, ctx) => {
       const id = localId(args.id, "Machine");
       const machine = await prisma.machine.findUnique({ ...query, where: { id } });
-      return machine && (machine.listed || seesMachine(ctx.viewer, machine)) ? machine : null;
+      return machine && (machine.listed || readsMachine(ctx.viewer, machine)) ? machine : null;
     },
   }),
 );
@@ -146,7 +146,6 @@ const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
     driverVersion: t.string({ required: true, description: "Such as 550.54.15." }),
     countryCode: t.string({ required: true, description: "ISO 3166-1 alpha-2, such as US." }),
     geolocation: t.string({ required: true, description: "Where people would say it is, such as Oregon, US." }),
-    datacenter: t.boolean({ required: true, defaultValue: false, description: "The machine is in a datacenter (operators vet the claim)." }),
     ...detectedSpecFields(t),
   }),
 });

@@ -1,4 +1,4 @@
-import { hasPermission, readsAccount, seesInstance, seesMachine } from "../domain/authorization.ts";
+import { hasPermission, readsAccount, readsMachine, seesInstance, seesMachine } from "../domain/authorization.ts";
 import type { Viewer } from "../domain/viewer.ts";
 import { MAX_INT4 } from "../domain/validation.ts";
 import { prisma } from "../infra/db.ts";
@@ -12,7 +12,7 @@ const visibility: Record<string, (viewer: Viewer | null, id: number) => Promise<
   User: async (viewer, id) => readsAccount(viewer, id),
   Machine: async (viewer, id) => {
     const machine = await prisma.machine.findUnique({ where: { id }, select: { id: true, hostId: true, listed: true } });
-    return machine !== null && (machine.listed || seesMachine(viewer, machine));
+    return machine !== null && (machine.listed || readsMachine(viewer, machine));
   },
   Instance: async (viewer, id) => {
     const instance = await prisma.instance.findUnique({

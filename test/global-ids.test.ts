@@ -115,7 +115,7 @@ describe("node(id) and nodes(ids)", () => {
     const { machine: own } = await registerMachine(other.userId, {
       gpuName: "RTX 4090", numGpus: 1, gpuRamMb: 24_000, computeCap: 890, tflopsPerGpu: 82, gpuMemBw: 1000, pcieGen: 4, pcieBw: 24,
       cpuName: "x", cpuCores: 8, cpuRamMb: 32_000, diskSpaceGb: 500, diskBw: 2000, inetUpMbps: 100, inetDownMbps: 100,
-      cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "US", geolocation: "Ohio, US", datacenter: false,
+      cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "US", geolocation: "Ohio, US",
     });
     const query = `query ($ids: [ID!]!) { nodes(ids: $ids) { __typename id ... on Machine { numGpus } ... on ApiKey { name } ... on Offer { numGpus } } }`;
     const ids = [`Machine:${listedId}`, `Offer:${listedId}-1`, `ApiKey:${apiKey.id}`, `Machine:${unlistedId}`, `Machine:${own.id}`, "User:" + host.userId, "Nothing:1", "Machine:x"];
