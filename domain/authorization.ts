@@ -64,13 +64,17 @@ export function readsAccount(viewer: Viewer | null, userId: number): boolean {
   return hasPermission(viewer, "READ") && viewer.userId === userId;
 }
 
-/** A machine is seen by its host's readers, by its own agent and by operators (who vet every machine). */
+/** A machine is seen by its host's readers and by its own agent (and so are the rentals on it). */
 export function seesMachine(viewer: Viewer | null, machine: { id: number; hostId: number }): boolean {
-  return (
-    readsAccount(viewer, machine.hostId) ||
-    (viewer?.scope === "MACHINE" && viewer.machineId === machine.id) ||
-    operates(viewer, "READ")
-  );
+  return readsAccount(viewer, machine.hostId) || (viewer?.scope === "MACHINE" && viewer.machineId === machine.id);
+}
+
+/**
+ * Every field of a machine is read by whoever sees it and by operators, who vet every machine; the
+ * rentals on it stay its host's and their clients'.
+ */
+export function readsMachine(viewer: Viewer | null, machine: { id: number; hostId: number }): boolean {
+  return seesMachine(viewer, machine) || operates(viewer, "READ");
 }
 
 /**

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { prisma, type Tx } from "../infra/db.ts";
-import type { Machine, Prisma, VerificationState } from "../prisma/generated/client/client.ts";
+import type { Machine, Prisma } from "../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, recordId } from "./apiKeys.ts";
 import { enqueueClearing, lockMachineForEvent } from "./auction/service.ts";
 import { machineDlperf, pcieBandwidth } from "./dlperf.ts";
@@ -16,9 +16,9 @@ import { DAY_MS, MINUTE_MS } from "./time.ts";
  * indistinguishable from a missing one. The commands (registerMachine, listMachine, unlistMachine,
  * setMinBid, extendMachineEndDate) run in their own transaction, ending with syncOffers so a machine
  * and its offers never disagree, and after commit ask the auction to clear the machine. The steps
- * that take a transaction (addMachine, applyListing, setMachineVerification) compose into a caller's
- * transaction (demo data, test fixtures). A rental locks its own price and end date: only
- * extendMachineEndDate moves contracts, and only later.
+ * that take a transaction (addMachine, applyListing) compose into a caller's transaction (demo
+ * data, test fixtures). Verification and datacenter status are operators' (domain/verification.ts).
+ * A rental locks its own price and end date: only extendMachineEndDate moves contracts, and only later.
  */
 
 // ISO 3166-1 alpha-2.
@@ -34,8 +34,8 @@ const COUNTRY_CODES = new Set(
   ).split(" "),
 );
 
-const registerMachineSchema = z
-  .object({
+/** A machine's specs as registerMachine takes them; updateMachine takes any of them. */
+export const machineSpecsSchema = z.object({
     gpuName: z
       .string()
       .trim()
@@ -65,14 +65,20 @@ const registerMachineSchema = z
       .toUpperCase()
       .refine((code) => COUNTRY_CODES.has(code), "an ISO 3166-1 alpha-2 country code such as US"),
     geolocation: z.string().trim().min(1).max(100),
-    datacenter: z.boolean().default(false),
-  })
-  .superRefine((specs, ctx) => {
-    const max = pcieBandwidth(specs.pcieGen);
-    if (specs.pcieBw > max) {
-      ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
-    }
+    cpuArch: z.enum(["amd64", "arm64"]).nullish(),
+    hasAvx: z.boolean().nullish(),
+    gpuMaxPowerW: z.number().min(10).max(2000).nullish(),
   });
+
+/** PCIe bandwidth within what the generation's x16 link carries. */
+export function checkPcieBandwidth(specs: { pcieGen: number; pcieBw: number }, ctx: z.RefinementCtx): void {
+  const max = pcieBandwidth(specs.pcieGen);
+  if (specs.pcieBw > max) {
+    ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
+  }
+}
+
+const registerMachineSchema = machineSpecsSchema.superRefine(checkPcieBandwidth);
 
 export type RegisterMachineInput = z.input<typeof registerMachineSchema>;
 
@@ -155,7 +161,7 @@ async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> 
   return machine;
 }
 
-async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
+export async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
   // Listing, min bid and verification changes can change who runs: the auction's lock (which flags
   // the machine for clearing) first, so concurrent changes to one machine apply one after another.
   await lockMachineForEvent(db, id);
@@ -165,7 +171,7 @@ async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput
 }
 
 /** Runs a machine command in its own transaction, then asks the auction to clear the machine. */
-async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<Machine> {
+export async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<Machine> {
   const machine = await prisma.$transaction(command);
   await enqueueClearing(machine.id);
   return machine;
@@ -362,18 +368,15 @@ export async function setMachineNetwork(hostId: number, input: MachineNetworkInp
   });
 }
 
-/** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */
+/** The host's machines, oldest first; `query` carries the GraphQL selection's includes and the page. */
 export function myMachines(
   db: Tx,
   hostId: number,
-  query: { include?: Prisma.MachineInclude; select?: Prisma.MachineSelect } = {},
+  query: Omit<Prisma.MachineFindManyArgs, "where" | "orderBy"> = {},
 ): Promise<Machine[]> {
-  return db.machine.findMany({ ...query, where: { hostId }, orderBy: { id: "asc" } });
+  return db.machine.findMany({ ...query, where: myMachinesWhere(hostId), orderBy: { id: "asc" } });
 }
 
-/** Operators (and demo data) set verification; hosts cannot verify their own machines. */
-export async function setMachineVerification(db: Tx, id: number, state: VerificationState): Promise<Machine> {
-  const machine = await db.machine.findUnique({ where: { id }, select: { id: true } });
-  if (!machine) throw new NotFoundError("Machine");
-  return updateAndSync(db, id, { verification: state });
+export function myMachinesWhere(hostId: number): Prisma.MachineWhereInput {
+  return { hostId };
 }

@@ -1,16 +1,22 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { seesMachine } from "../domain/authorization.ts";
+import { extendMachineEndDate, listMachine, myMachines, myMachinesWhere, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
+import { readsMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
+import { detectedSpecFields } from "./machineSpecs.ts";
 import { selection } from "./selection.ts";
+import { describedValues } from "./enumValues.ts";
 
-const VerificationState = builder.enumType(VerificationStateValues, {
-  name: "VerificationState",
+export const VerificationState = builder.enumType("VerificationState", {
   description: "Machines start unverified; operators verify them after checks and deverify them on problems.",
+  values: describedValues(VerificationStateValues, {
+    UNVERIFIED: "Not checked yet: its offers show only when a search asks for unverified machines.",
+    VERIFIED: "Checked by operators: its offers show in the default search.",
+    DEVERIFIED: "Verified once, then found wanting: its offers show only when a search asks for them.",
+  }),
 });
 
 /** Fields anyone may read on a listed machine (the specs and prices its offers show); the rest is its host's. */
@@ -19,9 +25,9 @@ const PUBLIC = { skipTypeScopes: true } as const;
 export const MachineRef = builder.prismaNode("Machine", {
   id: { field: "id", ...PUBLIC },
   description:
-    "A host's GPU machine: its specs and its listing. Anyone may read a listed machine's public fields (specs, prices, verification, reliability); its host (and its agent) reads every field, listed or not. Another caller asking for a host-only field gets a FORBIDDEN error for that field.",
+    "A host's GPU machine: its specs and its listing. Anyone may read a listed machine's public fields (specs, prices, verification, reliability); its host (and its agent) and operators read every field, listed or not. Another caller asking for a host-only field gets a FORBIDDEN error for that field.",
   // Host-only unless a field says PUBLIC: a field added later stays private by default.
-  authScopes: (machine, ctx) => seesMachine(ctx.viewer, machine),
+  authScopes: (machine, ctx) => readsMachine(ctx.viewer, machine),
   fields: (t) => ({
     gpuName: t.exposeString("gpuName", { ...PUBLIC, description: "The GPU model, such as RTX_4090 (the search field gpu_name)." }),
     numGpus: t.exposeInt("numGpus", { ...PUBLIC, description: "GPUs in the machine." }),
@@ -46,7 +52,7 @@ export const MachineRef = builder.prismaNode("Machine", {
     driverVersion: t.exposeString("driverVersion", { ...PUBLIC, description: "NVIDIA driver version, such as 550.54.15." }),
     countryCode: t.exposeString("countryCode", { ...PUBLIC, description: "Where the machine is: ISO 3166-1 alpha-2 country code, such as US." }),
     geolocation: t.exposeString("geolocation", { ...PUBLIC, description: "Where the machine is, in words, such as Oregon, US." }),
-    datacenter: t.exposeBoolean("datacenter", { ...PUBLIC, description: "In a vetted datacenter (secure cloud)." }),
+    datacenter: t.exposeBoolean("datacenter", { ...PUBLIC, description: "In a vetted datacenter (secure cloud): operators decide it (setMachineDatacenter), never the host." }),
     verification: t.expose("verification", { ...PUBLIC, type: VerificationState, description: "Whether operators verified the machine; search shows verified machines by default." }),
     dlperf: t.exposeFloat("dlperf", { ...PUBLIC, description: "DLPerf of the whole machine: an estimate of its deep-learning speed (higher is faster)." }),
     reliability: t.exposeFloat("reliability", { ...PUBLIC, description: "Estimated share of time the machine is up and serving its rentals, 0 to 1." }),
@@ -100,10 +106,6 @@ export const MachineRef = builder.prismaNode("Machine", {
       resolve: (machine) => (machine.listingDurationSeconds === null ? null : machine.listingDurationSeconds / 86_400),
     }),
     createdAt: t.expose("createdAt", { type: "DateTime", description: "When the host registered it. Host only." }),
-    instances: t.relation("instances", {
-      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices). Host only.",
-      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
-    }),
   }),
 });
 
@@ -112,12 +114,12 @@ builder.queryField("machine", (t) =>
     type: "Machine",
     nullable: true,
     description:
-      "A machine by its global id (\"Machine:12\"; an offer's machineId): any listed machine's public fields for anyone, anonymous callers too; every field of the caller's own machines, listed or not. Null for an unlisted machine of another host or an unknown id.",
+      "A machine by its global id (\"Machine:12\"; an offer's machineId): any listed machine's public fields for anyone, anonymous callers too; every field of the caller's own machines, listed or not, and of every machine for operators. Null for an unlisted machine of another host or an unknown id.",
     args: { id: t.arg.globalID({ required: true, description: 'Such as "Machine:12".' }) },
     resolve: async (query, _root, args, ctx) => {
       const id = localId(args.id, "Machine");
       const machine = await prisma.machine.findUnique({ ...query, where: { id } });
-      return machine && (machine.listed || seesMachine(ctx.viewer, machine)) ? machine : null;
+      return machine && (machine.listed || readsMachine(ctx.viewer, machine)) ? machine : null;
     },
   }),
 );
@@ -125,34 +127,35 @@ builder.queryField("machine", (t) =>
 const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
   description: "The machine's hardware as its agent measured it.",
   fields: (t) => ({
-    gpuName: t.string({ required: true }),
-    numGpus: t.int({ required: true, description: "1 to 16." }),
+    gpuName: t.string({ required: true, description: "The GPU model as nvidia-smi names it, such as NVIDIA GeForce RTX 4090." }),
+    numGpus: t.int({ required: true, description: "GPUs in the machine, 1 to 16." }),
     gpuRamMb: t.int({ required: true, description: "VRAM per GPU in MB." }),
     computeCap: t.int({ required: true, description: "Compute capability × 100 (8.6 is 860)." }),
     tflopsPerGpu: t.float({ required: true, description: "Peak FP32 TFLOPS per GPU." }),
     gpuMemBw: t.float({ required: true, description: "GPU memory bandwidth in GB/s." }),
-    pcieGen: t.int({ required: true, description: "1 to 6." }),
+    pcieGen: t.int({ required: true, description: "PCIe generation of the GPUs' slots, 1 to 6." }),
     pcieBw: t.float({ required: true, description: "PCIe bandwidth per GPU in GB/s." }),
-    cpuName: t.string({ required: true }),
-    cpuCores: t.int({ required: true }),
-    cpuRamMb: t.int({ required: true }),
-    diskSpaceGb: t.float({ required: true }),
+    cpuName: t.string({ required: true, description: "The CPU model." }),
+    cpuCores: t.int({ required: true, description: "CPU cores (threads) of the machine." }),
+    cpuRamMb: t.int({ required: true, description: "System RAM, MB." }),
+    diskSpaceGb: t.float({ required: true, description: "Disk for rentals, GB." }),
     diskBw: t.float({ required: true, description: "Disk bandwidth in MB/s." }),
-    inetUpMbps: t.float({ required: true }),
-    inetDownMbps: t.float({ required: true }),
+    inetUpMbps: t.float({ required: true, description: "Upload bandwidth, Mbps." }),
+    inetDownMbps: t.float({ required: true, description: "Download bandwidth, Mbps." }),
     cudaMaxGood: t.float({ required: true, description: "Highest CUDA version the driver runs, such as 12.4." }),
     driverVersion: t.string({ required: true, description: "Such as 550.54.15." }),
     countryCode: t.string({ required: true, description: "ISO 3166-1 alpha-2, such as US." }),
     geolocation: t.string({ required: true, description: "Where people would say it is, such as Oregon, US." }),
-    datacenter: t.boolean({ required: true, defaultValue: false }),
+    ...detectedSpecFields(t),
   }),
 });
 
 const RegisterMachinePayload = builder
   .objectRef<{ machine: Machine; apiKey: IssuedKey }>("RegisterMachinePayload")
   .implement({
+    description: "A machine just registered, with its agent's key.",
     fields: (t) => ({
-      machine: t.field({ type: MachineRef, resolve: (payload) => payload.machine }),
+      machine: t.field({ type: MachineRef, description: "The machine, unverified and unlisted.", resolve: (payload) => payload.machine }),
       apiKey: t.field({
         type: IssuedApiKeyRef,
         description: "The MACHINE-scoped key for the machine's agent, shown only now.",
@@ -167,7 +170,7 @@ builder.mutationField("registerMachine", (t) =>
     description:
       "Registers a machine by its specs; it starts unverified and unlisted. Returns its agent's MACHINE-scoped key, shown once.",
     errors: {},
-    args: { input: t.arg({ type: RegisterMachineInput, required: true }) },
+    args: { input: t.arg({ type: RegisterMachineInput, required: true, description: "The machine's specs." }) },
     resolve: (_root, { input }, ctx) => registerMachine(ctx.viewer.userId, input),
   }),
 );
@@ -176,7 +179,7 @@ const ListMachineInput = builder.inputType("ListMachineInput", {
   description:
     "A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with.",
   fields: (t) => ({
-    machineId: t.globalID({ required: true }),
+    machineId: t.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
     pricePerGpuHour: t.field({ type: "Money", required: true, description: "On-demand price per GPU-hour." }),
     minBidPerGpuHour: t.field({
       type: "Money",
@@ -206,7 +209,7 @@ builder.mutationField("listMachine", (t) =>
     description:
       "Lists (or relists) the machine: its offers appear in search at once. Existing rentals keep their terms.",
     errors: {},
-    args: { input: t.arg({ type: ListMachineInput, required: true }) },
+    args: { input: t.arg({ type: ListMachineInput, required: true, description: "The listing, or what changes in it." }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
       return listMachine(ctx.viewer.userId, { ...input, machineId });
@@ -220,7 +223,7 @@ builder.mutationField("unlistMachine", (t) =>
     description:
       "Withdraws the machine's offers from search. Existing rentals keep running.",
     errors: {},
-    args: { machineId: t.arg.globalID({ required: true }) },
+    args: { machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }) },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
       return unlistMachine(ctx.viewer.userId, machineId);
@@ -235,8 +238,8 @@ builder.mutationField("setMinBid", (t) =>
       "Sets the lowest bid per GPU-hour that interruptible rentals may pay, at most the on-demand price.",
     errors: {},
     args: {
-      machineId: t.arg.globalID({ required: true }),
-      pricePerGpuHour: t.arg({ type: "Money", required: true }),
+      machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
+      pricePerGpuHour: t.arg({ type: "Money", required: true, description: "The minimum bid, dollars per GPU-hour." }),
     },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
@@ -250,7 +253,10 @@ builder.mutationField("extendMachineEndDate", (t) =>
     type: "Machine",
     description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
     errors: {},
-    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
+    args: {
+      machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
+      endDate: t.arg({ type: "DateTime", required: true, description: "The new end, later than the current one and within a year." }),
+    },
     resolve: async (query, _root, args, ctx) => {
       const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
       return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
@@ -259,16 +265,23 @@ builder.mutationField("extendMachineEndDate", (t) =>
 );
 
 builder.queryField("myMachines", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["Machine"],
-    description: "The caller's machines, oldest first.",
-    resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "Machine",
+      cursor: "id",
+      description: "The caller's machines, listed or not, oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
+      totalCount: (_root, _args, ctx) => prisma.machine.count({ where: myMachinesWhere(ctx.viewer.userId) }),
+    },
+    { name: "MachineConnection", description: "A page of machines." },
+    { name: "MachineEdge" },
+  ),
 );
 
 const MachineNetworkInput = builder.inputType("MachineNetworkInput", {
+  description: "How renters reach a machine.",
   fields: (t) => ({
-    machineId: t.globalID({ required: true }),
+    machineId: t.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
     publicAddress: t.string({ description: "A fixed public address (IP or host name); omitted: the address the agent reports." }),
     directPortStart: t.int({ required: true, description: "First external port renters' ports are mapped to." }),
     directPortEnd: t.int({ required: true, description: "Last one (inclusive); at most 10,000 ports." }),
@@ -281,7 +294,7 @@ builder.mutationField("setMachineNetwork", (t) =>
     description:
       "How renters reach the machine: its public address and the range of external ports that instances' ports are mapped to. Instances keep the ports they hold.",
     errors: {},
-    args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
+    args: { input: t.arg({ type: MachineNetworkInput, required: true, description: "The address and port range." }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
       return setMachineNetwork(ctx.viewer.userId, { ...input, machineId });

@@ -5,6 +5,8 @@ import { issueApiKey } from "../domain/apiKeys.ts";
 import { keyPermissions } from "../domain/authorization.ts";
 import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
+import { scheduleMaintenance } from "../domain/maintenance.ts";
+import { setOperator } from "../domain/operators.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { databaseSnapshot } from "./support/snapshot.ts";
@@ -26,6 +28,8 @@ interface Ids {
   instance: string;
   template: string;
   registryCredential: string;
+  /** A maintenance window of the victim's machine. */
+  maintenanceWindow: string;
   /** The victim's bid on the attacker's machine, and its instance. */
   bid: string;
   bidInstance: string;
@@ -38,10 +42,12 @@ const VICTIM_CREDIT = "credit for the victim 7f3a";
 const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
 let attackerMachineId: number;
+/** The attacker's rental on the victim's machine: a contract only the victim, its host, may see. */
+let contractOnVictimMachine: string;
 const machineSpecs = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
   cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
-  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
+  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE",
 };
 const callers: Record<string, string | undefined> = {};
 
@@ -83,6 +89,8 @@ beforeAll(async () => {
       .createInstance,
   );
   attackerMachineId = attackerMachine;
+  const window = await scheduleMaintenance(victim.userId, { machineId: victimMachine, start: new Date(Date.now() + 86_400_000 * 20), durationHours: 2 });
+  contractOnVictimMachine = attackerRental.instance.id;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -91,6 +99,7 @@ beforeAll(async () => {
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
     registryCredential: registryCredential.data.saveRegistryCredential.data.id,
+    maintenanceWindow: `MaintenanceWindow:${window.id}`,
     bid: victimBid.instance.id.replace("Instance:", "Bid:"),
     bidInstance: victimBid.instance.id,
   };
@@ -110,6 +119,13 @@ beforeAll(async () => {
   callers["victim expired session"] = (
     await issueApiKey(prisma, { userId: victim.userId, name: "login", scope: "SESSION", expiresAt: new Date(Date.now() - 1000) })
   ).token;
+  // Staff: may vet any machine (with a key holding MACHINES), and is no one's owner otherwise.
+  const operator = await createAccount("operator");
+  await setOperator(prisma, (await prisma.user.findUniqueOrThrow({ where: { id: operator.userId } })).email, true);
+  callers["operator account key"] = operator.key;
+  callers["operator READ key"] = (
+    await issueApiKey(prisma, { userId: operator.userId, name: "ro", scope: "ACCOUNT", permissions: keyPermissions(["READ"]) })
+  ).token;
 });
 
 const result = (field: string, success: string) => `${field} { __typename ... on ${success} { data { __typename } } ... on Error { code } }`;
@@ -127,7 +143,19 @@ const operations: {
   needs: ApiKeyPermission;
   allowedFor?: string[];
   forCaller?: boolean;
+  /** Only an operator's key holding `needs` may do it: the victim's own keys may not either. */
+  operatorOnly?: boolean;
 }[] = [
+  {
+    name: "setMachineVerification", needs: "MACHINES", operatorOnly: true, allowedFor: ["operator account key"],
+    document: `mutation ($id: ID!) { ${result('setMachineVerification(machineId: $id, verification: VERIFIED, note: "self-promoted")', "MutationSetMachineVerificationSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
+  {
+    name: "setMachineDatacenter", needs: "MACHINES", operatorOnly: true, allowedFor: ["operator account key"],
+    document: `mutation ($id: ID!) { ${result("setMachineDatacenter(machineId: $id, datacenter: true)", "MutationSetMachineDatacenterSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
   { name: "revokeApiKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
   { name: "removeSshKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
   {
@@ -142,6 +170,12 @@ const operations: {
     document: `mutation ($id: ID!, $end: DateTime!) { ${result("extendMachineEndDate(machineId: $id, endDate: $end)", "MutationExtendMachineEndDateSuccess")} }`,
     variables: () => ({ id: ids.machine, end: new Date(Date.now() + 86_400_000 * 60).toISOString() }),
   },
+  {
+    name: "scheduleMaintenance", needs: "MACHINES",
+    document: `mutation ($id: ID!, $start: DateTime!) { ${result("scheduleMaintenance(machineId: $id, start: $start, durationHours: 1)", "MutationScheduleMaintenanceSuccess")} }`,
+    variables: () => ({ id: ids.machine, start: new Date(Date.now() + 86_400_000 * 5).toISOString() }),
+  },
+  { name: "cancelMaintenance", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("cancelMaintenance(id: $id)", "MutationCancelMaintenanceSuccess")} }`, variables: () => ({ id: ids.maintenanceWindow }) },
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
@@ -179,12 +213,12 @@ const operations: {
   { name: "instance", needs: "READ", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
   {
     name: "charges", needs: "READ",
-    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { instanceId amount } }`,
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { nodes { instanceId amount } } }`,
     variables: () => ({ id: ids.instance, ...lastWeek() }),
   },
   {
     name: "earnings", needs: "READ",
-    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { nodes { machineId } } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
   },
   { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
@@ -212,8 +246,8 @@ const operations: {
     forCaller: true,
   },
   {
-    name: "setPayoutAccount",
-    document: `mutation { ${result('setPayoutAccount(accountId: "acct_123")', "MutationSetPayoutAccountSuccess")} }`,
+    name: "startPayoutOnboarding",
+    document: `mutation { ${result("startPayoutOnboarding", "MutationStartPayoutOnboardingSuccess")} }`,
     variables: () => ({}),
     needs: "BILLING",
     forCaller: true,
@@ -237,18 +271,18 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 const listings = [
   "{ me { id email } }",
   "{ spendLimit { tier currentPerHour } }",
-  "{ sessions { id name } }",
-  "{ apiKeys { id name } }",
-  "{ sshKeys { id fingerprint } }",
-  "{ myMachines { id } }",
+  "{ sessions(first: 100) { totalCount nodes { id name } } }",
+  "{ apiKeys(first: 100) { totalCount nodes { id name } } }",
+  "{ sshKeys(first: 100) { totalCount nodes { id fingerprint } } }",
+  "{ myMachines(first: 100) { totalCount nodes { id } } }",
   "{ instances(first: 50) { edges { node { id } } } }",
   "{ templates(first: 50) { edges { node { id name } } } }",
-  "{ registryCredentials { id registry username } }",
+  "{ registryCredentials(first: 100) { totalCount nodes { id registry username } } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
-  "{ payouts { amount createdAt destination } }",
-  `{ invoices(${RECENT}) { description amount } }`,
-  `{ charges(${RECENT}) { instanceId } }`,
-  `{ earnings(${RECENT}) { machineId } }`,
+  "{ payouts(first: 100) { totalCount nodes { amount createdAt destination } } }",
+  `{ invoices(${RECENT}, first: 100) { totalCount nodes { description amount } } }`,
+  `{ charges(${RECENT}, first: 100) { totalCount nodes { instanceId } } }`,
+  `{ earnings(${RECENT}, first: 100) { totalCount nodes { machineId } } }`,
   "{ bids(first: 50) { totalCount edges { node { id machineId standing priceToWin instance { id label } } } } }",
 ];
 
@@ -270,14 +304,17 @@ describe("authorization matrix", () => {
     "victim KEYS key",
     "victim expired key",
     "victim expired session",
+    "operator READ key",
+    "operator account key",
   ];
 
   for (const operation of operations) {
     for (const caller of callerNames) {
       if (operation.allowedFor?.includes(caller)) continue;
       const permission = permissionOf(caller);
-      if (permission && (permission === operation.needs || operation.needs === "READ")) continue;
-      if (operation.forCaller && caller === "attacker account key") continue;
+      if (permission && !operation.operatorOnly && (permission === operation.needs || operation.needs === "READ")) continue;
+      // Another account acting for itself may: the attacker and the operator are such accounts.
+      if (operation.forCaller && (caller === "attacker account key" || caller === "operator account key")) continue;
       it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
         const before = await databaseSnapshot();
         const response = await app.gql(operation.document, operation.variables(), callers[caller]);
@@ -325,6 +362,33 @@ describe("authorization matrix", () => {
       for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
     });
   }
+
+  const CONTRACTS = "{ myMachines { nodes { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } } }";
+
+  for (const caller of callerNames) {
+    it(`the contracts on the victim's machine, by ${caller}, are its host's only`, async () => {
+      const response = JSON.stringify(await app.gql(CONTRACTS, {}, callers[caller]));
+      const mayRead = permissionOf(caller) !== undefined;
+      expect(response.includes(`"${contractOnVictimMachine}"`), response).toBe(mayRead);
+      expect(response).not.toContain(victim.email);
+    });
+  }
+
+  it("a host sees the victim's rental on its machine by its terms, never who rents it or what it runs", async () => {
+    const response = await app.gql(CONTRACTS, {}, callers["attacker account key"]);
+    expect(response.errors).toBeUndefined();
+    const nodes = response.data.myMachines.nodes.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
+    expect(nodes.map((node: { instanceId: string }) => node.instanceId).sort()).toEqual([ids.instance, ids.bidInstance].sort());
+    const text = JSON.stringify(response);
+    expect(text).not.toContain(victim.email);
+    expect(text).not.toContain(VICTIM_BID_LABEL);
+    expect(text).not.toContain(`"${victim.userId}"`);
+    // The contract type has no field for the renter, its label, image, environment or keys.
+    for (const field of ["clientId", "client", "label", "env", "image", "onstart", "sshKeys", "connection", "apiKey"]) {
+      const refused = await app.gql(`{ myMachines { nodes { contracts { edges { node { ${field} } } } } } }`, {}, callers["attacker account key"]);
+      expect(refused.errors?.[0]?.message, field).toMatch(/Cannot query field/);
+    }
+  });
 
   it("a read-only key lists the victim's things and cannot rent", async () => {
     const readOnly = callers["victim READ key"];

@@ -62,6 +62,12 @@ describe("offer(id) and offers", () => {
     }
   });
 
+  it("a search's totalCount counts every matching offer, not just the page", async () => {
+    const result = await app.gql(`{ offers(query: "machine_id=${listedId}", first: 1) { totalCount pageInfo { hasNextPage } nodes { id } } }`);
+    expect(result.data.offers).toMatchObject({ totalCount: 3, pageInfo: { hasNextPage: true } });
+    expect(result.data.offers.nodes).toHaveLength(1);
+  });
+
   it("offer(id) is null for an unlisted machine's chunk, a chunk never offered, and a malformed id", async () => {
     for (const id of [`Offer:${unlistedId}-1`, `Offer:${listedId}-3`, "Offer:abc", "Machine:1"]) {
       const one = await app.gql(`query ($id: ID!) { offer(id: $id) { id } }`, { id });
@@ -109,7 +115,7 @@ describe("node(id) and nodes(ids)", () => {
     const { machine: own } = await registerMachine(other.userId, {
       gpuName: "RTX 4090", numGpus: 1, gpuRamMb: 24_000, computeCap: 890, tflopsPerGpu: 82, gpuMemBw: 1000, pcieGen: 4, pcieBw: 24,
       cpuName: "x", cpuCores: 8, cpuRamMb: 32_000, diskSpaceGb: 500, diskBw: 2000, inetUpMbps: 100, inetDownMbps: 100,
-      cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "US", geolocation: "Ohio, US", datacenter: false,
+      cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "US", geolocation: "Ohio, US",
     });
     const query = `query ($ids: [ID!]!) { nodes(ids: $ids) { __typename id ... on Machine { numGpus } ... on ApiKey { name } ... on Offer { numGpus } } }`;
     const ids = [`Machine:${listedId}`, `Offer:${listedId}-1`, `ApiKey:${apiKey.id}`, `Machine:${unlistedId}`, `Machine:${own.id}`, "User:" + host.userId, "Nothing:1", "Machine:x"];

@@ -4,8 +4,10 @@ import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
 import { enqueueClearing, flagForClearingSql, lockMachineForEvent } from "../auction/service.ts";
+import { syncMaintenanceStates } from "../maintenance.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
+import { handsOutGpus } from "./gpuCapability.ts";
 import { DISCONNECT_PENALTY_SECONDS, REFRESH_STEP, advanceReliabilitySql, advancedReliability } from "./reliability.ts";
 
 /*
@@ -29,6 +31,7 @@ const metricsSchema = z
     cpuLoad: z.number().min(0).nullish(),
     diskFreeGb: z.number().min(0).nullish(),
     containerGpus: z.boolean().nullish(),
+    gpulessTestMode: z.boolean().nullish(),
   })
   .nullish();
 
@@ -68,13 +71,16 @@ export async function machineHeartbeat(
   const data = parseInput(metricsSchema, metrics);
   const address = parseInput(z.object({ publicAddress: hostAddress.nullish() }), { publicAddress }).publicAddress ?? null;
   // The first heartbeat starts the machine's record from its stored score (reliability.ts).
-  const [row] = await prisma.$queryRaw<{ online: boolean }[]>`
+  const [row] = await prisma.$queryRaw<{ online: boolean; before: unknown }[]>`
     UPDATE machine SET last_heartbeat_at = ${now}, metrics = ${data ? JSON.stringify(data) : null}::jsonb,
            reported_address = COALESCE(${address}, reported_address),
            reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
            reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN ${now} ELSE reliability_at END
-     WHERE id = ${machineId} RETURNING online`;
+      FROM (SELECT metrics AS before FROM machine WHERE id = ${machineId}) previous
+     WHERE id = ${machineId} RETURNING online, previous.before`;
   if (!row.online) await comeBack(machineId, now);
+  // Whether it can run GPU rentals decides whether its offers are rentable.
+  else if (handsOutGpus(row.before) !== handsOutGpus(data)) await prisma.$transaction((tx) => syncOffers(tx, machineId, now));
   return prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
 }
 
@@ -86,11 +92,14 @@ export interface LivenessSweep {
 }
 
 /**
- * The liveness job (workers/machine-liveness.ts): machines silent for too long go offline, each
- * with a disconnect in its reliability history; then every watched machine whose score has drifted
+ * The liveness job (workers/machine-liveness.ts): machines enter and leave their maintenance
+ * windows (domain/maintenance.ts); machines silent for too long go offline, each with a disconnect
+ * in its reliability history (none inside a maintenance window); then every watched machine whose score has drifted
  * (decay, an outage going on) gets it stored and pushed to its offers.
  */
 export async function sweepMachineLiveness(now = new Date()): Promise<LivenessSweep> {
+  // Windows that started or ended first: a machine that goes silent inside one is not penalized.
+  await syncMaintenanceStates(now);
   const cutoff = new Date(now.getTime() - config().MACHINE_OFFLINE_AFTER_SECONDS * 1000);
   const offline = await prisma.$queryRawUnsafe<{ id: number }[]>(
     `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz", DISCONNECT_PENALTY_SECONDS)}, online = false, ${flagForClearingSql("$1")}

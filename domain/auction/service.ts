@@ -3,11 +3,11 @@ import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { producerQueue } from "../../infra/queues.ts";
-import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
+import type { InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
-import { reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
+import { maintenanceStartSql, reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
@@ -40,6 +40,9 @@ export interface LockedMachine extends MachineForAuction {
   minChunk: number;
   diskSpaceGb: number;
   endDate: Date | null;
+  inMaintenance: boolean;
+  /** When its next maintenance window (or the one in progress) starts; null when none is scheduled. */
+  maintenanceStartsAt: Date | null;
   storagePricePerGbMonthMicros: bigint | null;
   inetUpPricePerGbMicros: bigint | null;
   inetDownPricePerGbMicros: bigint | null;
@@ -47,17 +50,20 @@ export interface LockedMachine extends MachineForAuction {
   gpusOnDemand: number;
   directPortStart: number | null;
   directPortEnd: number | null;
+  /** The agent's last metrics: whether it can hand out GPUs (agent/gpuCapability.ts). */
+  metrics: Prisma.JsonValue;
   /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
   diskReservedGb: number;
 }
 
 const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
-  min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate",
+  min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate", in_maintenance AS "inMaintenance",
+  ${maintenanceStartSql("machine.id")} AS "maintenanceStartsAt",
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
-  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd"`;
+  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd", metrics`;
 
 /**
  * What every event that can change who runs on a machine sets on its row: flagged for clearing (since

@@ -1,7 +1,10 @@
 import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
+import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
+import { launchMode, portList } from "../instances/launchSpec.ts";
+import { directPortsNeeded } from "../instances/ports.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import {
   type Clause,
@@ -56,6 +59,9 @@ export interface OfferFilter {
   verified?: boolean | null;
   /** Absent keeps the default (true); null accepts both. */
   rentable?: boolean | null;
+  /** The rental's launch mode and ports: machines with too few free direct ports for them are left out. */
+  launchMode?: LaunchMode | null;
+  ports?: string[] | null;
 }
 
 export interface OfferSearchArgs {
@@ -117,6 +123,8 @@ export interface OfferRow {
 
 export interface OfferPage {
   offers: OfferRow[];
+  /** Counts the offers matching the search over every page; run only when asked for. */
+  totalCount: () => Promise<number>;
   cursors: string[];
   hasNextPage: boolean;
   hasPreviousPage: boolean;
@@ -143,6 +151,8 @@ const filterSchema = z
     datacenter: z.boolean().nullish(),
     verified: z.boolean().nullish(),
     rentable: z.boolean().nullish(),
+    launchMode: launchMode.nullish(),
+    ports: portList.nullish(),
   })
   .nullish();
 
@@ -331,6 +341,12 @@ function filterClauses(filter: OfferFilter | null | undefined): Clause[] {
   add("duration", "gte", filter.minDurationDays);
   add("geolocation", "in", filter.countries);
   add("datacenter", "eq", filter.datacenter);
+  // Ports are mapped to free ports of the machine's direct range: one whose range cannot hold the
+  // rental's (its mode's own included) cannot take it.
+  if (filter.launchMode != null || filter.ports != null) {
+    const needed = directPortsNeeded(filter.launchMode ?? "ENTRYPOINT", filter.ports ?? []);
+    if (needed > 0) add("direct_port_count", "gte", needed);
+  }
   for (const field of ["verified", "rentable"] as const) {
     const wanted = filter[field];
     if (wanted === null) clauses.push({ field, op: "any" });
@@ -438,6 +454,8 @@ function storedBoundSql(
 
 export interface OfferSearchPlan {
   sql: Prisma.Sql;
+  /** How many offers match, over every page. */
+  countSql: Prisma.Sql;
   limit: number;
   hasPreviousPage: boolean;
   signature: string;
@@ -469,6 +487,8 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
     { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
   ];
+  const matching = [...conditions, ...(split ? [conditionSql(split, inner)] : [])];
+  const countSql = Prisma.sql`SELECT count(*)::int AS count FROM offer ${matching.length ? Prisma.sql`WHERE ${Prisma.join(matching, " AND ")}` : Prisma.empty}`;
   if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys.map((key) => key.type))));
 
   const first = args.first ?? DEFAULT_PAGE_SIZE;
@@ -516,7 +536,7 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     JOIN offer o ON o.id = page.id
     JOIN machine m ON m.id = o.machine_id
     ORDER BY ${aliasOrder("page")}`;
-  return { sql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
+  return { sql, countSql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
 }
 
 /** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
@@ -531,7 +551,8 @@ export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<Offe
       id: row.id,
     }),
   );
-  return { offers, cursors, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
+  const totalCount = async () => (await db.$queryRaw<{ count: number }[]>(plan.countSql))[0].count;
+  return { offers, cursors, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
 }
 
 /**
