@@ -11,9 +11,9 @@ vi.mock("@node-rs/argon2", async (importOriginal) => {
   const argon2 = await importOriginal<typeof import("@node-rs/argon2")>();
   return {
     ...argon2,
-    verify: (passwordHash: string, ...rest: Parameters<typeof argon2.verify> extends [string, ...infer R] ? R : never) => {
-      argon2Verify.calls.push(passwordHash);
-      return argon2.verify(passwordHash, ...rest);
+    verify: (...args: Parameters<typeof argon2.verify>) => {
+      argon2Verify.calls.push(args[0]);
+      return argon2.verify(...args);
     },
   };
 });
