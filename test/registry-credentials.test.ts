@@ -62,7 +62,9 @@ describe("registry credentials", () => {
     expect(listed.data.registryCredentials).toEqual([{ id: saved.id, registry: "registry.example.com:5000", username: "deploy" }]);
     const schema = await readFile(new URL("../schema.graphql", import.meta.url), "utf8");
     // Fields named password: only the agent's assignment type and the inputs (the root types' arguments aside).
-    const typesWithPassword = [...schema.matchAll(/^(?:type|input) (\w+)[^{]*\{[^}]*\n\s+password\b/gm)].map((match) => match[1]);
+    const typesWithPassword = [...schema.matchAll(/^(?:type|input) (\w+)[^{]*\{[^}]*\n\s+password\b/gm)]
+      .map((match) => match[1])
+      .filter((name) => !["Query", "Mutation", "Subscription"].includes(name!));
     expect(typesWithPassword.sort()).toEqual(["RegistryAuth", "RegistryAuthInput"]);
 
     // The machine's assignments carry them, decrypted, for the rentals that use them.
