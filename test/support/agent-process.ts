@@ -24,6 +24,8 @@ export function spawnAgent(options: {
   machineId: number;
   stateDir: string;
   runtime?: "process" | "docker";
+  /** More environment for the agent, such as a PATH with recorded tools first. */
+  env?: Record<string, string>;
 }): AgentProcess {
   const child = spawn(
     process.execPath,
@@ -48,7 +50,7 @@ export function spawnAgent(options: {
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug", ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
