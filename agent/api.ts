@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { LaunchFailureCause } from "./runtime.ts";
 
 /**
  * The agent's side of the realtime contract (issue 5): the documents it sends and the shape it
@@ -99,8 +100,8 @@ export interface ReportDetails {
   message?: string;
   /** RUNNING: the container's port mappings. */
   ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[];
-  /** FAILED because of what the client asked for. */
-  clientError?: boolean;
+  /** FAILED: what the agent found caused it (the API checks the claim). */
+  failureCause?: LaunchFailureCause;
 }
 
 export interface MachineMetrics {
@@ -111,6 +112,8 @@ export interface MachineMetrics {
   diskFreeGb?: number;
   /** Whether the container engine can hand out GPUs. */
   containerGpus?: boolean;
+  /** It cannot, and the agent runs GPU rentals anyway, without isolation (--allow-gpuless). */
+  gpulessTestMode?: boolean;
 }
 
 export interface SelfTestCheckReport {
@@ -195,12 +198,12 @@ export class AgentApi {
   async reportInstanceState(instanceId: string, status: ReportedInstanceState, details: ReportDetails = {}) {
     const { refused } = await this.mutate(
       "reportInstanceState",
-      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String, $ports: [PortMappingInput!], $clientError: Boolean) {
-        reportInstanceState(instanceId: $instanceId, status: $status, message: $message, ports: $ports, clientError: $clientError) {
+      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String, $ports: [PortMappingInput!], $failureCause: LaunchFailureCause) {
+        reportInstanceState(instanceId: $instanceId, status: $status, message: $message, ports: $ports, failureCause: $failureCause) {
           __typename ${ERROR_FIELDS}
         }
       }`,
-      { instanceId, status, message: details.message ?? null, ports: details.ports ?? null, clientError: details.clientError ?? null },
+      { instanceId, status, message: details.message ?? null, ports: details.ports ?? null, failureCause: details.failureCause ?? null },
     );
     return refused;
   }
@@ -268,5 +271,47 @@ export class AgentApi {
     const token = (data as { token?: unknown } | undefined)?.token;
     if (typeof token !== "string") throw new Error("issueContainerApiKey returned no token");
     return token;
+  }
+
+  /** Registers this host's machine (the key is the host's account key); the refusal is returned, not thrown. */
+  async registerMachine(input: Record<string, unknown>) {
+    return this.mutate(
+      "registerMachine",
+      `mutation ($input: RegisterMachineInput!) {
+        registerMachine(input: $input) {
+          __typename
+          ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } }
+          ${ERROR_FIELDS}
+        }
+      }`,
+      { input },
+    ) as Promise<{ refused: RefusedResult | null; data?: { machine: { id: string }; apiKey: { token: string } } }>;
+  }
+
+  /** Lists (or relists) a machine at the given prices (the host's account key). */
+  async listMachine(input: Record<string, unknown>) {
+    return this.mutate(
+      "listMachine",
+      `mutation ($input: ListMachineInput!) {
+        listMachine(input: $input) {
+          __typename
+          ... on MutationListMachineSuccess { data { id endDate } }
+          ${ERROR_FIELDS}
+        }
+      }`,
+      { input },
+    ) as Promise<{ refused: RefusedResult | null; data?: { id: string; endDate: string } }>;
+  }
+
+  /** Reports the machine's re-checked specs; null when accepted, else the typed refusal. */
+  async updateMachine(input: Record<string, unknown>): Promise<RefusedResult | null> {
+    const { refused } = await this.mutate(
+      "updateMachine",
+      `mutation ($input: UpdateMachineInput!) {
+        updateMachine(input: $input) { __typename ${ERROR_FIELDS} }
+      }`,
+      { input },
+    );
+    return refused;
   }
 }

@@ -13,6 +13,7 @@ import { type AgentProcess, eventually, spawnAgent } from "./support/agent-proce
 import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
+import { stopAgentAndRemoveContainers } from "./support/docker.ts";
 import { freePortRange } from "./support/ports.ts";
 import { keyPair, ssh } from "./support/ssh.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
@@ -81,14 +82,7 @@ beforeAll(async () => {
 }, 15 * 60_000);
 
 afterAll(async () => {
-  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-  }
-  if (dir) {
-    const runtime = new DockerRuntime(join(stateDir(), "docker"), pino({ level: "silent" }));
-    for (const container of await runtime.list()) await runtime.remove(container.label, 0);
-  }
+  if (dir) await stopAgentAndRemoveContainers(agent, stateDir());
   await auction?.close();
   await closePubSub();
   if (dir) await rm(dir, { recursive: true, force: true });

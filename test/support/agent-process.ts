@@ -17,7 +17,11 @@ export interface AgentProcess {
 
 const PASS_LINE = '"msg":"reconcile pass"';
 
-/** The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a real API. */
+/**
+ * The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a
+ * real API. In its GPU-less test mode (AGENT_ALLOW_GPULESS) unless `allowGpuless: false`: no engine
+ * here can hand out GPUs.
+ */
 export function spawnAgent(options: {
   api: string;
   key: string;
@@ -26,6 +30,7 @@ export function spawnAgent(options: {
   runtime?: "process" | "docker";
   /** More environment for the agent, such as a PATH with recorded tools first. */
   env?: Record<string, string>;
+  allowGpuless?: boolean;
 }): AgentProcess {
   const child = spawn(
     process.execPath,
@@ -50,7 +55,11 @@ export function spawnAgent(options: {
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug", ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: "debug", AGENT_ALLOW_GPULESS: options.allowGpuless === false ? "0" : "1", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));
