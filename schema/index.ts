@@ -10,6 +10,7 @@ import "./verification.ts";
 import "./selfTest.ts";
 import "./machineSpecs.ts";
 import "./contract.ts";
+import "./maintenance.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";
