@@ -12,7 +12,7 @@ vi.mock("@node-rs/argon2", async (importOriginal) => {
   return {
     ...argon2,
     verify: (...args: Parameters<typeof argon2.verify>) => {
-      argon2Verify.calls.push(args[0]);
+      argon2Verify.calls.push(String(args[0]));
       return argon2.verify(...args);
     },
   };
