@@ -156,7 +156,7 @@ export type ListMachineInput = z.input<typeof listMachineSchema>;
 
 /** The host's machine, or NotFoundError: other accounts' machines do not exist for them. */
 async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> {
-  const machine = await db.machine.findFirst({ where: { id, hostId } });
+  const machine = await db.machine.findFirst({ where: { id, hostId, removedAt: null } });
   if (!machine) throw new NotFoundError("Machine");
   return machine;
 }
@@ -271,7 +271,7 @@ const extendSchema = z.object({
  */
 export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
   const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
+  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId, removedAt: null }, select: { id: true } });
   if (!owned) throw new NotFoundError("Machine");
   return commandThenClear(async (tx) => {
     const locked = (await lockMachineForEvent(tx, owned.id))!;
@@ -368,11 +368,11 @@ export async function setMachineNetwork(hostId: number, input: MachineNetworkInp
   });
 }
 
-/** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */
+/** The host's machines that are not removed, oldest first; `query` carries the GraphQL selection's includes. */
 export function myMachines(
   db: Tx,
   hostId: number,
   query: { include?: Prisma.MachineInclude; select?: Prisma.MachineSelect } = {},
 ): Promise<Machine[]> {
-  return db.machine.findMany({ ...query, where: { hostId }, orderBy: { id: "asc" } });
+  return db.machine.findMany({ ...query, where: { hostId, removedAt: null }, orderBy: { id: "asc" } });
 }

@@ -176,6 +176,7 @@ const operations: {
     variables: () => ({ id: ids.machine, start: new Date(Date.now() + 86_400_000 * 5).toISOString() }),
   },
   { name: "cancelMaintenance", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("cancelMaintenance(id: $id)", "MutationCancelMaintenanceSuccess")} }`, variables: () => ({ id: ids.maintenanceWindow }) },
+  { name: "removeMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("removeMachine(machineId: $id)", "MutationRemoveMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
