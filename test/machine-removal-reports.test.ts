@@ -69,8 +69,8 @@ describe("removeMachine", () => {
     expect(removed.data.removeMachine.data).toMatchObject({ id, listed: false, removedAt: expect.any(String) });
 
     // Gone from the host's machines, from search and from others' view; listing it again is NOT_FOUND.
-    const mine = await app.gql(`{ myMachines { id } }`, {}, host.key);
-    expect(mine.data.myMachines.map((m: { id: string }) => m.id)).not.toContain(id);
+    const mine = await app.gql(`{ myMachines { nodes { id } } }`, {}, host.key);
+    expect(mine.data.myMachines.nodes.map((m: { id: string }) => m.id)).not.toContain(id);
     const search = await app.gql(`{ offers(query: "machine_id=${machineId} rentable=any verified=any") { edges { node { id } } } }`);
     expect(search.data.offers.edges).toEqual([]);
     expect((await app.gql(`query ($id: ID!) { machine(id: $id) { id } }`, { id }, stranger.key)).data.machine).toBeNull();
@@ -111,13 +111,13 @@ describe("reportMachine", () => {
     expect(report.data.reportMachine.data).toMatchObject({ machineId: id, reason: "GPU_ERRORS", text: "nvidia-smi shows 0 GPUs" });
 
     // The host: its machine's reports, never who wrote them.
-    const REPORTS = `{ myMachines { id reports { totalCount edges { node { id reason text createdAt } } } } }`;
+    const REPORTS = `{ myMachines { nodes { id reports { totalCount edges { node { id reason text createdAt } } } } } }`;
     const hostView = await app.gql(REPORTS, {}, host.key);
-    const machine = hostView.data.myMachines.find((m: { id: string }) => m.id === id);
+    const machine = hostView.data.myMachines.nodes.find((m: { id: string }) => m.id === id);
     expect(machine.reports.totalCount).toBe(1);
     expect(machine.reports.edges[0].node).toMatchObject({ reason: "GPU_ERRORS", text: "nvidia-smi shows 0 GPUs" });
     expect(JSON.stringify(hostView)).not.toContain(`User:${renter.userId}`);
-    const reporterForHost = await app.gql(`{ myMachines { reports { edges { node { reporterId } } } } }`, {}, host.key);
+    const reporterForHost = await app.gql(`{ myMachines { nodes { reports { edges { node { reporterId } } } } } }`, {}, host.key);
     expect(reporterForHost.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
     // Nobody else sees them: not the renter, not a stranger.
     expect((await app.gql(`{ machineReports { totalCount } }`, {}, renter.key)).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
