@@ -1,6 +1,6 @@
 import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
 import { type OfferRow, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
-import { prisma } from "../infra/db.ts";
+import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -141,7 +141,7 @@ builder.queryField("offers", (t) =>
       after: t.arg.string(),
     },
     resolve: async (_root, args) => {
-      const page = await searchOffers(prisma, args);
+      const page = await onReadReplica((db) => searchOffers(db, args));
       return {
         edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),
         pageInfo: {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { prisma } from "../../infra/db.ts";
+import { onReadReplica } from "../../infra/replica.ts";
 import { parseInput } from "../validation.ts";
 import { SNAPSHOT_SQL } from "./sampler.ts";
 import { DAY_MS } from "../time.ts";
@@ -77,13 +77,15 @@ const MONEY_KEYS = [
  */
 export async function priceHistory(input: { gpuName: string; from: Date; to: Date; bucket: PriceBucket }): Promise<PricePoint[]> {
   const { gpuName, from, to, bucket } = parseInput(historySchema, input);
-  const [{ points }] = await prisma.$queryRawUnsafe<{ points: string }[]>(
-    `SELECT coalesce(json_agg(p ORDER BY p.time), '[]')::text AS points
-       FROM (${POINT_SQL} FROM ${BUCKETS[bucket].table}
-              WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3) p`,
-    gpuName,
-    from,
-    to,
+  const [{ points }] = await onReadReplica((db) =>
+    db.$queryRawUnsafe<{ points: string }[]>(
+      `SELECT coalesce(json_agg(p ORDER BY p.time), '[]')::text AS points
+         FROM (${POINT_SQL} FROM ${BUCKETS[bucket].table}
+                WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3) p`,
+      gpuName,
+      from,
+      to,
+    ),
   );
   return (JSON.parse(points) as Record<string, unknown>[]).map((point) => {
     const parsed = { ...point, time: new Date(point.time as string) } as Record<string, unknown>;
@@ -100,9 +102,11 @@ export interface GpuMarketStats extends Omit<PricePoint, "time" | "samples"> {
 
 /** Every GPU model's market now, computed live with the sampler's definitions (sampler.ts). */
 export async function marketStats(now = new Date()): Promise<GpuMarketStats[]> {
-  return prisma.$queryRawUnsafe<GpuMarketStats[]>(
-    `${POINT_SQL}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
-       FROM (${SNAPSHOT_SQL}) s ORDER BY gpu_name`,
-    now,
+  return onReadReplica((db) =>
+    db.$queryRawUnsafe<GpuMarketStats[]>(
+      `${POINT_SQL}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
+         FROM (${SNAPSHOT_SQL}) s ORDER BY gpu_name`,
+      now,
+    ),
   );
 }
