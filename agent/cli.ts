@@ -28,6 +28,8 @@ async function main() {
     runtimeName === "docker"
       ? new DockerRuntime(join(stateDir, "docker"), logger)
       : new ProcessRuntime(join(stateDir, "processes"), logger);
+  // Said at start: whether SSH-mode images without an OpenSSH server can run here.
+  if (runtime instanceof DockerRuntime) await runtime.sshBundle();
 
   const agent = startAgent({
     apiUrl: args.api,

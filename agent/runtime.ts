@@ -1,5 +1,6 @@
 import { rename, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { BUNDLED_SSHD, BUNDLED_SSHD_CONFIG } from "./runtimes/ssh-bundle.ts";
 
 /**
  * Where instances run. The reconciler only sees containers through this interface; each runtime
@@ -114,13 +115,20 @@ export const SSH_KEYS_FILE = "/.gm/ssh/authorized_keys";
 /** Environment variables passed on into SSH sessions (the platform's own; the rest stays the workload's). */
 const SESSION_ENV = ["CONTAINER_ID", "CONTAINER_LABEL", "CONTAINER_API_KEY", "API_URL"];
 
+/** The host key of a container's SSH server when the agent provides the server: beside its authorized_keys. */
+export const SSH_HOST_KEY_FILE = "/.gm/ssh/ssh_host_ed25519_key";
+
+/** The image's own sshd, by the path a shell finds it at (empty when there is none). */
+export const IMAGE_SSHD = "command -v sshd || { test -x /usr/sbin/sshd && echo /usr/sbin/sshd; }";
+
 /**
  * Starts an OpenSSH server on `port` (22 in a container), key logins only, keys read from `keysFile`
  * at every login (so attached and detached keys apply at once). In a container it is the image's sshd
- * with its own host keys; an image without one still runs: the script says so in the container's
- * output and goes on. `hostKeyDir` (the process runtime): a per-instance host key and sshd's log there
- * (the instance's output stays its own), sshd kept in the foreground of the instance's process group
- * so that stopping the instance stops it.
+ * with its own host keys; an image without one runs the host's OpenSSH bundle when the agent mounted
+ * it (with the instance's host key from the agent), and otherwise still runs: the script says so in
+ * the container's output and goes on. `hostKeyDir` (the process runtime): a per-instance host key and
+ * sshd's log there (the instance's output stays its own), sshd kept in the foreground of the
+ * instance's process group so that stopping the instance stops it.
  */
 export function sshdScript(port: number, keysFile: string, hostKeyDir?: string): string {
   const setEnv = SESSION_ENV.map((name) => `${name}=$${name}`).join(" ");
@@ -134,17 +142,31 @@ export function sshdScript(port: number, keysFile: string, hostKeyDir?: string):
     `-o "SetEnv=${setEnv}"`,
     ...(hostKeyDir ? [`-h ${hostKeyDir}/ssh_host_ed25519_key`, "-o StrictModes=no", `-o PidFile=${hostKeyDir}/sshd.pid`, `-E ${hostKeyDir}/sshd.log`, "-D"] : []),
   ].join(" ");
-  // sshd running as root wants its privilege separation directory.
-  const hostKeys = hostKeyDir
-    ? `mkdir -p /run/sshd 2>/dev/null; test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`
-    : "mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A >/dev/null";
+  const noSshd = '  echo "this image has no OpenSSH server (sshd): SSH logins are not available" >&2';
+  if (hostKeyDir) {
+    return [
+      `SSHD=$(${IMAGE_SSHD})`,
+      'if [ -n "$SSHD" ]; then',
+      // sshd running as root wants its privilege separation directory.
+      `  mkdir -p /run/sshd 2>/dev/null; test -f ${hostKeyDir}/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f ${hostKeyDir}/ssh_host_ed25519_key`,
+      `  "$SSHD" ${options} &`,
+      "else",
+      noSshd,
+      "fi",
+    ].join("\n");
+  }
   return [
-    "SSHD=$(command -v sshd || { test -x /usr/sbin/sshd && echo /usr/sbin/sshd; })",
+    `SSHD=$(${IMAGE_SSHD})`,
+    // sshd running as root wants its privilege separation directory (and its user, below).
+    "mkdir -p /run/sshd && chmod 0755 /run/sshd",
     'if [ -n "$SSHD" ]; then',
-    `  ${hostKeys}`,
-    `  "$SSHD" ${options}${hostKeyDir ? " &" : ' || echo "sshd did not start" >&2'}`,
+    "  ssh-keygen -A >/dev/null",
+    `  "$SSHD" ${options} || echo "sshd did not start" >&2`,
+    `elif [ -x ${BUNDLED_SSHD} ]; then`,
+    "  grep -q '^sshd:' /etc/passwd 2>/dev/null || echo 'sshd:x:74:65534:sshd privilege separation:/run/sshd:/bin/false' >>/etc/passwd",
+    `  ${BUNDLED_SSHD} -f ${BUNDLED_SSHD_CONFIG} -h ${SSH_HOST_KEY_FILE} ${options} || echo "sshd did not start" >&2`,
     "else",
-    '  echo "this image has no OpenSSH server (sshd): SSH logins are not available" >&2',
+    noSshd,
     "fi",
   ].join("\n");
 }

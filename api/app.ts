@@ -7,7 +7,7 @@ import { createYoga, type Plugin } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
 import { type WebSocket, WebSocketServer } from "ws";
 import { refusedKeysWhere } from "../domain/apiKeys.ts";
-import { AppError, NotAuthenticatedError } from "../domain/errors.ts";
+import { AppError, NotAuthenticatedError, RateLimitedError } from "../domain/errors.ts";
 import { handleStripeWebhook } from "../domain/payments/webhook.ts";
 import type { Viewer } from "../domain/viewer.ts";
 import { config } from "../infra/config.ts";
@@ -19,6 +19,7 @@ import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
 import { JUPYTER_PROXY_PREFIX, proxyJupyter } from "./jupyterProxy.ts";
 import { requestTextErrors, useStorableText } from "./input.ts";
+import { SPEED_TEST_PREFIX, speedTest } from "./speedTest.ts";
 import { useCompiledExecution } from "./jit.ts";
 import { renderGraphiQL, serveStatic } from "./static.ts";
 
@@ -71,11 +72,34 @@ function armorLimit(context: { reportError(error: GraphQLError): void } | null, 
   context.reportError(error);
 }
 
-async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string, origin: string): Promise<Context> {
+/** Each key's HTTP operations running now in this process. */
+const httpOperationsByKey = new Map<number, number>();
+
+/**
+ * The context of an HTTP request. A key may have HTTP_MAX_OPERATIONS_PER_KEY running at once; one
+ * more is refused with 429 (RATE_LIMITED) before it is executed, so that one key cannot take the
+ * database pool and the event loop from everyone else. Its slot frees when the response ends.
+ */
+async function contextFromAuthorization(authorization: string | null | undefined, clientIp: string, origin: string, res: ServerResponse): Promise<Context> {
   const viewer = await resolveViewer(authorization);
   if (viewer === "invalid") {
     throw new GraphQLError("The API key is unknown, revoked or expired", {
       extensions: { code: new NotAuthenticatedError().code, http: { status: 401 } },
+    });
+  }
+  if (viewer) {
+    const { HTTP_MAX_OPERATIONS_PER_KEY } = config();
+    const running = httpOperationsByKey.get(viewer.keyId) ?? 0;
+    if (running >= HTTP_MAX_OPERATIONS_PER_KEY) {
+      throw new GraphQLError(`Too many operations at once: at most ${HTTP_MAX_OPERATIONS_PER_KEY} per API key`, {
+        extensions: { code: new RateLimitedError(1).code, retryAfterSeconds: 1, http: { status: 429, headers: { "retry-after": "1" } } },
+      });
+    }
+    httpOperationsByKey.set(viewer.keyId, running + 1);
+    res.once("close", () => {
+      const left = (httpOperationsByKey.get(viewer.keyId) ?? 1) - 1;
+      if (left > 0) httpOperationsByKey.set(viewer.keyId, left);
+      else httpOperationsByKey.delete(viewer.keyId);
     });
   }
   return { viewer, clientIp, origin };
@@ -155,7 +179,7 @@ export function buildApp(): App {
     context: (initial) =>
       "viewer" in initial
         ? { viewer: initial.viewer as Viewer, clientIp: clientIpOf(initial.req), origin: originOf(initial.req) }
-        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req), originOf(initial.req)),
+        : contextFromAuthorization(initial.request.headers.get("authorization"), clientIpOf(initial.req), originOf(initial.req), initial.res),
     plugins: [
       EnvelopArmorPlugin({
         maxDepth: { n: MAX_QUERY_DEPTH, onReject: [armorLimit], propagateOnRejection: false },
@@ -181,6 +205,7 @@ export function buildApp(): App {
       return;
     }
     if (req.url?.startsWith(JUPYTER_PROXY_PREFIX)) return proxyJupyter(req, res);
+    if (req.url?.startsWith(SPEED_TEST_PREFIX)) return speedTest(req, res);
     if (!req.url?.startsWith(GRAPHQL_PATH) && (await serveStatic(req, res))) return;
     yoga(req, res);
   });

@@ -1,5 +1,6 @@
 // `npm start`: the whole system in one process. Starts embedded PostgreSQL and a private Redis when
-// DATABASE_URL or REDIS_URL is unset, validates the config, migrates, loads the demo data into an
+// DATABASE_URL or REDIS_URL is unset, makes a development REGISTRY_CREDENTIALS_KEY when that is unset
+// outside production, validates the config, migrates, loads the demo data into an
 // empty database, then serves the API and runs the workers until SIGTERM or SIGINT.
 // PROCESS_ROLE=api or worker runs only the API or only the workers (no demo data, no demo agents):
 // a deployment runs N of each against one PostgreSQL and Redis (README, Deployment).
@@ -81,6 +82,12 @@ async function main(): Promise<void> {
     running.push({ name: "private redis", stop: redisServer.stop });
     process.env.REDIS_URL = redisServer.url;
     checkpoint();
+  }
+
+  if (!process.env.REGISTRY_CREDENTIALS_KEY && process.env.NODE_ENV !== "production") {
+    const { developmentRegistryKey } = await import("../infra/developmentKey.ts");
+    process.env.REGISTRY_CREDENTIALS_KEY = await developmentRegistryKey(dataDir);
+    logger.info({ dataDir }, "REGISTRY_CREDENTIALS_KEY is unset: using the development key kept in the data directory");
   }
 
   // Modules that read the config are imported only now that the environment is complete.

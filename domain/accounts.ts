@@ -4,7 +4,7 @@ import { isUniqueViolation, prisma } from "../infra/db.ts";
 import { type IssuedKey, issueApiKey, issueSessionKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
 import { consumeLoginAttempt, consumeSignup, recordLoginOutcome, rememberAddress } from "./rateLimit.ts";
-import { hashPassword, verifyPassword } from "./passwordHashing.ts";
+import { hashPassword, inHashingSlot } from "./passwordHashing.ts";
 import { parseInput } from "./validation.ts";
 
 export const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
@@ -53,18 +53,23 @@ function duplicateEmail(): ConflictError {
 let dummyHash: Promise<string> | undefined;
 
 /**
- * Checks the password and issues a session key (every permission, expiring 30 days after its last use). Rate-limited per client
- * address, and per email for addresses the account has not used, before any hashing (rateLimit.ts). An unknown email costs the same argon2 verification as a known one
- * (against a hash of a random secret), so response times do not reveal which accounts exist.
+ * Checks the password and issues a session key (every permission, expiring 30 days after its last use). The whole check runs in
+ * one hashing slot (passwordHashing.ts): while the line is full a login is refused at once, counted against nobody. Rate-limited
+ * per client address, and per email for addresses the account has not used, before any hashing (rateLimit.ts). An unknown email
+ * costs the same argon2 verification as a known one (against a hash of a random secret), so response times do not reveal which
+ * accounts exist.
  */
 export async function login(input: { email: string; password: string }, clientIp: string): Promise<Session> {
   const { email, password } = parseInput(loginInput, input);
-  await consumeLoginAttempt(email, clientIp);
-  const user = await prisma.user.findUnique({ where: { email }, select: { id: true, passwordHash: true } });
-  dummyHash ??= hashPassword(randomBytes(32).toString("base64"));
-  const valid = await verifyPassword(user?.passwordHash ?? (await dummyHash), password);
-  await recordLoginOutcome(email, clientIp, Boolean(user && valid));
-  if (!user || !valid) throw new InvalidCredentialsError();
+  const user = await inHashingSlot(async (argon2) => {
+    await consumeLoginAttempt(email, clientIp);
+    const found = await prisma.user.findUnique({ where: { email }, select: { id: true, passwordHash: true } });
+    dummyHash ??= argon2.hash(randomBytes(32).toString("base64"));
+    const valid = await argon2.verify(found?.passwordHash ?? (await dummyHash), password);
+    await recordLoginOutcome(email, clientIp, Boolean(found && valid));
+    return valid ? found : null;
+  });
+  if (!user) throw new InvalidCredentialsError();
   const key = await issueSessionKey(prisma, user.id, "login");
   return { userId: user.id, key };
 }

@@ -91,6 +91,7 @@ export async function authenticateApiKey(db: Tx, token: string, now = new Date()
       revokedAt: true,
       expiresAt: true,
       lastUsedAt: true,
+      user: { select: { operator: true } },
     },
   });
   if (!key || key.revokedAt || (key.expiresAt && key.expiresAt <= now)) return null;
@@ -105,6 +106,7 @@ export async function authenticateApiKey(db: Tx, token: string, now = new Date()
     machineId: key.machineId,
     instanceId: key.instanceId,
     permissions: key.permissions,
+    operator: key.user.operator,
   };
 }
 

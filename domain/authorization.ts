@@ -13,6 +13,10 @@ import type { Viewer } from "./viewer.ts";
  * - SESSION keys (from login) hold every permission and expire unless used.
  * - MACHINE keys act for one machine's agent: its assignments and reports, nothing of the account.
  * - INSTANCE keys start, stop and destroy their own instance, nothing else.
+ * - Operators (an account flag set by the admin tool, api/admin.ts) verify, deverify and vet any
+ *   host's machines and read what they need for it, through their ACCOUNT and SESSION keys holding
+ *   the permission the operation names (READ to look, MACHINES to decide); never through MACHINE or
+ *   INSTANCE keys, and never with another account's rights beyond that.
  */
 export const ALL_PERMISSIONS: readonly ApiKeyPermission[] = Object.values(ApiKeyPermission);
 
@@ -26,10 +30,17 @@ export interface AuthScopeAnswers {
   agent: boolean;
   /** The given instance's own key. */
   instanceKey: (instanceId: number) => boolean;
+  /** An operator's account or session key holding the permission. */
+  operator: (permission: ApiKeyPermission) => boolean;
 }
 
 export function hasPermission(viewer: Viewer | null, permission: ApiKeyPermission): viewer is Viewer {
   return (viewer?.scope === "ACCOUNT" || viewer?.scope === "SESSION") && viewer.permissions.includes(permission);
+}
+
+/** An operator's account or session key holding the permission. */
+export function operates(viewer: Viewer | null, permission: ApiKeyPermission): viewer is Viewer {
+  return hasPermission(viewer, permission) && viewer.operator;
 }
 
 export function authScopeAnswers(viewer: Viewer | null): AuthScopeAnswers {
@@ -38,6 +49,7 @@ export function authScopeAnswers(viewer: Viewer | null): AuthScopeAnswers {
     permission: (permission) => hasPermission(viewer, permission),
     agent: viewer?.scope === "MACHINE" && viewer.machineId !== null,
     instanceKey: (instanceId) => viewer?.scope === "INSTANCE" && viewer.instanceId === instanceId,
+    operator: (permission) => operates(viewer, permission),
   };
 }
 
@@ -52,9 +64,17 @@ export function readsAccount(viewer: Viewer | null, userId: number): boolean {
   return hasPermission(viewer, "READ") && viewer.userId === userId;
 }
 
-/** A machine is seen by its host's readers and by its own agent. */
+/** A machine is seen by its host's readers and by its own agent (and so are the rentals on it). */
 export function seesMachine(viewer: Viewer | null, machine: { id: number; hostId: number }): boolean {
   return readsAccount(viewer, machine.hostId) || (viewer?.scope === "MACHINE" && viewer.machineId === machine.id);
+}
+
+/**
+ * Every field of a machine is read by whoever sees it and by operators, who vet every machine; the
+ * rentals on it stay its host's and their clients'.
+ */
+export function readsMachine(viewer: Viewer | null, machine: { id: number; hostId: number }): boolean {
+  return seesMachine(viewer, machine) || operates(viewer, "READ");
 }
 
 /**

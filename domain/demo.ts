@@ -4,7 +4,8 @@ import { createAccount } from "./accounts.ts";
 import { issueApiKey } from "./apiKeys.ts";
 import { gpuModel, pcieBandwidth } from "./dlperf.ts";
 import { ConflictError } from "./errors.ts";
-import { addMachine, applyListing, type RegisterMachineInput, setMachineVerification } from "./machines.ts";
+import { addMachine, applyListing, type RegisterMachineInput } from "./machines.ts";
+import { vetMachine } from "./verification.ts";
 import { MICROS_PER_DOLLAR } from "./money.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { seededRandom } from "./seededRandom.ts";
@@ -111,6 +112,7 @@ export interface DemoMachine {
   specs: RegisterMachineInput;
   reliability: number;
   verified: boolean;
+  datacenter: boolean;
   pricePerGpuHour: bigint;
   minBidPerGpuHour: bigint;
   storagePricePerGbMonth: bigint;
@@ -160,10 +162,10 @@ export function demoMachines(): DemoMachine[] {
           driverVersion,
           countryCode,
           geolocation,
-          datacenter,
         },
         reliability: Math.round((datacenter ? 0.98 + random() * 0.019 : 0.9 + random() * 0.095) * 10_000) / 10_000,
         verified: datacenter || random() < 0.85,
+        datacenter,
         pricePerGpuHour,
         // Interruptible reserve: 40–80% of the on-demand price.
         minBidPerGpuHour: (pricePerGpuHour * BigInt(int(random, 40, 80))) / 100n,
@@ -193,7 +195,7 @@ async function loadFleet(db: Tx, hostId: number, now: Date): Promise<void> {
       data: { reliability: demo.reliability, directPortStart, directPortEnd: directPortStart + DEMO_PORTS_PER_MACHINE - 1 },
     });
     await syncOffers(db, machine.id, now);
-    if (demo.verified) await setMachineVerification(db, machine.id, "VERIFIED");
+    await vetMachine(db, machine.id, { verification: demo.verified ? "VERIFIED" : "UNVERIFIED", datacenter: demo.datacenter });
     await applyListing(db, hostId, {
       machineId: machine.id,
       pricePerGpuHour: demo.pricePerGpuHour,

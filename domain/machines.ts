@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { prisma, type Tx } from "../infra/db.ts";
-import type { Machine, Prisma, VerificationState } from "../prisma/generated/client/client.ts";
+import type { Machine, Prisma } from "../prisma/generated/client/client.ts";
 import { type IssuedKey, issueApiKey, recordId } from "./apiKeys.ts";
 import { enqueueClearing, lockMachineForEvent } from "./auction/service.ts";
 import { machineDlperf, pcieBandwidth } from "./dlperf.ts";
@@ -9,16 +9,16 @@ import { MICROS_PER_DOLLAR } from "./money.ts";
 import { hostAddress } from "./agent/liveness.ts";
 import { syncOffers } from "./offers/sync.ts";
 import { parseInput } from "./validation.ts";
-import { DAY_MS } from "./time.ts";
+import { DAY_MS, MINUTE_MS } from "./time.ts";
 
 /*
  * Host services. Each takes the host's user id and filters by it, so another account's machine is
  * indistinguishable from a missing one. The commands (registerMachine, listMachine, unlistMachine,
  * setMinBid, extendMachineEndDate) run in their own transaction, ending with syncOffers so a machine
  * and its offers never disagree, and after commit ask the auction to clear the machine. The steps
- * that take a transaction (addMachine, applyListing, setMachineVerification) compose into a caller's
- * transaction (demo data, test fixtures). A rental locks its own price and end date: only
- * extendMachineEndDate moves contracts, and only later.
+ * that take a transaction (addMachine, applyListing) compose into a caller's transaction (demo
+ * data, test fixtures). Verification and datacenter status are operators' (domain/verification.ts).
+ * A rental locks its own price and end date: only extendMachineEndDate moves contracts, and only later.
  */
 
 // ISO 3166-1 alpha-2.
@@ -34,8 +34,8 @@ const COUNTRY_CODES = new Set(
   ).split(" "),
 );
 
-const registerMachineSchema = z
-  .object({
+/** A machine's specs as registerMachine takes them; updateMachine takes any of them. */
+export const machineSpecsSchema = z.object({
     gpuName: z
       .string()
       .trim()
@@ -65,14 +65,20 @@ const registerMachineSchema = z
       .toUpperCase()
       .refine((code) => COUNTRY_CODES.has(code), "an ISO 3166-1 alpha-2 country code such as US"),
     geolocation: z.string().trim().min(1).max(100),
-    datacenter: z.boolean().default(false),
-  })
-  .superRefine((specs, ctx) => {
-    const max = pcieBandwidth(specs.pcieGen);
-    if (specs.pcieBw > max) {
-      ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
-    }
+    cpuArch: z.enum(["amd64", "arm64"]).nullish(),
+    hasAvx: z.boolean().nullish(),
+    gpuMaxPowerW: z.number().min(10).max(2000).nullish(),
   });
+
+/** PCIe bandwidth within what the generation's x16 link carries. */
+export function checkPcieBandwidth(specs: { pcieGen: number; pcieBw: number }, ctx: z.RefinementCtx): void {
+  const max = pcieBandwidth(specs.pcieGen);
+  if (specs.pcieBw > max) {
+    ctx.addIssue({ code: "custom", path: ["pcieBw"], message: `at most ${max} GB/s for PCIe ${specs.pcieGen}.0 x16` });
+  }
+}
+
+const registerMachineSchema = machineSpecsSchema.superRefine(checkPcieBandwidth);
 
 export type RegisterMachineInput = z.input<typeof registerMachineSchema>;
 
@@ -97,6 +103,9 @@ export async function addMachine(db: Tx, hostId: number, input: RegisterMachineI
 
 const dollars = (amount: bigint) => amount * MICROS_PER_DOLLAR;
 const MAX_LISTING_DAYS = 365;
+const MIN_LISTING_DURATION_DAYS = 1 / 24;
+/** A rolling end date is moved forward once it has fallen this far behind now + duration. */
+export const LISTING_ROLL_STEP_MS = 10 * MINUTE_MS;
 
 const pricePerGpuHour = z.bigint().min(1n).max(dollars(100n));
 const minBidPerGpuHour = z.bigint().min(0n).max(dollars(100n));
@@ -126,9 +135,18 @@ const listMachineSchema = z
       .refine(
         (date) => date.getTime() <= Date.now() + MAX_LISTING_DAYS * DAY_MS,
         `at most ${MAX_LISTING_DAYS} days ahead`,
-      ),
+      )
+      .nullish(),
+    duration: z
+      .number()
+      .min(MIN_LISTING_DURATION_DAYS, "at least one hour (1/24 of a day)")
+      .max(MAX_LISTING_DAYS, `at most ${MAX_LISTING_DAYS} days`)
+      .nullish(),
   })
   .superRefine((listing, ctx) => {
+    if (listing.endDate != null && listing.duration != null) {
+      ctx.addIssue({ code: "custom", path: ["duration"], message: "give endDate or duration, not both" });
+    }
     if (listing.minBidPerGpuHour != null && listing.minBidPerGpuHour > listing.pricePerGpuHour) {
       ctx.addIssue({ code: "custom", path: ["minBidPerGpuHour"], message: "must not exceed pricePerGpuHour" });
     }
@@ -143,7 +161,7 @@ async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> 
   return machine;
 }
 
-async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
+export async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput): Promise<Machine> {
   // Listing, min bid and verification changes can change who runs: the auction's lock (which flags
   // the machine for clearing) first, so concurrent changes to one machine apply one after another.
   await lockMachineForEvent(db, id);
@@ -153,7 +171,7 @@ async function updateAndSync(db: Tx, id: number, data: Prisma.MachineUpdateInput
 }
 
 /** Runs a machine command in its own transaction, then asks the auction to clear the machine. */
-async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<Machine> {
+export async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<Machine> {
   const machine = await prisma.$transaction(command);
   await enqueueClearing(machine.id);
   return machine;
@@ -164,12 +182,12 @@ async function commandThenClear(command: (tx: Tx) => Promise<Machine>): Promise<
  * null ones, and omitted ones the first time, take their defaults (min bid = price, no storage or
  * bandwidth charge, chunks from 1 GPU). A kept min bid above a new, lower price comes down to it.
  */
-export async function listMachine(hostId: number, input: ListMachineInput): Promise<Machine> {
-  return commandThenClear((tx) => applyListing(tx, hostId, input));
+export async function listMachine(hostId: number, input: ListMachineInput, now = new Date()): Promise<Machine> {
+  return commandThenClear((tx) => applyListing(tx, hostId, input, now));
 }
 
 /** listMachine in the caller's transaction (the clearing is left to the maintenance job's sweep). */
-export async function applyListing(db: Tx, hostId: number, input: ListMachineInput): Promise<Machine> {
+export async function applyListing(db: Tx, hostId: number, input: ListMachineInput, now = new Date()): Promise<Machine> {
   const listing = parseInput(listMachineSchema, input);
   const machine = await ownMachine(db, hostId, listing.machineId);
   const minChunk = keptOr(listing.minChunk, machine.minChunk, 1);
@@ -178,6 +196,7 @@ export async function applyListing(db: Tx, hostId: number, input: ListMachineInp
   }
   const price = listing.pricePerGpuHour;
   return updateAndSync(db, machine.id, {
+    ...listingEnd(listing, machine, now),
     listed: true,
     pricePerGpuHourMicros: price,
     minBidPerGpuHourMicros: keptOr(listing.minBidPerGpuHour, keptMinBid(machine.minBidPerGpuHourMicros, price), price),
@@ -185,8 +204,25 @@ export async function applyListing(db: Tx, hostId: number, input: ListMachineInp
     inetUpPricePerGbMicros: keptOr(listing.inetUpPricePerGb, machine.inetUpPricePerGbMicros, 0n),
     inetDownPricePerGbMicros: keptOr(listing.inetDownPricePerGb, machine.inetDownPricePerGbMicros, 0n),
     minChunk,
-    endDate: listing.endDate,
   });
+}
+
+/**
+ * The listing's end: a fixed endDate, or a duration that keeps it at now + duration (rolled by
+ * rollListingEndDates); neither keeps the earlier one, which must still be ahead.
+ */
+function listingEnd(
+  listing: { endDate?: Date | null; duration?: number | null },
+  machine: Pick<Machine, "endDate" | "listingDurationSeconds">,
+  now: Date,
+): { endDate: Date; listingDurationSeconds: number | null } {
+  if (listing.endDate != null) return { endDate: listing.endDate, listingDurationSeconds: null };
+  const seconds = listing.duration != null ? Math.round(listing.duration * (DAY_MS / 1000)) : machine.listingDurationSeconds;
+  if (seconds !== null) return { endDate: new Date(now.getTime() + seconds * 1000), listingDurationSeconds: seconds };
+  if (machine.endDate === null || machine.endDate <= now) {
+    throw new ValidationError([{ path: ["endDate"], message: "an endDate or a duration is required: the listing has no end date ahead" }]);
+  }
+  return { endDate: machine.endDate, listingDurationSeconds: null };
 }
 
 /** A listing field's new value: omitted keeps the earlier one, null (or nothing earlier) takes the default. */
@@ -272,6 +308,29 @@ export async function expireListings(now = new Date()): Promise<number> {
   return expired.length;
 }
 
+/**
+ * Rolling end dates: each listed machine with a duration whose end date has fallen more than
+ * LISTING_ROLL_STEP_MS behind now + duration gets now + duration, and its offers follow. Rentals
+ * keep the end date they started with. Returns how many listings moved.
+ */
+export async function rollListingEndDates(now = new Date()): Promise<number> {
+  const behind = await prisma.$queryRaw<{ id: number }[]>`
+    SELECT id FROM machine
+     WHERE listed AND listing_duration_seconds IS NOT NULL
+       AND (end_date IS NULL OR end_date < ${now}::timestamptz + make_interval(secs => listing_duration_seconds) - make_interval(secs => ${LISTING_ROLL_STEP_MS / 1000}))`;
+  for (const { id } of behind) {
+    await prisma.$transaction(async (tx) => {
+      // Under the row lock listing changes take, so a concurrent relisting (say, to a fixed end date) is not undone.
+      const [locked] = await tx.$queryRaw<{ listed: boolean; seconds: number | null }[]>`
+        SELECT listed, listing_duration_seconds AS seconds FROM machine WHERE id = ${id} FOR UPDATE`;
+      if (!locked?.listed || locked.seconds === null) return;
+      await tx.machine.update({ where: { id }, data: { endDate: new Date(now.getTime() + locked.seconds * 1000) }, select: { id: true } });
+      await syncOffers(tx, id, now);
+    });
+  }
+  return behind.length;
+}
+
 const MAX_DIRECT_PORTS = 10_000;
 
 const networkSchema = z
@@ -316,11 +375,4 @@ export function myMachines(
   query: { include?: Prisma.MachineInclude; select?: Prisma.MachineSelect } = {},
 ): Promise<Machine[]> {
   return db.machine.findMany({ ...query, where: { hostId }, orderBy: { id: "asc" } });
-}
-
-/** Operators (and demo data) set verification; hosts cannot verify their own machines. */
-export async function setMachineVerification(db: Tx, id: number, state: VerificationState): Promise<Machine> {
-  const machine = await db.machine.findUnique({ where: { id }, select: { id: true } });
-  if (!machine) throw new NotFoundError("Machine");
-  return updateAndSync(db, id, { verification: state });
 }

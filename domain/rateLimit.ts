@@ -72,3 +72,13 @@ export async function consumeSignup(clientIp: string): Promise<void> {
   signupLimiter ??= limiter("signup-ip", config().SIGNUPS_PER_HOUR, 3600);
   await consumeAll([[signupLimiter, clientIp]]);
 }
+
+let speedTestLimiter: RateLimiterRedis | undefined;
+/** Speed tests an API key may run per hour: enough for registration and periodic re-checks, not for a bandwidth drain. */
+export const SPEED_TESTS_PER_HOUR = 120;
+
+/** Counts one speed-test transfer against the key that asked for it; throws RateLimitedError when its hour's budget is spent. */
+export async function consumeSpeedTest(keyId: number): Promise<void> {
+  speedTestLimiter ??= limiter("speed-test-key", SPEED_TESTS_PER_HOUR, 3600);
+  await consumeAll([[speedTestLimiter, String(keyId)]]);
+}

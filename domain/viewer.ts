@@ -11,4 +11,6 @@ export interface Viewer {
   instanceId: number | null;
   /** What an ACCOUNT or SESSION key may do for the account (domain/authorization.ts). */
   permissions: ApiKeyPermission[];
+  /** The account is an operator; only its ACCOUNT and SESSION keys act as one (domain/authorization.ts). */
+  operator: boolean;
 }

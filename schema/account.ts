@@ -42,6 +42,9 @@ export const UserRef = builder.prismaNode("User", {
   fields: (t) => ({
     email: t.exposeString("email"),
     emailVerified: t.exposeBoolean("emailVerified"),
+    operator: t.exposeBoolean("operator", {
+      description: "The account is an operator: its account and session keys verify, deverify and vet any host's machines. Granted only by the administrators' tool.",
+    }),
     testCredit: t.field({
       type: TestCreditRef,
       description: "The free test credit of a verified email and card: granted once per account, card and mailbox.",

@@ -134,7 +134,7 @@ const MachineMetricsInput = builder.inputType("MachineMetricsInput", {
 const PortMappingInput = builder.inputType("PortMappingInput", {
   fields: (t) => ({
     containerPort: t.int({ required: true }),
-    protocol: t.string({ required: true, description: "tcp or udp" }),
+    protocol: t.string({ required: true, description: "The transport: tcp or udp." }),
     hostPort: t.int({ required: true }),
   }),
 });

@@ -11,12 +11,12 @@ const MappedPort = builder.objectRef<ConnectionView["ports"][number]>("MappedPor
   description: "A port of the container and the external port it is reached at on publicHost.",
   fields: (t) => ({
     containerPort: t.exposeInt("containerPort", { description: "Inside the container (identity ports: the 70000+ number asked for)." }),
-    protocol: t.exposeString("protocol", { description: "tcp or udp" }),
+    protocol: t.exposeString("protocol", { description: "The transport: tcp or udp." }),
     hostPort: t.exposeInt("hostPort"),
   }),
 });
 
-const Connection = builder.objectRef<ConnectionView>("Connection").implement({
+const Connection = builder.objectRef<ConnectionView>("ConnectionDetails").implement({
   description: "Where the instance is reached, as its agent reported it once the container was up.",
   fields: (t) => ({
     publicHost: t.exposeString("publicHost", { description: "The machine's public address." }),

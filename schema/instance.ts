@@ -22,7 +22,7 @@ import {
   stopInstance,
   updateInstance,
 } from "../domain/instances/service.ts";
-import { hasPermission, seesInstance, seesMachine } from "../domain/authorization.ts";
+import { seesInstance } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import {
   InstanceStatus as InstanceStatusValues,
@@ -84,11 +84,8 @@ export const InstanceRef = builder.prismaNode("Instance", {
   description:
     "A rental of a chunk of one machine. Its contract (GPU count, prices, end date) is fixed at creation; listing changes never alter it.",
   // Defence in depth: every path to an instance already filters by its client (or, for the agent's
-  // reports, by its machine; for its host's Machine.instances, by the machine's host).
-  authScopes: async (instance, ctx) =>
-    seesInstance(ctx.viewer, instance) ||
-    (hasPermission(ctx.viewer, "READ") &&
-      seesMachine(ctx.viewer, await prisma.machine.findUniqueOrThrow({ where: { id: instance.machineId }, select: { id: true, hostId: true } }))),
+  // reports, by its machine). Hosts see their machines' rentals as MachineContract, never as this.
+  authScopes: (instance, ctx) => seesInstance(ctx.viewer, instance),
   fields: (t) => ({
     kind: t.expose("kind", { type: RentalKind }),
     machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),

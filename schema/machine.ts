@@ -1,89 +1,123 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
 import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
-import { seesMachine } from "../domain/authorization.ts";
+import { readsMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
+import { detectedSpecFields } from "./machineSpecs.ts";
 import { selection } from "./selection.ts";
 
-const VerificationState = builder.enumType(VerificationStateValues, {
+export const VerificationState = builder.enumType(VerificationStateValues, {
   name: "VerificationState",
   description: "Machines start unverified; operators verify them after checks and deverify them on problems.",
 });
 
+/** Fields anyone may read on a listed machine (the specs and prices its offers show); the rest is its host's. */
+const PUBLIC = { skipTypeScopes: true } as const;
+
 export const MachineRef = builder.prismaNode("Machine", {
-  id: { field: "id" },
-  description: "A host's GPU machine: its specs and its listing. Only its host sees it.",
-  // Defence in depth: every path to a machine already filters by host.
-  authScopes: (machine, ctx) => seesMachine(ctx.viewer, machine),
+  id: { field: "id", ...PUBLIC },
+  description:
+    "A host's GPU machine: its specs and its listing. Anyone may read a listed machine's public fields (specs, prices, verification, reliability); its host (and its agent) and operators read every field, listed or not. Another caller asking for a host-only field gets a FORBIDDEN error for that field.",
+  // Host-only unless a field says PUBLIC: a field added later stays private by default.
+  authScopes: (machine, ctx) => readsMachine(ctx.viewer, machine),
   fields: (t) => ({
-    gpuName: t.exposeString("gpuName"),
-    numGpus: t.exposeInt("numGpus"),
-    publicAddress: t.exposeString("publicAddress", { nullable: true, description: "The fixed address the host declared (setMachineNetwork)." }),
-    reportedAddress: t.exposeString("reportedAddress", { nullable: true, description: "The address its agent sees itself at; used unless publicAddress is set." }),
-    directPortStart: t.exposeInt("directPortStart", { nullable: true, description: "First external port for direct connections." }),
-    directPortEnd: t.exposeInt("directPortEnd", { nullable: true, description: "Last external port for direct connections (inclusive)." }),
-    gpuRamMb: t.exposeInt("gpuRamMb", { description: "VRAM per GPU in MB." }),
-    computeCap: t.exposeInt("computeCap", { description: "Compute capability × 100 (8.6 is 860)." }),
-    tflopsPerGpu: t.exposeFloat("tflopsPerGpu", { description: "Peak FP32 TFLOPS per GPU." }),
-    gpuMemBw: t.exposeFloat("gpuMemBw", { description: "GPU memory bandwidth in GB/s." }),
-    pcieGen: t.exposeInt("pcieGen"),
-    pcieBw: t.exposeFloat("pcieBw", { description: "PCIe bandwidth per GPU in GB/s." }),
-    cpuName: t.exposeString("cpuName"),
-    cpuCores: t.exposeInt("cpuCores"),
-    cpuRamMb: t.exposeInt("cpuRamMb"),
-    diskSpaceGb: t.exposeFloat("diskSpaceGb"),
-    diskBw: t.exposeFloat("diskBw", { description: "Disk bandwidth in MB/s." }),
-    inetUpMbps: t.exposeFloat("inetUpMbps"),
-    inetDownMbps: t.exposeFloat("inetDownMbps"),
-    cudaMaxGood: t.exposeFloat("cudaMaxGood", { description: "Highest CUDA version the driver runs." }),
-    driverVersion: t.exposeString("driverVersion"),
-    countryCode: t.exposeString("countryCode", { description: "ISO 3166-1 alpha-2." }),
-    geolocation: t.exposeString("geolocation"),
-    datacenter: t.exposeBoolean("datacenter", { description: "In a vetted datacenter (secure cloud)." }),
-    verification: t.expose("verification", { type: VerificationState }),
-    dlperf: t.exposeFloat("dlperf", { description: "DLPerf of the whole machine; see domain/dlperf.ts." }),
-    reliability: t.exposeFloat("reliability"),
-    online: t.exposeBoolean("online"),
-    listed: t.exposeBoolean("listed"),
+    gpuName: t.exposeString("gpuName", { ...PUBLIC, description: "The GPU model, such as RTX_4090 (the search field gpu_name)." }),
+    numGpus: t.exposeInt("numGpus", { ...PUBLIC, description: "GPUs in the machine." }),
+    publicAddress: t.exposeString("publicAddress", { nullable: true, description: "The fixed address the host declared (setMachineNetwork). Host only." }),
+    reportedAddress: t.exposeString("reportedAddress", { nullable: true, description: "The address its agent sees itself at; used unless publicAddress is set. Host only." }),
+    directPortStart: t.exposeInt("directPortStart", { nullable: true, description: "First external port for direct connections. Host only." }),
+    directPortEnd: t.exposeInt("directPortEnd", { nullable: true, description: "Last external port for direct connections (inclusive). Host only." }),
+    gpuRamMb: t.exposeInt("gpuRamMb", { ...PUBLIC, description: "VRAM per GPU, MB." }),
+    computeCap: t.exposeInt("computeCap", { ...PUBLIC, description: "CUDA compute capability × 100 (8.6 is 860)." }),
+    tflopsPerGpu: t.exposeFloat("tflopsPerGpu", { ...PUBLIC, description: "Peak FP32 TFLOPS per GPU." }),
+    gpuMemBw: t.exposeFloat("gpuMemBw", { ...PUBLIC, description: "GPU memory bandwidth, GB/s." }),
+    pcieGen: t.exposeInt("pcieGen", { ...PUBLIC, description: "PCIe generation of the GPUs' slots (search field pci_gen)." }),
+    pcieBw: t.exposeFloat("pcieBw", { ...PUBLIC, description: "PCIe bandwidth per GPU, GB/s." }),
+    cpuName: t.exposeString("cpuName", { ...PUBLIC, description: "The CPU model, as the host's system names it." }),
+    cpuCores: t.exposeInt("cpuCores", { ...PUBLIC, description: "CPU cores (threads) of the machine; a rental gets its GPU share of them." }),
+    cpuRamMb: t.exposeInt("cpuRamMb", { ...PUBLIC, description: "System RAM of the machine, MB; a rental gets its GPU share of it." }),
+    diskSpaceGb: t.exposeFloat("diskSpaceGb", { ...PUBLIC, description: "Disk for rentals, GB (10^9 bytes)." }),
+    diskBw: t.exposeFloat("diskBw", { ...PUBLIC, description: "Disk bandwidth, MB/s." }),
+    inetUpMbps: t.exposeFloat("inetUpMbps", { ...PUBLIC, description: "Upload bandwidth, Mbps." }),
+    inetDownMbps: t.exposeFloat("inetDownMbps", { ...PUBLIC, description: "Download bandwidth, Mbps." }),
+    cudaMaxGood: t.exposeFloat("cudaMaxGood", { ...PUBLIC, description: "Highest CUDA version the driver runs, such as 12.4." }),
+    driverVersion: t.exposeString("driverVersion", { ...PUBLIC, description: "NVIDIA driver version, such as 550.54.15." }),
+    countryCode: t.exposeString("countryCode", { ...PUBLIC, description: "Where the machine is: ISO 3166-1 alpha-2 country code, such as US." }),
+    geolocation: t.exposeString("geolocation", { ...PUBLIC, description: "Where the machine is, in words, such as Oregon, US." }),
+    datacenter: t.exposeBoolean("datacenter", { ...PUBLIC, description: "In a vetted datacenter (secure cloud): operators decide it (setMachineDatacenter), never the host." }),
+    verification: t.expose("verification", { ...PUBLIC, type: VerificationState, description: "Whether operators verified the machine; search shows verified machines by default." }),
+    dlperf: t.exposeFloat("dlperf", { ...PUBLIC, description: "DLPerf of the whole machine: an estimate of its deep-learning speed (higher is faster)." }),
+    reliability: t.exposeFloat("reliability", { ...PUBLIC, description: "Estimated share of time the machine is up and serving its rentals, 0 to 1." }),
+    online: t.exposeBoolean("online", { ...PUBLIC, description: "Its agent sent a heartbeat recently." }),
+    listed: t.exposeBoolean("listed", { ...PUBLIC, description: "Its offers are in search: the host listed it and has not unlisted it." }),
     pricePerGpuHour: t.field({
+      ...PUBLIC,
       type: "Money",
       nullable: true,
-      description: "On-demand price per GPU-hour; null until first listed.",
+      description: "On-demand price, dollars per GPU-hour; null until first listed.",
       resolve: (machine) => machine.pricePerGpuHourMicros,
     }),
     minBidPerGpuHour: t.field({
+      ...PUBLIC,
       type: "Money",
       nullable: true,
-      description: "Lowest bid per GPU-hour for interruptible rentals.",
+      description: "Lowest bid for interruptible rentals, dollars per GPU-hour; null until first listed.",
       resolve: (machine) => machine.minBidPerGpuHourMicros,
     }),
     storagePricePerGbMonth: t.field({
+      ...PUBLIC,
       type: "Money",
       nullable: true,
+      description: "Disk price, dollars per GB-month (30 days) of allocated disk; null until first listed.",
       resolve: (machine) => machine.storagePricePerGbMonthMicros,
     }),
-    inetUpPricePerGb: t.field({ type: "Money", nullable: true, resolve: (machine) => machine.inetUpPricePerGbMicros }),
-    inetDownPricePerGb: t.field({
+    inetUpPricePerGb: t.field({
+      ...PUBLIC,
       type: "Money",
       nullable: true,
+      description: "Upload price, dollars per GB (10^9 bytes) sent; null until first listed.",
+      resolve: (machine) => machine.inetUpPricePerGbMicros,
+    }),
+    inetDownPricePerGb: t.field({
+      ...PUBLIC,
+      type: "Money",
+      nullable: true,
+      description: "Download price, dollars per GB (10^9 bytes) received; null until first listed.",
       resolve: (machine) => machine.inetDownPricePerGbMicros,
     }),
-    minChunk: t.exposeInt("minChunk", { description: "Smallest number of GPUs rented together." }),
+    minChunk: t.exposeInt("minChunk", { ...PUBLIC, description: "Smallest number of GPUs rented together." }),
     endDate: t.expose("endDate", {
+      ...PUBLIC,
       type: "DateTime",
       nullable: true,
       description: "The listing's end: the longest a new rental may run.",
     }),
-    createdAt: t.expose("createdAt", { type: "DateTime" }),
-    instances: t.relation("instances", {
-      description: "The rentals on this machine that are not destroyed, with the GPUs each holds (gpuIndices).",
-      query: { where: { status: { not: "DESTROYED" } }, orderBy: { id: "asc" } },
+    duration: t.float({
+      nullable: true,
+      description: "Days the rolling end date is kept ahead of now (endDate moves forward as time passes); null for a fixed end date.",
+      resolve: (machine) => (machine.listingDurationSeconds === null ? null : machine.listingDurationSeconds / 86_400),
     }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When the host registered it. Host only." }),
   }),
 });
+
+builder.queryField("machine", (t) =>
+  t.prismaField({
+    type: "Machine",
+    nullable: true,
+    description:
+      "A machine by its global id (\"Machine:12\"; an offer's machineId): any listed machine's public fields for anyone, anonymous callers too; every field of the caller's own machines, listed or not, and of every machine for operators. Null for an unlisted machine of another host or an unknown id.",
+    args: { id: t.arg.globalID({ required: true, description: 'Such as "Machine:12".' }) },
+    resolve: async (query, _root, args, ctx) => {
+      const id = localId(args.id, "Machine");
+      const machine = await prisma.machine.findUnique({ ...query, where: { id } });
+      return machine && (machine.listed || readsMachine(ctx.viewer, machine)) ? machine : null;
+    },
+  }),
+);
 
 const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
   description: "The machine's hardware as its agent measured it.",
@@ -107,7 +141,7 @@ const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
     driverVersion: t.string({ required: true, description: "Such as 550.54.15." }),
     countryCode: t.string({ required: true, description: "ISO 3166-1 alpha-2, such as US." }),
     geolocation: t.string({ required: true, description: "Where people would say it is, such as Oregon, US." }),
-    datacenter: t.boolean({ required: true, defaultValue: false }),
+    ...detectedSpecFields(t),
   }),
 });
 
@@ -152,7 +186,14 @@ const ListMachineInput = builder.inputType("ListMachineInput", {
     minChunk: t.int({
       description: "Smallest number of GPUs rented together: a power of two up to the GPU count; omitted: the earlier one; default 1.",
     }),
-    endDate: t.field({ type: "DateTime", required: true, description: "Within a year from now." }),
+    endDate: t.field({
+      type: "DateTime",
+      description: "A fixed end of the listing, within a year from now; not with duration. Omitted with duration: the earlier end (fixed or rolling), which must be ahead.",
+    }),
+    duration: t.float({
+      description:
+        "A rolling end date, in days (1/24 to 365): the listing ends this long from now and is moved forward as time passes (the reference's -l). Not with endDate.",
+    }),
   }),
 });
 

@@ -1,5 +1,6 @@
 import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
-import { type OfferRow, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
+import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
+import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
 import { DAY_MS } from "../domain/time.ts";
@@ -11,9 +12,16 @@ export const OfferRef = builder.objectRef<OfferRow>("Offer");
 builder.node(OfferRef, {
   description: "A rentable chunk of one listed machine: a machine of 8 GPUs with minChunk 1 is offered as 1, 2, 4 and 8 GPUs.",
   id: { resolve: (offer) => offer.id },
+  loadOne: (id) => offerById(prisma, id),
   fields: (t) => ({
-    machineId: t.exposeInt("machineId"),
-    hostId: t.exposeInt("hostId"),
+    machineId: t.globalID({
+      description: "The listed machine the offer is a chunk of, such as \"Machine:12\" (its number is the search field machine_id); machine(id) shows its public specs.",
+      resolve: (offer) => ({ type: "Machine", id: offer.machineId }),
+    }),
+    hostId: t.globalID({
+      description: "The host's account, such as \"User:5\" (its number is the search field host_id); only the host may read the account itself.",
+      resolve: (offer) => ({ type: "User", id: offer.hostId }),
+    }),
     gpuName: t.exposeString("gpuName"),
     numGpus: t.exposeInt("numGpus", { description: "GPUs in this offer." }),
     gpuRam: t.float({ description: "VRAM per GPU, GB.", resolve: (offer) => offer.gpuRam / MB_PER_GB }),
@@ -60,7 +68,7 @@ builder.node(OfferRef, {
     dlperfPerDphTotal: t.exposeFloat("dlperfPerDphtotal", { description: "DLPerf per dollar-hour of dphTotal." }),
     flopsPerDphTotal: t.exposeFloat("flopsPerDphtotal", { description: "TFLOPS per dollar-hour of dphTotal." }),
     reliability: t.exposeFloat("reliability"),
-    score: t.exposeFloat("score", { description: OFFER_FIELDS.score.description }),
+    score: t.exposeFloat("score", { description: "The default ranking: DLPerf per dollar-hour × reliability³ (higher is better)." }),
     verified: t.exposeBoolean("verified"),
     datacenter: t.exposeBoolean("datacenter", { description: "Secure cloud: the machine is in a vetted datacenter." }),
     geolocation: t.exposeString("geolocation"),
@@ -121,6 +129,20 @@ const OfferFilter = builder.inputType("OfferFilter", {
 });
 
 const OfferConnection = builder.connectionObject({ type: OfferRef, name: "OfferConnection" }, { name: "OfferEdge" });
+
+builder.queryField("offer", (t) =>
+  t.field({
+    type: OfferRef,
+    nullable: true,
+    description:
+      "One offer by its id, rentable or not; open to anonymous callers. Null when no listed machine offers that chunk (any more).",
+    args: {
+      id: t.arg.id({ required: true, description: 'Such as "Offer:12-4" or "12-4" (machine 12, 4 GPUs).' }),
+      storageGb: t.arg.float({ description: "Disk to price into dphTotal, GB; default 10." }),
+    },
+    resolve: (_root, args) => offerById(prisma, String(args.id), args.storageGb),
+  }),
+);
 
 builder.queryField("offers", (t) =>
   t.field({

@@ -73,7 +73,7 @@ builder.objectField(OfferRef, "orderBook", (t) =>
 );
 
 builder.prismaObjectField(MachineRef, "orderBook", (t) =>
-  t.field({ type: OrderBookRef, nullable: true, description: BOOK_DESCRIPTION, resolve: (machine) => books.load(machine.id) }),
+  t.field({ type: OrderBookRef, nullable: true, skipTypeScopes: true, description: BOOK_DESCRIPTION, resolve: (machine) => books.load(machine.id) }),
 );
 
 builder.queryField("orderBook", (t) =>

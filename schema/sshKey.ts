@@ -7,7 +7,7 @@ import { localId } from "./ids.ts";
 export const SshKeyRef = builder.prismaNode("SshKey", {
   id: { field: "id" },
   fields: (t) => ({
-    keyType: t.exposeString("keyType", { description: "ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521." }),
+    keyType: t.exposeString("keyType", { description: "The key algorithm: ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521." }),
     fingerprint: t.exposeString("fingerprint", { description: 'OpenSSH\'s SHA256 fingerprint, "SHA256:...".' }),
     comment: t.exposeString("comment", { nullable: true }),
     publicKey: t.exposeString("publicKey", { description: "The key in OpenSSH format, as installed in instances." }),

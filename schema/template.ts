@@ -16,7 +16,7 @@ export const TemplateRef = builder.prismaNode("Template", {
     description: t.exposeString("description"),
     image: t.exposeString("image", { description: "The image without its tag." }),
     tag: t.exposeString("tag"),
-    imageReference: t.string({ description: "image:tag, as a rental pulls it.", resolve: (template) => `${template.image}:${template.tag}` }),
+    imageReference: t.string({ description: "The image reference a rental pulls: image:tag.", resolve: (template) => `${template.image}:${template.tag}` }),
     launchMode: t.expose("launchMode", { type: LaunchMode }),
     dockerOptions: t.exposeString("dockerOptions", { description: "As written, such as `-p 8081:8081 -e TZ=UTC`." }),
     ports: t.stringList({ description: "The ports of its -p options.", resolve: (template) => templateOptions(template).ports }),

@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { prisma } from "../infra/db.ts";
-import { type GraphQLResponse, useTestApp } from "./support/app.ts";
+import { useTestApp } from "./support/app.ts";
 
 const app = useTestApp();
 
@@ -35,32 +34,6 @@ function freshClientAddress(): string {
   return `127.0.${Math.floor(addressCounter / 250)}.${(addressCounter % 250) + 2}`;
 }
 
-/** POSTs an operation from the given local address (the server sees it as the client IP). */
-function gqlFrom(localAddress: string, query: string, variables: Record<string, unknown>): Promise<GraphQLResponse> {
-  const url = new URL(app.url);
-  const body = JSON.stringify({ query, variables });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        method: "POST",
-        localAddress,
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk) => (text += chunk));
-        res.on("end", () => resolve(JSON.parse(text)));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
 function uniqueEmail(): string {
   return `user-${randomBytes(6).toString("hex")}@example.com`;
 }
@@ -71,7 +44,7 @@ async function counts() {
 }
 
 async function signup(email: string, password = "correct horse battery") {
-  const result = await gqlFrom(freshClientAddress(), SIGNUP, { email, password });
+  const result = await app.gqlFrom(freshClientAddress(), SIGNUP, { email, password });
   expect(result.errors).toBeUndefined();
   return result.data.signup;
 }
@@ -132,11 +105,11 @@ describe("signup", () => {
   it("limits signups per client address to the hour's budget, writing nothing once it is spent", async () => {
     const address = freshClientAddress();
     for (let i = 0; i < 20; i++) {
-      const result = await gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" });
+      const result = await app.gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" });
       expect(result.data.signup.__typename).toBe("MutationSignupSuccess");
     }
     const before = await counts();
-    const limited = (await gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" })).data.signup;
+    const limited = (await app.gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" })).data.signup;
     expect(limited).toMatchObject({ __typename: "RateLimitedError", code: "RATE_LIMITED" });
     expect(limited.retryAfterSeconds).toBeGreaterThan(60);
     expect(limited.retryAfterSeconds).toBeLessThanOrEqual(3600);
@@ -155,7 +128,7 @@ describe("login", () => {
   it("returns the account and a new session key (every permission, expiring in 30 days) for the right password", async () => {
     const email = uniqueEmail();
     const created = (await signup(email, "s3cret-password")).data;
-    const result = (await gqlFrom(freshClientAddress(), LOGIN, { email: ` ${email.toUpperCase()}`, password: "s3cret-password" }))
+    const result = (await app.gqlFrom(freshClientAddress(), LOGIN, { email: ` ${email.toUpperCase()}`, password: "s3cret-password" }))
       .data.login;
     expect(result.__typename).toBe("MutationLoginSuccess");
     expect(result.data.user).toEqual(created.user);
@@ -172,8 +145,8 @@ describe("login", () => {
     const email = uniqueEmail();
     await signup(email, "s3cret-password");
     const before = await counts();
-    const wrong = (await gqlFrom(freshClientAddress(), LOGIN, { email, password: "not-the-password" })).data.login;
-    const unknown = (await gqlFrom(freshClientAddress(), LOGIN, { email: uniqueEmail(), password: "s3cret-password" })).data
+    const wrong = (await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "not-the-password" })).data.login;
+    const unknown = (await app.gqlFrom(freshClientAddress(), LOGIN, { email: uniqueEmail(), password: "s3cret-password" })).data
       .login;
     expect(wrong).toEqual({ __typename: "InvalidCredentialsError", code: "INVALID_CREDENTIALS", message: "Email or password is wrong" });
     expect(unknown).toEqual(wrong);
@@ -185,7 +158,7 @@ describe("login", () => {
     await signup(email, "s3cret-password");
     const timed = async (variables: Record<string, unknown>) => {
       const started = performance.now();
-      const result = await gqlFrom(freshClientAddress(), LOGIN, variables);
+      const result = await app.gqlFrom(freshClientAddress(), LOGIN, variables);
       expect(result.data.login.__typename).toBe("InvalidCredentialsError");
       return performance.now() - started;
     };
@@ -202,7 +175,7 @@ describe("login", () => {
   });
 
   it("validates its input before anything else", async () => {
-    const result = (await gqlFrom(freshClientAddress(), LOGIN, { email: "nope", password: "" })).data.login;
+    const result = (await app.gqlFrom(freshClientAddress(), LOGIN, { email: "nope", password: "" })).data.login;
     expect(result.__typename).toBe("ValidationError");
     expect(result.issues.map((issue: { path: string[] }) => issue.path)).toEqual([["email"], ["password"]]);
   });
@@ -210,26 +183,26 @@ describe("login", () => {
   it("limits failed attempts per email across new client addresses, even with the right password, but not from the owner's known address", async () => {
     const email = uniqueEmail();
     const home = freshClientAddress();
-    expect((await gqlFrom(home, SIGNUP, { email, password: "s3cret-password" })).data.signup.__typename).toBe("MutationSignupSuccess");
+    expect((await app.gqlFrom(home, SIGNUP, { email, password: "s3cret-password" })).data.signup.__typename).toBe("MutationSignupSuccess");
     for (let i = 0; i < 10; i++) {
-      const result = await gqlFrom(freshClientAddress(), LOGIN, { email, password: `wrong-${i}` });
+      const result = await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: `wrong-${i}` });
       expect(result.data.login.__typename).toBe("InvalidCredentialsError");
     }
     const before = await counts();
-    const limited = (await gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" })).data.login;
+    const limited = (await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" })).data.login;
     expect(limited).toMatchObject({ __typename: "RateLimitedError", code: "RATE_LIMITED" });
     expect(limited.retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(limited.retryAfterSeconds).toBeLessThanOrEqual(60);
     expect(await counts()).toEqual(before);
 
     // The owner, from where they signed up, is not locked out by someone guessing elsewhere.
-    const owner = (await gqlFrom(home, LOGIN, { email, password: "s3cret-password" })).data.login;
+    const owner = (await app.gqlFrom(home, LOGIN, { email, password: "s3cret-password" })).data.login;
     expect(owner.__typename).toBe("MutationLoginSuccess");
 
     // Other accounts are not affected.
     const other = uniqueEmail();
     await signup(other, "s3cret-password");
-    const ok = await gqlFrom(freshClientAddress(), LOGIN, { email: other, password: "s3cret-password" });
+    const ok = await app.gqlFrom(freshClientAddress(), LOGIN, { email: other, password: "s3cret-password" });
     expect(ok.data.login.__typename).toBe("MutationLoginSuccess");
   });
 
@@ -238,12 +211,12 @@ describe("login", () => {
     const email = uniqueEmail();
     await signup(email, "s3cret-password");
     for (let i = 0; i < 10; i++) {
-      const result = await gqlFrom(address, LOGIN, { email: uniqueEmail(), password: "whatever-password" });
+      const result = await app.gqlFrom(address, LOGIN, { email: uniqueEmail(), password: "whatever-password" });
       expect(result.data.login.__typename).toBe("InvalidCredentialsError");
     }
-    const limited = (await gqlFrom(address, LOGIN, { email, password: "s3cret-password" })).data.login;
+    const limited = (await app.gqlFrom(address, LOGIN, { email, password: "s3cret-password" })).data.login;
     expect(limited.__typename).toBe("RateLimitedError");
-    const elsewhere = await gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" });
+    const elsewhere = await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" });
     expect(elsewhere.data.login.__typename).toBe("MutationLoginSuccess");
   });
 });

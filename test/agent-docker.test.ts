@@ -147,6 +147,9 @@ describe("docker runtime (fake docker CLI)", () => {
       "40001:8082/udp",
       "--mount",
       `type=bind,source=${join(dir, "state", "ssh", "C.34")},target=/.gm/ssh,readonly`,
+      // The host's OpenSSH, for an image without an sshd of its own.
+      "--mount",
+      `type=bind,source=${join(dir, "state", "openssh")},target=/.gm-ssh,readonly`,
       // No NVIDIA runtime on this engine: no --gpus (docker start would fail), and the container
       // says its GPUs are not isolated; the CPU share is capped at the engine's 4 CPUs.
       "--label",

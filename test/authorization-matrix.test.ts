@@ -5,6 +5,7 @@ import { issueApiKey } from "../domain/apiKeys.ts";
 import { keyPermissions } from "../domain/authorization.ts";
 import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
+import { setOperator } from "../domain/operators.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { databaseSnapshot } from "./support/snapshot.ts";
@@ -38,10 +39,12 @@ const VICTIM_CREDIT = "credit for the victim 7f3a";
 const VICTIM_BID_LABEL = "victim's bid 51c2";
 let ids: Ids;
 let attackerMachineId: number;
+/** The attacker's rental on the victim's machine: a contract only the victim, its host, may see. */
+let contractOnVictimMachine: string;
 const machineSpecs = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4, pcieBw: 24.5,
   cpuName: "EPYC", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 1000, diskBw: 3000, inetUpMbps: 500, inetDownMbps: 500,
-  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE", datacenter: false,
+  cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE", geolocation: "Frankfurt, DE",
 };
 const callers: Record<string, string | undefined> = {};
 
@@ -83,6 +86,7 @@ beforeAll(async () => {
       .createInstance,
   );
   attackerMachineId = attackerMachine;
+  contractOnVictimMachine = attackerRental.instance.id;
 
   ids = {
     apiKey: extraKey.data.createApiKey.data.apiKey.id,
@@ -110,6 +114,13 @@ beforeAll(async () => {
   callers["victim expired session"] = (
     await issueApiKey(prisma, { userId: victim.userId, name: "login", scope: "SESSION", expiresAt: new Date(Date.now() - 1000) })
   ).token;
+  // Staff: may vet any machine (with a key holding MACHINES), and is no one's owner otherwise.
+  const operator = await createAccount("operator");
+  await setOperator(prisma, (await prisma.user.findUniqueOrThrow({ where: { id: operator.userId } })).email, true);
+  callers["operator account key"] = operator.key;
+  callers["operator READ key"] = (
+    await issueApiKey(prisma, { userId: operator.userId, name: "ro", scope: "ACCOUNT", permissions: keyPermissions(["READ"]) })
+  ).token;
 });
 
 const result = (field: string, success: string) => `${field} { __typename ... on ${success} { data { __typename } } ... on Error { code } }`;
@@ -127,7 +138,19 @@ const operations: {
   needs: ApiKeyPermission;
   allowedFor?: string[];
   forCaller?: boolean;
+  /** Only an operator's key holding `needs` may do it: the victim's own keys may not either. */
+  operatorOnly?: boolean;
 }[] = [
+  {
+    name: "setMachineVerification", needs: "MACHINES", operatorOnly: true, allowedFor: ["operator account key"],
+    document: `mutation ($id: ID!) { ${result('setMachineVerification(machineId: $id, verification: VERIFIED, note: "self-promoted")', "MutationSetMachineVerificationSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
+  {
+    name: "setMachineDatacenter", needs: "MACHINES", operatorOnly: true, allowedFor: ["operator account key"],
+    document: `mutation ($id: ID!) { ${result("setMachineDatacenter(machineId: $id, datacenter: true)", "MutationSetMachineDatacenterSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
   { name: "revokeApiKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
   { name: "removeSshKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
   {
@@ -270,14 +293,17 @@ describe("authorization matrix", () => {
     "victim KEYS key",
     "victim expired key",
     "victim expired session",
+    "operator READ key",
+    "operator account key",
   ];
 
   for (const operation of operations) {
     for (const caller of callerNames) {
       if (operation.allowedFor?.includes(caller)) continue;
       const permission = permissionOf(caller);
-      if (permission && (permission === operation.needs || operation.needs === "READ")) continue;
-      if (operation.forCaller && caller === "attacker account key") continue;
+      if (permission && !operation.operatorOnly && (permission === operation.needs || operation.needs === "READ")) continue;
+      // Another account acting for itself may: the attacker and the operator are such accounts.
+      if (operation.forCaller && (caller === "attacker account key" || caller === "operator account key")) continue;
       it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
         const before = await databaseSnapshot();
         const response = await app.gql(operation.document, operation.variables(), callers[caller]);
@@ -325,6 +351,33 @@ describe("authorization matrix", () => {
       for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
     });
   }
+
+  const CONTRACTS = "{ myMachines { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } }";
+
+  for (const caller of callerNames) {
+    it(`the contracts on the victim's machine, by ${caller}, are its host's only`, async () => {
+      const response = JSON.stringify(await app.gql(CONTRACTS, {}, callers[caller]));
+      const mayRead = permissionOf(caller) !== undefined;
+      expect(response.includes(`"${contractOnVictimMachine}"`), response).toBe(mayRead);
+      expect(response).not.toContain(victim.email);
+    });
+  }
+
+  it("a host sees the victim's rental on its machine by its terms, never who rents it or what it runs", async () => {
+    const response = await app.gql(CONTRACTS, {}, callers["attacker account key"]);
+    expect(response.errors).toBeUndefined();
+    const nodes = response.data.myMachines.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
+    expect(nodes.map((node: { instanceId: string }) => node.instanceId).sort()).toEqual([ids.instance, ids.bidInstance].sort());
+    const text = JSON.stringify(response);
+    expect(text).not.toContain(victim.email);
+    expect(text).not.toContain(VICTIM_BID_LABEL);
+    expect(text).not.toContain(`"${victim.userId}"`);
+    // The contract type has no field for the renter, its label, image, environment or keys.
+    for (const field of ["clientId", "client", "label", "env", "image", "onstart", "sshKeys", "connection", "apiKey"]) {
+      const refused = await app.gql(`{ myMachines { contracts { edges { node { ${field} } } } } }`, {}, callers["attacker account key"]);
+      expect(refused.errors?.[0]?.message, field).toMatch(/Cannot query field/);
+    }
+  });
 
   it("a read-only key lists the victim's things and cannot rent", async () => {
     const readOnly = callers["victim READ key"];

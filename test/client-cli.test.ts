@@ -64,7 +64,7 @@ describe("search offers", () => {
     expect(code).toBe(0);
     const offers = JSON.parse(stdout);
     expect(offers).toHaveLength(2);
-    expect(offers[0]).toMatchObject({ gpuName: "RTX 4090", machineId });
+    expect(offers[0]).toMatchObject({ gpuName: "RTX 4090", machineId: `Machine:${machineId}` });
     // No storage: dphTotal is the GPUs' price alone.
     for (const offer of offers) expect(Number(offer.dphTotal)).toBeCloseTo(0.4 * offer.numGpus, 6);
   });

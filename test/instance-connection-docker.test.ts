@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run, runOk } from "../agent/exec.ts";
+import type { ContainerSpec } from "../agent/runtime.ts";
 import { DockerRuntime } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
@@ -13,6 +14,7 @@ import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
 import { freePortRange } from "./support/ports.ts";
+import { keyPair, ssh } from "./support/ssh.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
 
 // The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
@@ -37,7 +39,7 @@ const SPECS = {
   gpuName: "RTX 4090", numGpus: 4, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
   pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
   inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
-  geolocation: "Hesse, DE", datacenter: false,
+  geolocation: "Hesse, DE",
 };
 
 const INSTANCE_FIELDS = `id status statusMessage
@@ -98,12 +100,6 @@ async function client(balance = 20_000_000n) {
   return account;
 }
 
-async function keyPair(name: string): Promise<{ file: string; publicKey: string }> {
-  const file = join(dir, name);
-  await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
-  return { file, publicKey: (await readFile(`${file}.pub`, "utf8")).trim() };
-}
-
 async function rent(key: string, input: Record<string, unknown>): Promise<string> {
   const created = await app.gql(
     `mutation ($input: CreateInstanceInput!) { createInstance(input: $input) {
@@ -129,21 +125,11 @@ const connected = (id: string, key: string) =>
     return current.status === "RUNNING" && current.connection ? current : undefined;
   }, 120_000);
 
-/** The real ssh client: its exit code and output. */
-async function ssh(keyFile: string, port: number, command: string) {
-  return run("ssh", [
-    "-i", keyFile, "-p", String(port),
-    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-    "root@127.0.0.1", command,
-  ]);
-}
-
 describe("reaching an instance on the real Docker engine", () => {
   it("logs in over SSH with the account's key; attached keys log in, detached ones are refused; tenants get their own ports", async () => {
     const owner = await client();
-    const first = await keyPair("first");
-    const second = await keyPair("second");
+    const first = await keyPair(dir, "first");
+    const second = await keyPair(dir, "second");
     const added = await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: first.publicKey }, owner.key);
     expect(added.data.addSshKey.__typename).toBe("MutationAddSshKeySuccess");
 
@@ -262,6 +248,66 @@ describe("reaching an instance on the real Docker engine", () => {
       await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id: instanceId }, key);
     }
   }, 300_000);
+
+  it("gives an image without an OpenSSH server the host's: the ssh client logs in with the account's key, copies files, and attach/detach apply", async () => {
+    const owner = await client();
+    const first = await keyPair(dir, "bundled-first");
+    const second = await keyPair(dir, "bundled-second");
+    await app.gql(`mutation ($k: String!) { addSshKey(publicKey: $k) { __typename } }`, { k: first.publicKey }, owner.key);
+    // busybox only: no sshd, no package manager, no network needed.
+    const id = await rent(owner.key, { image: images.plain, launchMode: "SSH" });
+    const { connection } = await connected(id, owner.key);
+    const login = await eventually(async () => {
+      const result = await ssh(first.file, connection.sshPort, "echo $CONTAINER_ID; command -v sshd || echo no sshd in the image; ls /bin/busybox");
+      return result.code === 0 ? result : undefined;
+    }, 30_000);
+    expect(login.stdout.split("\n")).toEqual([id.split(":")[1], "no sshd in the image", "/bin/busybox", ""]);
+
+    // scp goes through the built-in SFTP server: the image has no sftp-server either.
+    await writeFile(join(dir, "bundled.txt"), "through the host's sshd\n");
+    const scp = await run("scp", [
+      "-i", first.file, "-P", String(connection.sshPort),
+      "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+      join(dir, "bundled.txt"), "root@127.0.0.1:/root/bundled.txt",
+    ]);
+    expect(scp.code, scp.stderr).toBe(0);
+    expect((await ssh(first.file, connection.sshPort, "cat /root/bundled.txt")).stdout).toBe("through the host's sshd\n");
+
+    expect((await ssh(second.file, connection.sshPort, "true")).code).toBe(255);
+    const attached = await app.gql(
+      `mutation ($id: ID!, $k: String!) { attachSshKey(instanceId: $id, publicKey: $k) {
+         __typename ... on MutationAttachSshKeySuccess { data { sshKeys { id } } } } }`,
+      { id, k: second.publicKey },
+      owner.key,
+    );
+    const keys = attached.data.attachSshKey.data.sshKeys as { id: string }[];
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 0, 20_000);
+    await app.gql(`mutation ($id: ID!, $k: ID!) { detachSshKey(instanceId: $id, sshKeyId: $k) { __typename } }`, { id, k: keys[1]!.id }, owner.key);
+    await eventually(async () => (await ssh(second.file, connection.sshPort, "true")).code === 255, 20_000);
+    expect((await ssh(first.file, connection.sshPort, "true")).code).toBe(0);
+    await app.gql(`mutation ($id: ID!) { destroyInstance(id: $id) { __typename } }`, { id }, owner.key);
+  }, 300_000);
+
+  it("refuses an SSH launch of an image without sshd when the host has none to give, and says why", async () => {
+    const runtime = new DockerRuntime(join(dir, "no-sshd"), pino({ level: "silent" }), { hostSshd: null });
+    const spec = (label: string, image: string): ContainerSpec => ({
+      label, instanceId: `Instance:${label}`, image, launchMode: "SSH", onstart: null, env: {}, ports: [], sshKeys: [],
+      jupyterToken: null, jupyterBasePath: "/", args: [], diskGb: 0, numGpus: 0, gpuIndices: [], cpuCores: 0, memoryMb: 0,
+      recycleCount: 0, rebootCount: 0,
+    });
+    try {
+      expect(await runtime.sshBundle()).toBeNull();
+      await expect(runtime.create(spec("C.nosshd", images.plain))).rejects.toThrow(
+        expect.objectContaining({ name: "LaunchRefusedError", message: expect.stringMatching(/has no OpenSSH server \(sshd\) and this host has none/) }),
+      );
+      expect(await runtime.list()).toEqual([]);
+      // An image with its own sshd needs nothing from the host.
+      await runtime.create(spec("C.ownsshd", images.ssh));
+      expect((await runtime.list()).map((container) => container.label)).toEqual(["C.ownsshd"]);
+    } finally {
+      for (const container of await runtime.list()) await runtime.remove(container.label, 0);
+    }
+  }, 120_000);
 
   it("serves Jupyter with the instance's token, directly and through the API's proxy; 403 without it", async () => {
     const owner = await client();

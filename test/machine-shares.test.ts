@@ -27,7 +27,7 @@ const INSTANCE = /* GraphQL */ `
   query ($id: ID!) { instance(id: $id) { id status numGpus gpuIndices } }
 `;
 const MACHINE_INSTANCES = /* GraphQL */ `
-  query { myMachines { id instances { id status gpuIndices diskGb } } }
+  query { myMachines { id contracts { edges { node { instanceId status gpuIndices diskGb } } } } }
 `;
 const ASSIGNMENTS = /* GraphQL */ `
   subscription ($machineId: ID!) { assignments(machineId: $machineId) { instances { instanceId desiredState gpuIndices cpuCores memoryMb } } }
@@ -135,11 +135,11 @@ describe("GPU indices", () => {
     // The host sees its machine's rentals and their GPUs.
     const mine = await app.gql(MACHINE_INSTANCES, {}, host.key);
     expect(mine.errors).toBeUndefined();
-    const hostedMachines = mine.data.myMachines as { id: string; instances: unknown[] }[];
-    const hosted = hostedMachines.find((m) => m.id === `Machine:${machineId}`)!.instances;
+    const hostedMachines = mine.data.myMachines as { id: string; contracts: { edges: { node: unknown }[] } }[];
+    const hosted = hostedMachines.find((m) => m.id === `Machine:${machineId}`)!.contracts.edges.map((edge) => edge.node);
     expect(hosted).toEqual([
-      { id: a.instance.id, status: "LOADING", gpuIndices: aIndices, diskGb: 20 },
-      { id: b.instance.id, status: "LOADING", gpuIndices: bIndices, diskGb: 20 },
+      { instanceId: a.instance.id, status: "LOADING", gpuIndices: aIndices, diskGb: 20 },
+      { instanceId: b.instance.id, status: "LOADING", gpuIndices: bIndices, diskGb: 20 },
     ]);
     const other = await app.gql(MACHINE_INSTANCES, {}, alice.key);
     expect(other.errors).toBeUndefined();

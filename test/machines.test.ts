@@ -9,10 +9,10 @@ import {
   myMachines,
   registerMachine,
   type RegisterMachineInput,
-  setMachineVerification,
   setMinBid,
   unlistMachine,
 } from "../domain/machines.ts";
+import { vetMachine } from "../domain/verification.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 
@@ -40,7 +40,6 @@ function specs(overrides: Partial<RegisterMachineInput> = {}): RegisterMachineIn
     driverVersion: "550.54.15",
     countryCode: "de",
     geolocation: "Frankfurt, DE",
-    datacenter: true,
     ...overrides,
   };
 }
@@ -113,7 +112,7 @@ describe("machine services", () => {
       countryCode: "DE",
       verification: "UNVERIFIED",
       listed: false,
-      datacenter: true,
+      datacenter: false,
     });
     expect(machine.dlperf).toBe(machineDlperf({ ...input, numGpus: 8, cpuCores: 128, diskBw: 6500 }));
     expect(machine.dlperf).toBeGreaterThan(300);
@@ -282,11 +281,11 @@ describe("machine services", () => {
   it("verification by an operator reaches the offers", async () => {
     const { machine } = await register(host.id);
     await list(host.id, listing(machine.id));
-    await prisma.$transaction((tx) => setMachineVerification(tx, machine.id, "VERIFIED"));
+    await prisma.$transaction((tx) => vetMachine(tx, machine.id, { verification: "VERIFIED" }));
     expect((await offersOf(machine.id)).every((offer) => offer.verified && offer.rentable)).toBe(true);
-    await prisma.$transaction((tx) => setMachineVerification(tx, machine.id, "DEVERIFIED"));
+    await prisma.$transaction((tx) => vetMachine(tx, machine.id, { verification: "DEVERIFIED" }));
     expect((await offersOf(machine.id)).some((offer) => offer.verified || offer.rentable)).toBe(false);
-    expect(await rejection(prisma.$transaction((tx) => setMachineVerification(tx, 2_000_000_000, "VERIFIED")))).toBeInstanceOf(
+    expect(await rejection(prisma.$transaction((tx) => vetMachine(tx, 2_000_000_000, { verification: "VERIFIED" })))).toBeInstanceOf(
       NotFoundError,
     );
   });

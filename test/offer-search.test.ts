@@ -287,7 +287,7 @@ describe("access and errors", () => {
     const result = await app.gql(`{ offers(first: 1) { edges { node { id hostId machineId } } } }`);
     expect(result.errors).toBeUndefined();
     expect(JSON.stringify(result.data)).not.toContain("example.com");
-    expect(result.data.offers.edges[0].node.hostId).toBe(hostId);
+    expect(result.data.offers.edges[0].node.hostId).toBe(`User:${hostId}`);
   });
 
   it("a query it cannot read fails with INVALID_QUERY naming the token", async () => {

@@ -107,10 +107,12 @@ describe("npm start", () => {
   });
 
   it("prints readable lines on a terminal, not JSON, with the addresses and the demo keys", async () => {
-    // `script` gives npm start a pseudo-terminal; Ctrl-C on it stops the server as at a keyboard.
-    const child = spawn("script", ["-qec", "npm start --silent", "/dev/null"], {
+    // `script` gives npm start a pseudo-terminal; Ctrl-C on it stops the server as at a keyboard. Its
+    // command runs under $SHELL -c; `exec` keeps that shell out of the terminal's foreground group, since a
+    // non-interactive dash dies of the Ctrl-C itself (exit 130) while npm and the server stop cleanly.
+    const child = spawn("script", ["-qec", "exec npm start --silent", "/dev/null"], {
       cwd: fileURLToPath(new URL("..", import.meta.url)),
-      env: { ...process.env, LOG_LEVEL: "info", NODE_ENV: "development", ...env },
+      env: { ...process.env, SHELL: "/bin/sh", LOG_LEVEL: "info", NODE_ENV: "development", ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let raw = "";

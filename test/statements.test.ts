@@ -129,6 +129,52 @@ describe("earnings", () => {
   });
 });
 
+const CONTRACTS = /* GraphQL */ `
+  query ($includeEnded: Boolean) {
+    myMachines { id contracts(includeEnded: $includeEnded) { totalCount edges { node { instanceId kind numGpus pricePerGpuHour status since endedAt earnings { gpu storage bandwidth total } } } } }
+  }
+`;
+
+describe("contract earnings", () => {
+  it("shows each contract on the host's machine with what it has earned so far, adding up to the machine's earnings", async () => {
+    const result = await app.gql(CONTRACTS, { includeEnded: true }, host.key);
+    expect(result.errors).toBeUndefined();
+    const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    expect(machine.contracts.totalCount).toBe(2);
+    expect(machine.contracts.edges.map((edge: { node: unknown }) => edge.node)).toEqual([
+      {
+        instanceId: `Instance:${a}`, kind: "ON_DEMAND", numGpus: 4, pricePerGpuHour: "0.389", status: "DESTROYED", since: at(D).toISOString(),
+        endedAt: expect.any(String),
+        // Day 1 and day 2's lines of A above.
+        earnings: { gpu: "38.90", storage: "0.347221", bandwidth: "0.0225", total: "39.269721" },
+      },
+      {
+        instanceId: `Instance:${b}`, kind: "ON_DEMAND", numGpus: 1, pricePerGpuHour: "0.40", status: "RUNNING", since: at(D + PERIOD_SECONDS).toISOString(),
+        endedAt: null,
+        earnings: { gpu: "0.80", storage: "0.002777", bandwidth: "0.00", total: "0.802777" },
+      },
+    ]);
+    const earned = await prisma.ledgerEntry.aggregate({ where: { userId: host.userId, kind: "EARNING" }, _sum: { amountMicros: true } });
+    expect(sumMoney(machine.contracts.edges.map((edge: { node: { earnings: { total: string } } }) => edge.node.earnings.total))).toBe(earned._sum.amountMicros);
+    // Without includeEnded, the live contract alone.
+    const live = await app.gql(CONTRACTS, {}, host.key);
+    const liveMachine = live.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    expect(liveMachine.contracts.edges.map((edge: { node: { instanceId: string } }) => edge.node.instanceId)).toEqual([`Instance:${b}`]);
+  });
+
+  it("grows as metering charges the live contract", async () => {
+    const total = async () => {
+      const result = await app.gql(CONTRACTS, {}, host.key);
+      const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+      return machine.contracts.edges[0].node.earnings.total as string;
+    };
+    const before = await total();
+    await meterUpTo(at(END + 3600 + config().METERING_LAG_SECONDS));
+    // One more hour of B: 1 GPU at $0.40 and 10 GB of storage.
+    expect(Number(await total()) - Number(before)).toBeCloseTo(0.4 + 0.001388, 5);
+  });
+});
+
 describe("invoices", () => {
   it("lists payments (failed and pending ones too), credits, refunds and payouts of the caller only", async () => {
     await prisma.$transaction(async (tx) => {

@@ -1,7 +1,8 @@
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GPU_MODELS } from "../domain/dlperf.ts";
-import { expireListings, listMachine, registerMachine } from "../domain/machines.ts";
+import { ValidationError } from "../domain/errors.ts";
+import { expireListings, LISTING_ROLL_STEP_MS, listMachine, registerMachine, rollListingEndDates } from "../domain/machines.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection } from "../infra/redis.ts";
 import { queuePrefix } from "../infra/queues.ts";
@@ -9,7 +10,7 @@ import { jobs, startWorkers } from "../workers/index.ts";
 
 const DAY_MS = 86_400_000;
 
-async function listedMachine(hostId: number, endDate: Date): Promise<number> {
+async function unlistedMachine(hostId: number): Promise<number> {
   const model = GPU_MODELS.find((m) => m.gpuName === "RTX 4090")!;
   const { machine } = await registerMachine(hostId, {
       ...model,
@@ -27,8 +28,13 @@ async function listedMachine(hostId: number, endDate: Date): Promise<number> {
       countryCode: "DE",
       geolocation: "Hesse, DE",
     });
-  await listMachine(hostId, { machineId: machine.id, pricePerGpuHour: 450_000n, endDate });
   return machine.id;
+}
+
+async function listedMachine(hostId: number, endDate: Date): Promise<number> {
+  const machineId = await unlistedMachine(hostId);
+  await listMachine(hostId, { machineId, pricePerGpuHour: 450_000n, endDate });
+  return machineId;
 }
 
 const rentableOffers = (machineId: number) => prisma.offer.count({ where: { machineId, rentable: true } });
@@ -54,6 +60,53 @@ describe("offer expiry", () => {
     expect(await prisma.offer.count({ where: { machineId: expiring } })).toBe(3);
     expect(await rentableOffers(lasting)).toBe(3);
     expect(await expireListings(later)).toBe(0);
+  });
+
+  it("keeps a rolling end date at now + duration: rolled forward, never expired; a fixed end date ends it", async () => {
+    const now = new Date();
+    const rolling = await listedMachine(hostId, new Date(now.getTime() + DAY_MS));
+    await listMachine(hostId, { machineId: rolling, pricePerGpuHour: 450_000n, duration: 2 }, now);
+    const endDate = async () => (await prisma.machine.findUniqueOrThrow({ where: { id: rolling } })).endDate!.getTime();
+    expect(await endDate()).toBe(now.getTime() + 2 * DAY_MS);
+
+    // Within a roll step of now + duration: left alone.
+    expect(await rollListingEndDates(new Date(now.getTime() + LISTING_ROLL_STEP_MS / 2))).toBe(0);
+    expect(await endDate()).toBe(now.getTime() + 2 * DAY_MS);
+
+    // Three days on, the fixed listing would have lapsed; the rolling one moved with time.
+    const later = new Date(now.getTime() + 3 * DAY_MS);
+    expect(await rollListingEndDates(later)).toBe(1);
+    expect(await endDate()).toBe(later.getTime() + 2 * DAY_MS);
+    expect(await expireListings(later)).toBe(0);
+    expect(await rentableOffers(rolling)).toBe(3);
+    const offers = await prisma.offer.findMany({ where: { machineId: rolling } });
+    expect(offers.every((offer) => offer.endDate.getTime() === later.getTime() + 2 * DAY_MS)).toBe(true);
+
+    // A price change keeps the rolling end; a fixed end date stops the rolling.
+    await listMachine(hostId, { machineId: rolling, pricePerGpuHour: 300_000n });
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: rolling } })).toMatchObject({ listingDurationSeconds: 2 * 86_400 });
+    await listMachine(hostId, { machineId: rolling, pricePerGpuHour: 300_000n, endDate: new Date(Date.now() + DAY_MS) });
+    expect(await rollListingEndDates(later)).toBe(0);
+    expect(await expireListings(later)).toBe(1);
+    expect(await rentableOffers(rolling)).toBe(0);
+  });
+
+  it("a duration with an end date, out of range, or no end at all on a first listing is a typed error; nothing written", async () => {
+    const machineId = await listedMachine(hostId, new Date(Date.now() + DAY_MS));
+    const fresh = await unlistedMachine(hostId);
+    const before = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+    const cases: [number, object][] = [
+      [machineId, { duration: 2, endDate: new Date(Date.now() + DAY_MS) }],
+      [machineId, { duration: 0 }],
+      [machineId, { duration: 400 }],
+      [fresh, {}],
+    ];
+    for (const [id, change] of cases) {
+      const error = await listMachine(hostId, { machineId: id, pricePerGpuHour: 100_000n, ...change }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ValidationError);
+    }
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).toEqual(before);
+    expect(await prisma.machine.findUniqueOrThrow({ where: { id: fresh } })).toMatchObject({ listed: false, endDate: null });
   });
 
   describe("through BullMQ on Redis", () => {

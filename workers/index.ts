@@ -1,7 +1,7 @@
 import { logger } from "../infra/logger.ts";
 import { type ScheduledJob, closeProducers, producerQueue, startWorker, upsertScheduler } from "../infra/queues.ts";
 import { maintainInstances } from "../domain/instances/expiry.ts";
-import { expireListings } from "../domain/machines.ts";
+import { expireListings, rollListingEndDates } from "../domain/machines.ts";
 import { startAuctionWorker } from "./auction.ts";
 import { balanceWatchJob, startAutoBillingWorker } from "./auto-billing.ts";
 import { machineLivenessJob } from "./machine-liveness.ts";
@@ -17,7 +17,8 @@ export interface JobDefinition extends ScheduledJob {
 
 /** Every background job of the system; later issues add auctions and metering here. */
 export const jobs: JobDefinition[] = [
-  { name: "offer-expiry", everyMs: 60_000, process: () => expireListings() },
+  // Rolls rolling end dates forward first, so such a listing never lapses; then expires the rest.
+  { name: "offer-expiry", everyMs: 60_000, process: async () => ({ rolled: await rollListingEndDates(), expired: await expireListings() }) },
   // Ends contracts at their end date and requeues lost clearings.
   { name: "instance-maintenance", everyMs: 5_000, process: () => maintainInstances() },
   meteringJob,

@@ -2,14 +2,16 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { type RunResult, run, runOk } from "../exec.ts";
+import { ensureHostKey, findHostSshd, prepareSshBundle, SSH_BUNDLE_DIR } from "./ssh-bundle.ts";
 import {
   type ContainerInfo,
   type ContainerSpec,
   type ContainerState,
   gpuEnv,
+  IMAGE_SSHD,
   LaunchRefusedError,
   lastLines,
   LineSplitter,
@@ -18,6 +20,7 @@ import {
   type NetIo,
   type PublishedPort,
   type Runtime,
+  SSH_HOST_KEY_FILE,
   SSH_KEYS_FILE,
   workloadScript,
   writeAuthorizedKeys,
@@ -54,10 +57,14 @@ export interface EngineCapabilities {
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
 
-
+  /**
+   * `hostSshd`: the OpenSSH server to provide to images without one (default: the host's `sshd`;
+   * null: none).
+   */
   constructor(
     private readonly dir: string,
     private readonly logger: Logger,
+    private readonly options: { hostSshd?: string | null } = {},
   ) {
     this.scope = agentScope(dir);
   }
@@ -76,6 +83,31 @@ export class DockerRuntime implements Runtime {
   private capabilities(): Promise<EngineCapabilities> {
     this.engine ??= runOk("docker", ["info", "--format", "{{json .Runtimes}}\t{{.NCPU}}"]).then(parseEngineInfo);
     return this.engine;
+  }
+
+  private bundle?: Promise<string | null>;
+
+  /**
+   * The host directory of the OpenSSH bundle that SSH-mode containers mount for images without an
+   * sshd (see ssh-bundle.ts); null when the host has no sshd. Made once, on first use.
+   */
+  sshBundle(): Promise<string | null> {
+    this.bundle ??= (async () => {
+      const sshd = this.options.hostSshd === undefined ? await findHostSshd() : this.options.hostSshd;
+      const bundle = await prepareSshBundle(join(this.dir, "openssh"), sshd).catch((error: unknown) => {
+        this.logger.warn({ sshd, err: error }, "could not bundle the host's sshd");
+        return null;
+      });
+      if (bundle) this.logger.info({ sshd, bundle }, "SSH-mode images without an OpenSSH server get the host's sshd, mounted read-only");
+      else this.logger.warn("this host has no usable OpenSSH server (sshd; Debian: apt-get install openssh-server): SSH-mode instances of images without one are refused");
+      return bundle;
+    })();
+    return this.bundle;
+  }
+
+  /** Whether the image has an sshd where the start script looks for one (checked in a throwaway container without network). */
+  private async imageHasSshd(image: string): Promise<boolean> {
+    return (await run("docker", ["run", "--rm", "--network", "none", "--entrypoint", "sh", "--", image, "-c", IMAGE_SSHD])).code === 0;
   }
 
   private marker(label: string) {
@@ -140,7 +172,14 @@ export class DockerRuntime implements Runtime {
       throw new Error(`docker pull failed (exit ${pulled.code}): ${reason}`);
     }
     const command = spec.launchMode === "ENTRYPOINT" ? await this.imageCommand(spec.image) : null;
+    const sshBundle = spec.launchMode === "SSH" ? await this.sshBundle() : null;
+    if (spec.launchMode === "SSH" && !sshBundle && !(await this.imageHasSshd(spec.image))) {
+      throw new LaunchRefusedError(
+        `the image ${spec.image} has no OpenSSH server (sshd) and this host has none to provide: install openssh-server in the image, or launch it in ENTRYPOINT or JUPYTER mode`,
+      );
+    }
     await this.setSshKeys(spec.label, spec.sshKeys);
+    if (sshBundle) await ensureHostKey(join(this.keysDir(spec.label), basename(SSH_HOST_KEY_FILE)));
     // The env goes through a private file, not argv: CONTAINER_API_KEY stays out of the process table.
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const engine = await this.capabilities();
@@ -152,6 +191,7 @@ export class DockerRuntime implements Runtime {
         scope: this.scope,
         envFile,
         keysDir: this.keysDir(spec.label),
+        sshBundle,
         engine,
         imageHasCommand: command !== false,
       };
@@ -317,6 +357,8 @@ interface CreateContext {
   envFile: string;
   /** Host directory holding the container's authorized_keys, mounted read-only at SSH_KEYS_FILE's directory. */
   keysDir: string;
+  /** SSH mode: the host's OpenSSH bundle, mounted read-only at SSH_BUNDLE_DIR for images without an sshd. */
+  sshBundle: string | null;
   engine: EngineCapabilities;
   /** ENTRYPOINT mode: whether the image has an ENTRYPOINT or CMD. */
   imageHasCommand: boolean;
@@ -366,6 +408,7 @@ export function createArgs(spec: ContainerSpec, context: CreateContext, diskLimi
   ];
   if (spec.launchMode === "SSH") {
     args.push("--mount", `type=bind,source=${context.keysDir},target=${SSH_KEYS_FILE.slice(0, SSH_KEYS_FILE.lastIndexOf("/"))},readonly`);
+    if (context.sshBundle) args.push("--mount", `type=bind,source=${context.sshBundle},target=${SSH_BUNDLE_DIR},readonly`);
   }
   // Quoted: --gpus reads CSV, and the device list has commas.
   if (engine.gpus && spec.gpuIndices.length > 0) args.push("--gpus", `"device=${spec.gpuIndices.join(",")}"`);

@@ -456,7 +456,7 @@ export type SearchOffersQueryVariables = Exact<{
 }>;
 
 
-export type SearchOffersQuery = { offers: { edges: Array<{ node: { id: string, machineId: number, hostId: number, numGpus: number, gpuName: string, gpuRam: number, totalFlops: number, dlperf: number, dlperfPerDphTotal: number, cpuCores: number, cpuCoresEffective: number, cpuRam: number, diskSpace: number, inetUp: number, inetDown: number, reliability: number, verified: boolean, rentable: boolean, geolocation: string, durationDays: number, pricePerGpuHour: string, minBid: string, winningBid: string | null, dphTotal: string, cudaMaxGood: number } }>, pageInfo: { hasNextPage: boolean } } };
+export type SearchOffersQuery = { offers: { edges: Array<{ node: { id: string, machineId: string, hostId: string, numGpus: number, gpuName: string, gpuRam: number, totalFlops: number, dlperf: number, dlperfPerDphTotal: number, cpuCores: number, cpuCoresEffective: number, cpuRam: number, diskSpace: number, inetUp: number, inetDown: number, reliability: number, verified: boolean, rentable: boolean, geolocation: string, durationDays: number, pricePerGpuHour: string, minBid: string, winningBid: string | null, dphTotal: string, cudaMaxGood: number } }>, pageInfo: { hasNextPage: boolean } } };
 
 export type TemplateFieldsFragment = { id: string, name: string, imageReference: string, launchMode: LaunchMode, dockerOptions: string, recommendedDiskGb: number, public: boolean, recommended: boolean, mine: boolean };
 

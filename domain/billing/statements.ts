@@ -73,11 +73,11 @@ const ROWS = (owner: "client_id" | "host_id", group: "instance_id" | "machine_id
                     (a.unit_price_micros * a.units * s.secs) / CASE a.category WHEN 'GPU' THEN ${SECONDS_PER_HOUR} ELSE ${SECONDS_PER_STORAGE_MONTH} END) AS amount
       FROM time_accrual a
       CROSS JOIN LATERAL (SELECT coalesce(a.seconds, greatest(${meteredUntilSql("a.client_id")} - floor(extract(epoch FROM a.started_at))::bigint, 0)) AS secs) s
-     WHERE a.${owner} = $1 AND a.period_start >= $2 AND a.period_start < $3 AND ($4::int IS NULL OR a.${group} = $4)
+     WHERE a.${owner} = $1 AND a.period_start >= $2 AND a.period_start < $3 AND ($4::int[] IS NULL OR a.${group} = ANY($4::int[]))
     UNION ALL
     SELECT b.${group}, b.period_start, b.category, b.unit_price_micros, b.bytes, b.amount_micros
       FROM bandwidth_accrual b
-     WHERE b.${owner} = $1 AND b.period_start >= $2 AND b.period_start < $3 AND ($4::int IS NULL OR b.${group} = $4)
+     WHERE b.${owner} = $1 AND b.period_start >= $2 AND b.period_start < $3 AND ($4::int[] IS NULL OR b.${group} = ANY($4::int[]))
   )`;
 
 /**
@@ -101,7 +101,7 @@ export async function chargeLines(userId: number, range: StatementRange, instanc
     userId,
     first,
     end,
-    instanceId,
+    instanceId === null ? null : [instanceId],
     CATEGORY_ORDER,
   );
   return rows.map((row) => {
@@ -120,14 +120,30 @@ export async function chargeLines(userId: number, range: StatementRange, instanc
   });
 }
 
-export interface EarningsDay {
-  machineId: number;
-  day: Date;
+/** A host's earnings split by what was charged; each part the host share under the platform fee. */
+export interface EarningsSplit {
   gpuMicros: bigint;
   storageMicros: bigint;
   /** Up and down. */
   bandwidthMicros: bigint;
   totalMicros: bigint;
+}
+
+export interface EarningsDay extends EarningsSplit {
+  machineId: number;
+  day: Date;
+}
+
+/** Host-share sums of ROWS("host_id", …) as gpu, storage and bandwidth columns (fee in basis points is $5). */
+const EARNINGS_SPLIT_COLUMNS = (() => {
+  const share = "(amount - (amount * $5::bigint) / 10000)";
+  return `coalesce(sum(${share}) FILTER (WHERE category = 'GPU'), 0)::bigint AS gpu,
+          coalesce(sum(${share}) FILTER (WHERE category = 'STORAGE'), 0)::bigint AS storage,
+          coalesce(sum(${share}) FILTER (WHERE category IN ('BANDWIDTH_UP', 'BANDWIDTH_DOWN')), 0)::bigint AS bandwidth`;
+})();
+
+function earningsSplit(row: { gpu: bigint; storage: bigint; bandwidth: bigint }): EarningsSplit {
+  return { gpuMicros: row.gpu, storageMicros: row.storage, bandwidthMicros: row.bandwidth, totalMicros: row.gpu + row.storage + row.bandwidth };
 }
 
 /**
@@ -140,30 +156,39 @@ export async function earningsDays(userId: number, range: StatementRange, machin
   if (machineId !== null && !(await prisma.machine.findFirst({ where: { id: machineId, hostId: userId }, select: { id: true } }))) {
     throw new NotFoundError("Machine");
   }
-  const share = (column: string) => `(${column} - (${column} * $5::bigint) / 10000)`;
   const rows = await prisma.$queryRawUnsafe<{ machineId: number; day: Date; gpu: bigint; storage: bigint; bandwidth: bigint }[]>(
     `${ROWS("host_id", "machine_id")}
-     SELECT subject AS "machineId", period_start AS day,
-            coalesce(sum(${share("amount")}) FILTER (WHERE category = 'GPU'), 0)::bigint AS gpu,
-            coalesce(sum(${share("amount")}) FILTER (WHERE category = 'STORAGE'), 0)::bigint AS storage,
-            coalesce(sum(${share("amount")}) FILTER (WHERE category IN ('BANDWIDTH_UP', 'BANDWIDTH_DOWN')), 0)::bigint AS bandwidth
+     SELECT subject AS "machineId", period_start AS day, ${EARNINGS_SPLIT_COLUMNS}
        FROM rows GROUP BY subject, period_start
       HAVING sum(quantity) > 0
       ORDER BY period_start, subject`,
     userId,
     first,
     end,
-    machineId,
+    machineId === null ? null : [machineId],
     config().PLATFORM_FEE_BPS,
   );
-  return rows.map((row) => ({
-    machineId: row.machineId,
-    day: row.day,
-    gpuMicros: row.gpu,
-    storageMicros: row.storage,
-    bandwidthMicros: row.bandwidth,
-    totalMicros: row.gpu + row.storage + row.bandwidth,
-  }));
+  return rows.map((row) => ({ machineId: row.machineId, day: row.day, ...earningsSplit(row) }));
+}
+
+/**
+ * What the host has earned from each of these contracts (instances on its machines) since each
+ * began, as it accrues: charged up to the metering clock, split as earningsDays. Instances on other
+ * hosts' machines earn the caller nothing and come back as zero.
+ */
+export async function contractEarnings(hostId: number, instanceIds: readonly number[]): Promise<Map<number, EarningsSplit>> {
+  const rows = await prisma.$queryRawUnsafe<{ instanceId: number; gpu: bigint; storage: bigint; bandwidth: bigint }[]>(
+    `${ROWS("host_id", "instance_id")}
+     SELECT subject AS "instanceId", ${EARNINGS_SPLIT_COLUMNS} FROM rows GROUP BY subject`,
+    hostId,
+    new Date(0),
+    new Date(Date.UTC(9999, 11, 31)),
+    [...instanceIds],
+    config().PLATFORM_FEE_BPS,
+  );
+  const zero = earningsSplit({ gpu: 0n, storage: 0n, bandwidth: 0n });
+  const byInstance = new Map(rows.map((row) => [row.instanceId, earningsSplit(row)]));
+  return new Map(instanceIds.map((id) => [id, byInstance.get(id) ?? zero]));
 }
 
 export type InvoiceKind = "PAYMENT" | "ADJUSTMENT" | "REFUND" | "PAYOUT";

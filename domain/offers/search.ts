@@ -533,3 +533,14 @@ export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<Offe
   );
   return { offers, cursors, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
 }
+
+/**
+ * One offer by its id ("12-4", or "Offer:12-4"), whether or not it is verified or rentable now; null
+ * when no listed machine offers that chunk. `storageGb` prices storage into dph_total as in a search.
+ */
+export async function offerById(db: Tx, id: string, storageGb?: number | null): Promise<OfferRow | null> {
+  const bare = id.startsWith("Offer:") ? id.slice("Offer:".length) : id;
+  if (!/^\d{1,10}-\d{1,4}$/.test(bare)) return null;
+  const page = await searchOffers(db, { query: `id=${bare} verified=any rentable=any`, storageGb, first: 1 });
+  return page.offers[0] ?? null;
+}

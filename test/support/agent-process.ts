@@ -125,7 +125,7 @@ const SPECS = {
   gpuName: "RTX 4090", numGpus: 2, gpuRamMb: 24564, computeCap: 890, tflopsPerGpu: 82.6, gpuMemBw: 1008, pcieGen: 4,
   pcieBw: 24.5, cpuName: "AMD EPYC 7543", cpuCores: 32, cpuRamMb: 128000, diskSpaceGb: 500, diskBw: 3000,
   inetUpMbps: 500, inetDownMbps: 500, cudaMaxGood: 12.4, driverVersion: "550.54.15", countryCode: "DE",
-  geolocation: "Hesse, DE", datacenter: false,
+  geolocation: "Hesse, DE",
 };
 
 /** A host's machine, registered and listed over GraphQL: its id and its agent's key. */

@@ -6,7 +6,8 @@ import { auctionMachine, liveInstances, toContract } from "../../domain/auction/
 import { issueApiKey } from "../../domain/apiKeys.ts";
 import { postEntry } from "../../domain/billing/ledger.ts";
 import { gpuModel } from "../../domain/dlperf.ts";
-import { applyListing, type ListMachineInput, registerMachine, setMachineVerification } from "../../domain/machines.ts";
+import { applyListing, type ListMachineInput, registerMachine } from "../../domain/machines.ts";
+import { vetMachine } from "../../domain/verification.ts";
 import { prisma } from "../../infra/db.ts";
 
 /** Fixtures and checks shared by the rental tests (instances, auction, race, fault, bench). */
@@ -34,7 +35,7 @@ export async function signedUpAccount(label = "user"): Promise<{ userId: number;
   return { userId: session.userId, token: session.key.token };
 }
 
-/** A verified, listed machine of `numGpus` RTX 4090s: $0.40 on demand, $0.10 min bid unless told otherwise. */
+/** A verified, listed datacenter machine of `numGpus` RTX 4090s: $0.40 on demand, $0.10 min bid unless told otherwise. */
 export async function createListedMachine(
   hostId: number,
   options: { numGpus?: number; listing?: Partial<ListMachineInput> } = {},
@@ -60,7 +61,6 @@ export async function createListedMachine(
       driverVersion: "550.54.15",
       countryCode: "DE",
       geolocation: "Frankfurt, DE",
-      datacenter: true,
     });
   await prisma.$transaction(async (tx) => {
     await applyListing(tx, hostId, {
@@ -74,7 +74,7 @@ export async function createListedMachine(
       endDate: new Date(Date.now() + 30 * DAY),
       ...options.listing,
     });
-    await setMachineVerification(tx, machine.id, "VERIFIED");
+    await vetMachine(tx, machine.id, { verification: "VERIFIED", datacenter: true });
   });
   return machine.id;
 }

@@ -112,8 +112,10 @@ export type LaunchMode =
 
 /** A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with. */
 export type ListMachineInput = {
-  /** Within a year from now. */
-  endDate: string;
+  /** A rolling end date, in days (1/24 to 365): the listing ends this long from now and is moved forward as time passes (the reference's -l). Not with endDate. */
+  duration?: number | null | undefined;
+  /** A fixed end of the listing, within a year from now; not with duration. Omitted with duration: the earlier end (fixed or rolling), which must be ahead. */
+  endDate?: string | null | undefined;
   /** Omitted: the earlier price; default 0. */
   inetDownPricePerGb?: string | null | undefined;
   /** Omitted: the earlier price; default 0. */

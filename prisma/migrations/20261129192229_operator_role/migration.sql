@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "user_account" ADD COLUMN     "operator" BOOLEAN NOT NULL DEFAULT false;
+
