@@ -30,7 +30,7 @@ import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { runAuctionFloor } from "./auction-floor.ts";
 import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
-import { percentile } from "./support.ts";
+import { percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
   const floorDatabase = `${database}_floor`;
   await adminQuery(SERVER_URL, `CREATE DATABASE ${floorDatabase} TEMPLATE ${database}`);
 
-  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn", NODE_ENV: "production" };
+  const env = productionEnv({ DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn" });
   const api = startChild("api", env);
   const worker = startChild("worker", env);
   const { url } = (await api.first) as { url: string };

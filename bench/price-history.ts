@@ -19,7 +19,7 @@ import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import pg from "pg";
 import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
-import { type PriceBucket, priceHistoryStatement, priceSeriesStatement, type SeriesColumn } from "../domain/market/history.ts";
+import type { PriceBucket, SeriesColumn } from "../domain/market/history.ts";
 import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -105,6 +105,8 @@ async function main(): Promise<void> {
     const { to } = database.fresh ? await seed() : { to: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS) };
     console.log(`Seeded ${DAYS} days × ${MODELS} models in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
+    // Imported once DATABASE_URL names the bench database (the module's imports read the config).
+    const { priceHistoryStatement, priceSeriesStatement } = await import("../domain/market/history.ts");
     const started = await startAppProcess(databaseUrl);
     server = started.child;
     await floorClient.connect();
