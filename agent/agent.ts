@@ -25,6 +25,11 @@ export interface AgentOptions {
   diskPath: string;
   /** The address renters connect to; default: the local address of the agent's connection to the API. */
   publicAddress?: string;
+  /**
+   * GPU-less test mode: run GPU rentals on a runtime that cannot hand out GPUs, without isolation
+   * (the containers' environment and labels say so, and so does the heartbeat). Off: they are refused.
+   */
+  allowGpuless?: boolean;
   logger: Logger;
 }
 
@@ -76,6 +81,7 @@ export function startAgent(options: AgentOptions): Agent {
     logger,
     containerApiUrl: options.containerApiUrl ?? options.apiUrl,
     onFatal,
+    allowGpuless: options.allowGpuless ?? false,
   });
   const logs = new LogService({ runtime: options.runtime, api, logger, onFatal });
   const subscription = subscribeAssignments({
@@ -94,6 +100,7 @@ export function startAgent(options: AgentOptions): Agent {
     machineId: options.machineId,
     intervalMs: options.heartbeatSeconds * 1000,
     diskPath: options.diskPath,
+    allowGpuless: options.allowGpuless ?? false,
     publicAddress: () => {
       if (options.publicAddress) return Promise.resolve(options.publicAddress);
       // Unknown until the API answers: a later beat tries again.

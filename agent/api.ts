@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { LaunchFailureCause } from "./runtime.ts";
 
 /**
  * The agent's side of the realtime contract (issue 5): the documents it sends and the shape it
@@ -97,8 +98,8 @@ export interface ReportDetails {
   message?: string;
   /** RUNNING: the container's port mappings. */
   ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[];
-  /** FAILED because of what the client asked for. */
-  clientError?: boolean;
+  /** FAILED: what the agent found caused it (the API checks the claim). */
+  failureCause?: LaunchFailureCause;
 }
 
 export interface MachineMetrics {
@@ -109,6 +110,8 @@ export interface MachineMetrics {
   diskFreeGb?: number;
   /** Whether the container engine can hand out GPUs. */
   containerGpus?: boolean;
+  /** It cannot, and the agent runs GPU rentals anyway, without isolation (--allow-gpuless). */
+  gpulessTestMode?: boolean;
 }
 
 /** The API refused the key: retrying cannot help, so the agent stops. */
@@ -185,12 +188,12 @@ export class AgentApi {
   async reportInstanceState(instanceId: string, status: ReportedInstanceState, details: ReportDetails = {}) {
     const { refused } = await this.mutate(
       "reportInstanceState",
-      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String, $ports: [PortMappingInput!], $clientError: Boolean) {
-        reportInstanceState(instanceId: $instanceId, status: $status, message: $message, ports: $ports, clientError: $clientError) {
+      `mutation ($instanceId: ID!, $status: ReportedInstanceState!, $message: String, $ports: [PortMappingInput!], $failureCause: LaunchFailureCause) {
+        reportInstanceState(instanceId: $instanceId, status: $status, message: $message, ports: $ports, failureCause: $failureCause) {
           __typename ${ERROR_FIELDS}
         }
       }`,
-      { instanceId, status, message: details.message ?? null, ports: details.ports ?? null, clientError: details.clientError ?? null },
+      { instanceId, status, message: details.message ?? null, ports: details.ports ?? null, failureCause: details.failureCause ?? null },
     );
     return refused;
   }

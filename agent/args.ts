@@ -12,6 +12,10 @@ export const USAGE = `Usage: npm run agent -- --api URL --key KEY --machine Mach
   --state-dir DIR           the agent's state (default ~/.gpu-agent/machine-<id>; env AGENT_STATE_DIR)
   --container-api-url URL   API_URL inside containers (default: --api)
   --backoff-max-seconds N   cap of the reconnect backoff (default 30)
+  --allow-gpuless           GPU-less test mode (env AGENT_ALLOW_GPULESS=1): run GPU rentals on an engine that
+                            cannot hand out GPUs, without isolation (device list in the container's env and
+                            labels, GPU_ISOLATION=none); without it they are refused and the API stops
+                            offering the machine. For tests and demos only.
   --public-address ADDR     the address renters connect to (env AGENT_PUBLIC_ADDRESS; default: the address
                             this host reaches the API from); the host's setMachineNetwork address wins
   --help`;
@@ -32,6 +36,7 @@ const argsSchema = z.object({
   stateDir: z.string().optional(),
   containerApiUrl: z.url().optional(),
   publicAddress: z.string().min(1).optional(),
+  allowGpuless: z.boolean(),
 });
 export type AgentArgs = z.infer<typeof argsSchema>;
 
@@ -51,6 +56,7 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
       "state-dir": { type: "string" },
       "container-api-url": { type: "string" },
       "public-address": { type: "string" },
+      "allow-gpuless": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -66,6 +72,7 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
     stateDir: values["state-dir"] ?? env.AGENT_STATE_DIR,
     containerApiUrl: values["container-api-url"],
     publicAddress: values["public-address"] ?? env.AGENT_PUBLIC_ADDRESS,
+    allowGpuless: values["allow-gpuless"] ?? ["1", "true", "yes"].includes((env.AGENT_ALLOW_GPULESS ?? "").toLowerCase()),
   });
   if (!parsed.success) {
     const flag = (path: PropertyKey[]) => `--${String(path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -41,6 +41,7 @@ async function main() {
     backoff: { initialMs: 500, maxMs: args.backoffMaxSeconds * 1000 },
     ...(args.containerApiUrl ? { containerApiUrl: args.containerApiUrl } : {}),
     ...(args.publicAddress ? { publicAddress: args.publicAddress } : {}),
+    allowGpuless: args.allowGpuless,
     diskPath: stateDir,
     logger,
   });

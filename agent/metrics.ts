@@ -64,6 +64,8 @@ export interface HeartbeatOptions {
   machineId: string;
   intervalMs: number;
   diskPath: string;
+  /** GPU-less test mode (agent.ts): reported when the runtime cannot hand out GPUs. */
+  allowGpuless: boolean;
   /** The address renters reach the machine at, as the agent sees it. */
   publicAddress(): Promise<string | null>;
   logger: Logger;
@@ -78,7 +80,8 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): Promise<voi
   const { api, runtime, logger } = options;
   let current: Promise<void> | null = null;
   const beat = async () => {
-    const metrics = { ...(await collectMetrics(options.diskPath)), containerGpus: await runtime.containerGpus() };
+    const containerGpus = await runtime.containerGpus();
+    const metrics = { ...(await collectMetrics(options.diskPath)), containerGpus, gpulessTestMode: !containerGpus && options.allowGpuless };
     const refused = await api.machineHeartbeat(options.machineId, metrics, await options.publicAddress());
     if (refused) logger.warn({ refused }, "heartbeat refused");
     for (const container of await runtime.list()) {

@@ -121,6 +121,8 @@ export interface ReconcilerOptions {
   containerApiUrl: string;
   /** Called when the API rejects the key: the agent stops. */
   onFatal(error: Error): void;
+  /** Run GPU rentals on a runtime that cannot hand out GPUs (test mode): otherwise they are refused. */
+  allowGpuless: boolean;
 }
 
 /**
@@ -199,7 +201,7 @@ export class Reconciler {
         logger.error({ label: plan.label, action: action.type, err: error }, "action failed");
         if (action.type === "launch" || action.type === "start" || action.type === "reboot" || action.type === "recycle") {
           this.memory.failed.add(plan.instanceId);
-          await this.report(plan, "FAILED", { message, clientError: error instanceof LaunchRefusedError }).catch((reportError: unknown) => {
+          await this.report(plan, "FAILED", { message, ...(error instanceof LaunchRefusedError && error.failureCause ? { failureCause: error.failureCause } : {}) }).catch((reportError: unknown) => {
             if (reportError instanceof AuthRejectedError) this.options.onFatal(reportError);
           });
         }
@@ -250,6 +252,12 @@ export class Reconciler {
   private async launch(assignment: Assignment): Promise<void> {
     const { runtime, api, logger, containerApiUrl } = this.options;
     logger.info({ label: assignment.containerLabel, image: assignment.image }, "launching");
+    if (assignment.numGpus > 0 && !this.options.allowGpuless && !(await runtime.containerGpus())) {
+      throw new LaunchRefusedError(
+        `this machine's ${runtime.name} runtime cannot hand out GPUs (no NVIDIA container runtime); the agent runs GPU rentals without one only with --allow-gpuless (test mode)`,
+        "NO_GPU_RUNTIME",
+      );
+    }
     const token = await api.issueContainerApiKey(assignment.instanceId);
     const ports = await planPorts(assignment.portMappings);
     const env: Record<string, string> = {

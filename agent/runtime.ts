@@ -65,9 +65,18 @@ export interface ContainerSpec {
   memoryMb: number;
 }
 
-/** A launch that cannot work because of what the client asked for (the image, its command): reported, not held against the host. */
+/** Why a launch cannot work, as the agent reports it (the API checks the claim before sparing the machine). */
+export type LaunchFailureCause = "IMAGE_UNAVAILABLE" | "NO_GPU_RUNTIME";
+
+/**
+ * A launch that cannot work: reported FAILED with its message, and with the cause the agent names
+ * when the API may find it not the host's fault (none: the host's, e.g. no sshd to provide).
+ */
 export class LaunchRefusedError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly failureCause?: LaunchFailureCause,
+  ) {
     super(message);
     this.name = "LaunchRefusedError";
   }

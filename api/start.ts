@@ -144,6 +144,8 @@ async function main(): Promise<void> {
       pollSeconds: 5,
       backoff: { initialMs: 500, maxMs: 10_000 },
       diskPath: dataDir,
+      // The process runtime never hands out GPUs: the demo runs its rentals without, and says so.
+      allowGpuless: true,
       logger: agentLogger,
     });
   });

@@ -16,7 +16,7 @@ import {
   watchInstance,
 } from "./commands/instances.ts";
 import { showBids, showOrderBook } from "./commands/bids.ts";
-import { attachSsh, copy, detachSsh, scpUrl, showInstance, sshUrl } from "./commands/connection.ts";
+import { attachSsh, copy, createSshKey, detachSsh, scpUrl, showInstance, sshUrl } from "./commands/connection.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
 import { priceHistory } from "./commands/market.ts";
@@ -34,6 +34,7 @@ export const COMMANDS: Command[] = [
   sshUrl,
   scpUrl,
   copy,
+  createSshKey,
   attachSsh,
   detachSsh,
   startInstance,

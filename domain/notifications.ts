@@ -21,7 +21,12 @@ export interface Notification {
 /** Queues an email to the account's address, in the caller's transaction. */
 export async function queueNotification(db: Tx, notification: Notification): Promise<void> {
   const { email } = await db.user.findUniqueOrThrow({ where: { id: notification.userId }, select: { email: true } });
-  await db.notificationOutbox.create({ data: { ...notification, recipient: email }, select: { id: true } });
+  await queueEmailTo(db, email, notification);
+}
+
+/** Queues an email to `recipient`, an account's address or (a signup link) one without an account yet, in the caller's transaction. */
+export async function queueEmailTo(db: Tx, recipient: string, notification: Omit<Notification, "userId"> & { userId?: number }): Promise<void> {
+  await db.notificationOutbox.create({ data: { ...notification, recipient }, select: { id: true } });
 }
 
 export interface OutgoingEmail {

@@ -5,7 +5,7 @@ import { publish } from "../infra/pubsub.ts";
 import { postEntry } from "./billing/ledger.ts";
 import { formatMoney } from "./money.ts";
 import { isDefiniteRefusal, MICROS_PER_CENT, stripe, toCents } from "./payments/stripe.ts";
-import { DAY_MS } from "./time.ts";
+import { DAY_MS, HOUR_MS } from "./time.ts";
 
 /*
  * Weekly host payouts (Fridays, UTC). What a host may be paid is its balance, but never more than
@@ -13,7 +13,8 @@ import { DAY_MS } from "./time.ts";
  * client stays credit. Earnings its clients have not funded are held: every client of the host
  * (an accrual on its machines) whose balance is below zero holds back its debt, until the client's
  * balance covers it again (a debt to several hosts holds back at each of them). Whole cents of it are paid when they reach PAYOUT_MINIMUM_MICROS ($20);
- * less carries over to the next week. A host with no Stripe Connect account is skipped and noted.
+ * less carries over to the next week. A host whose Stripe Connect account is missing or not onboarded
+ * yet (startPayoutOnboarding; Stripe's account.updated reports payouts_enabled) is skipped and noted.
  *
  * Exactly once, whatever the retries: the payout row is unique per host and payout period and is
  * written with its PAYOUT ledger entry (debiting the balance) in one transaction; the Stripe
@@ -97,7 +98,7 @@ export async function runPayouts(now = new Date()): Promise<PayoutRun> {
 async function openPayout(hostId: number, period: Date, minimum: bigint): Promise<"OPENED" | "SKIPPED" | "CARRIED" | "EXISTS"> {
   const outcome = await prisma.$transaction(async (tx) => {
     const [host] = await tx.$queryRaw<{ balance: bigint; unpaid: bigint; unfunded: bigint; destination: string | null }[]>`
-      SELECT u.balance_micros AS balance, u.stripe_connect_account_id AS destination,
+      SELECT u.balance_micros AS balance, CASE WHEN u.payouts_enabled THEN u.stripe_connect_account_id END AS destination,
              (SELECT coalesce(sum(amount_micros), 0) FROM ledger_entry
                WHERE user_id = u.id AND kind IN ('EARNING', 'PAYOUT'))::bigint AS unpaid,
              (SELECT coalesce(sum(-c.balance_micros), 0) FROM user_account c
@@ -118,7 +119,7 @@ async function openPayout(hostId: number, period: Date, minimum: bigint): Promis
           amountMicros: amount,
           status,
           destination: host.destination,
-          note: host.destination ? null : "no Stripe Connect account: set one with setPayoutAccount; the balance carries over",
+          note: host.destination ? null : "payouts are not set up: finish Stripe onboarding (startPayoutOnboarding); the balance carries over",
         },
       ],
       skipDuplicates: true,
@@ -134,7 +135,7 @@ async function openPayout(hostId: number, period: Date, minimum: bigint): Promis
     });
     return "OPENED" as const;
   });
-  if (outcome === "SKIPPED") logger.warn({ hostId }, "payout skipped: no Stripe Connect account");
+  if (outcome === "SKIPPED") logger.warn({ hostId }, "payout skipped: no onboarded Stripe Connect account");
   if (outcome === "OPENED") publish("balance", hostId, { immediate: true });
   return outcome;
 }
@@ -156,4 +157,51 @@ async function reversePayout(payoutId: number, reason: string): Promise<void> {
     return payout.hostId;
   });
   if (hostId !== null) publish("balance", hostId, { immediate: true });
+}
+
+/** Where Stripe's onboarding sends the host back: done (return) or the link expired (refresh, for a new one). */
+const ONBOARDING_PATH = "/account";
+
+export interface PayoutOnboarding {
+  accountId: string;
+  url: string;
+  expiresAt: Date;
+}
+
+/**
+ * Starts (or resumes) the host's Stripe Connect onboarding: creates its Express connected account
+ * on first use (idempotent per account, so concurrent calls get the same one) and returns a fresh
+ * one-time account link to Stripe's hosted onboarding. Payouts go to the account once Stripe reports
+ * it can receive them (connectedAccountUpdated).
+ */
+export async function startPayoutOnboarding(userId: number): Promise<PayoutOnboarding> {
+  const user = await prisma.user.findUniqueOrThrow({ where: { id: userId }, select: { email: true, stripeConnectAccountId: true } });
+  let accountId = user.stripeConnectAccountId;
+  if (!accountId) {
+    const account = await stripe().accounts.create(
+      {
+        type: "express",
+        email: user.email,
+        capabilities: { transfers: { requested: true } },
+        metadata: { userId: String(userId) },
+      },
+      { idempotencyKey: `connect-account-${userId}` },
+    );
+    await prisma.user.updateMany({ where: { id: userId, stripeConnectAccountId: null }, data: { stripeConnectAccountId: account.id } });
+    accountId = account.id;
+  }
+  const back = `${config().APP_URL}${ONBOARDING_PATH}`;
+  const link = await stripe().accountLinks.create({
+    account: accountId,
+    type: "account_onboarding",
+    refresh_url: `${back}?payouts=refresh`,
+    return_url: `${back}?payouts=return`,
+  });
+  return { accountId, url: link.url, expiresAt: link.expires_at ? new Date(link.expires_at * 1000) : new Date(Date.now() + HOUR_MS) };
+}
+
+/** Stripe's account.updated: the connected account's host is paid from now on when it can receive payouts, and not while it cannot. An account not ours is ignored. */
+export async function connectedAccountUpdated(account: { id: string; payouts_enabled?: boolean | null }): Promise<void> {
+  const { count } = await prisma.user.updateMany({ where: { stripeConnectAccountId: account.id }, data: { payoutsEnabled: account.payouts_enabled === true } });
+  if (count === 0) logger.warn({ accountId: account.id }, "account.updated for an account that is no host's: ignored");
 }

@@ -1,4 +1,4 @@
-import { login, type Session, signup } from "../domain/accounts.ts";
+import { completeSignup, login, type Session, signup, type SignupStarted } from "../domain/accounts.ts";
 import { ConflictError, ForbiddenError, InvalidCredentialsError, InvalidTokenError, RateLimitedError } from "../domain/errors.ts";
 import { changePassword, requestPasswordReset, resetPassword } from "../domain/passwords.ts";
 import { requestEmailVerification, type TestCreditStatus, testCreditStatus, verifyEmail } from "../domain/trust.ts";
@@ -99,13 +99,33 @@ builder.queryField("me", (t) =>
   }),
 );
 
+const SignupStartedRef = builder.objectRef<SignupStarted>("SignupStarted").implement({
+  description:
+    "A signup on its way: the address was mailed a link that completes it (completeSignup). The answer is the same whether or not the address has an account (its owner is told by email instead), so it does not tell which addresses have one.",
+  fields: (t) => ({ email: t.exposeString("email", { description: "Where the link went." }) }),
+});
+
 builder.mutationField("signup", (t) =>
   t.field({
-    type: AuthPayloadRef,
-    description: "Creates an account (email, password of 8 to 256 characters) and returns its first API key. Rate-limited per client address.",
-    args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
-    errors: { types: [ConflictError, RateLimitedError] },
+    type: SignupStartedRef,
+    description: `Starts an account (email, password of 8 to 256 characters): mails the address a one-time link (token for completeSignup, valid EMAIL_VERIFICATION_TTL_HOURS, 24). The account and its first API key exist once the link is opened. Rate-limited per client address; at most 3 signup emails an hour reach one address.`,
+    args: {
+      email: t.arg.string({ required: true, description: "The new account's address; the link goes there." }),
+      password: t.arg.string({ required: true, description: "The new account's password, 8 to 256 characters." }),
+    },
+    errors: { types: [RateLimitedError] },
     resolve: (_root, args, ctx) => signup(args, ctx.clientIp),
+  }),
+);
+
+builder.mutationField("completeSignup", (t) =>
+  t.field({
+    type: AuthPayloadRef,
+    description:
+      "Creates the account a signup link was mailed for, its email verified, with the password chosen at signup, and returns its first full-account API key. Once per link, before it expires; an address that has an account by then is a ConflictError.",
+    args: { token: t.arg.string({ required: true, description: "The token of the emailed signup link." }) },
+    errors: { types: [InvalidTokenError, ConflictError] },
+    resolve: (_root, args, ctx) => completeSignup(args, ctx.clientIp),
   }),
 );
 

@@ -4,6 +4,7 @@ import {
   machineAssignments,
 } from "../domain/agent/assignments.ts";
 import type { RegistryAuth } from "../domain/registryCredentials.ts";
+import type { LaunchFailureCause as LaunchFailureCauseValue } from "../domain/agent/failures.ts";
 import { machineHeartbeat } from "../domain/agent/liveness.ts";
 import { reportInstanceState, reportUsage } from "../domain/agent/reports.ts";
 import type { UsageCharge } from "../domain/billing/usage.ts";
@@ -22,6 +23,14 @@ import { MachineRef } from "./machine.ts";
  * The host agent's side of the API (the realtime contract): its machine's desired state as a
  * subscription, and its reports. All of it for the machine's own MACHINE key only.
  */
+
+const LaunchFailureCause = builder.enumType("LaunchFailureCause", {
+  description: "Why the agent says a launch failed.",
+  values: {
+    IMAGE_UNAVAILABLE: { description: "The registry refused the pull: no such image, or not the client's to pull." },
+    NO_GPU_RUNTIME: { description: "The machine's container engine cannot hand out GPUs (no NVIDIA container runtime)." },
+  } satisfies Record<LaunchFailureCauseValue, { description: string }>,
+});
 
 const AssignmentState = builder.enumType("AssignmentState", {
   description: "What the agent makes of the container: RUNNING, or STOPPED (kept, with its disk, until the instance is destroyed).",
@@ -126,7 +135,12 @@ const MachineMetricsInput = builder.inputType("MachineMetricsInput", {
     cpuLoad: t.float({ description: "1-minute load average." }),
     diskFreeGb: t.float(),
     containerGpus: t.boolean({
-      description: "Whether the container engine can hand GPUs to containers (an NVIDIA container toolkit); false: containers run without GPU isolation.",
+      description:
+        "Whether the container engine can hand GPUs to containers (an NVIDIA container toolkit). false: the machine's offers are not rentable, unless gpulessTestMode.",
+    }),
+    gpulessTestMode: t.boolean({
+      description:
+        "The agent runs GPU rentals on an engine that cannot hand out GPUs (its documented test mode): containers get their device list in their environment and labels, without isolation, and say so (GPU_ISOLATION=none).",
     }),
   }),
 });
@@ -147,6 +161,7 @@ const MachineMetrics = builder
     cpuLoad?: number;
     diskFreeGb?: number;
     containerGpus?: boolean;
+    gpulessTestMode?: boolean;
   }>(
     "MachineMetrics",
   )
@@ -157,7 +172,16 @@ const MachineMetrics = builder
       gpuMemoryUsedMb: t.intList({ nullable: true, resolve: (m) => m.gpuMemoryUsedMb ?? null }),
       cpuLoad: t.float({ nullable: true, resolve: (m) => m.cpuLoad ?? null }),
       diskFreeGb: t.float({ nullable: true, resolve: (m) => m.diskFreeGb ?? null }),
-      containerGpus: t.boolean({ nullable: true, resolve: (m) => m.containerGpus ?? null }),
+      containerGpus: t.boolean({
+        nullable: true,
+        description: "Whether the container engine can hand GPUs to containers.",
+        resolve: (m) => m.containerGpus ?? null,
+      }),
+      gpulessTestMode: t.boolean({
+        nullable: true,
+        description: "The agent runs GPU rentals without GPU isolation (its test mode).",
+        resolve: (m) => m.gpulessTestMode ?? null,
+      }),
     }),
   });
 
@@ -187,8 +211,10 @@ builder.mutationField("reportInstanceState", (t) =>
       status: t.arg({ type: ReportedInstanceState, required: true }),
       message: t.arg.string(),
       ports: t.arg({ type: [PortMappingInput], description: "The container's actual port mappings, once it runs." }),
-      clientError: t.arg.boolean({
-        description: "FAILED only: the launch failed because of what the client asked for (image, command); not held against the machine's reliability.",
+      failureCause: t.arg({
+        type: LaunchFailureCause,
+        description:
+          "FAILED only: what the agent found caused it. The API checks the claim (a pull refusal against the image having run, within a daily bound; a missing GPU runtime against the machine's heartbeat) before sparing the machine's reliability.",
       }),
     },
     resolve: (_root, args, ctx) =>
@@ -197,7 +223,7 @@ builder.mutationField("reportInstanceState", (t) =>
         status: args.status,
         message: args.message,
         ports: args.ports as { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[] | null | undefined,
-        clientError: args.clientError,
+        failureCause: args.failureCause,
       }),
   }),
 );

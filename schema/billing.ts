@@ -1,7 +1,8 @@
 import { chargeLines, earningsDays, invoiceItems } from "../domain/billing/statements.ts";
 import { type SpendLimitView, spendLimitOf } from "../domain/billing/spendLimit.ts";
 import { createCardSetup, createCheckout } from "../domain/payments/checkout.ts";
-import { billingSettings, setPayoutAccount, updateBillingSettings } from "../domain/payments/settings.ts";
+import { billingSettings, updateBillingSettings } from "../domain/payments/settings.ts";
+import { type PayoutOnboarding, startPayoutOnboarding } from "../domain/payouts.ts";
 import { PaymentsUnavailableError } from "../domain/payments/stripe.ts";
 import { prisma } from "../infra/db.ts";
 import { ChargeCategory, PayoutStatus } from "../prisma/generated/client/client.ts";
@@ -95,7 +96,13 @@ const BillingSettingsRef = builder.objectRef<Awaited<ReturnType<typeof billingSe
       description: "When the balance falls below it, an email is sent, once per crossing.",
       resolve: (s) => s.balanceAlertThresholdMicros,
     }),
-    payoutAccountId: t.exposeString("payoutAccountId", { nullable: true, description: "The Stripe Connect account host payouts go to." }),
+    payoutAccountId: t.exposeString("payoutAccountId", {
+      nullable: true,
+      description: "The host's Stripe Connect account (startPayoutOnboarding creates it), where weekly payouts go once it is onboarded.",
+    }),
+    payoutsEnabled: t.exposeBoolean("payoutsEnabled", {
+      description: "Stripe reported that the Connect account finished onboarding and can receive payouts; until then payouts are skipped and the balance carries over.",
+    }),
   }),
 });
 
@@ -125,13 +132,22 @@ builder.mutationField("updateBillingSettings", (t) =>
   }),
 );
 
-builder.mutationField("setPayoutAccount", (t) =>
+const PayoutOnboardingRef = builder.objectRef<PayoutOnboarding>("PayoutOnboarding").implement({
+  description: "A one-time link to Stripe's hosted onboarding of the host's Connect account (identity and bank details), where weekly payouts go.",
+  fields: (t) => ({
+    accountId: t.exposeString("accountId", { description: 'The Stripe Connect account ("acct_...") being onboarded.' }),
+    url: t.exposeString("url", { description: "Open it to onboard at Stripe; Stripe sends the browser back to the console's account page." }),
+    expiresAt: t.expose("expiresAt", { type: "DateTime", description: "The link works once, until then; ask for a new one after." }),
+  }),
+});
+
+builder.mutationField("startPayoutOnboarding", (t) =>
   t.withAuth({ permission: "BILLING" }).field({
-    type: BillingSettingsRef,
-    description: 'Where weekly host payouts go: a Stripe Connect account id ("acct_..."), or null for none (payouts are then skipped).',
-    errors: {},
-    args: { accountId: t.arg.string() },
-    resolve: (_root, args, ctx) => setPayoutAccount(ctx.viewer.userId, args.accountId ?? null),
+    type: PayoutOnboardingRef,
+    description:
+      "Creates the host's Stripe Connect (Express) account on first use and returns a fresh onboarding link. Payouts go to the account once Stripe reports it can receive them (billingSettings.payoutsEnabled).",
+    errors: { types: [PaymentsUnavailableError] },
+    resolve: (_root, _args, ctx) => startPayoutOnboarding(ctx.viewer.userId),
   }),
 );
 

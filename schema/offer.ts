@@ -3,6 +3,7 @@ import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers } from "../doma
 import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
+import { LaunchMode } from "./instance.ts";
 import { DAY_MS } from "../domain/time.ts";
 
 const MB_PER_GB = 1000;
@@ -125,6 +126,13 @@ const OfferFilter = builder.inputType("OfferFilter", {
     datacenter: t.boolean(),
     verified: t.boolean({ description: "Absent: verified only (the default). null: both." }),
     rentable: t.boolean({ description: "Absent: rentable only (the default). null: both." }),
+    launchMode: t.field({
+      type: LaunchMode,
+      description: "The rental's launch mode: SSH needs a direct port for 22, JUPYTER one for 8080; machines without enough free direct ports are left out.",
+    }),
+    ports: t.stringList({
+      description: "The ports the rental will ask for (as createInstance takes them): each below 70000 needs a free direct port of the machine, so machines with too few are left out.",
+    }),
   }),
 });
 

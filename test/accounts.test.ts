@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { hashPassword, passwordWorkInLine, verifyPassword } from "../domain/passwordHashing.ts";
+import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 
@@ -8,10 +10,19 @@ const app = useTestApp();
 const SIGNUP = `mutation ($email: String!, $password: String!) {
   signup(email: $email, password: $password) {
     __typename
-    ... on MutationSignupSuccess { data { user { id email } apiKey { token apiKey { id name prefix scope } } } }
+    ... on MutationSignupSuccess { data { email } }
     ... on Error { code message }
     ... on ValidationError { issues { path message } }
     ... on RateLimitedError { retryAfterSeconds }
+  }
+}`;
+
+const COMPLETE_SIGNUP = `mutation ($token: String!) {
+  completeSignup(token: $token) {
+    __typename
+    ... on MutationCompleteSignupSuccess { data { user { id email } apiKey { token apiKey { id name prefix scope } } } }
+    ... on InvalidTokenError { reason }
+    ... on Error { code message }
   }
 }`;
 
@@ -43,17 +54,33 @@ async function counts() {
   return { users, keys };
 }
 
-async function signup(email: string, password = "correct horse battery") {
-  const result = await app.gqlFrom(freshClientAddress(), SIGNUP, { email, password });
-  expect(result.errors).toBeUndefined();
-  return result.data.signup;
+/** The token of the last signup link mailed to `email`. */
+async function mailedSignupToken(email: string): Promise<string> {
+  const mail = await prisma.notificationOutbox.findFirstOrThrow({ where: { recipient: email, kind: "SIGNUP_LINK" }, orderBy: { id: "desc" } });
+  return /token=(gmt_[A-Za-z0-9_-]+)/.exec(mail.body)![1];
+}
+
+/** Signs up and opens the mailed link, both from `address`: the account and its first key. */
+async function signup(email: string, password = "correct horse battery", address = freshClientAddress()) {
+  const started = await app.gqlFrom(address, SIGNUP, { email, password });
+  expect(started.errors).toBeUndefined();
+  expect(started.data.signup.__typename).toBe("MutationSignupSuccess");
+  const completed = await app.gqlFrom(address, COMPLETE_SIGNUP, { token: await mailedSignupToken(started.data.signup.data.email) });
+  expect(completed.errors).toBeUndefined();
+  return completed.data.completeSignup;
+}
+
+/** Every write signup may make: accounts, keys, tokens and mail. */
+async function signupWrites() {
+  const [users, keys, tokens, mails] = await Promise.all([prisma.user.count(), prisma.apiKey.count(), prisma.accountToken.count(), prisma.notificationOutbox.count()]);
+  return { users, keys, tokens, mails };
 }
 
 describe("signup", () => {
-  it("creates the account with an argon2id hash and returns a working key stored only as its SHA-256", async () => {
+  it("mails a link that creates the account (email verified) with an argon2id hash and returns a working key stored only as its SHA-256", async () => {
     const email = uniqueEmail();
     const result = await signup(`  ${email.toUpperCase()} `, "correct horse battery");
-    expect(result.__typename).toBe("MutationSignupSuccess");
+    expect(result.__typename).toBe("MutationCompleteSignupSuccess");
     const { user, apiKey } = result.data;
     expect(user.email).toBe(email);
     expect(apiKey.apiKey).toMatchObject({ name: "signup", scope: "ACCOUNT" });
@@ -70,7 +97,7 @@ describe("signup", () => {
     expect(me.data.me).toMatchObject({
       id: user.id,
       email,
-      emailVerified: false,
+      emailVerified: true,
       balance: "0.00",
       settings: { debitMode: false },
       sshKeys: [],
@@ -79,13 +106,91 @@ describe("signup", () => {
     expect(new Date(me.data.me.createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
   });
 
-  it("refuses an email that is taken, whatever its case and spacing, and writes nothing", async () => {
+  it("creates no account before the link is opened, and a link works once", async () => {
+    const email = uniqueEmail();
+    const before = await signupWrites();
+    const started = (await app.gqlFrom(freshClientAddress(), SIGNUP, { email, password: "s3cret-password" })).data.signup;
+    expect(started).toEqual({ __typename: "MutationSignupSuccess", data: { email } });
+    expect(await signupWrites()).toEqual({ ...before, tokens: before.tokens + 1, mails: before.mails + 1 });
+    expect(await prisma.user.count({ where: { email } })).toBe(0);
+    const login = (await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" })).data.login;
+    expect(login.__typename).toBe("InvalidCredentialsError");
+
+    const token = await mailedSignupToken(email);
+    const completed = (await app.gql(COMPLETE_SIGNUP, { token })).data.completeSignup;
+    expect(completed.__typename).toBe("MutationCompleteSignupSuccess");
+    const again = (await app.gql(COMPLETE_SIGNUP, { token })).data.completeSignup;
+    expect(again).toMatchObject({ __typename: "InvalidTokenError", reason: "USED" });
+    expect((await app.gql(COMPLETE_SIGNUP, { token: "gmt_not-a-token" })).data.completeSignup).toMatchObject({ __typename: "InvalidTokenError", reason: "UNKNOWN" });
+    expect(await prisma.user.count({ where: { email } })).toBe(1);
+    const loggedIn = (await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "s3cret-password" })).data.login;
+    expect(loggedIn.__typename).toBe("MutationLoginSuccess");
+  });
+
+  it("answers an address that has an account exactly as a new one: no key, no account, its owner is mailed instead", async () => {
+    const email = uniqueEmail();
+    await signup(email, "the owner's password");
+    const fresh = uniqueEmail();
+    const before = await signupWrites();
+    const taken = await app.gqlFrom(freshClientAddress(), SIGNUP, { email: ` ${email.toUpperCase()}`, password: "another password" });
+    const open = await app.gqlFrom(freshClientAddress(), SIGNUP, { email: fresh, password: "another password" });
+    // The same answer, byte for byte but the address.
+    expect(JSON.stringify(taken).replace(email, "ADDRESS")).toBe(JSON.stringify(open).replace(fresh, "ADDRESS"));
+    expect(taken).toEqual({ data: { signup: { __typename: "MutationSignupSuccess", data: { email } } } });
+    // The new address got a link; the owner a notice, and the account is as it was.
+    expect(await signupWrites()).toEqual({ ...before, tokens: before.tokens + 1, mails: before.mails + 2 });
+    const notice = await prisma.notificationOutbox.findFirstOrThrow({ where: { recipient: email }, orderBy: { id: "desc" } });
+    expect(notice).toMatchObject({ kind: "SIGNUP_ATTEMPT", userId: (await prisma.user.findUniqueOrThrow({ where: { email } })).id });
+    expect(notice.body).not.toContain("gmt_");
+    expect(await prisma.accountToken.count({ where: { email } })).toBe(1);
+    const login = (await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: "the owner's password" })).data.login;
+    expect(login.__typename).toBe("MutationLoginSuccess");
+  });
+
+  it("hashes the password whether or not the address has an account: both wait for the same hashing line", async () => {
     const email = uniqueEmail();
     await signup(email);
-    const before = await counts();
-    const result = await signup(` ${email.toUpperCase()}`, "another password");
-    expect(result).toMatchObject({ __typename: "ConflictError", code: "CONFLICT" });
-    expect(await counts()).toEqual(before);
+    const { PASSWORD_HASHES_AT_ONCE, PASSWORD_HASH_QUEUE } = config();
+    const stored = await hashPassword("a password");
+    // The line is kept full (each check that ends is replaced before any request is read): a signup
+    // that hashes is refused for load, one that did not hash would go through.
+    let keepFull = true;
+    const pump = async () => {
+      while (keepFull) await verifyPassword(stored, "wrong");
+    };
+    const pumps = Array.from({ length: PASSWORD_HASHES_AT_ONCE + PASSWORD_HASH_QUEUE }, pump);
+    expect(passwordWorkInLine()).toBe(PASSWORD_HASHES_AT_ONCE + PASSWORD_HASH_QUEUE);
+    const before = await signupWrites();
+    const [taken, open] = await Promise.all([
+      app.gqlFrom(freshClientAddress(), SIGNUP, { email, password: "another password" }),
+      app.gqlFrom(freshClientAddress(), SIGNUP, { email: uniqueEmail(), password: "another password" }),
+    ]);
+    keepFull = false;
+    await Promise.all(pumps);
+    expect(taken.data.signup).toMatchObject({ __typename: "RateLimitedError", code: "RATE_LIMITED" });
+    expect(open.data.signup).toEqual(taken.data.signup);
+    expect(await signupWrites()).toEqual(before);
+  });
+
+  it("mails one address at most 3 signup emails an hour, answering the same beyond", async () => {
+    const email = uniqueEmail();
+    for (let i = 0; i < 5; i++) {
+      const result = await app.gqlFrom(freshClientAddress(), SIGNUP, { email, password: "long enough password" });
+      expect(result.data.signup).toEqual({ __typename: "MutationSignupSuccess", data: { email } });
+    }
+    expect(await prisma.notificationOutbox.count({ where: { recipient: email } })).toBe(3);
+  });
+
+  it("refuses a link whose address has an account by then, creating nothing", async () => {
+    const email = uniqueEmail();
+    for (const password of ["first password", "second password"]) await app.gqlFrom(freshClientAddress(), SIGNUP, { email, password });
+    const [first, second] = (await prisma.notificationOutbox.findMany({ where: { recipient: email }, orderBy: { id: "asc" } })).map(
+      (mail) => /token=(gmt_[A-Za-z0-9_-]+)/.exec(mail.body)![1],
+    );
+    expect((await app.gql(COMPLETE_SIGNUP, { token: second })).data.completeSignup.__typename).toBe("MutationCompleteSignupSuccess");
+    const before = await signupWrites();
+    expect((await app.gql(COMPLETE_SIGNUP, { token: first })).data.completeSignup).toMatchObject({ __typename: "ConflictError", code: "CONFLICT" });
+    expect(await signupWrites()).toEqual(before);
   });
 
   it.each([
@@ -95,11 +200,11 @@ describe("signup", () => {
     ["valid@example.com", "short", "password"],
     ["valid@example.com", "x".repeat(257), "password"],
   ])("rejects email %j / a password of %j with a ValidationError on %s, writing nothing", async (email, password, field) => {
-    const before = await counts();
+    const before = await signupWrites();
     const result = (await app.gql(SIGNUP, { email, password })).data.signup;
     expect(result.__typename).toBe("ValidationError");
     expect(result.issues.map((issue: { path: string[] }) => issue.path)).toEqual([[field]]);
-    expect(await counts()).toEqual(before);
+    expect(await signupWrites()).toEqual(before);
   });
 
   it("limits signups per client address to the hour's budget, writing nothing once it is spent", async () => {
@@ -108,19 +213,19 @@ describe("signup", () => {
       const result = await app.gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" });
       expect(result.data.signup.__typename).toBe("MutationSignupSuccess");
     }
-    const before = await counts();
+    const before = await signupWrites();
     const limited = (await app.gqlFrom(address, SIGNUP, { email: uniqueEmail(), password: "long enough password" })).data.signup;
     expect(limited).toMatchObject({ __typename: "RateLimitedError", code: "RATE_LIMITED" });
     expect(limited.retryAfterSeconds).toBeGreaterThan(60);
     expect(limited.retryAfterSeconds).toBeLessThanOrEqual(3600);
-    expect(await counts()).toEqual(before);
+    expect(await signupWrites()).toEqual(before);
     // Another address is not affected.
-    expect((await signup(uniqueEmail())).__typename).toBe("MutationSignupSuccess");
+    expect((await signup(uniqueEmail())).__typename).toBe("MutationCompleteSignupSuccess");
   });
 
   it("accepts passwords of exactly 8 and 256 characters", async () => {
-    expect((await signup(uniqueEmail(), "12345678")).__typename).toBe("MutationSignupSuccess");
-    expect((await signup(uniqueEmail(), "p".repeat(256))).__typename).toBe("MutationSignupSuccess");
+    expect((await signup(uniqueEmail(), "12345678")).__typename).toBe("MutationCompleteSignupSuccess");
+    expect((await signup(uniqueEmail(), "p".repeat(256))).__typename).toBe("MutationCompleteSignupSuccess");
   });
 });
 
@@ -183,7 +288,7 @@ describe("login", () => {
   it("limits failed attempts per email across new client addresses, even with the right password, but not from the owner's known address", async () => {
     const email = uniqueEmail();
     const home = freshClientAddress();
-    expect((await app.gqlFrom(home, SIGNUP, { email, password: "s3cret-password" })).data.signup.__typename).toBe("MutationSignupSuccess");
+    expect((await signup(email, "s3cret-password", home)).__typename).toBe("MutationCompleteSignupSuccess");
     for (let i = 0; i < 10; i++) {
       const result = await app.gqlFrom(freshClientAddress(), LOGIN, { email, password: `wrong-${i}` });
       expect(result.data.login.__typename).toBe("InvalidCredentialsError");

@@ -56,6 +56,7 @@ function start(overrides: { key?: string } = {}): Agent {
     pollSeconds: 0.1,
     backoff: { initialMs: 50, maxMs: 400 },
     diskPath: dir,
+    allowGpuless: true,
     logger,
   });
   return agent;

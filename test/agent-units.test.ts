@@ -209,6 +209,14 @@ describe("agent arguments", () => {
     ).toMatchObject({ runtime: "process", heartbeatSeconds: 2, machine: "Machine:3" });
   });
 
+  it("runs GPU rentals on a GPU-less engine only when told to (--allow-gpuless or AGENT_ALLOW_GPULESS)", () => {
+    const base = ["--api", "http://127.0.0.1:4000/graphql", "--key", "k", "--machine", "12"];
+    expect(parseAgentArgs(base, {})).toMatchObject({ allowGpuless: false });
+    expect(parseAgentArgs(base, { AGENT_ALLOW_GPULESS: "0" })).toMatchObject({ allowGpuless: false });
+    expect(parseAgentArgs([...base, "--allow-gpuless"], {})).toMatchObject({ allowGpuless: true });
+    expect(parseAgentArgs(base, { AGENT_ALLOW_GPULESS: "1" })).toMatchObject({ allowGpuless: true });
+  });
+
   it("names every missing or bad argument", () => {
     expect(() => parseAgentArgs(["--api", "ftp://x", "--runtime", "vm", "--heartbeat-seconds=0"], {})).toThrow(
       /--api must be an http\(s\) URL[\s\S]*--key \(or AGENT_API_KEY\) is required[\s\S]*--machine[\s\S]*--runtime[\s\S]*--heartbeat-seconds/,

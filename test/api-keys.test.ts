@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
+import { createAccount } from "../domain/accounts.ts";
 import { issueApiKey, issueSessionKey, SESSION_TTL_MS } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -256,11 +257,7 @@ describe("sessions", () => {
 
   it("login issues a session key each time; sessions lists the live ones and revokeApiKey ends one", async () => {
     const email = `sessions-${Date.now()}@example.com`;
-    const signup = await app.gql(
-      `mutation ($email: String!) { signup(email: $email, password: "long enough password") { ... on MutationSignupSuccess { data { apiKey { token } } } } }`,
-      { email },
-    );
-    const accountKey = signup.data.signup.data.apiKey.token;
+    const accountKey = (await createAccount({ email, password: "long enough password" })).key.token;
     const first = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
     const second = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
     const listed = (await app.gql(SESSIONS, {}, accountKey)).data.sessions;

@@ -235,8 +235,8 @@ const operations: {
     forCaller: true,
   },
   {
-    name: "setPayoutAccount",
-    document: `mutation { ${result('setPayoutAccount(accountId: "acct_123")', "MutationSetPayoutAccountSuccess")} }`,
+    name: "startPayoutOnboarding",
+    document: `mutation { ${result("startPayoutOnboarding", "MutationStartPayoutOnboardingSuccess")} }`,
     variables: () => ({}),
     needs: "BILLING",
     forCaller: true,

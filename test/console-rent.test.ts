@@ -39,6 +39,11 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill("correct horse battery");
   await page.getByRole("button", { name: "Create an account" }).click();
+  // The account exists once the link mailed to the address is opened.
+  await eventually(() => page.locator(".alert.success").textContent()).toContain(`We sent a link to ${email}.`);
+  const mail = await prisma.notificationOutbox.findFirstOrThrow({ where: { recipient: email, kind: "SIGNUP_LINK" } });
+  await page.goto(`/complete-signup?token=${/token=(gmt_[A-Za-z0-9_-]+)/.exec(mail.body)![1]}`);
+  await eventually(() => page.url()).toContain("/account");
   const balance = page.getByTestId("balance");
   await eventually(() => balance.textContent()).toBe("$0.00");
 

@@ -6,17 +6,21 @@ import {
   type IntrospectionType,
   getIntrospectionQuery,
 } from "graphql";
+import { type Client, createClient } from "graphql-ws";
 import { beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
 import { createAccount, createListedMachine } from "./support/rentals.ts";
 import { databaseSnapshot } from "./support/snapshot.ts";
+import { wsUrl } from "./support/ws.ts";
 
 /**
  * Every argument of every query and mutation, found by introspection, sent bad values as variables
  * (what typed clients send): each answer is a typed error or data, never INTERNAL_SERVER_ERROR or
- * an HTTP 5xx, and the database is exactly as it was afterwards.
+ * an HTTP 5xx, and the database is exactly as it was afterwards. Subscriptions get the same over
+ * one graphql-ws connection per key, which stays open through all of it.
  */
 const app = useTestApp();
 
@@ -44,6 +48,7 @@ const BASE: Record<string, unknown> = { String: "x", ID: "Thing:2000000000", Int
 let types: Map<string, IntrospectionType>;
 let accountKey: string;
 let machineKey: string;
+let machineId: number;
 
 function typeText(ref: IntrospectionInputTypeRef): string {
   if (ref.kind === "NON_NULL") return `${typeText(ref.ofType)}!`;
@@ -94,7 +99,7 @@ function badValues(ref: IntrospectionInputTypeRef, name: string, depth = 0): unk
   return list ? [...values.map((value) => [value]), values.slice(0, 3)] : values;
 }
 
-function operationText(kind: "query" | "mutation", field: IntrospectionField): string {
+function operationText(kind: "query" | "mutation" | "subscription", field: IntrospectionField): string {
   const definitions = field.args.map((arg) => `$${arg.name}: ${typeText(arg.type)}`).join(", ");
   const args = field.args.map((arg) => `${arg.name}: $${arg.name}`).join(", ");
   return `${kind} Fuzz${definitions ? `(${definitions})` : ""} { ${field.name}${args ? `(${args})` : ""} { __typename } }`;
@@ -105,7 +110,7 @@ beforeAll(async () => {
   types = new Map(introspection.data!.__schema.types.map((type) => [type.name, type]));
   const account = await createAccount("fuzz");
   accountKey = account.key;
-  const machineId = await createListedMachine(account.userId);
+  machineId = await createListedMachine(account.userId);
   machineKey = (await issueApiKey(prisma, { userId: account.userId, name: "agent", scope: "MACHINE", machineId })).token;
 });
 
@@ -151,4 +156,93 @@ describe("every argument of every operation with bad values", () => {
       expect(JSON.parse(await databaseSnapshot())).toEqual(JSON.parse(before));
     }, 600_000);
   }
+});
+
+/** The errors in one graphql-ws answer that carry no code or INTERNAL_SERVER_ERROR. */
+function uncodedErrors(errors: readonly { extensions?: { code?: unknown } }[] | undefined): boolean {
+  return (errors ?? []).some((error) => !error.extensions?.code || error.extensions.code === "INTERNAL_SERVER_ERROR");
+}
+
+/**
+ * The first answer to one subscription over `client`: its first event, error or completion. A
+ * stream the bad value did not stop is closed after its first event; one that stays silent (none
+ * is expected: every argument names something the caller must be allowed to watch) ends the wait
+ * after `silentMs`, counted apart.
+ */
+function firstAnswer(client: Client, query: string, variables: Record<string, unknown>, silentMs = 10_000): Promise<{ kind: "next" | "error" | "complete" | "silent"; uncoded: boolean; text: string }> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (kind: "next" | "error" | "complete" | "silent", uncoded: boolean, text: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve({ kind, uncoded, text: text.slice(0, 300) });
+    };
+    const timer = setTimeout(() => finish("silent", false, ""), silentMs);
+    const unsubscribe = client.subscribe(
+      { query, variables },
+      {
+        next: (result) => finish("next", uncodedErrors(result.errors as { extensions?: { code?: unknown } }[] | undefined), JSON.stringify(result)),
+        error: (error) => {
+          const errors = Array.isArray(error) ? (error as { extensions?: { code?: unknown } }[]) : [{ extensions: {} }];
+          finish("error", uncodedErrors(errors), JSON.stringify(error));
+        },
+        complete: () => finish("complete", false, "complete"),
+      },
+    );
+  });
+}
+
+describe("every argument of every subscription with bad values, over graphql-ws", () => {
+  it("subscription: typed errors only, every socket stays up, nothing written", async () => {
+    const root = types.get("Subscription")!;
+    if (root.kind !== "OBJECT") throw new Error("no subscription type");
+    const before = await databaseSnapshot();
+    const keys = { account: accountKey, machine: machineKey };
+    const closes: string[] = [];
+    const clients = Object.entries(keys).map(([name, key]) =>
+      createClient({
+        url: wsUrl(app.url),
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${key}` },
+        retryAttempts: 0,
+        lazy: false,
+        on: { closed: (event) => closes.push(`${name}: ${(event as { code: number }).code}`) },
+      }),
+    );
+    const failures: string[] = [];
+    const silent: string[] = [];
+    let sent = 0;
+    for (const field of root.fields) {
+      const text = operationText("subscription", field);
+      const base = Object.fromEntries(field.args.filter((arg) => arg.type.kind === "NON_NULL").map((arg) => [arg.name, baseValue(arg.type)]));
+      for (const arg of field.args) {
+        const answers = clients.flatMap((client) =>
+          badValues(arg.type, arg.name).map(async (bad) => {
+            const answer = await firstAnswer(client, text, { ...base, [arg.name]: bad });
+            const call = `${field.name}(${arg.name}: ${JSON.stringify(bad).slice(0, 80)})`;
+            if (answer.uncoded) failures.push(`${call} → ${answer.text}`);
+            if (answer.kind === "silent") silent.push(call);
+          }),
+        );
+        sent += answers.length;
+        await Promise.all(answers);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(silent).toEqual([]);
+    expect(closes).toEqual([]);
+    expect(sent).toBeGreaterThan(100);
+    // Both connections still serve: the account's balance and the machine's assignments arrive on them.
+    const [accountClient, machineClient] = clients;
+    expect((await firstAnswer(accountClient, "subscription { balance { id } }", {})).kind).toBe("next");
+    const assignments = await firstAnswer(machineClient, "subscription ($machineId: ID!) { assignments(machineId: $machineId) { __typename } }", {
+      machineId: `Machine:${machineId}`,
+    });
+    expect(assignments).toMatchObject({ kind: "next", uncoded: false });
+    expect(closes).toEqual([]);
+    await Promise.all(clients.map((client) => client.dispose()));
+    expect(JSON.parse(await databaseSnapshot())).toEqual(JSON.parse(before));
+  }, 600_000);
 });

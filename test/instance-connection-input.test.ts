@@ -63,4 +63,40 @@ describe("connection input", () => {
     expect(detached.data.detachSshKey.code).toBe("NOT_FOUND");
     expect(await prisma.instanceSshKey.count({ where: { instanceId: Number(instanceId.split(":")[1]) } })).toBe(0);
   });
+
+  it("a machine whose direct port range is exhausted is offered for port-less rentals only; a rental needing ports is refused naming them", async () => {
+    const host = await createAccount("host");
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const client = await createAccount("client");
+    await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 10_000_000n } });
+    // A range of two ports, both taken by one SSH rental with a port of its own.
+    const range = (await app.gql(NETWORK, { input: { machineId: `Machine:${machineId}`, directPortStart: 42000, directPortEnd: 42001 } }, host.key)).data.setMachineNetwork;
+    expect(range.__typename).toBe("MutationSetMachineNetworkSuccess");
+    const CREATE = `mutation ($input: CreateInstanceInput!) { createInstance(input: $input) {
+      __typename ... on MutationCreateInstanceSuccess { data { instance { id } } } ... on ValidationError { issues { path message } } ... on Error { code message } } }`;
+    const rent = (input: Record<string, unknown>) =>
+      app.gql(CREATE, { input: { offerId: `${machineId}-1`, image: "demo/workload:latest", diskGb: 1, ...input } }, client.key).then((r) => r.data.createInstance);
+    expect((await rent({ launchMode: "SSH", ports: ["8081"] })).__typename).toBe("MutationCreateInstanceSuccess");
+
+    const offered = async (filter: Record<string, unknown>) =>
+      ((await app.gql(`query ($f: OfferFilter) { offers(query: "machine_id=${machineId} verified=any", filter: $f) { edges { node { id directPortCount } } } }`, { f: filter }))
+        .data.offers.edges as { node: { id: string; directPortCount: number } }[]).map((edge) => edge.node);
+    // Port-less rentals (ENTRYPOINT without ports, identity ports only) still find it.
+    expect(await offered({})).toEqual([{ id: `Offer:${machineId}-1`, directPortCount: 0 }]);
+    expect(await offered({ launchMode: "ENTRYPOINT" })).toHaveLength(1);
+    expect(await offered({ launchMode: "ENTRYPOINT", ports: ["70000:70000"] })).toHaveLength(1);
+    // Rentals that need a direct port do not.
+    expect(await offered({ launchMode: "SSH" })).toEqual([]);
+    expect(await offered({ launchMode: "JUPYTER" })).toEqual([]);
+    expect(await offered({ ports: ["8081"] })).toEqual([]);
+    const badPorts = await app.gql(`query { offers(filter: { ports: ["99999"] }) { edges { node { id } } } }`);
+    expect(JSON.stringify(badPorts.errors)).toContain("ports");
+
+    const before = await prisma.instance.count({ where: { machineId } });
+    const refused = await rent({ launchMode: "SSH" });
+    expect(refused.__typename).toBe("ValidationError");
+    expect(refused.issues).toEqual([{ path: ["ports"], message: "needs 1 direct ports (with the launch mode's own) and the machine has 0 free" }]);
+    expect(await prisma.instance.count({ where: { machineId } })).toBe(before);
+    expect((await rent({ launchMode: "ENTRYPOINT" })).__typename).toBe("MutationCreateInstanceSuccess");
+  });
 });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { run } from "../agent/exec.ts";
 import { AGENT_KEY, agentScope } from "../agent/runtimes/docker.ts";
+import { NO_GPU_RUNTIME_MESSAGE } from "../domain/agent/failures.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -12,12 +13,15 @@ import { useTestApp } from "./support/app.ts";
 import { envOf, inspectContainer } from "./support/docker.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
+import { runCli } from "./support/cli.ts";
 import { keyPair, ssh } from "./support/ssh.ts";
 import { subscribe } from "./support/ws.ts";
 
 // Running an instance on the real Docker engine with the real agent: the container's output as
 // instanceLogs (and live), a reboot that keeps the container's files and a recycle that does not, and
-// a launch from a template that brings its ports and env. Reached only through 127.0.0.1 ports.
+// a launch from a template that brings its ports and env. Reached only through 127.0.0.1 ports. This
+// engine has no GPU runtime: the agents run in their GPU-less test mode, except the one that shows
+// what happens without it.
 
 const app = useTestApp();
 let auction: AuctionWorker;
@@ -73,6 +77,7 @@ const INSTANCE = /* GraphQL */ `
 `;
 
 async function rent(input: Record<string, unknown>): Promise<string> {
+  // The file's machine unless the input names another offer.
   const created = unwrap((await app.gql(CREATE_INSTANCE, { input: { offerId: `${machineId}-1`, diskGb: 5, ...input } }, owner.key)).data.createInstance);
   expect(created.instance?.id, JSON.stringify(created)).toBeDefined();
   return created.instance.id;
@@ -208,5 +213,79 @@ describe("running an instance on the real Docker engine", () => {
     await eventually(async () => unwrap((await app.gql(LOGS, { id, tail: 100 }, owner.key)).data.instanceLogs).lines?.includes("template onstart: MODE=prod"), 30_000);
     expect(await prisma.instance.findUniqueOrThrow({ where: { id: Number(id.split(":")[1]) } })).toMatchObject({ ports: ["8081:8081"], diskGb: 3 });
     await destroy(id);
+  }, 300_000);
+
+  it("an agent without the GPU-less test mode refuses GPU rentals on an engine without a GPU runtime; the client reads why and the machine is not blamed", async () => {
+    const host = await createAccount("host");
+    const machine = await registerAndList(app, host.key);
+    // Rented before the machine's agent first reported: the API could not know yet.
+    const id = await rent({ image: images.ssh, launchMode: "SSH", offerId: `${machine.machineId}-1` });
+    const weight = (await prisma.machine.findUniqueOrThrow({ where: { id: machine.machineId } })).reliabilityWeight;
+    const stateDir = join(dir, "strict-agent");
+    const strict = spawnAgent({ api: app.url, key: machine.key, machineId: machine.machineId, stateDir, runtime: "docker", allowGpuless: false });
+    try {
+      const ended = await eventually(async () => {
+        const current = (await app.gql(INSTANCE, { id }, owner.key)).data.instance;
+        return current.status === "EXITED" ? current : undefined;
+      }, 60_000);
+      expect(ended.statusMessage).toBe(NO_GPU_RUNTIME_MESSAGE);
+      const row = await prisma.machine.findUniqueOrThrow({ where: { id: machine.machineId } });
+      expect(row.metrics).toMatchObject({ containerGpus: false, gpulessTestMode: false });
+      expect(row.reliabilityWeight).toBe(weight);
+      // No container was made, and the machine is no longer offered.
+      const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(stateDir, "docker"))}`]);
+      expect(made.stdout.trim()).toBe("");
+      const again = unwrap((await app.gql(CREATE_INSTANCE, { input: { offerId: `${machine.machineId}-1`, image: images.ssh, diskGb: 5, launchMode: "SSH" } }, owner.key)).data.createInstance);
+      expect(again).toMatchObject({ code: "OFFER_UNAVAILABLE", message: expect.stringContaining("cannot hand out GPUs") });
+    } finally {
+      strict.child.kill("SIGTERM");
+      await strict.exited;
+      await destroy(id);
+    }
+  }, 300_000);
+
+  it("the README walk-through with the CLI: rent, wait, show, ssh, logs, reboot, recycle, template launch", async () => {
+    const walker = await createAccount("walker");
+    const key = await keyPair(dir, "walker");
+    const cli = async (...argv: string[]) => {
+      const result = await runCli(app.url, join(dir, "walker-cli.json"), argv, { key: walker.key });
+      expect(result.code, `${argv.join(" ")}: ${result.stderr}`).toBe(0);
+      return result.stdout;
+    };
+    const loginAt = async (number: string, command: string) => {
+      const port = Number(/^ssh:\/\/root@127\.0\.0\.1:(\d+)$/.exec((await cli("ssh-url", number)).trim())?.[1]);
+      return eventually(async () => {
+        const result = await ssh(key.file, port, command);
+        return result.code === 0 ? result.stdout : undefined;
+      }, 60_000);
+    };
+
+    expect(await cli("create", "ssh-key", `${key.file}.pub`)).toMatch(/^added \d+ SHA256:/);
+    expect(await cli("search", "offers", `machine_id=${machineId} num_gpus=1 direct_port_count>=2 verified=any`)).toContain(`${machineId}-1`);
+    const created = await cli("create", "instance", `${machineId}-1`, "--image", images.ssh, "--disk", "5", "--ssh", "--port", "8081", "--onstart-cmd", "echo hello from onstart");
+    const number = /created Instance:(\d+)/.exec(created)![1]!;
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    const shown = await cli("show", "instance", number);
+    expect(shown).toMatch(/ssh -p \d+ root@127\.0\.0\.1/);
+    expect(shown).toMatch(/8081\/tcp -> 127\.0\.0\.1:\d+/);
+    expect((await loginAt(number, "echo $CONTAINER_ID; echo data > /root/kept.txt")).trim()).toBe(number);
+    await eventually(async () => (await cli("logs", number, "--tail", "100")).split("\n").includes("hello from onstart"), 30_000);
+
+    await cli("reboot", "instance", number);
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    expect(await loginAt(number, "cat /root/kept.txt")).toBe("data\n");
+    await cli("recycle", "instance", number);
+    await cli("watch", "instance", number, "--until", "RUNNING");
+    expect(await loginAt(number, "test -e /root/kept.txt && echo present || echo absent")).toBe("absent\n");
+    await cli("destroy", "instance", number);
+
+    const [image, tag] = [images.ssh.slice(0, images.ssh.lastIndexOf(":")), images.ssh.slice(images.ssh.lastIndexOf(":") + 1)];
+    const template = await cli("create", "template", "web", "--image", image, "--tag", tag, "--ssh", "--options=-p 8081:8081 -e MODE=prod", "--disk", "3");
+    const templateNumber = /created Template:(\d+)/.exec(template)![1]!;
+    const launched = /created Instance:(\d+)/.exec(await cli("create", "instance", `${machineId}-1`, "--template", templateNumber))![1]!;
+    await cli("watch", "instance", launched, "--until", "RUNNING");
+    expect(await cli("show", "instance", launched)).toMatch(/8081\/tcp -> 127\.0\.0\.1:\d+/);
+    expect((await loginAt(launched, "tr '\\0' '\\n' < /proc/1/environ")).split("\n")).toContain("MODE=prod");
+    await cli("destroy", "instance", launched);
   }, 300_000);
 });

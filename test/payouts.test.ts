@@ -1,4 +1,4 @@
-import { fakeStripe } from "./support/fake-stripe.ts";
+import { deliver, fakeStripe, signedEvent } from "./support/fake-stripe.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import { Queue, QueueEvents, Worker } from "bullmq";
 import { ledgerMismatches, postEntry } from "../domain/billing/ledger.ts";
@@ -13,16 +13,23 @@ import { createAccount } from "./support/rentals.ts";
 
 const app = useTestApp();
 
-/** A host that earned `earned` µ$ (an EARNING entry, as metering writes them) and has a Connect account unless told otherwise. */
-async function host(earned: bigint, account: string | null = "acct_1TestHost"): Promise<number> {
+/** A host that earned `earned` µ$ (an EARNING entry, as metering writes them) and has an onboarded Connect account (acct_1TestHost<id>) unless told otherwise. */
+async function host(earned: bigint, account?: string | null): Promise<number> {
   const { userId } = await createAccount("host", { credit: 0n });
+  const accountId = account === undefined ? `acct_1TestHost${userId}` : account;
+  await prisma.user.update({ where: { id: userId }, data: { stripeConnectAccountId: accountId, payoutsEnabled: accountId !== null } });
+  await earn(userId, earned);
+  return userId;
+}
+
+/** `earned` µ$ of earnings on the account's balance, as metering writes them. */
+async function earn(userId: number, earned: bigint): Promise<void> {
   await prisma.$transaction(async (tx) => {
     await tx.ledgerEntry.create({
       data: { userId, kind: "EARNING", category: "GPU", periodStart: new Date("2026-01-01T00:00:00Z"), amountMicros: earned, description: "GPU earnings" },
     });
-    await tx.user.update({ where: { id: userId }, data: { balanceMicros: { increment: earned }, stripeConnectAccountId: account } });
+    await tx.user.update({ where: { id: userId }, data: { balanceMicros: { increment: earned } } });
   });
-  return userId;
 }
 
 const balanceOf = async (userId: number) => (await prisma.user.findUniqueOrThrow({ where: { id: userId } })).balanceMicros;
@@ -60,20 +67,20 @@ describe("weekly payouts", () => {
     expect(run).toMatchObject({ paid: 2, skipped: 1, failed: 0, pending: 0 });
 
     // Whole cents are paid; the rest stays.
-    expect(await payoutsOf(rich)).toMatchObject([{ status: "PAID", amountMicros: 50_120_000n, destination: "acct_1TestHost", stripeTransferId: expect.stringMatching(/^tr_/) }]);
+    expect(await payoutsOf(rich)).toMatchObject([{ status: "PAID", amountMicros: 50_120_000n, destination: `acct_1TestHost${rich}`, stripeTransferId: expect.stringMatching(/^tr_/) }]);
     expect(await balanceOf(rich)).toBe(3_456n);
     expect(await payoutsOf(spender)).toMatchObject([{ status: "PAID", amountMicros: 25_000_000n }]);
     expect(await balanceOf(spender)).toBe(0n);
     expect(await payoutsOf(small)).toEqual([]);
     expect(await balanceOf(small)).toBe(19_990_000n);
-    expect(await payoutsOf(noAccount)).toMatchObject([{ status: "SKIPPED", note: expect.stringContaining("no Stripe Connect account") }]);
+    expect(await payoutsOf(noAccount)).toMatchObject([{ status: "SKIPPED", note: expect.stringContaining("payouts are not set up") }]);
     expect(await balanceOf(noAccount)).toBe(30_000_000n);
     expect(await balanceOf(client)).toBe(100_000_000n);
 
     const transfers = fakeStripe.requestsTo("POST", "/v1/transfers");
     expect(transfers.map((t) => t.body)).toEqual([
-      expect.objectContaining({ amount: "5012", currency: "usd", destination: "acct_1TestHost" }),
-      expect.objectContaining({ amount: "2500", currency: "usd", destination: "acct_1TestHost" }),
+      expect.objectContaining({ amount: "5012", currency: "usd", destination: `acct_1TestHost${rich}` }),
+      expect.objectContaining({ amount: "2500", currency: "usd", destination: `acct_1TestHost${spender}` }),
     ]);
     expect(await prisma.ledgerEntry.findMany({ where: { userId: rich, kind: "PAYOUT" } })).toMatchObject([{ amountMicros: -50_120_000n }]);
 
@@ -152,24 +159,67 @@ describe("weekly payouts", () => {
   });
 });
 
-describe("payout settings and history", () => {
-  const SET = /* GraphQL */ `
-    mutation ($accountId: String) {
-      setPayoutAccount(accountId: $accountId) {
+describe("payout onboarding and history", () => {
+  const START = /* GraphQL */ `
+    mutation {
+      startPayoutOnboarding {
         __typename
-        ... on MutationSetPayoutAccountSuccess { data { payoutAccountId } }
-        ... on ValidationError { issues { path } }
+        ... on MutationStartPayoutOnboardingSuccess { data { accountId url expiresAt } }
+        ... on Error { code message }
       }
     }
   `;
+  const SETTINGS = `{ billingSettings { payoutAccountId payoutsEnabled } }`;
+  const accountUpdated = (id: string, payoutsEnabled: boolean) =>
+    deliver(app.baseUrl, signedEvent("account.updated", { id, object: "account", type: "express", payouts_enabled: payoutsEnabled, charges_enabled: payoutsEnabled }));
 
-  it("takes a Stripe Connect account id and shows each host only its own payouts", async () => {
+  it("creates an Express account and an onboarding link; pays it only once Stripe reports it can receive payouts", async () => {
     const me = await createAccount("host", { credit: 0n });
-    const bad = await app.gql(SET, { accountId: "DE89 3704 0044 0532 0130 00" }, me.key);
-    expect(bad.data.setPayoutAccount).toMatchObject({ __typename: "ValidationError", issues: [{ path: ["accountId"] }] });
-    const good = await app.gql(SET, { accountId: "acct_1Nv0FGQ9RKHgCVdK" }, me.key);
-    expect(good.data.setPayoutAccount.data.payoutAccountId).toBe("acct_1Nv0FGQ9RKHgCVdK");
+    const started = (await app.gql(START, {}, me.key)).data.startPayoutOnboarding;
+    expect(started.__typename).toBe("MutationStartPayoutOnboardingSuccess");
+    const { accountId, url, expiresAt } = started.data;
+    expect(accountId).toMatch(/^acct_/);
+    expect(url).toBe(`https://connect.stripe.test/setup/e/${accountId}/${url.split("/").pop()}`);
+    expect(new Date(expiresAt).getTime()).toBeGreaterThan(Date.now());
+    const [created] = fakeStripe.requestsTo("POST", "/v1/accounts");
+    expect(created.body).toMatchObject({ type: "express", "capabilities[transfers][requested]": "true", "metadata[userId]": String(me.userId) });
+    expect(created.body.email).toMatch(/^host-/);
+    expect(fakeStripe.requestsTo("POST", "/v1/account_links").at(-1)!.body).toMatchObject({
+      account: accountId,
+      type: "account_onboarding",
+      return_url: "http://localhost:4000/account?payouts=return",
+      refresh_url: "http://localhost:4000/account?payouts=refresh",
+    });
+    // Asking again resumes the same account with a new link.
+    const again = (await app.gql(START, {}, me.key)).data.startPayoutOnboarding.data;
+    expect(again.accountId).toBe(accountId);
+    expect(again.url).not.toBe(url);
+    expect(fakeStripe.requestsTo("POST", "/v1/accounts")).toHaveLength(1);
+    expect((await app.gql(SETTINGS, {}, me.key)).data.billingSettings).toEqual({ payoutAccountId: accountId, payoutsEnabled: false });
 
+    // Earnings of $30 are not paid while onboarding is unfinished.
+    await earn(me.userId, 30_000_000n);
+    expect(await runPayouts(FRIDAY)).toMatchObject({ paid: 0, skipped: 1 });
+    expect(await payoutsOf(me.userId)).toMatchObject([{ status: "SKIPPED", destination: null, note: expect.stringContaining("startPayoutOnboarding") }]);
+    expect(fakeStripe.requestsTo("POST", "/v1/transfers")).toEqual([]);
+
+    // An account that is no host's changes nothing; this host's onboarding done, the next Friday pays it.
+    expect((await accountUpdated("acct_someone_else", true)).status).toBe(200);
+    expect((await app.gql(SETTINGS, {}, me.key)).data.billingSettings.payoutsEnabled).toBe(false);
+    expect((await accountUpdated(accountId, true)).status).toBe(200);
+    expect((await app.gql(SETTINGS, {}, me.key)).data.billingSettings).toEqual({ payoutAccountId: accountId, payoutsEnabled: true });
+    const nextFriday = new Date(FRIDAY.getTime() + 7 * 86_400_000);
+    expect(await runPayouts(nextFriday)).toMatchObject({ paid: 1 });
+    expect(fakeStripe.requestsTo("POST", "/v1/transfers").map((request) => request.body)).toMatchObject([{ destination: accountId, amount: "3000" }]);
+    expect(await balanceOf(me.userId)).toBe(0n);
+
+    // Stripe disables payouts (a verification came due): the host is skipped again.
+    expect((await accountUpdated(accountId, false)).status).toBe(200);
+    expect((await app.gql(SETTINGS, {}, me.key)).data.billingSettings.payoutsEnabled).toBe(false);
+  });
+
+  it("shows each host only its own payouts", async () => {
+    const me = await createAccount("host", { credit: 0n });
     const someoneElse = await host(30_000_000n);
     await runPayouts(FRIDAY);
     const mine = await app.gql(`{ payouts { amount status } }`, {}, me.key);
@@ -177,4 +227,3 @@ describe("payout settings and history", () => {
     expect(await payoutsOf(someoneElse)).toHaveLength(1);
   });
 });
-

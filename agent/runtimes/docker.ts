@@ -167,7 +167,7 @@ export class DockerRuntime implements Runtime {
       const reason = pulled.stderr.trim();
       // The image the client named does not exist or is not theirs to pull: not the host's fault.
       if (/not found|manifest unknown|pull access denied|unauthorized|invalid reference|repository does not exist|denied/i.test(reason)) {
-        throw new LaunchRefusedError(`the image ${spec.image} could not be pulled: ${reason}`);
+        throw new LaunchRefusedError(`the image ${spec.image} could not be pulled: ${reason}`, "IMAGE_UNAVAILABLE");
       }
       throw new Error(`docker pull failed (exit ${pulled.code}): ${reason}`);
     }

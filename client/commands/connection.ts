@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { unwrap } from "../client.ts";
 import { type Command, type CommandContext, globalId, printJson, stringOption, UsageError } from "../command.ts";
 import { shortId } from "../format.ts";
-import { AttachSshKeyDocument, DetachSshKeyDocument, InstanceConnectionDocument, type InstanceConnectionQuery } from "../generated/graphql.ts";
+import { AddSshKeyDocument, AttachSshKeyDocument, DetachSshKeyDocument, InstanceConnectionDocument, type InstanceConnectionQuery } from "../generated/graphql.ts";
 
 /* Reaching an instance: its connection details, SSH/SCP URLs, copying files over its SSH, its keys. */
 
@@ -102,6 +102,23 @@ export const copy: Command = {
   },
 };
 
+/** A public key given on the command line, or the .pub file it names. */
+async function publicKeyArgument(text: string): Promise<string> {
+  return text.startsWith("ssh-") || text.startsWith("ecdsa-") ? text : (await readFile(text, "utf8")).trim();
+}
+
+export const createSshKey: Command = {
+  name: "create ssh-key",
+  usage: "<public key or .pub file>",
+  summary: "Add an SSH key to the account: installed in every instance launched from then on",
+  positionals: { min: 1, max: 1 },
+  async run(ctx) {
+    const key = unwrap((await ctx.client().request(AddSshKeyDocument, { publicKey: await publicKeyArgument(ctx.positionals[0]!) })).addSshKey);
+    if (ctx.raw) return printJson(ctx, key);
+    ctx.print(`added ${shortId(key.id)} ${key.fingerprint}`);
+  },
+};
+
 export const attachSsh: Command = {
   name: "attach ssh",
   usage: "<id> <public key or .pub file>",
@@ -109,7 +126,7 @@ export const attachSsh: Command = {
   positionals: { min: 2, max: 2 },
   async run(ctx) {
     const [idText, keyText] = ctx.positionals as [string, string];
-    const publicKey = keyText.startsWith("ssh-") || keyText.startsWith("ecdsa-") ? keyText : (await readFile(keyText, "utf8")).trim();
+    const publicKey = await publicKeyArgument(keyText);
     const instance = unwrap((await ctx.client().request(AttachSshKeyDocument, { id: globalId("Instance", idText), publicKey })).attachSshKey);
     if (ctx.raw) return printJson(ctx, instance.sshKeys);
     for (const key of instance.sshKeys) ctx.print(`${shortId(key.id)} ${key.fingerprint}`);

@@ -6,6 +6,7 @@ import type { Machine } from "../../prisma/generated/client/client.ts";
 import { enqueueClearing, lockMachineForEvent } from "../auction/service.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
+import { handsOutGpus } from "./gpuCapability.ts";
 import { DISCONNECT_PENALTY_SECONDS, REFRESH_STEP, advanceReliabilitySql, advancedReliability } from "./reliability.ts";
 
 /*
@@ -29,6 +30,7 @@ const metricsSchema = z
     cpuLoad: z.number().min(0).nullish(),
     diskFreeGb: z.number().min(0).nullish(),
     containerGpus: z.boolean().nullish(),
+    gpulessTestMode: z.boolean().nullish(),
   })
   .nullish();
 
@@ -68,13 +70,16 @@ export async function machineHeartbeat(
   const data = parseInput(metricsSchema, metrics);
   const address = parseInput(z.object({ publicAddress: hostAddress.nullish() }), { publicAddress }).publicAddress ?? null;
   // The first heartbeat starts the machine's record from its stored score (reliability.ts).
-  const [row] = await prisma.$queryRaw<{ online: boolean }[]>`
+  const [row] = await prisma.$queryRaw<{ online: boolean; before: unknown }[]>`
     UPDATE machine SET last_heartbeat_at = ${now}, metrics = ${data ? JSON.stringify(data) : null}::jsonb,
            reported_address = COALESCE(${address}, reported_address),
            reliability_good = CASE WHEN last_heartbeat_at IS NULL THEN reliability * reliability_weight ELSE reliability_good END,
            reliability_at = CASE WHEN last_heartbeat_at IS NULL THEN ${now} ELSE reliability_at END
-     WHERE id = ${machineId} RETURNING online`;
+      FROM (SELECT metrics AS before FROM machine WHERE id = ${machineId}) previous
+     WHERE id = ${machineId} RETURNING online, previous.before`;
   if (!row.online) await comeBack(machineId, now);
+  // Whether it can run GPU rentals decides whether its offers are rentable.
+  else if (handsOutGpus(row.before) !== handsOutGpus(data)) await prisma.$transaction((tx) => syncOffers(tx, machineId, now));
   return prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
 }
 

@@ -6,11 +6,11 @@ import { type UsageCharge, recordUsage } from "../billing/usage.ts";
 import { NotFoundError } from "../errors.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { reportedPortsSchema } from "../instances/connection.ts";
-import { launchSpecValid } from "../instances/launchSpec.ts";
 import { changeInstance } from "../instances/service.ts";
 import { applyEvent } from "../instances/status.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { MAX_INT8, parseInput } from "../validation.ts";
+import { judgeFailure, LAUNCH_FAILURE_CAUSES, type LaunchFailureCause, NO_GPU_RUNTIME_MESSAGE } from "./failures.ts";
 import { FAILED_ASSIGNMENT_PENALTY_SECONDS, advanceReliabilitySql } from "./reliability.ts";
 
 /*
@@ -48,7 +48,7 @@ const reportSchema = z.object({
   status: z.enum(["RUNNING", "EXITED", "STOPPED", "FAILED"]),
   message: z.string().max(1000).nullish(),
   ports: reportedPortsSchema.nullish(),
-  clientError: z.boolean().nullish(),
+  failureCause: z.enum(LAUNCH_FAILURE_CAUSES).nullish(),
 });
 
 /** The instance on the agent's own machine, or NotFound. */
@@ -68,10 +68,10 @@ export async function reportInstanceState(
     status: ReportedState;
     message?: string | null;
     ports?: { containerPort: number; protocol: "tcp" | "udp"; hostPort: number }[] | null;
-    clientError?: boolean | null;
+    failureCause?: LaunchFailureCause | null;
   },
 ): Promise<Instance> {
-  const { instanceId, status, message, ports, clientError } = parseInput(reportSchema, input);
+  const { instanceId, status, message, ports, failureCause } = parseInput(reportSchema, input);
   const target = await instanceOfAgent(machineId, instanceId);
   // A report that changes nothing (a repeat, a stop acknowledged) is answered without a write.
   const seen = await prisma.instance.findUniqueOrThrow({ where: { id: target.id } });
@@ -83,10 +83,10 @@ export async function reportInstanceState(
     if (ports != null) {
       current = { ...current, ...(await tx.instance.update({ where: { id: current.id }, data: { reportedPorts: ports } })) };
     }
-    // A failed assignment counts against the machine's reliability (reliability.ts), unless what failed
-    // is the client's: what the agent found wrong with the image or its command, or a launch spec
-    // stored before today's checks refused it.
-    if (status === "FAILED" && !clientError && launchSpecValid(current)) {
+    // A failed assignment counts against the machine's reliability (reliability.ts) unless the API
+    // finds its cause to be the client's, or the machine's declared incapacity (failures.ts).
+    const spared = status === "FAILED" && (await judgeFailure(tx, current, failureCause ?? null, now));
+    if (status === "FAILED" && !spared) {
       await tx.$executeRawUnsafe(
         `UPDATE machine SET ${advanceReliabilitySql("$2::timestamptz", FAILED_ASSIGNMENT_PENALTY_SECONDS)} WHERE id = $1`,
         current.machineId,
@@ -95,7 +95,14 @@ export async function reportInstanceState(
       await syncOffers(tx, current.machineId, now);
     }
     if (!event) return current;
-    const text = status === "RUNNING" ? null : status === "FAILED" ? `failed to start: ${message ?? "unknown error"}` : (message ?? "the container exited");
+    const text =
+      status === "RUNNING"
+        ? null
+        : status !== "FAILED"
+          ? (message ?? "the container exited")
+          : spared && failureCause === "NO_GPU_RUNTIME"
+            ? NO_GPU_RUNTIME_MESSAGE
+            : `failed to start: ${message ?? "unknown error"}`;
     return applyEvent(tx, current, event, { message: text }, now);
   });
 }

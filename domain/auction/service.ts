@@ -3,7 +3,7 @@ import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { producerQueue } from "../../infra/queues.ts";
-import type { InstanceStatus } from "../../prisma/generated/client/client.ts";
+import type { InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
@@ -47,6 +47,8 @@ export interface LockedMachine extends MachineForAuction {
   gpusOnDemand: number;
   directPortStart: number | null;
   directPortEnd: number | null;
+  /** The agent's last metrics: whether it can hand out GPUs (agent/gpuCapability.ts). */
+  metrics: Prisma.JsonValue;
   /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
   diskReservedGb: number;
 }
@@ -57,7 +59,7 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
   preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
-  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd"`;
+  direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd", metrics`;
 
 /**
  * Locks the machine row for an event that can change who runs on it, flags it for clearing and

@@ -42,6 +42,11 @@ export function containerPorts(launchMode: LaunchMode, ports: readonly string[])
   return wanted;
 }
 
+/** How many ports of a machine's direct range a rental with this launch mode and these ports holds. */
+export function directPortsNeeded(launchMode: LaunchMode, ports: readonly string[]): number {
+  return containerPorts(launchMode, ports).filter((port) => port.containerPort < IDENTITY_PORT_BASE).length;
+}
+
 /** Ports of the machine's range that no instance holds. */
 export async function freeDirectPorts(db: Tx, machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">): Promise<number> {
   const size = rangeSize(machine);
@@ -69,12 +74,12 @@ export async function allocatePorts(
   ports: readonly string[],
 ): Promise<PortMapping[]> {
   const wanted = containerPorts(launchMode, ports);
-  const ranged = wanted.filter((port) => port.containerPort < IDENTITY_PORT_BASE);
-  if (ranged.length === 0) return wanted.map((port) => ({ ...port, hostPort: null }));
+  const needed = directPortsNeeded(launchMode, ports);
+  if (needed === 0) return wanted.map((port) => ({ ...port, hostPort: null }));
   const free = await freeDirectPorts(tx, machine);
-  if (ranged.length > free) {
+  if (needed > free) {
     throw new ValidationError([
-      { path: ["ports"], message: `needs ${ranged.length} direct ports (with the launch mode's own) and the machine has ${free} free` },
+      { path: ["ports"], message: `needs ${needed} direct ports (with the launch mode's own) and the machine has ${free} free` },
     ]);
   }
   const held = new Set(

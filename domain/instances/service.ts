@@ -3,6 +3,7 @@ import type { Tx } from "../../infra/db.ts";
 import { isUniqueViolation, prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
+import { handsOutGpus } from "../agent/gpuCapability.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
@@ -85,6 +86,7 @@ function unrentableReason(machine: LockedMachine | null, numGpus: number, now: D
   if (!machine.online) return "the machine is offline";
   if (machine.verification === "DEVERIFIED") return "the machine is deverified";
   if (!machine.endDate || machine.endDate <= now) return "the listing has ended";
+  if (!handsOutGpus(machine.metrics)) return "the machine's container engine cannot hand out GPUs (no NVIDIA container runtime)";
   if (!chunkSizes(machine.numGpus, machine.minChunk).includes(numGpus)) return "no such offer";
   return null;
 }

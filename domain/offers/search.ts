@@ -1,7 +1,10 @@
 import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
+import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
+import { launchMode, portList } from "../instances/launchSpec.ts";
+import { directPortsNeeded } from "../instances/ports.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import {
   type Clause,
@@ -56,6 +59,9 @@ export interface OfferFilter {
   verified?: boolean | null;
   /** Absent keeps the default (true); null accepts both. */
   rentable?: boolean | null;
+  /** The rental's launch mode and ports: machines with too few free direct ports for them are left out. */
+  launchMode?: LaunchMode | null;
+  ports?: string[] | null;
 }
 
 export interface OfferSearchArgs {
@@ -143,6 +149,8 @@ const filterSchema = z
     datacenter: z.boolean().nullish(),
     verified: z.boolean().nullish(),
     rentable: z.boolean().nullish(),
+    launchMode: launchMode.nullish(),
+    ports: portList.nullish(),
   })
   .nullish();
 
@@ -331,6 +339,12 @@ function filterClauses(filter: OfferFilter | null | undefined): Clause[] {
   add("duration", "gte", filter.minDurationDays);
   add("geolocation", "in", filter.countries);
   add("datacenter", "eq", filter.datacenter);
+  // Ports are mapped to free ports of the machine's direct range: one whose range cannot hold the
+  // rental's (its mode's own included) cannot take it.
+  if (filter.launchMode != null || filter.ports != null) {
+    const needed = directPortsNeeded(filter.launchMode ?? "ENTRYPOINT", filter.ports ?? []);
+    if (needed > 0) add("direct_port_count", "gte", needed);
+  }
   for (const field of ["verified", "rentable"] as const) {
     const wanted = filter[field];
     if (wanted === null) clauses.push({ field, op: "any" });

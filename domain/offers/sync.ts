@@ -2,6 +2,7 @@ import type { Tx } from "../../infra/db.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
+import { handsOutGpus } from "../agent/gpuCapability.ts";
 import { chunkDlperf } from "../dlperf.ts";
 import { freeDirectPorts } from "../instances/ports.ts";
 import { machineShare } from "../machineShare.ts";
@@ -19,9 +20,12 @@ export function offerId(machineId: number, numGpus: number): string {
   return `${machineId}-${numGpus}`;
 }
 
-/** A listed machine's offers can be rented when it is online, not deverified and its end date is ahead. */
-function machineRentable(machine: Pick<Machine, "online" | "verification" | "endDate">, now: Date): boolean {
-  return machine.online && machine.verification !== "DEVERIFIED" && machine.endDate !== null && machine.endDate > now;
+/**
+ * A listed machine's offers can be rented when it is online, not deverified, its end date is ahead
+ * and it can hand GPUs to containers (gpuCapability.ts).
+ */
+function machineRentable(machine: Pick<Machine, "online" | "verification" | "endDate" | "metrics">, now: Date): boolean {
+  return machine.online && machine.verification !== "DEVERIFIED" && machine.endDate !== null && machine.endDate > now && handsOutGpus(machine.metrics);
 }
 
 /**
@@ -121,7 +125,7 @@ export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: 
 
 type AvailabilityMachine = Pick<
   Machine,
-  "numGpus" | "minChunk" | "online" | "verification" | "endDate" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros"
+  "numGpus" | "minChunk" | "online" | "verification" | "endDate" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros" | "metrics"
 >;
 
 /**

@@ -12,6 +12,7 @@ export interface BillingSettings {
   autoBillAmountMicros: bigint | null;
   balanceAlertThresholdMicros: bigint | null;
   payoutAccountId: string | null;
+  payoutsEnabled: boolean;
 }
 
 const SELECT = {
@@ -21,6 +22,7 @@ const SELECT = {
   autoBillAmountMicros: true,
   balanceAlertThresholdMicros: true,
   stripeConnectAccountId: true,
+  payoutsEnabled: true,
 } as const;
 
 type Row = Prisma.UserGetPayload<{ select: typeof SELECT }>;
@@ -32,6 +34,7 @@ function toSettings(row: Row): BillingSettings {
     autoBillAmountMicros: row.autoBillAmountMicros,
     balanceAlertThresholdMicros: row.balanceAlertThresholdMicros,
     payoutAccountId: row.stripeConnectAccountId,
+    payoutsEnabled: row.payoutsEnabled,
   };
 }
 
@@ -90,15 +93,4 @@ export async function updateBillingSettings(userId: number, input: BillingSettin
     });
     return toSettings(row);
   });
-}
-
-const payoutAccountSchema = z.object({
-  accountId: z.string().regex(/^acct_[A-Za-z0-9]{1,64}$/, 'must be a Stripe Connect account id like "acct_1Nv0FGQ9RKHgCVdK"').nullable(),
-});
-
-/** Where the host's weekly payouts go (null: nowhere; payouts are then skipped and noted). */
-export async function setPayoutAccount(userId: number, accountId: string | null): Promise<BillingSettings> {
-  const parsed = parseInput(payoutAccountSchema, { accountId });
-  const row = await prisma.user.update({ where: { id: userId }, data: { stripeConnectAccountId: parsed.accountId }, select: SELECT });
-  return toSettings(row);
 }

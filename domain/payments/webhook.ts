@@ -3,6 +3,7 @@ import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
+import { connectedAccountUpdated } from "../payouts.ts";
 import { recordVerifiedCard, type VerifiedCard } from "../trust.ts";
 import { creditPayment } from "./credit.ts";
 import { fromCents, stripe } from "./stripe.ts";
@@ -51,6 +52,9 @@ async function handleEvent(event: Stripe.Event): Promise<void> {
       return;
     case "payment_intent.succeeded":
       await autoBillPaid(event.data.object);
+      return;
+    case "account.updated":
+      await connectedAccountUpdated(event.data.object);
       return;
     default:
       logger.debug({ type: event.type, id: event.id }, "stripe event ignored");

@@ -19,6 +19,7 @@ const typeDefs = /* GraphQL */ `
   enum AssignmentState { RUNNING STOPPED }
   enum LaunchMode { SSH JUPYTER ENTRYPOINT }
   enum ReportedInstanceState { RUNNING EXITED STOPPED FAILED }
+  enum LaunchFailureCause { IMAGE_UNAVAILABLE NO_GPU_RUNTIME }
   type EnvVar { key: String! value: String! }
   type RegistryAuth { registry: String! username: String! password: String! }
   type AssignedPort { containerPort: Int! protocol: String! hostPort: Int }
@@ -73,6 +74,7 @@ const typeDefs = /* GraphQL */ `
     cpuLoad: Float
     diskFreeGb: Float
     containerGpus: Boolean
+    gpulessTestMode: Boolean
   }
   type Mutation {
     reportInstanceState(
@@ -80,7 +82,7 @@ const typeDefs = /* GraphQL */ `
       status: ReportedInstanceState!
       message: String
       ports: [PortMappingInput!]
-      clientError: Boolean
+      failureCause: LaunchFailureCause
     ): MutationReportInstanceStateResult!
     machineHeartbeat(machineId: ID!, metrics: MachineMetricsInput, publicAddress: String): MutationMachineHeartbeatResult!
     reportUsage(instanceId: ID!, rxBytes: String!, txBytes: String!): MutationReportUsageResult!

@@ -17,13 +17,18 @@ export interface AgentProcess {
 
 const PASS_LINE = '"msg":"reconcile pass"';
 
-/** The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a real API. */
+/**
+ * The real agent program (agent/cli.ts), with the process runtime unless told otherwise, against a
+ * real API. In its GPU-less test mode (AGENT_ALLOW_GPULESS) unless `allowGpuless: false`: no engine
+ * here can hand out GPUs.
+ */
 export function spawnAgent(options: {
   api: string;
   key: string;
   machineId: number;
   stateDir: string;
   runtime?: "process" | "docker";
+  allowGpuless?: boolean;
 }): AgentProcess {
   const child = spawn(
     process.execPath,
@@ -48,7 +53,11 @@ export function spawnAgent(options: {
       "--backoff-max-seconds",
       "1",
     ],
-    { cwd: root, env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: "debug", AGENT_ALLOW_GPULESS: options.allowGpuless === false ? "0" : "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk));

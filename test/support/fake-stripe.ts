@@ -4,7 +4,8 @@ import Stripe from "stripe";
 
 /*
  * A local stand-in for the few Stripe endpoints the payments code calls (customers, checkout
- * sessions, payment and setup intents, transfers), for the REAL Stripe SDK pointed at it (STRIPE_API_BASE).
+ * sessions, payment and setup intents, transfers, Connect accounts and their onboarding links), for the REAL
+ * Stripe SDK pointed at it (STRIPE_API_BASE).
  * It records every request, replays the stored answer of a repeated Idempotency-Key as Stripe does
  * (except 5xx, which Stripe does not store), and answers payment intents and transfers with the
  * outcomes a test queues. Importing it starts it and sets the Stripe environment: import it before
@@ -127,6 +128,19 @@ class FakeStripe {
       };
       this.intents.set(id, created);
       return { status: 200, body: created };
+    }
+    if (method === "POST" && path === "/v1/accounts") {
+      return {
+        status: 200,
+        body: { id: this.id("acct"), object: "account", type: body.type, email: body.email, payouts_enabled: false, charges_enabled: false, details_submitted: false, metadata: metadataOf(body) },
+      };
+    }
+    if (method === "POST" && path === "/v1/account_links") {
+      const created = Math.floor(Date.now() / 1000);
+      return {
+        status: 200,
+        body: { object: "account_link", created, expires_at: created + 300, url: `https://connect.stripe.test/setup/e/${body.account}/${this.id("link")}` },
+      };
     }
     if (method === "POST" && path === "/v1/transfers") {
       const outcome = this.transferOutcomes.shift() ?? "ok";

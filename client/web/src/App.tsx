@@ -38,6 +38,7 @@ export function App() {
             {/* The links of account emails (APP_URL). */}
             <Route path="/verify-email">{() => <EmailLinkPage purpose="verify-email" />}</Route>
             <Route path="/reset-password">{() => <EmailLinkPage purpose="reset-password" />}</Route>
+            <Route path="/complete-signup">{() => <EmailLinkPage purpose="complete-signup" />}</Route>
             <Route>
               <h1>Not found</h1>
               <p>

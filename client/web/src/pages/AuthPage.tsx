@@ -47,7 +47,7 @@ const Signup = graphql(`
       __typename
       ... on MutationSignupSuccess {
         data {
-          ...AuthResult
+          email
         }
       }
       ... on Error {
@@ -101,7 +101,7 @@ function ApiKeyLogin({ onSignedIn }: { onSignedIn: (email: string, key: string) 
   );
 }
 
-/** Logging in and signing up both end with a full-account key, which becomes the session. */
+/** Logging in ends with a full-account key, which becomes the session; signing up, with a link mailed to the address (EmailLinkPage). */
 export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
   const { signIn } = useSession();
   const [, navigate] = useLocation();
@@ -111,6 +111,7 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
   const [error, setError] = useState<ResultError | null>(null);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
+  const [mailedTo, setMailedTo] = useState<string | null>(null);
   const fetching = login.fetching || signup.fetching;
 
   async function submit(event: FormEvent) {
@@ -124,8 +125,11 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
       setError(failure ?? { code: "UNKNOWN", message: "Something went wrong", fields: {} });
       return;
     }
-    const payload = result.data as unknown as { apiKey: { token: string }; user: { email: string } };
-    finish(payload.user.email, payload.apiKey.token);
+    if ("email" in result.data) {
+      setMailedTo(result.data.email);
+      return;
+    }
+    finish(result.data.user.email, result.data.apiKey.token);
   }
 
   function finish(signedInEmail: string, apiKey: string) {
@@ -134,6 +138,14 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
   }
 
   const title = mode === "login" ? "Log in" : "Create an account";
+  if (mailedTo) {
+    return (
+      <section className="card narrow">
+        <h1>Check your email</h1>
+        <Alert tone="success">We sent a link to {mailedTo}. Open it to finish creating your account.</Alert>
+      </section>
+    );
+  }
   return (
     <section className="card narrow">
       <h1>{title}</h1>

@@ -24,6 +24,28 @@ const VerifyEmail = graphql(`
   }
 `);
 
+const CompleteSignup = graphql(`
+  mutation CompleteSignup($token: String!) {
+    completeSignup(token: $token) {
+      __typename
+      ... on MutationCompleteSignupSuccess {
+        data {
+          apiKey {
+            token
+          }
+          user {
+            email
+          }
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
 const ResetPassword = graphql(`
   mutation ResetPassword($token: String!, $newPassword: String!) {
     resetPassword(token: $token, newPassword: $newPassword) {
@@ -73,6 +95,28 @@ function VerifyEmailLink({ token }: { token: string }) {
   );
 }
 
+/** The emailed signup link (APP_URL/complete-signup?token=…): creates the account on opening, then signed in. */
+function CompleteSignupLink({ token }: { token: string }) {
+  const { signIn } = useSession();
+  const [, navigate] = useLocation();
+  const [state, complete] = useMutation(CompleteSignup);
+  const sent = useRef(false);
+  useEffect(() => {
+    if (sent.current) return;
+    sent.current = true;
+    void complete({ token }).then((outcome) => {
+      const result = outcome.data?.completeSignup;
+      if (result && "data" in result) {
+        signIn({ apiKey: result.data.apiKey.token, email: result.data.user.email });
+        navigate("/account");
+      }
+    });
+  }, [token, complete, signIn, navigate]);
+  const failure = resultError(state.data?.completeSignup, state.error);
+  if (failure) return <Alert>{failure.message}</Alert>;
+  return <p className="muted">Creating your account…</p>;
+}
+
 /** The emailed reset link (APP_URL/reset-password?token=…): a new password, then signed in. */
 function ResetPasswordLink({ token }: { token: string }) {
   const { signIn } = useSession();
@@ -105,16 +149,20 @@ function ResetPasswordLink({ token }: { token: string }) {
   );
 }
 
-/** Where the links in account emails lead: email verification and password reset. */
-export default function EmailLinkPage({ purpose }: { purpose: "verify-email" | "reset-password" }) {
+const TITLES = { "verify-email": "Verify your email", "reset-password": "Choose a new password", "complete-signup": "Create your account" };
+
+/** Where the links in account emails lead: email verification, password reset and signup. */
+export default function EmailLinkPage({ purpose }: { purpose: keyof typeof TITLES }) {
   const token = new URLSearchParams(useSearch()).get("token") ?? "";
   return (
     <section className="card narrow">
-      <h1>{purpose === "verify-email" ? "Verify your email" : "Choose a new password"}</h1>
+      <h1>{TITLES[purpose]}</h1>
       {!token ? (
         <Alert>This link has no token: open the link from the email again.</Alert>
       ) : purpose === "verify-email" ? (
         <VerifyEmailLink token={token} />
+      ) : purpose === "complete-signup" ? (
+        <CompleteSignupLink token={token} />
       ) : (
         <ResetPasswordLink token={token} />
       )}
