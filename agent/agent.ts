@@ -4,6 +4,7 @@ import { AgentApi } from "./api.ts";
 import { type Backoff, subscribeAssignments } from "./connection.ts";
 import { LogService } from "./logs.ts";
 import { startHeartbeat } from "./metrics.ts";
+import { type RecheckOptions, startSpecRecheck } from "./recheck.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -25,6 +26,8 @@ export interface AgentOptions {
   diskPath: string;
   /** The address renters connect to; default: the local address of the agent's connection to the API. */
   publicAddress?: string;
+  /** Measures the machine again every intervalMs and reports changed specs (machines registered by `register`). */
+  recheck?: Pick<RecheckOptions, "intervalMs" | "detect" | "reportedPath">;
   /**
    * GPU-less test mode: run GPU rentals on a runtime that cannot hand out GPUs, without isolation
    * (the containers' environment and labels say so, and so does the heartbeat). Off: they are refused.
@@ -65,7 +68,7 @@ export function startAgent(options: AgentOptions): Agent {
       if (fatal) logger.error({ err: fatal.message }, "stopping: the API refused this agent");
       clearInterval(poll);
       logs.stop();
-      await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop()]);
+      await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop(), recheck?.stop()]);
       logger.info("agent stopped");
       if (fatal) settle.reject(fatal);
       else settle.resolve();
@@ -113,6 +116,7 @@ export function startAgent(options: AgentOptions): Agent {
     logger,
     onFatal,
   });
+  const recheck = options.recheck && startSpecRecheck({ ...options.recheck, api, machineId: options.machineId, logger, onFatal });
   const poll = setInterval(() => reconciler.kick(), options.pollSeconds * 1000);
   logger.info({ api: options.apiUrl, runtime: options.runtime.name }, "agent started");
 

@@ -250,4 +250,46 @@ export class AgentApi {
     if (typeof token !== "string") throw new Error("issueContainerApiKey returned no token");
     return token;
   }
+
+  /** Registers this host's machine (the key is the host's account key); the refusal is returned, not thrown. */
+  async registerMachine(input: Record<string, unknown>) {
+    return this.mutate(
+      "registerMachine",
+      `mutation ($input: RegisterMachineInput!) {
+        registerMachine(input: $input) {
+          __typename
+          ... on MutationRegisterMachineSuccess { data { machine { id } apiKey { token } } }
+          ${ERROR_FIELDS}
+        }
+      }`,
+      { input },
+    ) as Promise<{ refused: RefusedResult | null; data?: { machine: { id: string }; apiKey: { token: string } } }>;
+  }
+
+  /** Lists (or relists) a machine at the given prices (the host's account key). */
+  async listMachine(input: Record<string, unknown>) {
+    return this.mutate(
+      "listMachine",
+      `mutation ($input: ListMachineInput!) {
+        listMachine(input: $input) {
+          __typename
+          ... on MutationListMachineSuccess { data { id endDate } }
+          ${ERROR_FIELDS}
+        }
+      }`,
+      { input },
+    ) as Promise<{ refused: RefusedResult | null; data?: { id: string; endDate: string } }>;
+  }
+
+  /** Reports the machine's re-checked specs; null when accepted, else the typed refusal. */
+  async updateMachine(input: Record<string, unknown>): Promise<RefusedResult | null> {
+    const { refused } = await this.mutate(
+      "updateMachine",
+      `mutation ($input: UpdateMachineInput!) {
+        updateMachine(input: $input) { __typename ${ERROR_FIELDS} }
+      }`,
+      { input },
+    );
+    return refused;
+  }
 }

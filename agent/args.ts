@@ -18,7 +18,15 @@ export const USAGE = `Usage: npm run agent -- --api URL --key KEY --machine Mach
                             offering the machine. For tests and demos only.
   --public-address ADDR     the address renters connect to (env AGENT_PUBLIC_ADDRESS; default: the address
                             this host reaches the API from); the host's setMachineNetwork address wins
-  --help`;
+  --recheck-minutes N       how often the hardware is measured again and changes reported (default 60; 0: never);
+                            only for machines registered with \`register\`
+  --speed-test-mb N         MB written to disk and sent each way over the network by a re-check (default 32)
+  --help
+
+With --state-dir of a machine registered by \`npm run agent -- register\`, --api, --key, --machine and
+--public-address come from the state directory.
+
+Usage: npm run agent -- register --help   measure this machine, register and list it`;
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
 
@@ -36,6 +44,8 @@ const argsSchema = z.object({
   stateDir: z.string().optional(),
   containerApiUrl: z.url().optional(),
   publicAddress: z.string().min(1).optional(),
+  recheckMinutes: z.coerce.number().nonnegative().default(60),
+  speedTestMb: z.coerce.number().int().positive().default(32),
   allowGpuless: z.boolean(),
 });
 export type AgentArgs = z.infer<typeof argsSchema>;
@@ -56,6 +66,8 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
       "state-dir": { type: "string" },
       "container-api-url": { type: "string" },
       "public-address": { type: "string" },
+      "recheck-minutes": { type: "string" },
+      "speed-test-mb": { type: "string" },
       "allow-gpuless": { type: "boolean" },
       help: { type: "boolean" },
     },
@@ -72,6 +84,8 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentArg
     stateDir: values["state-dir"] ?? env.AGENT_STATE_DIR,
     containerApiUrl: values["container-api-url"],
     publicAddress: values["public-address"] ?? env.AGENT_PUBLIC_ADDRESS,
+    recheckMinutes: values["recheck-minutes"],
+    speedTestMb: values["speed-test-mb"],
     allowGpuless: values["allow-gpuless"] ?? ["1", "true", "yes"].includes((env.AGENT_ALLOW_GPULESS ?? "").toLowerCase()),
   });
   if (!parsed.success) {

@@ -24,6 +24,25 @@ const AccountOverview = graphql(`
       autoBillThreshold
       balanceAlertThreshold
       savedCard
+      payoutAccountId
+      payoutsEnabled
+    }
+  }
+`);
+
+const StartPayoutOnboarding = graphql(`
+  mutation StartPayoutOnboarding {
+    startPayoutOnboarding {
+      __typename
+      ... on MutationStartPayoutOnboardingSuccess {
+        data {
+          url
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
     }
   }
 `);
@@ -296,6 +315,36 @@ function BillingSettingsForm({ settings }: { settings: Settings }) {
   );
 }
 
+/** Host payouts: onboarding at Stripe (Connect), then weekly payouts once Stripe enables them. */
+function PayoutsPanel({ settings }: { settings: { payoutAccountId?: string | null; payoutsEnabled: boolean } }) {
+  const [state, start] = useMutation(StartPayoutOnboarding);
+  const [error, setError] = useState<ResultError | null>(null);
+  async function onboard() {
+    setError(null);
+    const outcome = await start({});
+    const result = outcome.data?.startPayoutOnboarding;
+    const failure = resultError(result, outcome.error);
+    if (failure) setError(failure);
+    else if (result?.__typename === "MutationStartPayoutOnboardingSuccess") window.location.assign(result.data.url);
+  }
+  const status = settings.payoutsEnabled
+    ? "Payouts enabled: earnings are paid on Fridays"
+    : settings.payoutAccountId
+      ? "Onboarding at Stripe not finished"
+      : "Not set up";
+  return (
+    <div>
+      <p data-testid="payouts">{status}</p>
+      {error && <Alert>{error.message}</Alert>}
+      {!settings.payoutsEnabled && (
+        <button type="button" className="btn ghost" onClick={onboard} disabled={state.fetching}>
+          {settings.payoutAccountId ? "Continue onboarding at Stripe" : "Set up payouts with Stripe"}
+        </button>
+      )}
+    </div>
+  );
+}
+
 function isoDay(offsetDays: number): string {
   return new Date(Date.now() + offsetDays * 86_400_000).toISOString().slice(0, 10);
 }
@@ -489,13 +538,17 @@ function Keys() {
 function Account() {
   const [overview] = useQuery({ query: AccountOverview, requestPolicy: "cache-and-network" });
   const { session } = useSession();
-  const checkout = new URLSearchParams(useSearch()).get("checkout");
+  const search = new URLSearchParams(useSearch());
+  const checkout = search.get("checkout");
+  const payouts = search.get("payouts");
   const me = overview.data?.me;
   return (
     <div>
       <h1>Account</h1>
       {checkout === "success" && <Alert tone="success">Payment received: the credit appears in your balance as soon as Stripe confirms it.</Alert>}
       {checkout === "cancelled" && <Alert tone="info">Payment cancelled; nothing was charged.</Alert>}
+      {payouts === "return" && <Alert tone="info">Back from Stripe: payouts start once Stripe confirms your details.</Alert>}
+      {payouts === "refresh" && <Alert tone="info">The onboarding link expired: continue onboarding for a new one.</Alert>}
       {overview.error && <Alert>{overview.error.message}</Alert>}
       <div className="grid">
         <Section title="Credit">
@@ -505,6 +558,7 @@ function Account() {
           <CreditForm />
         </Section>
         <Section title="Auto-billing and alerts">{overview.data && <BillingSettingsForm settings={overview.data.billingSettings} />}</Section>
+        <Section title="Host payouts">{overview.data && <PayoutsPanel settings={overview.data.billingSettings} />}</Section>
       </div>
       <Statements />
       <div className="grid">
