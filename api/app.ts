@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
 import { PothosValidationError } from "@pothos/core";
 import { type ExecutionResult, GraphQLError } from "graphql";
@@ -16,7 +17,7 @@ import { logger } from "../infra/logger.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
-import { JUPYTER_PROXY_PREFIX, proxyJupyter } from "./jupyterProxy.ts";
+import { JUPYTER_PROXY_PREFIX, plainAnswer, proxyJupyter, proxyJupyterUpgrade } from "./jupyterProxy.ts";
 import { requestTextErrors, useStorableText } from "./input.ts";
 import { SPEED_TEST_PREFIX, speedTest } from "./speedTest.ts";
 import { useCompiledExecution } from "./jit.ts";
@@ -209,7 +210,26 @@ export function buildApp(): App {
   });
 
   const { WS_MAX_PAYLOAD_BYTES, WS_MAX_CONNECTIONS_PER_KEY, WS_MAX_OPERATIONS_PER_CONNECTION, WS_MAX_OPERATIONS_PER_KEY } = config();
-  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: WS_MAX_PAYLOAD_BYTES });
+  const wsServer = new WebSocketServer({ noServer: true, path: GRAPHQL_PATH, maxPayload: WS_MAX_PAYLOAD_BYTES });
+  /** Upgraded sockets (GraphQL and proxied Jupyter ones): the HTTP server no longer closes them itself. */
+  const upgraded = new Set<Duplex>();
+  // WebSocket upgrades: GraphQL's on its path, Jupyter's (kernels, terminals) to their instance.
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once("close", () => upgraded.delete(socket));
+    socket.on("error", () => socket.destroy());
+    const path = req.url?.split("?")[0];
+    if (path === GRAPHQL_PATH) {
+      wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit("connection", ws, req));
+    } else if (req.url?.startsWith(JUPYTER_PROXY_PREFIX)) {
+      proxyJupyterUpgrade(req, socket, head).catch((err: unknown) => {
+        logger.warn({ err }, "jupyter proxy: upgrade failed");
+        socket.destroy();
+      });
+    } else {
+      socket.end(plainAnswer("404 Not Found", "No WebSocket endpoint here\n"));
+    }
+  });
   /** The key each open connection authenticated with. */
   const connectionKeys = new Map<WebSocket, number>();
   /** Each key's open connections' live operations (graphql-ws keeps them by operation id, the one starting included). */
@@ -312,6 +332,7 @@ export function buildApp(): App {
       clearInterval(recheck);
       await wsCleanup.dispose();
       wsServer.close();
+      for (const socket of upgraded) socket.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -21,16 +21,23 @@ const ContractEarningsRef = builder.objectRef<EarningsSplit>("ContractEarnings")
   }),
 });
 
-/** One batch of contract earnings per request: the caller's own, read in one statement. */
-const earningsLoaders = new WeakMap<Context, DataLoader<number, EarningsSplit>>();
+/** Contract earnings read in one statement per host and request (a page of contracts, or of machines). */
+const earningsLoaders = new WeakMap<Context, DataLoader<{ hostId: number; instanceId: number }, EarningsSplit, string>>();
 
-function earningsLoader(ctx: Context, hostId: number): DataLoader<number, EarningsSplit> {
+function earningsLoader(ctx: Context): DataLoader<{ hostId: number; instanceId: number }, EarningsSplit, string> {
   let loader = earningsLoaders.get(ctx);
   if (!loader) {
-    loader = new DataLoader(async (ids) => {
-      const found = await contractEarnings(hostId, ids);
-      return ids.map((id) => found.get(id)!);
-    });
+    loader = new DataLoader(
+      async (keys) => {
+        const found = new Map<string, EarningsSplit>();
+        for (const hostId of new Set(keys.map((key) => key.hostId))) {
+          const ids = keys.filter((key) => key.hostId === hostId).map((key) => key.instanceId);
+          for (const [instanceId, split] of await contractEarnings(hostId, ids)) found.set(`${hostId}:${instanceId}`, split);
+        }
+        return keys.map((key) => found.get(`${key.hostId}:${key.instanceId}`)!);
+      },
+      { cacheKeyFn: (key) => `${key.hostId}:${key.instanceId}` },
+    );
     earningsLoaders.set(ctx, loader);
   }
   return loader;
@@ -98,10 +105,11 @@ export const MachineContractRef = builder.prismaObject("Instance", {
       description: "When it was destroyed; null while it lasts.",
       resolve: (instance) => (instance.status === "DESTROYED" ? (instance.destroyedAt ?? instance.statusChangedAt) : null),
     }),
-    earnings: t.withAuth({ authenticated: true }).field({
+    earnings: t.field({
       type: ContractEarningsRef,
       description: "What it has earned the host so far, as it accrues.",
-      resolve: (instance, _args, ctx) => earningsLoader(ctx, ctx.viewer.userId).load(instance.id),
+      select: { machine: { select: { hostId: true } } },
+      resolve: (instance, _args, ctx) => earningsLoader(ctx).load({ hostId: instance.machine.hostId, instanceId: instance.id }),
     }),
   }),
 });

@@ -17,8 +17,8 @@ import { builder } from "./builder.ts";
 export const ErrorInterface = builder.interfaceRef<AppError>("Error").implement({
   description: "An expected failure. `code` is stable and machine-readable; `message` is for people.",
   fields: (t) => ({
-    message: t.exposeString("message"),
-    code: t.exposeString("code"),
+    message: t.exposeString("message", { description: "What went wrong, in words for people." }),
+    code: t.exposeString("code", { description: "What went wrong, stable and machine-readable, such as NOT_FOUND or VALIDATION." }),
   }),
 });
 

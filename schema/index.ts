@@ -9,6 +9,7 @@ import "./machine.ts";
 import "./verification.ts";
 import "./machineSpecs.ts";
 import "./contract.ts";
+import "./maintenance.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";

@@ -1,4 +1,4 @@
-import { hasPermission, readsAccount, readsMachine, seesInstance, seesMachine } from "../domain/authorization.ts";
+import { readsAccount, readsMachine, seesInstance } from "../domain/authorization.ts";
 import type { Viewer } from "../domain/viewer.ts";
 import { MAX_INT4 } from "../domain/validation.ts";
 import { prisma } from "../infra/db.ts";
@@ -14,12 +14,10 @@ const visibility: Record<string, (viewer: Viewer | null, id: number) => Promise<
     const machine = await prisma.machine.findUnique({ where: { id }, select: { id: true, hostId: true, listed: true } });
     return machine !== null && (machine.listed || readsMachine(viewer, machine));
   },
+  // Hosts see the rentals on their machines as Machine.contracts, never as the renter's Instance.
   Instance: async (viewer, id) => {
-    const instance = await prisma.instance.findUnique({
-      where: { id },
-      select: { id: true, clientId: true, machineId: true, machine: { select: { id: true, hostId: true } } },
-    });
-    return instance !== null && (seesInstance(viewer, instance) || (hasPermission(viewer, "READ") && seesMachine(viewer, instance.machine)));
+    const instance = await prisma.instance.findUnique({ where: { id }, select: { id: true, clientId: true, machineId: true } });
+    return instance !== null && seesInstance(viewer, instance);
   },
   Bid: async (viewer, id) => {
     const instance = await prisma.instance.findUnique({ where: { id }, select: { clientId: true, kind: true } });

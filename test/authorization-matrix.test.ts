@@ -5,6 +5,7 @@ import { issueApiKey } from "../domain/apiKeys.ts";
 import { keyPermissions } from "../domain/authorization.ts";
 import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
+import { scheduleMaintenance } from "../domain/maintenance.ts";
 import { setOperator } from "../domain/operators.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -27,6 +28,8 @@ interface Ids {
   instance: string;
   template: string;
   registryCredential: string;
+  /** A maintenance window of the victim's machine. */
+  maintenanceWindow: string;
   /** The victim's bid on the attacker's machine, and its instance. */
   bid: string;
   bidInstance: string;
@@ -86,6 +89,7 @@ beforeAll(async () => {
       .createInstance,
   );
   attackerMachineId = attackerMachine;
+  const window = await scheduleMaintenance(victim.userId, { machineId: victimMachine, start: new Date(Date.now() + 86_400_000 * 20), durationHours: 2 });
   contractOnVictimMachine = attackerRental.instance.id;
 
   ids = {
@@ -95,6 +99,7 @@ beforeAll(async () => {
     instance: victimRental.instance.id,
     template: template.data.createTemplate.data.id,
     registryCredential: registryCredential.data.saveRegistryCredential.data.id,
+    maintenanceWindow: `MaintenanceWindow:${window.id}`,
     bid: victimBid.instance.id.replace("Instance:", "Bid:"),
     bidInstance: victimBid.instance.id,
   };
@@ -171,6 +176,12 @@ const operations: {
     document: `mutation ($id: ID!, $end: DateTime!) { ${result("extendMachineEndDate(machineId: $id, endDate: $end)", "MutationExtendMachineEndDateSuccess")} }`,
     variables: () => ({ id: ids.machine, end: new Date(Date.now() + 86_400_000 * 60).toISOString() }),
   },
+  {
+    name: "scheduleMaintenance", needs: "MACHINES",
+    document: `mutation ($id: ID!, $start: DateTime!) { ${result("scheduleMaintenance(machineId: $id, start: $start, durationHours: 1)", "MutationScheduleMaintenanceSuccess")} }`,
+    variables: () => ({ id: ids.machine, start: new Date(Date.now() + 86_400_000 * 5).toISOString() }),
+  },
+  { name: "cancelMaintenance", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("cancelMaintenance(id: $id)", "MutationCancelMaintenanceSuccess")} }`, variables: () => ({ id: ids.maintenanceWindow }) },
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { run, runOk } from "../agent/exec.ts";
 import type { ContainerSpec } from "../agent/runtime.ts";
 import { DockerRuntime } from "../agent/runtimes/docker.ts";
@@ -13,9 +14,11 @@ import { type AgentProcess, eventually, spawnAgent } from "./support/agent-proce
 import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
+import { stopAgentAndRemoveContainers } from "./support/docker.ts";
 import { freePortRange } from "./support/ports.ts";
 import { keyPair, ssh } from "./support/ssh.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
+import { wsUrl } from "./support/ws.ts";
 
 // The renter's way in, end to end on the real Docker engine: the real agent pulls the test images
 // from the local registry, publishes the instance's ports from the machine's range, installs the
@@ -81,18 +84,24 @@ beforeAll(async () => {
 }, 15 * 60_000);
 
 afterAll(async () => {
-  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-  }
-  if (dir) {
-    const runtime = new DockerRuntime(join(stateDir(), "docker"), pino({ level: "silent" }));
-    for (const container of await runtime.list()) await runtime.remove(container.label, 0);
-  }
+  if (dir) await stopAgentAndRemoveContainers(agent, stateDir());
   await auction?.close();
   await closePubSub();
   if (dir) await rm(dir, { recursive: true, force: true });
 }, 120_000);
+
+/** A WebSocket opened with this Origin (as a browser does): open, or the HTTP status its upgrade was refused with. */
+function openWebSocket(url: string, origin: string): Promise<WebSocket | { refused: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { origin });
+    socket.once("open", () => resolve(socket));
+    socket.once("unexpected-response", (_request, response) => {
+      resolve({ refused: response.statusCode ?? 0 });
+      socket.terminate();
+    });
+    socket.once("error", (error) => reject(error));
+  });
+}
 
 async function client(balance = 20_000_000n) {
   const account = await createAccount("client");
@@ -329,6 +338,26 @@ describe("reaching an instance on the real Docker engine", () => {
       expect((await fetch(`${base}api/status`)).status).toBe(403);
       expect((await fetch(`${base}api/status?token=not-${token}`)).status).toBe(403);
     }
+
+    // WebSockets through the proxy (what kernels and terminals talk over), as a browser on the API's
+    // origin opens them: a terminal's shell answers; without the token the upgrade is refused with 403.
+    const proxiedBase = `${proxied.origin}${proxied.pathname}`;
+    const terminal = await fetch(`${proxiedBase}api/terminals?token=${token}`, { method: "POST" });
+    expect(terminal.status).toBe(200);
+    const { name: terminalName } = (await terminal.json()) as { name: string };
+    const socketUrl = `${wsUrl(proxiedBase)}terminals/websocket/${terminalName}`;
+    const socket = await openWebSocket(`${socketUrl}?token=${token}`, app.baseUrl);
+    if (!("send" in socket)) throw new Error(`the proxied WebSocket was refused with ${socket.refused}`);
+    const output: string[] = [];
+    socket.on("message", (data: Buffer) => {
+      const [kind, text] = JSON.parse(data.toString()) as [string, string];
+      if (kind === "stdout") output.push(text);
+    });
+    socket.send(JSON.stringify(["stdin", "echo through-the-proxy-$((6*7))\r"]));
+    await eventually(async () => output.join("").includes("through-the-proxy-42"), 20_000);
+    socket.close();
+    expect(await openWebSocket(socketUrl, app.baseUrl)).toEqual({ refused: 403 });
+    expect(await openWebSocket(`${socketUrl}?token=not-${token}`, app.baseUrl)).toEqual({ refused: 403 });
     // Another instance's token is the owner's only.
     const stranger = await client();
     expect(await instance(id, stranger.key)).toBeNull();

@@ -2,15 +2,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
-import { run } from "../agent/exec.ts";
-import { AGENT_KEY, agentScope } from "../agent/runtimes/docker.ts";
 import { NO_GPU_RUNTIME_MESSAGE } from "../domain/agent/failures.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type AgentProcess, eventually, registerAndList, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
-import { envOf, inspectContainer } from "./support/docker.ts";
+import { containersOfAgent, envOf, inspectContainer, stopAgentAndRemoveContainers } from "./support/docker.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
 import { runCli } from "./support/cli.ts";
@@ -48,16 +46,7 @@ beforeAll(async () => {
 }, 15 * 60_000);
 
 afterAll(async () => {
-  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-  }
-  if (dir) {
-    // Labels repeat across test databases: remove what this file's agent made, by its scope.
-    const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(dir, "agent", "docker"))}`]);
-    const ids = made.stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) await run("docker", ["rm", "--force", "--volumes", ...ids]);
-  }
+  if (dir) await stopAgentAndRemoveContainers(agent, join(dir, "agent"));
   await auction?.close();
   await closePubSub();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -233,13 +222,11 @@ describe("running an instance on the real Docker engine", () => {
       expect(row.metrics).toMatchObject({ containerGpus: false, gpulessTestMode: false });
       expect(row.reliabilityWeight).toBe(weight);
       // No container was made, and the machine is no longer offered.
-      const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${agentScope(join(stateDir, "docker"))}`]);
-      expect(made.stdout.trim()).toBe("");
+      expect(await containersOfAgent(stateDir)).toEqual([]);
       const again = unwrap((await app.gql(CREATE_INSTANCE, { input: { offerId: `${machine.machineId}-1`, image: images.ssh, diskGb: 5, launchMode: "SSH" } }, owner.key)).data.createInstance);
       expect(again).toMatchObject({ code: "OFFER_UNAVAILABLE", message: expect.stringContaining("cannot hand out GPUs") });
     } finally {
-      strict.child.kill("SIGTERM");
-      await strict.exited;
+      await stopAgentAndRemoveContainers(strict, stateDir);
       await destroy(id);
     }
   }, 300_000);

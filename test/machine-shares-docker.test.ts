@@ -2,14 +2,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../agent/exec.ts";
-import { AGENT_KEY, agentScope, GPUS_KEY } from "../agent/runtimes/docker.ts";
+import { GPUS_KEY } from "../agent/runtimes/docker.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { type AgentProcess, eventually, registerAndList, spawnAgent } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
-import { envOf, type Inspected, inspectContainer } from "./support/docker.ts";
+import { envOf, type Inspected, inspectContainer, stopAgentAndRemoveContainers } from "./support/docker.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
 
@@ -30,15 +29,8 @@ beforeAll(async () => {
 }, 15 * 60_000);
 
 afterAll(async () => {
-  if (agent && agent.child.exitCode === null) {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-  }
-  // Labels (C.<id>) repeat across test databases: remove what this file's agent made, by its scope
-  // (the agent keeps the docker runtime's state in <state dir>/docker).
-  const scope = agentScope(join(dir, "agent", "docker"));
-  const made = await run("docker", ["ps", "--all", "--quiet", "--filter", `label=${AGENT_KEY}=${scope}`]);
-  for (const id of made.stdout.split("\n").filter(Boolean)) await run("docker", ["rm", "--force", id]);
+  // The agent keeps the docker runtime's state in <state dir>/docker.
+  await stopAgentAndRemoveContainers(agent, join(dir, "agent"));
   await auction.close();
   await closePubSub();
   await rm(dir, { recursive: true, force: true });

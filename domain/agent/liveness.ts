@@ -4,6 +4,7 @@ import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
 import { enqueueClearing, lockMachineForEvent } from "../auction/service.ts";
+import { syncMaintenanceStates } from "../maintenance.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
 import { handsOutGpus } from "./gpuCapability.ts";
@@ -91,11 +92,14 @@ export interface LivenessSweep {
 }
 
 /**
- * The liveness job (workers/machine-liveness.ts): machines silent for too long go offline, each
- * with a disconnect in its reliability history; then every watched machine whose score has drifted
+ * The liveness job (workers/machine-liveness.ts): machines enter and leave their maintenance
+ * windows (domain/maintenance.ts); machines silent for too long go offline, each with a disconnect
+ * in its reliability history (none inside a maintenance window); then every watched machine whose score has drifted
  * (decay, an outage going on) gets it stored and pushed to its offers.
  */
 export async function sweepMachineLiveness(now = new Date()): Promise<LivenessSweep> {
+  // Windows that started or ended first: a machine that goes silent inside one is not penalized.
+  await syncMaintenanceStates(now);
   const cutoff = new Date(now.getTime() - config().MACHINE_OFFLINE_AFTER_SECONDS * 1000);
   const offline = await prisma.$queryRawUnsafe<{ id: number }[]>(
     `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz", DISCONNECT_PENALTY_SECONDS)}, online = false,

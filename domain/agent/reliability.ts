@@ -16,7 +16,9 @@
  *   a disconnect (heartbeats stop: the machine goes offline)   W += 1 hour
  *   a failed assignment (the agent reports FAILED)             W += 30 minutes
  *
- * Outages count through s = 0 for their whole length. The record starts at the agent's first
+ * Outages count through s = 0 for their whole length. Time inside a maintenance window the host
+ * announced (in_maintenance) is left out: both sums only decay, so the score stays as it was, and
+ * neither a disconnect nor a failure then adds weight. The record starts at the agent's first
  * heartbeat from the machine's stored score (0.9 for a new machine) with one day of weight, so its
  * first hours move it moderately. A machine whose agent never connected keeps its stored score.
  *
@@ -41,8 +43,8 @@ function decay(now: string): string {
 /** The row's decayed sums and score at `now`, the machine having been in its current online state since reliability_at. */
 export function advancedReliability(now: string, penaltySeconds = 0): { good: string; weight: string; score: string } {
   const d = decay(now);
-  const good = `(reliability_good * ${d} + CASE WHEN online THEN (1 - ${d}) / ${LAMBDA} ELSE 0 END)`;
-  const weight = `(reliability_weight * ${d} + (1 - ${d}) / ${LAMBDA} + ${Number(penaltySeconds)})`;
+  const good = `(reliability_good * ${d} + CASE WHEN in_maintenance THEN 0 WHEN online THEN (1 - ${d}) / ${LAMBDA} ELSE 0 END)`;
+  const weight = `(reliability_weight * ${d} + CASE WHEN in_maintenance THEN 0 ELSE (1 - ${d}) / ${LAMBDA} + ${Number(penaltySeconds)} END)`;
   return { good, weight, score: `(${good} / ${weight})` };
 }
 

@@ -7,7 +7,7 @@ import type { InstanceStatus, Prisma } from "../../prisma/generated/client/clien
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
-import { reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
+import { maintenanceStartSql, reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
@@ -40,6 +40,9 @@ export interface LockedMachine extends MachineForAuction {
   minChunk: number;
   diskSpaceGb: number;
   endDate: Date | null;
+  inMaintenance: boolean;
+  /** When its next maintenance window (or the one in progress) starts; null when none is scheduled. */
+  maintenanceStartsAt: Date | null;
   storagePricePerGbMonthMicros: bigint | null;
   inetUpPricePerGbMicros: bigint | null;
   inetDownPricePerGbMicros: bigint | null;
@@ -54,7 +57,8 @@ export interface LockedMachine extends MachineForAuction {
 }
 
 const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
-  min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate",
+  min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate", in_maintenance AS "inMaintenance",
+  ${maintenanceStartSql("machine.id")} AS "maintenanceStartsAt",
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",

@@ -11,7 +11,7 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { MIN_RENTAL_DISK_GB, chunkSizes, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, rentalEnd, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
@@ -83,9 +83,11 @@ export interface CreatedInstance {
 function unrentableReason(machine: LockedMachine | null, numGpus: number, now: Date): string | null {
   if (!machine) return "no such offer";
   if (!machine.listed || machine.pricePerGpuHourMicros === null) return "the machine is not listed";
+  if (machine.inMaintenance) return "the machine is in maintenance";
   if (!machine.online) return "the machine is offline";
   if (machine.verification === "DEVERIFIED") return "the machine is deverified";
-  if (!machine.endDate || machine.endDate <= now) return "the listing has ended";
+  const end = rentalEnd(machine);
+  if (!end || end <= now) return machine.maintenanceStartsAt !== null && machine.maintenanceStartsAt <= now ? "the machine is in maintenance" : "the listing has ended";
   if (!handsOutGpus(machine.metrics)) return "the machine's container engine cannot hand out GPUs (no NVIDIA container runtime)";
   if (!chunkSizes(machine.numGpus, machine.minChunk).includes(numGpus)) return "no such offer";
   return null;
@@ -225,7 +227,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
         inetUpPricePerGbMicros: m.inetUpPricePerGbMicros ?? 0n,
         inetDownPricePerGbMicros: m.inetDownPricePerGbMicros ?? 0n,
-        endDate: m.endDate!,
+        // Never across a maintenance window: the rental ends when the next one starts.
+        endDate: rentalEnd(m)!,
         bidPerGpuHourMicros: data.bidPricePerGpuHour ?? null,
         image: data.image,
         diskGb: data.diskGb,

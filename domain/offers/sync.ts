@@ -20,12 +20,44 @@ export function offerId(machineId: number, numGpus: number): string {
   return `${machineId}-${numGpus}`;
 }
 
+/** What decides when a machine's rentals may end: its listing and its next maintenance window. */
+export interface RentalHorizon {
+  endDate: Date | null;
+  /** When its next maintenance window (or the one in progress) starts; null when none is scheduled. */
+  maintenanceStartsAt: Date | null;
+}
+
 /**
- * A listed machine's offers can be rented when it is online, not deverified, its end date is ahead
- * and it can hand GPUs to containers (gpuCapability.ts).
+ * When rentals sold now must end: the listing's end date, or the start of the next maintenance
+ * window when that comes first, so that no rental is sold across a window.
  */
-function machineRentable(machine: Pick<Machine, "online" | "verification" | "endDate" | "metrics">, now: Date): boolean {
-  return machine.online && machine.verification !== "DEVERIFIED" && machine.endDate !== null && machine.endDate > now && handsOutGpus(machine.metrics);
+export function rentalEnd(machine: RentalHorizon): Date | null {
+  if (machine.endDate === null || machine.maintenanceStartsAt === null) return machine.endDate;
+  return machine.maintenanceStartsAt < machine.endDate ? machine.maintenanceStartsAt : machine.endDate;
+}
+
+/**
+ * A listed machine's offers can be rented when it is online, not in maintenance, not deverified,
+ * the end of what it may sell (rentalEnd) is ahead and it can hand GPUs to containers
+ * (gpuCapability.ts).
+ */
+function machineRentable(machine: Pick<Machine, "online" | "verification" | "inMaintenance" | "metrics"> & RentalHorizon, now: Date): boolean {
+  const end = rentalEnd(machine);
+  return machine.online && !machine.inMaintenance && machine.verification !== "DEVERIFIED" && end !== null && end > now && handsOutGpus(machine.metrics);
+}
+
+/** The machine's next maintenance window's start (or the start of the one in progress), as SQL over `machineId` (an SQL expression). */
+export function maintenanceStartSql(machineId: string): string {
+  return `(SELECT min(starts_at) FROM maintenance_window WHERE machine_id = ${machineId} AND cancelled_at IS NULL AND ends_at > now())`;
+}
+
+async function maintenanceStart(db: Tx, machineId: number, now: Date): Promise<Date | null> {
+  const next = await db.maintenanceWindow.findFirst({
+    where: { machineId, cancelledAt: null, endsAt: { gt: now } },
+    orderBy: { startsAt: "asc" },
+    select: { startsAt: true },
+  });
+  return next?.startsAt ?? null;
 }
 
 /**
@@ -35,11 +67,13 @@ function machineRentable(machine: Pick<Machine, "online" | "verification" | "end
  * loaded already (the auction's clearing); read here otherwise.
  */
 export async function syncOffers(db: Tx, machineId: number, now = new Date(), contracts?: Contract[]): Promise<void> {
-  const machine = await db.machine.findUnique({ where: { id: machineId } });
-  if (!machine?.listed || machine.pricePerGpuHourMicros === null) {
+  const found = await db.machine.findUnique({ where: { id: machineId } });
+  if (!found?.listed || found.pricePerGpuHourMicros === null || found.removedAt !== null) {
     await db.offer.deleteMany({ where: { machineId } });
     return;
   }
+  const machine = { ...found, maintenanceStartsAt: await maintenanceStart(db, machineId, now) };
+  const endDate = rentalEnd(machine)!;
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
   const availability = offerAvailability(machine, contracts, now);
@@ -84,7 +118,7 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       datacenter: machine.datacenter,
       geolocation: machine.geolocation,
       countryCode: machine.countryCode,
-      endDate: machine.endDate!,
+      endDate,
       directPortCount,
       staticIp: machine.publicAddress !== null,
       ...availability[index],
@@ -125,8 +159,9 @@ export async function syncOfferDisk(db: Tx, machine: { id: number; diskSpaceGb: 
 
 type AvailabilityMachine = Pick<
   Machine,
-  "numGpus" | "minChunk" | "online" | "verification" | "endDate" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros" | "metrics"
->;
+  "numGpus" | "minChunk" | "online" | "verification" | "inMaintenance" | "pricePerGpuHourMicros" | "minBidPerGpuHourMicros" | "metrics"
+> &
+  RentalHorizon;
 
 /**
  * What it takes to run each chunk now, in chunkSizes order: GPUs on-demand rentals leave, the

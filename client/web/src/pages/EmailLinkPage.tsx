@@ -30,12 +30,7 @@ const CompleteSignup = graphql(`
       __typename
       ... on MutationCompleteSignupSuccess {
         data {
-          apiKey {
-            token
-          }
-          user {
-            email
-          }
+          ...AuthResult
         }
       }
       ... on Error {
@@ -52,12 +47,7 @@ const ResetPassword = graphql(`
       __typename
       ... on MutationResetPasswordSuccess {
         data {
-          apiKey {
-            token
-          }
-          user {
-            email
-          }
+          ...AuthResult
         }
       }
       ... on Error {
