@@ -130,3 +130,21 @@ export function unwrap<TResult extends { __typename?: string }>(
   const error = result as { code?: string; message?: string; __typename?: string };
   throw new ApiError(error.code ?? "UNKNOWN", error.message ?? `unexpected result ${error.__typename}`);
 }
+
+/** One page of a connection as the client operations select it. */
+export interface Page<T> {
+  nodes: T[];
+  pageInfo: { hasNextPage: boolean; endCursor?: string | null };
+}
+
+/** Every item of a connection, asking page after page (a page holds at most 100) until the last. */
+export async function allPages<T>(fetchPage: (after: string | null) => Promise<Page<T>>): Promise<T[]> {
+  const items: T[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const page = await fetchPage(after);
+    items.push(...page.nodes);
+    if (!page.pageInfo.hasNextPage || !page.pageInfo.endCursor) return items;
+    after = page.pageInfo.endCursor;
+  }
+}

@@ -7,7 +7,7 @@ import { type IssuedKey, issueApiKey, issueSessionKey } from "./apiKeys.ts";
 import { ConflictError, InvalidCredentialsError } from "./errors.ts";
 import { consumeLoginAttempt, consumeSignup, recordLoginOutcome, rememberAddress } from "./rateLimit.ts";
 import { hashPassword, inHashingSlot } from "./passwordHashing.ts";
-import { queueEmailTo, queueNotification } from "./notifications.ts";
+import { queueEmailTo } from "./notifications.ts";
 import { HOUR_MS } from "./time.ts";
 import { parseInput } from "./validation.ts";
 
@@ -51,7 +51,7 @@ export async function signup(input: { email: string; password: string }, clientI
     });
     if (mailed >= SIGNUP_MAILS_PER_HOUR) return;
     if (owner) {
-      await queueNotification(tx, {
+      await queueEmailTo(tx, email, {
         userId: owner.id,
         kind: "SIGNUP_ATTEMPT",
         subject: "Someone tried to sign up with your address",

@@ -368,11 +368,15 @@ export async function setMachineNetwork(hostId: number, input: MachineNetworkInp
   });
 }
 
-/** The host's machines, oldest first; `query` carries the GraphQL selection's includes. */
+/** The host's machines, oldest first; `query` carries the GraphQL selection's includes and the page. */
 export function myMachines(
   db: Tx,
   hostId: number,
-  query: { include?: Prisma.MachineInclude; select?: Prisma.MachineSelect } = {},
+  query: Omit<Prisma.MachineFindManyArgs, "where" | "orderBy"> = {},
 ): Promise<Machine[]> {
-  return db.machine.findMany({ ...query, where: { hostId }, orderBy: { id: "asc" } });
+  return db.machine.findMany({ ...query, where: myMachinesWhere(hostId), orderBy: { id: "asc" } });
+}
+
+export function myMachinesWhere(hostId: number): Prisma.MachineWhereInput {
+  return { hostId };
 }

@@ -9,19 +9,25 @@ import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
 
 const TestCreditStatusEnum = builder.enumType("TestCreditStatus", {
-  description: "GRANTED; WAITING for the email or a card to be verified; REFUSED: the card or mailbox had one already.",
-  values: ["GRANTED", "WAITING", "REFUSED"] as const,
+  description: "Where the account's free test credit stands.",
+  values: {
+    GRANTED: { description: "Credited to the balance." },
+    WAITING: { description: "Granted once the email and a card are verified." },
+    REFUSED: { description: "The card or mailbox had one already: none for this account." },
+  } as const,
 });
 
 const TestCreditRef = builder.objectRef<TestCreditStatus>("TestCredit").implement({
+  description: "The account's free test credit: granted once per account, card and mailbox, after both are verified.",
   fields: (t) => ({
-    status: t.field({ type: TestCreditStatusEnum, resolve: (credit) => credit.status }),
-    amount: t.field({ type: "Money", nullable: true, description: "Granted, or to be granted.", resolve: (credit) => credit.amountMicros }),
-    message: t.exposeString("message"),
+    status: t.field({ type: TestCreditStatusEnum, description: "Granted, waiting, or refused.", resolve: (credit) => credit.status }),
+    amount: t.field({ type: "Money", nullable: true, description: "Dollars granted, or to be granted.", resolve: (credit) => credit.amountMicros }),
+    message: t.exposeString("message", { description: "What it means and what is still needed, for people." }),
   }),
 });
 
 const AccountSettingsRef = builder.objectRef<{ debitMode: boolean }>("AccountSettings").implement({
+  description: "Settings of the account that only the platform changes.",
   fields: (t) => ({
     debitMode: t.exposeBoolean("debitMode", {
       description: "The balance may go negative without instances stopping. Enabled on request.",
@@ -40,8 +46,8 @@ export const UserRef = builder.prismaNode("User", {
   // Private to its owner's keys that may read the account, wherever a User appears in the graph.
   authScopes: (user, ctx) => readsAccount(ctx.viewer, user.id) || { $granted: OWN_ACCOUNT },
   fields: (t) => ({
-    email: t.exposeString("email"),
-    emailVerified: t.exposeBoolean("emailVerified"),
+    email: t.exposeString("email", { description: "The login address, where statements and alerts go." }),
+    emailVerified: t.exposeBoolean("emailVerified", { description: "The address was confirmed through an emailed link (verifyEmail)." }),
     operator: t.exposeBoolean("operator", {
       description: "The account is an operator: its account and session keys verify, deverify and vet any host's machines. Granted only by the administrators' tool.",
     }),
@@ -55,25 +61,40 @@ export const UserRef = builder.prismaNode("User", {
       select: { cardVerifiedAt: true },
       resolve: (user) => user.cardVerifiedAt !== null,
     }),
-    balance: t.field({ type: "Money", select: { balanceMicros: true }, resolve: (user) => user.balanceMicros }),
-    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    balance: t.field({
+      type: "Money",
+      description: "Prepaid credit, dollars: payments and earnings add to it, rentals are charged from it per second.",
+      select: { balanceMicros: true },
+      resolve: (user) => user.balanceMicros,
+    }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When the account signed up." }),
     settings: t.field({
       type: AccountSettingsRef,
+      description: "Settings only the platform changes.",
       select: { debitMode: true },
       resolve: (user) => ({ debitMode: user.debitMode }),
     }),
-    sshKeys: t.relation("sshKeys", { query: { orderBy: { id: "asc" } } }),
-    apiKeys: t.relation("apiKeys", {
-      description: "Keys of every scope, revoked ones included, newest first.",
+    sshKeys: t.relatedConnection("sshKeys", {
+      cursor: "id",
+      totalCount: true,
+      description: "The account's SSH public keys, oldest first (as Query.sshKeys).",
+      query: { orderBy: { id: "asc" } },
+    }),
+    apiKeys: t.relatedConnection("apiKeys", {
+      cursor: "id",
+      totalCount: true,
+      description: "Keys of every scope, revoked ones included, newest first (as Query.apiKeys).",
       query: { orderBy: { id: "desc" } },
     }),
   }),
 });
 
 const AuthPayloadRef = builder.objectRef<Session>("AuthPayload").implement({
+  description: "An account just authenticated, with a new key for it.",
   fields: (t) => ({
     user: t.prismaField({
       type: "User",
+      description: "The account.",
       grantScopes: [OWN_ACCOUNT],
       resolve: (query, session) => prisma.user.findUniqueOrThrow({ ...query, where: { id: session.userId } }),
     }),
@@ -133,13 +154,17 @@ builder.mutationField("login", (t) =>
   t.field({
     type: AuthPayloadRef,
     description: "Checks the password and returns a new full-account API key. Rate-limited per email and per client address.",
-    args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
+    args: {
+      email: t.arg.string({ required: true, description: "The account's login address." }),
+      password: t.arg.string({ required: true, description: "The account's password." }),
+    },
     errors: { types: [InvalidCredentialsError, RateLimitedError] },
     resolve: (_root, args, ctx) => login(args, ctx.clientIp),
   }),
 );
 
 const EmailVerificationSentRef = builder.objectRef<{ email: string }>("EmailVerificationSent").implement({
+  description: "A verification link was mailed.",
   fields: (t) => ({ email: t.exposeString("email", { description: "Where the link went." }) }),
 });
 
@@ -153,8 +178,9 @@ builder.mutationField("requestEmailVerification", (t) =>
 );
 
 const EmailVerifiedRef = builder.objectRef<{ email: string; testCreditMicros: bigint | null }>("EmailVerified").implement({
+  description: "An address just verified.",
   fields: (t) => ({
-    email: t.exposeString("email"),
+    email: t.exposeString("email", { description: "The address verified." }),
     testCredit: t.field({
       type: "Money",
       nullable: true,
@@ -169,7 +195,7 @@ builder.mutationField("verifyEmail", (t) =>
     type: EmailVerifiedRef,
     description:
       "Verifies the address an emailed token was sent to: once, before it expires. Works without a key (the token proves the mailbox); with a key, only for that key's account. Once the email and a card are verified the account receives its free test credit, once.",
-    args: { token: t.arg.string({ required: true }) },
+    args: { token: t.arg.string({ required: true, description: "The token from the emailed link." }) },
     errors: { types: [InvalidTokenError] },
     resolve: (_root, { token }, ctx) => verifyEmail(token, ctx.viewer?.userId ?? null),
   }),
@@ -179,7 +205,10 @@ builder.mutationField("changePassword", (t) =>
   t.withAuth({ permission: "KEYS" }).field({
     type: AuthPayloadRef,
     description: "Sets a new password (8 to 256 characters) after checking the current one. Every session key is revoked; a new one is returned.",
-    args: { currentPassword: t.arg.string({ required: true }), newPassword: t.arg.string({ required: true }) },
+    args: {
+      currentPassword: t.arg.string({ required: true, description: "The password now." }),
+      newPassword: t.arg.string({ required: true, description: "8 to 256 characters." }),
+    },
     errors: { types: [InvalidCredentialsError] },
     resolve: (_root, args, ctx) => changePassword(ctx.viewer.userId, args),
   }),
@@ -189,7 +218,7 @@ builder.mutationField("requestPasswordReset", (t) =>
   t.boolean({
     description:
       "Mails a one-time password reset link (token for resetPassword, valid PASSWORD_RESET_TTL_MINUTES, 60) when the address is an account's. Answers true either way.",
-    args: { email: t.arg.string({ required: true }) },
+    args: { email: t.arg.string({ required: true, description: "The account's login address." }) },
     errors: {},
     resolve: async (_root, args) => {
       await requestPasswordReset(args);
@@ -202,7 +231,10 @@ builder.mutationField("resetPassword", (t) =>
   t.field({
     type: AuthPayloadRef,
     description: "Sets a new password with an emailed reset token (once, before it expires). Every session key is revoked; a new one is returned.",
-    args: { token: t.arg.string({ required: true }), newPassword: t.arg.string({ required: true }) },
+    args: {
+      token: t.arg.string({ required: true, description: "The token from the emailed reset link." }),
+      newPassword: t.arg.string({ required: true, description: "8 to 256 characters." }),
+    },
     errors: { types: [InvalidTokenError] },
     resolve: (_root, args) => resetPassword(args),
   }),

@@ -5,12 +5,18 @@ import { prisma } from "../infra/db.ts";
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { BidStanding } from "../prisma/generated/client/client.ts";
 import { builder } from "./builder.ts";
+import { describedValues } from "./enumValues.ts";
 import { InstanceRef } from "./instance.ts";
 
-const BidStandingEnum = builder.enumType(BidStanding, {
-  name: "BidStanding",
-  description:
-    "WINNING: holds its GPUs. OUTBID: higher bids hold the GPUs it needs. PREEMPTED_BY_ON_DEMAND: on-demand rentals leave too few GPUs. BELOW_MIN_BID: under the machine's minimum bid. WAITING_FOR_MACHINE: the machine is offline.",
+const BidStandingEnum = builder.enumType("BidStanding", {
+  description: "Where a bid stands in its machine's auction.",
+  values: describedValues(BidStanding, {
+    WINNING: "Holds its GPUs: the instance runs.",
+    OUTBID: "Higher bids hold the GPUs it needs.",
+    PREEMPTED_BY_ON_DEMAND: "On-demand rentals leave too few GPUs.",
+    BELOW_MIN_BID: "Under the machine's minimum bid.",
+    WAITING_FOR_MACHINE: "The machine is offline.",
+  }),
 });
 
 export const BidRef = builder.prismaNode("Instance", {
@@ -20,9 +26,9 @@ export const BidRef = builder.prismaNode("Instance", {
   // Bids are their owner's alone: a machine's agent sees its instances, never their bids' standing.
   authScopes: (instance, ctx) => readsAccount(ctx.viewer, instance.clientId),
   fields: (t) => ({
-    instance: t.variant(InstanceRef),
-    machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
-    numGpus: t.exposeInt("numGpus"),
+    instance: t.variant(InstanceRef, { description: "The interruptible instance that placed the bid." }),
+    machineId: t.globalID({ description: "The machine whose GPUs it bids for.", resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
+    numGpus: t.exposeInt("numGpus", { description: "GPUs it bids for." }),
     pricePerGpuHour: t.field({
       type: "Money",
       description: "The bid per GPU-hour.",
@@ -51,7 +57,7 @@ builder.prismaObject("BidChange", {
   description: "A price the bid held: set at creation or by changeBid.",
   fields: (t) => ({
     price: t.field({ type: "Money", description: "Per GPU-hour.", resolve: (change) => change.priceMicros }),
-    placedAt: t.expose("placedAt", { type: "DateTime" }),
+    placedAt: t.expose("placedAt", { type: "DateTime", description: "When this price was set." }),
     standing: t.expose("standing", {
       type: BidStandingEnum,
       nullable: true,
@@ -83,7 +89,7 @@ builder.queryField("bids", (t) =>
       type: BidRef,
       cursor: "id",
       description: "The caller's live bids (interruptible instances that want to run), newest first; `status` keeps those of these standings.",
-      args: { status: t.arg({ type: [BidStandingEnum] }) },
+      args: { status: t.arg({ type: [BidStandingEnum], description: "Only bids of these standings." }) },
       resolve: (query, _root, args, ctx) =>
         prisma.instance.findMany({ ...query, where: bidsWhere(ctx.viewer.userId, { status: args.status }), orderBy: { id: "desc" } }),
       totalCount: (_root, args, ctx) => prisma.instance.count({ where: bidsWhere(ctx.viewer.userId, { status: args.status }) }),

@@ -120,6 +120,8 @@ export const builder = new SchemaBuilder<{
     pageInfoFieldOptions: { description: "Whether more items come before or after this page, and the cursors to ask for them." },
     cursorFieldOptions: { description: "Pass as `after` (or `before`) to get the items after (or before) this one." },
     nodeFieldOptions: { description: "The item." },
+    // Every connection also lists its page's items directly, for clients that need no cursors.
+    nodesOnConnection: { description: "The page's items, in the list's order (the edges' nodes)." },
     firstArgOptions: { description: "Page size from the start (or after `after`): 0 to 100, default 20; the rest follows on later pages." },
     afterArgOptions: { description: "The cursor of the item to start after (pageInfo.endCursor of the page before)." },
     lastArgOptions: { description: "Page size from the end (or before `before`): 0 to 100." },

@@ -12,7 +12,7 @@ const MappedPort = builder.objectRef<ConnectionView["ports"][number]>("MappedPor
   fields: (t) => ({
     containerPort: t.exposeInt("containerPort", { description: "Inside the container (identity ports: the 70000+ number asked for)." }),
     protocol: t.exposeString("protocol", { description: "The transport: tcp or udp." }),
-    hostPort: t.exposeInt("hostPort"),
+    hostPort: t.exposeInt("hostPort", { description: "The external port on publicHost." }),
   }),
 });
 
@@ -21,7 +21,7 @@ const Connection = builder.objectRef<ConnectionView>("ConnectionDetails").implem
   fields: (t) => ({
     publicHost: t.exposeString("publicHost", { description: "The machine's public address." }),
     sshPort: t.exposeInt("sshPort", { nullable: true, description: "SSH mode: the external port of the container's port 22 (user root)." }),
-    ports: t.field({ type: [MappedPort], resolve: (connection) => connection.ports }),
+    ports: t.field({ type: [MappedPort], description: "Every mapped port of the container.", resolve: (connection) => connection.ports }),
     jupyterUrl: t.exposeString("jupyterUrl", {
       nullable: true,
       description: "JUPYTER mode: the Jupyter server through the API's proxy, with its token.",
@@ -36,10 +36,10 @@ const Connection = builder.objectRef<ConnectionView>("ConnectionDetails").implem
 builder.prismaObject("InstanceSshKey", {
   description: "A public key that may log in to the instance as root.",
   fields: (t) => ({
-    id: t.globalID({ resolve: (key) => ({ type: "InstanceSshKey", id: key.id }) }),
-    fingerprint: t.exposeString("fingerprint"),
-    publicKey: t.exposeString("publicKey"),
-    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    id: t.globalID({ description: "Its id, for detachSshKey.", resolve: (key) => ({ type: "InstanceSshKey", id: key.id }) }),
+    fingerprint: t.exposeString("fingerprint", { description: 'OpenSSH\'s SHA256 fingerprint, "SHA256:...".' }),
+    publicKey: t.exposeString("publicKey", { description: "The key in OpenSSH format." }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When it was given to the instance." }),
   }),
 });
 
@@ -63,7 +63,10 @@ builder.mutationField("attachSshKey", (t) =>
     type: InstanceRef,
     description: "Lets an OpenSSH public key log in to the instance as root; a running container gets it within seconds, without a restart.",
     errors: { types: [ConflictError] },
-    args: { instanceId: t.arg.globalID({ required: true }), publicKey: t.arg.string({ required: true }) },
+    args: {
+      instanceId: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }),
+      publicKey: t.arg.string({ required: true, description: "One line of an OpenSSH .pub file." }),
+    },
     resolve: (_root, args, ctx) =>
       attachSshKey(ctx.viewer.userId, { instanceId: localId(args.instanceId, "Instance", "instanceId"), publicKey: args.publicKey }),
   }),
@@ -74,7 +77,10 @@ builder.mutationField("detachSshKey", (t) =>
     type: InstanceRef,
     description: "Stops a key (an id from Instance.sshKeys) logging in to the instance; a running container drops it within seconds.",
     errors: {},
-    args: { instanceId: t.arg.globalID({ required: true }), sshKeyId: t.arg.globalID({ required: true }) },
+    args: {
+      instanceId: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }),
+      sshKeyId: t.arg.globalID({ required: true, description: 'The key, such as "InstanceSshKey:3".' }),
+    },
     resolve: (_root, args, ctx) =>
       detachSshKey(ctx.viewer.userId, {
         instanceId: localId(args.instanceId, "Instance", "instanceId"),

@@ -33,6 +33,7 @@ import {
 import { eventStream, flatMapStream } from "../infra/pubsub.ts";
 import { IssuedApiKeyRef } from "./apiKey.ts";
 import { builder } from "./builder.ts";
+import { describedValues } from "./enumValues.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
 import { RegistryAuthInput } from "./registryCredential.ts";
@@ -43,39 +44,60 @@ function templateLocalId(id: string): number {
   return localId({ typename: separator < 0 ? "Template" : id.slice(0, separator), id: id.slice(separator + 1) }, "Template", "templateId");
 }
 
-const RentalKind = builder.enumType(RentalKindValues, {
-  name: "RentalKind",
-  description: "ON_DEMAND pays the host's price and is never interrupted; INTERRUPTIBLE bids and runs while its bid wins.",
+const RentalKind = builder.enumType("RentalKind", {
+  description: "How a rental pays and whether it can be interrupted.",
+  values: describedValues(RentalKindValues, {
+    ON_DEMAND: "Pays the host's price per GPU-hour and is never interrupted.",
+    INTERRUPTIBLE: "Bids per GPU-hour and runs while its bid wins its machine's auction; paused when outbid or preempted by on-demand rentals.",
+  }),
 });
 
-export const LaunchMode = builder.enumType(LaunchModeValues, {
-  name: "LaunchMode",
-  description: "How the container is entered: SSH, Jupyter, or the image's own entrypoint only.",
+export const LaunchMode = builder.enumType("LaunchMode", {
+  description: "How the container is entered.",
+  values: describedValues(LaunchModeValues, {
+    SSH: "An SSH server in the container; log in as root with the account's keys.",
+    JUPYTER: "A Jupyter server in the container, reached through the API's proxy or its mapped port.",
+    ENTRYPOINT: "The image's own entrypoint only, with `args`.",
+  }),
 });
 
-const InstanceStatus = builder.enumType(InstanceStatusValues, {
-  name: "InstanceStatus",
-  description:
-    "SCHEDULING: waiting for its GPUs. LOADING: GPUs assigned, the container is starting. RUNNING. PAUSED: interruptible, outbid or preempted. STOPPED: by its owner; can be started again. EXITED: lifetime over or the container ended. DESTROYED.",
+const InstanceStatus = builder.enumType("InstanceStatus", {
+  description: "Where an instance is in its life.",
+  values: describedValues(InstanceStatusValues, {
+    SCHEDULING: "Waiting for its GPUs.",
+    LOADING: "GPUs assigned; the container is being pulled and started.",
+    RUNNING: "The container runs; the GPUs are charged.",
+    PAUSED: "Interruptible and outbid or preempted by on-demand rentals; resumes when its bid wins again.",
+    STOPPED: "Stopped by its owner; can be started again. The disk is kept and charged.",
+    EXITED: "Its lifetime ended or the container ended by itself.",
+    DESTROYED: "Gone with its disk; final.",
+  }),
 });
 
-const IntendedStatus = builder.enumType(IntendedStatusValues, {
-  name: "IntendedStatus",
-  description: "What the owner asked for: RUNNING while it wants its GPUs, STOPPED otherwise.",
+const IntendedStatus = builder.enumType("IntendedStatus", {
+  description: "What the owner asked for.",
+  values: describedValues(IntendedStatusValues, {
+    RUNNING: "The owner wants it running (and its GPUs).",
+    STOPPED: "The owner stopped it.",
+  }),
 });
 
 export const EnvVar = builder.objectRef<{ key: string; value: string }>("EnvVar").implement({
-  fields: (t) => ({ key: t.exposeString("key"), value: t.exposeString("value") }),
+  description: "An environment variable of the container.",
+  fields: (t) => ({
+    key: t.exposeString("key", { description: "Its name: letters, digits and _." }),
+    value: t.exposeString("value", { description: "Its value." }),
+  }),
 });
 
 builder.prismaObject("InstanceStatusChange", {
   description: "One change of an instance's status.",
   fields: (t) => ({
     from: t.expose("fromStatus", { type: InstanceStatus, nullable: true, description: "Null for the creation." }),
-    to: t.expose("toStatus", { type: InstanceStatus }),
+    to: t.expose("toStatus", { type: InstanceStatus, description: "The status it moved to." }),
     event: t.exposeString("event", { description: "What caused it, such as ALLOCATED, OUTBID or STOP_REQUESTED." }),
-    message: t.exposeString("message", { nullable: true }),
-    at: t.expose("at", { type: "DateTime" }),
+    message: t.exposeString("message", { nullable: true, description: "Why, for people, such as the price needed to win." }),
+    at: t.expose("at", { type: "DateTime", description: "When it changed." }),
   }),
 });
 
@@ -87,9 +109,9 @@ export const InstanceRef = builder.prismaNode("Instance", {
   // reports, by its machine). Hosts see their machines' rentals as MachineContract, never as this.
   authScopes: (instance, ctx) => seesInstance(ctx.viewer, instance),
   fields: (t) => ({
-    kind: t.expose("kind", { type: RentalKind }),
-    machineId: t.globalID({ resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
-    numGpus: t.exposeInt("numGpus"),
+    kind: t.expose("kind", { type: RentalKind, description: "On-demand or interruptible." }),
+    machineId: t.globalID({ description: "The machine it runs on; machine(id) shows its public specs.", resolve: (instance) => ({ type: "Machine", id: instance.machineId }) }),
+    numGpus: t.exposeInt("numGpus", { description: "GPUs rented." }),
     gpuIndices: t.intList({
       description:
         "The machine's GPUs (0-based) it holds while LOADING or RUNNING, given by the auction: never shared with another instance holding GPUs on the machine. Empty in other statuses; a restarted instance may get others.",
@@ -107,16 +129,24 @@ export const InstanceRef = builder.prismaNode("Instance", {
       resolve: (instance) => instance.bidPerGpuHourMicros,
     }),
     bidPlacedAt: t.expose("bidPlacedAt", { type: "DateTime", description: "Ties between equal bids go to the earlier one." }),
-    storagePricePerGbMonth: t.field({ type: "Money", resolve: (instance) => instance.storagePricePerGbMonthMicros }),
-    inetUpPricePerGb: t.field({ type: "Money", resolve: (instance) => instance.inetUpPricePerGbMicros }),
-    inetDownPricePerGb: t.field({ type: "Money", resolve: (instance) => instance.inetDownPricePerGbMicros }),
+    storagePricePerGbMonth: t.field({
+      type: "Money",
+      description: "Disk price locked by the contract, dollars per GB-month (30 days).",
+      resolve: (instance) => instance.storagePricePerGbMonthMicros,
+    }),
+    inetUpPricePerGb: t.field({ type: "Money", description: "Upload price locked by the contract, dollars per GB sent.", resolve: (instance) => instance.inetUpPricePerGbMicros }),
+    inetDownPricePerGb: t.field({
+      type: "Money",
+      description: "Download price locked by the contract, dollars per GB received.",
+      resolve: (instance) => instance.inetDownPricePerGbMicros,
+    }),
     endDate: t.expose("endDate", { type: "DateTime", description: "The end of its lifetime: it becomes EXITED then." }),
-    image: t.exposeString("image"),
-    diskGb: t.exposeInt("diskGb"),
-    launchMode: t.expose("launchMode", { type: LaunchMode }),
-    onstart: t.exposeString("onstart"),
-    env: t.field({ type: [EnvVar], resolve: (instance) => instance.env as { key: string; value: string }[] }),
-    ports: t.exposeStringList("ports"),
+    image: t.exposeString("image", { description: "The Docker image reference it runs." }),
+    diskGb: t.exposeInt("diskGb", { description: "Disk allocated, GB; charged while the instance exists." }),
+    launchMode: t.expose("launchMode", { type: LaunchMode, description: "How the container is entered." }),
+    onstart: t.exposeString("onstart", { description: "The script run when the container starts; empty for none." }),
+    env: t.field({ type: [EnvVar], description: "The container's environment variables.", resolve: (instance) => instance.env as { key: string; value: string }[] }),
+    ports: t.exposeStringList("ports", { description: "The ports asked for, as written (8081, 8081/udp, 70000:70000)." }),
     args: t.exposeStringList("args", { description: "ENTRYPOINT mode: arguments to the image's entrypoint." }),
     rebootCount: t.exposeInt("rebootCount", { description: "How many times rebootInstance was asked." }),
     recycleCount: t.exposeInt("recycleCount", { description: "How many times the container was asked to be recreated (recycleInstance, updateInstance)." }),
@@ -125,36 +155,38 @@ export const InstanceRef = builder.prismaNode("Instance", {
       description: "The template it was launched from, if any.",
       resolve: (instance) => (instance.templateId === null ? null : { type: "Template", id: instance.templateId }),
     }),
-    label: t.exposeString("label", { nullable: true }),
+    label: t.exposeString("label", { nullable: true, description: "The owner's name for it; null for none." }),
     containerLabel: t.string({
       description: "The container's name, also CONTAINER_LABEL inside it.",
       resolve: (instance) => containerLabel(instance.id),
     }),
-    status: t.expose("status", { type: InstanceStatus }),
-    intendedStatus: t.expose("intendedStatus", { type: IntendedStatus }),
+    status: t.expose("status", { type: InstanceStatus, description: "Where it is in its life now." }),
+    intendedStatus: t.expose("intendedStatus", { type: IntendedStatus, description: "What its owner asked for: running or stopped." }),
     statusMessage: t.exposeString("statusMessage", { nullable: true, description: "Why it is in its status, such as the price needed to win." }),
-    statusChangedAt: t.expose("statusChangedAt", { type: "DateTime" }),
+    statusChangedAt: t.expose("statusChangedAt", { type: "DateTime", description: "When it entered its status." }),
     preemptGraceSeconds: t.exposeInt("preemptGraceSeconds", {
       nullable: true,
       description: "When its GPUs were taken while loading or running: seconds between the stop signal and the kill.",
     }),
-    statusHistory: t.relation("statusChanges", { query: { orderBy: { id: "asc" } } }),
-    createdAt: t.expose("createdAt", { type: "DateTime" }),
-    destroyedAt: t.expose("destroyedAt", { type: "DateTime", nullable: true }),
+    statusHistory: t.relation("statusChanges", { description: "Every change of its status, oldest first.", query: { orderBy: { id: "asc" } } }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When it was rented." }),
+    destroyedAt: t.expose("destroyedAt", { type: "DateTime", nullable: true, description: "When it was destroyed; null while it exists." }),
   }),
 });
 
 builder.objectType(OfferUnavailableError, {
   name: "OfferUnavailableError",
   interfaces: [ErrorInterface],
-  fields: (t) => ({ offerId: t.exposeString("offerId") }),
+  description: "The offer cannot be rented now: unlisted, unverified, offline, or its machine changed (code OFFER_UNAVAILABLE).",
+  fields: (t) => ({ offerId: t.exposeString("offerId", { description: "The offer asked for." }) }),
 });
 
 builder.objectType(InsufficientGpusError, {
   name: "InsufficientGpusError",
   interfaces: [ErrorInterface],
+  description: "Other on-demand rentals hold too many of the machine's GPUs.",
   fields: (t) => ({
-    requested: t.exposeInt("requested"),
+    requested: t.exposeInt("requested", { description: "GPUs asked for." }),
     available: t.exposeInt("available", { description: "GPUs free of other on-demand rentals." }),
   }),
 });
@@ -162,8 +194,9 @@ builder.objectType(InsufficientGpusError, {
 builder.objectType(InsufficientDiskError, {
   name: "InsufficientDiskError",
   interfaces: [ErrorInterface],
+  description: "The machine has too little disk left for the disk asked for.",
   fields: (t) => ({
-    requestedGb: t.exposeInt("requestedGb"),
+    requestedGb: t.exposeInt("requestedGb", { description: "Disk asked for, GB." }),
     availableGb: t.exposeFloat("availableGb", {
       description: "Disk still free on the machine, GB: its disk less the disks of its instances that are not destroyed.",
     }),
@@ -173,21 +206,29 @@ builder.objectType(InsufficientDiskError, {
 builder.objectType(BidTooLowError, {
   name: "BidTooLowError",
   interfaces: [ErrorInterface],
-  fields: (t) => ({ minBidPerGpuHour: t.field({ type: "Money", resolve: (error) => error.minBidMicros }) }),
+  description: "The bid is below the machine's minimum bid.",
+  fields: (t) => ({
+    minBidPerGpuHour: t.field({ type: "Money", description: "The machine's minimum bid, dollars per GPU-hour.", resolve: (error) => error.minBidMicros }),
+  }),
 });
 
 builder.objectType(InsufficientBalanceError, {
   name: "InsufficientBalanceError",
   description: "The account's balance is zero or below (and it is not in debit mode): add credit first.",
   interfaces: [ErrorInterface],
-  fields: (t) => ({ balance: t.field({ type: "Money", resolve: (error) => error.balanceMicros }) }),
+  fields: (t) => ({ balance: t.field({ type: "Money", description: "The balance now, dollars.", resolve: (error) => error.balanceMicros }) }),
 });
 
 const EnvVarInput = builder.inputType("EnvVarInput", {
-  fields: (t) => ({ key: t.string({ required: true }), value: t.string({ required: true }) }),
+  description: "An environment variable to set in the container.",
+  fields: (t) => ({
+    key: t.string({ required: true, description: "Its name: letters, digits and _." }),
+    value: t.string({ required: true, description: "Its value." }),
+  }),
 });
 
 const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
+  description: "A rental: the offer, and what to run on it (or a template that says so).",
   fields: (t) => ({
     offerId: t.id({ required: true, description: 'The offer to rent, such as "Offer:12-4" or "12-4".' }),
     templateId: t.id({
@@ -207,7 +248,7 @@ const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
       type: RegistryAuthInput,
       description: "Credentials to pull a private image (else the account's saved ones for its registry, if any); stored encrypted, never returned.",
     }),
-    label: t.string(),
+    label: t.string({ description: "A name for the instance, to find it by." }),
     bidPricePerGpuHour: t.field({
       type: "Money",
       description: "Makes the rental INTERRUPTIBLE at this bid; without it the rental is ON_DEMAND at the listing's price.",
@@ -217,9 +258,10 @@ const CreateInstanceInput = builder.inputType("CreateInstanceInput", {
 });
 
 const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstancePayload").implement({
+  description: "The rental just made.",
   fields: (t) => ({
     // The row createInstance wrote; a selected relation (statusHistory) is loaded by Pothos' fallback query.
-    instance: t.field({ type: InstanceRef, resolve: (payload) => payload.instance }),
+    instance: t.field({ type: InstanceRef, description: "The new instance, SCHEDULING.", resolve: (payload) => payload.instance }),
     apiKey: t.field({
       type: IssuedApiKeyRef,
       nullable: true,
@@ -233,10 +275,12 @@ const CreateInstancePayload = builder.objectRef<CreatedInstance>("CreateInstance
 builder.mutationField("createInstance", (t) =>
   t.withAuth({ permission: "INSTANCES" }).field({
     type: CreateInstancePayload,
+    description:
+      "Rents an offer: an on-demand instance at the listing's prices, or an interruptible one at `bidPricePerGpuHour`. Its contract (GPUs, prices, end date) is fixed now. Needs a positive balance and room under the spend rate limit.",
     errors: {
       types: [OfferUnavailableError, InsufficientGpusError, InsufficientDiskError, BidTooLowError, SpendRateLimitError, InsufficientBalanceError],
     },
-    args: { input: t.arg({ type: CreateInstanceInput, required: true }) },
+    args: { input: t.arg({ type: CreateInstanceInput, required: true, description: "The rental." }) },
     resolve: (_root, { input }, ctx) =>
       createInstance(ctx.viewer.userId, {
         ...input,
@@ -272,7 +316,7 @@ for (const [name, mutate] of Object.entries(lifecycleMutations)) {
       type: InstanceRef,
       description: lifecycleDescriptions[name as keyof typeof lifecycleMutations],
       errors: { types: name === "startInstance" ? [IllegalTransitionError, InsufficientBalanceError] : [IllegalTransitionError] },
-      args: { id: t.arg.globalID({ required: true }) },
+      args: { id: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }) },
       // The row the service wrote; selected relations are loaded by Pothos' fallback query.
       resolve: (_root, args, ctx) => mutate(ctx.viewer.userId, localId(args.id, "Instance")),
     }),
@@ -294,7 +338,10 @@ builder.mutationField("updateInstance", (t) =>
     type: InstanceRef,
     description: "Changes the instance's image, env, onstart or args, applied by recycling it (see recycleInstance): the container's data is lost.",
     errors: { types: [IllegalTransitionError] },
-    args: { id: t.arg.globalID({ required: true }), input: t.arg({ type: UpdateInstanceInput, required: true }) },
+    args: {
+      id: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }),
+      input: t.arg({ type: UpdateInstanceInput, required: true, description: "What to change." }),
+    },
     resolve: (_root, args, ctx) => updateInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.input),
   }),
 );
@@ -304,7 +351,10 @@ builder.mutationField("changeBid", (t) =>
     type: InstanceRef,
     description: "Sets a new bid per GPU-hour for an interruptible instance; it ranks as placed now.",
     errors: { types: [BidTooLowError, IllegalTransitionError] },
-    args: { instanceId: t.arg.globalID({ required: true }), pricePerGpuHour: t.arg({ type: "Money", required: true }) },
+    args: {
+      instanceId: t.arg.globalID({ required: true, description: 'The interruptible instance, such as "Instance:7".' }),
+      pricePerGpuHour: t.arg({ type: "Money", required: true, description: "The new bid, dollars per GPU-hour." }),
+    },
     resolve: (_root, args, ctx) =>
       changeBid(ctx.viewer.userId, localId(args.instanceId, "Instance", "instanceId"), args.pricePerGpuHour),
   }),
@@ -315,7 +365,10 @@ builder.mutationField("labelInstance", (t) =>
     type: InstanceRef,
     description: "Sets the instance's label; null or empty clears it.",
     errors: {},
-    args: { id: t.arg.globalID({ required: true }), label: t.arg.string() },
+    args: {
+      id: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }),
+      label: t.arg.string({ description: "The new label; null or empty clears it." }),
+    },
     resolve: (_root, args, ctx) => labelInstance(ctx.viewer.userId, localId(args.id, "Instance"), args.label ?? null),
   }),
 );
@@ -325,21 +378,25 @@ builder.queryField("instances", (t) =>
     type: "Instance",
     cursor: "id",
     description: "The caller's instances, newest first; destroyed ones only when `status` asks for them.",
-    args: { status: t.arg({ type: [InstanceStatus] }), label: t.arg.string() },
+    args: {
+      status: t.arg({ type: [InstanceStatus], description: "Only instances in these statuses (DESTROYED ones only when named here)." }),
+      label: t.arg.string({ description: "Only instances with exactly this label." }),
+    },
     resolve: (query, _root, args, ctx) =>
       prisma.instance.findMany({
         ...query,
         where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }),
         orderBy: { id: "desc" },
       }),
-  }),
+    totalCount: (_root, args, ctx) => prisma.instance.count({ where: instancesWhere(ctx.viewer.userId, { status: args.status, label: args.label }) }),
+  }, { name: "InstanceConnection", description: "A page of instances." }, { name: "InstanceEdge" }),
 );
 
 builder.queryField("instance", (t) =>
   t.withAuth({ permission: "READ" }).prismaField({
     type: "Instance",
     description: "One of the caller's instances; another account's id is NOT_FOUND.",
-    args: { id: t.arg.globalID({ required: true }) },
+    args: { id: t.arg.globalID({ required: true, description: 'The instance, such as "Instance:7".' }) },
     resolve: async (query, _root, args, ctx) => {
       const id = localId(args.id, "Instance");
       const instance = Number.isSafeInteger(id)
@@ -356,7 +413,7 @@ builder.subscriptionField("instanceStatus", (t) =>
     type: "Instance",
     description:
       "The instance (or, without `instanceId`, each of the caller's instances that are not destroyed) as it is now, then again after every change of its status or status message.",
-    args: { instanceId: t.arg.globalID() },
+    args: { instanceId: t.arg.globalID({ description: 'One instance, such as "Instance:7"; omitted: every live one.' }) },
     subscribe: async (_root, args, ctx) => {
       const userId = ctx.viewer.userId;
       const only = args.instanceId ? localId(args.instanceId, "Instance", "instanceId") : null;

@@ -1,5 +1,5 @@
 import type { IssuedKey } from "../domain/apiKeys.ts";
-import { extendMachineEndDate, listMachine, myMachines, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
+import { extendMachineEndDate, listMachine, myMachines, myMachinesWhere, registerMachine, setMachineNetwork, setMinBid, unlistMachine } from "../domain/machines.ts";
 import { readsMachine } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import { type Machine, VerificationState as VerificationStateValues } from "../prisma/generated/client/client.ts";
@@ -8,10 +8,15 @@ import { builder } from "./builder.ts";
 import { localId } from "./ids.ts";
 import { detectedSpecFields } from "./machineSpecs.ts";
 import { selection } from "./selection.ts";
+import { describedValues } from "./enumValues.ts";
 
-export const VerificationState = builder.enumType(VerificationStateValues, {
-  name: "VerificationState",
+export const VerificationState = builder.enumType("VerificationState", {
   description: "Machines start unverified; operators verify them after checks and deverify them on problems.",
+  values: describedValues(VerificationStateValues, {
+    UNVERIFIED: "Not checked yet: its offers show only when a search asks for unverified machines.",
+    VERIFIED: "Checked by operators: its offers show in the default search.",
+    DEVERIFIED: "Verified once, then found wanting: its offers show only when a search asks for them.",
+  }),
 });
 
 /** Fields anyone may read on a listed machine (the specs and prices its offers show); the rest is its host's. */
@@ -122,21 +127,21 @@ builder.queryField("machine", (t) =>
 const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
   description: "The machine's hardware as its agent measured it.",
   fields: (t) => ({
-    gpuName: t.string({ required: true }),
-    numGpus: t.int({ required: true, description: "1 to 16." }),
+    gpuName: t.string({ required: true, description: "The GPU model as nvidia-smi names it, such as NVIDIA GeForce RTX 4090." }),
+    numGpus: t.int({ required: true, description: "GPUs in the machine, 1 to 16." }),
     gpuRamMb: t.int({ required: true, description: "VRAM per GPU in MB." }),
     computeCap: t.int({ required: true, description: "Compute capability × 100 (8.6 is 860)." }),
     tflopsPerGpu: t.float({ required: true, description: "Peak FP32 TFLOPS per GPU." }),
     gpuMemBw: t.float({ required: true, description: "GPU memory bandwidth in GB/s." }),
-    pcieGen: t.int({ required: true, description: "1 to 6." }),
+    pcieGen: t.int({ required: true, description: "PCIe generation of the GPUs' slots, 1 to 6." }),
     pcieBw: t.float({ required: true, description: "PCIe bandwidth per GPU in GB/s." }),
-    cpuName: t.string({ required: true }),
-    cpuCores: t.int({ required: true }),
-    cpuRamMb: t.int({ required: true }),
-    diskSpaceGb: t.float({ required: true }),
+    cpuName: t.string({ required: true, description: "The CPU model." }),
+    cpuCores: t.int({ required: true, description: "CPU cores (threads) of the machine." }),
+    cpuRamMb: t.int({ required: true, description: "System RAM, MB." }),
+    diskSpaceGb: t.float({ required: true, description: "Disk for rentals, GB." }),
     diskBw: t.float({ required: true, description: "Disk bandwidth in MB/s." }),
-    inetUpMbps: t.float({ required: true }),
-    inetDownMbps: t.float({ required: true }),
+    inetUpMbps: t.float({ required: true, description: "Upload bandwidth, Mbps." }),
+    inetDownMbps: t.float({ required: true, description: "Download bandwidth, Mbps." }),
     cudaMaxGood: t.float({ required: true, description: "Highest CUDA version the driver runs, such as 12.4." }),
     driverVersion: t.string({ required: true, description: "Such as 550.54.15." }),
     countryCode: t.string({ required: true, description: "ISO 3166-1 alpha-2, such as US." }),
@@ -148,8 +153,9 @@ const RegisterMachineInput = builder.inputType("RegisterMachineInput", {
 const RegisterMachinePayload = builder
   .objectRef<{ machine: Machine; apiKey: IssuedKey }>("RegisterMachinePayload")
   .implement({
+    description: "A machine just registered, with its agent's key.",
     fields: (t) => ({
-      machine: t.field({ type: MachineRef, resolve: (payload) => payload.machine }),
+      machine: t.field({ type: MachineRef, description: "The machine, unverified and unlisted.", resolve: (payload) => payload.machine }),
       apiKey: t.field({
         type: IssuedApiKeyRef,
         description: "The MACHINE-scoped key for the machine's agent, shown only now.",
@@ -164,7 +170,7 @@ builder.mutationField("registerMachine", (t) =>
     description:
       "Registers a machine by its specs; it starts unverified and unlisted. Returns its agent's MACHINE-scoped key, shown once.",
     errors: {},
-    args: { input: t.arg({ type: RegisterMachineInput, required: true }) },
+    args: { input: t.arg({ type: RegisterMachineInput, required: true, description: "The machine's specs." }) },
     resolve: (_root, { input }, ctx) => registerMachine(ctx.viewer.userId, input),
   }),
 );
@@ -173,7 +179,7 @@ const ListMachineInput = builder.inputType("ListMachineInput", {
   description:
     "A listing or a change to it: omitted optional fields keep their earlier values; null ones (and omitted ones on a first listing) take their defaults. Rentals keep the price and end date they started with.",
   fields: (t) => ({
-    machineId: t.globalID({ required: true }),
+    machineId: t.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
     pricePerGpuHour: t.field({ type: "Money", required: true, description: "On-demand price per GPU-hour." }),
     minBidPerGpuHour: t.field({
       type: "Money",
@@ -203,7 +209,7 @@ builder.mutationField("listMachine", (t) =>
     description:
       "Lists (or relists) the machine: its offers appear in search at once. Existing rentals keep their terms.",
     errors: {},
-    args: { input: t.arg({ type: ListMachineInput, required: true }) },
+    args: { input: t.arg({ type: ListMachineInput, required: true, description: "The listing, or what changes in it." }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
       return listMachine(ctx.viewer.userId, { ...input, machineId });
@@ -217,7 +223,7 @@ builder.mutationField("unlistMachine", (t) =>
     description:
       "Withdraws the machine's offers from search. Existing rentals keep running.",
     errors: {},
-    args: { machineId: t.arg.globalID({ required: true }) },
+    args: { machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }) },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
       return unlistMachine(ctx.viewer.userId, machineId);
@@ -232,8 +238,8 @@ builder.mutationField("setMinBid", (t) =>
       "Sets the lowest bid per GPU-hour that interruptible rentals may pay, at most the on-demand price.",
     errors: {},
     args: {
-      machineId: t.arg.globalID({ required: true }),
-      pricePerGpuHour: t.arg({ type: "Money", required: true }),
+      machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
+      pricePerGpuHour: t.arg({ type: "Money", required: true, description: "The minimum bid, dollars per GPU-hour." }),
     },
     resolve: (_query, _root, args, ctx) => {
       const machineId = localId(args.machineId, "Machine", "machineId");
@@ -247,7 +253,10 @@ builder.mutationField("extendMachineEndDate", (t) =>
     type: "Machine",
     description: "Moves the machine's listing end date later, and every contract on it that has not ended with it.",
     errors: {},
-    args: { machineId: t.arg.globalID({ required: true }), endDate: t.arg({ type: "DateTime", required: true }) },
+    args: {
+      machineId: t.arg.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
+      endDate: t.arg({ type: "DateTime", required: true, description: "The new end, later than the current one and within a year." }),
+    },
     resolve: async (query, _root, args, ctx) => {
       const machine = await extendMachineEndDate(ctx.viewer.userId, localId(args.machineId, "Machine", "machineId"), args.endDate);
       return prisma.machine.findUniqueOrThrow({ ...selection(query), where: { id: machine.id } });
@@ -256,16 +265,23 @@ builder.mutationField("extendMachineEndDate", (t) =>
 );
 
 builder.queryField("myMachines", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["Machine"],
-    description: "The caller's machines, oldest first.",
-    resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "Machine",
+      cursor: "id",
+      description: "The caller's machines, listed or not, oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) => myMachines(prisma, ctx.viewer.userId, query),
+      totalCount: (_root, _args, ctx) => prisma.machine.count({ where: myMachinesWhere(ctx.viewer.userId) }),
+    },
+    { name: "MachineConnection", description: "A page of machines." },
+    { name: "MachineEdge" },
+  ),
 );
 
 const MachineNetworkInput = builder.inputType("MachineNetworkInput", {
+  description: "How renters reach a machine.",
   fields: (t) => ({
-    machineId: t.globalID({ required: true }),
+    machineId: t.globalID({ required: true, description: 'The machine, such as "Machine:12".' }),
     publicAddress: t.string({ description: "A fixed public address (IP or host name); omitted: the address the agent reports." }),
     directPortStart: t.int({ required: true, description: "First external port renters' ports are mapped to." }),
     directPortEnd: t.int({ required: true, description: "Last one (inclusive); at most 10,000 ports." }),
@@ -278,7 +294,7 @@ builder.mutationField("setMachineNetwork", (t) =>
     description:
       "How renters reach the machine: its public address and the range of external ports that instances' ports are mapped to. Instances keep the ports they hold.",
     errors: {},
-    args: { input: t.arg({ type: MachineNetworkInput, required: true }) },
+    args: { input: t.arg({ type: MachineNetworkInput, required: true, description: "The address and port range." }) },
     resolve: (_query, _root, { input }, ctx) => {
       const machineId = localId(input.machineId, "Machine", "machineId");
       return setMachineNetwork(ctx.viewer.userId, { ...input, machineId });

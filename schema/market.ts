@@ -4,7 +4,11 @@ import { builder } from "./builder.ts";
 
 const PriceBucket = builder.enumType("PriceBucket", {
   description: "MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most.",
-  values: ["MINUTE", "HOUR", "DAY"] as const,
+  values: {
+    MINUTE: { description: "One point per minute sample; ranges up to 1 day." },
+    HOUR: { description: "One point per hour; ranges up to 92 days." },
+    DAY: { description: "One point per day (UTC); ranges up to 2000 days." },
+  } as const,
 });
 
 /** The market figures a history point and the live stats share (domain/market/sampler.ts defines them). */
@@ -46,7 +50,7 @@ const GpuMarketStatsRef = builder.objectRef<GpuMarketStats>("GpuMarketStats").im
   description: "One GPU model's market now.",
   interfaces: [MarketFigures],
   fields: (t) => ({
-    gpuName: t.exposeString("gpuName"),
+    gpuName: t.exposeString("gpuName", { description: "The GPU model, such as RTX 4090." }),
     machinesFullyRented: t.exposeInt("machinesFullyRented", {
       description: "Listed machines all of whose GPUs are rented: in the market, though none of their offers is rentable.",
     }),
@@ -59,10 +63,10 @@ builder.queryField("priceHistory", (t) =>
     description:
       "A GPU model's prices, bids and utilization over [from, to), one point per bucket with samples; open to anonymous callers. A range too long for the bucket fails with the error code VALIDATION.",
     args: {
-      gpuName: t.arg.string({ required: true }),
-      from: t.arg({ type: "DateTime", required: true }),
-      to: t.arg({ type: "DateTime", required: true }),
-      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR" }),
+      gpuName: t.arg.string({ required: true, description: "The GPU model, such as RTX 4090." }),
+      from: t.arg({ type: "DateTime", required: true, description: "The first instant included." }),
+      to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }),
+      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR", description: "How long each point spans." }),
     },
     resolve: (_root, args) => priceHistory(args),
   }),
@@ -77,6 +81,7 @@ builder.queryField("marketStats", (t) =>
 );
 
 const EstimateSource = builder.enumType("EarningsEstimateSource", {
+  description: "What an earnings estimate is based on.",
   values: {
     EARNINGS: { description: "From what similar machines (same model, half to twice the GPUs) earned." },
     PRICE_HISTORY: { description: "No similar machine earned anything: average price × 24 h × the model's utilization." },
@@ -85,20 +90,21 @@ const EstimateSource = builder.enumType("EarningsEstimateSource", {
 });
 
 const MachineSpecsInput = builder.inputType("MachineSpecsInput", {
+  description: "The hardware to estimate earnings for.",
   fields: (t) => ({
-    gpuName: t.string({ required: true }),
-    numGpus: t.int({ required: true }),
+    gpuName: t.string({ required: true, description: "The GPU model, such as RTX 4090." }),
+    numGpus: t.int({ required: true, description: "GPUs in the machine." }),
   }),
 });
 
 const EarningsEstimateRef = builder.objectRef<Awaited<ReturnType<typeof earningsEstimate>>>("EarningsEstimate").implement({
   description: "What a machine of these specs would have earned per day (host's share) over the last windowDays whole days.",
   fields: (t) => ({
-    gpuName: t.exposeString("gpuName"),
-    numGpus: t.exposeInt("numGpus"),
-    windowDays: t.exposeInt("windowDays"),
-    source: t.field({ type: EstimateSource, resolve: (e) => e.source }),
-    similarMachines: t.exposeInt("similarMachines"),
+    gpuName: t.exposeString("gpuName", { description: "The GPU model estimated for." }),
+    numGpus: t.exposeInt("numGpus", { description: "The GPU count estimated for." }),
+    windowDays: t.exposeInt("windowDays", { description: "Whole days looked back over." }),
+    source: t.field({ type: EstimateSource, description: "What the estimate is based on.", resolve: (e) => e.source }),
+    similarMachines: t.exposeInt("similarMachines", { description: "Machines of similar specs the estimate draws on." }),
     perDay: t.field({ type: "Money", nullable: true, description: "Median.", resolve: (e) => e.perDayMicros }),
     perDayLow: t.field({ type: "Money", nullable: true, description: "25th percentile (EARNINGS only).", resolve: (e) => e.perDayLowMicros }),
     perDayHigh: t.field({ type: "Money", nullable: true, description: "75th percentile (EARNINGS only).", resolve: (e) => e.perDayHighMicros }),
@@ -110,7 +116,7 @@ builder.queryField("earningsEstimate", (t) =>
   t.field({
     type: EarningsEstimateRef,
     description: "How much a host could make per day with this hardware, for deciding whether to list; open to anonymous callers.",
-    args: { specs: t.arg({ type: MachineSpecsInput, required: true }) },
+    args: { specs: t.arg({ type: MachineSpecsInput, required: true, description: "The hardware." }) },
     resolve: (_root, args) => earningsEstimate(args.specs),
   }),
 );

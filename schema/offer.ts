@@ -22,16 +22,16 @@ builder.node(OfferRef, {
       description: "The host's account, such as \"User:5\" (its number is the search field host_id); only the host may read the account itself.",
       resolve: (offer) => ({ type: "User", id: offer.hostId }),
     }),
-    gpuName: t.exposeString("gpuName"),
+    gpuName: t.exposeString("gpuName", { description: "The GPU model, such as RTX 4090 (search field gpu_name, with _ for spaces)." }),
     numGpus: t.exposeInt("numGpus", { description: "GPUs in this offer." }),
     gpuRam: t.float({ description: "VRAM per GPU, GB.", resolve: (offer) => offer.gpuRam / MB_PER_GB }),
     gpuTotalRam: t.float({ description: "VRAM of the offer's GPUs, GB.", resolve: (offer) => offer.gpuTotalRam / MB_PER_GB }),
     computeCap: t.exposeInt("computeCap", { description: "CUDA compute capability × 100 (860 for 8.6)." }),
     totalFlops: t.exposeFloat("totalFlops", { description: "FP32 TFLOPS of the offer's GPUs." }),
     gpuMemBw: t.exposeFloat("gpuMemBw", { description: "GPU memory bandwidth, GB/s." }),
-    pcieGen: t.exposeInt("pcieGen"),
+    pcieGen: t.exposeInt("pcieGen", { description: "PCIe generation of the GPUs' slots (search field pci_gen)." }),
     pcieBw: t.exposeFloat("pcieBw", { description: "PCIe bandwidth per GPU, GB/s." }),
-    cpuName: t.exposeString("cpuName"),
+    cpuName: t.exposeString("cpuName", { description: "The CPU model." }),
     cpuCores: t.exposeInt("cpuCores", { description: "CPU cores of the machine." }),
     cpuCoresEffective: t.exposeFloat("cpuCoresEffective", {
       description: "CPU cores a rental of this offer gets: the machine's cores × numGpus / the machine's GPUs.",
@@ -47,7 +47,7 @@ builder.node(OfferRef, {
     inetUp: t.exposeFloat("inetUp", { description: "Upload bandwidth, Mbps." }),
     inetDown: t.exposeFloat("inetDown", { description: "Download bandwidth, Mbps." }),
     cudaMaxGood: t.exposeFloat("cudaMaxGood", { description: "Highest CUDA version the driver supports." }),
-    driverVersion: t.exposeString("driverVersion"),
+    driverVersion: t.exposeString("driverVersion", { description: "NVIDIA driver version, such as 550.54.15." }),
     directPortCount: t.exposeInt("directPortCount", { description: "Free external ports for direct connections (search field direct_port_count)." }),
     staticIp: t.exposeBoolean("staticIp", { description: "The host declared a fixed public address (search field static_ip)." }),
     dphTotal: t.field({
@@ -55,31 +55,31 @@ builder.node(OfferRef, {
       description: "Dollars per hour for the GPUs and the storage the search asked for (storageGb).",
       resolve: (offer) => offer.dphTotalMicros,
     }),
-    pricePerGpuHour: t.field({ type: "Money", resolve: (offer) => offer.pricePerGpuMicros }),
+    pricePerGpuHour: t.field({ type: "Money", description: "On-demand price, dollars per GPU-hour.", resolve: (offer) => offer.pricePerGpuMicros }),
     minBid: t.field({
       type: "Money",
       description: "Lowest interruptible bid per GPU-hour.",
       resolve: (offer) => offer.minBidMicros,
     }),
-    storageCostPerGbMonth: t.field({ type: "Money", resolve: (offer) => offer.storageCostMicros }),
-    inetUpCostPerGb: t.field({ type: "Money", resolve: (offer) => offer.inetUpCostMicros }),
-    inetDownCostPerGb: t.field({ type: "Money", resolve: (offer) => offer.inetDownCostMicros }),
+    storageCostPerGbMonth: t.field({ type: "Money", description: "Disk price, dollars per GB-month (30 days).", resolve: (offer) => offer.storageCostMicros }),
+    inetUpCostPerGb: t.field({ type: "Money", description: "Upload price, dollars per GB sent.", resolve: (offer) => offer.inetUpCostMicros }),
+    inetDownCostPerGb: t.field({ type: "Money", description: "Download price, dollars per GB received.", resolve: (offer) => offer.inetDownCostMicros }),
     dlperf: t.exposeFloat("dlperf", { description: "DLPerf of the offer's GPUs." }),
     dlperfPerDphTotal: t.exposeFloat("dlperfPerDphtotal", { description: "DLPerf per dollar-hour of dphTotal." }),
     flopsPerDphTotal: t.exposeFloat("flopsPerDphtotal", { description: "TFLOPS per dollar-hour of dphTotal." }),
-    reliability: t.exposeFloat("reliability"),
+    reliability: t.exposeFloat("reliability", { description: "Estimated share of time the machine is up and serving its rentals, 0 to 1." }),
     score: t.exposeFloat("score", { description: "The default ranking: DLPerf per dollar-hour × reliability³ (higher is better)." }),
-    verified: t.exposeBoolean("verified"),
+    verified: t.exposeBoolean("verified", { description: "Operators verified the machine (search shows verified offers by default)." }),
     datacenter: t.exposeBoolean("datacenter", { description: "Secure cloud: the machine is in a vetted datacenter." }),
-    geolocation: t.exposeString("geolocation"),
-    countryCode: t.exposeString("countryCode"),
+    geolocation: t.exposeString("geolocation", { description: "Where the machine is, in words, such as Oregon, US." }),
+    countryCode: t.exposeString("countryCode", { description: "Where the machine is: ISO 3166-1 alpha-2 country code." }),
     endDate: t.expose("endDate", { type: "DateTime", description: "The listing ends then; rentals end by it." }),
     durationDays: t.float({
       description: "Days until endDate.",
       resolve: (offer) => (offer.endDate.getTime() - Date.now()) / DAY_MS,
     }),
-    rentable: t.exposeBoolean("rentable"),
-    rented: t.exposeBoolean("rented"),
+    rentable: t.exposeBoolean("rentable", { description: "Can be rented on demand now: listed, online, enough free GPUs and disk." }),
+    rented: t.exposeBoolean("rented", { description: "Some of the machine's GPUs are rented." }),
     gpusFreeOfOnDemand: t.exposeInt("gpusFreeOfOnDemand", {
       description: "GPUs of the machine not held by on-demand rentals: what an interruptible bid can win.",
     }),
@@ -94,17 +94,22 @@ builder.node(OfferRef, {
 });
 
 const OfferOrderField = builder.enumType("OfferOrderField", {
+  description: "A field to order offers by: the search fields of the same name.",
   values: Object.fromEntries(
     SORTABLE_FIELDS.map((field) => [field.toUpperCase(), { value: field, description: OFFER_FIELDS[field].description }]),
   ) as Record<string, { value: (typeof SORTABLE_FIELDS)[number]; description: string }>,
 });
 
-const OfferOrderDirection = builder.enumType("OfferOrderDirection", { values: ["ASC", "DESC"] as const });
+const OfferOrderDirection = builder.enumType("OfferOrderDirection", {
+  description: "Which way to order.",
+  values: { ASC: { description: "Smallest first." }, DESC: { description: "Largest first." } } as const,
+});
 
 const OfferOrder = builder.inputType("OfferOrder", {
+  description: "One ordering key; later keys break ties of earlier ones.",
   fields: (t) => ({
-    field: t.field({ type: OfferOrderField, required: true }),
-    direction: t.field({ type: OfferOrderDirection, required: true }),
+    field: t.field({ type: OfferOrderField, required: true, description: "The field to order by." }),
+    direction: t.field({ type: OfferOrderDirection, required: true, description: "Which way." }),
   }),
 });
 
@@ -112,17 +117,17 @@ const OfferFilter = builder.inputType("OfferFilter", {
   description: "A structured alternative to `query`; both apply, and this wins on the same field and operator.",
   fields: (t) => ({
     gpuNames: t.stringList({ description: "Any of these GPU models." }),
-    minNumGpus: t.int(),
-    maxNumGpus: t.int(),
-    minGpuRamGb: t.float(),
-    maxDphTotal: t.field({ type: "Money" }),
-    minReliability: t.float(),
-    minDlperf: t.float(),
-    minCudaVersion: t.float(),
-    minInetDownMbps: t.float(),
-    minDurationDays: t.float(),
+    minNumGpus: t.int({ description: "At least this many GPUs in the offer." }),
+    maxNumGpus: t.int({ description: "At most this many GPUs in the offer." }),
+    minGpuRamGb: t.float({ description: "At least this much VRAM per GPU, GB." }),
+    maxDphTotal: t.field({ type: "Money", description: "At most this many dollars per hour in all (dphTotal)." }),
+    minReliability: t.float({ description: "At least this reliability, 0 to 1." }),
+    minDlperf: t.float({ description: "At least this DLPerf." }),
+    minCudaVersion: t.float({ description: "A driver that runs at least this CUDA version, such as 12.1." }),
+    minInetDownMbps: t.float({ description: "At least this download bandwidth, Mbps." }),
+    minDurationDays: t.float({ description: "A listing that lasts at least this many days more." }),
     countries: t.stringList({ description: "Any of these two-letter country codes." }),
-    datacenter: t.boolean(),
+    datacenter: t.boolean({ description: "Only (true) or no (false) datacenter machines." }),
     verified: t.boolean({ description: "Absent: verified only (the default). null: both." }),
     rentable: t.boolean({ description: "Absent: rentable only (the default). null: both." }),
     launchMode: t.field({
@@ -135,7 +140,20 @@ const OfferFilter = builder.inputType("OfferFilter", {
   }),
 });
 
-const OfferConnection = builder.connectionObject({ type: OfferRef, name: "OfferConnection" }, { name: "OfferEdge" });
+const OfferConnection = builder.connectionObject(
+  {
+    type: OfferRef,
+    name: "OfferConnection",
+    description: "A page of offers.",
+    fields: (t) => ({
+      totalCount: t.int({
+        description: "How many offers match the search, over every page (counted only when asked for).",
+        resolve: (connection) => (connection as unknown as { totalCount: () => Promise<number> }).totalCount(),
+      }),
+    }),
+  },
+  { name: "OfferEdge" },
+);
 
 builder.queryField("offer", (t) =>
   t.field({
@@ -162,16 +180,17 @@ builder.queryField("offers", (t) =>
       "a reference field this marketplace does not record (has_avx, cpu_ghz, …) with UNRECORDED_FIELD naming it.",
     ].join(" "),
     args: {
-      query: t.arg.string(),
-      filter: t.arg({ type: OfferFilter }),
-      orderBy: t.arg({ type: [OfferOrder] }),
-      storageGb: t.arg.float(),
-      first: t.arg.int(),
-      after: t.arg.string(),
+      query: t.arg.string({ description: "The search language, such as `gpu_name=RTX_4090 num_gpus>=2 dph<1.5`." }),
+      filter: t.arg({ type: OfferFilter, description: "The same search as structured fields." }),
+      orderBy: t.arg({ type: [OfferOrder], description: "Up to 5 keys; default score descending." }),
+      storageGb: t.arg.float({ description: "Disk to price into dphTotal, GB; default 10." }),
+      first: t.arg.int({ description: "Page size: 0 to 100, default 20." }),
+      after: t.arg.string({ description: "The cursor of the offer to start after (pageInfo.endCursor)." }),
     },
     resolve: async (_root, args) => {
       const page = await searchOffers(prisma, args);
       return {
+        totalCount: page.totalCount,
         edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),
         pageInfo: {
           hasNextPage: page.hasNextPage,

@@ -24,7 +24,7 @@ const OrderBookRef = builder.objectRef<Book>("OrderBook").implement({
   description:
     "One listed machine's auction as the market sees it: GPUs held by on-demand rentals and the live bids by price level, anonymous.",
   fields: (t) => ({
-    machineId: t.globalID({ resolve: (book) => ({ type: "Machine", id: book.machineId }) }),
+    machineId: t.globalID({ description: "The machine.", resolve: (book) => ({ type: "Machine", id: book.machineId }) }),
     numGpus: t.exposeInt("numGpus", { description: "GPUs of the machine." }),
     onDemandGpus: t.exposeInt("onDemandGpus", { description: "GPUs held by on-demand rentals: bids compete for the rest." }),
     minBid: t.field({ type: "Money", description: "The machine's minimum bid per GPU-hour.", resolve: (book) => book.minBidMicros }),
@@ -90,7 +90,7 @@ builder.subscriptionField("orderBook", (t) =>
     type: OrderBookRef,
     description:
       "A listed machine's order book now, then again after each clearing of the machine (at most one event per clearing; a slow subscriber gets the latest). Any key may watch any listed machine; an unlisted or unknown machine is NOT_FOUND.",
-    args: { machineId: t.arg.id({ required: true }) },
+    args: { machineId: t.arg.id({ required: true, description: 'Such as "Machine:12" or 12 (an offer\'s machineId).' }) },
     subscribe: async (_root, args) => {
       const machineId = machineIdArgument(args.machineId);
       await requiredBook(machineId);

@@ -8,7 +8,11 @@ import { builder } from "./builder.ts";
 import { ErrorInterface } from "./errors.ts";
 import { localId } from "./ids.ts";
 
-builder.objectType(RegistryCredentialsUnavailableError, { name: "RegistryCredentialsUnavailableError", interfaces: [ErrorInterface] });
+builder.objectType(RegistryCredentialsUnavailableError, {
+  name: "RegistryCredentialsUnavailableError",
+  interfaces: [ErrorInterface],
+  description: "The server has no key to encrypt registry passwords with, so it stores none.",
+});
 
 export const RegistryCredentialRef = builder.prismaNode("RegistryCredential", {
   id: { field: "id" },
@@ -16,25 +20,32 @@ export const RegistryCredentialRef = builder.prismaNode("RegistryCredential", {
   authScopes: (credential, ctx) => ctx.viewer !== null && credential.userId === ctx.viewer.userId,
   fields: (t) => ({
     registry: t.exposeString("registry", { description: 'The registry host[:port], as image references name it ("docker.io" for bare names).' }),
-    username: t.exposeString("username"),
-    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    username: t.exposeString("username", { description: "The registry user name." }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When they were saved." }),
   }),
 });
 
 export const RegistryAuthInput = builder.inputType("RegistryAuthInput", {
+  description: "A user name and password (or token) for a private image registry.",
   fields: (t) => ({
-    username: t.string({ required: true }),
+    username: t.string({ required: true, description: "The registry user name." }),
     password: t.string({ required: true, description: "Or an access token; stored encrypted and never returned." }),
   }),
 });
 
 builder.queryField("registryCredentials", (t) =>
-  t.withAuth({ permission: "READ" }).prismaField({
-    type: ["RegistryCredential"],
-    description: "The account's saved registry credentials (without their passwords).",
-    resolve: (query, _root, _args, ctx) =>
-      prisma.registryCredential.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
-  }),
+  t.withAuth({ permission: "READ" }).prismaConnection(
+    {
+      type: "RegistryCredential",
+      cursor: "id",
+      description: "The account's saved registry credentials (without their passwords), oldest first. Its owner's keys only.",
+      resolve: (query, _root, _args, ctx) =>
+        prisma.registryCredential.findMany({ ...query, where: { userId: ctx.viewer.userId }, orderBy: { id: "asc" } }),
+      totalCount: (_root, _args, ctx) => prisma.registryCredential.count({ where: { userId: ctx.viewer.userId } }),
+    },
+    { name: "RegistryCredentialConnection", description: "A page of registry credentials." },
+    { name: "RegistryCredentialEdge" },
+  ),
 );
 
 builder.mutationField("saveRegistryCredential", (t) =>
@@ -45,7 +56,7 @@ builder.mutationField("saveRegistryCredential", (t) =>
     errors: { types: [RegistryCredentialsUnavailableError] },
     args: {
       registry: t.arg.string({ required: true, description: "Host[:port], such as ghcr.io; docker.io for Docker Hub." }),
-      auth: t.arg({ type: RegistryAuthInput, required: true }),
+      auth: t.arg({ type: RegistryAuthInput, required: true, description: "The user name and password (or token)." }),
     },
     resolve: (_root, args, ctx) => saveRegistryCredential(ctx.viewer.userId, { registry: args.registry, ...args.auth }),
   }),
@@ -56,7 +67,7 @@ builder.mutationField("removeRegistryCredential", (t) =>
     type: RegistryCredentialRef,
     description: "Removes saved registry credentials.",
     errors: {},
-    args: { id: t.arg.globalID({ required: true }) },
+    args: { id: t.arg.globalID({ required: true, description: 'The credentials, such as "RegistryCredential:2".' }) },
     resolve: (_root, args, ctx) => removeRegistryCredential(ctx.viewer.userId, localId(args.id, "RegistryCredential")),
   }),
 );

@@ -36,7 +36,7 @@ const LOGIN = `mutation ($email: String!, $password: String!) {
   }
 }`;
 
-const ME = `{ me { id email emailVerified balance createdAt settings { debitMode } sshKeys { id } apiKeys { id name scope revokedAt } } }`;
+const ME = `{ me { id email emailVerified balance createdAt settings { debitMode } sshKeys { totalCount nodes { id } } apiKeys { totalCount nodes { id name scope revokedAt } } } }`;
 
 let addressCounter = 1;
 /** A loopback address of its own for each caller, so the per-address limits do not couple tests. */
@@ -100,8 +100,8 @@ describe("signup", () => {
       emailVerified: true,
       balance: "0.00",
       settings: { debitMode: false },
-      sshKeys: [],
-      apiKeys: [{ id: apiKey.apiKey.id, name: "signup", scope: "ACCOUNT", revokedAt: null }],
+      sshKeys: { totalCount: 0, nodes: [] },
+      apiKeys: { totalCount: 1, nodes: [{ id: apiKey.apiKey.id, name: "signup", scope: "ACCOUNT", revokedAt: null }] },
     });
     expect(new Date(me.data.me.createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
   });

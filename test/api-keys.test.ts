@@ -26,7 +26,7 @@ const REVOKE = `mutation ($id: ID!) {
     ... on ValidationError { issues { path } }
   }
 }`;
-const LIST = `{ apiKeys { ${KEY_FIELDS} } }`;
+const LIST = `{ apiKeys { nodes { ${KEY_FIELDS} } } }`;
 
 const newAccount = () => signedUpAccount("keys");
 
@@ -76,7 +76,7 @@ describe("apiKeys", () => {
     const other = await newAccount();
     await app.gql(CREATE, { name: "ci" }, account.token);
     await issueApiKey(prisma, { userId: account.userId, name: "agent", scope: "MACHINE" });
-    const list = (await app.gql(LIST, {}, account.token)).data.apiKeys;
+    const list = (await app.gql(LIST, {}, account.token)).data.apiKeys.nodes;
     expect(list.map((key: { name: string; scope: string }) => [key.name, key.scope])).toEqual([
       ["agent", "MACHINE"],
       ["ci", "ACCOUNT"],
@@ -85,9 +85,9 @@ describe("apiKeys", () => {
     // The signup key has just authenticated this request.
     expect(list[2].lastUsedAt).not.toBeNull();
     expect(list[0].lastUsedAt).toBeNull();
-    expect((await app.gql(LIST, {}, other.token)).data.apiKeys).toHaveLength(1);
+    expect((await app.gql(LIST, {}, other.token)).data.apiKeys.nodes).toHaveLength(1);
 
-    const hashQuery = await app.gql("{ apiKeys { hash } }", {}, account.token);
+    const hashQuery = await app.gql("{ apiKeys { nodes { hash } } }", {}, account.token);
     expect(hashQuery.errors?.[0].message).toMatch(/Cannot query field "hash"/);
   });
 
@@ -163,7 +163,7 @@ describe("machine and instance keys", () => {
       const result = await app.gql(query, variables, token);
       expect(result.data?.[field], field).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
     }
-    for (const query of ["{ me { id } }", "{ apiKeys { id } }", "{ sshKeys { id } }"]) {
+    for (const query of ["{ me { id } }", "{ apiKeys { nodes { id } } }", "{ sshKeys { nodes { id } } }"]) {
       const result = await app.gql(query, {}, token);
       expect(result.errors?.[0].extensions?.code, query).toBe("FORBIDDEN");
     }
@@ -177,7 +177,7 @@ describe("machine and instance keys", () => {
   it("an INSTANCE key reports its instance as a global id", async () => {
     const account = await newAccount();
     await issueApiKey(prisma, { userId: account.userId, name: "container", scope: "INSTANCE", instanceId: 7 });
-    const list = (await app.gql(LIST, {}, account.token)).data.apiKeys;
+    const list = (await app.gql(LIST, {}, account.token)).data.apiKeys.nodes;
     expect(list[0]).toMatchObject({ name: "container", scope: "INSTANCE", machineId: null, instanceId: "Instance:7" });
   });
 });
@@ -253,21 +253,21 @@ describe("sessions", () => {
   const LOGIN = `mutation ($email: String!, $password: String!) {
     login(email: $email, password: $password) { ... on MutationLoginSuccess { data { apiKey { token apiKey { id } } } } }
   }`;
-  const SESSIONS = "{ sessions { id scope expiresAt } }";
+  const SESSIONS = "{ sessions { totalCount nodes { id scope expiresAt } } }";
 
   it("login issues a session key each time; sessions lists the live ones and revokeApiKey ends one", async () => {
     const email = `sessions-${Date.now()}@example.com`;
     const accountKey = (await createAccount({ email, password: "long enough password" })).key.token;
     const first = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
     const second = (await app.gql(LOGIN, { email, password: "long enough password" })).data.login.data.apiKey;
-    const listed = (await app.gql(SESSIONS, {}, accountKey)).data.sessions;
+    const listed = (await app.gql(SESSIONS, {}, accountKey)).data.sessions.nodes;
     expect(listed.map((session: { id: string }) => session.id).sort()).toEqual([first.apiKey.id, second.apiKey.id].sort());
     expect(listed.every((session: { scope: string }) => session.scope === "SESSION")).toBe(true);
 
     const revoked = await app.gql(REVOKE, { id: first.apiKey.id }, second.token);
     expect(revoked.data.revokeApiKey.__typename).toBe("MutationRevokeApiKeySuccess");
     expect((await app.gql("{ me { id } }", {}, first.token)).errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
-    expect((await app.gql(SESSIONS, {}, second.token)).data.sessions.map((session: { id: string }) => session.id)).toEqual([second.apiKey.id]);
+    expect((await app.gql(SESSIONS, {}, second.token)).data.sessions.nodes.map((session: { id: string }) => session.id)).toEqual([second.apiKey.id]);
   });
 
   it("a session's expiry moves forward as it is used, and it is refused once it has passed", async () => {

@@ -219,12 +219,12 @@ const operations: {
   { name: "instance", needs: "READ", document: `query ($id: ID!) { instance(id: $id) { id status } }`, variables: () => ({ id: ids.instance }) },
   {
     name: "charges", needs: "READ",
-    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { instanceId amount } }`,
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { charges(instanceId: $id, from: $from, to: $to) { nodes { instanceId amount } } }`,
     variables: () => ({ id: ids.instance, ...lastWeek() }),
   },
   {
     name: "earnings", needs: "READ",
-    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { machineId } }`,
+    document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { nodes { machineId } } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
   },
   { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
@@ -277,18 +277,18 @@ const RECENT = `from: "${lastWeek().from}", to: "${lastWeek().to}"`;
 const listings = [
   "{ me { id email } }",
   "{ spendLimit { tier currentPerHour } }",
-  "{ sessions { id name } }",
-  "{ apiKeys { id name } }",
-  "{ sshKeys { id fingerprint } }",
-  "{ myMachines { id } }",
+  "{ sessions(first: 100) { totalCount nodes { id name } } }",
+  "{ apiKeys(first: 100) { totalCount nodes { id name } } }",
+  "{ sshKeys(first: 100) { totalCount nodes { id fingerprint } } }",
+  "{ myMachines(first: 100) { totalCount nodes { id } } }",
   "{ instances(first: 50) { edges { node { id } } } }",
   "{ templates(first: 50) { edges { node { id name } } } }",
-  "{ registryCredentials { id registry username } }",
+  "{ registryCredentials(first: 100) { totalCount nodes { id registry username } } }",
   "{ billingSettings { autoBillThreshold balanceAlertThreshold } }",
-  "{ payouts { amount createdAt destination } }",
-  `{ invoices(${RECENT}) { description amount } }`,
-  `{ charges(${RECENT}) { instanceId } }`,
-  `{ earnings(${RECENT}) { machineId } }`,
+  "{ payouts(first: 100) { totalCount nodes { amount createdAt destination } } }",
+  `{ invoices(${RECENT}, first: 100) { totalCount nodes { description amount } } }`,
+  `{ charges(${RECENT}, first: 100) { totalCount nodes { instanceId } } }`,
+  `{ earnings(${RECENT}, first: 100) { totalCount nodes { machineId } } }`,
   "{ bids(first: 50) { totalCount edges { node { id machineId standing priceToWin instance { id label } } } } }",
 ];
 
@@ -369,7 +369,7 @@ describe("authorization matrix", () => {
     });
   }
 
-  const CONTRACTS = "{ myMachines { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } }";
+  const CONTRACTS = "{ myMachines { nodes { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } } }";
 
   for (const caller of callerNames) {
     it(`the contracts on the victim's machine, by ${caller}, are its host's only`, async () => {
@@ -383,7 +383,7 @@ describe("authorization matrix", () => {
   it("a host sees the victim's rental on its machine by its terms, never who rents it or what it runs", async () => {
     const response = await app.gql(CONTRACTS, {}, callers["attacker account key"]);
     expect(response.errors).toBeUndefined();
-    const nodes = response.data.myMachines.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
+    const nodes = response.data.myMachines.nodes.flatMap((m: { contracts: { edges: { node: { instanceId: string } }[] } }) => m.contracts.edges.map((e) => e.node));
     expect(nodes.map((node: { instanceId: string }) => node.instanceId).sort()).toEqual([ids.instance, ids.bidInstance].sort());
     const text = JSON.stringify(response);
     expect(text).not.toContain(victim.email);
@@ -391,7 +391,7 @@ describe("authorization matrix", () => {
     expect(text).not.toContain(`"${victim.userId}"`);
     // The contract type has no field for the renter, its label, image, environment or keys.
     for (const field of ["clientId", "client", "label", "env", "image", "onstart", "sshKeys", "connection", "apiKey"]) {
-      const refused = await app.gql(`{ myMachines { contracts { edges { node { ${field} } } } } }`, {}, callers["attacker account key"]);
+      const refused = await app.gql(`{ myMachines { nodes { contracts { edges { node { ${field} } } } } } }`, {}, callers["attacker account key"]);
       expect(refused.errors?.[0]?.message, field).toMatch(/Cannot query field/);
     }
   });

@@ -288,8 +288,8 @@ describe("bids and books that are not there", () => {
       const response = await app.gql(ORDER_BOOK, { machineId: id });
       expect(response.errors?.[0]?.extensions?.code, JSON.stringify(response)).toBe("VALIDATION");
     }
-    const mine = await app.gql(`{ myMachines { id orderBook { numGpus } } }`, {}, host.key);
-    expect(mine.data.myMachines).toEqual([{ id: `Machine:${machineId}`, orderBook: null }]);
+    const mine = await app.gql(`{ myMachines { nodes { id orderBook { numGpus } } } }`, {}, host.key);
+    expect(mine.data.myMachines.nodes).toEqual([{ id: `Machine:${machineId}`, orderBook: null }]);
     const watcher = await createAccount("watcher");
     const sub = subscribe(app.url, watcher.key, `subscription ($m: ID!) { orderBook(machineId: $m) { numGpus } }`, { m: `Machine:${machineId}` });
     try {

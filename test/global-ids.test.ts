@@ -62,6 +62,12 @@ describe("offer(id) and offers", () => {
     }
   });
 
+  it("a search's totalCount counts every matching offer, not just the page", async () => {
+    const result = await app.gql(`{ offers(query: "machine_id=${listedId}", first: 1) { totalCount pageInfo { hasNextPage } nodes { id } } }`);
+    expect(result.data.offers).toMatchObject({ totalCount: 3, pageInfo: { hasNextPage: true } });
+    expect(result.data.offers.nodes).toHaveLength(1);
+  });
+
   it("offer(id) is null for an unlisted machine's chunk, a chunk never offered, and a malformed id", async () => {
     for (const id of [`Offer:${unlistedId}-1`, `Offer:${listedId}-3`, "Offer:abc", "Machine:1"]) {
       const one = await app.gql(`query ($id: ID!) { offer(id: $id) { id } }`, { id });

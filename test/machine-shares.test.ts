@@ -27,7 +27,7 @@ const INSTANCE = /* GraphQL */ `
   query ($id: ID!) { instance(id: $id) { id status numGpus gpuIndices } }
 `;
 const MACHINE_INSTANCES = /* GraphQL */ `
-  query { myMachines { id contracts { edges { node { instanceId status gpuIndices diskGb } } } } }
+  query { myMachines { nodes { id contracts { edges { node { instanceId status gpuIndices diskGb } } } } } }
 `;
 const ASSIGNMENTS = /* GraphQL */ `
   subscription ($machineId: ID!) { assignments(machineId: $machineId) { instances { instanceId desiredState gpuIndices cpuCores memoryMb } } }
@@ -135,7 +135,7 @@ describe("GPU indices", () => {
     // The host sees its machine's rentals and their GPUs.
     const mine = await app.gql(MACHINE_INSTANCES, {}, host.key);
     expect(mine.errors).toBeUndefined();
-    const hostedMachines = mine.data.myMachines as { id: string; contracts: { edges: { node: unknown }[] } }[];
+    const hostedMachines = mine.data.myMachines.nodes as { id: string; contracts: { edges: { node: unknown }[] } }[];
     const hosted = hostedMachines.find((m) => m.id === `Machine:${machineId}`)!.contracts.edges.map((edge) => edge.node);
     expect(hosted).toEqual([
       { instanceId: a.instance.id, status: "LOADING", gpuIndices: aIndices, diskGb: 20 },
@@ -143,7 +143,7 @@ describe("GPU indices", () => {
     ]);
     const other = await app.gql(MACHINE_INSTANCES, {}, alice.key);
     expect(other.errors).toBeUndefined();
-    expect(other.data.myMachines).toEqual([]);
+    expect(other.data.myMachines.nodes).toEqual([]);
 
     // The agent is told the same devices and the shares to enforce (64 cores and 256,000 MB over 8 GPUs).
     const { token } = await issueApiKey(prisma, { userId: host.userId, name: "agent", scope: "MACHINE", machineId });

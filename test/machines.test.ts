@@ -318,7 +318,7 @@ const SET_MIN_BID = `mutation ($id: ID!, $price: Money!) {
     ${ERROR_FIELDS} ... on MutationSetMinBidSuccess { data { ${MACHINE_FIELDS} } }
   }
 }`;
-const MY_MACHINES = `{ myMachines { ${MACHINE_FIELDS} } }`;
+const MY_MACHINES = `{ myMachines { nodes { ${MACHINE_FIELDS} } } }`;
 
 describe("machines over GraphQL", () => {
   const app = useTestApp();
@@ -417,7 +417,7 @@ describe("machines over GraphQL", () => {
     expect(await offersOf(id)).toEqual([]);
 
     const mine = await app.gql(MY_MACHINES, {}, host.key);
-    expect(mine.data.myMachines.map((m: { id: string }) => m.id)).toContain(machine.id);
+    expect(mine.data.myMachines.nodes.map((m: { id: string }) => m.id)).toContain(machine.id);
   });
 
   it("changing only the GPU price keeps the storage and bandwidth prices and the min bid", async () => {
@@ -458,7 +458,7 @@ describe("machines over GraphQL", () => {
     }
     expect(await snapshot(id)).toEqual(before);
     const theirs = await app.gql(MY_MACHINES, {}, other.key);
-    expect(theirs.data.myMachines.map((m: { id: string }) => m.id)).not.toContain(machine.id);
+    expect(theirs.data.myMachines.nodes.map((m: { id: string }) => m.id)).not.toContain(machine.id);
   });
 
   it.each(["Machine:abc", "Machine:", "12", "", "ApiKey:1", "Machine:-1", "Machine:1.5", "Machine:99999999999"])(

@@ -222,8 +222,8 @@ describe("payout onboarding and history", () => {
     const me = await createAccount("host", { credit: 0n });
     const someoneElse = await host(30_000_000n);
     await runPayouts(FRIDAY);
-    const mine = await app.gql(`{ payouts { amount status } }`, {}, me.key);
-    expect(mine.data.payouts).toEqual([]);
+    const mine = await app.gql(`{ payouts { totalCount nodes { amount status } } }`, {}, me.key);
+    expect(mine.data.payouts).toEqual({ totalCount: 0, nodes: [] });
     expect(await payoutsOf(someoneElse)).toHaveLength(1);
   });
 });

@@ -1,3 +1,4 @@
+import { buildSchema, isInputObjectType, isObjectType } from "graphql";
 import { readFile } from "node:fs/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { machineAssignments } from "../domain/agent/assignments.ts";
@@ -57,12 +58,14 @@ describe("registry credentials", () => {
       typeof value === "bigint" ? value.toString() : value,
     );
     expect(rows).not.toContain("s3cret");
-    const listed = await app.gql(`{ registryCredentials { id registry username } instances(first: 10) { edges { node { id image } } } }`, {}, owner.key);
+    const listed = await app.gql(`{ registryCredentials { nodes { id registry username } } instances(first: 10) { edges { node { id image } } } }`, {}, owner.key);
     expect(JSON.stringify(listed)).not.toContain("s3cret");
-    expect(listed.data.registryCredentials).toEqual([{ id: saved.id, registry: "registry.example.com:5000", username: "deploy" }]);
-    const schema = await readFile(new URL("../schema.graphql", import.meta.url), "utf8");
+    expect(listed.data.registryCredentials.nodes).toEqual([{ id: saved.id, registry: "registry.example.com:5000", username: "deploy" }]);
+    const schema = buildSchema(await readFile(new URL("../schema.graphql", import.meta.url), "utf8"));
     // Fields named password: only the agent's assignment type and the inputs (the root types' arguments aside).
-    const typesWithPassword = [...schema.matchAll(/^(?:type|input) (\w+)[^{]*\{[^}]*\n\s+password\b/gm)].map((match) => match[1]);
+    const typesWithPassword = Object.values(schema.getTypeMap())
+      .filter((type) => (isObjectType(type) || isInputObjectType(type)) && "password" in type.getFields())
+      .map((type) => type.name);
     expect(typesWithPassword.sort()).toEqual(["RegistryAuth", "RegistryAuthInput"]);
 
     // The machine's assignments carry them, decrypted, for the rentals that use them.
@@ -97,8 +100,8 @@ describe("registry credentials", () => {
 
     const mine = unwrap((await app.gql(SAVE, { registry: "quay.io", auth: { username: "me", password: "pw" } }, owner.key)).data.saveRegistryCredential);
     const other = await createAccount("other");
-    const theirs = await app.gql(`{ registryCredentials { id } }`, {}, other.key);
-    expect(theirs.data.registryCredentials).toEqual([]);
+    const theirs = await app.gql(`{ registryCredentials { nodes { id } } }`, {}, other.key);
+    expect(theirs.data.registryCredentials.nodes).toEqual([]);
     const removed = await app.gql(`mutation ($id: ID!) { removeRegistryCredential(id: $id) { __typename ... on Error { code } } }`, { id: mine.id }, other.key);
     expect(removed.data.removeRegistryCredential).toMatchObject({ code: "NOT_FOUND" });
   });

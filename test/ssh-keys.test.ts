@@ -161,8 +161,8 @@ describe("sshKeys and removeSshKey", () => {
     for (const publicKey of lines) await app.gql(ADD, { publicKey }, account.token);
     await app.gql(ADD, { publicKey: opensshLine(generateKeyPairSync("ed25519"), "other") }, other.token);
 
-    const listed = (await app.gql("{ sshKeys { comment } me { sshKeys { comment } } }", {}, account.token)).data;
-    expect(listed.sshKeys).toEqual([{ comment: "a" }, { comment: "b" }]);
+    const listed = (await app.gql("{ sshKeys { nodes { comment } } me { sshKeys { nodes { comment } } } }", {}, account.token)).data;
+    expect(listed.sshKeys.nodes).toEqual([{ comment: "a" }, { comment: "b" }]);
     expect(listed.me.sshKeys).toEqual(listed.sshKeys);
   });
 
@@ -172,7 +172,7 @@ describe("sshKeys and removeSshKey", () => {
       .addSshKey.data;
     const removed = (await app.gql(REMOVE, { id: added.id }, account.token)).data.removeSshKey;
     expect(removed).toEqual({ __typename: "MutationRemoveSshKeySuccess", data: added });
-    expect((await app.gql("{ sshKeys { id } }", {}, account.token)).data.sshKeys).toEqual([]);
+    expect((await app.gql("{ sshKeys { nodes { id } } }", {}, account.token)).data.sshKeys.nodes).toEqual([]);
     const again = (await app.gql(REMOVE, { id: added.id }, account.token)).data.removeSshKey;
     expect(again).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND" });
   });
@@ -194,7 +194,7 @@ describe("sshKeys and removeSshKey", () => {
   });
 
   it("is an UNAUTHENTICATED error to list without a key", async () => {
-    const result = await app.gql("{ sshKeys { id } }");
+    const result = await app.gql("{ sshKeys { nodes { id } } }");
     expect(result.errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
   });
 });

@@ -13,16 +13,16 @@ const app = useTestApp();
 
 const CHARGES = /* GraphQL */ `
   query ($from: DateTime!, $to: DateTime!, $instanceId: ID) {
-    charges(from: $from, to: $to, instanceId: $instanceId) { instanceId day category quantity unit rate amount description }
+    charges(from: $from, to: $to, instanceId: $instanceId, first: 100) { totalCount nodes { instanceId day category quantity unit rate amount description } }
   }
 `;
 const EARNINGS = /* GraphQL */ `
   query ($from: DateTime!, $to: DateTime!, $machineId: ID) {
-    earnings(from: $from, to: $to, machineId: $machineId) { machineId day gpu storage bandwidth total }
+    earnings(from: $from, to: $to, machineId: $machineId, first: 100) { totalCount nodes { machineId day gpu storage bandwidth total } }
   }
 `;
 const INVOICES = /* GraphQL */ `
-  query ($from: DateTime!, $to: DateTime!) { invoices(from: $from, to: $to) { kind status amount description } }
+  query ($from: DateTime!, $to: DateTime!) { invoices(from: $from, to: $to, first: 100) { totalCount nodes { kind status amount description } } }
 `;
 
 // Day 1 (D): instance A (4 GPUs at $0.389, 100 GB at $0.10/GB-month) runs all day and moves bytes.
@@ -68,7 +68,7 @@ describe("charges", () => {
     expect(result.errors).toBeUndefined();
     const day1 = at(D).toISOString();
     const day2 = at(D + PERIOD_SECONDS).toISOString();
-    expect(result.data.charges).toEqual([
+    expect(result.data.charges.nodes).toEqual([
       { instanceId: `Instance:${a}`, day: day1, category: "GPU", quantity: "96.000", unit: "GPU-hour", rate: "0.389", amount: "37.344", description: "96.000 GPU-hours at $0.389/GPU-hour" },
       // 100 GB for 1/30 month: 333,333.3 µ$, charged down to the µ$.
       { instanceId: `Instance:${a}`, day: day1, category: "STORAGE", quantity: "3.333", unit: "GB-month", rate: "0.10", amount: "0.333333", description: "3.333 GB-months at $0.10/GB-month" },
@@ -81,16 +81,16 @@ describe("charges", () => {
     ]);
     // The lines add up to what the ledger charged, to the micro-dollar.
     const charged = await prisma.ledgerEntry.aggregate({ where: { userId: client.userId, kind: "CHARGE" }, _sum: { amountMicros: true } });
-    expect(sumMoney(result.data.charges.map((line: { amount: string }) => line.amount))).toBe(-charged._sum.amountMicros!);
+    expect(sumMoney(result.data.charges.nodes.map((line: { amount: string }) => line.amount))).toBe(-charged._sum.amountMicros!);
 
     const onlyB = await app.gql(CHARGES, { ...range, instanceId: `Instance:${b}` }, client.key);
-    expect(onlyB.data.charges.map((line: { instanceId: string; category: string }) => `${line.instanceId} ${line.category}`)).toEqual([
+    expect(onlyB.data.charges.nodes.map((line: { instanceId: string; category: string }) => `${line.instanceId} ${line.category}`)).toEqual([
       `Instance:${b} GPU`,
       `Instance:${b} STORAGE`,
     ]);
     // A range from the second day on.
     const day2Only = await app.gql(CHARGES, { from: at(D + PERIOD_SECONDS + 5).toISOString(), to: range.to }, client.key);
-    expect(day2Only.data.charges).toHaveLength(4);
+    expect(day2Only.data.charges.nodes).toHaveLength(4);
   });
 
   it("shows only the caller's instances: another account's id is NOT_FOUND", async () => {
@@ -99,9 +99,9 @@ describe("charges", () => {
     const missing = await app.gql(CHARGES, { ...range, instanceId: "Instance:999999" }, client.key);
     expect(missing.errors?.[0]).toMatchObject({ message: foreign.errors?.[0].message, extensions: { code: "NOT_FOUND" } });
     const theirs = await app.gql(CHARGES, range, other.key);
-    expect(new Set(theirs.data.charges.map((line: { instanceId: string }) => line.instanceId))).toEqual(new Set([`Instance:${otherInstance}`]));
+    expect(new Set(theirs.data.charges.nodes.map((line: { instanceId: string }) => line.instanceId))).toEqual(new Set([`Instance:${otherInstance}`]));
     // The host sees no charges of its clients.
-    expect((await app.gql(CHARGES, range, host.key)).data.charges).toEqual([]);
+    expect((await app.gql(CHARGES, range, host.key)).data.charges.nodes).toEqual([]);
     expect((await app.gql(CHARGES, range)).errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
   });
 
@@ -114,24 +114,24 @@ describe("charges", () => {
 describe("earnings", () => {
   it("splits each machine's day into GPU, storage and bandwidth, adding up to the host's earnings", async () => {
     const result = await app.gql(EARNINGS, range, host.key);
-    expect(result.data.earnings).toEqual([
+    expect(result.data.earnings.nodes).toEqual([
       { machineId: `Machine:${machineId}`, day: at(D).toISOString(), gpu: "37.344", storage: "0.333333", bandwidth: "0.0225", total: "37.699833" },
       { machineId: `Machine:${machineId}`, day: at(D + PERIOD_SECONDS).toISOString(), gpu: "2.356", storage: "0.016665", bandwidth: "0.00", total: "2.372665" },
     ]);
     const earned = await prisma.ledgerEntry.aggregate({ where: { userId: host.userId, kind: "EARNING" }, _sum: { amountMicros: true } });
-    expect(sumMoney(result.data.earnings.map((day: { total: string }) => day.total))).toBe(earned._sum.amountMicros);
+    expect(sumMoney(result.data.earnings.nodes.map((day: { total: string }) => day.total))).toBe(earned._sum.amountMicros);
   });
 
   it("shows only the caller's machines: another account's machine is NOT_FOUND", async () => {
     const foreign = await app.gql(EARNINGS, { ...range, machineId: `Machine:${machineId}` }, other.key);
     expect(foreign.errors?.[0].extensions?.code).toBe("NOT_FOUND");
-    expect((await app.gql(EARNINGS, range, client.key)).data.earnings).toEqual([]);
+    expect((await app.gql(EARNINGS, range, client.key)).data.earnings.nodes).toEqual([]);
   });
 });
 
 const CONTRACTS = /* GraphQL */ `
   query ($includeEnded: Boolean) {
-    myMachines { id contracts(includeEnded: $includeEnded) { totalCount edges { node { instanceId kind numGpus pricePerGpuHour status since endedAt earnings { gpu storage bandwidth total } } } } }
+    myMachines { nodes { id contracts(includeEnded: $includeEnded) { totalCount edges { node { instanceId kind numGpus pricePerGpuHour status since endedAt earnings { gpu storage bandwidth total } } } } } }
   }
 `;
 
@@ -139,7 +139,7 @@ describe("contract earnings", () => {
   it("shows each contract on the host's machine with what it has earned so far, adding up to the machine's earnings", async () => {
     const result = await app.gql(CONTRACTS, { includeEnded: true }, host.key);
     expect(result.errors).toBeUndefined();
-    const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    const machine = result.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
     expect(machine.contracts.totalCount).toBe(2);
     expect(machine.contracts.edges.map((edge: { node: unknown }) => edge.node)).toEqual([
       {
@@ -158,14 +158,14 @@ describe("contract earnings", () => {
     expect(sumMoney(machine.contracts.edges.map((edge: { node: { earnings: { total: string } } }) => edge.node.earnings.total))).toBe(earned._sum.amountMicros);
     // Without includeEnded, the live contract alone.
     const live = await app.gql(CONTRACTS, {}, host.key);
-    const liveMachine = live.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+    const liveMachine = live.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
     expect(liveMachine.contracts.edges.map((edge: { node: { instanceId: string } }) => edge.node.instanceId)).toEqual([`Instance:${b}`]);
   });
 
   it("grows as metering charges the live contract", async () => {
     const total = async () => {
       const result = await app.gql(CONTRACTS, {}, host.key);
-      const machine = result.data.myMachines.find((m: { id: string }) => m.id === `Machine:${machineId}`);
+      const machine = result.data.myMachines.nodes.find((m: { id: string }) => m.id === `Machine:${machineId}`);
       return machine.contracts.edges[0].node.earnings.total as string;
     };
     const before = await total();
@@ -193,14 +193,14 @@ describe("invoices", () => {
     });
     const window = { from: new Date(Date.now() - 60_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() };
     const result = await app.gql(INVOICES, window, client.key);
-    const items = result.data.invoices.map((i: { kind: string; status: string; amount: string }) => `${i.kind} ${i.status} ${i.amount}`);
+    const items = result.data.invoices.nodes.map((i: { kind: string; status: string; amount: string }) => `${i.kind} ${i.status} ${i.amount}`);
     expect(items.sort()).toEqual(
       ["ADJUSTMENT COMPLETED 2.00", "PAYMENT COMPLETED 50.00", "PAYMENT FAILED 25.00", "PAYMENT PENDING 5.00", "REFUND COMPLETED -10.00"].sort(),
     );
-    expect(result.data.invoices.find((i: { status: string }) => i.status === "FAILED").description).toBe(
+    expect(result.data.invoices.nodes.find((i: { status: string }) => i.status === "FAILED").description).toBe(
       "Auto-billing charge of $25.00 failed: Your card was declined.",
     );
     const hostItems = await app.gql(INVOICES, window, host.key);
-    expect(hostItems.data.invoices).toMatchObject([{ kind: "PAYOUT", status: "COMPLETED", amount: "-20.00" }]);
+    expect(hostItems.data.invoices.nodes).toMatchObject([{ kind: "PAYOUT", status: "COMPLETED", amount: "-20.00" }]);
   });
 });

@@ -132,20 +132,20 @@ describe("balance", () => {
 
   it("gives every balance event the subscription's whole selection, relations included, as they are now", async () => {
     const { userId, key } = await createAccount("wide", { credit: 0n });
-    const balance = subscribe<{ balance: string; email: string; sshKeys: { fingerprint: string }[] }>(
+    const balance = subscribe<{ balance: string; email: string; sshKeys: { nodes: { fingerprint: string }[] } }>(
       app.url,
       key,
-      `subscription { balance { balance email sshKeys { fingerprint } } }`,
+      `subscription { balance { balance email sshKeys { nodes { fingerprint } } } }`,
     );
     const first = await balance.next();
-    expect(first).toMatchObject({ balance: "0.00", sshKeys: [] });
+    expect(first).toMatchObject({ balance: "0.00", sshKeys: { nodes: [] } });
     expect(first.email).toMatch(/^wide-/);
     for (const [i, fingerprint] of ["SHA256:one", "SHA256:two"].entries()) {
       await prisma.sshKey.create({ data: { userId, publicKey: `ssh-ed25519 AAAA${i}`, keyType: "ssh-ed25519", fingerprint } });
       await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { increment: 1_000_000n } } });
       publish("balance", userId, { immediate: true });
       const event = await balance.next((b) => b.balance === `${i + 1}.00`, 2000);
-      expect(event.sshKeys.map((k) => k.fingerprint).sort()).toEqual(["SHA256:one", "SHA256:two"].slice(0, i + 1));
+      expect(event.sshKeys.nodes.map((k) => k.fingerprint).sort()).toEqual(["SHA256:one", "SHA256:two"].slice(0, i + 1));
       expect(event.email).toBe(first.email);
     }
     await balance.close();

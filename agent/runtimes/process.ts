@@ -16,6 +16,7 @@ import {
   MAX_LOG_BYTES,
   type NetIo,
   type Runtime,
+  jupyterScript,
   sshdScript,
   workloadScript,
   writeAuthorizedKeys,
@@ -168,10 +169,17 @@ export class ProcessRuntime implements Runtime {
     this.logger.info({ label, pid }, "process started");
   }
 
-  /** SSH mode: a real sshd of its own on the port mapped to 22, in the instance's process group. No Jupyter here. */
+  /**
+   * Servers of their own in the instance's process group: SSH mode, a real sshd on the port mapped
+   * to 22; JUPYTER mode, the host's Jupyter server on the port mapped to 8080.
+   */
   private script(spec: ContainerSpec): string {
-    const ssh = spec.ports.find((port) => port.containerPort === 22 && port.protocol === "tcp");
-    const server = spec.launchMode === "SSH" && ssh ? sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label)) : "";
+    const mapped = (containerPort: number) => spec.ports.find((port) => port.containerPort === containerPort && port.protocol === "tcp");
+    const ssh = mapped(22);
+    const jupyter = mapped(8080);
+    let server = "";
+    if (spec.launchMode === "SSH" && ssh) server = sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label));
+    if (spec.launchMode === "JUPYTER" && jupyter) server = jupyterScript(spec.jupyterBasePath, { port: jupyter.hostPort, dir: this.path(spec.label) });
     return workloadScript(spec, server);
   }
 

@@ -1,5 +1,6 @@
 import { type Command, type CommandContext, dateOption, globalId, printJson, stringOption, utcDay } from "../command.ts";
 import { type Column, dollars, shortId, sumMoney, table, when } from "../format.ts";
+import { allPages } from "../client.ts";
 import { ChargesDocument, EarningsDocument, InvoicesDocument } from "../generated/graphql.ts";
 
 const PERIOD_USAGE = "[--from DATE] [--to DATE]";
@@ -23,20 +24,18 @@ export const showCharges: Command = {
   options: { ...PERIOD_OPTIONS, instance: { type: "string" } },
   async run(ctx) {
     const instance = stringOption(ctx, "instance");
-    const data = await ctx.client().request(ChargesDocument, {
-      ...period(ctx),
-      instanceId: instance ? globalId("Instance", instance) : null,
-    });
-    if (ctx.raw) return printJson(ctx, data.charges);
-    if (data.charges.length === 0) return ctx.print("No charges in this period.");
-    const columns: Column<(typeof data.charges)[number]>[] = [
+    const variables = { ...period(ctx), instanceId: instance ? globalId("Instance", instance) : null };
+    const charges = await allPages(async (after) => (await ctx.client().request(ChargesDocument, { ...variables, after })).charges);
+    if (ctx.raw) return printJson(ctx, charges);
+    if (charges.length === 0) return ctx.print("No charges in this period.");
+    const columns: Column<(typeof charges)[number]>[] = [
       { header: "Day", value: (c) => c.day.slice(0, 10) },
       { header: "Instance", value: (c) => shortId(c.instanceId), right: true },
       { header: "Category", value: (c) => c.category },
       { header: "Description", value: (c) => c.description },
       { header: "Amount", value: (c) => dollars(c.amount), right: true },
     ];
-    ctx.print(withTotal(columns, data.charges, data.charges.map((c) => c.amount)));
+    ctx.print(withTotal(columns, charges, charges.map((c) => c.amount)));
   },
 };
 
@@ -47,17 +46,17 @@ export const showInvoices: Command = {
   positionals: { min: 0, max: 0 },
   options: PERIOD_OPTIONS,
   async run(ctx) {
-    const data = await ctx.client().request(InvoicesDocument, period(ctx));
-    if (ctx.raw) return printJson(ctx, data.invoices);
-    if (data.invoices.length === 0) return ctx.print("No invoices in this period.");
-    const columns: Column<(typeof data.invoices)[number]>[] = [
+    const invoices = await allPages(async (after) => (await ctx.client().request(InvoicesDocument, { ...period(ctx), after })).invoices);
+    if (ctx.raw) return printJson(ctx, invoices);
+    if (invoices.length === 0) return ctx.print("No invoices in this period.");
+    const columns: Column<(typeof invoices)[number]>[] = [
       { header: "Date", value: (i) => when(i.at) },
       { header: "Kind", value: (i) => i.kind },
       { header: "Status", value: (i) => i.status },
       { header: "Description", value: (i) => i.description },
       { header: "Amount", value: (i) => dollars(i.amount), right: true },
     ];
-    ctx.print(table(columns, data.invoices));
+    ctx.print(table(columns, invoices));
   },
 };
 
@@ -68,10 +67,10 @@ export const showEarnings: Command = {
   positionals: { min: 0, max: 0 },
   options: PERIOD_OPTIONS,
   async run(ctx) {
-    const data = await ctx.client().request(EarningsDocument, period(ctx));
-    if (ctx.raw) return printJson(ctx, data.earnings);
-    if (data.earnings.length === 0) return ctx.print("No earnings in this period.");
-    const columns: Column<(typeof data.earnings)[number]>[] = [
+    const earnings = await allPages(async (after) => (await ctx.client().request(EarningsDocument, { ...period(ctx), after })).earnings);
+    if (ctx.raw) return printJson(ctx, earnings);
+    if (earnings.length === 0) return ctx.print("No earnings in this period.");
+    const columns: Column<(typeof earnings)[number]>[] = [
       { header: "Day", value: (e) => e.day.slice(0, 10) },
       { header: "Machine", value: (e) => shortId(e.machineId), right: true },
       { header: "GPU", value: (e) => dollars(e.gpu), right: true },
@@ -79,6 +78,6 @@ export const showEarnings: Command = {
       { header: "Bandwidth", value: (e) => dollars(e.bandwidth), right: true },
       { header: "Total", value: (e) => dollars(e.total), right: true },
     ];
-    ctx.print(withTotal(columns, data.earnings, data.earnings.map((e) => e.total)));
+    ctx.print(withTotal(columns, earnings, earnings.map((e) => e.total)));
   },
 };

@@ -123,6 +123,8 @@ export interface OfferRow {
 
 export interface OfferPage {
   offers: OfferRow[];
+  /** Counts the offers matching the search over every page; run only when asked for. */
+  totalCount: () => Promise<number>;
   cursors: string[];
   hasNextPage: boolean;
   hasPreviousPage: boolean;
@@ -455,6 +457,8 @@ function storedBoundSql(
 
 export interface OfferSearchPlan {
   sql: Prisma.Sql;
+  /** How many offers match, over every page. */
+  countSql: Prisma.Sql;
   limit: number;
   hasPreviousPage: boolean;
   signature: string;
@@ -486,6 +490,8 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
     { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
   ];
+  const matching = [...conditions, ...(split ? [conditionSql(split, inner)] : [])];
+  const countSql = Prisma.sql`SELECT count(*)::int AS count FROM offer ${matching.length ? Prisma.sql`WHERE ${Prisma.join(matching, " AND ")}` : Prisma.empty}`;
   if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys.map((key) => key.type))));
 
   const first = args.first ?? DEFAULT_PAGE_SIZE;
@@ -533,7 +539,7 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
     JOIN offer o ON o.id = page.id
     JOIN machine m ON m.id = o.machine_id
     ORDER BY ${aliasOrder("page")}`;
-  return { sql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
+  return { sql, countSql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
 }
 
 /** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
@@ -548,7 +554,8 @@ export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<Offe
       id: row.id,
     }),
   );
-  return { offers, cursors, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
+  const totalCount = async () => (await db.$queryRaw<{ count: number }[]>(plan.countSql))[0].count;
+  return { offers, cursors, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
 }
 
 /**

@@ -1,13 +1,14 @@
 import { type FormEvent, type ReactNode, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { useSearch } from "wouter";
+import { useAllPages } from "../allPages.ts";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { RequireSession } from "../components/RequireSession.tsx";
 import { TrustPanel } from "../components/TrustPanel.tsx";
 import { dateTime, day, downloadCsv, money } from "../format.ts";
 import { graphql } from "../gql/index.ts";
-import type { AccountChargesQuery, AccountInvoicesQuery, AccountKeysQuery } from "../gql/graphql.ts";
+import type { AccountApiKeysQuery, AccountChargesQuery, AccountInvoicesQuery, AccountSshKeysQuery } from "../gql/graphql.ts";
 import { resultError, type ResultError } from "../results.ts";
 import { useSession } from "../session.tsx";
 
@@ -24,6 +25,25 @@ const AccountOverview = graphql(`
       autoBillThreshold
       balanceAlertThreshold
       savedCard
+      payoutAccountId
+      payoutsEnabled
+    }
+  }
+`);
+
+const StartPayoutOnboarding = graphql(`
+  mutation StartPayoutOnboarding {
+    startPayoutOnboarding {
+      __typename
+      ... on MutationStartPayoutOnboardingSuccess {
+        data {
+          url
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
     }
   }
 `);
@@ -78,8 +98,13 @@ const UpdateBilling = graphql(`
 `);
 
 const AccountCharges = graphql(`
-  query AccountCharges($from: DateTime!, $to: DateTime!) {
-    charges(from: $from, to: $to) {
+  query AccountCharges($from: DateTime!, $to: DateTime!, $after: String) {
+    charges(from: $from, to: $to, first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
       day
       instanceId
       category
@@ -88,25 +113,37 @@ const AccountCharges = graphql(`
       unit
       rate
       amount
+      }
     }
   }
 `);
 
 const AccountInvoices = graphql(`
-  query AccountInvoices($from: DateTime!, $to: DateTime!) {
-    invoices(from: $from, to: $to) {
-      at
-      kind
-      status
-      description
-      amount
+  query AccountInvoices($from: DateTime!, $to: DateTime!, $after: String) {
+    invoices(from: $from, to: $to, first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        at
+        kind
+        status
+        description
+        amount
+      }
     }
   }
 `);
 
-const AccountKeys = graphql(`
-  query AccountKeys {
-    apiKeys {
+const AccountApiKeys = graphql(`
+  query AccountApiKeys($after: String) {
+    apiKeys(first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
       id
       name
       prefix
@@ -116,13 +153,25 @@ const AccountKeys = graphql(`
       createdAt
       lastUsedAt
       revokedAt
+      }
     }
-    sshKeys {
-      id
-      keyType
-      fingerprint
-      comment
-      createdAt
+  }
+`);
+
+const AccountSshKeys = graphql(`
+  query AccountSshKeys($after: String) {
+    sshKeys(first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        keyType
+        fingerprint
+        comment
+        createdAt
+      }
     }
   }
 `);
@@ -296,12 +345,42 @@ function BillingSettingsForm({ settings }: { settings: Settings }) {
   );
 }
 
+/** Host payouts: onboarding at Stripe (Connect), then weekly payouts once Stripe enables them. */
+function PayoutsPanel({ settings }: { settings: { payoutAccountId?: string | null; payoutsEnabled: boolean } }) {
+  const [state, start] = useMutation(StartPayoutOnboarding);
+  const [error, setError] = useState<ResultError | null>(null);
+  async function onboard() {
+    setError(null);
+    const outcome = await start({});
+    const result = outcome.data?.startPayoutOnboarding;
+    const failure = resultError(result, outcome.error);
+    if (failure) setError(failure);
+    else if (result?.__typename === "MutationStartPayoutOnboardingSuccess") window.location.assign(result.data.url);
+  }
+  const status = settings.payoutsEnabled
+    ? "Payouts enabled: earnings are paid on Fridays"
+    : settings.payoutAccountId
+      ? "Onboarding at Stripe not finished"
+      : "Not set up";
+  return (
+    <div>
+      <p data-testid="payouts">{status}</p>
+      {error && <Alert>{error.message}</Alert>}
+      {!settings.payoutsEnabled && (
+        <button type="button" className="btn ghost" onClick={onboard} disabled={state.fetching}>
+          {settings.payoutAccountId ? "Continue onboarding at Stripe" : "Set up payouts with Stripe"}
+        </button>
+      )}
+    </div>
+  );
+}
+
 function isoDay(offsetDays: number): string {
   return new Date(Date.now() + offsetDays * 86_400_000).toISOString().slice(0, 10);
 }
 
-type ChargeRow = AccountChargesQuery["charges"][number];
-type InvoiceRow = AccountInvoicesQuery["invoices"][number];
+type ChargeRow = AccountChargesQuery["charges"]["nodes"][number];
+type InvoiceRow = AccountInvoicesQuery["invoices"]["nodes"][number];
 
 const CHARGE_COLUMNS: Column<ChargeRow>[] = [
   { key: "day", header: "Day", cell: (c) => day(c.day) },
@@ -325,10 +404,10 @@ function Statements() {
   const [to, setTo] = useState(isoDay(0));
   const range = { from: `${from}T00:00:00.000Z`, to: new Date(new Date(`${to}T00:00:00.000Z`).getTime() + 86_400_000).toISOString() };
   const valid = from && to && from <= to;
-  const [charges] = useQuery({ query: AccountCharges, variables: range, pause: !valid, requestPolicy: "cache-and-network" });
-  const [invoices] = useQuery({ query: AccountInvoices, variables: range, pause: !valid, requestPolicy: "cache-and-network" });
-  const chargeRows = charges.data?.charges ?? [];
-  const invoiceRows = invoices.data?.invoices ?? [];
+  const charges = useAllPages(AccountCharges, valid ? range : null, (data) => data.charges);
+  const invoices = useAllPages(AccountInvoices, valid ? range : null, (data) => data.invoices);
+  const chargeRows = charges.items ?? [];
+  const invoiceRows = invoices.items ?? [];
   return (
     <Section title="Charges and invoices">
       <div className="inline-form">
@@ -371,11 +450,12 @@ function Statements() {
   );
 }
 
-type KeyRow = AccountKeysQuery["apiKeys"][number];
-type SshRow = AccountKeysQuery["sshKeys"][number];
+type KeyRow = AccountApiKeysQuery["apiKeys"]["nodes"][number];
+type SshRow = AccountSshKeysQuery["sshKeys"]["nodes"][number];
 
 function Keys() {
-  const [keys, refetch] = useQuery({ query: AccountKeys, requestPolicy: "cache-and-network" });
+  const apiKeys = useAllPages(AccountApiKeys, {}, (data) => data.apiKeys);
+  const sshKeys = useAllPages(AccountSshKeys, {}, (data) => data.sshKeys);
   const [, create] = useMutation(CreateApiKey);
   const [, revoke] = useMutation(RevokeApiKey);
   const [, addSsh] = useMutation(AddSshKey);
@@ -386,7 +466,7 @@ function Keys() {
   const [keyError, setKeyError] = useState<ResultError | null>(null);
   const [publicKey, setPublicKey] = useState("");
   const [sshError, setSshError] = useState<ResultError | null>(null);
-  const reload = () => refetch({ requestPolicy: "network-only" });
+  const reload = () => (apiKeys.reload(), sshKeys.reload());
 
   const apiColumns: Column<KeyRow>[] = [
     { key: "name", header: "Name", cell: (k) => k.name },
@@ -426,7 +506,7 @@ function Keys() {
   return (
     <>
       <Section title="API keys">
-        <DataTable caption="API keys" columns={apiColumns} rows={keys.data?.apiKeys ?? []} rowKey={(k) => k.id} />
+        <DataTable caption="API keys" columns={apiColumns} rows={apiKeys.items ?? []} rowKey={(k) => k.id} />
         <form
           className="inline-form"
           noValidate
@@ -460,7 +540,7 @@ function Keys() {
         )}
       </Section>
       <Section title="SSH keys">
-        <DataTable caption="SSH keys" columns={sshColumns} rows={keys.data?.sshKeys ?? []} rowKey={(k) => k.id} empty="No SSH keys." />
+        <DataTable caption="SSH keys" columns={sshColumns} rows={sshKeys.items ?? []} rowKey={(k) => k.id} empty="No SSH keys." />
         <form
           noValidate
           onSubmit={async (event) => {
@@ -489,13 +569,17 @@ function Keys() {
 function Account() {
   const [overview] = useQuery({ query: AccountOverview, requestPolicy: "cache-and-network" });
   const { session } = useSession();
-  const checkout = new URLSearchParams(useSearch()).get("checkout");
+  const search = new URLSearchParams(useSearch());
+  const checkout = search.get("checkout");
+  const payouts = search.get("payouts");
   const me = overview.data?.me;
   return (
     <div>
       <h1>Account</h1>
       {checkout === "success" && <Alert tone="success">Payment received: the credit appears in your balance as soon as Stripe confirms it.</Alert>}
       {checkout === "cancelled" && <Alert tone="info">Payment cancelled; nothing was charged.</Alert>}
+      {payouts === "return" && <Alert tone="info">Back from Stripe: payouts start once Stripe confirms your details.</Alert>}
+      {payouts === "refresh" && <Alert tone="info">The onboarding link expired: continue onboarding for a new one.</Alert>}
       {overview.error && <Alert>{overview.error.message}</Alert>}
       <div className="grid">
         <Section title="Credit">
@@ -505,6 +589,7 @@ function Account() {
           <CreditForm />
         </Section>
         <Section title="Auto-billing and alerts">{overview.data && <BillingSettingsForm settings={overview.data.billingSettings} />}</Section>
+        <Section title="Host payouts">{overview.data && <PayoutsPanel settings={overview.data.billingSettings} />}</Section>
       </div>
       <Statements />
       <div className="grid">

@@ -1,5 +1,6 @@
 import { type FormEvent, useMemo, useState } from "react";
 import { useMutation, useQuery } from "urql";
+import { useAllPages } from "../allPages.ts";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { TimeSeriesChart } from "../components/base/TimeSeriesChart.tsx";
@@ -39,9 +40,15 @@ graphql(`
 `);
 
 const MyMachines = graphql(`
-  query MyMachines {
-    myMachines {
-      ...HostMachine
+  query MyMachines($after: String) {
+    myMachines(first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        ...HostMachine
+      }
     }
   }
 `);
@@ -87,11 +94,17 @@ const UnlistMachine = graphql(`
 `);
 
 const HostEarnings = graphql(`
-  query HostEarnings($from: DateTime!, $to: DateTime!) {
-    earnings(from: $from, to: $to) {
-      day
-      machineId
-      total
+  query HostEarnings($from: DateTime!, $to: DateTime!, $after: String) {
+    earnings(from: $from, to: $to, first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        day
+        machineId
+        total
+      }
     }
   }
 `);
@@ -168,10 +181,11 @@ function ListingForm({ machine, onDone }: { machine: HostMachineFragment; onDone
 }
 
 function Machines() {
-  const [machines, refetch] = useQuery({ query: MyMachines, requestPolicy: "cache-and-network" });
+  const machines = useAllPages(MyMachines, {}, (data) => data.myMachines);
+  const refetch = machines.reload;
   const [, unlist] = useMutation(UnlistMachine);
   const [editing, setEditing] = useState<string | null>(null);
-  const rows = machines.data?.myMachines ?? [];
+  const rows = machines.items ?? [];
   const columns: Column<HostMachineFragment>[] = [
     { key: "machine", header: "Machine", cell: (m) => `#${machineNumber(m.id)} · ${m.numGpus}× ${m.gpuName}` },
     { key: "where", header: "Location", cell: (m) => m.geolocation },
@@ -207,7 +221,7 @@ function Machines() {
             {m.listed ? "Edit listing" : "List…"}
           </button>
           {m.listed && (
-            <button type="button" className="btn small ghost" onClick={async () => (await unlist({ machineId: m.id }), refetch({ requestPolicy: "network-only" }))}>
+            <button type="button" className="btn small ghost" onClick={async () => (await unlist({ machineId: m.id }), refetch())}>
               Unlist
             </button>
           )}
@@ -231,7 +245,7 @@ function Machines() {
             machine={current}
             onDone={() => {
               setEditing(null);
-              refetch({ requestPolicy: "network-only" });
+              refetch();
             }}
           />
         </div>
@@ -249,10 +263,10 @@ function EarningsChart() {
     const today = new Date(new Date().toISOString().slice(0, 10)).getTime();
     return { from: new Date(today - 29 * DAY_MS).toISOString(), to: new Date(today + DAY_MS).toISOString() };
   }, []);
-  const [earnings] = useQuery({ query: HostEarnings, variables: range, requestPolicy: "cache-and-network" });
+  const earnings = useAllPages(HostEarnings, range, (data) => data.earnings);
   const chart = useMemo(() => {
     const perDay = new Map<number, number>();
-    for (const row of earnings.data?.earnings ?? []) {
+    for (const row of earnings.items ?? []) {
       const at = new Date(row.day).getTime() / 1000;
       // Money is a decimal string; the chart's scale is the one place it becomes a float.
       perDay.set(at, (perDay.get(at) ?? 0) + Number(row.total));
@@ -260,7 +274,7 @@ function EarningsChart() {
     const x: number[] = [];
     for (let t = new Date(range.from).getTime(); t < new Date(range.to).getTime(); t += DAY_MS) x.push(t / 1000);
     return { x, series: [{ label: "Earnings", color: "#047857", bars: true, values: x.map((t) => perDay.get(t) ?? 0) }] };
-  }, [earnings.data, range]);
+  }, [earnings.items, range]);
   const total = chart.series[0].values.reduce((sum, v) => sum + v, 0);
   return (
     <section className="card" aria-labelledby="earnings-title">

@@ -1,6 +1,7 @@
 import { useEffect, useMemo } from "react";
 import { useQuery, useSubscription } from "urql";
 import { Link } from "wouter";
+import { useAllPages } from "../allPages.ts";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert } from "../components/base/Field.tsx";
 import { RequireSession } from "../components/RequireSession.tsx";
@@ -41,10 +42,16 @@ const MyInstances = graphql(`
 `);
 
 const InstanceCosts = graphql(`
-  query InstanceCosts($from: DateTime!, $to: DateTime!) {
-    charges(from: $from, to: $to) {
-      instanceId
-      amount
+  query InstanceCosts($from: DateTime!, $to: DateTime!, $after: String) {
+    charges(from: $from, to: $to, first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        instanceId
+        amount
+      }
     }
   }
 `);
@@ -73,13 +80,14 @@ function InstancesList() {
     () => (oldest ? { from: `${oldest.slice(0, 10)}T00:00:00.000Z`, to: new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 86_400_000).toISOString() } : null),
     [oldest],
   );
-  const [costs, refreshCosts] = useQuery({ query: InstanceCosts, variables: costRange ?? { from: "", to: "" }, pause: !costRange });
+  const costs = useAllPages(InstanceCosts, costRange, (data) => data.charges);
+  const refreshCosts = costs.reload;
   useEffect(() => {
-    const timer = setInterval(() => refreshCosts({ requestPolicy: "network-only" }), COST_REFRESH_MS);
+    const timer = setInterval(refreshCosts, COST_REFRESH_MS);
     return () => clearInterval(timer);
   }, [refreshCosts]);
   const costById = new Map<string, bigint>();
-  for (const line of costs.data?.charges ?? []) costById.set(line.instanceId, (costById.get(line.instanceId) ?? 0n) + toMicros(line.amount));
+  for (const line of costs.items ?? []) costById.set(line.instanceId, (costById.get(line.instanceId) ?? 0n) + toMicros(line.amount));
   const byId = new Map<string, InstanceRowFragment>();
   for (const edge of listed.data?.instances.edges ?? []) byId.set(edge.node.id, edge.node);
   for (const instance of Object.values(live.data ?? {})) byId.set(instance.id, instance);
