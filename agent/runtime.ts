@@ -104,6 +104,8 @@ export interface Runtime {
   netIo(label: string): Promise<NetIo>;
   /** Replaces the keys that may log in to the container over SSH; a running sshd uses them at the next login. */
   setSshKeys(label: string, keys: string[]): Promise<void>;
+  /** Starts a throwaway container that runs to completion (the self-test); what ran, or throws why it could not. */
+  startTestContainer(): Promise<string>;
   /** Whether it can hand GPUs to containers (isolated, each its own). */
   containerGpus(): Promise<boolean>;
   /** The last `tail` lines of its stdout and stderr (none when it does not exist), and where they end. */
@@ -180,16 +182,24 @@ export function sshdScript(port: number, keysFile: string, hostKeyDir?: string):
   ].join("\n");
 }
 
-/** Starts Jupyter on 8080 with the instance's token (JUPYTER_TOKEN) under its base path, in the background. */
-export function jupyterScript(basePath: string): string {
-  const options = `--ip=0.0.0.0 --port=8080 --no-browser --allow-root --ServerApp.base_url=${basePath} --ServerApp.allow_remote_access=True --ServerApp.root_dir=\${JUPYTER_DIR:-/}`;
+/**
+ * Starts Jupyter with the instance's token (JUPYTER_TOKEN) under its base path, in the background:
+ * in a container on 8080, serving /; `own` (the process runtime): on the instance's mapped port,
+ * serving the instance's directory, with its log there (the instance's output stays its own).
+ */
+export function jupyterScript(basePath: string, own?: { port: number; dir: string }): string {
+  const root = own?.dir ?? "${JUPYTER_DIR:-/}";
+  const options = `--ip=0.0.0.0 --port=${own?.port ?? 8080} --no-browser --allow-root --ServerApp.base_url=${basePath} --ServerApp.allow_remote_access=True --ServerApp.root_dir=${root}`;
+  const log = own ? ` >>${own.dir}/jupyter.log 2>&1` : "";
   return [
-    "if python3 -c 'import jupyter_server' 2>/dev/null; then",
-    `  python3 -m jupyter_server ${options} &`,
+    // The first Python that has it: PATH's, else the system's (a host's PATH may lead to another Python first).
+    "PY=$(for py in python3 /usr/bin/python3; do \"$py\" -c 'import jupyter_server' 2>/dev/null && echo \"$py\" && break; done)",
+    'if [ -n "$PY" ]; then',
+    `  "$PY" -m jupyter_server ${options}${log} &`,
     "elif command -v jupyter >/dev/null; then",
-    `  jupyter notebook ${options.replaceAll("ServerApp", "NotebookApp")} &`,
+    `  jupyter notebook ${options.replaceAll("ServerApp", "NotebookApp")}${log} &`,
     "else",
-    '  echo "this image has no Jupyter server" >&2',
+    `  echo "${own ? "this host has no Jupyter server (Debian: python3-jupyter-server)" : "this image has no Jupyter server"}" >&2`,
     "fi",
   ].join("\n");
 }

@@ -15,6 +15,7 @@ import { useTestApp } from "./support/app.ts";
 import { type TestImages, testImages } from "./support/images.ts";
 import { runCli } from "./support/cli.ts";
 import { stopAgentAndRemoveContainers } from "./support/docker.ts";
+import { expectJupyterGuarded } from "./support/jupyter.ts";
 import { freePortRange } from "./support/ports.ts";
 import { keyPair, ssh } from "./support/ssh.ts";
 import { createAccount, unwrap } from "./support/rentals.ts";
@@ -322,26 +323,11 @@ describe("reaching an instance on the real Docker engine", () => {
     const owner = await client();
     const id = await rent(owner.key, { image: images.jupyter, launchMode: "JUPYTER" });
     const { connection } = await connected(id, owner.key);
-    const direct = new URL(connection.jupyterDirectUrl);
-    const proxied = new URL(connection.jupyterUrl);
-    expect(proxied.origin).toBe(app.baseUrl);
-    const token = proxied.searchParams.get("token")!;
-    expect(token).toMatch(/^[0-9a-f]{48}$/);
-    expect(direct.searchParams.get("token")).toBe(token);
-
-    for (const base of [`${direct.origin}${direct.pathname}`, `${proxied.origin}${proxied.pathname}`]) {
-      const withToken = await eventually(async () => {
-        const response = await fetch(`${base}api/status?token=${token}`).catch(() => null);
-        return response?.status === 200 ? response : undefined;
-      }, 90_000);
-      expect(await withToken.json()).toHaveProperty("started");
-      expect((await fetch(`${base}api/status`)).status).toBe(403);
-      expect((await fetch(`${base}api/status?token=not-${token}`)).status).toBe(403);
-    }
+    expect(new URL(connection.jupyterUrl).origin).toBe(app.baseUrl);
+    const { token, proxiedBase } = await expectJupyterGuarded(connection, 90_000);
 
     // WebSockets through the proxy (what kernels and terminals talk over), as a browser on the API's
     // origin opens them: a terminal's shell answers; without the token the upgrade is refused with 403.
-    const proxiedBase = `${proxied.origin}${proxied.pathname}`;
     const terminal = await fetch(`${proxiedBase}api/terminals?token=${token}`, { method: "POST" });
     expect(terminal.status).toBe(200);
     const { name: terminalName } = (await terminal.json()) as { name: string };

@@ -5,6 +5,7 @@ import { StringDecoder } from "node:string_decoder";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import { run } from "../exec.ts";
 import {
   type ContainerInfo,
   type ContainerSpec,
@@ -16,6 +17,7 @@ import {
   MAX_LOG_BYTES,
   type NetIo,
   type Runtime,
+  jupyterScript,
   sshdScript,
   workloadScript,
   writeAuthorizedKeys,
@@ -48,6 +50,13 @@ export class ProcessRuntime implements Runtime {
 
   private path(label: string, file = "") {
     return join(this.dir, label, file);
+  }
+
+  /** A child process (this runtime's container) that runs to completion. */
+  async startTestContainer(): Promise<string> {
+    const ran = await run("sh", ["-c", "echo started"]);
+    if (ran.code !== 0 || ran.stdout.trim() !== "started") throw new Error(`a process could not be started (exit ${ran.code}): ${ran.stderr.trim()}`);
+    return "started and ran a process (the process runtime's container)";
   }
 
   async list(): Promise<ContainerInfo[]> {
@@ -168,10 +177,17 @@ export class ProcessRuntime implements Runtime {
     this.logger.info({ label, pid }, "process started");
   }
 
-  /** SSH mode: a real sshd of its own on the port mapped to 22, in the instance's process group. No Jupyter here. */
+  /**
+   * Servers of their own in the instance's process group: SSH mode, a real sshd on the port mapped
+   * to 22; JUPYTER mode, the host's Jupyter server on the port mapped to 8080.
+   */
   private script(spec: ContainerSpec): string {
-    const ssh = spec.ports.find((port) => port.containerPort === 22 && port.protocol === "tcp");
-    const server = spec.launchMode === "SSH" && ssh ? sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label)) : "";
+    const mapped = (containerPort: number) => spec.ports.find((port) => port.containerPort === containerPort && port.protocol === "tcp");
+    const ssh = mapped(22);
+    const jupyter = mapped(8080);
+    let server = "";
+    if (spec.launchMode === "SSH" && ssh) server = sshdScript(ssh.hostPort, this.path(spec.label, "authorized_keys"), this.path(spec.label));
+    if (spec.launchMode === "JUPYTER" && jupyter) server = jupyterScript(spec.jupyterBasePath, { port: jupyter.hostPort, dir: this.path(spec.label) });
     return workloadScript(spec, server);
   }
 
