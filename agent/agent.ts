@@ -7,6 +7,7 @@ import { startHeartbeat } from "./metrics.ts";
 import { type RecheckOptions, startSpecRecheck } from "./recheck.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime.ts";
+import { SelfTests } from "./selfTest.ts";
 
 export interface AgentOptions {
   /** The API's GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql. */
@@ -68,7 +69,7 @@ export function startAgent(options: AgentOptions): Agent {
       if (fatal) logger.error({ err: fatal.message }, "stopping: the API refused this agent");
       clearInterval(poll);
       logs.stop();
-      await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop(), recheck?.stop()]);
+      await Promise.all([subscription.stop(), heartbeat.stop(), reconciler.stop(), recheck?.stop(), selfTests.stop()]);
       logger.info("agent stopped");
       if (fatal) settle.reject(fatal);
       else settle.resolve();
@@ -87,13 +88,25 @@ export function startAgent(options: AgentOptions): Agent {
     allowGpuless: options.allowGpuless ?? false,
   });
   const logs = new LogService({ runtime: options.runtime, api, logger, onFatal });
+  const selfTests = new SelfTests({
+    api,
+    apiUrl: options.apiUrl,
+    key: options.key,
+    runtime: options.runtime,
+    dataDir: options.diskPath,
+    logger,
+    onFatal,
+  });
   const subscription = subscribeAssignments({
     url: options.apiUrl,
     key: options.key,
     machineId: options.machineId,
     logger,
     backoff: options.backoff,
-    onState: (state) => reconciler.setDesired(state),
+    onState: (state) => {
+      reconciler.setDesired(state);
+      selfTests.handle(state.selfTests);
+    },
     onLogRequest: (request) => logs.handle(request),
     onFatal,
   });

@@ -36,6 +36,7 @@ export const ASSIGNMENTS_SUBSCRIPTION = /* GraphQL */ `
         preemptGraceSeconds
         statusMessage
       }
+      selfTests
     }
   }
 `;
@@ -89,6 +90,7 @@ export const machineAssignmentsSchema = z.object({
   machineId: z.string(),
   revision: z.string().regex(/^\d+$/, "a decimal bigint"),
   instances: z.array(assignmentSchema),
+  selfTests: z.array(z.string().min(1)).default([]),
 });
 export type MachineAssignments = z.infer<typeof machineAssignmentsSchema>;
 
@@ -112,6 +114,14 @@ export interface MachineMetrics {
   containerGpus?: boolean;
   /** It cannot, and the agent runs GPU rentals anyway, without isolation (--allow-gpuless). */
   gpulessTestMode?: boolean;
+}
+
+export interface SelfTestCheckReport {
+  name: "GPU_VISIBLE" | "CUDA" | "DISK_WRITE" | "DISK_READ" | "NETWORK_DOWN" | "NETWORK_UP" | "CONTAINER_START";
+  passed: boolean;
+  value: number | null;
+  unit: string | null;
+  message: string;
 }
 
 /** The API refused the key: retrying cannot help, so the agent stops. */
@@ -228,6 +238,18 @@ export class AgentApi {
         uploadInstanceLogs(instanceId: $instanceId, requestId: $requestId, lines: $lines) { __typename ${ERROR_FIELDS} }
       }`,
       { instanceId, requestId, lines },
+    );
+    return refused;
+  }
+
+  /** A self-test's checks; the typed refusal (already reported, unknown test) or null. */
+  async reportSelfTest(selfTestId: string, checks: SelfTestCheckReport[]) {
+    const { refused } = await this.mutate(
+      "reportSelfTest",
+      `mutation ($selfTestId: ID!, $checks: [SelfTestCheckInput!]!) {
+        reportSelfTest(selfTestId: $selfTestId, checks: $checks) { __typename ${ERROR_FIELDS} }
+      }`,
+      { selfTestId, checks },
     );
     return refused;
   }

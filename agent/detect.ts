@@ -77,7 +77,10 @@ const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) 
  * The data directory's file system: its size in GB (statfs), and its bandwidth in MB/s from writing
  * `bytes` (flushed to the device) and reading them back; the slower of the two counts.
  */
-export async function measureDisk(dir: string, bytes = 64 * 1024 * 1024): Promise<{ diskSpaceGb: number; diskBw: number }> {
+export async function measureDisk(
+  dir: string,
+  bytes = 64 * 1024 * 1024,
+): Promise<{ diskSpaceGb: number; diskBw: number; writeMBps: number; readMBps: number }> {
   const stats = await statfs(dir);
   const path = join(dir, `.disk-speed-${process.pid}`);
   const block = randomBytes(Math.min(bytes, 4 * 1024 * 1024));
@@ -95,9 +98,13 @@ export async function measureDisk(dir: string, bytes = 64 * 1024 * 1024): Promis
     const read = (await readFile(path)).length;
     const readSeconds = secondsSince(reading);
     if (read !== bytes) throw new DetectionError("CONTRADICTORY_OUTPUT", dir, `wrote ${bytes} bytes but read back ${read}`);
+    const writeMBps = round1(bytes / writeSeconds / 1e6);
+    const readMBps = round1(bytes / readSeconds / 1e6);
     return {
       diskSpaceGb: Math.floor((stats.blocks * stats.bsize) / 1e9),
-      diskBw: round1(Math.min(bytes / writeSeconds, bytes / readSeconds) / 1e6),
+      diskBw: Math.min(writeMBps, readMBps),
+      writeMBps,
+      readMBps,
     };
   } finally {
     await rm(path, { force: true });
@@ -156,7 +163,7 @@ export async function detectMachine(options: DetectOptions): Promise<DetectedMac
   const probe = options.probe ?? realProbe;
   const gpus = await detectGpus(probe, options.gpuModel);
   const cpu = await detectCpuAndRam(probe);
-  const disk = await measureDisk(options.dataDir, options.diskTestBytes);
+  const { diskSpaceGb, diskBw } = await measureDisk(options.dataDir, options.diskTestBytes);
   const network = await measureNetwork(options.apiUrl, options.key, options.networkTestBytes);
-  return { ...gpus, ...cpu, ...disk, ...network };
+  return { ...gpus, ...cpu, diskSpaceGb, diskBw, ...network };
 }

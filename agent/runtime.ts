@@ -104,6 +104,8 @@ export interface Runtime {
   netIo(label: string): Promise<NetIo>;
   /** Replaces the keys that may log in to the container over SSH; a running sshd uses them at the next login. */
   setSshKeys(label: string, keys: string[]): Promise<void>;
+  /** Starts a throwaway container that runs to completion (the self-test); what ran, or throws why it could not. */
+  startTestContainer(): Promise<string>;
   /** Whether it can hand GPUs to containers (isolated, each its own). */
   containerGpus(): Promise<boolean>;
   /** The last `tail` lines of its stdout and stderr (none when it does not exist), and where they end. */

@@ -120,6 +120,10 @@ const MachineAssignmentsRef = builder.objectRef<MachineAssignmentsView>("Machine
       description: "Every instance the machine should hold; destroyed ones are absent, so their containers are removed.",
       resolve: (state) => state.instances,
     }),
+    selfTests: t.globalIDList({
+      description: "Self-tests requested and not yet reported (MachineSelfTest ids): the agent runs each once and answers with reportSelfTest.",
+      resolve: (state) => state.selfTests.map((id) => ({ type: "MachineSelfTest", id })),
+    }),
   }),
 });
 

@@ -7,6 +7,7 @@ import "./apiKey.ts";
 import "./sshKey.ts";
 import "./machine.ts";
 import "./verification.ts";
+import "./selfTest.ts";
 import "./machineSpecs.ts";
 import "./contract.ts";
 import "./maintenance.ts";

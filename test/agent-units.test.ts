@@ -94,6 +94,7 @@ describe("reconcile", () => {
   const desired = (...instances: ReturnType<typeof assignment>[]): MachineAssignments => ({
     machineId: "Machine:12",
     revision: "5",
+    selfTests: [],
     instances,
   });
   const container = (id: number, state: ContainerInfo["state"], detail?: string): ContainerInfo => ({

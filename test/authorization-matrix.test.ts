@@ -156,6 +156,11 @@ const operations: {
     document: `mutation ($id: ID!) { ${result("setMachineDatacenter(machineId: $id, datacenter: true)", "MutationSetMachineDatacenterSuccess")} }`,
     variables: () => ({ id: ids.machine }),
   },
+  {
+    name: "requestSelfTest", needs: "MACHINES", allowedFor: ["operator account key"],
+    document: `mutation ($id: ID!) { ${result("requestSelfTest(machineId: $id)", "MutationRequestSelfTestSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
   { name: "revokeApiKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("revokeApiKey(id: $id)", "MutationRevokeApiKeySuccess")} }`, variables: () => ({ id: ids.apiKey }) },
   { name: "removeSshKey", needs: "KEYS", document: `mutation ($id: ID!) { ${result("removeSshKey(id: $id)", "MutationRemoveSshKeySuccess")} }`, variables: () => ({ id: ids.sshKey }) },
   {

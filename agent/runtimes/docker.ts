@@ -105,6 +105,17 @@ export class DockerRuntime implements Runtime {
     return this.bundle;
   }
 
+  /** A container of an image already on the host (nothing is pulled), without network, that exits at once. */
+  async startTestContainer(): Promise<string> {
+    const images = await run("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    if (images.code !== 0) throw new Error(`the docker engine does not answer: ${images.stderr.trim()}`);
+    const image = images.stdout.split("\n").find((name) => name && !name.includes("<none>"));
+    if (!image) throw new Error("no image on this host to start a container from");
+    const ran = await run("docker", ["run", "--rm", "--network", "none", "--entrypoint", "true", "--", image]);
+    if (ran.code !== 0) throw new Error(`docker run ${image} failed: ${ran.stderr.trim().split("\n")[0] ?? `exit ${ran.code}`}`);
+    return `started and ran a container of ${image}`;
+  }
+
   /** Whether the image has an sshd where the start script looks for one (checked in a throwaway container without network). */
   private async imageHasSshd(image: string): Promise<boolean> {
     return (await run("docker", ["run", "--rm", "--network", "none", "--entrypoint", "sh", "--", image, "-c", IMAGE_SSHD])).code === 0;

@@ -5,6 +5,7 @@ import { StringDecoder } from "node:string_decoder";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import { run } from "../exec.ts";
 import {
   type ContainerInfo,
   type ContainerSpec,
@@ -49,6 +50,13 @@ export class ProcessRuntime implements Runtime {
 
   private path(label: string, file = "") {
     return join(this.dir, label, file);
+  }
+
+  /** A child process (this runtime's container) that runs to completion. */
+  async startTestContainer(): Promise<string> {
+    const ran = await run("sh", ["-c", "echo started"]);
+    if (ran.code !== 0 || ran.stdout.trim() !== "started") throw new Error(`a process could not be started (exit ${ran.code}): ${ran.stderr.trim()}`);
+    return "started and ran a process (the process runtime's container)";
   }
 
   async list(): Promise<ContainerInfo[]> {

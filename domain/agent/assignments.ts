@@ -7,6 +7,7 @@ import { type PortMapping, portMappingsOf } from "../instances/ports.ts";
 import { containerLabel } from "../instances/service.ts";
 import { pullCredentials, type RegistryAuth } from "../registryCredentials.ts";
 import { machineShare } from "../machineShare.ts";
+import { pendingSelfTests } from "../selfTests.ts";
 
 /*
  * The desired state of a machine, as its agent receives it (the realtime contract's
@@ -59,6 +60,8 @@ export interface MachineAssignmentsView {
   machineId: number;
   revision: bigint;
   instances: AssignmentView[];
+  /** Self-tests requested and not yet reported: the agent runs each once. */
+  selfTests: number[];
 }
 
 export async function machineAssignments(machineId: number): Promise<MachineAssignmentsView> {
@@ -79,9 +82,11 @@ export async function machineAssignments(machineId: number): Promise<MachineAssi
   });
   if (!machine) throw new NotFoundError("Machine");
   const credentials = await pullCredentials(machine.instances);
+  const selfTests = await pendingSelfTests(machineId);
   return {
     machineId,
     revision: machine.assignmentsRevision,
+    selfTests,
     instances: machine.instances.map((instance) => {
       // The platform wants the container running while the instance holds its GPUs.
       const runs = HOLDING_STATUSES.has(instance.status);

@@ -28,6 +28,8 @@ export function spawnAgent(options: {
   machineId: number;
   stateDir: string;
   runtime?: "process" | "docker";
+  /** More environment for the agent, such as a PATH with recorded tools first. */
+  env?: Record<string, string>;
   allowGpuless?: boolean;
 }): AgentProcess {
   const child = spawn(
@@ -55,7 +57,7 @@ export function spawnAgent(options: {
     ],
     {
       cwd: root,
-      env: { ...process.env, LOG_LEVEL: "debug", AGENT_ALLOW_GPULESS: options.allowGpuless === false ? "0" : "1" },
+      env: { ...process.env, LOG_LEVEL: "debug", AGENT_ALLOW_GPULESS: options.allowGpuless === false ? "0" : "1", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
