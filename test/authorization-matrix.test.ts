@@ -168,6 +168,12 @@ const operations: {
     document: `mutation ($input: ListMachineInput!) { ${result("listMachine(input: $input)", "MutationListMachineSuccess")} }`,
     variables: () => ({ input: { machineId: ids.machine, pricePerGpuHour: "9.00", endDate: new Date(Date.now() + 86_400_000 * 10).toISOString() } }),
   },
+  {
+    // The machine's own agent reports its re-checked specs.
+    name: "updateMachine", needs: "MACHINES", allowedFor: ["victim machine key"],
+    document: `mutation ($input: UpdateMachineInput!) { ${result("updateMachine(input: $input)", "MutationUpdateMachineSuccess")} }`,
+    variables: () => ({ input: { machineId: ids.machine, driverVersion: "999.99.99", numGpus: 1 } }),
+  },
   { name: "unlistMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
   { name: "setMinBid", needs: "MACHINES", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
   {
