@@ -7,6 +7,7 @@ import {
   changeBid,
   createInstance,
   destroyInstance,
+  labelInstance,
   logs,
   rebootInstance,
   recycleInstance,
@@ -19,6 +20,8 @@ import { showBids, showOrderBook } from "./commands/bids.ts";
 import { attachSsh, copy, createSshKey, detachSsh, scpUrl, showInstance, sshUrl } from "./commands/connection.ts";
 import { showCharges, showEarnings, showInvoices } from "./commands/billing.ts";
 import { setApiKey } from "./commands/config.ts";
+import { createApiKey, deleteApiKey, deleteSshKey, setBilling, showApiKeys, showBilling, showSshKeys, showUser } from "./commands/account.ts";
+import { cancelMaint, listMachine, scheduleMaint, setMinBid, showMachines, unlistMachine } from "./commands/machines.ts";
 import { priceHistory } from "./commands/market.ts";
 import { searchOffers } from "./commands/offers.ts";
 import { createTemplate, deleteTemplate, searchTemplates } from "./commands/templates.ts";
@@ -34,7 +37,9 @@ export const COMMANDS: Command[] = [
   sshUrl,
   scpUrl,
   copy,
+  showSshKeys,
   createSshKey,
+  deleteSshKey,
   attachSsh,
   detachSsh,
   startInstance,
@@ -42,6 +47,7 @@ export const COMMANDS: Command[] = [
   destroyInstance,
   rebootInstance,
   recycleInstance,
+  labelInstance,
   logs,
   changeBid,
   showBids,
@@ -54,6 +60,18 @@ export const COMMANDS: Command[] = [
   showInvoices,
   showEarnings,
   priceHistory,
+  showMachines,
+  listMachine,
+  unlistMachine,
+  setMinBid,
+  scheduleMaint,
+  cancelMaint,
+  showUser,
+  showApiKeys,
+  createApiKey,
+  deleteApiKey,
+  showBilling,
+  setBilling,
   setApiKey,
 ];
 
@@ -67,7 +85,11 @@ const GLOBAL_OPTIONS = {
 const GLOBAL_USAGE = `Options for every command:
   --api-key KEY   (or env GM_API_KEY, or the config file written by "set api-key")
   --url URL       the API's GraphQL endpoint (or env GM_API_URL; default http://127.0.0.1:4000/graphql)
-  --raw           JSON instead of a table`;
+  --raw           JSON instead of a table
+
+Prices are dollars per GPU-hour (bids, --price_gpu, --min_bid), as the API's. Unlike the reference CLI,
+whose --bid_price is per machine-hour, "create instance --bid" is per GPU-hour: a 4-GPU bid of $0.25
+costs $1.00 an hour. Storage is per GB-month, bandwidth per GB.`;
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

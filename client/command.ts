@@ -80,6 +80,15 @@ export function dateOption(ctx: CommandContext, name: string, fallback: Date): s
   return date.toISOString();
 }
 
+/** A date as the reference takes it (unix seconds) or ISO-8601 ("2026-12-01", "2026-12-01T08:00Z"). */
+export function instantOption(ctx: CommandContext, name: string): string | undefined {
+  const value = stringOption(ctx, name);
+  if (value === undefined) return undefined;
+  const date = /^\d+(\.\d+)?$/.test(value) ? new Date(Number(value) * 1000) : new Date(value);
+  if (Number.isNaN(date.getTime())) throw new UsageError(`--${name} must be unix seconds or a date like 2026-12-01, not "${value}"`);
+  return date.toISOString();
+}
+
 /** Midnight UTC `days` from today (negative: before). */
 export function utcDay(days: number, now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + days));

@@ -23,6 +23,7 @@ import {
   type InstanceFieldsFragment,
   type InstanceStatus,
   InstancesDocument,
+  LabelInstanceDocument,
   type LaunchMode,
   StartInstanceDocument,
   StopInstanceDocument,
@@ -249,5 +250,18 @@ export const watchInstance: Command = {
       // Our own close() may end the socket before the completion arrives.
       if (!finished) throw error;
     });
+  },
+};
+
+export const labelInstance: Command = {
+  name: "label instance",
+  usage: "<id> <label>",
+  summary: "Set an instance's label (an empty label clears it)",
+  positionals: { min: 2, max: 2 },
+  async run(ctx) {
+    const [id, label] = ctx.positionals as [string, string];
+    const instance = unwrap((await ctx.client().request(LabelInstanceDocument, { id: globalId("Instance", id), label })).labelInstance);
+    if (ctx.raw) return printJson(ctx, instance);
+    ctx.print(`${instance.id}: label ${instance.label ? `"${instance.label}"` : "cleared"}`);
   },
 };

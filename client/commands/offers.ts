@@ -25,6 +25,9 @@ export function parseOrder(text: string): OfferOrder[] {
     });
 }
 
+/** Lifts the API's default clauses (verified=true rentable=true), as the reference's -n does with its own. */
+const NO_DEFAULT_QUERY = "verified=any rentable=any";
+
 const OFFER_COLUMNS: Column<Offer>[] = [
   { header: "ID", value: (o) => o.id.replace(/^Offer:/, "") },
   { header: "N", value: (o) => `${o.numGpus}x`, right: true },
@@ -48,14 +51,22 @@ const OFFER_COLUMNS: Column<Offer>[] = [
 
 export const searchOffers: Command = {
   name: "search offers",
-  usage: "[query] [--order FIELD[-],...] [--storage GB] [--limit N] [--raw]",
-  summary: "Search the offers with the filter language, e.g. 'gpu_name=RTX_4090 num_gpus>=2 dph<1.5'",
+  usage: "[query] [-o|--order FIELD[-],...] [--storage GB] [--limit N] [-n|--no-default] [--raw]",
+  summary:
+    "Search the offers with the filter language, e.g. 'gpu_name=RTX_4090 num_gpus>=2 dph<1.5'; 'verified=true rentable=true' applies unless the query sets them or -n is given",
   positionals: { min: 0, max: Infinity },
-  options: { order: { type: "string", short: "o" }, storage: { type: "string" }, limit: { type: "string", short: "n" } },
+  options: {
+    order: { type: "string", short: "o" },
+    storage: { type: "string" },
+    limit: { type: "string" },
+    "no-default": { type: "boolean", short: "n" },
+  },
   async run(ctx) {
     const order = stringOption(ctx, "order");
+    // The API's default clauses come first, so the query's own clauses (after these) still win.
+    const query = [ctx.values["no-default"] ? NO_DEFAULT_QUERY : "", ...ctx.positionals].join(" ").trim();
     const data = await ctx.publicClient().request(SearchOffersDocument, {
-      query: ctx.positionals.join(" ") || null,
+      query: query || null,
       first: numberOption(ctx, "limit", true) ?? null,
       storageGb: numberOption(ctx, "storage") ?? null,
       orderBy: order ? parseOrder(order) : null,
