@@ -69,17 +69,20 @@ const GpuMarketStatsRef = builder.objectRef<GpuMarketStats>("GpuMarketStats").im
   }),
 });
 
+/** The arguments of priceHistory and priceSeries: one GPU model over [from, to) in buckets. */
+const marketRangeArgs = builder.args((t) => ({
+  gpuName: t.string({ required: true, description: "The GPU model, such as RTX 4090." }),
+  from: t.field({ type: "DateTime", required: true, description: "The first instant included." }),
+  to: t.field({ type: "DateTime", required: true, description: "Exclusive." }),
+  bucket: t.field({ type: PriceBucket, required: true, defaultValue: "HOUR", description: "How long each point spans." }),
+}));
+
 builder.queryField("priceHistory", (t) =>
   t.field({
     type: [PricePointRef],
     description:
       "A GPU model's prices, bids and utilization over [from, to), one point per bucket with samples; open to anonymous callers. A range too long for the bucket fails with the error code VALIDATION.",
-    args: {
-      gpuName: t.arg.string({ required: true, description: "The GPU model, such as RTX 4090." }),
-      from: t.arg({ type: "DateTime", required: true, description: "The first instant included." }),
-      to: t.arg({ type: "DateTime", required: true, description: "Exclusive." }),
-      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR", description: "How long each point spans." }),
-    },
+    args: marketRangeArgs,
     resolve: (_root, args) => priceHistory(args),
   }),
 );
@@ -120,8 +123,8 @@ const PriceSeriesRef = builder.objectRef<PriceSeries>("PriceSeries").implement({
     const nullableFloat = (column: "utilization" | "dlperfPerDollar") =>
       t.field({ type: ["Float"], nullable: { list: false, items: true }, description: SERIES_DESCRIPTIONS[column], resolve: (series) => series[column] ?? [] });
     return {
-      gpuName: t.exposeString("gpuName"),
-      bucket: t.field({ type: PriceBucket, resolve: (series) => series.bucket }),
+      gpuName: t.exposeString("gpuName", { description: "The GPU model asked for." }),
+      bucket: t.field({ type: PriceBucket, description: "How long each entry spans.", resolve: (series) => series.bucket }),
       timestamps: float("timestamps"),
       samples: t.field({ type: ["Int"], description: SERIES_DESCRIPTIONS.samples, resolve: (series) => series.samples ?? [] }),
       machines: float("machines"),
@@ -153,12 +156,7 @@ builder.queryField("priceSeries", (t) =>
     type: PriceSeriesRef,
     description:
       "A GPU model's prices, bids and utilization over [from, to) as parallel arrays (PriceSeries), for charts: ranges up to 7 days of MINUTE buckets (about 10,000 points), 400 days of HOUR and 2000 of DAY; open to anonymous callers. A range too long for the bucket fails with the error code VALIDATION.",
-    args: {
-      gpuName: t.arg.string({ required: true }),
-      from: t.arg({ type: "DateTime", required: true }),
-      to: t.arg({ type: "DateTime", required: true }),
-      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR" }),
-    },
+    args: marketRangeArgs,
     resolve: (_root, args, _context, info) => priceSeries(args, askedColumns(info)),
   }),
 );
