@@ -14,6 +14,7 @@ import type { Viewer } from "../domain/viewer.ts";
 import { config } from "../infra/config.ts";
 import { prisma } from "../infra/db.ts";
 import { logger } from "../infra/logger.ts";
+import { readReplicaStatus } from "../infra/replica.ts";
 import { redis } from "../infra/redis.ts";
 import { schema } from "../schema/index.ts";
 import { type Context, resolveViewer } from "./context.ts";
@@ -196,7 +197,8 @@ export function buildApp(): App {
   const server = createServer(async (req, res) => {
     if (req.url === "/healthz") {
       const ok = await healthy();
-      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ok }));
+      const replica = readReplicaStatus();
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(replica ? { ok, replica } : { ok }));
       return;
     }
     if (req.url === STRIPE_WEBHOOK_PATH && req.method === "POST") {

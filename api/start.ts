@@ -2,6 +2,8 @@
 // DATABASE_URL or REDIS_URL is unset, makes a development REGISTRY_CREDENTIALS_KEY when that is unset
 // outside production, validates the config, migrates, loads the demo data into an
 // empty database, then serves the API and runs the workers until SIGTERM or SIGINT.
+// PROCESS_ROLE=api or worker runs only the API or only the workers (no demo data, no demo agents):
+// a deployment runs N of each against one PostgreSQL and Redis (README, Deployment).
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEmbeddedPostgres, startPrivateRedis } from "../infra/local-services.ts";
@@ -90,45 +92,39 @@ async function main(): Promise<void> {
 
   // Modules that read the config are imported only now that the environment is complete.
   const { config } = await import("../infra/config.ts");
-  const { PORT, DATABASE_URL } = config();
+  const { PORT, DATABASE_URL, PROCESS_ROLE } = config();
+  const serveApi = PROCESS_ROLE !== "worker";
+  const runWorkers = PROCESS_ROLE !== "api";
 
   const { migrate } = await import("../infra/migrate.ts");
   const applied = await migrate(DATABASE_URL);
   logger.info({ applied }, applied.length ? "migrations applied" : "schema up to date");
   checkpoint();
 
-  const [{ prisma, meteringPrisma }, { redis }, { closePubSub }] = await Promise.all([
+  const [{ prisma, meteringPrisma }, { redis }, { closePubSub }, { closeReadReplica }] = await Promise.all([
     import("../infra/db.ts"),
     import("../infra/redis.ts"),
     import("../infra/pubsub.ts"),
+    import("../infra/replica.ts"),
   ]);
   running.push({
     name: "clients",
     stop: async () => {
-      await Promise.all([prisma.$disconnect(), meteringPrisma.$disconnect()]);
+      await Promise.all([prisma.$disconnect(), meteringPrisma.$disconnect(), closeReadReplica()]);
       redis.disconnect();
       await closePubSub();
     },
   });
+
+  if (PROCESS_ROLE !== "all") return runRole(serveApi, runWorkers, PORT);
 
   const { loadDemoData, issueDemoKeys } = await import("../domain/demo.ts");
   if (await loadDemoData()) logger.info("empty database: demo data loaded");
   const demoKeys = await issueDemoKeys();
   checkpoint();
 
-  const { startWorkers } = await import("../workers/index.ts");
-  const workers = await startWorkers();
-  running.push({ name: "workers", stop: () => workers.close() });
-  checkpoint();
-
-  const { ensureConsoleBuilt } = await import("../client/web/build.ts");
-  if (await ensureConsoleBuilt()) logger.info("web console built");
-  checkpoint();
-
-  const { buildApp } = await import("./app.ts");
-  const app = buildApp();
-  const url = await app.start(PORT);
-  running.push({ name: "api", stop: () => app.stop() });
+  await startWorkers();
+  const url = await startApi(PORT);
 
   // Demo agents, in this process, for the first DEMO_AGENTS demo machines (the rest of the fleet has
   // none, so the liveness job leaves it alone): each one the real agent with the process runtime,
@@ -160,6 +156,34 @@ async function main(): Promise<void> {
     logger.info({ email: demo.email, key: demo.token }, `demo ${demo.role} API key (Authorization: Bearer <key>)`);
   }
   logger.info({ url, console: new URL("/", url).href }, `web console at ${new URL("/", url).href}, API and GraphiQL at ${url}`);
+  state = "running";
+  checkpoint();
+}
+
+async function startWorkers(): Promise<void> {
+  const { startWorkers: start } = await import("../workers/index.ts");
+  const workers = await start();
+  running.push({ name: "workers", stop: () => workers.close() });
+  checkpoint();
+}
+
+/** Builds the web console when needed and serves it with the API; resolves with the GraphQL URL. */
+async function startApi(port: number): Promise<string> {
+  const { ensureConsoleBuilt } = await import("../client/web/build.ts");
+  if (await ensureConsoleBuilt()) logger.info("web console built");
+  checkpoint();
+  const { buildApp } = await import("./app.ts");
+  const app = buildApp();
+  const url = await app.start(port);
+  running.push({ name: "api", stop: () => app.stop() });
+  return url;
+}
+
+/** One role of a deployment: the API alone or the workers alone. */
+async function runRole(serveApi: boolean, runWorkers: boolean, port: number): Promise<void> {
+  if (runWorkers) await startWorkers();
+  if (serveApi) logger.info(`API at ${await startApi(port)}`);
+  logger.info({ api: serveApi, workers: runWorkers }, "running");
   state = "running";
   checkpoint();
 }

@@ -21,6 +21,7 @@ export async function seedAuction(machineCount: number, clients: number): Promis
     import("../domain/offers/sync.ts"),
     import("../domain/apiKeys.ts"),
   ]);
+  const { postEntry } = await import("../domain/billing/ledger.ts");
   const host = await prisma.user.create({ data: { email: "host@bench.example", passwordHash: "x" } });
   const random = seededRandom(7);
   const endDate = new Date(Date.now() + 30 * DAY_MS);
@@ -61,15 +62,22 @@ export async function seedAuction(machineCount: number, clients: number): Promis
   for (const { id } of machines) await syncOffers(prisma, id);
   const keys: string[] = [];
   for (let i = 0; i < clients; i++) {
-    // Established, verified accounts: no spend rate limit (domain/billing/spendLimit.ts), as for a heavy bidder.
+    // Established accounts (email and card verified, a year old, $1,000 paid and credited): no spend
+    // rate limit (domain/billing/spendLimit.ts) and credit for every bid, as for a heavy bidder.
+    const yearAgo = new Date(Date.now() - 365 * DAY_MS);
     const user = await prisma.user.create({
-      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, createdAt: new Date(Date.now() - 365 * DAY_MS) },
+      data: { email: `client${i}@bench.example`, passwordHash: "x", emailVerified: true, cardVerifiedAt: yearAgo, createdAt: yearAgo },
     });
+    await prisma.payment.create({ data: { userId: user.id, kind: "CHECKOUT", status: "SUCCEEDED", amountMicros: CREDIT_MICROS, completedAt: yearAgo } });
+    await prisma.$transaction((tx) => postEntry(tx, { userId: user.id, kind: "ADJUSTMENT", amountMicros: CREDIT_MICROS, description: "bench credit" }));
     keys.push((await issueApiKey(prisma, { userId: user.id, name: "bench", scope: "ACCOUNT" })).token);
   }
   await prisma.$disconnect();
   return keys;
 }
+
+/** What each bidding account has paid and holds: far more than its bids can spend in a run. */
+const CREDIT_MICROS = 1_000_000_000n;
 
 export interface PlannedBid {
   machineId: number;

@@ -12,6 +12,10 @@
  * Also prints the CPU each process spent per bid and the SQL statements per bid and per clearing
  * (counted at the pg driver in the API and worker processes).
  *
+ * Floor: the seeded database is cloned before the run; the same plan then runs on the clone as
+ * hand-written admission and clearing SQL from this process through bare pg clients at the same
+ * concurrency (bench/auction-floor.ts). Prints its bids/s and p50/p99 beside the product's, and the ratios.
+ *
  * Env: DATABASE_URL (server; default local postgres), REDIS_URL, BENCH_BIDS (20000),
  * BENCH_MACHINES (1000), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (8), BENCH_API_PROCESSES (1:
  * more run the API as a node:cluster of that many processes sharing the port, as a stateless API
@@ -24,8 +28,9 @@ import { availableParallelism, cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
+import { runAuctionFloor } from "./auction-floor.ts";
 import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
-import { percentile } from "./support.ts";
+import { percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -133,8 +138,11 @@ async function main(): Promise<void> {
   const seedStart = Date.now();
   const keys = await seedAuction(MACHINES, CONCURRENCY);
   console.log(`seeded ${MACHINES} machines of ${AUCTION_GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+  // The floor's copy of the seeded state (seeding closed its connections, as TEMPLATE requires).
+  const floorDatabase = `${database}_floor`;
+  await adminQuery(SERVER_URL, `CREATE DATABASE ${floorDatabase} TEMPLATE ${database}`);
 
-  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn", NODE_ENV: "production" };
+  const env = productionEnv({ DATABASE_URL: databaseUrl, REDIS_PREFIX: database, LOG_LEVEL: "warn" });
   const api = startChild("api", env);
   const worker = startChild("worker", env);
   const { url } = (await api.first) as { url: string };
@@ -200,7 +208,24 @@ async function main(): Promise<void> {
   api.child.kill("SIGTERM");
   worker.child.kill("SIGTERM");
   await Promise.all([once(api.child, "exit"), once(worker.child, "exit")]);
-  if (!process.env.BENCH_KEEP) await adminQuery(SERVER_URL, `DROP DATABASE ${database} WITH (FORCE)`);
+
+  const floorUrl = withDatabase(SERVER_URL, floorDatabase);
+  const accounts = new pg.Client({ connectionString: floorUrl });
+  await accounts.connect();
+  const clientIds = (await accounts.query<{ id: number }>("SELECT id FROM user_account WHERE email LIKE 'client%@bench.example' ORDER BY id")).rows.map((r) => r.id);
+  await accounts.end();
+  const floor = await runAuctionFloor(floorUrl, clientIds, plan);
+  const productRate = sentAt.size / (endToEndMs / 1000);
+  const floorRate = floor.admitted / (floor.elapsedMs / 1000);
+  const [p50, p99, f50, f99] = [percentile(latencies, 50), percentile(latencies, 99), percentile(floor.latencies, 50), percentile(floor.latencies, 99)];
+  console.log(
+    `floor (hand-written admission + clearing SQL, bare pg, concurrency ${clientIds.length}): ${floorRate.toFixed(0)} bids/s (${floor.admitted} admitted, ${floor.refused} refused); bid → cleared p50 ${f50.toFixed(1)} ms, p99 ${f99.toFixed(1)} ms`,
+  );
+  console.log(`ratio product/floor: bids/s ${(productRate / floorRate).toFixed(2)} (goal ≥ 0.5); p50 ${(p50 / f50).toFixed(1)}x, p99 ${(p99 / f99).toFixed(1)}x (goal ≤ 3x)`);
+  if (!process.env.BENCH_KEEP) {
+    await adminQuery(SERVER_URL, `DROP DATABASE ${database} WITH (FORCE)`);
+    await adminQuery(SERVER_URL, `DROP DATABASE ${floorDatabase} WITH (FORCE)`);
+  }
 }
 
 const role = process.argv[2];

@@ -6,12 +6,18 @@
  *    seconds of metering (the clock driven in simulated time; a second is every phase's tick in
  *    turn, each also timed), and the tick that crosses a billing period (UTC midnight); counts rows
  *    inserted and updated per steady second (pg_stat) and turns them into rows written per hour.
+ *    Floor: after the opening tick the database is cloned; every statement a steady phase tick sends
+ *    (recorded at pg's Client#query, BEGIN and COMMIT included) is replayed right after it on the
+ *    clone through one bare `pg` client, so the clone goes through the same states: the tick's SQL
+ *    alone, without Prisma or the tick's own code. Prints both and their ratio.
  * 2. Soak: BENCH_SOAK_INSTANCES (10,000) instances metered by the real BullMQ worker in real time for
  *    BENCH_SOAK_SECONDS (600), with random stops and starts, then every account's balance is
  *    checked against the exact expected figure computed from the status history. Prints how far
  *    the oldest phase's clock fell behind real time, overall and after the first 30 s.
  */
 
+import pg from "pg";
+import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { freshBenchDatabase, percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -28,7 +34,7 @@ await freshBenchDatabase(SERVER_URL, DATABASE);
 process.env.REDIS_PREFIX = `bench_metering_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
 
-const { prisma } = await import("../infra/db.ts");
+const { prisma, meteringPrisma } = await import("../infra/db.ts");
 const { METERING_PHASES, meterUpTo } = await import("../domain/billing/metering.ts");
 const { ledgerMismatches } = await import("../domain/billing/ledger.ts");
 const { PERIOD_SECONDS } = await import("../domain/billing/rates.ts");
@@ -78,19 +84,59 @@ async function writes(): Promise<{ inserted: number; updated: number }> {
   return { inserted: Number(row.inserted), updated: Number(row.updated) };
 }
 
+/** The statements pg clients send while a tick is recorded. */
+let recording: { text: string; values?: unknown[] }[] | undefined;
+const clientQuery = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+  const [first, second] = args as [unknown, unknown];
+  if (recording && typeof first === "string") recording.push({ text: first, values: Array.isArray(second) ? second : undefined });
+  else if (recording && typeof first === "object" && first !== null && "text" in first) {
+    const { text, values } = first as { text: string; values?: unknown[] };
+    recording.push({ text, values });
+  }
+  return (clientQuery as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof clientQuery;
+
+/** The floor's database (a clone) and its one bare client, once cloned. */
+let floorClient: pg.Client | undefined;
+const FLOOR_DATABASE = `${DATABASE}_floor`;
+
+async function cloneForFloor(): Promise<void> {
+  await Promise.all([prisma.$disconnect(), meteringPrisma.$disconnect()]); // CREATE DATABASE … TEMPLATE needs it unused
+  await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${FLOOR_DATABASE} WITH (FORCE)`);
+  await adminQuery(SERVER_URL, `CREATE DATABASE ${FLOOR_DATABASE} TEMPLATE ${DATABASE}`);
+  floorClient = new pg.Client({ connectionString: withDatabase(SERVER_URL, FLOOR_DATABASE) });
+  await floorClient.connect();
+}
+
 const lag = 2;
-/** Each phase's tick times of the steady seconds. */
+/** Each phase's tick times of the steady seconds, and their floors. */
 const phaseTicks: number[] = [];
+const phaseFloors: number[] = [];
+/** Each steady second's floor (every phase's replayed statements). */
+const floorSeconds: number[] = [];
 /** One second of metering: every phase's tick in turn (the job spreads them over the second); the total. */
 async function tick(sec: number, record = false): Promise<number> {
   let total = 0;
+  let floorTotal = 0;
   for (let phase = 0; phase < METERING_PHASES; phase++) {
+    if (record) recording = [];
     const started = performance.now();
     await meterUpTo(at(sec + lag), phase);
     const elapsed = performance.now() - started;
-    if (record) phaseTicks.push(elapsed);
+    const statements = recording;
+    recording = undefined;
     total += elapsed;
+    if (record && statements && floorClient) {
+      const floorStarted = performance.now();
+      for (const statement of statements) await floorClient.query(statement);
+      const floorElapsed = performance.now() - floorStarted;
+      phaseTicks.push(elapsed);
+      phaseFloors.push(floorElapsed);
+      floorTotal += floorElapsed;
+    }
   }
+  if (record) floorSeconds.push(floorTotal);
   return total;
 }
 
@@ -103,6 +149,7 @@ const start = midnight - TICKS - 10;
 await seed(INSTANCES, start);
 console.log(`seeded ${INSTANCES} running instances`);
 const opening = await tick(start + 1);
+await cloneForFloor();
 const steady: number[] = [];
 // pg_stat counters are flushed asynchronously: let the seed's and opening tick's arrive first.
 await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -134,6 +181,11 @@ console.log(
     phases: METERING_PHASES,
     steadyPhaseTickP50Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 50)),
     steadyPhaseTickP95Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 95)),
+    floorSteadyP50Ms: ms(percentile(floorSeconds.toSorted((a, b) => a - b), 50)),
+    floorSteadyP95Ms: ms(percentile(floorSeconds.toSorted((a, b) => a - b), 95)),
+    floorPhaseTickP50Ms: ms(percentile(phaseFloors.toSorted((a, b) => a - b), 50)),
+    ratioSteadyP50: (percentile(steady.toSorted((a, b) => a - b), 50) / percentile(floorSeconds.toSorted((a, b) => a - b), 50)).toFixed(2),
+    ratioSteadyP95: (percentile(steady.toSorted((a, b) => a - b), 95) / percentile(floorSeconds.toSorted((a, b) => a - b), 95)).toFixed(2),
     rolloverTickMs: ms(rollover),
     afterRolloverP50Ms: ms(percentile(afterMidnight.toSorted((a, b) => a - b), 50)),
     rowsInsertedPerTick: perTick.inserted,
@@ -144,6 +196,9 @@ console.log(
     accountsWithWrongCharges: wrong,
   }),
 );
+
+await floorClient?.end();
+await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${FLOOR_DATABASE} WITH (FORCE)`);
 
 // --- 2. Soak: the real worker in real time ------------------------------------------------------
 if (SOAK_SECONDS > 0) {

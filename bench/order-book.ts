@@ -27,7 +27,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import WebSocket, { WebSocketServer } from "ws";
 import { auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
-import { freshBenchDatabase, leanSubscriber, percentile, startAppProcess } from "./support.ts";
+import { freshBenchDatabase, leanSubscriber, percentile, productionEnv, startAppProcess } from "./support.ts";
 import { adminQuery } from "../infra/pg-admin.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -159,7 +159,7 @@ async function phase(kind: "product" | "floor", floorPayloads: Record<string, st
   process.env.REDIS_PREFIX = database;
   process.env.LOG_LEVEL = "warn";
   const keys = await seedAuction(MACHINES, CONCURRENCY);
-  const env = { ...process.env, DATABASE_URL: databaseUrl, NODE_ENV: "production" };
+  const env = productionEnv({ DATABASE_URL: databaseUrl });
   const api = await startAppProcess(databaseUrl);
   const worker = startChild("worker", env);
   await once(worker, "message");

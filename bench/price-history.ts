@@ -5,9 +5,11 @@
  * days of minute samples for BENCH_MODELS (default 50) GPU models straight into price_sample with
  * set-based SQL (generate_series; 90 × 1440 × 50 = 6.48M rows), rolls them up to hours and days
  * with the sampler's own rollUp, starts the real app (buildApp) in a child process and asks
- * priceHistory over HTTP, one request at a time, for a random model at each bucket size:
- * DAY over the whole range, HOUR over the whole range, MINUTE over the last day (the longest MINUTE
- * range allowed). Prints p50/p99 per bucket size (target p99 ≤ 100 ms).
+ * priceHistory (points) and priceSeries (parallel arrays) over HTTP, one request at a time, for a
+ * model in turn: points by DAY and HOUR over the whole range and by MINUTE over the last day; the
+ * series by MINUTE over 1, 3 and 7 days (1,440 / 4,320 / 10,080 points) and by HOUR over 92 days.
+ * Beside each, its floor: the resolver's own statement alone through `pg`, interleaved with the
+ * product's requests. Prints p50/p99 of both and their ratio.
  *
  * Env: DATABASE_URL (server), REDIS_URL, BENCH_DAYS, BENCH_MODELS, BENCH_REQUESTS (per bucket
  * size, default 200), BENCH_KEEP=1 keeps the database, BENCH_DATABASE=<name> reuses a kept one.
@@ -15,7 +17,9 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import pg from "pg";
 import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import type { PriceBucket, SeriesColumn } from "../domain/market/history.ts";
 import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -62,65 +66,103 @@ async function seed(): Promise<{ from: Date; to: Date }> {
   return { from, to };
 }
 
-const QUERY = /* GraphQL */ `
-  query ($gpuName: String!, $from: DateTime!, $to: DateTime!, $bucket: PriceBucket!) {
-    priceHistory(gpuName: $gpuName, from: $from, to: $to, bucket: $bucket) { time minPrice p50Price p90Price avgPrice p50Bid utilization }
-  }
-`;
+const ARGS = "$gpuName: String!, $from: DateTime!, $to: DateTime!, $bucket: PriceBucket!";
+const RANGE = "gpuName: $gpuName, from: $from, to: $to, bucket: $bucket";
+/** The same seven figures per bucket both ways: as points (objects) and as a series (parallel arrays). */
+const POINTS_QUERY = `query (${ARGS}) { priceHistory(${RANGE}) { time minPrice p50Price p90Price avgPrice p50Bid utilization } }`;
+const SERIES_COLUMNS: SeriesColumn[] = ["timestamps", "minPrice", "p50Price", "p90Price", "avgPrice", "p50Bid", "utilization"];
+const SERIES_QUERY = `query (${ARGS}) { priceSeries(${RANGE}) { ${SERIES_COLUMNS.join(" ")} } }`;
 
-async function request(url: string, variables: Record<string, unknown>): Promise<{ ms: number; points: number }> {
+interface Case {
+  field: "priceHistory" | "priceSeries";
+  bucket: PriceBucket;
+  days: number;
+}
+
+/** One request over HTTP; the body is checked, not parsed (parsing 10k points would load the shared cores). */
+async function request(url: string, query: string, variables: Record<string, unknown>): Promise<number> {
   const t0 = performance.now();
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ query: QUERY, variables }),
-  });
-  const body = (await response.json()) as { data?: { priceHistory: unknown[] }; errors?: unknown };
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) });
+  const text = await response.text();
   const ms = performance.now() - t0;
-  if (!body.data) throw new Error(JSON.stringify(body.errors));
-  return { ms, points: body.data.priceHistory.length };
+  if (!text.startsWith('{"data":{"price') || text.includes('"errors"')) throw new Error(text.slice(0, 500));
+  return ms;
+}
+
+function summary(times: number[]): { p50: number; p99: number } {
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
 async function main(): Promise<void> {
   const database = await openBenchDatabase(SERVER_URL, "bench_prices");
   const databaseUrl = database.url;
   let server: ChildProcess | undefined;
+  const floorClient = new pg.Client({ connectionString: databaseUrl });
   try {
     console.log(`Load average before: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
     const t0 = performance.now();
-    const { from, to } = database.fresh
-      ? await seed()
-      : { to: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS), from: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAYS * DAY_MS) };
+    const { to } = database.fresh ? await seed() : { to: new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS) };
     console.log(`Seeded ${DAYS} days × ${MODELS} models in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
+    // Imported once DATABASE_URL names the bench database (the module's imports read the config).
+    const { priceHistoryStatement, priceSeriesStatement } = await import("../domain/market/history.ts");
     const started = await startAppProcess(databaseUrl);
     server = started.child;
-    const ranges: [string, { from: Date; to: Date }][] = [
-      ["DAY", { from, to }],
-      ["HOUR", { from, to }],
-      ["MINUTE", { from: new Date(to.getTime() - DAY_MS), to }],
+    await floorClient.connect();
+    const cases: Case[] = [
+      { field: "priceHistory", bucket: "DAY", days: DAYS },
+      { field: "priceHistory", bucket: "HOUR", days: Math.min(DAYS, 92) },
+      { field: "priceHistory", bucket: "MINUTE", days: 1 },
+      { field: "priceSeries", bucket: "MINUTE", days: 1 },
+      { field: "priceSeries", bucket: "MINUTE", days: Math.min(DAYS, 3) },
+      { field: "priceSeries", bucket: "MINUTE", days: Math.min(DAYS, 7) },
+      { field: "priceSeries", bucket: "HOUR", days: Math.min(DAYS, 92) },
     ];
     const rows: string[] = [];
-    for (const [bucket, range] of ranges) {
-      const variables = (i: number) => ({ gpuName: gpuName(1 + (i % MODELS)), from: range.from.toISOString(), to: range.to.toISOString(), bucket });
-      for (let i = 0; i < 20; i++) await request(started.url, variables(i * 7)); // warm-up
-      const times: number[] = [];
-      let points = 0;
+    for (const { field, bucket, days } of cases) {
+      const rangeFrom = new Date(to.getTime() - days * DAY_MS);
+      const range = (i: number) => ({ gpuName: gpuName(1 + (i % MODELS)), from: rangeFrom, to, bucket });
+      const query = field === "priceHistory" ? POINTS_QUERY : SERIES_QUERY;
+      // The floor: the statement the resolver runs, through pg, its one text cell received and not decoded.
+      const statement = (i: number) => (field === "priceHistory" ? priceHistoryStatement(range(i)) : priceSeriesStatement(range(i), SERIES_COLUMNS));
+      const viaApi = (i: number) => {
+        const { from: f, to: t, ...rest } = range(i);
+        return request(started.url, query, { ...rest, from: f.toISOString(), to: t.toISOString() });
+      };
+      const viaSql = async (i: number) => {
+        const { sql, values } = statement(i);
+        const t1 = performance.now();
+        await floorClient.query(sql, values);
+        return performance.now() - t1;
+      };
+      for (let i = 0; i < 10; i++) await Promise.all([viaApi(i * 7), viaSql(i * 7)]); // warm-up
+      const product: number[] = [];
+      const floor: number[] = [];
+      // Interleaved, one request at a time, so that both paths see the same moments of a noisy box.
       for (let i = 0; i < REQUESTS; i++) {
-        const result = await request(started.url, variables(i * 13));
-        times.push(result.ms);
-        points = result.points;
+        product.push(await viaApi(i * 13));
+        floor.push(await viaSql(i * 13));
       }
-      times.sort((a, b) => a - b);
-      const days = (range.to.getTime() - range.from.getTime()) / DAY_MS;
-      rows.push(`| ${bucket} | ${days} days | ${points} | ${REQUESTS} | ${percentile(times, 50).toFixed(1)} | ${percentile(times, 99).toFixed(1)} |`);
+      const points = (await floorClient.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${bucket === "MINUTE" ? "price_sample" : bucket === "HOUR" ? "price_rollup_hour" : "price_rollup_day"} WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3`,
+        [gpuName(1), rangeFrom, to],
+      )).rows[0].n;
+      const p = summary(product);
+      const f = summary(floor);
+      rows.push(
+        `| ${field} | ${bucket} | ${days} days | ${points} | ${p.p50.toFixed(1)} | ${p.p99.toFixed(1)} | ${f.p50.toFixed(1)} | ${f.p99.toFixed(1)} | ${(p.p50 / f.p50).toFixed(2)} | ${(p.p99 / f.p99).toFixed(2)} |`,
+      );
+      console.log(rows.at(-1));
     }
     console.log(`\nMachine: ${availableParallelism()} cores (${cpus()[0].model}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM; load average after: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
-    console.log(`${DAYS} days × ${MODELS} models of minute samples; one request at a time, 7 fields per point\n`);
-    console.log("| bucket | range | points | requests | p50 ms | p99 ms |");
-    console.log("|---|---|---:|---:|---:|---:|");
+    console.log(`${DAYS} days × ${MODELS} models of minute samples; one request at a time (${REQUESTS} per row), 7 figures per point;`);
+    console.log("product = GraphQL over HTTP against the app in its own process; floor = the resolver's SQL alone through pg\n");
+    console.log("| field | bucket | range | points | product p50 ms | product p99 ms | floor p50 ms | floor p99 ms | ratio p50 | ratio p99 |");
+    console.log("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) console.log(row);
   } finally {
+    await floorClient.end().catch(() => {});
     server?.kill("SIGTERM");
     if (server) await once(server, "exit");
     await database.release();

@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
-import { freshBenchDatabase, leanSubscriber, percentile } from "./support.ts";
+import { freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -97,7 +97,7 @@ async function seed(): Promise<{ accounts: { userId: number; key: string }[]; ag
 function spawnChild(nodeArgs: string[], script: string, logLevel: string, ready: (line: string) => boolean): Promise<{ child: ChildProcess; line: string }> {
   const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: logLevel, NODE_ENV: "production" },
+    env: productionEnv({ LOG_LEVEL: logLevel }),
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
@@ -9,10 +10,19 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/**
+ * The environment of the app's processes in a benchmark: production mode, which requires the
+ * secrets development makes up (a registry-credentials key of the run's own when none is set).
+ */
+export function productionEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, NODE_ENV: "production", REGISTRY_CREDENTIALS_KEY: process.env.REGISTRY_CREDENTIALS_KEY ?? BENCH_CREDENTIALS_KEY, ...extra };
+}
+const BENCH_CREDENTIALS_KEY = randomBytes(32).toString("base64");
+
 /** Starts bench/serve-app.ts on `databaseUrl` (production mode, quiet logs); resolves with its GraphQL URL. */
 export async function startAppProcess(databaseUrl: string): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./serve-app.ts", import.meta.url))], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", NODE_ENV: "production" },
+    env: productionEnv({ DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" }),
     stdio: ["ignore", "pipe", "inherit"],
   });
   const [line] = (await once(child.stdout!, "data")) as [Buffer];

@@ -156,7 +156,7 @@ export type ListMachineInput = z.input<typeof listMachineSchema>;
 
 /** The host's machine, or NotFoundError: other accounts' machines do not exist for them. */
 async function ownMachine(db: Tx, hostId: number, id: number): Promise<Machine> {
-  const machine = await db.machine.findFirst({ where: { id, hostId } });
+  const machine = await db.machine.findFirst({ where: { id, hostId, removedAt: null } });
   if (!machine) throw new NotFoundError("Machine");
   return machine;
 }
@@ -271,7 +271,7 @@ const extendSchema = z.object({
  */
 export async function extendMachineEndDate(hostId: number, id: number, endDate: Date, now = new Date()): Promise<Machine> {
   const input = parseInput(extendSchema, { machineId: id, endDate });
-  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId }, select: { id: true } });
+  const owned = await prisma.machine.findFirst({ where: { id: input.machineId, hostId, removedAt: null }, select: { id: true } });
   if (!owned) throw new NotFoundError("Machine");
   return commandThenClear(async (tx) => {
     const locked = (await lockMachineForEvent(tx, owned.id))!;
@@ -368,7 +368,7 @@ export async function setMachineNetwork(hostId: number, input: MachineNetworkInp
   });
 }
 
-/** The host's machines, oldest first; `query` carries the GraphQL selection's includes and the page. */
+/** The host's machines that are not removed, oldest first; `query` carries the GraphQL selection's includes and the page. */
 export function myMachines(
   db: Tx,
   hostId: number,
@@ -378,5 +378,5 @@ export function myMachines(
 }
 
 export function myMachinesWhere(hostId: number): Prisma.MachineWhereInput {
-  return { hostId };
+  return { hostId, removedAt: null };
 }

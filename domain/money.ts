@@ -16,12 +16,28 @@ export function parseMoney(text: string): bigint | null {
   return sign ? -micros : micros;
 }
 
+const MAX_SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** 389000n → "0.389"; keeps at least two decimals ("12.50"). */
 export function formatMoney(micros: bigint): string {
   const negative = micros < 0n;
   const abs = negative ? -micros : micros;
-  const whole = abs / MICROS_PER_DOLLAR;
-  let fraction = (abs % MICROS_PER_DOLLAR).toString().padStart(6, "0").replace(/0+$/, "");
-  if (fraction.length < 2) fraction = fraction.padEnd(2, "0");
-  return `${negative ? "-" : ""}${whole}.${fraction}`;
+  const sign = negative ? "-" : "";
+  if (abs > MAX_SAFE_MICROS) {
+    let fraction = (abs % MICROS_PER_DOLLAR).toString().padStart(6, "0").replace(/0+$/, "");
+    if (fraction.length < 2) fraction = fraction.padEnd(2, "0");
+    return `${sign}${abs / MICROS_PER_DOLLAR}.${fraction}`;
+  }
+  // Exact in a double below 2^53, and several times faster than bigint division and regular
+  // expressions (a price series formats ~10^5 amounts).
+  const value = Number(abs);
+  const whole = Math.floor(value / 1_000_000);
+  let fraction = value - whole * 1_000_000;
+  if (fraction === 0) return `${sign}${whole}.00`;
+  let digits = 6;
+  while (fraction % 10 === 0) {
+    fraction /= 10;
+    digits--;
+  }
+  return `${sign}${whole}.${String(fraction).padStart(digits, "0")}${digits < 2 ? "0" : ""}`;
 }

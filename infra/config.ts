@@ -8,6 +8,12 @@ const envSchema = z
     NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
     DATABASE_URL: z.string().url(),
     REDIS_URL: z.string().url(),
+    /** A streaming replica of DATABASE_URL for search and market reads (infra/replica.ts); unset: the primary serves them. */
+    DATABASE_REPLICA_URL: z.string().url().optional(),
+    /** How far behind the primary the replica may be and still serve reads. */
+    REPLICA_MAX_LAG_MS: z.coerce.number().int().min(100).default(5000),
+    /** What `npm start` runs: everything with demo data (all), or in a deployment only the API (api) or only the workers (worker). */
+    PROCESS_ROLE: z.enum(["all", "api", "worker"]).default("all"),
     PORT: z.coerce.number().int().min(0).max(65535).default(4000),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Prefix for every Redis key the project writes (queues, pubsub), so that test files never meet. */

@@ -4,6 +4,9 @@ import { config } from "./config.ts";
 
 export const prisma = new PrismaClient({
   adapter: new PrismaPg({ connectionString: config().DATABASE_URL, max: 20 }),
+  // Under a burst (32 bidders on a saturated box) a transaction may wait more than Prisma's default 2 s
+  // for one of the 20 connections: it should wait its turn, not fail the request with an internal error.
+  transactionOptions: { maxWait: 10_000 },
 });
 
 /**

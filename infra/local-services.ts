@@ -31,7 +31,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Where the cluster and, as root, a reachable copy of the binaries live (see startEmbeddedPostgres). */
-const ROOT_HOME = "/var/lib/gpu-marketplace";
+export const ROOT_HOME = "/var/lib/gpu-marketplace";
 const POSTGRES_ACCOUNT = "postgres";
 
 /** The directory of the cluster kept for `dataDir` (as root: outside the checkout, see below). */
@@ -51,15 +51,30 @@ export async function embeddedClusterDir(dataDir: string): Promise<string> {
  * node_modules.
  */
 export async function startEmbeddedPostgres(dataDir: string): Promise<LocalService> {
-  const account = process.getuid?.() === 0 ? await postgresAccount() : undefined;
+  const account = await postgresRunAs();
   const bin = await postgresBinaries(account !== undefined);
   const clusterDir = await embeddedClusterDir(dataDir);
   const password = "postgres";
   if (!existsSync(join(clusterDir, "PG_VERSION"))) await initCluster(bin, clusterDir, password, account);
+  const url = (port: number) => `postgresql://${POSTGRES_ACCOUNT}:${password}@127.0.0.1:${port}/postgres`;
+  return runPostgres(bin, clusterDir, account, url);
+}
+
+/**
+ * Starts the server of the cluster in `clusterDir` on a free loopback port (as `account` when given),
+ * with `settings` as `-c` options; resolves once `url(port)` accepts connections.
+ */
+export async function runPostgres(
+  bin: string,
+  clusterDir: string,
+  account: { uid: number; gid: number } | undefined,
+  url: (port: number) => string,
+  settings: string[] = [],
+): Promise<LocalService> {
   const port = await freePort();
   const server = spawn(
     join(bin, "postgres"),
-    ["-D", clusterDir, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    ["-D", clusterDir, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", ...settings.flatMap((setting) => ["-c", setting])],
     { ...account, env: { ...process.env, LC_MESSAGES: "C" }, stdio: ["ignore", "ignore", "pipe"] },
   );
   let output = "";
@@ -68,19 +83,23 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<LocalServi
     logger.debug({ service: "postgres" }, chunk.toString().trim());
   });
   const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-  const url = `postgresql://${POSTGRES_ACCOUNT}:${password}@127.0.0.1:${port}/postgres`;
   await Promise.race([
-    waitForPostgres(url),
-    exited.then(() => Promise.reject(new Error(`embedded PostgreSQL exited at start (cluster ${clusterDir}):\n${output}`))),
+    waitForPostgres(url(port)),
+    exited.then(() => Promise.reject(new Error(`PostgreSQL exited at start (cluster ${clusterDir}):\n${output}`))),
   ]);
-  logger.debug({ clusterDir, port }, "embedded postgres started");
+  logger.debug({ clusterDir, port }, "postgres started");
   return {
-    url,
+    url: url(port),
     stop: async () => {
       if (server.exitCode === null && server.signalCode === null) server.kill("SIGINT"); // fast shutdown
       await exited;
     },
   };
+}
+
+/** As root, the account PostgreSQL runs as (created when missing); PostgreSQL refuses to run as root. */
+export async function postgresRunAs(): Promise<{ uid: number; gid: number } | undefined> {
+  return process.getuid?.() === 0 ? postgresAccount() : undefined;
 }
 
 async function postgresAccount(): Promise<{ uid: number; gid: number }> {
@@ -111,7 +130,7 @@ async function postgresBinaries(asRoot: boolean): Promise<string> {
   return join(copy, "bin");
 }
 
-async function makeReachableDir(dir: string): Promise<void> {
+export async function makeReachableDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o755);
 }

@@ -11,6 +11,8 @@ import "./selfTest.ts";
 import "./machineSpecs.ts";
 import "./contract.ts";
 import "./maintenance.ts";
+import "./machineRemoval.ts";
+import "./machineReport.ts";
 import "./offer.ts";
 import "./instance.ts";
 import "./connection.ts";

@@ -1,5 +1,17 @@
 import { earningsEstimate } from "../domain/market/estimate.ts";
-import { type GpuMarketStats, marketStats, type PricePoint, priceHistory } from "../domain/market/history.ts";
+import { type GraphQLResolveInfo, Kind } from "graphql";
+import {
+  type GpuMarketStats,
+  marketStats,
+  MONEY_SERIES_COLUMNS,
+  type NullableSeriesColumn,
+  type PricePoint,
+  type PriceSeries,
+  priceHistory,
+  priceSeries,
+  SERIES_COLUMN_NAMES,
+  type SeriesColumn,
+} from "../domain/market/history.ts";
 import { builder } from "./builder.ts";
 
 const PriceBucket = builder.enumType("PriceBucket", {
@@ -69,6 +81,85 @@ builder.queryField("priceHistory", (t) =>
       bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR", description: "How long each point spans." }),
     },
     resolve: (_root, args) => priceHistory(args),
+  }),
+);
+
+const SERIES_DESCRIPTIONS: Record<SeriesColumn, string> = {
+  timestamps: "Start of each bucket, Unix time in seconds (a chart's x values, as uPlot takes them).",
+  samples: "Minute samples in each bucket.",
+  machines: "Listed machines.",
+  offers: "Offer rows (chunks) of those machines.",
+  gpusTotal: "GPUs of the listed machines.",
+  gpusRented: "GPUs of loading or running instances.",
+  gpusAvailable: "Idle GPUs on machines that can be rented now.",
+  utilization: "Rented / total GPU time, 0–1; null without GPUs.",
+  minPrice: "Lowest on-demand price per GPU-hour of a listed machine.",
+  p50Price: "Median on-demand price per GPU-hour (in a bucket: median of the minutes' medians).",
+  p90Price: "90th percentile on-demand price per GPU-hour (in a bucket: of the minutes' p90s).",
+  avgPrice: "Mean on-demand price per GPU-hour over machines and minutes.",
+  minBid: "Lowest current bid per GPU-hour of a running interruptible instance.",
+  p50Bid: "Median of those bids.",
+  p90Bid: "90th percentile of those bids.",
+  avgBid: "Mean of those bids.",
+  dlperfPerDollar: "Median over machines of their best offer's DLPerf per $/hour.",
+};
+
+const PriceSeriesRef = builder.objectRef<PriceSeries>("PriceSeries").implement({
+  description:
+    "One GPU model's market over a range as parallel arrays, one entry per bucket with samples in time order: entry i of every list is the same bucket. Means per minute within a bucket, as in PricePoint.",
+  fields: (t) => {
+    const money = MONEY_SERIES_COLUMNS.map(
+      (column) =>
+        [
+          column,
+          t.field({ type: ["Money"], nullable: { list: false, items: true }, description: SERIES_DESCRIPTIONS[column], resolve: (series) => series[column] ?? [] }),
+        ] as const,
+    );
+    const float = (column: Exclude<SeriesColumn, NullableSeriesColumn | "samples">) =>
+      t.field({ type: ["Float"], description: SERIES_DESCRIPTIONS[column], resolve: (series) => series[column] ?? [] });
+    const nullableFloat = (column: "utilization" | "dlperfPerDollar") =>
+      t.field({ type: ["Float"], nullable: { list: false, items: true }, description: SERIES_DESCRIPTIONS[column], resolve: (series) => series[column] ?? [] });
+    return {
+      gpuName: t.exposeString("gpuName"),
+      bucket: t.field({ type: PriceBucket, resolve: (series) => series.bucket }),
+      timestamps: float("timestamps"),
+      samples: t.field({ type: ["Int"], description: SERIES_DESCRIPTIONS.samples, resolve: (series) => series.samples ?? [] }),
+      machines: float("machines"),
+      offers: float("offers"),
+      gpusTotal: float("gpusTotal"),
+      gpusRented: float("gpusRented"),
+      gpusAvailable: float("gpusAvailable"),
+      utilization: nullableFloat("utilization"),
+      dlperfPerDollar: nullableFloat("dlperfPerDollar"),
+      ...Object.fromEntries(money),
+    };
+  },
+});
+
+/** The series columns a priceSeries selection asks for; every column when it uses fragments. */
+function askedColumns(info: GraphQLResolveInfo): SeriesColumn[] {
+  const asked = new Set<SeriesColumn>();
+  for (const node of info.fieldNodes) {
+    for (const selection of node.selectionSet?.selections ?? []) {
+      if (selection.kind !== Kind.FIELD) return SERIES_COLUMN_NAMES;
+      if ((SERIES_COLUMN_NAMES as string[]).includes(selection.name.value)) asked.add(selection.name.value as SeriesColumn);
+    }
+  }
+  return [...asked];
+}
+
+builder.queryField("priceSeries", (t) =>
+  t.field({
+    type: PriceSeriesRef,
+    description:
+      "A GPU model's prices, bids and utilization over [from, to) as parallel arrays (PriceSeries), for charts: ranges up to 7 days of MINUTE buckets (about 10,000 points), 400 days of HOUR and 2000 of DAY; open to anonymous callers. A range too long for the bucket fails with the error code VALIDATION.",
+    args: {
+      gpuName: t.arg.string({ required: true }),
+      from: t.arg({ type: "DateTime", required: true }),
+      to: t.arg({ type: "DateTime", required: true }),
+      bucket: t.arg({ type: PriceBucket, required: true, defaultValue: "HOUR" }),
+    },
+    resolve: (_root, args, _context, info) => priceSeries(args, askedColumns(info)),
   }),
 );
 

@@ -1,6 +1,7 @@
 import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
 import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
+import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
 import { LaunchMode } from "./instance.ts";
 import { DAY_MS } from "../domain/time.ts";
@@ -188,7 +189,7 @@ builder.queryField("offers", (t) =>
       after: t.arg.string({ description: "The cursor of the offer to start after (pageInfo.endCursor)." }),
     },
     resolve: async (_root, args) => {
-      const page = await searchOffers(prisma, args);
+      const page = await onReadReplica((db) => searchOffers(db, args));
       return {
         totalCount: page.totalCount,
         edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),

@@ -168,6 +168,12 @@ const operations: {
     document: `mutation ($input: ListMachineInput!) { ${result("listMachine(input: $input)", "MutationListMachineSuccess")} }`,
     variables: () => ({ input: { machineId: ids.machine, pricePerGpuHour: "9.00", endDate: new Date(Date.now() + 86_400_000 * 10).toISOString() } }),
   },
+  {
+    // The machine's own agent reports its re-checked specs.
+    name: "updateMachine", needs: "MACHINES", allowedFor: ["victim machine key"],
+    document: `mutation ($input: UpdateMachineInput!) { ${result("updateMachine(input: $input)", "MutationUpdateMachineSuccess")} }`,
+    variables: () => ({ input: { machineId: ids.machine, driverVersion: "999.99.99", numGpus: 1 } }),
+  },
   { name: "unlistMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("unlistMachine(machineId: $id)", "MutationUnlistMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
   { name: "setMinBid", needs: "MACHINES", document: `mutation ($id: ID!) { ${result('setMinBid(machineId: $id, pricePerGpuHour: "0.01")', "MutationSetMinBidSuccess")} }`, variables: () => ({ id: ids.machine }) },
   {
@@ -181,6 +187,7 @@ const operations: {
     variables: () => ({ id: ids.machine, start: new Date(Date.now() + 86_400_000 * 5).toISOString() }),
   },
   { name: "cancelMaintenance", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("cancelMaintenance(id: $id)", "MutationCancelMaintenanceSuccess")} }`, variables: () => ({ id: ids.maintenanceWindow }) },
+  { name: "removeMachine", needs: "MACHINES", document: `mutation ($id: ID!) { ${result("removeMachine(machineId: $id)", "MutationRemoveMachineSuccess")} }`, variables: () => ({ id: ids.machine }) },
   { name: "stopInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("stopInstance(id: $id)", "MutationStopInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "startInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("startInstance(id: $id)", "MutationStartInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   { name: "destroyInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("destroyInstance(id: $id)", "MutationDestroyInstanceSuccess")} }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },

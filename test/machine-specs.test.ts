@@ -58,6 +58,14 @@ describe("updateMachine", () => {
       expect(offer).toMatchObject({ driverVersion: "560.35.03", cudaMaxGood: 12.6, diskBw: 1200 });
       expect(offer.dlperf).toBeCloseTo(chunkDlperf(after, offer.numGpus), 6);
     }
+
+    // What the agent detected is searchable by the reference's names.
+    const search = async (query: string) =>
+      ((await app.gql(`query ($q: String) { offers(query: $q, first: 10) { edges { node { numGpus } } } }`, { q: `machine_id=${machineId} ${query}` })).data
+        .offers.edges as unknown[]).length;
+    expect(await search("has_avx=true gpu_max_power>=450 cpu_arch=amd64 rentable=any")).toBe(3);
+    expect(await search("has_avx=false rentable=any")).toBe(0);
+    expect(await search("gpu_max_power>450 rentable=any")).toBe(0);
   });
 
   it("the host's account key may update; fewer GPUs shrink the offers and the chunk size", async () => {

@@ -187,6 +187,65 @@ describe("priceHistory", () => {
   });
 });
 
+const SERIES = /* GraphQL */ `
+  query ($gpuName: String!, $from: DateTime!, $to: DateTime!, $bucket: PriceBucket!) {
+    priceSeries(gpuName: $gpuName, from: $from, to: $to, bucket: $bucket) { gpuName bucket timestamps samples minPrice p50Price avgPrice minBid utilization }
+  }
+`;
+
+describe("priceSeries", () => {
+  const to = new Date(dayStart(NOW).getTime() + DAY_MS);
+  const from = new Date(to.getTime() - 7 * DAY_MS);
+  const times = [from.getTime() + 60_000, from.getTime() + 3 * DAY_MS, to.getTime() - 60_000].map((ms) => new Date(ms));
+  beforeAll(async () => {
+    await prisma.$transaction((tx) => ensurePartitions(tx, from, to));
+    // Inserted out of order: the series comes back in time order.
+    await insertSample("price_sample", "SERIES GPU", times[2], { price: [5_000n, 6_000n, 7_000n], bid: [100n, 200n, 300n], rented: 2, total: 8 });
+    await insertSample("price_sample", "SERIES GPU", times[0], { price: [1_000n, 2_000n, 3_000n], rented: 1, total: 4 });
+    await insertSample("price_sample", "SERIES GPU", times[1], { price: [1_500n, 2_500n, 3_500n], rented: 0, total: 0 });
+  });
+
+  it("answers a week of minute buckets as parallel arrays in time order, with the points' values", async () => {
+    const range = { gpuName: "SERIES GPU", from: from.toISOString(), to: to.toISOString(), bucket: "MINUTE" };
+    const result = await app.gql(SERIES, range);
+    expect(result.errors).toBeUndefined();
+    expect(result.data.priceSeries).toEqual({
+      gpuName: "SERIES GPU",
+      bucket: "MINUTE",
+      timestamps: times.map((time) => time.getTime() / 1000),
+      samples: [1, 1, 1],
+      minPrice: ["0.001", "0.0015", "0.005"],
+      p50Price: ["0.002", "0.0025", "0.006"],
+      avgPrice: ["0.002", "0.0025", "0.006"],
+      minBid: [null, null, "0.0001"],
+      utilization: [0.25, null, 0.25],
+    });
+    // The last day as points: the same values.
+    const lastDay = { ...range, from: new Date(to.getTime() - DAY_MS).toISOString() };
+    const [point] = (await app.gql(HISTORY, lastDay)).data.priceHistory;
+    expect(point).toEqual({ time: times[2].toISOString(), samples: 1, minPrice: "0.005", p50Price: "0.006", avgPrice: "0.006", minBid: "0.0001", utilization: 0.25 });
+    // Through a fragment every column is read; one column alone reads only that one.
+    const viaFragment = await app.gql(
+      `query ($gpuName: String!, $from: DateTime!, $to: DateTime!, $bucket: PriceBucket!) {
+         priceSeries(gpuName: $gpuName, from: $from, to: $to, bucket: $bucket) { ...S }
+       }
+       fragment S on PriceSeries { p90Price dlperfPerDollar gpusTotal }`,
+      range,
+    );
+    expect(viaFragment.data.priceSeries).toEqual({ p90Price: ["0.003", "0.0035", "0.007"], dlperfPerDollar: [10.5, 10.5, 10.5], gpusTotal: [4, 0, 8] });
+    const empty = await app.gql(SERIES, { ...range, gpuName: "NO SUCH GPU" });
+    expect(empty.data.priceSeries).toMatchObject({ timestamps: [], minPrice: [] });
+  });
+
+  it("refuses ranges too long for the bucket", async () => {
+    const long = await app.gql(SERIES, {
+      gpuName: "SERIES GPU", from: new Date(to.getTime() - 8 * DAY_MS).toISOString(), to: to.toISOString(), bucket: "MINUTE",
+    });
+    expect(long.errors?.[0].extensions?.code).toBe("VALIDATION");
+    expect(long.errors?.[0].message).toMatch(/^to: .*MINUTE: 7 days/);
+  });
+});
+
 describe("marketStats", () => {
   it("counts fully rented machines in the market", async () => {
     const result = await app.gql(`{ marketStats { gpuName machines machinesFullyRented gpusTotal gpusRented gpusAvailable utilization minPrice p50Price p90Price minBid p90Bid } }`);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub, listenerCount, publish } from "../infra/pubsub.ts";
@@ -107,27 +107,32 @@ describe("balance", () => {
     const { userId, key } = await createAccount("balance", { credit: 0n });
     const balance = subscribe(app.url, key, BALANCE);
     expect(await balance.next()).toEqual({ balance: "0.00" });
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const change = async (micros: bigint, immediate: boolean) => {
+      await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { increment: micros } } });
+      publish("balance", userId, { immediate });
+    };
+    // The throttle's clock stands still, so what it holds stays held until the test moves the clock.
+    const clock = holdClock();
+    try {
+      // Changes without a metered second: the first goes out, those after it are held.
+      await change(-1000n, false);
+      await balance.next((b) => b.balance === "-0.001");
+      for (let i = 1; i <= 9; i++) await change(-1000n, false);
+      // A payment is not held: it goes out at once, merged with the nine held changes (nothing of
+      // theirs went out before it, which a held event would have).
+      await change(5_000_000n, true);
+      await balance.next((b) => b.balance === "4.99");
+      expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "4.99"]);
 
-    // Ten metering-like changes within half a second: one event now, one coalesced a second later.
-    const started = Date.now();
-    for (let i = 1; i <= 10; i++) {
-      await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { decrement: 1000n } } });
-      publish("balance", userId, { immediate: false });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Held changes go out, merged into one event, once a second has passed since the last one.
+      for (let i = 1; i <= 6; i++) await change(-1000n, false);
+      clock.advance(1000);
+      await balance.next((b) => b.balance === "4.984");
+      expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "4.99", "4.984"]);
+    } finally {
+      clock.release();
+      await balance.close();
     }
-    await balance.next((b) => b.balance === "-0.01", 3000);
-    const times = balance.values.length;
-    expect(times).toBeLessThanOrEqual(3);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-
-    // A payment is delivered at once even right after a metered event.
-    await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { increment: 5_000_000n } } });
-    const paid = Date.now();
-    publish("balance", userId, { immediate: true });
-    await balance.next((b) => b.balance === "4.99", 2000);
-    expect(Date.now() - paid).toBeLessThan(500);
-    await balance.close();
   });
 
   it("gives every balance event the subscription's whole selection, relations included, as they are now", async () => {
@@ -159,27 +164,37 @@ describe("balance", () => {
       await prisma.user.update({ where: { id: userId }, data: { balanceMicros: { decrement: 1000n } } });
       publish("balance", userId, event);
     };
-    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    // With the clock standing still, every tick comes "early": only the metered second lets it through.
+    const clock = holdClock();
+    try {
+      await charge({ immediate: false, meteredUntil: 1_000 });
+      await balance.next((b) => b.balance === "-0.001");
+      await charge({ immediate: false, meteredUntil: 1_001 });
+      await balance.next((b) => b.balance === "-0.002");
 
-    await charge({ immediate: false, meteredUntil: 1_000 });
-    await balance.next((b) => b.balance === "-0.001", 2000);
-    // The next tick comes early (jitter): not held back.
-    const early = Date.now();
-    await sleep(300);
-    await charge({ immediate: false, meteredUntil: 1_001 });
-    await balance.next((b) => b.balance === "-0.002", 2000);
-    expect(Date.now() - early).toBeLessThan(700);
-
-    // A usage report waits for the next tick and goes out with it, as one event.
-    await charge({ immediate: false });
-    await sleep(300);
-    expect(balance.values.at(-1)).toEqual({ balance: "-0.002" });
-    await charge({ immediate: false, meteredUntil: 1_002 });
-    await balance.next((b) => b.balance === "-0.004", 2000);
-    expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "-0.002", "-0.004"]);
-    await balance.close();
+      // A usage report waits for the next tick and goes out with it, as one event.
+      await charge({ immediate: false });
+      await charge({ immediate: false, meteredUntil: 1_002 });
+      await balance.next((b) => b.balance === "-0.004");
+      expect(balance.values.map((b) => b.balance)).toEqual(["0.00", "-0.001", "-0.002", "-0.004"]);
+    } finally {
+      clock.release();
+      await balance.close();
+    }
   });
 });
+
+/**
+ * Stops `Date.now()` (only that: timers and sockets run on) at the current time, so that a throttle
+ * measuring gaps with it sees no time pass until `advance`.
+ */
+function holdClock() {
+  vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+  return {
+    advance: (ms: number) => vi.setSystemTime(Date.now() + ms),
+    release: () => vi.useRealTimers(),
+  };
+}
 
 describe("revoked keys", () => {
   it("closes the connections of a key revoked after they opened with 4403, and only those", async () => {

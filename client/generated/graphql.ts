@@ -248,6 +248,8 @@ export type OfferOrderField =
   | 'FLOPS_PER_DPHTOTAL'
   /** the offer's share of the machine's GPUs, 0 to 1 */
   | 'GPU_FRAC'
+  /** each GPU's power limit, W, as nvidia-smi reports it (0 when not reported) */
+  | 'GPU_MAX_POWER'
   /** GPU memory bandwidth, GB/s */
   | 'GPU_MEM_BW'
   /** VRAM per GPU, GB */

@@ -3,7 +3,7 @@ import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
 import type { Machine } from "../../prisma/generated/client/client.ts";
-import { enqueueClearing, lockMachineForEvent } from "../auction/service.ts";
+import { enqueueClearing, flagForClearingSql, lockMachineForEvent } from "../auction/service.ts";
 import { syncMaintenanceStates } from "../maintenance.ts";
 import { syncOffers } from "../offers/sync.ts";
 import { parseInput } from "../validation.ts";
@@ -102,8 +102,7 @@ export async function sweepMachineLiveness(now = new Date()): Promise<LivenessSw
   await syncMaintenanceStates(now);
   const cutoff = new Date(now.getTime() - config().MACHINE_OFFLINE_AFTER_SECONDS * 1000);
   const offline = await prisma.$queryRawUnsafe<{ id: number }[]>(
-    `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz", DISCONNECT_PENALTY_SECONDS)}, online = false,
-            clearing_requested_at = coalesce(clearing_requested_at, $1), assignments_revision = assignments_revision + 1
+    `UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz", DISCONNECT_PENALTY_SECONDS)}, online = false, ${flagForClearingSql("$1")}
       WHERE online AND last_heartbeat_at < $2 RETURNING id`,
     now,
     cutoff,

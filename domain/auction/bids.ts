@@ -29,18 +29,17 @@ export async function recordBidPositions(
     return instance.bidStanding !== position.standing || instance.bidPriceToWinMicros !== position.priceToWinMicros;
   });
   if (changed.length === 0) return [];
-  await tx.$executeRawUnsafe(
-    `WITH v AS (
-       SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) AS v(id, standing, price)
-     ), ranked AS (
-       UPDATE bid_change b SET standing = v.standing::"BidStanding", price_to_win_micros = v.price::bigint
-         FROM v WHERE b.instance_id = v.id AND b.standing IS NULL
-     )
-     UPDATE instance i SET bid_standing = v.standing::"BidStanding", bid_price_to_win_micros = v.price::bigint FROM v WHERE i.id = v.id`,
-    changed.map((p) => p.instanceId),
-    changed.map((p) => p.standing),
-    changed.map((p) => (p.priceToWinMicros === null ? null : p.priceToWinMicros.toString())),
-  );
+  const ids = changed.map((p) => p.instanceId);
+  const standings = changed.map((p) => p.standing);
+  const prices = changed.map((p) => (p.priceToWinMicros === null ? null : p.priceToWinMicros.toString()));
+  await tx.$executeRaw`
+    WITH v AS (
+      SELECT * FROM unnest(${ids}::int[], ${standings}::text[], ${prices}::text[]) AS v(id, standing, price)
+    ), ranked AS (
+      UPDATE bid_change b SET standing = v.standing::"BidStanding", price_to_win_micros = v.price::bigint
+        FROM v WHERE b.instance_id = v.id AND b.standing IS NULL
+    )
+    UPDATE instance i SET bid_standing = v.standing::"BidStanding", bid_price_to_win_micros = v.price::bigint FROM v WHERE i.id = v.id`;
   return changed.map((p) => ({ instanceId: p.instanceId, clientId: byId.get(p.instanceId)!.clientId }));
 }
 

@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import type { BidStanding, InstanceStatus } from "../../prisma/generated/client/client.ts";
+import { type BidStanding, type InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import type { AuctionMachine, Contract } from "./clearing.ts";
 
 /** The machine columns the auction reads. */
@@ -57,15 +57,13 @@ export function liveInstances(db: Tx, machineId: number, forUpdate = false): Pro
 /** The live instances of several machines at once (order books of a page of offers). */
 export function liveInstancesOf(db: Tx, machineIds: readonly number[], forUpdate = false): Promise<LiveInstance[]> {
   // Raw: the clearing runs this once per job, and the query builder's per-call cost shows there.
-  return db.$queryRawUnsafe<LiveInstance[]>(
-    `SELECT id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
-            bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", end_date AS "endDate",
-            status::text AS status, status_message AS "statusMessage", bid_standing::text AS "bidStanding",
-            bid_price_to_win_micros AS "bidPriceToWinMicros", gpu_indices AS "gpuIndices"
-       FROM instance WHERE machine_id = ANY($1::int[]) AND status = ANY($2::"InstanceStatus"[])${forUpdate ? " FOR UPDATE" : ""}`,
-    machineIds,
-    LIVE_STATUSES,
-  );
+  return db.$queryRaw<LiveInstance[]>`
+    SELECT id, client_id AS "clientId", machine_id AS "machineId", kind::text AS kind, num_gpus AS "numGpus",
+           bid_per_gpu_hour_micros AS "bidPerGpuHourMicros", bid_placed_at AS "bidPlacedAt", end_date AS "endDate",
+           status::text AS status, status_message AS "statusMessage", bid_standing::text AS "bidStanding",
+           bid_price_to_win_micros AS "bidPriceToWinMicros", gpu_indices AS "gpuIndices"
+      FROM instance WHERE machine_id = ANY(${machineIds}::int[]) AND status = ANY(${LIVE_STATUSES}::"InstanceStatus"[])
+    ${forUpdate ? Prisma.sql`FOR UPDATE` : Prisma.empty}`;
 }
 
 export function toContract(instance: LiveInstance, now: Date): Contract {

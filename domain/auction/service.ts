@@ -66,14 +66,33 @@ const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online,
   direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd", metrics`;
 
 /**
+ * What every event that can change who runs on a machine sets on its row: flagged for clearing (since
+ * `at`, an SQL expression, unless it already is) and its assignments' revision bumped
+ * (domain/agent/assignments.ts), so that the clearing runs and the agent refetches.
+ */
+export function flagForClearingSql(at: string): string {
+  return `clearing_requested_at = COALESCE(clearing_requested_at, ${at}), assignments_revision = assignments_revision + 1`;
+}
+
+/**
+ * `flagForClearingSql` for machines whose instances a sweep (expiry, exhausted balances) has
+ * already changed in its own committed statement: machine rows after instance rows, never both in
+ * one transaction, so no lock-order deadlock with the clearing. Their clearings are enqueued after.
+ */
+export async function flagMachinesForClearing(machineIds: number[], now: Date): Promise<void> {
+  if (!machineIds.length) return;
+  await prisma.$executeRawUnsafe(`UPDATE machine SET ${flagForClearingSql("$2")} WHERE id = ANY($1::int[])`, machineIds, now);
+  for (const machineId of machineIds) await enqueueClearing(machineId);
+}
+
+/**
  * Locks the machine row for an event that can change who runs on it, flags it for clearing and
  * bumps its assignments' revision (domain/agent/assignments.ts), in one statement. Every writer of a machine's contracts takes this lock first (machine, then its
  * instances), so admission and clearing never interleave. Null when the machine does not exist.
  */
 export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<LockedMachine | null> {
   const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()), assignments_revision = assignments_revision + 1
-      WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
+    `UPDATE machine SET ${flagForClearingSql("now()")} WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
     machineId,
   );
   return rows[0] ?? null;
@@ -85,7 +104,7 @@ export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<Lo
  */
 export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId: number | null): Promise<LockedMachine | null> {
   const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET clearing_requested_at = COALESCE(clearing_requested_at, now()), assignments_revision = assignments_revision + 1
+    `UPDATE machine SET ${flagForClearingSql("now()")}
       WHERE id = (SELECT machine_id FROM instance WHERE id = $1 AND ($2::int IS NULL OR client_id = $2))
       RETURNING ${MACHINE_COLUMNS}`,
     instanceId,

@@ -1,5 +1,5 @@
 import { prisma } from "../../infra/db.ts";
-import { enqueueClearing } from "../auction/service.ts";
+import { flagMachinesForClearing } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "../instances/lifecycle.ts";
 import { publishInstanceChanges } from "../instances/status.ts";
 
@@ -65,11 +65,7 @@ async function stopInstances(now: Date, due: string, ids: number[] | null, messa
     ids,
     message,
   );
-  const machines = [...new Set(stopped.map((row) => row.machineId))];
-  if (machines.length) {
-    await prisma.machine.updateMany({ where: { id: { in: machines }, clearingRequestedAt: null }, data: { clearingRequestedAt: now } });
-  }
+  await flagMachinesForClearing([...new Set(stopped.map((row) => row.machineId))], now);
   publishInstanceChanges(stopped);
-  for (const machineId of machines) await enqueueClearing(machineId);
   return stopped.length;
 }

@@ -60,13 +60,8 @@ export async function recordUsage(
         : [],
     );
     if (issues.length) throw new ValidationError(issues);
-    await tx.$executeRawUnsafe(
-      `UPDATE bandwidth_counter SET rx_bytes = greatest(rx_bytes, $2), tx_bytes = greatest(tx_bytes, $3), updated_at = $4 WHERE instance_id = $1`,
-      input.instanceId,
-      input.rxBytes,
-      input.txBytes,
-      now,
-    );
+    await tx.$executeRaw`UPDATE bandwidth_counter SET rx_bytes = greatest(rx_bytes, ${input.rxBytes}), tx_bytes = greatest(tx_bytes, ${input.txBytes}),
+      updated_at = ${now} WHERE instance_id = ${input.instanceId}`;
     const period = new Date(periodStart(Math.floor(now.getTime() / 1000)) * 1000);
     const fee = config().PLATFORM_FEE_BPS;
     let charged = 0n;
@@ -77,21 +72,16 @@ export async function recordUsage(
       ["BANDWIDTH_UP", txBytes, instance.up],
     ] as const) {
       if (bytes === 0n || price === 0n) continue;
-      const [row] = await tx.$queryRawUnsafe<{ bytes: bigint; amount: bigint }[]>(
-        `INSERT INTO bandwidth_accrual (instance_id, client_id, host_id, machine_id, category, period_start, unit_price_micros, bytes, amount_micros)
-         VALUES ($1, $2, $3, $4, $5::"ChargeCategory", $6, $7, $8, 0)
-         ON CONFLICT (instance_id, category, period_start, unit_price_micros) DO UPDATE SET bytes = bandwidth_accrual.bytes + excluded.bytes
-         RETURNING bytes, amount_micros AS amount`,
-        input.instanceId, instance.clientId, instance.hostId, instance.machineId, category, period, price, bytes,
-      );
+      const [row] = await tx.$queryRaw<{ bytes: bigint; amount: bigint }[]>`
+        INSERT INTO bandwidth_accrual (instance_id, client_id, host_id, machine_id, category, period_start, unit_price_micros, bytes, amount_micros)
+        VALUES (${input.instanceId}, ${instance.clientId}, ${instance.hostId}, ${instance.machineId}, ${category}::"ChargeCategory", ${period}, ${price}, ${bytes}, 0)
+        ON CONFLICT (instance_id, category, period_start, unit_price_micros) DO UPDATE SET bytes = bandwidth_accrual.bytes + excluded.bytes
+        RETURNING bytes, amount_micros AS amount`;
       const amount = bandwidthAmount(price, row.bytes);
       const charge = amount - row.amount;
       if (charge === 0n) continue;
-      await tx.$executeRawUnsafe(
-        `UPDATE bandwidth_accrual SET amount_micros = $5
-          WHERE instance_id = $1 AND category = $2::"ChargeCategory" AND period_start = $3 AND unit_price_micros = $4`,
-        input.instanceId, category, period, price, amount,
-      );
+      await tx.$executeRaw`UPDATE bandwidth_accrual SET amount_micros = ${amount}
+        WHERE instance_id = ${input.instanceId} AND category = ${category}::"ChargeCategory" AND period_start = ${period} AND unit_price_micros = ${price}`;
       const earning = hostShare(amount, fee) - hostShare(row.amount, fee);
       moves.push({ category, charge, earning });
       charged += charge;
@@ -137,27 +127,21 @@ async function moveBalances(
   charged: bigint,
   earned: bigint,
 ): Promise<void> {
-  await tx.$queryRawUnsafe(`SELECT id FROM user_account WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`, [clientId, hostId]);
-  await tx.$executeRawUnsafe(
-    `INSERT INTO ledger_entry (user_id, kind, category, period_start, amount_micros, description)
-     SELECT v.user_id, v.kind::"LedgerEntryKind", v.category::"ChargeCategory", $1, v.amount,
-            initcap(replace(v.category, '_', ' ')) || CASE v.kind WHEN 'CHARGE' THEN ' charges ' ELSE ' earnings ' END
-              || to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD')
-       FROM unnest($2::int[], $3::text[], $4::text[], $5::bigint[]) AS v(user_id, kind, category, amount)
-      WHERE v.amount <> 0
-     ON CONFLICT (user_id, kind, category, period_start) DO UPDATE SET amount_micros = ledger_entry.amount_micros + excluded.amount_micros`,
-    period,
-    [...moves.map(() => clientId), ...moves.map(() => hostId)],
-    [...moves.map(() => "CHARGE"), ...moves.map(() => "EARNING")],
-    [...moves.map((m) => m.category), ...moves.map((m) => m.category)],
-    [...moves.map((m) => -m.charge), ...moves.map((m) => m.earning)],
-  );
-  await tx.$executeRawUnsafe(
-    `UPDATE user_account SET balance_micros = balance_micros + CASE WHEN id = $1 THEN $3::bigint ELSE 0 END + CASE WHEN id = $2 THEN $4::bigint ELSE 0 END
-      WHERE id IN ($1, $2)`,
-    clientId,
-    hostId,
-    -charged,
-    earned,
-  );
+  await tx.$queryRaw`SELECT id FROM user_account WHERE id = ANY(${[clientId, hostId]}::int[]) ORDER BY id FOR UPDATE`;
+  const userIds = [...moves.map(() => clientId), ...moves.map(() => hostId)];
+  const kinds = [...moves.map(() => "CHARGE"), ...moves.map(() => "EARNING")];
+  const categories = [...moves.map((m) => m.category), ...moves.map((m) => m.category)];
+  const amounts = [...moves.map((m) => -m.charge), ...moves.map((m) => m.earning)];
+  await tx.$executeRaw`
+    INSERT INTO ledger_entry (user_id, kind, category, period_start, amount_micros, description)
+    SELECT v.user_id, v.kind::"LedgerEntryKind", v.category::"ChargeCategory", ${period}, v.amount,
+           initcap(replace(v.category, '_', ' ')) || CASE v.kind WHEN 'CHARGE' THEN ' charges ' ELSE ' earnings ' END
+             || to_char(${period}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+      FROM unnest(${userIds}::int[], ${kinds}::text[], ${categories}::text[], ${amounts}::bigint[]) AS v(user_id, kind, category, amount)
+     WHERE v.amount <> 0
+    ON CONFLICT (user_id, kind, category, period_start) DO UPDATE SET amount_micros = ledger_entry.amount_micros + excluded.amount_micros`;
+  await tx.$executeRaw`
+    UPDATE user_account SET balance_micros = balance_micros + CASE WHEN id = ${clientId} THEN ${-charged}::bigint ELSE 0 END
+                                                            + CASE WHEN id = ${hostId} THEN ${earned}::bigint ELSE 0 END
+     WHERE id IN (${clientId}, ${hostId})`;
 }

@@ -1,5 +1,5 @@
 import { prisma } from "../../infra/db.ts";
-import { enqueueClearing, requeueStaleClearings } from "../auction/service.ts";
+import { flagMachinesForClearing, requeueStaleClearings } from "../auction/service.ts";
 import { INSTANCE_STATUSES, TRANSITIONS } from "./lifecycle.ts";
 import { publishInstanceChanges } from "./status.ts";
 
@@ -32,17 +32,8 @@ export async function expireInstances(now = new Date()): Promise<number> {
     now,
     EXPIRABLE,
   );
-  const machines = new Set(ended.map((row) => row.machineId));
-  if (machines.size) {
-    // The machine rows are taken after the instance rows' statement has committed (never both, so no
-    // lock-order deadlock with the clearing); the clearing then publishes the agents' desired state.
-    await prisma.machine.updateMany({
-      where: { id: { in: [...machines] } },
-      data: { clearingRequestedAt: now, assignmentsRevision: { increment: 1 } },
-    });
-  }
+  await flagMachinesForClearing([...new Set(ended.map((row) => row.machineId))], now);
   publishInstanceChanges(ended.map((row) => ({ clientId: row.clientId, instanceId: row.id })));
-  for (const machineId of machines) await enqueueClearing(machineId);
   return ended.length;
 }
 

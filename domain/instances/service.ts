@@ -271,10 +271,8 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
  * row, so that a concurrent debit is seen.
  */
 async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRawUnsafe<{ balance: bigint; debitMode: boolean; held: boolean }[]>(
-    `SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = $1 FOR NO KEY UPDATE`,
-    userId,
-  );
+  const [account] = await tx.$queryRaw<{ balance: bigint; debitMode: boolean; held: boolean }[]>`
+    SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = ${userId} FOR NO KEY UPDATE`;
   if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
   if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }

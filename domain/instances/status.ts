@@ -69,34 +69,25 @@ export async function applyEvents(
   const targets = events.map(({ instance, event }) => transition(instance.status, event));
   const moved = events.map((e, i) => ({ ...e, to: targets[i] })).filter((e) => e.to !== e.instance.status);
   if (moved.length || messages.length) {
-    await db.$executeRawUnsafe(
-      `WITH v AS (
-         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int[])
-           AS v(id, from_status, to_status, intended, event, message, grace_set, grace)
-       ), updated AS (
-         UPDATE instance i
-            SET status = v.to_status::"InstanceStatus", intended_status = v.intended::"IntendedStatus",
-                status_message = v.message, status_changed_at = $9,
-                preempt_grace_seconds = CASE WHEN v.grace_set THEN v.grace ELSE i.preempt_grace_seconds END
-           FROM v WHERE i.id = v.id
-       ), messaged AS (
-         UPDATE instance i SET status_message = m.message
-           FROM unnest($10::int[], $11::text[]) AS m(id, message) WHERE i.id = m.id
-       )
-       INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
-       SELECT id, from_status::"InstanceStatus", to_status::"InstanceStatus", event, message, $9 FROM v`,
-      moved.map((e) => e.instance.id),
-      moved.map((e) => e.instance.status),
-      moved.map((e) => e.to),
-      moved.map((e) => intendedStatus(e.to)),
-      moved.map((e) => e.event),
-      moved.map((e) => e.message),
-      moved.map((e) => e.preemptGraceSeconds !== undefined),
-      moved.map((e) => e.preemptGraceSeconds ?? null),
-      now,
-      messages.map((m) => m.id),
-      messages.map((m) => m.message),
-    );
+    const column = <T>(value: (event: (typeof moved)[number]) => T) => moved.map(value);
+    await db.$executeRaw`
+      WITH v AS (
+        SELECT * FROM unnest(${column((e) => e.instance.id)}::int[], ${column((e) => e.instance.status)}::text[], ${column((e) => e.to)}::text[],
+                             ${column((e) => intendedStatus(e.to))}::text[], ${column((e) => e.event)}::text[], ${column((e) => e.message)}::text[],
+                             ${column((e) => e.preemptGraceSeconds !== undefined)}::bool[], ${column((e) => e.preemptGraceSeconds ?? null)}::int[])
+          AS v(id, from_status, to_status, intended, event, message, grace_set, grace)
+      ), updated AS (
+        UPDATE instance i
+           SET status = v.to_status::"InstanceStatus", intended_status = v.intended::"IntendedStatus",
+               status_message = v.message, status_changed_at = ${now},
+               preempt_grace_seconds = CASE WHEN v.grace_set THEN v.grace ELSE i.preempt_grace_seconds END
+          FROM v WHERE i.id = v.id
+      ), messaged AS (
+        UPDATE instance i SET status_message = m.message
+          FROM unnest(${messages.map((m) => m.id)}::int[], ${messages.map((m) => m.message)}::text[]) AS m(id, message) WHERE i.id = m.id
+      )
+      INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
+      SELECT id, from_status::"InstanceStatus", to_status::"InstanceStatus", event, message, ${now} FROM v`;
   }
   return targets;
 }

@@ -1,34 +1,43 @@
 import { z } from "zod";
-import { prisma } from "../../infra/db.ts";
+import { onReadReplica } from "../../infra/replica.ts";
 import { parseInput } from "../validation.ts";
 import { SNAPSHOT_SQL } from "./sampler.ts";
 import { DAY_MS } from "../time.ts";
 
 export type PriceBucket = "MINUTE" | "HOUR" | "DAY";
 
-/**
- * Where each bucket size is served from, and the longest range it may be asked for: about 2,000
- * points at most, which a chart can show and a response carries in well under 100 ms; a longer
- * view asks for the next bucket size.
- */
-const BUCKETS: Record<PriceBucket, { table: string; maxDays: number }> = {
-  MINUTE: { table: "price_sample", maxDays: 1 },
-  HOUR: { table: "price_rollup_hour", maxDays: 92 },
-  DAY: { table: "price_rollup_day", maxDays: 2000 },
-};
+/** Where each bucket size is served from. */
+const TABLES: Record<PriceBucket, string> = { MINUTE: "price_sample", HOUR: "price_rollup_hour", DAY: "price_rollup_day" };
 
-const historySchema = z
-  .object({
-    gpuName: z.string().trim().min(1).max(100),
-    from: z.date(),
-    to: z.date(),
-    bucket: z.enum(["MINUTE", "HOUR", "DAY"]),
-  })
-  .refine((input) => input.from < input.to, { message: "must be after `from`", path: ["to"] })
-  .refine((input) => input.to.getTime() - input.from.getTime() <= BUCKETS[input.bucket].maxDays * DAY_MS, {
-    message: "is too far after `from` for this bucket (MINUTE: 1 day, HOUR: 92 days, DAY: 2000 days)",
-    path: ["to"],
-  });
+type MaxDays = Record<PriceBucket, number>;
+
+/**
+ * The longest range each bucket size may be asked for. As points (objects) about 2,000 at most,
+ * which a response carries in well under 100 ms; as a series (parallel arrays, a tenth of the
+ * cost per point) about 10,000. A longer view asks for the next bucket size.
+ */
+const POINTS_MAX_DAYS: MaxDays = { MINUTE: 1, HOUR: 92, DAY: 2000 };
+const SERIES_MAX_DAYS: MaxDays = { MINUTE: 7, HOUR: 400, DAY: 2000 };
+
+const days = (n: number) => `${n} day${n === 1 ? "" : "s"}`;
+
+function rangeSchema(maxDays: MaxDays) {
+  return z
+    .object({
+      gpuName: z.string().trim().min(1).max(100),
+      from: z.date(),
+      to: z.date(),
+      bucket: z.enum(["MINUTE", "HOUR", "DAY"]),
+    })
+    .refine((input) => input.from < input.to, { message: "must be after `from`", path: ["to"] })
+    .refine((input) => input.to.getTime() - input.from.getTime() <= maxDays[input.bucket] * DAY_MS, {
+      message: `is too far after \`from\` for this bucket (MINUTE: ${days(maxDays.MINUTE)}, HOUR: ${days(maxDays.HOUR)}, DAY: ${days(maxDays.DAY)})`,
+      path: ["to"],
+    });
+}
+
+const historySchema = rangeSchema(POINTS_MAX_DAYS);
+const seriesSchema = rangeSchema(SERIES_MAX_DAYS);
 
 export interface PricePoint {
   time: Date;
@@ -69,22 +78,37 @@ const MONEY_KEYS = [
   "minPriceMicros", "p50PriceMicros", "p90PriceMicros", "avgPriceMicros", "minBidMicros", "p50BidMicros", "p90BidMicros", "avgBidMicros",
 ] as const;
 
+export interface PriceRange {
+  gpuName: string;
+  from: Date;
+  to: Date;
+  bucket: PriceBucket;
+}
+
+/** A parameterized statement; exported so that the benchmark runs the same SQL as its floor. */
+export interface Statement {
+  sql: string;
+  values: unknown[];
+}
+
+export function priceHistoryStatement({ gpuName, from, to, bucket }: PriceRange): Statement {
+  return {
+    sql: `SELECT coalesce(json_agg(p ORDER BY p.time), '[]')::text AS points
+            FROM (${POINT_SQL} FROM ${TABLES[bucket]}
+                   WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3) p`,
+    values: [gpuName, from, to],
+  };
+}
+
 /**
  * One GPU model's market over [from, to) in buckets, from the table of that bucket size. Buckets
  * without samples are left out (the sampler was down, or the model was not listed). The points
  * come back as one JSON array: a day of MINUTE buckets is 1,440 rows, and decoding them cell by cell
  * cost more than the query (bench/RESULTS.md). Amounts are far below 2^53 µ$, exact as JSON numbers.
  */
-export async function priceHistory(input: { gpuName: string; from: Date; to: Date; bucket: PriceBucket }): Promise<PricePoint[]> {
-  const { gpuName, from, to, bucket } = parseInput(historySchema, input);
-  const [{ points }] = await prisma.$queryRawUnsafe<{ points: string }[]>(
-    `SELECT coalesce(json_agg(p ORDER BY p.time), '[]')::text AS points
-       FROM (${POINT_SQL} FROM ${BUCKETS[bucket].table}
-              WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3) p`,
-    gpuName,
-    from,
-    to,
-  );
+export async function priceHistory(input: PriceRange): Promise<PricePoint[]> {
+  const { sql, values } = priceHistoryStatement(parseInput(historySchema, input));
+  const [{ points }] = await onReadReplica((db) => db.$queryRawUnsafe<{ points: string }[]>(sql, ...values));
   return (JSON.parse(points) as Record<string, unknown>[]).map((point) => {
     const parsed = { ...point, time: new Date(point.time as string) } as Record<string, unknown>;
     for (const key of MONEY_KEYS) parsed[key] = point[key] === null ? null : BigInt(point[key] as number);
@@ -100,9 +124,81 @@ export interface GpuMarketStats extends Omit<PricePoint, "time" | "samples"> {
 
 /** Every GPU model's market now, computed live with the sampler's definitions (sampler.ts). */
 export async function marketStats(now = new Date()): Promise<GpuMarketStats[]> {
-  return prisma.$queryRawUnsafe<GpuMarketStats[]>(
-    `${POINT_SQL}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
-       FROM (${SNAPSHOT_SQL}) s ORDER BY gpu_name`,
-    now,
+  return onReadReplica((db) =>
+    db.$queryRawUnsafe<GpuMarketStats[]>(
+      `${POINT_SQL}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
+         FROM (${SNAPSHOT_SQL}) s ORDER BY gpu_name`,
+      now,
+    ),
   );
+}
+
+/** A series' columns and how each is computed from a bucket's row (the same definitions as POINT_SQL). */
+const SERIES_COLUMNS = {
+  timestamps: "extract(epoch FROM bucket_start)::float8",
+  samples: "samples",
+  machines: "machines_sum::float8 / samples",
+  offers: "offers_sum::float8 / samples",
+  gpusTotal: "gpus_total_sum::float8 / samples",
+  gpusRented: "gpus_rented_sum::float8 / samples",
+  gpusAvailable: "gpus_available_sum::float8 / samples",
+  utilization: "gpus_rented_sum::float8 / nullif(gpus_total_sum, 0)",
+  minPrice: "price_min",
+  p50Price: "price_p50",
+  p90Price: "price_p90",
+  avgPrice: "(price_sum / nullif(price_count, 0))::bigint",
+  minBid: "bid_min",
+  p50Bid: "bid_p50",
+  p90Bid: "bid_p90",
+  avgBid: "(bid_sum / nullif(bid_count, 0))::bigint",
+  dlperfPerDollar: "dlperf_per_dollar",
+} as const;
+
+export type SeriesColumn = keyof typeof SERIES_COLUMNS;
+export const SERIES_COLUMN_NAMES = Object.keys(SERIES_COLUMNS) as SeriesColumn[];
+export const MONEY_SERIES_COLUMNS = ["minPrice", "p50Price", "p90Price", "avgPrice", "minBid", "p50Bid", "p90Bid", "avgBid"] as const;
+type MoneySeriesColumn = (typeof MONEY_SERIES_COLUMNS)[number];
+const MONEY_COLUMN_SET = new Set<SeriesColumn>(MONEY_SERIES_COLUMNS);
+
+/** The asked columns of a series, each one value per bucket with samples, in time order. */
+export type NullableSeriesColumn = MoneySeriesColumn | "utilization" | "dlperfPerDollar";
+export type PriceSeries = { gpuName: string; bucket: PriceBucket } & Partial<
+  { [C in MoneySeriesColumn]: (bigint | null)[] } & { utilization: (number | null)[]; dlperfPerDollar: (number | null)[] } & {
+    [C in Exclude<SeriesColumn, NullableSeriesColumn>]: number[];
+  }
+>;
+
+/**
+ * The columns asked for as one JSON object of arrays: one row, one JSON value to decode, and only
+ * the columns the caller selects. The aggregates read a subquery sorted by time (PostgreSQL feeds
+ * an aggregate without its own ORDER BY in its input's order), so the arrays line up with one sort.
+ */
+export function priceSeriesStatement({ gpuName, from, to, bucket }: PriceRange, columns: readonly SeriesColumn[]): Statement {
+  const asked = columns.length ? columns : (["timestamps"] as const);
+  return {
+    sql: `SELECT json_build_object(${asked.map((column) => `'${column}', coalesce(json_agg(s."${column}"), '[]')`).join(", ")})::text AS series
+            FROM (SELECT ${asked.map((column) => `${SERIES_COLUMNS[column]} AS "${column}"`).join(", ")}
+                    FROM ${TABLES[bucket]}
+                   WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3
+                   ORDER BY bucket_start) s`,
+    values: [gpuName, from, to],
+  };
+}
+
+/**
+ * One GPU model's market over [from, to) as parallel arrays, the `columns` asked for: ranges five
+ * times longer than priceHistory's at a fraction of the cost per point (no object per point).
+ * Buckets without samples are left out, as in priceHistory.
+ */
+export async function priceSeries(input: PriceRange, columns: readonly SeriesColumn[]): Promise<PriceSeries> {
+  const range = parseInput(seriesSchema, input);
+  const { sql, values } = priceSeriesStatement(range, columns);
+  const [{ series }] = await onReadReplica((db) => db.$queryRawUnsafe<{ series: string }[]>(sql, ...values));
+  const parsed = JSON.parse(series) as Record<SeriesColumn, (number | null)[]>;
+  const result: Record<string, unknown> = { gpuName: range.gpuName, bucket: range.bucket };
+  for (const column of columns) {
+    const values = parsed[column];
+    result[column] = MONEY_COLUMN_SET.has(column) ? values.map((value) => (value === null ? null : BigInt(value))) : values;
+  }
+  return result as PriceSeries;
 }

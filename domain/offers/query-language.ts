@@ -48,7 +48,9 @@ export const OFFER_FIELDS = {
   pci_gen: { kind: "int", description: "PCIe generation of the GPUs' slots" },
   gpu_arch: { kind: "string", description: "GPU vendor architecture: nvidia (every GPU here has a CUDA compute capability)" },
   gpu_frac: { kind: "float", description: "the offer's share of the machine's GPUs, 0 to 1" },
-  cpu_arch: { kind: "string", description: "CPU architecture from its model name: arm64 (Arm, Grace, Altra, Graviton) or amd64" },
+  cpu_arch: { kind: "string", description: "CPU architecture, arm64 or amd64: as the host's agent detected it, else from the CPU's model name (Arm, Grace, Altra, Graviton are arm64)" },
+  has_avx: { kind: "bool", description: "the CPU has AVX, as the host's agent detected it (false when not detected)" },
+  gpu_max_power: { kind: "float", description: "each GPU's power limit, W, as nvidia-smi reports it (0 when not reported)" },
   cpu_cores: { kind: "int", description: "CPU cores of the machine" },
   cpu_cores_effective: { kind: "float", description: "CPU cores a rental of the offer gets (its share of the machine's)" },
   cpu_ram: { kind: "int", scale: 1000, description: "system RAM a rental of the offer gets (its share), GB" },
@@ -97,9 +99,7 @@ export const FIELD_ALIASES: Record<string, OfferField> = {
  * mean there: a search on one is refused by name rather than as an unknown field.
  */
 export const UNRECORDED_FIELDS: Record<string, string> = {
-  has_avx: "whether the CPU has AVX",
   cpu_ghz: "the CPU's clock speed",
-  gpu_max_power: "the GPUs' power limit",
   gpu_max_temp: "the GPUs' temperature limit",
   mobo_name: "the motherboard model",
   ubuntu_version: "the host's Ubuntu release",

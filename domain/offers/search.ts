@@ -220,7 +220,10 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   gpu_arch: () => Prisma.sql`'nvidia'::text`,
   gpu_frac: (ctx) => Prisma.sql`(${col(ctx, "num_gpus")}::float8 / ${machineSql(ctx, "num_gpus")})`,
   cpu_arch: (ctx) =>
-    machineSql(ctx, String.raw`CASE WHEN cpu_name ~* '\m(arm|arm64|aarch64|neoverse|grace|altra|graviton)\M' THEN 'arm64' ELSE 'amd64' END`),
+    machineSql(ctx, String.raw`COALESCE(cpu_arch, CASE WHEN cpu_name ~* '\m(arm|arm64|aarch64|neoverse|grace|altra|graviton)\M' THEN 'arm64' ELSE 'amd64' END)`),
+  // Detected by the agent; machines registered by hand do not say (no AVX, no power limit known).
+  has_avx: (ctx) => machineSql(ctx, "COALESCE(has_avx, FALSE)"),
+  gpu_max_power: (ctx) => machineSql(ctx, "COALESCE(gpu_max_power_w, 0)"),
   cpu_cores: (ctx) => col(ctx, "cpu_cores"),
   cpu_cores_effective: (ctx) => col(ctx, "cpu_cores_effective"),
   cpu_ram: (ctx) => col(ctx, "cpu_ram"),
