@@ -87,9 +87,10 @@ const GLOBAL_USAGE = `Options for every command:
   --url URL       the API's GraphQL endpoint (or env GM_API_URL; default http://127.0.0.1:4000/graphql)
   --raw           JSON instead of a table
 
-Prices are dollars per GPU-hour (bids, --price_gpu, --min_bid), as the API's. Unlike the reference CLI,
-whose --bid_price is per machine-hour, "create instance --bid" is per GPU-hour: a 4-GPU bid of $0.25
-costs $1.00 an hour. Storage is per GB-month, bandwidth per GB.`;
+Prices are dollars per GPU-hour (bids, --price_gpu, --min_bid), as the API's. The reference CLI's
+--bid_price is per machine-hour: "create instance --bid_price" takes it so (split over the offer's GPUs),
+but "create instance --bid" and "change bid --price" are per GPU-hour: a 4-GPU bid of $0.25 costs
+$1.00 an hour. Storage is per GB-month, bandwidth per GB.`;
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

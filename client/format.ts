@@ -93,15 +93,22 @@ export function chart(series: { mark: string; values: (number | null)[] }[], opt
 
 const MICROS = 1_000_000n;
 
-/** Exact sum of Money strings (6 decimals at most), as a Money string. */
-export function sumMoney(values: string[]): string {
-  const total = values.reduce((sum, value) => {
-    const negative = value.startsWith("-");
-    const [whole, fraction = ""] = (negative ? value.slice(1) : value).split(".");
-    const micros = BigInt(whole!) * MICROS + BigInt(fraction.padEnd(6, "0"));
-    return sum + (negative ? -micros : micros);
-  }, 0n);
+/** A Money string ("-1.25") as micro-dollars; more than 6 decimals is an error. */
+export function toMicros(value: string): bigint {
+  const match = /^(-?)(\d+)(?:\.(\d{1,6}))?$/.exec(value.trim());
+  if (!match) throw new Error(`"${value}" is not an amount in dollars with at most 6 decimals`);
+  const micros = BigInt(match[2]!) * MICROS + BigInt((match[3] ?? "").padEnd(6, "0"));
+  return match[1] ? -micros : micros;
+}
+
+/** Micro-dollars as a Money string, without trailing zeros. */
+export function fromMicros(total: bigint): string {
   const magnitude = total < 0n ? -total : total;
   const fraction = (magnitude % MICROS).toString().padStart(6, "0").replace(/0+$/, "");
   return `${total < 0n ? "-" : ""}${magnitude / MICROS}${fraction ? `.${fraction}` : ""}`;
+}
+
+/** Exact sum of Money strings (6 decimals at most), as a Money string. */
+export function sumMoney(values: string[]): string {
+  return fromMicros(values.reduce((sum, value) => sum + toMicros(value), 0n));
 }

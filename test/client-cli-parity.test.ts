@@ -43,7 +43,7 @@ describe("--help", () => {
       expect(names).toContain(name);
     }
     expect(stdout).toMatch(/--bid_price is per machine-hour/);
-    expect(stdout).toMatch(/"create instance --bid" is per GPU-hour/);
+    expect(stdout).toMatch(/"create instance --bid" and "change bid --price" are per GPU-hour/);
   });
 });
 
@@ -231,6 +231,25 @@ describe("label instance", () => {
     await cli(["label", "instance", instance.id, ""], { key: other.key });
     expect((await prisma.instance.findUniqueOrThrow({ where: { id: number } })).label).toBeNull();
     await cli(["destroy", "instance", instance.id], { key: other.key });
+  });
+});
+
+describe("create instance --bid_price", () => {
+  it("is per machine-hour as the reference's: split exactly over the offer's GPUs", async () => {
+    const created = await cli(["create", "instance", `${machineId}-2`, "--image", "ubuntu:22.04", "--disk", "10", "--bid_price", "0.5", "--raw"], { key: other.key });
+    expect(created.code).toBe(0);
+    const { instance } = JSON.parse(created.stdout);
+    expect(instance.bidPerGpuHour).toBe("0.25");
+    expect((await prisma.instance.findUniqueOrThrow({ where: { id: Number(instance.id.split(":")[1]) } })).bidPerGpuHourMicros).toBe(250_000n);
+    await cli(["destroy", "instance", instance.id], { key: other.key });
+
+    const count = await prisma.instance.count();
+    const uneven = await cli(["create", "instance", `${machineId}-4`, "--image", "ubuntu:22.04", "--disk", "10", "--bid_price", "1.000001"], { key: other.key });
+    expect(uneven.code).toBe(2);
+    expect(uneven.stderr).toMatch(/does not split evenly over 4 GPUs/);
+    const both = await cli(["create", "instance", `${machineId}-1`, "--image", "ubuntu:22.04", "--disk", "10", "--bid_price", "1", "--bid", "1"], { key: other.key });
+    expect(both.code).toBe(2);
+    expect(await prisma.instance.count()).toBe(count);
   });
 });
 

@@ -1,4 +1,4 @@
-import { type Command } from "../command.ts";
+import { type Command, printJson } from "../command.ts";
 import { writeConfig } from "../config.ts";
 
 export const setApiKey: Command = {
@@ -9,6 +9,7 @@ export const setApiKey: Command = {
   async run(ctx) {
     const url = typeof ctx.values.url === "string" ? ctx.values.url : undefined;
     await writeConfig(ctx.io.configPath, { apiKey: ctx.positionals[0]!, ...(url ? { url } : {}) });
+    if (ctx.raw) return printJson(ctx, { saved: ctx.io.configPath });
     ctx.print(`saved to ${ctx.io.configPath}`);
   },
 };

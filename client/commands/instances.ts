@@ -11,7 +11,7 @@ import {
   requiredNumber,
   UsageError,
 } from "../command.ts";
-import { type Column, dollars, shortId, table, when, withProgress } from "../format.ts";
+import { type Column, dollars, fromMicros, shortId, table, toMicros, when, withProgress } from "../format.ts";
 import {
   ChangeBidDocument,
   CreateInstanceDocument,
@@ -86,11 +86,33 @@ export async function onstartScript(ctx: CommandContext): Promise<string | null>
   return command ?? null;
 }
 
+/**
+ * The bid per GPU-hour: --bid as given, or the reference's --bid_price (per machine-hour, that is for
+ * all the GPUs of the offer "<machine>-<gpus>") divided exactly by the offer's GPU count.
+ */
+function bidPerGpuHour(ctx: CommandContext): string | null {
+  const perGpu = stringOption(ctx, "bid");
+  const perMachine = stringOption(ctx, "bid_price");
+  if (perMachine === undefined) return perGpu ?? null;
+  if (perGpu !== undefined) throw new UsageError("give --bid (per GPU-hour) or --bid_price (per machine-hour), not both");
+  const gpus = /^(?:Offer:)?\d+-(\d+)$/.exec(ctx.positionals[0]!)?.[1];
+  if (!gpus) throw new UsageError("--bid_price needs an offer id like 12-4 (machine 12, 4 GPUs)");
+  let micros: bigint;
+  try {
+    micros = toMicros(perMachine);
+  } catch (error) {
+    throw new UsageError(`--bid_price: ${(error as Error).message}`);
+  }
+  if (micros % BigInt(gpus) !== 0n) throw new UsageError(`--bid_price ${perMachine} does not split evenly over ${gpus} GPUs: give --bid per GPU-hour instead`);
+  return fromMicros(micros / BigInt(gpus));
+}
+
 export const createInstance: Command = {
   name: "create instance",
   usage:
-    "<offerId> (--image IMAGE --disk GB | --template ID) [--bid PRICE] [--ssh|--jupyter|--entrypoint] [--onstart FILE | --onstart-cmd CMD] [--args=ARG]... [--options='-p 8081:8081 -e K=V'] [--env K=V]... [--port 8081:8081]... [--label TEXT]",
-  summary: "Rent an offer: on demand at its price, or interruptible with --bid (per GPU-hour); --template starts from a template",
+    "<offerId> (--image IMAGE --disk GB | --template ID) [--bid PRICE | --bid_price PRICE] [--ssh|--jupyter|--entrypoint] [--onstart FILE | --onstart-cmd CMD] [--args=ARG]... [--options='-p 8081:8081 -e K=V'] [--env K=V]... [--port 8081:8081]... [--label TEXT]",
+  summary:
+    "Rent an offer: on demand at its price, or interruptible with --bid per GPU-hour (or the reference's --bid_price per machine-hour: for all the offer's GPUs); --template starts from a template",
   positionals: { min: 1, max: 1 },
   options: {
     ...LAUNCH_OPTIONS,
@@ -98,6 +120,7 @@ export const createInstance: Command = {
     image: { type: "string" },
     disk: { type: "string" },
     bid: { type: "string" },
+    bid_price: { type: "string" },
     env: { type: "string", multiple: true },
     port: { type: "string", multiple: true },
     label: { type: "string" },
@@ -111,7 +134,7 @@ export const createInstance: Command = {
       image: template ? (stringOption(ctx, "image") ?? null) : requiredOption(ctx, "image"),
       diskGb: template ? (numberOption(ctx, "disk", true) ?? null) : requiredNumber(ctx, "disk", true),
       launchMode: launchModeOption(ctx) ?? (template ? null : "SSH"),
-      bidPricePerGpuHour: stringOption(ctx, "bid") ?? null,
+      bidPricePerGpuHour: bidPerGpuHour(ctx),
       onstart: await onstartScript(ctx),
       args: (ctx.values.args as string[] | undefined) ?? null,
       dockerOptions: stringOption(ctx, "options") ?? null,
