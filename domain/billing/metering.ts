@@ -311,26 +311,22 @@ SELECT coalesce(array_agg(DISTINCT x.user_id), '{}') AS ids FROM (
 async function chargeIsolating(tx: Tx, from: number, to: number, period: number, phase: number, now: Date): Promise<{ ledgerRows: number; accounts: number[]; held: number[] }> {
   const heldNow: number[] = [];
   for (;;) {
-    const [{ ids: held }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(
-      `SELECT coalesce(array_agg(id), '{}') AS ids FROM user_account WHERE metering_held_at IS NOT NULL`,
-    );
-    await tx.$executeRawUnsafe(`SAVEPOINT charge`);
+    const [{ ids: held }] = await tx.$queryRaw<{ ids: number[] }[]>`
+      SELECT coalesce(array_agg(id), '{}') AS ids FROM user_account WHERE metering_held_at IS NOT NULL`;
+    await tx.$executeRaw`SAVEPOINT charge`;
     try {
       const [charged] = await tx.$queryRawUnsafe<{ ledgerRows: number; accounts: number[] }[]>(CHARGE, from, to, period, config().PLATFORM_FEE_BPS, phase, held);
-      await tx.$executeRawUnsafe(`RELEASE SAVEPOINT charge`);
+      await tx.$executeRaw`RELEASE SAVEPOINT charge`;
       return { ...charged, held: heldNow };
     } catch (error) {
       if (!isBoundViolation(error)) throw error;
-      await tx.$executeRawUnsafe(`ROLLBACK TO SAVEPOINT charge`);
+      await tx.$executeRaw`ROLLBACK TO SAVEPOINT charge`;
       const [{ ids }] = await tx.$queryRawUnsafe<{ ids: number[] }[]>(OUT_OF_BOUNDS, from, to, period, config().PLATFORM_FEE_BPS, phase, held);
       // Nothing found to isolate: not a bound this tick can get around.
       if (ids.length === 0) throw error;
-      await tx.$executeRawUnsafe(
-        `UPDATE user_account SET metering_held_at = $2, metering_hold_reason = $3 WHERE id = ANY($1::int[]) AND metering_held_at IS NULL`,
-        ids,
-        now,
-        `metering charge of phase ${phase} at ${new Date(to * 1000).toISOString()} would cross the balance bounds (±$1,000,000,000)`,
-      );
+      const reason = `metering charge of phase ${phase} at ${new Date(to * 1000).toISOString()} would cross the balance bounds (±$1,000,000,000)`;
+      await tx.$executeRaw`UPDATE user_account SET metering_held_at = ${now}, metering_hold_reason = ${reason}
+        WHERE id = ANY(${ids}::int[]) AND metering_held_at IS NULL`;
       logger.error({ accounts: ids, phase, to }, "metering hold: charges of these accounts would cross the balance bounds; they are left out and their instances stopped");
       heldNow.push(...ids);
     }
@@ -341,16 +337,14 @@ async function chargeIsolating(tx: Tx, from: number, to: number, period: number,
  * Creates the phases' clocks that do not exist, at the oldest existing clock (a database metered
  * before phases had one clock for everyone), else at the oldest live instance (a new database).
  */
-async function createClocks(db: Pick<Tx, "$executeRawUnsafe">, fallback: number): Promise<void> {
-  await db.$executeRawUnsafe(
-    `INSERT INTO metering_clock (id, metered_until)
-     SELECT g, coalesce((SELECT min(metered_until) FROM metering_clock),
-                        (SELECT min(date_trunc('second', created_at)) FROM instance WHERE status <> 'DESTROYED'),
-                        to_timestamp($1))
-       FROM generate_series(1, ${METERING_PHASES}) g
-     ON CONFLICT (id) DO NOTHING`,
-    fallback,
-  );
+async function createClocks(db: Pick<Tx, "$executeRaw">, fallback: number): Promise<void> {
+  await db.$executeRaw`
+    INSERT INTO metering_clock (id, metered_until)
+    SELECT g, coalesce((SELECT min(metered_until) FROM metering_clock),
+                       (SELECT min(date_trunc('second', created_at)) FROM instance WHERE status <> 'DESTROYED'),
+                       to_timestamp(${fallback}))
+      FROM generate_series(1, ${METERING_PHASES}::int) g
+    ON CONFLICT (id) DO NOTHING`;
 }
 
 /** Locks the phase's clock and returns it (epoch seconds). */
@@ -395,13 +389,13 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
   for (;;) {
     const window = await meteringPrisma.$transaction(
       async (tx) => {
-        await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${TICK_LOCK})`);
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(${TICK_LOCK}::bigint)`;
         const from = await lockClock(tx, phase, target);
         if (from >= target) return null;
         // The tick's joins and sorts span every open row: in memory, not spilled to disk. JIT off: the
         // planner's estimates for the history path are huge, and compiling took ~0.9 s of a 1 s tick.
-        await tx.$executeRawUnsafe(`SET LOCAL work_mem = '64MB'`);
-        await tx.$executeRawUnsafe(`SET LOCAL jit = off`);
+        await tx.$executeRaw`SET LOCAL work_mem = '64MB'`;
+        await tx.$executeRaw`SET LOCAL jit = off`;
         const period = periodStart(from);
         const to = Math.min(target, period + PERIOD_SECONDS);
         // The full comparison when the window holds a period start or a whole minute.
@@ -411,7 +405,7 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
           ? await tx.$queryRawUnsafe<{ closed: number; opened: number }[]>(RECONCILE, from, to, period, ids)
           : [{ closed: 0, opened: 0 }];
         const charged = await chargeIsolating(tx, from, to, period, phase, now);
-        await tx.$executeRawUnsafe(`UPDATE metering_clock SET metered_until = to_timestamp($1) WHERE id = $2`, to, phase + 1);
+        await tx.$executeRaw`UPDATE metering_clock SET metered_until = to_timestamp(${to}) WHERE id = ${phase + 1}`;
         return { from, to, ...changes, ...charged };
       },
       { timeout: 120_000 },
@@ -429,9 +423,8 @@ export async function meterUpTo(now = new Date(), phase?: number): Promise<TickR
  */
 export async function meterOldestPhase(now = new Date()): Promise<TickResult> {
   const oldest = () =>
-    meteringPrisma.$queryRawUnsafe<{ phase: number; clocks: number }[]>(
-      `SELECT id - 1 AS phase, count(*) OVER ()::int AS clocks FROM metering_clock ORDER BY metered_until, id LIMIT 1`,
-    );
+    meteringPrisma.$queryRaw<{ phase: number; clocks: number }[]>`
+      SELECT id - 1 AS phase, count(*) OVER ()::int AS clocks FROM metering_clock ORDER BY metered_until, id LIMIT 1`;
   let [clock] = await oldest();
   if (!clock || clock.clocks < METERING_PHASES) {
     await createClocks(meteringPrisma, targetSecond(now));

@@ -13,25 +13,22 @@ const EXPIRABLE = INSTANCE_STATUSES.filter((status) => TRANSITIONS[status].EXPIR
  * (and never deadlocks with them). Returns how many instances it ended.
  */
 export async function expireInstances(now = new Date()): Promise<number> {
-  const ended = await prisma.$queryRawUnsafe<{ id: number; machineId: number; clientId: number }[]>(
-    `WITH due AS (
-       SELECT id, status FROM instance
-        WHERE end_date <= $1 AND status = ANY($2::"InstanceStatus"[])
-        FOR UPDATE SKIP LOCKED
-     ), ended AS (
-       UPDATE instance i
-          SET status = 'EXITED', intended_status = 'STOPPED', status_message = 'lifetime ended',
-              status_changed_at = $1, preempt_grace_seconds = NULL
-         FROM due WHERE i.id = due.id
-       RETURNING i.id, i.machine_id, i.client_id, due.status AS from_status
-     ), history AS (
-       INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
-       SELECT id, from_status, 'EXITED', 'EXPIRED', 'lifetime ended', $1 FROM ended
-     )
-     SELECT id, machine_id AS "machineId", client_id AS "clientId" FROM ended`,
-    now,
-    EXPIRABLE,
-  );
+  const ended = await prisma.$queryRaw<{ id: number; machineId: number; clientId: number }[]>`
+    WITH due AS (
+      SELECT id, status FROM instance
+       WHERE end_date <= ${now} AND status = ANY(${EXPIRABLE}::"InstanceStatus"[])
+       FOR UPDATE SKIP LOCKED
+    ), ended AS (
+      UPDATE instance i
+         SET status = 'EXITED', intended_status = 'STOPPED', status_message = 'lifetime ended',
+             status_changed_at = ${now}, preempt_grace_seconds = NULL
+        FROM due WHERE i.id = due.id
+      RETURNING i.id, i.machine_id, i.client_id, due.status AS from_status
+    ), history AS (
+      INSERT INTO instance_status_change (instance_id, from_status, to_status, event, message, at)
+      SELECT id, from_status, 'EXITED', 'EXPIRED', 'lifetime ended', ${now} FROM ended
+    )
+    SELECT id, machine_id AS "machineId", client_id AS "clientId" FROM ended`;
   await flagMachinesForClearing([...new Set(ended.map((row) => row.machineId))], now);
   publishInstanceChanges(ended.map((row) => ({ clientId: row.clientId, instanceId: row.id })));
   return ended.length;
