@@ -49,7 +49,7 @@ const typeDefs = /* GraphQL */ `
     preemptGraceSeconds: Int!
     statusMessage: String
   }
-  type MachineAssignments { machineId: ID! revision: String! instances: [Assignment!]! }
+  type MachineAssignments { machineId: ID! revision: String! instances: [Assignment!]! selfTests: [ID!]! }
   type LogRequest { requestId: String! instanceId: ID! containerLabel: String! tail: Int! follow: Boolean! leaseSeconds: Int! }
   type Subscription { assignments(machineId: ID!): MachineAssignments! logRequests(machineId: ID!): LogRequest! }
 
@@ -157,7 +157,7 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
   const changes = new EventEmitter();
   let revision = 1n;
   let instances: Assignment[] = [];
-  const state = () => ({ machineId, revision: String(revision), instances });
+  const state = () => ({ machineId, revision: String(revision), instances, selfTests: [] });
 
   const authorized = (authorization: unknown) => authorization === `Bearer ${key}`;
   const notFound = (what: string) => ({ __typename: "NotFoundError", code: "NOT_FOUND", message: `${what} not found` });
@@ -262,7 +262,7 @@ export async function startFakeApi(options: { machineId?: string; key?: string }
       changes.emit("state", state());
     },
     publish(at, published) {
-      changes.emit("state", { machineId, revision: String(at), instances: published });
+      changes.emit("state", { machineId, revision: String(at), instances: published, selfTests: [] });
     },
     async kill() {
       for (const client of wsServer.clients) client.terminate();
