@@ -11,10 +11,14 @@ import {
   type GpuSpecs,
   gpuSpecs,
   NVIDIA_SMI_QUERY_ARGS,
+  NVIDIA_SMI_TEMPERATURE_ARGS,
+  parseBoardName,
   parseCpuInfo,
+  parseGpuMaxTemp,
   parseGpuQuery,
   parseMemInfo,
   parseNvidiaSmiBanner,
+  parseUbuntuVersion,
 } from "./hardware.ts";
 
 /** Where detection reads the host from; tests give recorded output instead. */
@@ -32,7 +36,7 @@ export const realProbe: HostProbe = {
 };
 
 /** Everything registerMachine takes that a machine can tell about itself, plus the address the API sees it at. */
-export interface DetectedMachine extends GpuSpecs, CpuSpecs {
+export interface DetectedMachine extends GpuSpecs, CpuSpecs, HostDetails {
   cpuRamMb: number;
   diskSpaceGb: number;
   /** MB/s. */
@@ -62,6 +66,29 @@ export async function detectGpus(probe: HostProbe, override?: GpuModelOverride):
   const rows = parseGpuQuery(await nvidiaSmi(probe, NVIDIA_SMI_QUERY_ARGS));
   if (rows.length === 0) throw new DetectionError("NO_GPU", "nvidia-smi", "no NVIDIA GPU found: it lists none");
   return gpuSpecs(rows, parseNvidiaSmiBanner(await nvidiaSmi(probe, [])), override);
+}
+
+/** What the host tells besides its GPUs, CPU and RAM; each null when it cannot be read. */
+export interface HostDetails {
+  /** °C. */
+  gpuMaxTempC: number | null;
+  moboName: string | null;
+  /** Such as "22.04"; null on other systems. */
+  ubuntuVersion: string | null;
+}
+
+/** Temperature limits, motherboard and OS release: optional details, so an unreadable source is null, never an error. */
+export async function detectHostDetails(probe: HostProbe): Promise<HostDetails> {
+  const optional = <T>(read: Promise<string>, parse: (text: string) => T | null) => read.then(parse, () => null);
+  const temperatures = probe.run("nvidia-smi", NVIDIA_SMI_TEMPERATURE_ARGS).then((result) => {
+    if (result.code !== 0) throw new Error(result.stderr);
+    return result.stdout;
+  });
+  return {
+    gpuMaxTempC: await optional(temperatures, parseGpuMaxTemp),
+    moboName: await optional(probe.readFile("/sys/devices/virtual/dmi/id/board_name"), parseBoardName),
+    ubuntuVersion: await optional(probe.readFile("/etc/os-release"), parseUbuntuVersion),
+  };
 }
 
 /** CPU and RAM from /proc. */
@@ -165,5 +192,5 @@ export async function detectMachine(options: DetectOptions): Promise<DetectedMac
   const cpu = await detectCpuAndRam(probe);
   const { diskSpaceGb, diskBw } = await measureDisk(options.dataDir, options.diskTestBytes);
   const network = await measureNetwork(options.apiUrl, options.key, options.networkTestBytes);
-  return { ...gpus, ...cpu, diskSpaceGb, diskBw, ...network };
+  return { ...gpus, ...cpu, ...(await detectHostDetails(probe)), diskSpaceGb, diskBw, ...network };
 }

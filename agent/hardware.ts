@@ -232,6 +232,19 @@ export interface CpuSpecs {
   cpuCores: number;
   hasAvx: boolean;
   cpuArch: "amd64" | "arm64";
+  /** GHz; null when cpuinfo says neither. */
+  cpuGhz: number | null;
+}
+
+/**
+ * The CPU's clock in GHz: the rated one of the model name ("… @ 2.00GHz"), else the highest
+ * "cpu MHz" of the logical CPUs (which moves with load: to 0.1 GHz).
+ */
+function cpuGhzOf(modelName: string, blocks: Map<string, string>[]): number | null {
+  const rated = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(modelName);
+  if (rated) return Number(rated[1]);
+  const mhz = blocks.map((block) => Number(block.get("cpu MHz"))).filter((value) => Number.isFinite(value) && value > 0);
+  return mhz.length ? Math.round(Math.max(...mhz) / 100) / 10 : null;
 }
 
 /** `uname -m` (or Node's process.arch) as the market's cpu_arch. */
@@ -263,7 +276,7 @@ export function parseCpuInfo(text: string, arch: "amd64" | "arm64"): CpuSpecs {
   if (models.size > 1) throw new DetectionError("CONTRADICTORY_OUTPUT", source, `logical CPUs of different models (${[...models].join(", ")})`);
   const flags = (first.get("flags") ?? first.get("Features") ?? "").split(/\s+/);
   if (arch === "amd64" && !first.has("flags")) throw new DetectionError("MALFORMED_OUTPUT", source, "no CPU flags");
-  return { cpuName: modelName.replace(/\s+/g, " ").slice(0, 128), cpuCores: blocks.length, hasAvx: flags.includes("avx"), cpuArch: arch };
+  return { cpuName: modelName.replace(/\s+/g, " ").slice(0, 128), cpuCores: blocks.length, hasAvx: flags.includes("avx"), cpuArch: arch, cpuGhz: cpuGhzOf(modelName, blocks) };
 }
 
 /** /proc/meminfo's MemTotal, in MB (MiB, as the market's cpu_ram). */
@@ -273,4 +286,40 @@ export function parseMemInfo(text: string): { cpuRamMb: number } {
   const cpuRamMb = Math.floor(Number(match[1]) / 1024);
   if (cpuRamMb < 1) throw new DetectionError("MALFORMED_OUTPUT", "/proc/meminfo", "MemTotal is zero");
   return { cpuRamMb };
+}
+
+/** `nvidia-smi -q -d TEMPERATURE`: the per-GPU report whose temperature limits give gpu_max_temp. */
+export const NVIDIA_SMI_TEMPERATURE_ARGS = ["-q", "-d", "TEMPERATURE"];
+
+/**
+ * The GPUs' temperature limit in °C: each GPU's "GPU Max Operating Temp" (else its "GPU Slowdown
+ * Temp"), the lowest over the GPUs; null when any GPU reports neither.
+ */
+export function parseGpuMaxTemp(text: string): number | null {
+  const gpus = text.split(/^GPU [0-9A-Fa-f]+:[0-9A-Fa-f:.]+\s*$/m).slice(1);
+  if (gpus.length === 0) return null;
+  const limits = gpus.map((gpu) => {
+    const reading = (label: string) => /^\s*(\d+) C\s*$/.exec(new RegExp(`^\\s*${label}\\s*:(.*)$`, "m").exec(gpu)?.[1] ?? "")?.[1];
+    const value = reading("GPU Max Operating Temp") ?? reading("GPU Slowdown Temp");
+    return value === undefined ? null : Number(value);
+  });
+  return limits.every((limit) => limit !== null) ? Math.min(...(limits as number[])) : null;
+}
+
+/** DMI's board_name: the motherboard model; null when empty or a vendor placeholder. */
+export function parseBoardName(text: string): string | null {
+  const name = text.trim().replace(/\s+/g, " ").slice(0, 128);
+  return name === "" || /^(to be filled by o\.e\.m\.|default string|not applicable|none)$/i.test(name) ? null : name;
+}
+
+/** /etc/os-release: VERSION_ID ("22.04") when the system is Ubuntu (ID=ubuntu), else null. */
+export function parseUbuntuVersion(text: string): string | null {
+  const fields = new Map(
+    text.split("\n").flatMap((line) => {
+      const match = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+      return match ? [[match[1], match[2].replace(/^(["'])(.*)\1$/, "$2")] as const] : [];
+    }),
+  );
+  const version = fields.get("VERSION_ID") ?? "";
+  return fields.get("ID") === "ubuntu" && /^\d{2}\.\d{2}$/.test(version) ? version : null;
 }

@@ -7,7 +7,8 @@ import { specsInput, writeFileAtomic } from "./register.ts";
 
 /** Measured speeds wander from run to run; they are reported again only when they moved this much. */
 const SPEED_TOLERANCE = 0.25;
-const MEASURED_SPEEDS = new Set(["diskBw", "inetUpMbps", "inetDownMbps"]);
+// cpuGhz too: without a rated clock in the model name it is the current clock, which moves with load.
+const MEASURED_SPEEDS = new Set(["diskBw", "inetUpMbps", "inetDownMbps", "cpuGhz"]);
 
 /**
  * The specs that differ from those last reported: anything the hardware says exactly (a driver

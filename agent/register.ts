@@ -99,8 +99,10 @@ export function parseRegisterArgs(argv: string[], env: NodeJS.ProcessEnv): Regis
 
 /** The specs registerMachine and updateMachine take, from what detection measured. */
 export function specsInput(machine: DetectedMachine): Record<string, unknown> {
-  const { publicAddress: _address, cpuArch, gpuMaxPowerW, ...specs } = machine;
-  return { ...specs, cpuArch: cpuArch.toUpperCase(), ...(gpuMaxPowerW === null ? {} : { gpuMaxPowerW }) };
+  const { publicAddress: _address, cpuArch, ...specs } = machine;
+  // A detail not reported is omitted: it leaves what the machine has.
+  const reported = Object.entries(specs).filter(([, value]) => value !== null && value !== undefined);
+  return { ...Object.fromEntries(reported), cpuArch: cpuArch.toUpperCase() };
 }
 
 /** What the agent keeps in its state directory: how to reach the API as this machine. */
@@ -129,7 +131,8 @@ function describe(machine: DetectedMachine): string {
   return [
     `GPUs     ${machine.numGpus}x ${machine.gpuName}, ${machine.gpuRamMb} MB VRAM each, driver ${machine.driverVersion}, CUDA ${machine.cudaMaxGood}, ` +
       `PCIe ${machine.pcieGen}.0 at ${machine.pcieBw} GB/s${machine.gpuMaxPowerW === null ? "" : `, ${machine.gpuMaxPowerW} W`}`,
-    `CPU      ${machine.cpuName}, ${machine.cpuCores} threads, ${machine.cpuArch}${machine.hasAvx ? ", AVX" : ", no AVX"}; RAM ${machine.cpuRamMb} MB`,
+    `CPU      ${machine.cpuName}, ${machine.cpuCores} threads${machine.cpuGhz === null ? "" : ` at ${machine.cpuGhz} GHz`}, ${machine.cpuArch}${machine.hasAvx ? ", AVX" : ", no AVX"}; RAM ${machine.cpuRamMb} MB`,
+    `Host     board ${machine.moboName ?? "unknown"}, Ubuntu ${machine.ubuntuVersion ?? "not detected"}, GPU temperature limit ${machine.gpuMaxTempC === null ? "not reported" : `${machine.gpuMaxTempC} °C`}`,
     `Disk     ${machine.diskSpaceGb} GB at ${machine.diskBw} MB/s`,
     `Network  ${machine.inetUpMbps} Mbps up, ${machine.inetDownMbps} Mbps down; seen at ${machine.publicAddress ?? "an unknown address"}`,
   ].join("\n");

@@ -60,7 +60,7 @@ export async function updateMachineSpecs(hostId: number, input: UpdateMachineInp
         `live contracts on this machine hold ${gpusNeeded} GPUs; it cannot report ${merged.numGpus} until they end`,
       );
     }
-    const [{ reserved }] = await tx.$queryRawUnsafe<{ reserved: number }[]>(`SELECT ${reservedDiskSql("$1")} AS reserved`, owned.id);
+    const [{ reserved }] = await tx.$queryRaw<{ reserved: number }[]>`SELECT ${reservedDiskSql(owned.id)} AS reserved`;
     if (merged.diskSpaceGb < reserved) {
       throw new StrandsContractsError(
         "diskSpaceGb",

@@ -68,6 +68,10 @@ export const machineSpecsSchema = z.object({
     cpuArch: z.enum(["amd64", "arm64"]).nullish(),
     hasAvx: z.boolean().nullish(),
     gpuMaxPowerW: z.number().min(10).max(2000).nullish(),
+    cpuGhz: z.number().min(0.1).max(10).nullish(),
+    gpuMaxTempC: z.number().int().min(40).max(150).nullish(),
+    moboName: z.string().trim().min(1).max(128).nullish(),
+    ubuntuVersion: z.string().trim().regex(/^\d{2}\.\d{2}$/, "an Ubuntu release such as 22.04").nullish(),
   });
 
 /** PCIe bandwidth within what the generation's x16 link carries. */

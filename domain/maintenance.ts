@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { prisma, type Tx } from "../infra/db.ts";
-import type { MaintenanceWindow } from "../prisma/generated/client/client.ts";
+import { type MaintenanceWindow, Prisma } from "../prisma/generated/client/client.ts";
 import { recordId } from "./apiKeys.ts";
 import { advanceReliabilitySql } from "./agent/reliability.ts";
 import { enqueueClearing, lockMachineForEvent } from "./auction/service.ts";
@@ -115,19 +115,19 @@ export function upcomingMaintenance(db: Tx, machineId: number, now = new Date())
  * the caller syncs.
  */
 async function moveMaintenanceStates(db: Tx, now: Date, machineId: number | null = null): Promise<number[]> {
-  const rows = await db.$queryRawUnsafe<{ id: number }[]>(
-    `WITH active AS (
-       SELECT DISTINCT machine_id FROM maintenance_window
-        WHERE cancelled_at IS NULL AND starts_at <= $1 AND ends_at > $1 AND ($2::int IS NULL OR machine_id = $2)
+  // `now` and `machineId` are bound once, in `p`: the reliability fragment names `now` many times.
+  const rows = await db.$queryRaw<{ id: number }[]>`
+    WITH p AS (SELECT ${now}::timestamptz AS now, ${machineId}::int AS machine_id),
+    active AS (
+       SELECT DISTINCT w.machine_id FROM maintenance_window w, p
+        WHERE w.cancelled_at IS NULL AND w.starts_at <= p.now AND w.ends_at > p.now AND (p.machine_id IS NULL OR w.machine_id = p.machine_id)
      )
-     UPDATE machine SET ${advanceReliabilitySql("$1::timestamptz")}, in_maintenance = NOT in_maintenance
-      WHERE ($2::int IS NULL OR id = $2)
-        AND ((in_maintenance AND id NOT IN (SELECT machine_id FROM active))
-          OR (NOT in_maintenance AND id IN (SELECT machine_id FROM active)))
-      RETURNING id`,
-    now,
-    machineId,
-  );
+     UPDATE machine SET ${Prisma.raw(advanceReliabilitySql("p.now"))}, in_maintenance = NOT in_maintenance
+       FROM p
+      WHERE (p.machine_id IS NULL OR machine.id = p.machine_id)
+        AND ((machine.in_maintenance AND machine.id NOT IN (SELECT machine_id FROM active))
+          OR (NOT machine.in_maintenance AND machine.id IN (SELECT machine_id FROM active)))
+      RETURNING machine.id`;
   return rows.map((row) => row.id);
 }
 

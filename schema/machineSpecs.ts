@@ -21,6 +21,10 @@ export const detectedSpecFields = (t: InputFields) => ({
   cpuArch: t.field({ type: CpuArch, description: "CPU architecture (uname -m)." }),
   hasAvx: t.boolean({ description: "Whether the CPU has AVX (the avx flag of /proc/cpuinfo)." }),
   gpuMaxPowerW: t.float({ description: "Each GPU's power limit in watts, 10 to 2000 (nvidia-smi power.limit)." }),
+  cpuGhz: t.float({ description: "The CPU's top clock, GHz, 0.1 to 10 (/proc/cpuinfo)." }),
+  gpuMaxTempC: t.int({ description: "The GPUs' temperature limit, °C, 40 to 150 (nvidia-smi's max operating or slowdown temperature)." }),
+  moboName: t.string({ description: "The motherboard model, at most 128 characters (DMI board_name)." }),
+  ubuntuVersion: t.string({ description: "The host's Ubuntu release, such as 22.04 (VERSION_ID of /etc/os-release); omitted on other systems." }),
 });
 
 builder.prismaObjectFields("Machine", (t) => ({
@@ -40,6 +44,26 @@ builder.prismaObjectFields("Machine", (t) => ({
     nullable: true,
     skipTypeScopes: true,
     description: "Each GPU's power limit in watts (nvidia-smi power.limit); null when not reported.",
+  }),
+  cpuGhz: t.exposeFloat("cpuGhz", {
+    nullable: true,
+    skipTypeScopes: true,
+    description: "The CPU's top clock in GHz, as the agent read /proc/cpuinfo; null when not detected.",
+  }),
+  gpuMaxTempC: t.exposeInt("gpuMaxTempC", {
+    nullable: true,
+    skipTypeScopes: true,
+    description: "The GPUs' temperature limit in °C (nvidia-smi); null when not reported.",
+  }),
+  moboName: t.exposeString("moboName", {
+    nullable: true,
+    skipTypeScopes: true,
+    description: "The motherboard model (DMI board_name); null when not detected.",
+  }),
+  ubuntuVersion: t.exposeString("ubuntuVersion", {
+    nullable: true,
+    skipTypeScopes: true,
+    description: "The host's Ubuntu release, such as 22.04; null on other systems or when not detected.",
   }),
 }));
 

@@ -178,7 +178,7 @@ builder.queryField("offers", (t) =>
       '(`gpu_name=RTX_4090 num_gpus>=2 dph<1.5 verified=any`); by default only verified, rentable offers,',
       "ordered by score descending. `storageGb` (default 10) prices storage into dphTotal. `first` is at most 100.",
       "A query that cannot be read fails with extensions.code INVALID_QUERY and a message naming the token;",
-      "a reference field this marketplace does not record (has_avx, cpu_ghz, …) with UNRECORDED_FIELD naming it.",
+      "a reference field this marketplace does not record (bw_nvlink, reliability2, …) with UNRECORDED_FIELD naming it.",
     ].join(" "),
     args: {
       query: t.arg.string({ description: "The search language, such as `gpu_name=RTX_4090 num_gpus>=2 dph<1.5`." }),

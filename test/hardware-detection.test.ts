@@ -2,25 +2,53 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { detectCpuAndRam, detectGpus, type HostProbe, measureDisk } from "../agent/detect.ts";
-import { DetectionError, gpuModelFor, parseCpuInfo, parseGpuQuery, parseMemInfo, parseNvidiaSmiBanner } from "../agent/hardware.ts";
+import { detectCpuAndRam, detectGpus, detectHostDetails, type HostProbe, measureDisk } from "../agent/detect.ts";
+import {
+  DetectionError,
+  gpuModelFor,
+  parseBoardName,
+  parseCpuInfo,
+  parseGpuMaxTemp,
+  parseGpuQuery,
+  parseMemInfo,
+  parseNvidiaSmiBanner,
+  parseUbuntuVersion,
+} from "../agent/hardware.ts";
 import { chunkDlperf } from "../domain/dlperf.ts";
 
 const fixture = (name: string) => readFile(new URL(`./fixtures/hardware/${name}`, import.meta.url), "utf8");
 
 /** A host as recorded: nvidia-smi's query and banner, /proc files, uname -m. */
-async function recordedHost(files: { query?: string; banner?: string; cpuinfo?: string; meminfo?: string; machine?: string; smiExit?: number }): Promise<HostProbe> {
+async function recordedHost(files: {
+  query?: string;
+  banner?: string;
+  temperature?: string;
+  cpuinfo?: string;
+  meminfo?: string;
+  osRelease?: string;
+  boardName?: string;
+  machine?: string;
+  smiExit?: number;
+}): Promise<HostProbe> {
   const text = async (name: string | undefined) => (name === undefined ? undefined : fixture(name));
-  const [query, banner, cpuinfo, meminfo] = await Promise.all([text(files.query), text(files.banner), text(files.cpuinfo), text(files.meminfo)]);
+  const [query, banner, temperature, cpuinfo, meminfo, osRelease, boardName] = await Promise.all(
+    [files.query, files.banner, files.temperature, files.cpuinfo, files.meminfo, files.osRelease, files.boardName].map(text),
+  );
+  const fileAt: Record<string, string | undefined> = {
+    "/proc/cpuinfo": cpuinfo,
+    "/proc/meminfo": meminfo,
+    "/etc/os-release": osRelease,
+    "/sys/devices/virtual/dmi/id/board_name": boardName,
+  };
   return {
     async run(command, args) {
       expect(command).toBe("nvidia-smi");
-      const stdout = args.some((arg) => arg.startsWith("--query-gpu=")) ? query : banner;
+      const stdout = args.some((arg) => arg.startsWith("--query-gpu=")) ? query : args.includes("TEMPERATURE") ? temperature : banner;
       if (stdout === undefined) throw Object.assign(new Error("spawn nvidia-smi ENOENT"), { code: "ENOENT" });
       return { code: files.smiExit ?? 0, stdout, stderr: "" };
     },
     async readFile(path) {
-      const content = path === "/proc/cpuinfo" ? cpuinfo : path === "/proc/meminfo" ? meminfo : undefined;
+      const content = fileAt[path];
       if (content === undefined) throw new Error(`ENOENT: ${path}`);
       return content;
     },
@@ -132,7 +160,7 @@ describe("GPU detection from recorded nvidia-smi output", () => {
 describe("CPU and RAM from recorded /proc files", () => {
   it("an EPYC with 16 logical CPUs and AVX; 512 GB of RAM", async () => {
     const specs = await detectCpuAndRam(await recordedHost({ cpuinfo: "cpuinfo-epyc-7543-16.txt", meminfo: "meminfo-512g.txt" }));
-    expect(specs).toEqual({ cpuName: "AMD EPYC 7543 32-Core Processor", cpuCores: 16, hasAvx: true, cpuArch: "amd64", cpuRamMb: 515_854 });
+    expect(specs).toEqual({ cpuName: "AMD EPYC 7543 32-Core Processor", cpuCores: 16, hasAvx: true, cpuArch: "amd64", cpuGhz: 2.8, cpuRamMb: 515_854 });
   });
 
   it("a CPU without AVX, and an Arm (Grace) host whose cpuinfo has no model name", async () => {
@@ -149,6 +177,38 @@ describe("CPU and RAM from recorded /proc files", () => {
     expect(() => parseMemInfo(truncated)).toThrow(expect.objectContaining({ code: "MALFORMED_OUTPUT", source: "/proc/meminfo" }));
     const riscv = await detectionError(detectCpuAndRam(await recordedHost({ cpuinfo: "cpuinfo-epyc-7543-16.txt", meminfo: "meminfo-512g.txt", machine: "riscv64" })));
     expect(riscv.code).toBe("MALFORMED_OUTPUT");
+  });
+});
+
+describe("clock, temperature limit, motherboard and Ubuntu release", () => {
+  it("the CPU clock: rated in the model name, else the highest cpu MHz; neither is null", async () => {
+    expect(parseCpuInfo(await fixture("cpuinfo-epyc-7543-16.txt"), "amd64").cpuGhz).toBe(2.8);
+    const xeon = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\ncpu MHz\t\t: 3199.999\nflags\t\t: fpu avx\n";
+    expect(parseCpuInfo(xeon, "amd64").cpuGhz).toBe(2);
+    expect(parseCpuInfo(await fixture("cpuinfo-grace-4.txt"), "arm64").cpuGhz).toBeNull();
+  });
+
+  it("the GPUs' temperature limit: the lowest max operating temperature, else the slowdown one", async () => {
+    expect(parseGpuMaxTemp(await fixture("nvidia-smi-2x4090-temperature.txt"))).toBe(86);
+    expect(parseGpuMaxTemp(await fixture("nvidia-smi-a100-temperature-old-driver.txt"))).toBe(89);
+    expect(parseGpuMaxTemp(await fixture("nvidia-smi-8x4090.txt"))).toBeNull();
+  });
+
+  it("the board name, without vendor placeholders; the Ubuntu release only on Ubuntu", async () => {
+    expect(parseBoardName(await fixture("dmi-board-name-romed8.txt"))).toBe("ROMED8-2T");
+    expect(parseBoardName(await fixture("dmi-board-name-placeholder.txt"))).toBeNull();
+    expect(parseUbuntuVersion(await fixture("os-release-ubuntu-2204.txt"))).toBe("22.04");
+    expect(parseUbuntuVersion(await fixture("os-release-debian-12.txt"))).toBeNull();
+  });
+
+  it("a host reports what it can read, and null for what it cannot, without failing", async () => {
+    const host = await recordedHost({
+      temperature: "nvidia-smi-2x4090-temperature.txt",
+      osRelease: "os-release-ubuntu-2204.txt",
+      boardName: "dmi-board-name-romed8.txt",
+    });
+    expect(await detectHostDetails(host)).toEqual({ gpuMaxTempC: 86, moboName: "ROMED8-2T", ubuntuVersion: "22.04" });
+    expect(await detectHostDetails(await recordedHost({}))).toEqual({ gpuMaxTempC: null, moboName: null, ubuntuVersion: null });
   });
 });
 

@@ -22,7 +22,7 @@ const UPDATE = /* GraphQL */ `
       ... on Error { code message }
       ... on StrandsContractsError { field required }
       ... on ValidationError { issues { path message } }
-      ... on MutationUpdateMachineSuccess { data { id numGpus driverVersion cudaMaxGood diskBw dlperf cpuArch hasAvx gpuMaxPowerW } }
+      ... on MutationUpdateMachineSuccess { data { id numGpus driverVersion cudaMaxGood diskBw dlperf cpuArch hasAvx gpuMaxPowerW cpuGhz gpuMaxTempC moboName ubuntuVersion } }
     }
   }
 `;
@@ -66,6 +66,49 @@ describe("updateMachine", () => {
     expect(await search("has_avx=true gpu_max_power>=450 cpu_arch=amd64 rentable=any")).toBe(3);
     expect(await search("has_avx=false rentable=any")).toBe(0);
     expect(await search("gpu_max_power>450 rentable=any")).toBe(0);
+  });
+
+  it("clock, temperature limit, motherboard and Ubuntu release are stored and searchable by the reference's names", async () => {
+    const machineId = await createListedMachine(host.userId, { numGpus: 2 });
+    const search = async (query: string) =>
+      ((await app.gql(`query ($q: String) { offers(query: $q, first: 10) { edges { node { numGpus } } } }`, { q: `machine_id=${machineId} rentable=any ${query}` }))
+        .data.offers.edges as unknown[]).length;
+    // Not reported yet: no bound matches, and `=null` finds the machine.
+    for (const query of ["cpu_ghz>=0", "gpu_max_temp<200", "ubuntu_version>=1", "mobo_name=ROMED8-2T"]) expect(await search(query), query).toBe(0);
+    expect(await search("cpu_ghz=null gpu_max_temp=null mobo_name=null ubuntu_version=null")).toBe(2);
+
+    const result = await update(
+      { machineId: `Machine:${machineId}`, cpuGhz: 3.5, gpuMaxTempC: 87, moboName: "ROMED8-2T", ubuntuVersion: "22.04" },
+      await machineKey(machineId),
+    );
+    expect(result.data.updateMachine.data).toMatchObject({ cpuGhz: 3.5, gpuMaxTempC: 87, moboName: "ROMED8-2T", ubuntuVersion: "22.04" });
+    expect(await search("cpu_ghz>=3 gpu_max_temp<90 mobo_name=ROMED8-2T ubuntu_version>=22.04")).toBe(2);
+    expect(await search("cpu_ghz>3.5")).toBe(0);
+    expect(await search("gpu_max_temp<87")).toBe(0);
+    expect(await search("mobo_name=WRX80E")).toBe(0);
+    expect(await search("ubuntu_version>22.04")).toBe(0);
+    expect(await search("ubuntu_version in [20.04,22.04]")).toBe(2);
+
+    const bad = await update({ machineId: `Machine:${machineId}`, ubuntuVersion: "jammy", gpuMaxTempC: 900 }, host.key);
+    expect(bad.data.updateMachine.__typename).toBe("ValidationError");
+    expect(bad.data.updateMachine.issues.map((issue: { path: string[] }) => issue.path.at(-1)).sort()).toEqual(["gpuMaxTempC", "ubuntuVersion"]);
+    expect(await machineRow(machineId)).toMatchObject({ ubuntuVersion: "22.04", gpuMaxTempC: 87 });
+  });
+
+  it("offers sort by cpu_ghz, machines that did not report it as 0, and page on", async () => {
+    const fast = await createListedMachine(host.userId, { numGpus: 1 });
+    const unknown = await createListedMachine(host.userId, { numGpus: 1 });
+    await update({ machineId: `Machine:${fast}`, cpuGhz: 4.2 }, host.key);
+    const page = async (after?: string) =>
+      (
+        await app.gql(
+          `query ($q: String, $after: String) { offers(query: $q, first: 1, after: $after, orderBy: [{ field: CPU_GHZ, direction: DESC }]) { edges { cursor node { machineId } } } }`,
+          { q: `machine_id in [${fast},${unknown}] rentable=any`, after },
+        )
+      ).data.offers.edges as { cursor: string; node: { machineId: string } }[];
+    const first = await page();
+    const second = await page(first[0].cursor);
+    expect([first[0].node.machineId, second[0].node.machineId]).toEqual([`Machine:${fast}`, `Machine:${unknown}`]);
   });
 
   it("the host's account key may update; fewer GPUs shrink the offers and the chunk size", async () => {

@@ -3,7 +3,7 @@ import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
 import { publish } from "../../infra/pubsub.ts";
 import { producerQueue } from "../../infra/queues.ts";
-import type { InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
+import { type InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
@@ -56,13 +56,13 @@ export interface LockedMachine extends MachineForAuction {
   diskReservedGb: number;
 }
 
-const MACHINE_COLUMNS = `id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
+const MACHINE_COLUMNS = Prisma.sql`id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
   min_chunk AS "minChunk", disk_space_gb AS "diskSpaceGb", end_date AS "endDate", in_maintenance AS "inMaintenance",
-  ${maintenanceStartSql("machine.id")} AS "maintenanceStartsAt",
+  ${Prisma.raw(maintenanceStartSql("machine.id"))} AS "maintenanceStartsAt",
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
-  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql("machine.id")} AS "diskReservedGb",
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql(Prisma.raw("machine.id"))} AS "diskReservedGb",
   direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd", metrics`;
 
 /**
@@ -74,6 +74,8 @@ export function flagForClearingSql(at: string): string {
   return `clearing_requested_at = COALESCE(clearing_requested_at, ${at}), assignments_revision = assignments_revision + 1`;
 }
 
+const FLAG_FOR_CLEARING_NOW = Prisma.raw(flagForClearingSql("now()"));
+
 /**
  * `flagForClearingSql` for machines whose instances a sweep (expiry, exhausted balances) has
  * already changed in its own committed statement: machine rows after instance rows, never both in
@@ -81,7 +83,8 @@ export function flagForClearingSql(at: string): string {
  */
 export async function flagMachinesForClearing(machineIds: number[], now: Date): Promise<void> {
   if (!machineIds.length) return;
-  await prisma.$executeRawUnsafe(`UPDATE machine SET ${flagForClearingSql("$2")} WHERE id = ANY($1::int[])`, machineIds, now);
+  await prisma.$executeRaw`
+    UPDATE machine SET ${Prisma.raw(flagForClearingSql("p.at"))} FROM (SELECT ${now}::timestamptz AS at) p WHERE machine.id = ANY(${machineIds}::int[])`;
   for (const machineId of machineIds) await enqueueClearing(machineId);
 }
 
@@ -91,10 +94,8 @@ export async function flagMachinesForClearing(machineIds: number[], now: Date): 
  * instances), so admission and clearing never interleave. Null when the machine does not exist.
  */
 export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<LockedMachine | null> {
-  const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET ${flagForClearingSql("now()")} WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
-    machineId,
-  );
+  const rows = await tx.$queryRaw<LockedMachine[]>`
+    UPDATE machine SET ${FLAG_FOR_CLEARING_NOW} WHERE id = ${machineId} RETURNING ${MACHINE_COLUMNS}`;
   return rows[0] ?? null;
 }
 
@@ -103,13 +104,10 @@ export async function lockMachineForEvent(tx: Tx, machineId: number): Promise<Lo
  * statement; `clientId` restricts it to the client's own instance. Null when there is no such instance.
  */
 export async function lockMachineOfInstance(tx: Tx, instanceId: number, clientId: number | null): Promise<LockedMachine | null> {
-  const rows = await tx.$queryRawUnsafe<LockedMachine[]>(
-    `UPDATE machine SET ${flagForClearingSql("now()")}
-      WHERE id = (SELECT machine_id FROM instance WHERE id = $1 AND ($2::int IS NULL OR client_id = $2))
-      RETURNING ${MACHINE_COLUMNS}`,
-    instanceId,
-    clientId,
-  );
+  const rows = await tx.$queryRaw<LockedMachine[]>`
+    UPDATE machine SET ${FLAG_FOR_CLEARING_NOW}
+     WHERE id = (SELECT machine_id FROM instance WHERE id = ${instanceId} AND (${clientId}::int IS NULL OR client_id = ${clientId}::int))
+     RETURNING ${MACHINE_COLUMNS}`;
   return rows[0] ?? null;
 }
 
@@ -228,11 +226,9 @@ async function writeGpuIndices(
     if (!sameIndices(indices, instance.gpuIndices)) changed.push({ id: instance.id, indices });
   }
   if (changed.length === 0) return;
-  await tx.$executeRawUnsafe(
-    `UPDATE instance SET gpu_indices = v.indices::int[] FROM unnest($1::int[], $2::text[]) AS v(id, indices) WHERE instance.id = v.id`,
-    changed.map((c) => c.id),
-    changed.map((c) => `{${c.indices.join(",")}}`),
-  );
+  const ids = changed.map((c) => c.id);
+  const indices = changed.map((c) => `{${c.indices.join(",")}}`);
+  await tx.$executeRaw`UPDATE instance SET gpu_indices = v.indices::int[] FROM unnest(${ids}::int[], ${indices}::text[]) AS v(id, indices) WHERE instance.id = v.id`;
 }
 
 function sameIndices(a: readonly number[], b: readonly number[]): boolean {
@@ -264,11 +260,9 @@ async function clearInTransaction(
 ): Promise<{ changes: ClearingChange[]; touched: InstanceOfClient[]; bidsMoved: InstanceOfClient[] } | null> {
   return prisma.$transaction(async (tx) => {
     // The lock also clears the flag: events after this one wait for the lock and set it again.
-    const [machine] = await tx.$queryRawUnsafe<LockedMachine[]>(
-      `UPDATE machine SET clearing_requested_at = NULL, assignments_revision = assignments_revision + 1
-        WHERE id = $1 RETURNING ${MACHINE_COLUMNS}`,
-      machineId,
-    );
+    const [machine] = await tx.$queryRaw<LockedMachine[]>`
+      UPDATE machine SET clearing_requested_at = NULL, assignments_revision = assignments_revision + 1
+       WHERE id = ${machineId} RETURNING ${MACHINE_COLUMNS}`;
     if (!machine) return null;
 
     const live: LiveInstance[] = [];

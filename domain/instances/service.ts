@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Tx } from "../../infra/db.ts";
 import { isUniqueViolation, prisma } from "../../infra/db.ts";
 import { publish } from "../../infra/pubsub.ts";
-import { type Instance, InstanceStatus, type Prisma } from "../../prisma/generated/client/client.ts";
+import { type Instance, InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import { handsOutGpus } from "../agent/gpuCapability.ts";
 import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKeys.ts";
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
@@ -120,56 +120,32 @@ type NewInstance = Pick<
  */
 async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: number, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
-  const [row] = await tx.$queryRawUnsafe<(Instance & { apiKeyId: number })[]>(
-    `WITH inserted AS (
+  const [row] = await tx.$queryRaw<(Instance & { apiKeyId: number })[]>`
+    WITH inserted AS (
        INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
          inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at, image,
          disk_gb, launch_mode, onstart, env, ports, args, template_id, label, status, intended_status, status_message, status_changed_at,
          idempotency_key)
-       VALUES ($1, $2, $3::"RentalKind", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::"LaunchMode", $15, $16::jsonb, $17::text[], $24::text[],
-         $25, $18, 'SCHEDULING', 'RUNNING', $19, $11, $20)
+       VALUES (${values.clientId}, ${values.machineId}, ${values.kind}::"RentalKind", ${values.numGpus}, ${values.pricePerGpuHourMicros},
+         ${values.storagePricePerGbMonthMicros}, ${values.inetUpPricePerGbMicros}, ${values.inetDownPricePerGbMicros}, ${values.endDate},
+         ${values.bidPerGpuHourMicros}, ${now}, ${values.image}, ${values.diskGb}, ${values.launchMode}::"LaunchMode", ${values.onstart},
+         ${JSON.stringify(values.env)}::jsonb, ${values.ports}::text[], ${values.args}::text[], ${values.templateId}, ${values.label},
+         'SCHEDULING', 'RUNNING', 'waiting for the auction to assign GPUs', ${now}, ${values.idempotencyKey})
        RETURNING *
      ), history AS (
-       INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', $11 FROM inserted
+       INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', status_changed_at FROM inserted
      ), bid AS (
        INSERT INTO bid_change (instance_id, price_micros, placed_at)
-       SELECT id, bid_per_gpu_hour_micros, $11 FROM inserted WHERE kind = 'INTERRUPTIBLE'
+       SELECT id, bid_per_gpu_hour_micros, bid_placed_at FROM inserted WHERE kind = 'INTERRUPTIBLE'
      ), disk AS (
-       UPDATE offer SET disk_space = $26::float8, rentable = rentable AND $27 WHERE machine_id = $2
+       UPDATE offer SET disk_space = ${freeDiskGbAfter}::float8, rentable = rentable AND ${freeDiskGbAfter >= MIN_RENTAL_DISK_GB}
+        WHERE machine_id = ${values.machineId}
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
-       SELECT client_id, $21 || id, $22, $23, 'INSTANCE', id FROM inserted
+       SELECT client_id, ${CONTAINER_KEY_NAME_PREFIX} || id, ${secret.prefix}, ${secret.hash}, 'INSTANCE', id FROM inserted
        RETURNING id
      )
-     SELECT ${INSTANCE_COLUMNS}, (SELECT id FROM key) AS "apiKeyId" FROM inserted`,
-    values.clientId,
-    values.machineId,
-    values.kind,
-    values.numGpus,
-    values.pricePerGpuHourMicros,
-    values.storagePricePerGbMonthMicros,
-    values.inetUpPricePerGbMicros,
-    values.inetDownPricePerGbMicros,
-    values.endDate,
-    values.bidPerGpuHourMicros,
-    now,
-    values.image,
-    values.diskGb,
-    values.launchMode,
-    values.onstart,
-    JSON.stringify(values.env),
-    values.ports,
-    values.label,
-    "waiting for the auction to assign GPUs",
-    values.idempotencyKey,
-    CONTAINER_KEY_NAME_PREFIX,
-    secret.prefix,
-    secret.hash,
-    values.args,
-    values.templateId,
-    freeDiskGbAfter,
-    freeDiskGbAfter >= MIN_RENTAL_DISK_GB,
-  );
+     SELECT ${Prisma.raw(INSTANCE_COLUMNS)}, (SELECT id FROM key) AS "apiKeyId" FROM inserted`;
   const { apiKeyId, ...instance } = row;
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { config } from "../../infra/config.ts";
 import { prisma } from "../../infra/db.ts";
+import { Prisma } from "../../prisma/generated/client/client.ts";
 import { SECONDS_PER_HOUR, SECONDS_PER_STORAGE_MONTH } from "../billing/rates.ts";
 import { meteredUntilSql } from "../billing/metering.ts";
 import { parseInput } from "../validation.ts";
@@ -49,42 +50,33 @@ export async function earningsEstimate(specs: { gpuName: string; numGpus: number
   const end = dayStart(now);
   const start = new Date(end.getTime() - ESTIMATE_WINDOW_DAYS * DAY_MS);
   const feeBps = BigInt(config().PLATFORM_FEE_BPS);
-  const [ledger] = await prisma.$queryRawUnsafe<{ machines: bigint; p25: number | null; p50: number | null; p75: number | null }[]>(
-    `WITH peers AS (
-       SELECT id, num_gpus, greatest(1, extract(epoch FROM $4::timestamptz - greatest($3::timestamptz, created_at)) / 86400) AS days
-         FROM machine WHERE gpu_name = $1 AND num_gpus BETWEEN ceil($2::int / 2.0) AND $2::int * 2 AND created_at < $4
+  const [ledger] = await prisma.$queryRaw<{ machines: bigint; p25: number | null; p50: number | null; p75: number | null }[]>`
+    WITH peers AS (
+       SELECT id, num_gpus, greatest(1, extract(epoch FROM ${end}::timestamptz - greatest(${start}::timestamptz, created_at)) / 86400) AS days
+         FROM machine
+        WHERE gpu_name = ${gpuName} AND num_gpus BETWEEN ceil(${numGpus}::int / 2.0) AND ${numGpus}::int * 2 AND created_at < ${end}::timestamptz
      ),
      amounts AS (
        SELECT a.machine_id, coalesce(a.amount_micros,
-                (a.unit_price_micros * a.units * coalesce(a.seconds, greatest(${meteredUntilSql("a.client_id")} - floor(extract(epoch FROM a.started_at))::bigint, 0)))
-                / CASE a.category WHEN 'GPU' THEN ${SECONDS_PER_HOUR} ELSE ${SECONDS_PER_STORAGE_MONTH} END) AS amount
+                (a.unit_price_micros * a.units * coalesce(a.seconds, greatest(${Prisma.raw(meteredUntilSql("a.client_id"))} - floor(extract(epoch FROM a.started_at))::bigint, 0)))
+                / CASE a.category WHEN 'GPU' THEN ${SECONDS_PER_HOUR}::int ELSE ${SECONDS_PER_STORAGE_MONTH}::int END) AS amount
          FROM time_accrual a
-        WHERE a.machine_id IN (SELECT id FROM peers) AND a.period_start >= $3 AND a.period_start < $4
+        WHERE a.machine_id IN (SELECT id FROM peers) AND a.period_start >= ${start}::timestamptz AND a.period_start < ${end}::timestamptz
        UNION ALL
        SELECT b.machine_id, b.amount_micros FROM bandwidth_accrual b
-        WHERE b.machine_id IN (SELECT id FROM peers) AND b.period_start >= $3 AND b.period_start < $4
+        WHERE b.machine_id IN (SELECT id FROM peers) AND b.period_start >= ${start}::timestamptz AND b.period_start < ${end}::timestamptz
      ),
      per_gpu_day AS (
-       SELECT (sum(x.amount - x.amount * $5::bigint / 10000)::float8 / s.days / s.num_gpus) AS v
+       SELECT (sum(x.amount - x.amount * ${feeBps}::bigint / 10000)::float8 / s.days / s.num_gpus) AS v
          FROM amounts x JOIN peers s ON s.id = x.machine_id GROUP BY s.id, s.days, s.num_gpus HAVING sum(x.amount) > 0
      )
      SELECT count(*) AS machines, percentile_cont(0.25) WITHIN GROUP (ORDER BY v) AS p25,
             percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS p50, percentile_cont(0.75) WITHIN GROUP (ORDER BY v) AS p75
-       FROM per_gpu_day`,
-    gpuName,
-    numGpus,
-    start,
-    end,
-    feeBps,
-  );
-  const [history] = await prisma.$queryRawUnsafe<{ avgPrice: bigint | null; utilization: number | null }[]>(
-    `SELECT (sum(price_sum) / nullif(sum(price_count), 0))::bigint AS "avgPrice",
-            sum(gpus_rented_sum)::float8 / nullif(sum(gpus_total_sum), 0) AS utilization
-       FROM price_rollup_day WHERE gpu_name = $1 AND bucket_start >= $2 AND bucket_start < $3`,
-    gpuName,
-    start,
-    end,
-  );
+       FROM per_gpu_day`;
+  const [history] = await prisma.$queryRaw<{ avgPrice: bigint | null; utilization: number | null }[]>`
+    SELECT (sum(price_sum) / nullif(sum(price_count), 0))::bigint AS "avgPrice",
+           sum(gpus_rented_sum)::float8 / nullif(sum(gpus_total_sum), 0) AS utilization
+      FROM price_rollup_day WHERE gpu_name = ${gpuName} AND bucket_start >= ${start} AND bucket_start < ${end}`;
   const base = { gpuName, numGpus, windowDays: ESTIMATE_WINDOW_DAYS, utilization: history?.utilization ?? null };
   const scaled = (perGpuDay: number | null) => (perGpuDay === null ? null : BigInt(Math.round(perGpuDay * numGpus)));
   if (ledger && ledger.machines > 0n) {

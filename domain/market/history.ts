@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { onReadReplica } from "../../infra/replica.ts";
+import { Prisma } from "../../prisma/generated/client/client.ts";
 import { parseInput } from "../validation.ts";
-import { SNAPSHOT_SQL } from "./sampler.ts";
+import { snapshotSql } from "./sampler.ts";
 import { DAY_MS } from "../time.ts";
 
 export type PriceBucket = "MINUTE" | "HOUR" | "DAY";
@@ -125,11 +126,9 @@ export interface GpuMarketStats extends Omit<PricePoint, "time" | "samples"> {
 /** Every GPU model's market now, computed live with the sampler's definitions (sampler.ts). */
 export async function marketStats(now = new Date()): Promise<GpuMarketStats[]> {
   return onReadReplica((db) =>
-    db.$queryRawUnsafe<GpuMarketStats[]>(
-      `${POINT_SQL}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
-         FROM (${SNAPSHOT_SQL}) s ORDER BY gpu_name`,
-      now,
-    ),
+    db.$queryRaw<GpuMarketStats[]>`
+      ${Prisma.raw(POINT_SQL)}, gpu_name AS "gpuName", machines_fully_rented::int AS "machinesFullyRented"
+        FROM (${snapshotSql(now)}) s ORDER BY gpu_name`,
   );
 }
 

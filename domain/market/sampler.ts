@@ -1,5 +1,6 @@
 import { config } from "../../infra/config.ts";
 import type { Tx } from "../../infra/db.ts";
+import { Prisma } from "../../prisma/generated/client/client.ts";
 import { MINUTE_MS, HOUR_MS, DAY_MS } from "../time.ts";
 
 /*
@@ -23,11 +24,11 @@ import { MINUTE_MS, HOUR_MS, DAY_MS } from "../time.ts";
 const COLUMNS = `bucket_start, gpu_name, samples, machines_sum, offers_sum, gpus_total_sum, gpus_rented_sum, gpus_available_sum,
   price_min, price_p50, price_p90, price_sum, price_count, bid_min, bid_p50, bid_p90, bid_sum, bid_count, dlperf_per_dollar`;
 
-/** The market now, one row per GPU model, in price_sample's columns plus machines_fully_rented. `$1`: now. */
-export const SNAPSHOT_SQL = `
+/** The market at `now`, one row per GPU model, in price_sample's columns plus machines_fully_rented. */
+export const snapshotSql = (now: Date) => Prisma.sql`
   WITH listed AS (
     SELECT m.id, m.gpu_name, m.num_gpus, o.offers, o.price, o.dlperf_per_dollar,
-           (m.online AND m.verification <> 'DEVERIFIED' AND m.end_date > $1) AS up,
+           (m.online AND m.verification <> 'DEVERIFIED' AND m.end_date > ${now}::timestamptz) AS up,
            least(coalesce(u.gpus, 0), m.num_gpus) AS rented
       FROM (SELECT machine_id, count(*) AS offers, min(price_per_gpu_micros) AS price, max(dlperf_per_dphtotal) AS dlperf_per_dollar
               FROM offer GROUP BY machine_id) o
@@ -44,7 +45,7 @@ export const SNAPSHOT_SQL = `
      WHERE i.kind = 'INTERRUPTIBLE' AND i.status = 'RUNNING' AND i.bid_per_gpu_hour_micros IS NOT NULL
      GROUP BY l.gpu_name
   )
-  SELECT date_trunc('minute', $1::timestamptz) AS bucket_start, l.gpu_name, 1 AS samples,
+  SELECT date_trunc('minute', ${now}::timestamptz) AS bucket_start, l.gpu_name, 1 AS samples,
          count(*)::bigint AS machines_sum, sum(l.offers)::bigint AS offers_sum, sum(l.num_gpus)::bigint AS gpus_total_sum,
          sum(l.rented)::bigint AS gpus_rented_sum,
          sum(CASE WHEN l.up THEN l.num_gpus - l.rented ELSE 0 END)::bigint AS gpus_available_sum,
@@ -68,13 +69,12 @@ const partitionName = (day: Date) => `price_sample_${day.toISOString().slice(0, 
 export async function ensurePartitions(db: Tx, from: Date, to: Date): Promise<void> {
   const wanted: Date[] = [];
   for (let day = dayStart(from); day <= to; day = new Date(day.getTime() + DAY_MS)) wanted.push(day);
-  const existing = await db.$queryRawUnsafe<{ name: string }[]>(
-    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'price_sample'::regclass`,
-  );
+  const existing = await db.$queryRaw<{ name: string }[]>`
+    SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'price_sample'::regclass`;
   const have = new Set(existing.map((row) => row.name));
   const missing = wanted.filter((day) => !have.has(partitionName(day)));
   if (missing.length === 0) return;
-  await db.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(727006)`);
+  await db.$executeRaw`SELECT pg_advisory_xact_lock(727006)`;
   for (const day of missing) {
     const end = new Date(day.getTime() + DAY_MS);
     await db.$executeRawUnsafe(
@@ -86,10 +86,9 @@ export async function ensurePartitions(db: Tx, from: Date, to: Date): Promise<vo
 
 /** Drops the minute partitions wholly before `before` (retention); returns their names. */
 export async function dropPartitionsBefore(db: Tx, before: Date): Promise<string[]> {
-  const rows = await db.$queryRawUnsafe<{ name: string }[]>(
-    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-      WHERE i.inhparent = 'price_sample'::regclass ORDER BY 1`,
-  );
+  const rows = await db.$queryRaw<{ name: string }[]>`
+    SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'price_sample'::regclass ORDER BY 1`;
   const dropped = rows
     .map((row) => row.name)
     .filter((name) => {
@@ -103,10 +102,8 @@ export async function dropPartitionsBefore(db: Tx, before: Date): Promise<string
 /** Records the market of `now`'s minute; a second call in the same minute changes nothing. */
 export async function sampleMarket(db: Tx, now: Date): Promise<number> {
   await ensurePartitions(db, now, new Date(now.getTime() + 2 * DAY_MS));
-  return db.$executeRawUnsafe(
-    `INSERT INTO price_sample (${COLUMNS}) SELECT ${COLUMNS} FROM (${SNAPSHOT_SQL}) s ON CONFLICT DO NOTHING`,
-    now,
-  );
+  const columns = Prisma.raw(COLUMNS);
+  return db.$executeRaw`INSERT INTO price_sample (${columns}) SELECT ${columns} FROM (${snapshotSql(now)}) s ON CONFLICT DO NOTHING`;
 }
 
 /**
@@ -147,9 +144,6 @@ export async function runMarketSampler(db: Tx, now = new Date()): Promise<{ samp
   // An hour back: the first hour of a day still finishes the previous day's rollup.
   await rollUp(db, "day", new Date(now.getTime() - HOUR_MS), end);
   const dropped = await dropPartitionsBefore(db, new Date(now.getTime() - PRICE_MINUTES_RETENTION_DAYS * DAY_MS));
-  await db.$executeRawUnsafe(
-    `DELETE FROM price_rollup_hour WHERE bucket_start < $1`,
-    new Date(now.getTime() - PRICE_HOURS_RETENTION_DAYS * DAY_MS),
-  );
+  await db.$executeRaw`DELETE FROM price_rollup_hour WHERE bucket_start < ${new Date(now.getTime() - PRICE_HOURS_RETENTION_DAYS * DAY_MS)}`;
   return { sampled, dropped };
 }

@@ -51,6 +51,10 @@ export const OFFER_FIELDS = {
   cpu_arch: { kind: "string", description: "CPU architecture, arm64 or amd64: as the host's agent detected it, else from the CPU's model name (Arm, Grace, Altra, Graviton are arm64)" },
   has_avx: { kind: "bool", description: "the CPU has AVX, as the host's agent detected it (false when not detected)" },
   gpu_max_power: { kind: "float", description: "each GPU's power limit, W, as nvidia-smi reports it (0 when not reported)" },
+  gpu_max_temp: { kind: "float", description: "the GPUs' temperature limit, °C, as nvidia-smi reports it (no bound matches a machine that did not report it)" },
+  cpu_ghz: { kind: "float", description: "the CPU's top clock, GHz (no bound matches a machine whose agent did not detect it)" },
+  mobo_name: { kind: "string", description: "motherboard model, exactly as DMI names it (ROMED8-2T)" },
+  ubuntu_version: { kind: "float", description: "the host's Ubuntu release as a number (22.04); no bound matches a host on another system" },
   cpu_cores: { kind: "int", description: "CPU cores of the machine" },
   cpu_cores_effective: { kind: "float", description: "CPU cores a rental of the offer gets (its share of the machine's)" },
   cpu_ram: { kind: "int", scale: 1000, description: "system RAM a rental of the offer gets (its share), GB" },
@@ -99,10 +103,6 @@ export const FIELD_ALIASES: Record<string, OfferField> = {
  * mean there: a search on one is refused by name rather than as an unknown field.
  */
 export const UNRECORDED_FIELDS: Record<string, string> = {
-  cpu_ghz: "the CPU's clock speed",
-  gpu_max_temp: "the GPUs' temperature limit",
-  mobo_name: "the motherboard model",
-  ubuntu_version: "the host's Ubuntu release",
   bw_nvlink: "the NVLink bandwidth",
   gpu_display_active: "whether a display is attached to the GPU",
   reliability2: "the reference's second reliability estimate",

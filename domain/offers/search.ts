@@ -224,6 +224,12 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   // Detected by the agent; machines registered by hand do not say (no AVX, no power limit known).
   has_avx: (ctx) => machineSql(ctx, "COALESCE(has_avx, FALSE)"),
   gpu_max_power: (ctx) => machineSql(ctx, "COALESCE(gpu_max_power_w, 0)"),
+  // Unknown stays NULL: no bound matches it, and `field=null` finds such machines.
+  gpu_max_temp: (ctx) => machineSql(ctx, "gpu_max_temp_c::float8"),
+  cpu_ghz: (ctx) => machineSql(ctx, "cpu_ghz"),
+  mobo_name: (ctx) => machineSql(ctx, "mobo_name"),
+  // Validated as "NN.NN" when stored, so the cast cannot fail.
+  ubuntu_version: (ctx) => machineSql(ctx, "ubuntu_version::float8"),
   cpu_cores: (ctx) => col(ctx, "cpu_cores"),
   cpu_cores_effective: (ctx) => col(ctx, "cpu_cores_effective"),
   cpu_ram: (ctx) => col(ctx, "cpu_ram"),
@@ -260,9 +266,13 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   host_id: (ctx) => col(ctx, "host_id"),
 };
 
+/** Sortable fields a machine may not have reported: they sort as 0, so that every cursor key is a number. */
+const UNREPORTED_SORTS_AS_ZERO = new Set<OfferField>(["gpu_max_temp", "cpu_ghz", "ubuntu_version"]);
+
 /** Order keys: the field's value, except duration, ordered by the end date so that cursors do not drift with time. */
 function sortKeySql(field: OfferField, ctx: SqlContext): Prisma.Sql {
-  return field === "duration" ? col(ctx, "end_date") : FIELD_SQL[field](ctx);
+  if (field === "duration") return col(ctx, "end_date");
+  return UNREPORTED_SORTS_AS_ZERO.has(field) ? Prisma.sql`COALESCE(${FIELD_SQL[field](ctx)}, 0)` : FIELD_SQL[field](ctx);
 }
 
 /** The SQL type a cursor's key is read back as. */

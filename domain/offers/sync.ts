@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import type { Machine } from "../../prisma/generated/client/client.ts";
+import { type Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { type Contract, winningBidFor } from "../auction/clearing.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
 import { handsOutGpus } from "../agent/gpuCapability.ts";
@@ -140,13 +140,13 @@ export const MIN_RENTAL_DISK_GB = 1;
  * disk, stopped or exited ones too. Read under the machine's row lock when acted on.
  */
 export async function freeDiskGb(db: Tx, machine: { id: number; diskSpaceGb: number }): Promise<number> {
-  const [{ reserved }] = await db.$queryRawUnsafe<{ reserved: number }[]>(`SELECT ${reservedDiskSql("$1")} AS reserved`, machine.id);
+  const [{ reserved }] = await db.$queryRaw<{ reserved: number }[]>`SELECT ${reservedDiskSql(machine.id)} AS reserved`;
   return Math.max(0, machine.diskSpaceGb - reserved);
 }
 
-/** The GB reserved on the machine `machineId` (an SQL expression) by its instances, as SQL. */
-export function reservedDiskSql(machineId: string): string {
-  return `(SELECT COALESCE(SUM(disk_gb), 0)::int FROM instance WHERE machine_id = ${machineId} AND status <> 'DESTROYED')`;
+/** The GB reserved on the machine `machineId` (an id, or an SQL expression) by its instances, as SQL. */
+export function reservedDiskSql(machineId: number | Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`(SELECT COALESCE(SUM(disk_gb), 0)::int FROM instance WHERE machine_id = ${machineId} AND status <> 'DESTROYED')`;
 }
 
 /**
@@ -192,21 +192,19 @@ export async function syncOfferAvailability(
 ): Promise<void> {
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
   const availability = offerAvailability(machine, contracts, now);
-  await db.$executeRawUnsafe(
-    // The offers' free disk is kept by the writers of instances (syncOfferDisk, createInstance).
-    `UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented,
-            rentable = v.rentable AND offer.disk_space >= $6
-       FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::bool[]) AS v(id, free, bid, rented, rentable)
-      WHERE offer.id = v.id
-        AND (offer.gpus_free_of_on_demand, offer.winning_bid_micros, offer.rented, offer.rentable)
-            IS DISTINCT FROM (v.free, v.bid::bigint, v.rented, v.rentable AND offer.disk_space >= $6)`,
-    sizes.map((numGpus) => offerId(machine.id, numGpus)),
-    availability.map((a) => a.gpusFreeOfOnDemand),
-    availability.map((a) => (a.winningBidMicros === null ? null : a.winningBidMicros.toString())),
-    availability.map((a) => a.rented),
-    availability.map((a) => a.rentable),
-    MIN_RENTAL_DISK_GB,
-  );
+  const ids = sizes.map((numGpus) => offerId(machine.id, numGpus));
+  const free = availability.map((a) => a.gpusFreeOfOnDemand);
+  const bids = availability.map((a) => (a.winningBidMicros === null ? null : a.winningBidMicros.toString()));
+  const rented = availability.map((a) => a.rented);
+  const rentable = availability.map((a) => a.rentable);
+  // The offers' free disk is kept by the writers of instances (syncOfferDisk, createInstance).
+  await db.$executeRaw`
+    UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented,
+           rentable = v.rentable AND offer.disk_space >= ${MIN_RENTAL_DISK_GB}
+      FROM unnest(${ids}::text[], ${free}::int[], ${bids}::text[], ${rented}::bool[], ${rentable}::bool[]) AS v(id, free, bid, rented, rentable)
+     WHERE offer.id = v.id
+       AND (offer.gpus_free_of_on_demand, offer.winning_bid_micros, offer.rented, offer.rentable)
+           IS DISTINCT FROM (v.free, v.bid::bigint, v.rented, v.rentable AND offer.disk_space >= ${MIN_RENTAL_DISK_GB})`;
 }
 
 /** The offers' direct_port_count after the machine's instances took or freed ports. */

@@ -242,6 +242,8 @@ export type OfferOrderField =
   | 'CPU_CORES'
   /** CPU cores a rental of the offer gets (its share of the machine's) */
   | 'CPU_CORES_EFFECTIVE'
+  /** the CPU's top clock, GHz (no bound matches a machine whose agent did not detect it) */
+  | 'CPU_GHZ'
   /** system RAM a rental of the offer gets (its share), GB */
   | 'CPU_RAM'
   /** highest CUDA version the driver supports */
@@ -266,6 +268,8 @@ export type OfferOrderField =
   | 'GPU_FRAC'
   /** each GPU's power limit, W, as nvidia-smi reports it (0 when not reported) */
   | 'GPU_MAX_POWER'
+  /** the GPUs' temperature limit, °C, as nvidia-smi reports it (no bound matches a machine that did not report it) */
+  | 'GPU_MAX_TEMP'
   /** GPU memory bandwidth, GB/s */
   | 'GPU_MEM_BW'
   /** VRAM per GPU, GB */
@@ -299,7 +303,9 @@ export type OfferOrderField =
   /** storage, $/GB-month */
   | 'STORAGE_COST'
   /** FP32 TFLOPS of all the offer's GPUs */
-  | 'TOTAL_FLOPS';
+  | 'TOTAL_FLOPS'
+  /** the host's Ubuntu release as a number (22.04); no bound matches a host on another system */
+  | 'UBUNTU_VERSION';
 
 /** MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most. */
 export type PriceBucket =
