@@ -173,7 +173,8 @@ describe("a client's bids against a competitor's higher bid, through the API alo
     expect((await app.gql(CHANGE_BID, { id: small, price: "0.22" }, client.key)).data.changeBid.__typename).toBe("MutationChangeBidSuccess");
     const mine = await eventually(async () => {
       const view = (await app.gql(INSTANCE_BID, { id: small }, client.key)).data.instance;
-      return view.bidHistory[1]?.standing ? view : undefined;
+      // The instance and its history are read one after the other: wait until both show the clearing.
+      return view.bidHistory[1]?.standing && view.bid.standing ? view : undefined;
     });
     expect(mine.bid).toMatchObject({ id: bidId(small), standing: "WINNING", pricePerGpuHour: "0.22", instance: { id: small, label: "client-small" } });
     expect(mine.bidHistory).toEqual([
