@@ -30,7 +30,7 @@ export async function speedTest(req: IncomingMessage, res: ServerResponse): Prom
   }
   const viewer = await resolveViewer(req.headers.authorization);
   if (viewer === null || viewer === "invalid") {
-    return answer(res, 401, { code: "NOT_AUTHENTICATED", message: "a MACHINE key, or an account key with MACHINES, is required" });
+    return answer(res, 401, { code: "UNAUTHENTICATED", message: "a MACHINE key, or an account key with MACHINES, is required" });
   }
   if (viewer.scope !== "MACHINE" && !hasPermission(viewer, "MACHINES")) {
     return answer(res, 403, { code: "FORBIDDEN", message: "a MACHINE key, or an account key with MACHINES, is required" });
@@ -46,7 +46,7 @@ export async function speedTest(req: IncomingMessage, res: ServerResponse): Prom
 
   const bytes = Number(url.searchParams.get("bytes"));
   if (!Number.isSafeInteger(bytes) || bytes < 1 || bytes > MAX_SPEED_TEST_BYTES) {
-    return answer(res, 400, { code: "VALIDATION_ERROR", message: `bytes must be a whole number from 1 to ${MAX_SPEED_TEST_BYTES}` });
+    return answer(res, 400, { code: "VALIDATION", message: `bytes must be a whole number from 1 to ${MAX_SPEED_TEST_BYTES}` });
   }
   res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes, "x-client-address": address, "cache-control": "no-store" });
   let left = bytes;
@@ -64,7 +64,7 @@ async function receive(req: IncomingMessage, res: ServerResponse, address: strin
   for await (const chunk of req) {
     bytes += (chunk as Buffer).length;
     if (bytes > MAX_SPEED_TEST_BYTES) {
-      return answer(res, 413, { code: "VALIDATION_ERROR", message: `at most ${MAX_SPEED_TEST_BYTES} bytes` }, { connection: "close" });
+      return answer(res, 413, { code: "VALIDATION", message: `at most ${MAX_SPEED_TEST_BYTES} bytes` }, { connection: "close" });
     }
   }
   answer(res, 200, { bytes, address });
