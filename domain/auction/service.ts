@@ -139,8 +139,10 @@ export async function enqueueClearing(machineId: number): Promise<void> {
 
 /** The machines whose clearing was requested over `olderThanMs` ago and has not run: enqueued again. */
 export async function requeueStaleClearings(olderThanMs = 5_000, now = new Date()): Promise<number> {
+  // Oldest request first: the machines that have waited longest are cleared first.
   const stale = await prisma.machine.findMany({
     where: { clearingRequestedAt: { lt: new Date(now.getTime() - olderThanMs) } },
+    orderBy: [{ clearingRequestedAt: "asc" }, { id: "asc" }],
     select: { id: true },
   });
   for (const { id } of stale) await enqueueClearing(id);
