@@ -66,8 +66,8 @@ beforeAll(async () => {
 describe("kill -9 of the auction worker while it clears", () => {
   it("leaves every machine's allocation valid, and a restarted worker finishes the work", async () => {
     // The clearing is held at a known point: the test locks the rows of the last HELD machines (stale
-    // clearings are queued oldest first, then by id), so the
-    // worker clears the others and then waits, in as many open clearing transactions as it runs at once.
+    // clearings are queued oldest first, then by id), so the worker clears the others and then waits,
+    // in as many open clearing transactions as it runs at once.
     const held = machineIds.slice(MACHINES - HELD);
     const holder = new pg.Client({ connectionString: process.env.DATABASE_URL });
     await holder.connect();
