@@ -12,6 +12,7 @@ import { requestSelfTest } from "../domain/selfTests.ts";
 import { setOperator } from "../domain/operators.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { subscribe } from "./support/ws.ts";
 import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
@@ -20,7 +21,8 @@ import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unw
  * every kind of key that may not do it: anonymous, another account's keys of each scope, the
  * victim's own machine- and instance-scoped keys, the victim's account keys that lack the permission
  * the operation needs (a read-only key among them), and the victim's expired key. Each attempt must
- * fail, reveal nothing of the victim, and leave the whole database exactly as it was.
+ * fail, reveal nothing of the victim, and leave the whole database exactly as it was. Subscriptions
+ * are tried the same way over WebSocket.
  */
 const app = useTestApp();
 
@@ -129,6 +131,8 @@ beforeAll(async () => {
   const operator = await createAccount("operator");
   await setOperator(prisma, (await prisma.user.findUniqueOrThrow({ where: { id: operator.userId } })).email, true);
   callers["operator account key"] = operator.key;
+  // A rental of its own: what the operator follows of its instances shows at once.
+  unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, operator.key)).data.createInstance);
   callers["operator READ key"] = (
     await issueApiKey(prisma, { userId: operator.userId, name: "ro", scope: "ACCOUNT", permissions: keyPermissions(["READ"]) })
   ).token;
@@ -377,6 +381,19 @@ const listings = [
 /** The victim's account keys holding one permission each (and READ): they may do what it allows. */
 const permissionOf = (caller: string) => /^victim (READ|INSTANCES|BILLING|MACHINES|KEYS) key$/.exec(caller)?.[1];
 
+/**
+ * Subscriptions over WebSocket of the victim's things: `allowedFor` names the callers that may
+ * follow them besides the victim's keys that may read.
+ */
+const subscriptions: { name: string; title: string; document: string; variables: () => Record<string, unknown>; allowedFor: string[] }[] = [
+  { name: "assignments", title: "assignments of the victim's machine", document: `subscription ($m: ID!) { assignments(machineId: $m) { machineId selfTests instances { instanceId } } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
+  { name: "logRequests", title: "log requests of the victim's machine", document: `subscription ($m: ID!) { logRequests(machineId: $m) { instanceId } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
+  { name: "instanceStatus", title: "the status of the victim's instance", document: `subscription ($id: ID!) { instanceStatus(instanceId: $id) { id status } }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  // Without an instance: each of the caller's own instances, so none of the victim's for anyone else.
+  { name: "instanceStatus", title: "the status of the caller's instances", document: `subscription { instanceStatus { id status } }`, variables: () => ({}), allowedFor: [] },
+  { name: "balance", title: "the caller's balance", document: `subscription { balance { id balance } }`, variables: () => ({}), allowedFor: [] },
+];
+
 /** Open to every caller: signing up, logging in, the mailed tokens, and the public market. */
 const openToAll = [
   "signup", "completeSignup", "login", "verifyEmail", "requestPasswordReset", "resetPassword",
@@ -404,10 +421,10 @@ describe("authorization matrix", () => {
     "operator account key",
   ];
 
-  it("tries every query and mutation of the schema, or names it open to all", () => {
+  it("tries every query, mutation and subscription of the schema, or names it open to all", () => {
     const schema = buildSchema(readFileSync(new URL("../schema.graphql", import.meta.url), "utf8"));
-    const tried = new Set([...operations.map((o) => o.name), ...listings.map((q) => /^\{ (\w+)/.exec(q)![1]!), "node", "nodes", ...openToAll]);
-    const roots = [schema.getQueryType()!, schema.getMutationType()!].flatMap((type) => Object.keys(type.getFields()));
+    const tried = new Set([...operations.map((o) => o.name), ...listings.map((q) => /^\{ (\w+)/.exec(q)![1]!), "node", "nodes", ...subscriptions.map((sub) => sub.name), ...openToAll]);
+    const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!].flatMap((type) => Object.keys(type.getFields()));
     expect(roots.filter((name) => !tried.has(name))).toEqual([]);
   });
 
@@ -444,6 +461,28 @@ describe("authorization matrix", () => {
         expect(response).not.toContain(VICTIM_CREDIT);
         expect(response).not.toContain(VICTIM_BID_LABEL);
         for (const id of Object.values(ids)) expect(response).not.toContain(`"${id}"`);
+      });
+    }
+  }
+
+  for (const subscription of subscriptions) {
+    for (const caller of callerNames) {
+      if (permissionOf(caller) || subscription.allowedFor.includes(caller)) continue;
+      it(`subscribing to ${subscription.title}, by ${caller}, shows nothing of the victim`, async () => {
+        const sub = subscribe(app.url, callers[caller] ?? "", subscription.document, subscription.variables());
+        try {
+          // Refused (the connection closed, or an error), or the caller's own things only: what it
+          // sends first is the state as it is now, so a leak would show at once.
+          const first = await Promise.race([sub.failed(), sub.next()]);
+          const text = JSON.stringify([first, sub.values]);
+          for (const id of [...Object.values(ids), `User:${victim.userId}`]) expect(text).not.toContain(`"${id}"`);
+          expect(text).not.toContain(victim.email);
+          if (sub.errors.length > 0 && Array.isArray(sub.errors[0])) {
+            expect(["FORBIDDEN", "UNAUTHENTICATED", "NOT_FOUND"]).toContain((sub.errors[0] as { extensions: { code: string } }[])[0]!.extensions.code);
+          }
+        } finally {
+          await sub.close();
+        }
       });
     }
   }
