@@ -49,7 +49,7 @@ export function directPortsNeeded(launchMode: LaunchMode, ports: readonly string
 
 /** Ports of the machine's range that no instance holds. */
 export async function freeDirectPorts(db: Tx, machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">): Promise<number> {
-  const size = rangeSize(machine);
+  const size = directPortRangeSize(machine);
   if (size === 0) return 0;
   const held = await db.instancePort.count({
     where: { machineId: machine.id, hostPort: { gte: machine.directPortStart!, lte: machine.directPortEnd! } },
@@ -57,7 +57,8 @@ export async function freeDirectPorts(db: Tx, machine: Pick<Machine, "id" | "dir
   return size - held;
 }
 
-function rangeSize(machine: Pick<Machine, "directPortStart" | "directPortEnd">): number {
+/** Ports in the machine's direct range: all free while it has no instances. */
+export function directPortRangeSize(machine: Pick<Machine, "directPortStart" | "directPortEnd">): number {
   const { directPortStart: start, directPortEnd: end } = machine;
   return start === null || end === null || end < start ? 0 : end - start + 1;
 }
