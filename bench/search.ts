@@ -23,7 +23,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
-import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { growthExponent, openBenchDatabase, percentile, startAppProcess } from "./support.ts";
 import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -423,11 +423,6 @@ async function benchSize(databaseUrl: string): Promise<{ graphql: Stats; sql: St
   }
 }
 
-/** The log-log slope between two sizes: how a figure grows with the number of offers (1 = linearly). */
-function exponent(offersA: number, valueA: number, offersB: number, valueB: number): string {
-  return (Math.log(valueB / valueA) / Math.log(offersB / offersA)).toFixed(2);
-}
-
 function printCurve(results: SizeResult[]): void {
   console.log(`Machine: ${availableParallelism()} cores (${cpus()[0].model}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   console.log(`${SEARCHES.length} searches round-robin, concurrency ${CONCURRENCY}, ${SECONDS} s each\n`);
@@ -437,8 +432,8 @@ function printCurve(results: SizeResult[]): void {
     const previous = results[i - 1];
     const slopes = previous
       ? [
-          `${exponent(previous.offers, previous.graphql.p50, result.offers, result.graphql.p50)} / ${exponent(previous.offers, previous.graphql.p99, result.offers, result.graphql.p99)}`,
-          `${exponent(previous.offers, previous.sql.p50, result.offers, result.sql.p50)} / ${exponent(previous.offers, previous.sql.p99, result.offers, result.sql.p99)}`,
+          `${growthExponent(previous.offers, previous.graphql.p50, result.offers, result.graphql.p50)} / ${growthExponent(previous.offers, previous.graphql.p99, result.offers, result.graphql.p99)}`,
+          `${growthExponent(previous.offers, previous.sql.p50, result.offers, result.sql.p50)} / ${growthExponent(previous.offers, previous.sql.p99, result.offers, result.sql.p99)}`,
         ]
       : ["", ""];
     console.log(
