@@ -395,7 +395,9 @@ async function benchSize(databaseUrl: string): Promise<{ graphql: Stats; sql: St
       }));
       return planOfferSearch({ ...args, orderBy } as never).sql;
     });
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: CONCURRENCY });
+    // The floor's connections have the session settings of the app's.
+    const { REQUEST_SESSION_OPTIONS } = await import("../infra/db.ts");
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: CONCURRENCY, options: REQUEST_SESSION_OPTIONS });
     const runSql = (i: number) => pool.query(plans[i].text, plans[i].values as unknown[]);
     const requests = searches.map(([, args]) => searchRequest(started.url, args));
     const runGraphql = (i: number) => requests[i]();
