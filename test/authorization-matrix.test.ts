@@ -226,7 +226,7 @@ const operations: {
     variables: () => ({ id: ids.registryCredential }),
   },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.bidInstance }) },
   { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
   {
     name: "createInstance",
@@ -519,6 +519,33 @@ describe("authorization matrix", () => {
     });
   }
 
+  /** The victim's bid by its global id, and through its instance (by id, and as a node: the machine's agent sees its instances). */
+  const VICTIM_BID = `query ($bid: ID!) { node(id: $bid) { id ... on Bid { standing priceToWin instance { label } } } nodes(ids: [$bid]) { id } }`;
+  const VICTIM_BID_INSTANCE = `query ($instance: ID!) { instance(id: $instance) { bid { id standing priceToWin } bidHistory { price standing } } }`;
+  // Each part on its own: one refused field must not hide what another would show.
+  const VICTIM_BID_NODE = `query ($instance: ID!) {
+    label: node(id: $instance) { ... on Instance { label } }
+    bid: node(id: $instance) { ... on Instance { bid { standing priceToWin } } }
+    history: node(id: $instance) { ... on Instance { bidHistory { price standing } } }
+  }`;
+
+  for (const caller of callerNames) {
+    if (permissionOf(caller)) continue; // the victim's own keys that may read, below
+    it(`the victim's bid by its global id or its instance, by ${caller}, is not there`, async () => {
+      const byId = await app.gql(VICTIM_BID, { bid: ids.bid }, callers[caller]);
+      // Expired credentials are refused outright; every other caller finds no such bid.
+      if (!caller.includes("expired")) expect(byId, JSON.stringify(byId)).toEqual({ data: { node: null, nodes: [null] } });
+      const byInstance = await app.gql(VICTIM_BID_INSTANCE, { instance: ids.bidInstance }, callers[caller]);
+      expect(byInstance.data ?? null, JSON.stringify(byInstance)).toBeNull();
+      expect(["FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED"]).toContain(byInstance.errors?.[0]?.extensions?.code);
+      const asNode = await app.gql(VICTIM_BID_NODE, { instance: ids.bidInstance }, callers[caller]);
+      const text = JSON.stringify([byId, byInstance, asNode]);
+      expect(text).not.toContain(VICTIM_BID_LABEL);
+      expect(text).not.toContain('"0.50"');
+      for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
+    });
+  }
+
   const CONTRACTS = "{ myMachines { nodes { id contracts(includeEnded: true) { totalCount edges { node { instanceId kind status pricePerGpuHour since endDate earnings { total } } } } } } }";
 
   for (const caller of callerNames) {
@@ -568,5 +595,11 @@ describe("authorization matrix", () => {
     const bids = JSON.stringify(await app.gql(listings.find((q) => q.includes("bids"))!, {}, victim.key));
     expect(bids).toContain(ids.bid);
     expect(bids).toContain(VICTIM_BID_LABEL);
+    const bid = await app.gql(VICTIM_BID, { bid: ids.bid }, victim.key);
+    expect(bid).toMatchObject({ data: { node: { id: ids.bid, instance: { label: VICTIM_BID_LABEL } }, nodes: [{ id: ids.bid }] } });
+    const throughInstance = await app.gql(VICTIM_BID_INSTANCE, { instance: ids.bidInstance }, victim.key);
+    expect(throughInstance).toMatchObject({ data: { instance: { bid: { id: ids.bid }, bidHistory: [{ price: "0.50" }] } } });
+    const asNode = await app.gql(VICTIM_BID_NODE, { instance: ids.bidInstance }, victim.key);
+    expect(asNode).toMatchObject({ data: { label: { label: VICTIM_BID_LABEL }, bid: { bid: { standing: null } }, history: { bidHistory: [{ price: "0.50" }] } } });
   });
 });
