@@ -11,7 +11,7 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { TRUST_FACTS_COLUMNS, type TrustFacts, checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { MIN_RENTAL_DISK_GB, chunkSizes, rentalEnd, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, freeDiskGb, rentalEnd, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
@@ -195,7 +195,9 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      const freeDisk = Math.max(0, m.diskSpaceGb - m.diskReservedGb);
+      // Its own statement, after the lock: the locking statement, had it waited for the lock, would
+      // still count only the instances that existed when it began.
+      const freeDisk = await freeDiskGb(tx, m);
       if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.

@@ -123,7 +123,8 @@ export async function createListedMachine(
  * instances never exceed the machine's; and the stored allocation is exactly what `clearMachine`
  * decides for the machine's contracts (so on-demand rentals are never displaced by bids and no
  * lower bid runs while a higher one is paused for lack of GPUs; clearing.ts's property tests prove
- * those of the function); and the holders' GPU indices never overlap.
+ * those of the function); the holders' GPU indices never overlap; and the disks of the instances not
+ * destroyed fit the machine's, the offers showing what is free.
  */
 export async function expectAllocationValid(machineId: number): Promise<void> {
   const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
@@ -135,6 +136,12 @@ export async function expectAllocationValid(machineId: number): Promise<void> {
   const shouldRun = clearing.outcomes.filter((o) => o.runs).map((o) => o.instanceId).sort((a, b) => a - b);
   expect(holding.map((i) => i.id).sort((a, b) => a - b)).toEqual(shouldRun);
   expectGpuIndicesValid(machine.numGpus, holding);
+  // Disk is reserved by every instance not destroyed, and offers show what is left.
+  const { _sum } = await prisma.instance.aggregate({ where: { machineId, status: { not: "DESTROYED" } }, _sum: { diskGb: true } });
+  const reserved = _sum.diskGb ?? 0;
+  expect(reserved).toBeLessThanOrEqual(machine.diskSpaceGb);
+  const offers = await prisma.offer.findMany({ where: { machineId }, select: { diskSpace: true } });
+  expect(offers.every((offer) => offer.diskSpace === machine.diskSpaceGb - reserved), `${machine.diskSpaceGb - reserved} GB free`).toBe(true);
 }
 
 /** Holders of a machine's GPUs each hold exactly their number of its indices, and no index twice. */
