@@ -25,8 +25,9 @@ import { availableParallelism, cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
-import WebSocket, { WebSocketServer } from "ws";
+import WebSocket from "ws";
 import { auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
+import { startFanoutFloor } from "./fanout-floor.ts";
 import { freshBenchDatabase, leanSubscriber, percentile, productionEnv, startAppProcess } from "./support.ts";
 import { adminQuery } from "../infra/pg-admin.ts";
 
@@ -64,32 +65,6 @@ async function runWorker(): Promise<void> {
   process.on("message", () => process.send!({ commits }));
   process.once("SIGTERM", () => process.exit(0));
   process.send!({ ready: true });
-}
-
-/** The floor: each clearing event from Redis goes to the machine's sockets as a stored payload, nothing else. */
-async function runFloor(): Promise<void> {
-  const [payloads] = (await once(process, "message")) as [Record<string, string>];
-  const { eventChannel } = await import("../infra/pubsub.ts");
-  const { redisConnection } = await import("../infra/redis.ts");
-  const sockets = new Map<number, Set<WebSocket>>();
-  const server = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-  server.on("connection", (socket, request) => {
-    const machineId = Number(new URL(request.url!, "http://x").searchParams.get("machine"));
-    if (!sockets.has(machineId)) sockets.set(machineId, new Set());
-    sockets.get(machineId)!.add(socket);
-    socket.on("close", () => sockets.get(machineId)!.delete(socket));
-  });
-  await once(server, "listening");
-  const redis = redisConnection({ lazyConnect: false, enableReadyCheck: false });
-  await redis.subscribe(eventChannel("orderBook"));
-  redis.on("message", (_channel: string, message: string) => {
-    for (const [machineId] of JSON.parse(message) as [number, unknown][]) {
-      const payload = payloads[machineId];
-      if (payload) for (const socket of sockets.get(machineId) ?? []) socket.send(payload);
-    }
-  });
-  process.once("SIGTERM", () => process.exit(0));
-  process.send!({ url: `ws://127.0.0.1:${(server.address() as { port: number }).port}` });
 }
 
 // ---- Orchestrator ------------------------------------------------------------------------------
@@ -153,11 +128,25 @@ function deliveryLatencies(subscribers: Subscriber[], commits: Commit[]): Omit<P
   return { latencies: latencies.sort((a, b) => a - b), deliveries: latencies.length, clearings, coalesced, maxEventsPerClearing };
 }
 
+/**
+ * A key per subscriber, as that many watchers would have: the API lets one key hold at most
+ * WS_MAX_CONNECTIONS_PER_KEY WebSocket connections.
+ */
+async function watcherKeys(count: number): Promise<string[]> {
+  const [{ prisma }, { issueApiKey }] = await Promise.all([import("../infra/db.ts"), import("../domain/apiKeys.ts")]);
+  const watcher = await prisma.user.create({ data: { email: "watcher@bench.example", passwordHash: "x" } });
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) keys.push((await issueApiKey(prisma, { userId: watcher.id, name: `watcher ${i}`, scope: "ACCOUNT" })).token);
+  await prisma.$disconnect();
+  return keys;
+}
+
 async function phase(kind: "product" | "floor", floorPayloads: Record<string, string> = {}): Promise<PhaseResult> {
   const database = `bench_order_book_${kind}_${Date.now().toString(36)}`;
   const databaseUrl = await freshBenchDatabase(SERVER_URL, database);
   process.env.REDIS_PREFIX = database;
   process.env.LOG_LEVEL = "warn";
+  const watchers = kind === "product" ? await watcherKeys(SUBSCRIBERS) : [];
   const keys = await seedAuction(MACHINES, CONCURRENCY);
   const env = productionEnv({ DATABASE_URL: databaseUrl });
   const api = await startAppProcess(databaseUrl);
@@ -175,7 +164,7 @@ async function phase(kind: "product" | "floor", floorPayloads: Record<string, st
       subscribers.push(subscriber);
       const socket = await leanSubscriber(
         wsUrl,
-        keys[i % keys.length],
+        watchers[i]!,
         ORDER_BOOK,
         (_payload, raw) => {
           if (subscriber.readyAt === 0) subscriber.readyAt = Date.now();
@@ -189,13 +178,13 @@ async function phase(kind: "product" | "floor", floorPayloads: Record<string, st
     const deadline = Date.now() + 60_000;
     while (subscribers.some((s) => s.readyAt === 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   } else {
-    floor = startChild("floor-server", env);
-    floor.send(floorPayloads);
-    const [{ url }] = (await once(floor, "message")) as [{ url: string }];
+    const started = await startFanoutFloor("orderBook", floorPayloads, env);
+    floor = started.child;
+    const url = started.url;
     for (let i = 0; i < SUBSCRIBERS; i++) {
       const subscriber: Subscriber = { machineId: watchedMachine(i), readyAt: 0, receipts: [] };
       subscribers.push(subscriber);
-      const socket = new WebSocket(`${url}/?machine=${subscriber.machineId}`);
+      const socket = new WebSocket(`${url}/?id=${subscriber.machineId}`);
       // Parsed as the product's subscribers parse theirs.
       socket.on("message", (data: Buffer) => {
         JSON.parse(data.toString());
@@ -273,6 +262,5 @@ async function main(): Promise<void> {
 
 const role = process.argv[2];
 if (role === "worker") await runWorker();
-else if (role === "floor-server") await runFloor();
 else if (role === "product" || role === "floor") await runPhase(role);
 else await main();

@@ -9,7 +9,8 @@
  * model in turn: points by DAY and HOUR over the whole range and by MINUTE over the last day; the
  * series by MINUTE over 1, 3 and 7 days (1,440 / 4,320 / 10,080 points) and by HOUR over 92 days.
  * Beside each, its floor: the resolver's own statement alone through `pg`, interleaved with the
- * product's requests. Prints p50/p99 of both and their ratio.
+ * product's requests. Prints p50/p99 of both and their ratio, and the MINUTE series' curve over its
+ * three sizes with the growth exponent of each.
  *
  * Env: DATABASE_URL (server), REDIS_URL, BENCH_DAYS, BENCH_MODELS, BENCH_REQUESTS (per bucket
  * size, default 200), BENCH_KEEP=1 keeps the database, BENCH_DATABASE=<name> reuses a kept one.
@@ -18,7 +19,7 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import pg from "pg";
-import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { growthExponent, openBenchDatabase, percentile, startAppProcess } from "./support.ts";
 import type { PriceBucket, SeriesColumn } from "../domain/market/history.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
       { field: "priceSeries", bucket: "HOUR", days: Math.min(DAYS, 92) },
     ];
     const rows: string[] = [];
+    const seriesCurve: { points: number; product: number; floor: number }[] = [];
     for (const { field, bucket, days } of cases) {
       const rangeFrom = new Date(to.getTime() - days * DAY_MS);
       const range = (i: number) => ({ gpuName: gpuName(1 + (i % MODELS)), from: rangeFrom, to, bucket });
@@ -150,6 +152,7 @@ async function main(): Promise<void> {
       )).rows[0].n;
       const p = summary(product);
       const f = summary(floor);
+      if (field === "priceSeries" && bucket === "MINUTE") seriesCurve.push({ points, product: p.p50, floor: f.p50 });
       rows.push(
         `| ${field} | ${bucket} | ${days} days | ${points} | ${p.p50.toFixed(1)} | ${p.p99.toFixed(1)} | ${f.p50.toFixed(1)} | ${f.p99.toFixed(1)} | ${(p.p50 / f.p50).toFixed(2)} | ${(p.p99 / f.p99).toFixed(2)} |`,
       );
@@ -161,6 +164,16 @@ async function main(): Promise<void> {
     console.log("| field | bucket | range | points | product p50 ms | product p99 ms | floor p50 ms | floor p99 ms | ratio p50 | ratio p99 |");
     console.log("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) console.log(row);
+    console.log("\nThe MINUTE series' curve: growth exponent (log-log slope) of p50 between its sizes\n");
+    console.log("| points | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |");
+    console.log("|---:|---:|---:|---:|---:|---:|");
+    seriesCurve.forEach((size, i) => {
+      const previous = seriesCurve[i - 1];
+      const slopes = previous
+        ? `${growthExponent(previous.points, previous.product, size.points, size.product)} | ${growthExponent(previous.points, previous.floor, size.points, size.floor)}`
+        : " | ";
+      console.log(`| ${size.points} | ${size.product.toFixed(1)} | ${size.floor.toFixed(1)} | ${(size.product / size.floor).toFixed(2)} | ${slopes} |`);
+    });
   } finally {
     await floorClient.end().catch(() => {});
     server?.kill("SIGTERM");

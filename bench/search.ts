@@ -1,33 +1,38 @@
 /**
- * Offer search benchmark: `npx tsx bench/search.ts` (not part of the test suite).
+ * Offer search benchmark: `npx tsx bench/search.ts [--sizes 10000,100000,1000000]` (not part of the
+ * test suite).
  *
- * Creates a fresh database on DATABASE_URL's server, migrates it, lists 20,000 machines with a
- * realistic mix of GPU models, sizes, prices and countries (their offers written by the real
- * syncOffers), starts the real app (buildApp) in a child process, and runs 24 realistic searches
- * over HTTP at concurrency 16, then the very SQL statements those searches build, directly with pg
- * at the same concurrency. Prints p50, p99 and queries per second of both, and their p50 ratio.
+ * Creates a fresh database on DATABASE_URL's server, migrates it, and for each size in turn grows a
+ * fleet of listed machines with a realistic mix of GPU models, sizes, prices and countries until it
+ * has that many offers (machines and offers inserted set-wise, the offers being the real offer sync's
+ * rows, checked against syncOffers on a sample), starts the real app (buildApp) in a child process,
+ * and runs 24 realistic searches over HTTP at concurrency 16, then the very SQL statements those
+ * searches build, directly with pg at the same concurrency. Prints p50, p99 and queries per second of
+ * both and their p50 ratio at each size, then the curve: each figure's growth exponent between sizes.
  *
  * Env: DATABASE_URL (server to use; default local postgres), REDIS_URL, BENCH_SECONDS (default 20),
- * BENCH_MACHINES (default 24000, see below), BENCH_KEEP=1 keeps the database, BENCH_DATABASE=<name>
- * reuses a kept one instead of seeding.
+ * BENCH_SIZES (offers per size, as --sizes), BENCH_KEEP=1 keeps the database, BENCH_DATABASE=<name>
+ * reuses a kept one (grown further when a size asks for more offers than it has).
  *
- * A machine is offered in at most five chunk sizes (1, 2, 4, 8 and all of a 10–16 GPU box), and a
- * realistic fleet averages about 3.9, so the 100,000 offers the targets are about take ~25,000
- * machines rather than 20,000 (24,000 give ~93,000).
+ * A machine is offered in at most five chunk sizes (1, 2, 4, 8 and all of a 10–16 GPU box), and this
+ * fleet averages about 3.9, so 1,000,000 offers take ~256,000 machines.
  */
-import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
-import { availableParallelism, cpus, totalmem } from "node:os";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { parseArgs } from "node:util";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
-import { openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { growthExponent, openBenchDatabase, percentile, startAppProcess } from "./support.ts";
 import { DAY_MS } from "../domain/time.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
-const MACHINES = Number(process.env.BENCH_MACHINES ?? 24_000);
+/** Offers at each measured size: `--sizes 10000,100000` or BENCH_SIZES; the fleet grows from one size to the next. */
+const SIZES = (parseArgs({ options: { sizes: { type: "string" } } }).values.sizes ?? process.env.BENCH_SIZES ?? "10000,100000,1000000")
+  .split(",")
+  .map(Number);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 
 // ---- Data ------------------------------------------------------------------------------------
@@ -67,38 +72,25 @@ const CPUS: (readonly [string, number])[] = [
   ["Intel Xeon E5-2680 v4", 14], ["AMD EPYC 9654 96-Core", 96],
 ];
 
-async function seed(databaseUrl: string): Promise<number> {
-  const { GPU_MODELS } = await import("../domain/dlperf.ts");
-  const { machineDlperf } = await import("../domain/dlperf.ts");
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  const { rows } = await client.query<{ id: number }>(
-    `INSERT INTO user_account (email, password_hash) VALUES ('bench-host@example.com', 'x') RETURNING id`,
-  );
-  const hostId = rows[0].id;
+const MACHINE_COLUMNS = [
+  "host_id", "gpu_name", "num_gpus", "gpu_ram_mb", "compute_cap", "tflops_per_gpu", "gpu_mem_bw", "pcie_gen", "pcie_bw",
+  "cpu_name", "cpu_cores", "cpu_ram_mb", "disk_space_gb", "disk_bw", "inet_up_mbps", "inet_down_mbps", "cuda_max_good",
+  "driver_version", "country_code", "geolocation", "datacenter", "verification", "dlperf", "reliability", "online",
+  "listed", "price_per_gpu_hour_micros", "min_bid_per_gpu_hour_micros", "storage_price_per_gb_month_micros",
+  "inet_up_price_per_gb_micros", "inet_down_price_per_gb_micros", "min_chunk", "end_date", "gpus_on_demand", "updated_at",
+];
+const MACHINE_TYPES = [
+  "int", "text", "int", "int", "int", "float8", "float8", "int", "float8", "text", "int", "int", "float8", "float8",
+  "float8", "float8", "float8", "text", "text", "text", "bool", '"VerificationState"', "float8", "float8", "bool",
+  "bool", "int8", "int8", "int8", "int8", "int8", "int", "timestamptz", "int", "timestamptz",
+];
+
+/** The next `count` machines of the fleet, as columns (MACHINE_COLUMNS) ready for unnest. */
+async function fleetBatch(hostId: number, count: number, now: number): Promise<unknown[][]> {
+  const { GPU_MODELS, machineDlperf } = await import("../domain/dlperf.ts");
   const models = GPU_MODELS.filter((model) => MARKET[model.gpuName]).map((model) => [model, MARKET[model.gpuName][0]] as const);
-  const columns = [
-    "host_id", "gpu_name", "num_gpus", "gpu_ram_mb", "compute_cap", "tflops_per_gpu", "gpu_mem_bw", "pcie_gen", "pcie_bw",
-    "cpu_name", "cpu_cores", "cpu_ram_mb", "disk_space_gb", "disk_bw", "inet_up_mbps", "inet_down_mbps", "cuda_max_good",
-    "driver_version", "country_code", "geolocation", "datacenter", "verification", "dlperf", "reliability", "online",
-    "listed", "price_per_gpu_hour_micros", "min_bid_per_gpu_hour_micros", "storage_price_per_gb_month_micros",
-    "inet_up_price_per_gb_micros", "inet_down_price_per_gb_micros", "min_chunk", "end_date", "gpus_on_demand", "updated_at",
-  ];
-  const types = [
-    "int", "text", "int", "int", "int", "float8", "float8", "int", "float8", "text", "int", "int", "float8", "float8",
-    "float8", "float8", "float8", "text", "text", "text", "bool", '"VerificationState"', "float8", "float8", "bool",
-    "bool", "int8", "int8", "int8", "int8", "int8", "int", "timestamptz", "int", "timestamptz",
-  ];
-  const now = Date.now();
-  const batch: unknown[][] = columns.map(() => []);
-  const flush = async () => {
-    await client.query(
-      `INSERT INTO machine (${columns.join(", ")}) SELECT * FROM unnest(${types.map((type, i) => `$${i + 1}::${type}[]`).join(", ")})`,
-      batch,
-    );
-    for (const column of batch) column.length = 0;
-  };
-  for (let i = 0; i < MACHINES; i++) {
+  const batch: unknown[][] = MACHINE_COLUMNS.map(() => []);
+  for (let i = 0; i < count; i++) {
     const model = pick(models);
     const numGpus = pick([[1, 6], [2, 5], [4, 9], [8, 40], [10, 20], [12, 8], [16, 12]] as const);
     const minChunk = pick([[1, 90], [2, 6], [numGpus, 4]] as const);
@@ -126,25 +118,116 @@ async function seed(databaseUrl: string): Promise<number> {
       new Date(now + between(1, 180) * DAY_MS), random() < 0.3 ? Math.floor(random() * numGpus) : 0, new Date(now),
     ];
     values.forEach((value, column) => batch[column].push(typeof value === "bigint" ? value.toString() : value));
-    if (batch[0].length === 2000) await flush();
   }
-  if (batch[0].length) await flush();
-  await client.end();
+  return batch;
+}
 
-  // Offers come from the real sync service, machine by machine, a few at a time.
+/** Machines inserted per statement while seeding; their offers follow in one statement too. */
+const SEED_BATCH = 5_000;
+
+/** About how many offers a machine of this fleet has: sizes the last batch to land near a size. */
+const OFFERS_PER_MACHINE = 3.9;
+
+/**
+ * Inserts `rows` (objects keyed by the Prisma model's field names, whose columns are their snake_case)
+ * into `table` in one statement: one array per column, unnested, typed as the catalog types them.
+ */
+async function insertRows(client: pg.Client, table: string, rows: Record<string, unknown>[]): Promise<void> {
+  if (rows.length === 0) return;
+  const fields = Object.keys(rows[0]);
+  const columns = fields.map((field) => field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`));
+  const { rows: types } = await client.query<{ column: string; type: string }>(
+    "SELECT column_name AS column, udt_name AS type FROM information_schema.columns WHERE table_name = $1 AND column_name = ANY($2)",
+    [table, columns],
+  );
+  const typeOf = new Map(types.map((row) => [row.column, row.type]));
+  await client.query(
+    `INSERT INTO ${table} (${columns.join(", ")}) SELECT * FROM unnest(${columns.map((column, i) => `$${i + 1}::"${typeOf.get(column)}"[]`).join(", ")})`,
+    fields.map((field) => rows.map((row) => (typeof row[field] === "bigint" ? String(row[field]) : row[field]))),
+  );
+}
+
+/**
+ * Grows the fleet until it has at least `targetOffers` offers; returns the seconds it took.
+ * Machines are inserted set-wise (unnest of column arrays) and so are their offers: the rows are
+ * the real offer sync's (`offerRows`) for a machine with nothing on it yet (no instances, no
+ * maintenance window), which is what a new listing is; checkSeededOffers compares a sample with
+ * what `syncOffers` itself writes. The offer table's secondary indexes are dropped during a large
+ * load and rebuilt after it, as a bulk load does.
+ */
+async function grow(databaseUrl: string, targetOffers: number): Promise<{ seconds: number; added: number }> {
+  const t0 = performance.now();
+  const { prisma } = await import("../infra/db.ts");
+  const { offerRows, offered } = await import("../domain/offers/sync.ts");
+  const { directPortRangeSize } = await import("../domain/instances/ports.ts");
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    let { rows: [{ offers }] } = await client.query<{ offers: number }>("SELECT count(*)::int AS offers FROM offer");
+    if (offers >= targetOffers) return { seconds: 0, added: 0 };
+    const hostId = (
+      await client.query<{ id: number }>(
+        `INSERT INTO user_account (email, password_hash) VALUES ('bench-host@example.com', 'x')
+         ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id`,
+      )
+    ).rows[0].id;
+    const bulk = targetOffers - offers > offers;
+    const { rows: indexes } = await client.query<{ name: string; definition: string }>(
+      `SELECT indexname AS name, indexdef AS definition FROM pg_indexes
+        WHERE tablename = 'offer' AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'offer'::regclass)`,
+    );
+    if (bulk) for (const { name } of indexes) await client.query(`DROP INDEX "${name}"`);
+    let added = 0;
+    const now = new Date();
+    while (offers < targetOffers) {
+      const count = Math.min(SEED_BATCH, Math.ceil((targetOffers - offers) / OFFERS_PER_MACHINE));
+      const batch = await fleetBatch(hostId, count, now.getTime());
+      const { rows } = await client.query<{ id: number }>(
+        `INSERT INTO machine (${MACHINE_COLUMNS.join(", ")})
+         SELECT * FROM unnest(${MACHINE_TYPES.map((type, i) => `$${i + 1}::${type}[]`).join(", ")}) RETURNING id`,
+        batch,
+      );
+      const machines = await prisma.machine.findMany({ where: { id: { in: rows.map((row) => row.id) } } });
+      const seeded = machines.filter(offered).flatMap((machine) =>
+        offerRows(
+          machine,
+          { maintenanceStartsAt: null, contracts: [], directPortCount: directPortRangeSize(machine), diskSpace: machine.diskSpaceGb },
+          now,
+        ),
+      );
+      await insertRows(client, "offer", seeded);
+      offers += seeded.length;
+      added += seeded.length;
+    }
+    if (bulk) for (const { definition } of indexes) await client.query(definition);
+    await client.query("ANALYZE");
+    return { seconds: (performance.now() - t0) / 1000, added };
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Throws unless `sampleSize` seeded machines' offers are exactly what the real syncOffers writes
+ * for them: each sampled machine's rows are read, synced, read again and compared field by field.
+ */
+async function checkSeededOffers(sampleSize: number): Promise<void> {
   const { prisma } = await import("../infra/db.ts");
   const { syncOffers } = await import("../domain/offers/sync.ts");
-  const ids = (await prisma.machine.findMany({ select: { id: true } })).map((m) => m.id);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (next < ids.length) await syncOffers(prisma, ids[next++]);
-    }),
-  );
-  await prisma.$executeRawUnsafe("ANALYZE");
-  const offers = await prisma.offer.count();
-  await prisma.$disconnect();
-  return offers;
+  const sample = await prisma.$queryRaw<{ id: number }[]>`SELECT id FROM machine ORDER BY md5(id::text) LIMIT ${sampleSize}`;
+  const ids = sample.map((machine) => machine.id);
+  const read = async () => {
+    const rows = await prisma.offer.findMany({ where: { machineId: { in: ids } }, orderBy: { id: "asc" } });
+    return rows.map((row) => JSON.stringify(row, (_, value) => (typeof value === "bigint" ? `${value}n` : value)));
+  };
+  const seeded = await read();
+  for (const id of ids) await syncOffers(prisma, id);
+  const synced = await read();
+  const first = synced.findIndex((row, i) => row !== seeded[i]);
+  if (seeded.length !== synced.length || first >= 0) {
+    throw new Error(`seeded offers differ from syncOffers' (${seeded.length} vs ${synced.length} rows): ${seeded[first]} vs ${synced[first]}`);
+  }
+  console.log(`Checked: ${seeded.length} seeded offers of ${ids.length} machines equal what syncOffers writes for them`);
 }
 
 // ---- Queries ---------------------------------------------------------------------------------
@@ -290,21 +373,18 @@ async function countRows(databaseUrl: string): Promise<{ machines: number; offer
   return rows[0];
 }
 
-async function main(): Promise<void> {
-  const database = await openBenchDatabase(SERVER_URL, "bench_search");
-  const databaseUrl = database.url;
-  let server: ChildProcess | undefined;
-  try {
-    if (database.fresh) {
-      const t0 = performance.now();
-      const offers = await seed(databaseUrl);
-      console.log(`Seeded ${MACHINES} machines, ${offers} offers in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    }
-    const counts = await countRows(databaseUrl);
-    console.log(`Database ${database.name}: ${counts.machines} machines, ${counts.offers} offers`);
+interface SizeResult {
+  machines: number;
+  offers: number;
+  seedSeconds: number;
+  graphql: Stats;
+  sql: Stats;
+}
 
-    const started = await startAppProcess(databaseUrl);
-    server = started.child;
+/** Runs the 24 searches over GraphQL (the real app in a child process) and as their SQL through pg. */
+async function benchSize(databaseUrl: string): Promise<{ graphql: Stats; sql: Stats }> {
+  const started = await startAppProcess(databaseUrl);
+  try {
     const searches = await resolvePages(started.url);
     const { planOfferSearch } = await import("../domain/offers/search.ts");
     // The SQL the resolver would build: the same arguments, enum values as the domain spells them.
@@ -315,7 +395,9 @@ async function main(): Promise<void> {
       }));
       return planOfferSearch({ ...args, orderBy } as never).sql;
     });
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: CONCURRENCY });
+    // The floor's connections have the session settings of the app's.
+    const { REQUEST_SESSION_OPTIONS } = await import("../infra/db.ts");
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: CONCURRENCY, options: REQUEST_SESSION_OPTIONS });
     const runSql = (i: number) => pool.query(plans[i].text, plans[i].values as unknown[]);
     const requests = searches.map(([, args]) => searchRequest(started.url, args));
     const runGraphql = (i: number) => requests[i]();
@@ -323,25 +405,62 @@ async function main(): Promise<void> {
     // Warm both paths (plans, caches, JIT) before measuring.
     await measure(runGraphql, searches.length, 3);
     await measure(runSql, searches.length, 3);
-    const http = await measure(runGraphql, searches.length, SECONDS);
+    const graphql = await measure(runGraphql, searches.length, SECONDS);
     const sql = await measure(runSql, searches.length, SECONDS);
     await pool.end();
-    agent.destroy();
 
-    console.log(`\nMachine: ${availableParallelism()} cores (${cpus()[0].model}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`);
-    console.log(`${searches.length} searches round-robin, concurrency ${CONCURRENCY}, ${SECONDS} s each\n`);
     console.log("| search | GraphQL p50 ms | SQL p50 ms |");
     console.log("|---|---:|---:|");
-    searches.forEach(([name], i) => console.log(`| ${name} | ${http.perQuery[i].toFixed(1)} | ${sql.perQuery[i].toFixed(1)} |`));
+    searches.forEach(([name], i) => console.log(`| ${name} | ${graphql.perQuery[i].toFixed(1)} | ${sql.perQuery[i].toFixed(1)} |`));
     console.log("\n| path | requests | p50 ms | p99 ms | queries/s |");
     console.log("|---|---:|---:|---:|---:|");
-    for (const [name, stats] of [["GraphQL over HTTP", http], ["raw SQL (pg)", sql]] as const) {
+    for (const [name, stats] of [["GraphQL over HTTP", graphql], ["raw SQL (pg)", sql]] as const) {
       console.log(`| ${name} | ${stats.count} | ${stats.p50.toFixed(1)} | ${stats.p99.toFixed(1)} | ${stats.qps.toFixed(0)} |`);
     }
-    console.log(`\nGraphQL-to-SQL p50 ratio: ${(http.p50 / sql.p50).toFixed(2)} (targets: p99 ≤ 50 ms, ratio ≤ 3)`);
+    console.log(`\nGraphQL-to-SQL p50 ratio: ${(graphql.p50 / sql.p50).toFixed(2)} (targets: p99 ≤ 50 ms, ratio ≤ 2.5)\n`);
+    return { graphql, sql };
   } finally {
-    server?.kill("SIGTERM");
-    if (server) await once(server, "exit");
+    started.child.kill("SIGTERM");
+    await once(started.child, "exit");
+  }
+}
+
+function printCurve(results: SizeResult[]): void {
+  console.log(`Machine: ${availableParallelism()} cores (${cpus()[0].model}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log(`${SEARCHES.length} searches round-robin, concurrency ${CONCURRENCY}, ${SECONDS} s each\n`);
+  console.log("| offers | machines | seeding s | GraphQL p50 / p99 ms | SQL p50 / p99 ms | ratio p50 | exponent GraphQL p50 / p99 | exponent SQL p50 / p99 |");
+  console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
+  results.forEach((result, i) => {
+    const previous = results[i - 1];
+    const slopes = previous
+      ? [
+          `${growthExponent(previous.offers, previous.graphql.p50, result.offers, result.graphql.p50)} / ${growthExponent(previous.offers, previous.graphql.p99, result.offers, result.graphql.p99)}`,
+          `${growthExponent(previous.offers, previous.sql.p50, result.offers, result.sql.p50)} / ${growthExponent(previous.offers, previous.sql.p99, result.offers, result.sql.p99)}`,
+        ]
+      : ["", ""];
+    console.log(
+      `| ${result.offers} | ${result.machines} | ${result.seedSeconds.toFixed(1)} | ${result.graphql.p50.toFixed(1)} / ${result.graphql.p99.toFixed(1)} | ` +
+        `${result.sql.p50.toFixed(1)} / ${result.sql.p99.toFixed(1)} | ${(result.graphql.p50 / result.sql.p50).toFixed(2)} | ${slopes.join(" | ")} |`,
+    );
+  });
+}
+
+async function main(): Promise<void> {
+  const database = await openBenchDatabase(SERVER_URL, "bench_search");
+  const results: SizeResult[] = [];
+  try {
+    for (const size of SIZES) {
+      const { seconds, added } = await grow(database.url, size);
+      const counts = await countRows(database.url);
+      console.log(`## ${counts.offers} offers (${counts.machines} machines), database ${database.name}: seeded ${added} offers in ${seconds.toFixed(1)} s, load average ${loadavg()[0].toFixed(2)}`);
+      await checkSeededOffers(200);
+      results.push({ ...counts, seedSeconds: seconds, ...(await benchSize(database.url)) });
+    }
+    agent.destroy();
+    printCurve(results);
+  } finally {
+    const { prisma } = await import("../infra/db.ts");
+    await prisma.$disconnect();
     await database.release();
   }
 }

@@ -10,6 +10,9 @@
  *    last delivery of each metering tick (medians) and the CPU spent per event by the API processes,
  *    by this one (the clients) and by the metering worker. The API processes run with the V8 flags of
  *    `npm start` (package.json), or BENCH_API_NODE_ARGS.
+ *    Then the floor: the same subscribers on as many bare `ws` processes (bench/fanout-floor.ts) that
+ *    forward the same Redis events to each account's socket as the last payload the product sent it
+ *    (no GraphQL, no refetch), measured the same way while the same worker charges; prints the ratios.
  *    BENCH_TICKS=1 also lists every metering tick's first and last delivery.
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
  *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
@@ -17,11 +20,14 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
+import { startFanoutFloor } from "./fanout-floor.ts";
+import { adminQuery } from "../infra/pg-admin.ts";
 import { freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -30,9 +36,10 @@ const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 5_000);
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
-const DATABASE = "bench_subscriptions";
 const root = fileURLToPath(new URL("..", import.meta.url));
 
+// A database of the run's own: concurrent runs and other benchmarks never drop it from under this one.
+const DATABASE = `bench_subscriptions_${Date.now().toString(36)}`;
 await freshBenchDatabase(SERVER_URL, DATABASE);
 process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
@@ -147,72 +154,136 @@ listener.on("message", (_channel, message: string) => {
 });
 
 
-console.log(`connecting ${SUBSCRIBERS} balance subscribers over ${API_PROCESSES} API processes…`);
-const latencies: number[] = [];
-/** Per balance event published (by its time): the first and last delivery latency of its subscribers. */
-const ticks = new Map<number, { first: number; last: number }>();
-let measuring = false;
-let received = 0;
-const subscribers: WebSocket[] = [];
-let subscribedCount = 0;
-let allSubscribed!: () => void;
-const subscribedAll = new Promise<void>((resolve) => (allSubscribed = resolve));
-for (const [i, account] of accounts.entries()) {
-  let first = true;
-  const socket = await leanSubscriber(apis[i % apis.length].url, account.key, "subscription { balance { balance } }", () => {
-    if (first) {
-      first = false;
-      if (++subscribedCount === accounts.length) allSubscribed();
-      return;
-    }
-    if (!measuring) return;
-    received++;
-    const at = published.get(account.userId);
-    if (at === undefined) return;
-    const latency = performance.now() - at;
-    latencies.push(latency);
-    const tick = ticks.get(at);
-    if (!tick) ticks.set(at, { first: latency, last: latency });
-    else tick.last = Math.max(tick.last, latency);
-  });
-  subscribers.push(socket);
+interface BalancePhase {
+  latencies: number[];
+  received: number;
+  elapsed: number;
+  /** Per balance event published (by its time): the first and last delivery latency of its subscribers. */
+  ticks: Map<number, { first: number; last: number }>;
+  /** CPU seconds of the processes serving the sockets, and of this one (the clients), while measuring. */
+  serverCpu: number;
+  clientCpu: number;
+  meteringCpu: number;
+  /** The last message each account's subscriber got (what the floor sends). */
+  payloads: Record<string, string>;
 }
-await subscribedAll;
 
-console.log(`all subscribed; metering for ${SECONDS} s…`);
-// The metering worker in its own process, as deployed (workers/metering.ts), not in this one's event loop.
+/** A subscriber's open socket, and when its subscription is live. */
+interface Connected {
+  socket: WebSocket;
+  subscribed: Promise<unknown>;
+}
+
+/**
+ * One subscriber per account, connected by `connect` one after another, measured for SECONDS once all
+ * are subscribed while the metering worker charges them; `servers` are the processes serving the sockets.
+ */
+async function measureBalance(
+  servers: ChildProcess[],
+  connect: (account: { userId: number; key: string }, i: number, onMessage: (raw: string) => void) => Promise<Connected>,
+): Promise<BalancePhase> {
+  const phase: BalancePhase = { latencies: [], received: 0, elapsed: 0, ticks: new Map(), serverCpu: 0, clientCpu: 0, meteringCpu: 0, payloads: {} };
+  let measuring = false;
+  const connected: Connected[] = [];
+  for (const [i, account] of accounts.entries()) {
+    connected.push(
+      await connect(account, i, (raw) => {
+        phase.payloads[account.userId] = raw;
+        if (!measuring) return;
+        phase.received++;
+        const at = published.get(account.userId);
+        if (at === undefined) return;
+        const latency = performance.now() - at;
+        phase.latencies.push(latency);
+        const tick = phase.ticks.get(at);
+        if (!tick) phase.ticks.set(at, { first: latency, last: latency });
+        else tick.last = Math.max(tick.last, latency);
+      }),
+    );
+  }
+  await Promise.all(connected.map((c) => c.subscribed));
+  await sleep(3000); // the sockets settle and the metering ticks run steadily
+  const serverCpuBefore = servers.map((server) => cpuSeconds(server.pid!));
+  const meteringCpuBefore = cpuSeconds(metering.pid!);
+  const clientCpuBefore = process.cpuUsage();
+  measuring = true;
+  const started = performance.now();
+  await sleep(SECONDS * 1000);
+  measuring = false;
+  phase.elapsed = (performance.now() - started) / 1000;
+  phase.serverCpu = servers.reduce((sum, server, i) => sum + cpuSeconds(server.pid!) - serverCpuBefore[i], 0);
+  const clientCpu = process.cpuUsage(clientCpuBefore);
+  phase.clientCpu = (clientCpu.user + clientCpu.system) / 1e6;
+  phase.meteringCpu = cpuSeconds(metering.pid!) - meteringCpuBefore;
+  for (const { socket } of connected) socket.close(1000);
+  phase.latencies.sort((a, b) => a - b);
+  return phase;
+}
+
+function report(name: string, phase: BalancePhase): void {
+  const { latencies, received, elapsed, ticks } = phase;
+  console.log(
+    `${name}: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
+      `delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`,
+  );
+  if (process.env.BENCH_TICKS) for (const [at, tick] of [...ticks].sort((a, b) => a[0] - b[0])) console.log(`${at.toFixed(0)} first ${tick.first.toFixed(0)} last ${tick.last.toFixed(0)}`);
+  const firsts = [...ticks.values()].map((tick) => tick.first).sort((a, b) => a - b);
+  const lasts = [...ticks.values()].map((tick) => tick.last).sort((a, b) => a - b);
+  console.log(
+    `  per metering tick (${ticks.size}): first delivery p50 ${percentile(firsts, 50).toFixed(1)} ms, last delivery p50 ${percentile(lasts, 50).toFixed(1)} ms`,
+  );
+  const perEvent = (seconds: number) => ((seconds / Math.max(1, received)) * 1e6).toFixed(0);
+  console.log(
+    `  CPU per delivered event: serving processes ${perEvent(phase.serverCpu)} µs, this process (the clients) ${perEvent(phase.clientCpu)} µs, ` +
+      `metering worker ${perEvent(phase.meteringCpu)} µs`,
+  );
+}
+
+// The metering worker in its own process, as deployed (workers/metering.ts), not in this one's event
+// loop; it charges through both phases.
 const { child: metering } = await spawnChild([], "workers/metering.ts", "info", (line) => line.includes("metering worker started"));
 process.on("exit", () => metering.kill("SIGKILL"));
-await sleep(3000); // the first ticks open the accrual rows
-const apiCpuBefore = apis.map((api) => cpuSeconds(api.child.pid!));
-const meteringCpuBefore = cpuSeconds(metering.pid!);
-const benchCpuBefore = process.cpuUsage();
-measuring = true;
-const started = performance.now();
-await sleep(SECONDS * 1000);
-measuring = false;
-const elapsed = (performance.now() - started) / 1000;
-const apiCpu = apis.reduce((sum, api, i) => sum + cpuSeconds(api.child.pid!) - apiCpuBefore[i], 0);
-const benchCpu = process.cpuUsage(benchCpuBefore);
-const meteringCpu = cpuSeconds(metering.pid!) - meteringCpuBefore;
+
+console.log(`product: ${SUBSCRIBERS} balance subscribers over ${API_PROCESSES} API processes, metering for ${SECONDS} s…`);
+const product = await measureBalance(
+  apis.map((api) => api.child),
+  async (account, i, onMessage) => {
+    // The subscription's first message is the current balance, not an event: it is live then.
+    let live!: () => void;
+    const subscribed = new Promise<void>((resolve) => (live = resolve));
+    let first = true;
+    const socket = await leanSubscriber(apis[i % apis.length].url, account.key, "subscription { balance { balance } }", (_payload, raw) => {
+      if (!first) return onMessage(raw);
+      first = false;
+      live();
+    });
+    return { socket, subscribed };
+  },
+);
+report("product (API: refetch, GraphQL, WebSocket)", product);
+
+console.log(`floor: the same subscribers on ${API_PROCESSES} bare ws fan-out processes, metering for ${SECONDS} s…`);
+const floors = await Promise.all(apis.map(() => startFanoutFloor("balance", product.payloads, productionEnv())));
+const floor = await measureBalance(
+  floors.map((f) => f.child),
+  async (account, i, onMessage) => {
+    const socket = new WebSocket(`${floors[i % floors.length].url}/?id=${account.userId}`);
+    // Parsed as the product's subscribers parse theirs.
+    socket.on("message", (data: Buffer) => {
+      const raw = data.toString();
+      JSON.parse(raw);
+      onMessage(raw);
+    });
+    await once(socket, "open");
+    return { socket, subscribed: Promise.resolve() };
+  },
+);
+report("floor (bare ws fan-out of the same payloads)", floor);
+const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(1);
+const cpuRatio = (product.serverCpu / Math.max(1, product.received) / (floor.serverCpu / Math.max(1, floor.received))).toFixed(1);
+console.log(`ratio product/floor: delivery p50 ${ratio(50)}x, p99 ${ratio(99)}x; serving CPU per event ${cpuRatio}x`);
+await Promise.all(floors.map((f) => new Promise((exited) => f.child.once("exit", exited).kill("SIGTERM"))));
 await new Promise((exited) => metering.once("exit", exited).kill("SIGTERM"));
-latencies.sort((a, b) => a - b);
-console.log(
-  `balance: ${SUBSCRIBERS} subscribers, ${received} events in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} events/s; ` +
-    `delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`,
-);
-if (process.env.BENCH_TICKS) for (const [at, tick] of [...ticks].sort((a, b) => a[0] - b[0])) console.log(`${at.toFixed(0)} first ${tick.first.toFixed(0)} last ${tick.last.toFixed(0)}`);
-const firsts = [...ticks.values()].map((tick) => tick.first).sort((a, b) => a - b);
-const lasts = [...ticks.values()].map((tick) => tick.last).sort((a, b) => a - b);
-console.log(
-  `per metering tick (${ticks.size}): first delivery p50 ${percentile(firsts, 50).toFixed(1)} ms, last delivery p50 ${percentile(lasts, 50).toFixed(1)} ms`,
-);
-console.log(
-  `CPU per delivered event: API processes ${((apiCpu / received) * 1e6).toFixed(0)} µs, ` +
-    `this process (the clients) ${(((benchCpu.user + benchCpu.system) / received)).toFixed(0)} µs, ` +
-    `metering worker ${((meteringCpu / received) * 1e6).toFixed(0)} µs`,
-);
-for (const socket of subscribers) socket.close(1000);
 
 console.log(`connecting ${AGENTS} agents…`);
 const dropped: number[] = [];
@@ -265,6 +336,7 @@ await Promise.all(apis.map((api) => new Promise((exited) => api.child.once("exit
 listener.disconnect();
 await closePubSub();
 await prisma.$disconnect();
+await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
 const { redis } = await import("../infra/redis.ts");
 redis.disconnect();
 process.exit(0);

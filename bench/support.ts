@@ -11,6 +11,14 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /**
+ * The log-log slope of a figure between two sizes, as text: how it grows with the size (1 = linearly,
+ * 0 = not at all). Figures at three sizes give two slopes: the curve RESULTS.md states.
+ */
+export function growthExponent(sizeA: number, valueA: number, sizeB: number, valueB: number): string {
+  return (Math.log(valueB / valueA) / Math.log(sizeB / sizeA)).toFixed(2);
+}
+
+/**
  * The environment of the app's processes in a benchmark: production mode, which requires the
  * secrets development makes up (a registry-credentials key of the run's own when none is set).
  */

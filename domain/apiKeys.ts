@@ -73,27 +73,21 @@ export function refusedKeysWhere(now: Date) {
   return { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
 }
 
+type AuthenticatedKey = Omit<Viewer, "keyId"> & { id: number; revokedAt: Date | null; expiresAt: Date | null; lastUsedAt: Date | null };
+
 /**
  * The viewer for a bearer token, or null when the key is unknown, revoked or expired. Using a
  * session key moves its expiry forward (to the minute).
  */
 export async function authenticateApiKey(db: Tx, token: string, now = new Date()): Promise<Viewer | null> {
   if (!token.startsWith(KEY_PREFIX) || token.length > 128) return null;
-  const key = await db.apiKey.findUnique({
-    where: { hash: hashApiKey(token) },
-    select: {
-      id: true,
-      userId: true,
-      scope: true,
-      machineId: true,
-      instanceId: true,
-      permissions: true,
-      revokedAt: true,
-      expiresAt: true,
-      lastUsedAt: true,
-      user: { select: { operator: true } },
-    },
-  });
+  // One statement with the owner's operator flag: this runs on every authenticated request.
+  const [key] = await db.$queryRaw<AuthenticatedKey[]>`
+    SELECT k.id, k.user_id AS "userId", k.scope::text AS scope, k.machine_id AS "machineId", k.instance_id AS "instanceId",
+           k.permissions::text[] AS permissions, k.revoked_at AS "revokedAt", k.expires_at AS "expiresAt",
+           k.last_used_at AS "lastUsedAt", u.operator
+      FROM api_key k JOIN user_account u ON u.id = k.user_id
+     WHERE k.hash = ${hashApiKey(token)}`;
   if (!key || key.revokedAt || (key.expiresAt && key.expiresAt <= now)) return null;
   if (!key.lastUsedAt || now.getTime() - key.lastUsedAt.getTime() > LAST_USED_PRECISION_MS) {
     const expiresAt = key.scope === "SESSION" ? new Date(now.getTime() + SESSION_TTL_MS) : undefined;
@@ -106,7 +100,7 @@ export async function authenticateApiKey(db: Tx, token: string, now = new Date()
     machineId: key.machineId,
     instanceId: key.instanceId,
     permissions: key.permissions,
-    operator: key.user.operator,
+    operator: key.operator,
   };
 }
 

@@ -77,16 +77,14 @@ export function readsMachine(viewer: Viewer | null, machine: { id: number; hostI
   return seesMachine(viewer, machine) || operates(viewer, "READ");
 }
 
-/**
- * An instance is seen by its client's readers, by its own key (which controls it) and by the agent
- * of its machine.
- */
+/** An instance's client's readers and its own key (which controls it): who may read what only its owner wrote, such as its label. */
+export function ownsInstance(viewer: Viewer | null, instance: { id: number; clientId: number }): boolean {
+  return readsAccount(viewer, instance.clientId) || (viewer?.scope === "INSTANCE" && viewer.instanceId === instance.id);
+}
+
+/** An instance is seen by its owner (ownsInstance) and by the agent of its machine, which runs it. */
 export function seesInstance(viewer: Viewer | null, instance: { id: number; clientId: number; machineId: number }): boolean {
-  return (
-    readsAccount(viewer, instance.clientId) ||
-    (viewer?.scope === "INSTANCE" && viewer.instanceId === instance.id) ||
-    (viewer?.scope === "MACHINE" && viewer.machineId === instance.machineId)
-  );
+  return ownsInstance(viewer, instance) || (viewer?.scope === "MACHINE" && viewer.machineId === instance.machineId);
 }
 
 /** The permissions an account key is made with: READ always, and all of them when none are named. */

@@ -2,8 +2,16 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "../prisma/generated/client/client.ts";
 import { config } from "./config.ts";
 
+/**
+ * Session settings of the connections that serve requests: those run short index scans on cores
+ * shared by many requests at once, where a parallel plan (chosen on a misestimate, as for the offer
+ * search's bound on a larger disk at a million offers) spends more starting workers than it saves
+ * (bench/RESULTS.md, offer search).
+ */
+export const REQUEST_SESSION_OPTIONS = "-c max_parallel_workers_per_gather=0";
+
 export const prisma = new PrismaClient({
-  adapter: new PrismaPg({ connectionString: config().DATABASE_URL, max: 20 }),
+  adapter: new PrismaPg({ connectionString: config().DATABASE_URL, max: 20, options: REQUEST_SESSION_OPTIONS }),
   // Under a burst (32 bidders on a saturated box) a transaction may wait more than Prisma's default 2 s
   // for one of the 20 connections: it should wait its turn, not fail the request with an internal error.
   transactionOptions: { maxWait: 10_000 },

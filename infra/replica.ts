@@ -2,7 +2,7 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import { AppError } from "../domain/errors.ts";
 import { PrismaClient } from "../prisma/generated/client/client.ts";
 import { config } from "./config.ts";
-import { prisma, type Tx } from "./db.ts";
+import { prisma, REQUEST_SESSION_OPTIONS, type Tx } from "./db.ts";
 import { logger } from "./logger.ts";
 
 /**
@@ -48,7 +48,7 @@ function replicaState(): ReplicaState | undefined {
   const { DATABASE_REPLICA_URL, REPLICA_MAX_LAG_MS } = config();
   if (!DATABASE_REPLICA_URL) return undefined;
   const client = new PrismaClient({
-    adapter: new PrismaPg({ connectionString: DATABASE_REPLICA_URL, max: 20, connectionTimeoutMillis: REPLICA_MAX_LAG_MS }),
+    adapter: new PrismaPg({ connectionString: DATABASE_REPLICA_URL, max: 20, connectionTimeoutMillis: REPLICA_MAX_LAG_MS, options: REQUEST_SESSION_OPTIONS }),
   });
   const intervalMs = Math.min(1000, Math.max(50, REPLICA_MAX_LAG_MS / 4));
   state = { client, maxLagMs: REPLICA_MAX_LAG_MS, samples: [], freshAt: 0, usable: false, probing: false, timer: setInterval(() => void probe(), intervalMs) };

@@ -78,7 +78,9 @@ builder.prismaObjectFields(InstanceRef, (t) => ({
     isNull: (instance) => instance.kind !== "INTERRUPTIBLE",
   }),
   bidHistory: t.relation("bidChanges", {
-    description: "Interruptible only: every price its bid held, oldest first (empty for on-demand).",
+    // Like its Bid: the owner's alone, never the machine's agent's.
+    authScopes: (instance, _args, ctx) => readsAccount(ctx.viewer, instance.clientId),
+    description: "Interruptible only: every price its bid held, oldest first (empty for on-demand). Its owner's only.",
     query: { orderBy: { id: "asc" } },
   }),
 }));

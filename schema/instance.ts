@@ -22,7 +22,7 @@ import {
   stopInstance,
   updateInstance,
 } from "../domain/instances/service.ts";
-import { seesInstance } from "../domain/authorization.ts";
+import { ownsInstance, seesInstance } from "../domain/authorization.ts";
 import { prisma } from "../infra/db.ts";
 import {
   InstanceStatus as InstanceStatusValues,
@@ -155,7 +155,12 @@ export const InstanceRef = builder.prismaNode("Instance", {
       description: "The template it was launched from, if any.",
       resolve: (instance) => (instance.templateId === null ? null : { type: "Template", id: instance.templateId }),
     }),
-    label: t.exposeString("label", { nullable: true, description: "The owner's name for it; null for none." }),
+    label: t.exposeString("label", {
+      nullable: true,
+      // The agent runs the instance without it; the machine's host never learns a renter's names.
+      authScopes: (instance, _args, ctx) => ownsInstance(ctx.viewer, instance),
+      description: "The owner's name for it; null for none. Not shown to the machine's agent.",
+    }),
     containerLabel: t.string({
       description: "The container's name, also CONTAINER_LABEL inside it.",
       resolve: (instance) => containerLabel(instance.id),

@@ -3,6 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AUCTION_QUEUE } from "../domain/auction/service.ts";
 import { liveInstances } from "../domain/auction/contracts.ts";
+import { syncOfferDisk } from "../domain/offers/sync.ts";
 import { prisma } from "../infra/db.ts";
 import { redisConnection, redisKey } from "../infra/redis.ts";
 import { createAccount, createListedMachine, expectAllocationValid, waitForClearings } from "./support/rentals.ts";
@@ -29,7 +30,8 @@ beforeAll(async () => {
   const client = await createAccount("client");
   machineIds = [];
   for (let i = 0; i < MACHINES; i++) machineIds.push(await createListedMachine(host.userId, { numGpus: 4 }));
-  // Contracts as createInstance leaves them: waiting in SCHEDULING, their machines flagged for clearing.
+  // Contracts as createInstance leaves them: waiting in SCHEDULING, their machines flagged for clearing,
+  // their disk reserved.
   const now = Date.now();
   await prisma.instance.createMany({
     data: machineIds.flatMap((machineId, m) =>
@@ -61,6 +63,8 @@ beforeAll(async () => {
     ),
   });
   await prisma.machine.updateMany({ where: { id: { in: machineIds } }, data: { clearingRequestedAt: new Date(now) } });
+  // Their offers show the disk they reserve, as createInstance leaves them.
+  for (const machine of await prisma.machine.findMany({ where: { id: { in: machineIds } } })) await syncOfferDisk(prisma, machine);
 }, 120_000);
 
 describe("kill -9 of the auction worker while it clears", () => {

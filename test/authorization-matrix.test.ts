@@ -1,4 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { buildSchema } from "graphql";
 import sshpk from "sshpk";
 import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
@@ -6,9 +8,11 @@ import { keyPermissions } from "../domain/authorization.ts";
 import type { ApiKeyPermission } from "../prisma/generated/client/client.ts";
 import { postEntry } from "../domain/billing/ledger.ts";
 import { scheduleMaintenance } from "../domain/maintenance.ts";
+import { requestSelfTest } from "../domain/selfTests.ts";
 import { setOperator } from "../domain/operators.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
+import { subscribe } from "./support/ws.ts";
 import { databaseSnapshot } from "./support/snapshot.ts";
 import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
 
@@ -17,7 +21,8 @@ import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unw
  * every kind of key that may not do it: anonymous, another account's keys of each scope, the
  * victim's own machine- and instance-scoped keys, the victim's account keys that lack the permission
  * the operation needs (a read-only key among them), and the victim's expired key. Each attempt must
- * fail, reveal nothing of the victim, and leave the whole database exactly as it was.
+ * fail, reveal nothing of the victim, and leave the whole database exactly as it was. Subscriptions
+ * are tried the same way over WebSocket.
  */
 const app = useTestApp();
 
@@ -33,6 +38,8 @@ interface Ids {
   /** The victim's bid on the attacker's machine, and its instance. */
   bid: string;
   bidInstance: string;
+  /** A pending self-test of the victim's machine. */
+  selfTest: string;
 }
 
 let victim: { userId: number; key: string; email: string };
@@ -102,6 +109,7 @@ beforeAll(async () => {
     maintenanceWindow: `MaintenanceWindow:${window.id}`,
     bid: victimBid.instance.id.replace("Instance:", "Bid:"),
     bidInstance: victimBid.instance.id,
+    selfTest: `MachineSelfTest:${(await requestSelfTest({ userId: victim.userId, operator: false }, victimMachine)).id}`,
   };
   callers.anonymous = undefined;
   callers["attacker account key"] = attacker.key;
@@ -123,6 +131,8 @@ beforeAll(async () => {
   const operator = await createAccount("operator");
   await setOperator(prisma, (await prisma.user.findUniqueOrThrow({ where: { id: operator.userId } })).email, true);
   callers["operator account key"] = operator.key;
+  // A rental of its own: what the operator follows of its instances shows at once.
+  unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, operator.key)).data.createInstance);
   callers["operator READ key"] = (
     await issueApiKey(prisma, { userId: operator.userId, name: "ro", scope: "ACCOUNT", permissions: keyPermissions(["READ"]) })
   ).token;
@@ -145,6 +155,8 @@ const operations: {
   forCaller?: boolean;
   /** Only an operator's key holding `needs` may do it: the victim's own keys may not either. */
   operatorOnly?: boolean;
+  /** Only the victim's machine's agent may do it: no account key, whatever it holds. */
+  agentOnly?: boolean;
 }[] = [
   {
     name: "setMachineVerification", needs: "MACHINES", operatorOnly: true, allowedFor: ["operator account key"],
@@ -214,7 +226,7 @@ const operations: {
     variables: () => ({ id: ids.registryCredential }),
   },
   { name: "labelInstance", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('labelInstance(id: $id, label: "pwned")', "MutationLabelInstanceSuccess")} }`, variables: () => ({ id: ids.instance }) },
-  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.instance }) },
+  { name: "changeBid", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result('changeBid(instanceId: $id, pricePerGpuHour: "5.00")', "MutationChangeBidSuccess")} }`, variables: () => ({ id: ids.bidInstance }) },
   { name: "deleteTemplate", needs: "INSTANCES", document: `mutation ($id: ID!) { ${result("deleteTemplate(id: $id)", "MutationDeleteTemplateSuccess")} }`, variables: () => ({ id: ids.template }) },
   {
     name: "createInstance",
@@ -232,6 +244,74 @@ const operations: {
     name: "earnings", needs: "READ",
     document: `query ($id: ID!, $from: DateTime!, $to: DateTime!) { earnings(machineId: $id, from: $from, to: $to) { nodes { machineId } } }`,
     variables: () => ({ id: ids.machine, ...lastWeek() }),
+  },
+  {
+    name: "attachSshKey", needs: "INSTANCES",
+    document: `mutation ($id: ID!, $k: String!) { ${result("attachSshKey(instanceId: $id, publicKey: $k)", "MutationAttachSshKeySuccess")} }`,
+    variables: () => ({ id: ids.instance, k: sshPublicKey() }),
+  },
+  {
+    name: "detachSshKey", needs: "INSTANCES",
+    document: `mutation ($id: ID!, $key: ID!) { ${result("detachSshKey(instanceId: $id, sshKeyId: $key)", "MutationDetachSshKeySuccess")} }`,
+    variables: () => ({ id: ids.instance, key: ids.sshKey }),
+  },
+  {
+    name: "setMachineNetwork", needs: "MACHINES",
+    document: `mutation ($input: MachineNetworkInput!) { ${result("setMachineNetwork(input: $input)", "MutationSetMachineNetworkSuccess")} }`,
+    variables: () => ({ input: { machineId: ids.machine, directPortStart: 50_000, directPortEnd: 50_100, publicAddress: "203.0.113.9" } }),
+  },
+  {
+    // The victim rents on the attacker's machine: the victim may report it, with a key that may rent.
+    name: "reportMachine", needs: "INSTANCES", forCaller: true,
+    document: `mutation ($id: ID!) { ${result('reportMachine(machineId: $id, reason: OTHER, text: "made up")', "MutationReportMachineSuccess")} }`,
+    variables: () => ({ id: `Machine:${attackerMachineId}` }),
+  },
+  {
+    name: "machineReports", needs: "READ", operatorOnly: true, allowedFor: ["operator account key", "operator READ key"],
+    document: `{ machineReports(first: 10) { totalCount } }`,
+    variables: () => ({}),
+  },
+  { name: "addCredit", needs: "BILLING", forCaller: true, document: `mutation { ${result('addCredit(amount: "10.00")', "MutationAddCreditSuccess")} }`, variables: () => ({}) },
+  // The agent's operations: the victim's machine's own agent only (MACHINE key), for its machine and the rentals on it.
+  {
+    name: "machineHeartbeat", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { ${result("machineHeartbeat(machineId: $id, metrics: { cpuLoad: 0.5 })", "MutationMachineHeartbeatSuccess")} }`,
+    variables: () => ({ id: ids.machine }),
+  },
+  {
+    name: "reportInstanceState", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { ${result('reportInstanceState(instanceId: $id, status: EXITED, message: "forged")', "MutationReportInstanceStateSuccess")} }`,
+    variables: () => ({ id: contractOnVictimMachine }),
+  },
+  {
+    name: "reportUsage", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { ${result('reportUsage(instanceId: $id, rxBytes: "1000000000", txBytes: "1000000000")', "MutationReportUsageSuccess")} }`,
+    variables: () => ({ id: contractOnVictimMachine }),
+  },
+  {
+    name: "uploadInstanceLogs", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { uploadInstanceLogs(instanceId: $id, requestId: "forged", lines: ["forged"]) { __typename ... on Error { code } } }`,
+    variables: () => ({ id: contractOnVictimMachine }),
+  },
+  {
+    name: "issueContainerApiKey", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { ${result("issueContainerApiKey(instanceId: $id)", "MutationIssueContainerApiKeySuccess")} }`,
+    variables: () => ({ id: contractOnVictimMachine }),
+  },
+  {
+    name: "reportSelfTest", needs: "MACHINES", agentOnly: true,
+    document: `mutation ($id: ID!) { ${result('reportSelfTest(selfTestId: $id, checks: [{ name: CONTAINER_START, passed: true, message: "forged" }])', "MutationReportSelfTestSuccess")} }`,
+    variables: () => ({ id: ids.selfTest }),
+  },
+  {
+    name: "createTemplate", needs: "INSTANCES", forCaller: true,
+    document: `mutation { ${result('createTemplate(input: { name: "t", image: "x/y", launchMode: SSH })', "MutationCreateTemplateSuccess")} }`,
+    variables: () => ({}),
+  },
+  {
+    name: "saveRegistryCredential", needs: "KEYS", forCaller: true,
+    document: `mutation { ${result('saveRegistryCredential(registry: "quay.io", auth: { username: "u", password: "p" })', "MutationSaveRegistryCredentialSuccess")} }`,
+    variables: () => ({}),
   },
   { name: "requestEmailVerification", document: `mutation { ${result("requestEmailVerification", "MutationRequestEmailVerificationSuccess")} }`, variables: () => ({}), needs: "KEYS", forCaller: true },
   {
@@ -301,6 +381,42 @@ const listings = [
 /** The victim's account keys holding one permission each (and READ): they may do what it allows. */
 const permissionOf = (caller: string) => /^victim (READ|INSTANCES|BILLING|MACHINES|KEYS) key$/.exec(caller)?.[1];
 
+/**
+ * Subscriptions over WebSocket of the victim's things: `allowedFor` names the callers that may
+ * follow them besides the victim's keys that may read.
+ */
+const subscriptions: {
+  name: string;
+  title: string;
+  document: string;
+  variables: () => Record<string, unknown>;
+  allowedFor: string[];
+  /** What a caller it accepts gets first, for a subscription open to every key. */
+  shows?: Record<string, unknown>;
+}[] = [
+  { name: "assignments", title: "assignments of the victim's machine", document: `subscription ($m: ID!) { assignments(machineId: $m) { machineId selfTests instances { instanceId } } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
+  { name: "logRequests", title: "log requests of the victim's machine", document: `subscription ($m: ID!) { logRequests(machineId: $m) { instanceId } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
+  { name: "instanceStatus", title: "the status of the victim's instance", document: `subscription ($id: ID!) { instanceStatus(instanceId: $id) { id status } }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
+  // Without an instance: each of the caller's own instances, so none of the victim's for anyone else.
+  { name: "instanceStatus", title: "the status of the caller's instances", document: `subscription { instanceStatus { id status } }`, variables: () => ({}), allowedFor: [] },
+  { name: "balance", title: "the caller's balance", document: `subscription { balance { id balance } }`, variables: () => ({}), allowedFor: [] },
+  // Any key may watch a listed machine's book: the victim's bid shows as a price level, never as the victim's.
+  {
+    name: "orderBook", title: "the book of a machine the victim bids on",
+    document: `subscription ($m: ID!) { orderBook(machineId: $m) { machineId clearingPrice levels { price gpus bids winningGpus } } }`,
+    variables: () => ({ m: `Machine:${attackerMachineId}` }), allowedFor: [],
+    shows: { clearingPrice: "0.50", levels: [{ price: "0.50", gpus: 2, bids: 1, winningGpus: 2 }] },
+  },
+];
+
+/** Open to every caller: signing up, logging in, the mailed tokens, and the public market. */
+const openToAll = [
+  "signup", "completeSignup", "login", "verifyEmail", "requestPasswordReset", "resetPassword",
+  "offers", "offer", "orderBook", "marketStats", "priceHistory", "priceSeries", "earningsEstimate",
+  // A machine's public listing; what only its host may read is checked with its contracts below.
+  "machine",
+];
+
 describe("authorization matrix", () => {
   const callerNames = [
     "anonymous",
@@ -320,11 +436,18 @@ describe("authorization matrix", () => {
     "operator account key",
   ];
 
+  it("tries every query, mutation and subscription of the schema, or names it open to all", () => {
+    const schema = buildSchema(readFileSync(new URL("../schema.graphql", import.meta.url), "utf8"));
+    const tried = new Set([...operations.map((o) => o.name), ...listings.map((q) => /^\{ (\w+)/.exec(q)![1]!), "node", "nodes", ...subscriptions.map((sub) => sub.name), ...openToAll]);
+    const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!].flatMap((type) => Object.keys(type.getFields()));
+    expect(roots.filter((name) => !tried.has(name))).toEqual([]);
+  });
+
   for (const operation of operations) {
     for (const caller of callerNames) {
-      if (operation.allowedFor?.includes(caller)) continue;
+      if (operation.allowedFor?.includes(caller) || (operation.agentOnly && caller === "victim machine key")) continue;
       const permission = permissionOf(caller);
-      if (permission && !operation.operatorOnly && (permission === operation.needs || operation.needs === "READ")) continue;
+      if (permission && !operation.operatorOnly && !operation.agentOnly && (permission === operation.needs || operation.needs === "READ")) continue;
       // Another account acting for itself may: the attacker and the operator are such accounts.
       if (operation.forCaller && (caller === "attacker account key" || caller === "operator account key")) continue;
       it(`${operation.name} by ${caller} fails and changes nothing`, async () => {
@@ -357,6 +480,44 @@ describe("authorization matrix", () => {
     }
   }
 
+  for (const subscription of subscriptions) {
+    for (const caller of callerNames) {
+      if (permissionOf(caller) || subscription.allowedFor.includes(caller)) continue;
+      it(`subscribing to ${subscription.title}, by ${caller}, shows nothing of the victim`, async () => {
+        const sub = subscribe(app.url, callers[caller] ?? "", subscription.document, subscription.variables());
+        try {
+          // Refused (the connection closed, or an error), or the caller's own things only: what it
+          // sends first is the state as it is now, so a leak would show at once.
+          const first = await Promise.race([sub.failed(), sub.next()]);
+          const text = JSON.stringify([first, sub.values]);
+          for (const id of [...Object.values(ids), `User:${victim.userId}`]) expect(text).not.toContain(`"${id}"`);
+          expect(text).not.toContain(victim.email);
+          expect(text).not.toContain(VICTIM_BID_LABEL);
+          if (sub.errors.length > 0 && Array.isArray(sub.errors[0])) {
+            expect(["FORBIDDEN", "UNAUTHENTICATED", "NOT_FOUND"]).toContain((sub.errors[0] as { extensions: { code: string } }[])[0]!.extensions.code);
+          }
+          if (subscription.shows && sub.errors.length === 0) expect(first).toMatchObject(subscription.shows);
+        } finally {
+          await sub.close();
+        }
+      });
+    }
+  }
+
+  for (const caller of callerNames) {
+    if (permissionOf(caller)) continue;
+    it(`node and nodes of the victim's things, by ${caller}, show none of them`, async () => {
+      // The victim's instance is seen by its own key and by the agent of the machine it runs on.
+      const instanceSeen = caller === "victim instance key" || caller === "attacker machine key";
+      const { instance, bidInstance, machine, ...accountOnly } = ids;
+      const lookedUp = instanceSeen ? Object.values(accountOnly) : [instance, bidInstance, ...Object.values(accountOnly)];
+      const response = await app.gql(`query ($ids: [ID!]!, $one: ID!) { nodes(ids: $ids) { id } node(id: $one) { id } }`, { ids: lookedUp, one: lookedUp[0] }, callers[caller]);
+      const text = JSON.stringify(response);
+      for (const id of lookedUp) expect(text).not.toContain(`"${id}"`);
+      expect(text).not.toContain(victim.email);
+    });
+  }
+
   for (const caller of callerNames) {
     it(`the order book of a machine the victim bids on, by ${caller}, shows the bid's level and nothing of the victim`, async () => {
       const book = `orderBook { minBid clearingPrice levels { price gpus bids winningGpus } }`;
@@ -371,6 +532,33 @@ describe("authorization matrix", () => {
       expect(text).not.toContain(victim.email);
       expect(text).not.toContain(VICTIM_BID_LABEL);
       expect(text).not.toContain(`"${victim.userId}"`);
+      for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
+    });
+  }
+
+  /** The victim's bid by its global id, and through its instance (by id, and as a node: the machine's agent sees its instances). */
+  const VICTIM_BID = `query ($bid: ID!) { node(id: $bid) { id ... on Bid { standing priceToWin instance { label } } } nodes(ids: [$bid]) { id } }`;
+  const VICTIM_BID_INSTANCE = `query ($instance: ID!) { instance(id: $instance) { bid { id standing priceToWin } bidHistory { price standing } } }`;
+  // Each part on its own: one refused field must not hide what another would show.
+  const VICTIM_BID_NODE = `query ($instance: ID!) {
+    label: node(id: $instance) { ... on Instance { label } }
+    bid: node(id: $instance) { ... on Instance { bid { standing priceToWin } } }
+    history: node(id: $instance) { ... on Instance { bidHistory { price standing } } }
+  }`;
+
+  for (const caller of callerNames) {
+    if (permissionOf(caller)) continue; // the victim's own keys that may read, below
+    it(`the victim's bid by its global id or its instance, by ${caller}, is not there`, async () => {
+      const byId = await app.gql(VICTIM_BID, { bid: ids.bid }, callers[caller]);
+      // Expired credentials are refused outright; every other caller finds no such bid.
+      if (!caller.includes("expired")) expect(byId, JSON.stringify(byId)).toEqual({ data: { node: null, nodes: [null] } });
+      const byInstance = await app.gql(VICTIM_BID_INSTANCE, { instance: ids.bidInstance }, callers[caller]);
+      expect(byInstance.data ?? null, JSON.stringify(byInstance)).toBeNull();
+      expect(["FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED"]).toContain(byInstance.errors?.[0]?.extensions?.code);
+      const asNode = await app.gql(VICTIM_BID_NODE, { instance: ids.bidInstance }, callers[caller]);
+      const text = JSON.stringify([byId, byInstance, asNode]);
+      expect(text).not.toContain(VICTIM_BID_LABEL);
+      expect(text).not.toContain('"0.50"');
       for (const id of Object.values(ids)) expect(text).not.toContain(`"${id}"`);
     });
   }
@@ -424,5 +612,11 @@ describe("authorization matrix", () => {
     const bids = JSON.stringify(await app.gql(listings.find((q) => q.includes("bids"))!, {}, victim.key));
     expect(bids).toContain(ids.bid);
     expect(bids).toContain(VICTIM_BID_LABEL);
+    const bid = await app.gql(VICTIM_BID, { bid: ids.bid }, victim.key);
+    expect(bid).toMatchObject({ data: { node: { id: ids.bid, instance: { label: VICTIM_BID_LABEL } }, nodes: [{ id: ids.bid }] } });
+    const throughInstance = await app.gql(VICTIM_BID_INSTANCE, { instance: ids.bidInstance }, victim.key);
+    expect(throughInstance).toMatchObject({ data: { instance: { bid: { id: ids.bid }, bidHistory: [{ price: "0.50" }] } } });
+    const asNode = await app.gql(VICTIM_BID_NODE, { instance: ids.bidInstance }, victim.key);
+    expect(asNode).toMatchObject({ data: { label: { label: VICTIM_BID_LABEL }, bid: { bid: { standing: null } }, history: { bidHistory: [{ price: "0.50" }] } } });
   });
 });

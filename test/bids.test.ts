@@ -1,6 +1,7 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { machineHeartbeat, sweepMachineLiveness } from "../domain/agent/liveness.ts";
 import { closePubSub } from "../infra/pubsub.ts";
@@ -8,8 +9,8 @@ import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
 import { eventually } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
 import { runCli } from "./support/cli.ts";
-import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, unwrap } from "./support/rentals.ts";
-import { subscribe } from "./support/ws.ts";
+import { CREATE_INSTANCE, createAccount, createListedMachine, instanceInput, listMachineThroughApi, unwrap } from "./support/rentals.ts";
+import { type TestSubscription, subscribe } from "./support/ws.ts";
 
 const app = useTestApp();
 let auction: AuctionWorker;
@@ -61,126 +62,198 @@ async function myBids(key: string, variables: Record<string, unknown> = {}) {
 
 const bidId = (instanceId: string) => instanceId.replace("Instance:", "Bid:");
 
+/**
+ * A book subscription opened after `clearingsBefore` was counted got at most one event per clearing
+ * of the machine since, besides its first (the book as it was). The worker's "completed" may come
+ * after the event its clearing published: wait for the count to catch up, never for fewer.
+ */
+async function expectAtMostOneEventPerClearing(book: TestSubscription, machineId: number, clearingsBefore: number): Promise<void> {
+  const events = book.values.length - 1;
+  await eventually(() => (clearings.get(machineId) ?? 0) - clearingsBefore >= events);
+}
+
 describe("a client's bids against a competitor's higher bid, through the API alone", () => {
-  let client: { userId: number; key: string };
-  let competitor: { userId: number; key: string };
-  let machineId: number;
-  let small: string;
-  let large: string;
-  let rival: string;
-
-  beforeAll(async () => {
+  it("shows the bids' standing, the price to win each back, the anonymous book, and live events as the competitor raises and withdraws", async () => {
     const host = await createAccount("host");
-    client = await createAccount("client");
-    competitor = await createAccount("competitor");
-    machineId = await createListedMachine(host.userId, { numGpus: 4 });
-    small = await placeBid(client.key, machineId, 2, "0.20", "client-small");
-    large = await placeBid(client.key, machineId, 2, "0.25", "client-large");
-    rival = await placeBid(competitor.key, machineId, 4, "0.30", "rival-secret-label");
-  });
-
-  it("shows both bids OUTBID with the price that wins each back, which is the offer's winningBid", async () => {
-    const bids = await eventually(async () => {
-      const page = await myBids(client.key);
-      return page.edges.every((e: any) => e.node.standing === "OUTBID") && page.totalCount === 2 ? page : undefined;
-    });
-    expect(bids.edges.map((e: any) => e.node)).toEqual([
-      expect.objectContaining({ id: bidId(large), machineId: `Machine:${machineId}`, numGpus: 2, pricePerGpuHour: "0.25", priceToWin: "0.300001" }),
-      expect.objectContaining({ id: bidId(small), numGpus: 2, pricePerGpuHour: "0.20", priceToWin: "0.300001" }),
-    ]);
-    const offers = await app.gql(`{ offers(query: "machine_id=${machineId} num_gpus=2 rentable=any", first: 5) { edges { node { id winningBid } } } }`);
-    expect(offers.data.offers.edges.map((e: any) => e.node)).toEqual([{ id: `Offer:${machineId}-2`, winningBid: "0.300001" }]);
-    // Filtered by standing, and paged.
-    expect((await myBids(client.key, { status: ["WINNING"] })).totalCount).toBe(0);
-    const first = await myBids(client.key, { status: ["OUTBID"], first: 1 });
-    expect(first).toMatchObject({ totalCount: 2, pageInfo: { hasNextPage: true } });
-    const second = await myBids(client.key, { status: ["OUTBID"], first: 1, after: first.pageInfo.endCursor });
-    expect(second.edges.map((e: any) => e.node.id)).toEqual([bidId(small)]);
-    // The competitor sees only its own.
-    const theirs = await myBids(competitor.key);
-    expect(theirs.edges.map((e: any) => [e.node.id, e.node.standing])).toEqual([[bidId(rival), "WINNING"]]);
-  });
-
-  it("shows the anonymous order book with the competitor's level, and nothing of who placed it", async () => {
-    const response = await app.gql(ORDER_BOOK, { machineId: `Machine:${machineId}` });
-    expect(response.data.orderBook).toEqual({
-      machineId: `Machine:${machineId}`,
-      numGpus: 4,
-      onDemandGpus: 0,
-      minBid: "0.10",
-      clearingPrice: "0.30",
-      levels: [
-        { price: "0.30", gpus: 4, bids: 1, winningGpus: 4 },
-        { price: "0.25", gpus: 2, bids: 1, winningGpus: 0 },
-        { price: "0.20", gpus: 2, bids: 1, winningGpus: 0 },
-      ],
-    });
-    const offers = await app.gql(`{ offers(query: "machine_id=${machineId} rentable=any", first: 5) { edges { node { orderBook { ${BOOK_FIELDS} } } } } }`);
-    for (const edge of offers.data.offers.edges) expect(edge.node.orderBook).toEqual(response.data.orderBook);
-    const everything = JSON.stringify([response, offers]);
-    for (const secret of [rival, small, large, "rival-secret-label", "client-small", `"${competitor.userId}"`]) expect(everything).not.toContain(secret);
-  });
-
-  it("streams the bids' standing and the book as the competitor raises and then withdraws", async () => {
+    const client = await createAccount("client");
+    const competitor = await createAccount("competitor");
+    const machine = await listMachineThroughApi(app, host.key, { numGpus: 4, pricePerGpuHour: "0.40", minBidPerGpuHour: "0.10" });
+    const machineId = Number(machine.split(":")[1]);
+    // Counted before the book's subscription starts: every event after its first answers a clearing counted from here.
+    const clearingsBefore = clearings.get(machineId) ?? 0;
     const bidEvents = subscribe(app.url, client.key, `subscription { bids { ${BID_FIELDS} } }`);
-    const bookEvents = subscribe(app.url, client.key, `subscription ($m: ID!) { orderBook(machineId: $m) { ${BOOK_FIELDS} } }`, { m: String(machineId) });
+    const bookEvents = subscribe(app.url, client.key, `subscription ($m: ID!) { orderBook(machineId: $m) { ${BOOK_FIELDS} } }`, { m: machine });
+    const competitorEvents = subscribe(app.url, competitor.key, `subscription { bids { ${BID_FIELDS} } }`);
+    /** The price a new bid for `numGpus` needs on the machine now, by offer search (anonymous). */
+    const winningBid = async (numGpus: number) => {
+      const offers = await app.gql(`{ offers(query: "machine_id=${machineId} num_gpus=${numGpus} verified=any rentable=any", first: 5) { edges { node { winningBid } } } }`);
+      expect(offers.data.offers.edges, JSON.stringify(offers)).toHaveLength(1);
+      return offers.data.offers.edges[0].node.winningBid;
+    };
+    /** The client's bids by id, once `settled` holds for them. */
+    const clientBidsWhen = async (settled: (page: any) => boolean) => eventually(async () => {
+      const page = await myBids(client.key);
+      return settled(page) ? page : undefined;
+    });
     try {
-      // Each subscription starts with the current state.
-      await bidEvents.next((b) => b.id === bidId(small) && b.standing === "OUTBID");
-      await bidEvents.next((b) => b.id === bidId(large) && b.standing === "OUTBID");
-      await bookEvents.next((book) => book.levels[0].price === "0.30");
+      await bookEvents.next((book) => book.machineId === machine && book.levels.length === 0);
+
+      // The client's two bids, each placed once the previous one is ranked, so each creation's standing is known.
+      const small = await placeBid(client.key, machineId, 2, "0.20", "client-small");
+      await bidEvents.next((b) => b.id === bidId(small) && b.standing === "WINNING");
+      const large = await placeBid(client.key, machineId, 2, "0.25", "client-large");
+      await bidEvents.next((b) => b.id === bidId(large) && b.standing === "WINNING");
+
+      // The competitor's higher bid takes the whole machine.
+      let from = bidEvents.values.length;
+      const rival = await placeBid(competitor.key, machineId, 4, "0.30", "rival-secret-label");
+      for (const id of [small, large]) await bidEvents.next((b) => b.id === bidId(id) && b.standing === "OUTBID" && b.priceToWin === "0.300001", 10_000, from);
+      await competitorEvents.next((b) => b.id === bidId(rival) && b.standing === "WINNING");
+
+      // Standing and the price to win each back: the offer's winningBid for the bid's size.
+      const outbid = await clientBidsWhen((page) => page.edges.every((e: any) => e.node.standing === "OUTBID" && e.node.priceToWin === "0.300001"));
+      expect(outbid.totalCount).toBe(2);
+      expect(outbid.edges.map((e: any) => e.node)).toEqual([
+        expect.objectContaining({ id: bidId(large), machineId: machine, numGpus: 2, pricePerGpuHour: "0.25", standing: "OUTBID", priceToWin: "0.300001", instance: { id: large, label: "client-large" } }),
+        expect.objectContaining({ id: bidId(small), machineId: machine, numGpus: 2, pricePerGpuHour: "0.20", standing: "OUTBID", priceToWin: "0.300001", instance: { id: small, label: "client-small" } }),
+      ]);
+      expect(await winningBid(2)).toBe("0.300001");
+      // By standing, and paged.
+      expect((await myBids(client.key, { status: ["WINNING"] })).totalCount).toBe(0);
+      const first = await myBids(client.key, { status: ["OUTBID", "PREEMPTED_BY_ON_DEMAND"], first: 1 });
+      expect(first).toMatchObject({ totalCount: 2, pageInfo: { hasNextPage: true } });
+      const second = await myBids(client.key, { status: ["OUTBID"], first: 1, after: first.pageInfo.endCursor });
+      expect(second).toMatchObject({ totalCount: 2, pageInfo: { hasNextPage: false } });
+      expect(second.edges.map((e: any) => e.node.id)).toEqual([bidId(small)]);
+      // The instance's own view of its bid.
+      const view = (await app.gql(INSTANCE_BID, { id: small }, client.key)).data.instance;
+      expect(view.bid).toEqual(outbid.edges[1].node);
+      // Each bid sees only its owner: the competitor lists its own.
+      const theirs = await myBids(competitor.key);
+      expect(theirs.edges.map((e: any) => [e.node.id, e.node.standing, e.node.priceToWin])).toEqual([[bidId(rival), "WINNING", "0.300001"]]);
+
+      // The book, anonymously, by the query, the machine and the offers: the competitor's level and nothing of who placed it.
+      const expectedBook = {
+        machineId: machine,
+        numGpus: 4,
+        onDemandGpus: 0,
+        minBid: "0.10",
+        clearingPrice: "0.30",
+        levels: [
+          { price: "0.30", gpus: 4, bids: 1, winningGpus: 4 },
+          { price: "0.25", gpus: 2, bids: 1, winningGpus: 0 },
+          { price: "0.20", gpus: 2, bids: 1, winningGpus: 0 },
+        ],
+      };
+      const anonymous = await app.gql(
+        `query ($m: ID!) { orderBook(machineId: $m) { ${BOOK_FIELDS} } machine(id: $m) { orderBook { ${BOOK_FIELDS} } }
+           offers(query: "machine_id=${machineId} verified=any rentable=any", first: 5) { edges { node { orderBook { ${BOOK_FIELDS} } } } } }`,
+        { m: machine },
+      );
+      expect(anonymous.errors).toBeUndefined();
+      expect(anonymous.data.orderBook).toEqual(expectedBook);
+      expect(anonymous.data.machine.orderBook).toEqual(expectedBook);
+      expect(anonymous.data.offers.edges.length).toBeGreaterThan(0);
+      for (const edge of anonymous.data.offers.edges) expect(edge.node.orderBook).toEqual(expectedBook);
+      await bookEvents.next((book) => isDeepStrictEqual(book, expectedBook));
       const booksBefore = bookEvents.values.length;
-      const clearingsBefore = clearings.get(machineId) ?? 0;
 
-      const raised = bidEvents.values.length;
+      // The competitor raises: the client's bids stay outbid, with the new price to win each back, and the book moves.
+      from = bidEvents.values.length;
       expect((await app.gql(CHANGE_BID, { id: rival, price: "0.45" }, competitor.key)).data.changeBid.__typename).toBe("MutationChangeBidSuccess");
-      for (const id of [small, large]) {
-        await bidEvents.next((b) => b.id === bidId(id) && b.standing === "OUTBID" && b.priceToWin === "0.450001", 10_000, raised);
-      }
-      await bookEvents.next((book) => book.levels[0].price === "0.45" && book.clearingPrice === "0.45", 10_000, booksBefore);
+      for (const id of [small, large]) await bidEvents.next((b) => b.id === bidId(id) && b.standing === "OUTBID" && b.priceToWin === "0.450001", 10_000, from);
+      await bookEvents.next((book) => book.clearingPrice === "0.45" && book.levels[0].price === "0.45" && book.levels[0].winningGpus === 4, 10_000, booksBefore);
+      await clientBidsWhen((page) => page.edges.every((e: any) => e.node.standing === "OUTBID" && e.node.priceToWin === "0.450001"));
+      expect(await winningBid(2)).toBe("0.450001");
 
-      const withdrawn = bidEvents.values.length;
+      // The competitor withdraws: the client's bids win back the machine.
+      from = bidEvents.values.length;
       expect((await app.gql(DESTROY, { id: rival }, competitor.key)).data.destroyInstance.__typename).toBe("MutationDestroyInstanceSuccess");
-      for (const id of [small, large]) await bidEvents.next((b) => b.id === bidId(id) && b.standing === "WINNING", 10_000, withdrawn);
+      for (const id of [small, large]) await bidEvents.next((b) => b.id === bidId(id) && b.standing === "WINNING" && b.priceToWin === "0.200001", 10_000, from);
       const book = await bookEvents.next((b) => b.levels.length === 2, 10_000, booksBefore);
-      expect(book).toMatchObject({
+      expect(book).toEqual({
+        ...expectedBook,
         clearingPrice: "0.20",
         levels: [
           { price: "0.25", gpus: 2, bids: 1, winningGpus: 2 },
           { price: "0.20", gpus: 2, bids: 1, winningGpus: 2 },
         ],
       });
-      // Never more book events than clearings of the machine (the worker's "completed" may come after the event it published).
-      const bookEventsSeen = bookEvents.values.length - booksBefore;
-      await eventually(() => (clearings.get(machineId) ?? 0) - clearingsBefore >= bookEventsSeen);
-      expect(bidEvents.errors).toEqual([]);
-      expect(JSON.stringify([bidEvents.values, bookEvents.values])).not.toContain("rival-secret-label");
+      const won = await clientBidsWhen((page) => page.edges.every((e: any) => e.node.standing === "WINNING"));
+      expect(won.edges.map((e: any) => [e.node.id, e.node.priceToWin])).toEqual([[bidId(large), "0.200001"], [bidId(small), "0.200001"]]);
+      expect(await winningBid(2)).toBe("0.200001");
+      expect((await myBids(competitor.key)).totalCount).toBe(0);
+
+      await expectAtMostOneEventPerClearing(bookEvents, machineId, clearingsBefore);
+
+      // Every price each bid held, when, and the standing it produced.
+      const rivalView = (await app.gql(INSTANCE_BID, { id: rival }, competitor.key)).data.instance;
+      expect(rivalView.bidHistory).toEqual([
+        { price: "0.30", placedAt: expect.any(String), standing: "WINNING", priceToWin: "0.300001" },
+        { price: "0.45", placedAt: expect.any(String), standing: "WINNING", priceToWin: "0.450001" },
+      ]);
+      expect(Date.parse(rivalView.bidHistory[1].placedAt)).toBeGreaterThan(Date.parse(rivalView.bidHistory[0].placedAt));
+      // Withdrawn: no longer in the auction, its last price kept.
+      expect(rivalView.bid).toMatchObject({ standing: null, priceToWin: null, pricePerGpuHour: "0.45" });
+      expect((await app.gql(CHANGE_BID, { id: small, price: "0.22" }, client.key)).data.changeBid.__typename).toBe("MutationChangeBidSuccess");
+      const mine = await eventually(async () => {
+        const instance = (await app.gql(INSTANCE_BID, { id: small }, client.key)).data.instance;
+        // The instance and its history are read one after the other: wait until both show the clearing.
+        return instance.bidHistory[1]?.standing && instance.bid.priceToWin === "0.220001" ? instance : undefined;
+      });
+      expect(mine.bid).toMatchObject({ id: bidId(small), standing: "WINNING", pricePerGpuHour: "0.22", placedAt: mine.bidHistory[1].placedAt });
+      expect(mine.bidHistory).toEqual([
+        { price: "0.20", placedAt: expect.any(String), standing: "WINNING", priceToWin: "0.10" },
+        { price: "0.22", placedAt: mine.bid.placedAt, standing: "WINNING", priceToWin: "0.220001" },
+      ]);
+      expect((await app.gql(INSTANCE_BID, { id: large }, client.key)).data.instance.bidHistory).toEqual([
+        { price: "0.25", placedAt: expect.any(String), standing: "WINNING", priceToWin: "0.200001" },
+      ]);
+
+      // Neither side learns the other's ids or labels from any of it.
+      for (const sub of [bidEvents, bookEvents, competitorEvents]) expect(sub.errors).toEqual([]);
+      const clientSaw = JSON.stringify([bidEvents.values, bookEvents.values, anonymous, outbid]);
+      for (const secret of [rival, bidId(rival), "rival-secret-label", `"${competitor.userId}"`]) expect(clientSaw).not.toContain(secret);
+      const competitorSaw = JSON.stringify([competitorEvents.values, theirs]);
+      for (const secret of [small, large, bidId(small), bidId(large), "client-small", "client-large"]) expect(competitorSaw).not.toContain(secret);
+      expect(JSON.stringify(anonymous)).not.toMatch(/client-|Instance:|Bid:/);
     } finally {
       await bidEvents.close();
       await bookEvents.close();
+      await competitorEvents.close();
     }
   });
+});
 
-  it("keeps every price a bid held with the standing each produced", async () => {
-    const rivalView = await app.gql(INSTANCE_BID, { id: rival }, competitor.key);
-    expect(rivalView.data.instance.bidHistory).toEqual([
-      expect.objectContaining({ price: "0.30", standing: "WINNING", priceToWin: "0.300001" }),
-      expect.objectContaining({ price: "0.45", standing: "WINNING", priceToWin: "0.450001" }),
-    ]);
-    // Destroyed: no longer in the auction.
-    expect(rivalView.data.instance.bid).toMatchObject({ standing: null, priceToWin: null, pricePerGpuHour: "0.45" });
-    // Its creation's standing depends on which clearing saw it first; a change's is the next clearing's.
-    expect((await app.gql(CHANGE_BID, { id: small, price: "0.22" }, client.key)).data.changeBid.__typename).toBe("MutationChangeBidSuccess");
-    const mine = await eventually(async () => {
-      const view = (await app.gql(INSTANCE_BID, { id: small }, client.key)).data.instance;
-      // The instance and its history are read one after the other: wait until both show the clearing.
-      return view.bidHistory[1]?.standing && view.bid.standing ? view : undefined;
-    });
-    expect(mine.bid).toMatchObject({ id: bidId(small), standing: "WINNING", pricePerGpuHour: "0.22", instance: { id: small, label: "client-small" } });
-    expect(mine.bidHistory).toEqual([
-      expect.objectContaining({ price: "0.20", standing: expect.any(String) }),
-      expect.objectContaining({ price: "0.22", standing: "WINNING", priceToWin: "0.220001" }),
-    ]);
+describe("a busy machine's order book", () => {
+  it("sends at most one event per clearing, the last one the book as the bidding left it", async () => {
+    const host = await createAccount("host");
+    const bidders = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => createAccount(`bidder${i}`)));
+    const watcher = await createAccount("watcher");
+    const machineId = await createListedMachine(host.userId, { numGpus: 4 });
+    const clearingsBefore = clearings.get(machineId) ?? 0;
+    const book = subscribe(app.url, watcher.key, `subscription ($m: ID!) { orderBook(machineId: $m) { ${BOOK_FIELDS} } }`, { m: String(machineId) });
+    try {
+      await book.next();
+      // Six bidders at once, each then raising its bid: many clearings requested while others run.
+      const placed = await Promise.all(bidders.map((bidder, i) => placeBid(bidder.key, machineId, 1, `0.2${i}`, `busy-${i}`)));
+      const raised = await Promise.all(placed.map((id, i) => app.gql(CHANGE_BID, { id, price: `0.3${i}` }, bidders[i]!.key)));
+      for (const response of raised) expect(response.data.changeBid.__typename).toBe("MutationChangeBidSuccess");
+      const final = {
+        machineId: `Machine:${machineId}`,
+        numGpus: 4,
+        onDemandGpus: 0,
+        minBid: "0.10",
+        clearingPrice: "0.32",
+        levels: [5, 4, 3, 2, 1, 0].map((i) => ({ price: `0.3${i}`, gpus: 1, bids: 1, winningGpus: i >= 2 ? 1 : 0 })),
+      };
+      await book.next((b) => isDeepStrictEqual(b, final), 20_000);
+      expect((await app.gql(ORDER_BOOK, { machineId: String(machineId) })).data.orderBook).toEqual(final);
+      await expectAtMostOneEventPerClearing(book, machineId, clearingsBefore);
+      expect(book.errors).toEqual([]);
+    } finally {
+      await book.close();
+    }
   });
 });
 
@@ -271,7 +344,7 @@ describe("bids and books that are not there", () => {
     expect(book).toMatchObject({ levels: [], clearingPrice: null });
   });
 
-  it("an unlisted or unknown machine's book is NOT_FOUND, by query, subscription and offer", async () => {
+  it("an unlisted, removed or unknown machine's book is NOT_FOUND, by query, subscription and offer", async () => {
     const host = await createAccount("host");
     const machineId = await createListedMachine(host.userId, { numGpus: 2 });
     expect((await app.gql(ORDER_BOOK, { machineId: `Machine:${machineId}` })).data.orderBook.numGpus).toBe(2);
@@ -298,5 +371,11 @@ describe("bids and books that are not there", () => {
     } finally {
       await sub.close();
     }
+    // Removed for good: still not found, and its host sees no book on it.
+    const removed = await app.gql(`mutation ($id: ID!) { removeMachine(machineId: $id) { __typename } }`, { id: `Machine:${machineId}` }, host.key);
+    expect(removed.data.removeMachine.__typename).toBe("MutationRemoveMachineSuccess");
+    expect((await app.gql(ORDER_BOOK, { machineId: `Machine:${machineId}` })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    const hostView = await app.gql(`query ($id: ID!) { machine(id: $id) { removedAt orderBook { numGpus } } }`, { id: `Machine:${machineId}` }, host.key);
+    expect(hostView.data.machine).toEqual({ removedAt: expect.any(String), orderBook: null });
   });
 });

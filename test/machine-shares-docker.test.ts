@@ -1,8 +1,11 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GPUS_KEY } from "../agent/runtimes/docker.ts";
+import { pino } from "pino";
+import { runOk } from "../agent/exec.ts";
+import { DockerRuntime, GPUS_KEY } from "../agent/runtimes/docker.ts";
+import { machineShare } from "../domain/machineShare.ts";
 import { prisma } from "../infra/db.ts";
 import { closePubSub } from "../infra/pubsub.ts";
 import { type AuctionWorker, startAuctionWorker } from "../workers/auction.ts";
@@ -15,6 +18,9 @@ import { CREATE_INSTANCE, createAccount, unwrap } from "./support/rentals.ts";
 // Two tenants on one 8-GPU machine whose agent runs the docker runtime on the real engine: each
 // container gets its own GPUs (disjoint device lists in its environment and labels; this engine has
 // no NVIDIA runtime, so no --gpus) and its share of the machine's CPUs and RAM as docker limits.
+// Where the engine has the NVIDIA runtime the same rentals' containers ask docker for exactly their
+// devices (--gpus): the real engine creates them and `docker inspect` shows their device requests
+// (starting them needs the runtime, so they are never started here).
 
 const app = useTestApp();
 let auction: AuctionWorker;
@@ -31,6 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // The agent keeps the docker runtime's state in <state dir>/docker.
   await stopAgentAndRemoveContainers(agent, join(dir, "agent"));
+  await stopAgentAndRemoveContainers(undefined, join(dir, "nvidia"));
   await auction.close();
   await closePubSub();
   await rm(dir, { recursive: true, force: true });
@@ -83,5 +90,47 @@ describe("two tenants on one 8-GPU machine, docker runtime", () => {
     expect(a.HostConfig.Memory).toBe(2000 * 1024 * 1024);
     expect(b.HostConfig.NanoCpus).toBe(2e9);
     expect(b.HostConfig.Memory).toBe(4000 * 1024 * 1024);
+
+    // The same two rentals on an engine with the NVIDIA runtime: a `docker` first on PATH reports
+    // one in `docker info` and hands every other command to the real engine.
+    const realDocker = (await runOk("sh", ["-c", "command -v docker"])).trim();
+    const shim = join(dir, "nvidia-bin");
+    await runOk("mkdir", ["-p", shim]);
+    await writeFile(
+      join(shim, "docker"),
+      `#!/bin/sh\nif [ "$1" = info ]; then printf '%s\\t%s\\n' '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}' "$(${realDocker} info --format '{{.NCPU}}')"; exit 0; fi\nexec ${realDocker} "$@"\n`,
+    );
+    await chmod(join(shim, "docker"), 0o755);
+    const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
+    const share = (row: { numGpus: number }) => machineShare(machine, row.numGpus);
+    const runtime = new DockerRuntime(join(dir, "nvidia", "docker"), pino({ level: "silent" }));
+    const path = process.env.PATH;
+    process.env.PATH = `${shim}:${path}`;
+    try {
+      expect(await runtime.containerGpus()).toBe(true);
+      for (const row of [first, second]) {
+        await runtime.create({
+          label: `C.${row.id}`, instanceId: `Instance:${row.id}`, image: images.plain, launchMode: "ENTRYPOINT", onstart: null, env: {}, ports: [],
+          sshKeys: [], jupyterToken: null, jupyterBasePath: "/", args: [], diskGb: row.diskGb, numGpus: row.numGpus, recycleCount: 0, rebootCount: 0,
+          gpuIndices: row.gpuIndices, cpuCores: share(row).cpuCores, memoryMb: share(row).ramMb,
+        });
+      }
+    } finally {
+      process.env.PATH = path;
+    }
+    const created = await Promise.all(
+      [first, second].map(async (row) => JSON.parse(await runOk("docker", ["inspect", "--", runtime.containerName(`C.${row.id}`)]))[0] as Inspected),
+    );
+    const requested = created.map((container) => container.HostConfig.DeviceRequests as { DeviceIDs: string[]; Capabilities: string[][] }[]);
+    expect(requested[0]).toMatchObject([{ DeviceIDs: first.gpuIndices.map(String), Capabilities: [["gpu"]] }]);
+    expect(requested[1]).toMatchObject([{ DeviceIDs: second.gpuIndices.map(String), Capabilities: [["gpu"]] }]);
+    expect(requested[0]![0]!.DeviceIDs.filter((d) => requested[1]![0]!.DeviceIDs.includes(d))).toEqual([]);
+    // CUDA numbers the container's devices from 0; NVIDIA_VISIBLE_DEVICES names the host's.
+    expect(created.map((container) => envOf(container).NVIDIA_VISIBLE_DEVICES)).toEqual([first.gpuIndices.join(","), second.gpuIndices.join(",")]);
+    expect(created.map((container) => envOf(container).CUDA_VISIBLE_DEVICES)).toEqual([undefined, undefined]);
+    expect(created.map((container) => [container.HostConfig.NanoCpus, container.HostConfig.Memory])).toEqual([
+      [1e9, 2000 * 1024 * 1024],
+      [2e9, 4000 * 1024 * 1024],
+    ]);
   }, 180_000);
 });

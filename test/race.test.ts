@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { issueApiKey } from "../domain/apiKeys.ts";
 import { clearMachineNow } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
 import { useTestApp } from "./support/app.ts";
@@ -70,6 +71,44 @@ describe("50 clients racing for the last GPUs of a machine", () => {
     expect(rows.filter((i) => i.status === "LOADING").every((i) => i.kind === "ON_DEMAND")).toBe(true);
     expect(rows.filter((i) => i.kind === "INTERRUPTIBLE").every((i) => i.status === "PAUSED")).toBe(true);
     await expectAllocationValid(machineId);
+  });
+});
+
+describe("50 clients racing for the disk of a machine", () => {
+  it("reserves no more than the machine's disk: the others are told it is all taken", async () => {
+    const machineId = await createListedMachine(host.userId, { numGpus: 8 });
+    // 2,000 GB: exactly 20 bids of 100 GB fit (bids take no GPUs until cleared, so only the disk binds).
+    const results = await Promise.all(
+      clients.map(async (client, i) =>
+        unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1, { diskGb: 100, bidPricePerGpuHour: `0.${10 + i}` }) }, client.key)).data.createInstance),
+      ),
+    );
+    expect(results.filter((r) => r.__typename === "CreateInstancePayload")).toHaveLength(20);
+    const refused = results.filter((r) => r.__typename !== "CreateInstancePayload");
+    expect(refused).toHaveLength(CLIENTS - 20);
+    expect(refused.every((r) => r.__typename === "InsufficientDiskError" && r.requestedGb === 100 && r.availableGb === 0)).toBe(true);
+    await clearMachineNow(machineId);
+    await expectAllocationValid(machineId);
+  });
+});
+
+describe("one account racing itself past its spend limit", () => {
+  it("admits rentals on many machines at once only up to the limit", async () => {
+    const client = await createAccount("hasty");
+    await prisma.user.update({ where: { id: client.userId }, data: { emailVerified: false } });
+    const machineIds = await Promise.all(Array.from({ length: 4 }, () => createListedMachine(host.userId, { numGpus: 8 })));
+    // $5/hr for a new account; a GPU at $0.40 with 20 GB at $0.10/GB-month is $0.402777/hr: 12 fit.
+    // Several keys of the account: one key may run only a few operations at once.
+    const keys = await Promise.all(Array.from({ length: 6 }, async () => (await issueApiKey(prisma, { userId: client.userId, name: "racer", scope: "ACCOUNT" })).token));
+    const results = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) =>
+        unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(machineIds[i % 4]!, 1) }, keys[i % 6])).data.createInstance),
+      ),
+    );
+    expect(results.filter((r) => r.__typename === "CreateInstancePayload")).toHaveLength(12);
+    expect(results.filter((r) => r.__typename !== "CreateInstancePayload").every((r) => r.code === "SPEND_RATE_LIMIT")).toBe(true);
+    const spend = await app.gql("{ spendLimit { tier limitPerHour currentPerHour } }", {}, client.key);
+    expect(spend.data.spendLimit).toEqual({ tier: "NEW", limitPerHour: "5.00", currentPerHour: "4.833324" });
   });
 });
 

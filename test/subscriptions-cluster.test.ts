@@ -14,17 +14,16 @@ import { subscribe } from "./support/ws.ts";
 
 let a: ApiProcess;
 let b: ApiProcess;
-let auction: AuctionWorker;
+let auction: AuctionWorker | undefined;
 
 beforeAll(async () => {
   [a, b] = await Promise.all([spawnApi(), spawnApi()]);
-  auction = await startAuctionWorker();
 });
 
 afterAll(async () => {
   for (const api of [a, b]) if (api && api.child.exitCode === null && api.child.signalCode === null) api.child.kill("SIGTERM");
   await Promise.all([a?.exited, b?.exited]);
-  await auction.close();
+  await auction?.close();
   await closePubSub();
 });
 
@@ -61,12 +60,14 @@ describe("events across API processes", () => {
     const created = await gql(b.url, CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, client.key);
     const id = unwrap(created.data.createInstance).instance.id;
     await statuses.next((i) => i.id === id && i.status === "SCHEDULING");
+    auction = await startAuctionWorker();
     await statuses.next((i) => i.id === id && i.status === "LOADING");
-    await gql(b.url, `mutation ($id: ID!) { reportInstanceState(instanceId: $id, status: RUNNING) { __typename } }`, { id }, agentKey);
+    const running = await gql(b.url, `mutation ($id: ID!) { reportInstanceState(instanceId: $id, status: RUNNING) { __typename } }`, { id }, agentKey);
+    expect(running.data.reportInstanceState.__typename).toBe("MutationReportInstanceStateSuccess");
     await statuses.next((i) => i.id === id && i.status === "RUNNING");
     // The agent's usage report on B moves the balance; A's subscriber sees it.
     await gql(b.url, USAGE, { id, rx: "1000000000" }, agentKey);
-    await balances.next((v) => v.balance === "9.998", 5000);
+    await balances.next((v) => v.balance === "9.998");
 
     // A dies with both subscriptions open; changes happen meanwhile; they reconnect to B.
     a.child.kill("SIGKILL");

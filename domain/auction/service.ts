@@ -7,7 +7,7 @@ import { type InstanceStatus, Prisma } from "../../prisma/generated/client/clien
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
 import type { InstanceEvent } from "../instances/lifecycle.ts";
 import { formatMoney } from "../money.ts";
-import { maintenanceStartSql, reservedDiskSql, syncOfferAvailability } from "../offers/sync.ts";
+import { maintenanceStartSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
 import { type Outcome, clearMachine } from "./clearing.ts";
@@ -52,8 +52,6 @@ export interface LockedMachine extends MachineForAuction {
   directPortEnd: number | null;
   /** The agent's last metrics: whether it can hand out GPUs (agent/gpuCapability.ts). */
   metrics: Prisma.JsonValue;
-  /** Disk of its instances that are not destroyed (read with the lock, so admission can check it). */
-  diskReservedGb: number;
 }
 
 const MACHINE_COLUMNS = Prisma.sql`id, host_id AS "hostId", num_gpus AS "numGpus", online, listed, verification::text AS verification,
@@ -62,7 +60,7 @@ const MACHINE_COLUMNS = Prisma.sql`id, host_id AS "hostId", num_gpus AS "numGpus
   price_per_gpu_hour_micros AS "pricePerGpuHourMicros", min_bid_per_gpu_hour_micros AS "minBidPerGpuHourMicros",
   storage_price_per_gb_month_micros AS "storagePricePerGbMonthMicros",
   inet_up_price_per_gb_micros AS "inetUpPricePerGbMicros", inet_down_price_per_gb_micros AS "inetDownPricePerGbMicros",
-  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand", ${reservedDiskSql(Prisma.raw("machine.id"))} AS "diskReservedGb",
+  preempt_grace_seconds AS "preemptGraceSeconds", gpus_on_demand AS "gpusOnDemand",
   direct_port_start AS "directPortStart", direct_port_end AS "directPortEnd", metrics`;
 
 /**

@@ -97,12 +97,12 @@ export function nextTier(facts: TrustFacts, now = new Date()): { tier: SpendTier
   }
 }
 
-/** The facts of the account, locking its row when `lock` (so that concurrent rentals count in turn). */
-async function trustFacts(tx: Tx, userId: number, lock: boolean): Promise<TrustFacts | undefined> {
-  const [facts] = await tx.$queryRaw<TrustFacts[]>`
-    SELECT email_verified AS "emailVerified", card_verified_at IS NOT NULL AS "cardVerified", created_at AS "createdAt",
-           (SELECT coalesce(sum(amount_micros), 0) FROM payment WHERE user_id = u.id AND status = 'SUCCEEDED')::bigint AS "paidMicros"
-      FROM user_account u WHERE id = ${userId} ${lock ? Prisma.sql`FOR UPDATE` : Prisma.empty}`;
+/** The columns of TrustFacts, over the user_account row aliased `u`. */
+export const TRUST_FACTS_COLUMNS = Prisma.sql`email_verified AS "emailVerified", card_verified_at IS NOT NULL AS "cardVerified", u.created_at AS "createdAt",
+  (SELECT coalesce(sum(amount_micros), 0) FROM payment WHERE user_id = u.id AND status = 'SUCCEEDED')::bigint AS "paidMicros"`;
+
+async function trustFacts(db: Tx, userId: number): Promise<TrustFacts | undefined> {
+  const [facts] = await db.$queryRaw<TrustFacts[]>`SELECT ${TRUST_FACTS_COLUMNS} FROM user_account u WHERE id = ${userId}`;
   return facts;
 }
 
@@ -124,7 +124,7 @@ export interface SpendLimitView {
 
 /** The account's tier, its limit, what its rentals cost now, and what raises the limit. */
 export async function spendLimitOf(db: Tx, userId: number, now = new Date()): Promise<SpendLimitView> {
-  const facts = await trustFacts(db, userId, false);
+  const facts = await trustFacts(db, userId);
   if (!facts) throw new NotFoundError("User");
   const tier = spendTier(facts, now);
   const next = nextTier(facts, now);
@@ -143,12 +143,11 @@ export function rentalMicrosPerHour(rental: { numGpus: number; gpuPriceMicros: b
 
 /**
  * Throws SpendRateLimitError when a new rental of `requested` µ$/hr would take the account over its
- * limit. Locks the account row, so that concurrent rentals of one account are counted one after the
- * other; call it in the transaction that creates the rental.
+ * limit. Call it in the transaction that creates the rental, with the account row locked and its
+ * facts read under the lock (TRUST_FACTS_COLUMNS), so that concurrent rentals of one account are
+ * counted one after the other.
  */
-export async function checkSpendRate(tx: Tx, userId: number, requested: bigint, now = new Date()): Promise<void> {
-  const facts = await trustFacts(tx, userId, true);
-  if (!facts) throw new NotFoundError("User");
+export async function checkSpendRate(tx: Tx, userId: number, facts: TrustFacts, requested: bigint, now = new Date()): Promise<void> {
   const limit = spendLimitMicrosPerHour(facts, now);
   if (limit === null) return;
   const current = await currentSpendMicrosPerHour(tx, userId);

@@ -6,7 +6,7 @@ import { recordId } from "../apiKeys.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { parseSshPublicKey } from "../sshKeys.ts";
 import { parseInput } from "../validation.ts";
-import { allocatePorts, JUPYTER_PORT, type PortMapping, SSH_PORT } from "./ports.ts";
+import { JUPYTER_PORT, type PortMapping, SSH_PORT } from "./ports.ts";
 import { changeInstance } from "./service.ts";
 
 /*
@@ -19,22 +19,9 @@ import { changeInstance } from "./service.ts";
 const JUPYTER_TOKEN_BYTES = 24;
 export const MAX_SSH_KEYS_PER_INSTANCE = 50;
 
-/** At rental, in its transaction: ports from the machine's range, the account's SSH keys, a Jupyter token. */
-export async function prepareConnection(
-  tx: Tx,
-  machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">,
-  instance: Pick<Instance, "id" | "clientId" | "launchMode" | "ports">,
-): Promise<void> {
-  await allocatePorts(tx, machine, instance.id, instance.launchMode, instance.ports);
-  const keys = await tx.sshKey.findMany({ where: { userId: instance.clientId }, select: { publicKey: true, fingerprint: true } });
-  if (keys.length > 0) await tx.instanceSshKey.createMany({ data: keys.map((key) => ({ instanceId: instance.id, ...key })) });
-  if (instance.launchMode === "JUPYTER") {
-    await tx.instance.update({
-      where: { id: instance.id },
-      data: { jupyterToken: randomBytes(JUPYTER_TOKEN_BYTES).toString("hex") },
-      select: { id: true },
-    });
-  }
+/** A fresh Jupyter token, set on a JUPYTER rental when it is created. */
+export function newJupyterToken(): string {
+  return randomBytes(JUPYTER_TOKEN_BYTES).toString("hex");
 }
 
 /** Frees the destroyed instance's ports for the machine's next rentals. */

@@ -1,5 +1,5 @@
 import type { Tx } from "../../infra/db.ts";
-import type { LaunchMode, Machine } from "../../prisma/generated/client/client.ts";
+import { type LaunchMode, type Machine, Prisma } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
 
 /*
@@ -42,66 +42,47 @@ export function containerPorts(launchMode: LaunchMode, ports: readonly string[])
   return wanted;
 }
 
+/** The container ports that take ports of the machine's direct range, in the order they take the lowest free ones. */
+export function directContainerPorts(launchMode: LaunchMode, ports: readonly string[]): { containerPort: number; protocol: Protocol }[] {
+  return containerPorts(launchMode, ports).filter((port) => port.containerPort < IDENTITY_PORT_BASE);
+}
+
 /** How many ports of a machine's direct range a rental with this launch mode and these ports holds. */
 export function directPortsNeeded(launchMode: LaunchMode, ports: readonly string[]): number {
-  return containerPorts(launchMode, ports).filter((port) => port.containerPort < IDENTITY_PORT_BASE).length;
+  return directContainerPorts(launchMode, ports).length;
+}
+
+type PortRange = Pick<Machine, "id" | "directPortStart" | "directPortEnd">;
+
+/**
+ * The ports of the machine's range that no instance holds, as SQL rows (host_port, n): lowest first,
+ * numbered from 1, so that a rental's k-th container port takes row k.
+ */
+export function freeDirectPortsSql(machine: PortRange): Prisma.Sql {
+  // An unset or empty range yields no rows.
+  return Prisma.sql`
+    SELECT p AS host_port, row_number() OVER (ORDER BY p) AS n
+      FROM generate_series(${machine.directPortStart}::int, ${machine.directPortEnd}::int) AS p
+     WHERE NOT EXISTS (SELECT 1 FROM instance_port held WHERE held.machine_id = ${machine.id} AND held.host_port = p)`;
 }
 
 /** Ports of the machine's range that no instance holds. */
-export async function freeDirectPorts(db: Tx, machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">): Promise<number> {
-  const size = rangeSize(machine);
-  if (size === 0) return 0;
-  const held = await db.instancePort.count({
-    where: { machineId: machine.id, hostPort: { gte: machine.directPortStart!, lte: machine.directPortEnd! } },
-  });
-  return size - held;
+export async function freeDirectPorts(db: Tx, machine: PortRange): Promise<number> {
+  const [{ free }] = await db.$queryRaw<{ free: number }[]>`SELECT count(*)::int AS free FROM (${freeDirectPortsSql(machine)}) AS f`;
+  return free;
 }
 
-function rangeSize(machine: Pick<Machine, "directPortStart" | "directPortEnd">): number {
+/** Ports in the machine's range: all free while it has no instances. */
+export function directPortRangeSize(machine: Pick<Machine, "directPortStart" | "directPortEnd">): number {
   const { directPortStart: start, directPortEnd: end } = machine;
   return start === null || end === null || end < start ? 0 : end - start + 1;
 }
 
-/**
- * Maps the instance's container ports to free ports of the machine's range (the lowest free ones),
- * with the machine row locked by the caller. Too few free ports is a ValidationError on `ports`.
- */
-export async function allocatePorts(
-  tx: Tx,
-  machine: Pick<Machine, "id" | "directPortStart" | "directPortEnd">,
-  instanceId: number,
-  launchMode: LaunchMode,
-  ports: readonly string[],
-): Promise<PortMapping[]> {
-  const wanted = containerPorts(launchMode, ports);
-  const needed = directPortsNeeded(launchMode, ports);
-  if (needed === 0) return wanted.map((port) => ({ ...port, hostPort: null }));
-  const free = await freeDirectPorts(tx, machine);
-  if (needed > free) {
-    throw new ValidationError([
-      { path: ["ports"], message: `needs ${needed} direct ports (with the launch mode's own) and the machine has ${free} free` },
-    ]);
-  }
-  const held = new Set(
-    (await tx.instancePort.findMany({ where: { machineId: machine.id }, select: { hostPort: true } })).map((row) => row.hostPort),
-  );
-  const mappings: PortMapping[] = [];
-  let next = machine.directPortStart!;
-  for (const port of wanted) {
-    if (port.containerPort >= IDENTITY_PORT_BASE) {
-      mappings.push({ ...port, hostPort: null });
-      continue;
-    }
-    while (held.has(next)) next++;
-    held.add(next);
-    mappings.push({ ...port, hostPort: next });
-  }
-  await tx.instancePort.createMany({
-    data: mappings
-      .filter((mapping) => mapping.hostPort !== null)
-      .map((mapping) => ({ instanceId, machineId: machine.id, containerPort: mapping.containerPort, protocol: mapping.protocol, hostPort: mapping.hostPort! })),
-  });
-  return mappings;
+/** A rental needing more ports of the machine's range than are free: a ValidationError on `ports`. */
+export function tooFewPortsError(needed: number, free: number): ValidationError {
+  return new ValidationError([
+    { path: ["ports"], message: `needs ${needed} direct ports (with the launch mode's own) and the machine has ${free} free` },
+  ]);
 }
 
 /** The instance's mappings as handed out (`held`: its rows; identity ports with hostPort null). */

@@ -8,16 +8,17 @@ import { type IssuedKey, issueApiKey, newApiKeySecret, recordId } from "../apiKe
 import { type LockedMachine, enqueueClearing, lockMachineForEvent, lockMachineOfInstance } from "../auction/service.ts";
 import { recordBidChange } from "../auction/bids.ts";
 import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auction/contracts.ts";
-import { checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
+import { TRUST_FACTS_COLUMNS, type TrustFacts, checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { MIN_RENTAL_DISK_GB, chunkSizes, rentalEnd, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, freeDiskGb, rentalEnd, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import { BidTooLowError, InsufficientBalanceError, InsufficientDiskError, InsufficientGpusError, OfferUnavailableError } from "./errors.ts";
 import { argList, envList, imageReference, launchMode, MAX_ONSTART_CHARS, portList } from "./launchSpec.ts";
-import { prepareConnection, releasePorts } from "./connection.ts";
+import { newJupyterToken, releasePorts } from "./connection.ts";
+import { directContainerPorts, freeDirectPortsSql, tooFewPortsError } from "./ports.ts";
 import { applyEvent } from "./status.ts";
 
 /*
@@ -109,44 +110,63 @@ type NewInstance = Pick<
   Instance,
   | "clientId" | "machineId" | "kind" | "numGpus" | "pricePerGpuHourMicros" | "storagePricePerGbMonthMicros"
   | "inetUpPricePerGbMicros" | "inetDownPricePerGbMicros" | "endDate" | "bidPerGpuHourMicros" | "image" | "diskGb"
-  | "launchMode" | "onstart" | "ports" | "args" | "templateId" | "label" | "idempotencyKey"
+  | "launchMode" | "onstart" | "ports" | "args" | "templateId" | "label" | "idempotencyKey" | "jupyterToken"
+  | "registryUsername" | "registryPasswordEncrypted"
 > & { env: { key: string; value: string }[] };
 
 /**
- * Inserts a SCHEDULING instance, its creation in the status history (and a bid's first price in its
- * bid history) and its INSTANCE key in one statement (the hot path of bidding), returning the row as
- * Prisma would. The same statement sets the machine's offers' free disk to `freeDiskGbAfter` (and
- * takes them off the market when that is too little for any rental).
+ * Inserts a SCHEDULING instance in one statement (the hot path of bidding), returning the row as
+ * Prisma would, with: its creation in the status history (and a bid's first price in its bid
+ * history), its INSTANCE key, the account's SSH keys, and its container ports mapped to the lowest
+ * free ports of the machine's range. The same statement sets the machine's offers' free disk to
+ * `freeDiskGbAfter` (taking them off the market when that is too little for any rental) and their
+ * free direct ports. Too few free ports is a ValidationError (the caller's transaction rolls back).
  */
-async function insertInstance(tx: Tx, values: NewInstance, freeDiskGbAfter: number, now: Date): Promise<CreatedInstance> {
+async function insertInstance(tx: Tx, machine: LockedMachine, values: NewInstance, freeDiskGbAfter: number, now: Date): Promise<CreatedInstance> {
   const secret = newApiKeySecret();
-  const [row] = await tx.$queryRaw<(Instance & { apiKeyId: number })[]>`
+  const wanted = directContainerPorts(values.launchMode, values.ports);
+  const [row] = await tx.$queryRaw<(Instance & { apiKeyId: number; freeDirectPorts: number })[]>`
     WITH inserted AS (
        INSERT INTO instance (client_id, machine_id, kind, num_gpus, price_per_gpu_hour_micros, storage_price_per_gb_month_micros,
          inet_up_price_per_gb_micros, inet_down_price_per_gb_micros, end_date, bid_per_gpu_hour_micros, bid_placed_at, image,
          disk_gb, launch_mode, onstart, env, ports, args, template_id, label, status, intended_status, status_message, status_changed_at,
-         idempotency_key)
+         idempotency_key, jupyter_token, registry_username, registry_password_encrypted)
        VALUES (${values.clientId}, ${values.machineId}, ${values.kind}::"RentalKind", ${values.numGpus}, ${values.pricePerGpuHourMicros},
          ${values.storagePricePerGbMonthMicros}, ${values.inetUpPricePerGbMicros}, ${values.inetDownPricePerGbMicros}, ${values.endDate},
          ${values.bidPerGpuHourMicros}, ${now}, ${values.image}, ${values.diskGb}, ${values.launchMode}::"LaunchMode", ${values.onstart},
          ${JSON.stringify(values.env)}::jsonb, ${values.ports}::text[], ${values.args}::text[], ${values.templateId}, ${values.label},
-         'SCHEDULING', 'RUNNING', 'waiting for the auction to assign GPUs', ${now}, ${values.idempotencyKey})
+         'SCHEDULING', 'RUNNING', 'waiting for the auction to assign GPUs', ${now}, ${values.idempotencyKey}, ${values.jupyterToken},
+         ${values.registryUsername}, ${values.registryPasswordEncrypted})
        RETURNING *
      ), history AS (
        INSERT INTO instance_status_change (instance_id, to_status, event, at) SELECT id, status, 'CREATED', status_changed_at FROM inserted
      ), bid AS (
        INSERT INTO bid_change (instance_id, price_micros, placed_at)
        SELECT id, bid_per_gpu_hour_micros, bid_placed_at FROM inserted WHERE kind = 'INTERRUPTIBLE'
-     ), disk AS (
-       UPDATE offer SET disk_space = ${freeDiskGbAfter}::float8, rentable = rentable AND ${freeDiskGbAfter >= MIN_RENTAL_DISK_GB}
+     ), free AS (
+       ${freeDirectPortsSql(machine)}
+     ), wanted AS (
+       SELECT * FROM unnest(${wanted.map((port) => port.containerPort)}::int[], ${wanted.map((port) => port.protocol)}::text[])
+         WITH ORDINALITY AS w(container_port, protocol, n)
+     ), mapped AS (
+       INSERT INTO instance_port (instance_id, machine_id, container_port, protocol, host_port)
+       SELECT inserted.id, inserted.machine_id, wanted.container_port, wanted.protocol, free.host_port
+         FROM inserted, wanted JOIN free USING (n)
+     ), ssh_keys AS (
+       INSERT INTO instance_ssh_key (instance_id, public_key, fingerprint)
+       SELECT inserted.id, k.public_key, k.fingerprint FROM inserted JOIN ssh_key k ON k.user_id = inserted.client_id
+     ), offers AS (
+       UPDATE offer SET disk_space = ${freeDiskGbAfter}::float8, rentable = rentable AND ${freeDiskGbAfter >= MIN_RENTAL_DISK_GB},
+              direct_port_count = (SELECT count(*) FROM free) - ${wanted.length}
         WHERE machine_id = ${values.machineId}
      ), key AS (
        INSERT INTO api_key (user_id, name, prefix, hash, scope, instance_id)
        SELECT client_id, ${CONTAINER_KEY_NAME_PREFIX} || id, ${secret.prefix}, ${secret.hash}, 'INSTANCE', id FROM inserted
        RETURNING id
      )
-     SELECT ${Prisma.raw(INSTANCE_COLUMNS)}, (SELECT id FROM key) AS "apiKeyId" FROM inserted`;
-  const { apiKeyId, ...instance } = row;
+     SELECT ${Prisma.raw(INSTANCE_COLUMNS)}, (SELECT id FROM key) AS "apiKeyId", (SELECT count(*)::int FROM free) AS "freeDirectPorts" FROM inserted`;
+  const { apiKeyId, freeDirectPorts, ...instance } = row;
+  if (wanted.length > freeDirectPorts) throw tooFewPortsError(wanted.length, freeDirectPorts);
   return { instance, apiKey: { id: apiKeyId, token: secret.token } };
 }
 
@@ -175,7 +195,9 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      const freeDisk = Math.max(0, m.diskSpaceGb - m.diskReservedGb);
+      // Its own statement, after the lock: the locking statement, had it waited for the lock, would
+      // still count only the instances that existed when it began.
+      const freeDisk = await freeDiskGb(tx, m);
       if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
       // Only on-demand admission depends on the other contracts; bids are ranked by the clearing.
@@ -187,14 +209,15 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         const { minBidMicros } = auctionMachine(m);
         if (data.bidPricePerGpuHour! < minBidMicros) throw new BidTooLowError(minBidMicros);
       }
-      await assertFunded(tx, userId);
-      await checkSpendRate(tx, userId, rentalMicrosPerHour({
+      const account = await lockAccount(tx, userId);
+      assertFunded(account);
+      await checkSpendRate(tx, userId, account, rentalMicrosPerHour({
         numGpus,
         gpuPriceMicros: data.bidPricePerGpuHour ?? m.pricePerGpuHourMicros!,
         diskGb: data.diskGb,
         storagePricePerGbMonthMicros: m.storagePricePerGbMonthMicros ?? 0n,
       }), now);
-      const inserted = await insertInstance(tx, {
+      const { instance, apiKey } = await insertInstance(tx, m, {
         clientId: userId,
         machineId,
         kind,
@@ -216,17 +239,15 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
         templateId: data.templateId ?? null,
         label: data.label ?? null,
         idempotencyKey: data.idempotencyKey ?? null,
+        jupyterToken: data.launchMode === "JUPYTER" ? newJupyterToken() : null,
+        registryUsername: sealedAuth?.registryUsername ?? null,
+        registryPasswordEncrypted: sealedAuth?.registryPasswordEncrypted ?? null,
       }, freeDisk - data.diskGb, now);
-      const instance = sealedAuth ? await tx.instance.update({ where: { id: inserted.instance.id }, data: sealedAuth }) : inserted.instance;
-      const { apiKey } = inserted;
-      await prepareConnection(tx, m, instance);
       if (kind === "ON_DEMAND") {
         // Offers stop selling these GPUs on demand at once, before the clearing runs.
         const withNew = [...contracts, { instanceId: instance.id, kind, numGpus, bidPerGpuMicros: null, bidPlacedAt: now.getTime(), wantsToRun: true } as const];
         await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand: onDemandClaim(m.numGpus, withNew) }, select: { id: true } });
         await syncOffers(tx, machineId, now, withNew);
-      } else {
-        await syncDirectPorts(tx, m);
       }
       return { instance, apiKey };
     });
@@ -241,16 +262,27 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   return created;
 }
 
+type LockedAccount = TrustFacts & { balance: bigint; debitMode: boolean; held: boolean };
+
+/**
+ * Locks the account row (so that a concurrent debit is seen, and concurrent rentals of one account
+ * are checked one after the other) and reads what renting and starting check. NotFound when it is gone.
+ */
+async function lockAccount(tx: Tx, userId: number): Promise<LockedAccount> {
+  const [account] = await tx.$queryRaw<LockedAccount[]>`
+    SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held, ${TRUST_FACTS_COLUMNS}
+      FROM user_account u WHERE id = ${userId} FOR NO KEY UPDATE`;
+  if (!account) throw new NotFoundError("User");
+  return account;
+}
+
 /**
  * Refuses to rent or start for an account at or below zero that is not in debit mode: metering
- * would stop it at its next tick anyway, after charging for the time between. Locks the account
- * row, so that a concurrent debit is seen.
+ * would stop it at its next tick anyway, after charging for the time between.
  */
-async function assertFunded(tx: Tx, userId: number): Promise<void> {
-  const [account] = await tx.$queryRaw<{ balance: bigint; debitMode: boolean; held: boolean }[]>`
-    SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held FROM user_account WHERE id = ${userId} FOR NO KEY UPDATE`;
-  if (account?.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
-  if (account && account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
+function assertFunded(account: LockedAccount): void {
+  if (account.held) throw new ForbiddenError("The account's billing is on hold: nothing can run until support clears it");
+  if (account.balance <= 0n && !account.debitMode) throw new InsufficientBalanceError(account.balance);
 }
 
 export type LockedInstance = Instance & { machine: LockedMachine };
@@ -290,7 +322,7 @@ const instanceIdSchema = recordId;
 /** Start: a stopped instance waits in SCHEDULING for its GPUs; a live one is left as it is. */
 export function startInstance(clientId: number, id: number): Promise<Instance> {
   return changeInstance({ id: parseInput(instanceIdSchema, id), clientId }, async (tx, instance, now) => {
-    if (instance.status === "STOPPED") await assertFunded(tx, instance.clientId);
+    if (instance.status === "STOPPED") assertFunded(await lockAccount(tx, instance.clientId));
     return applyEvent(tx, instance, "START_REQUESTED", {
       message: instance.status === "STOPPED" ? "waiting for its GPUs" : instance.statusMessage,
       // A restarted on-demand rental queues behind the on-demand rentals running meanwhile.

@@ -60,29 +60,32 @@ async function maintenanceStart(db: Tx, machineId: number, now: Date): Promise<D
   return next?.startsAt ?? null;
 }
 
+/** What a machine's offers depend on besides its own row: read by syncOffers, one machine at a time. */
+export interface OfferFacts {
+  /** When its next maintenance window (or the one in progress) starts; null when none is scheduled. */
+  maintenanceStartsAt: Date | null;
+  /** Its live contracts. */
+  contracts: readonly Contract[];
+  /** Ports of its direct range that no instance holds (freeDirectPorts). */
+  directPortCount: number;
+  /** Disk not reserved by its instances, GB (freeDiskGb). */
+  diskSpace: number;
+}
+
 /**
- * Brings the machine's rows in the offer table in line with the machine: the one place offers are
- * written. Call it in the same transaction as any change to a machine's specs, listing, rentals,
- * reliability or online state. `contracts`: the machine's live contracts when the caller has them
- * loaded already (the auction's clearing); read here otherwise.
+ * The offer rows of a listed, priced machine, one per chunk size: every rule of what an offer says,
+ * without reading anything (syncOffers reads the facts and writes the rows).
  */
-export async function syncOffers(db: Tx, machineId: number, now = new Date(), contracts?: Contract[]): Promise<void> {
-  const found = await db.machine.findUnique({ where: { id: machineId } });
-  if (!found?.listed || found.pricePerGpuHourMicros === null || found.removedAt !== null) {
-    await db.offer.deleteMany({ where: { machineId } });
-    return;
-  }
-  const machine = { ...found, maintenanceStartsAt: await maintenanceStart(db, machineId, now) };
+export function offerRows(found: Machine & { pricePerGpuHourMicros: bigint }, facts: OfferFacts, now: Date) {
+  const machine = { ...found, maintenanceStartsAt: facts.maintenanceStartsAt };
   const endDate = rentalEnd(machine)!;
   const sizes = chunkSizes(machine.numGpus, machine.minChunk);
-  contracts ??= (await liveInstances(db, machineId)).map((instance) => toContract(instance, now));
-  const availability = offerAvailability(machine, contracts, now);
-  const directPortCount = await freeDirectPorts(db, machine);
-  const diskSpace = await freeDiskGb(db, machine);
-  const rows = sizes.map((numGpus, index) => {
+  const availability = offerAvailability(machine, facts.contracts, now);
+  const { directPortCount, diskSpace } = facts;
+  return sizes.map((numGpus, index) => {
     const share = machineShare(machine, numGpus);
     const prices = {
-      gpuDphMicros: machine.pricePerGpuHourMicros! * BigInt(numGpus),
+      gpuDphMicros: machine.pricePerGpuHourMicros * BigInt(numGpus),
       storageCostMicros: machine.storagePricePerGbMonthMicros ?? 0n,
       dlperf: chunkDlperf(machine, numGpus),
       reliability: machine.reliability,
@@ -110,8 +113,8 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       driverVersion: machine.driverVersion,
       ...prices,
       ...defaultRanking(prices),
-      pricePerGpuMicros: machine.pricePerGpuHourMicros!,
-      minBidMicros: machine.minBidPerGpuHourMicros ?? machine.pricePerGpuHourMicros!,
+      pricePerGpuMicros: machine.pricePerGpuHourMicros,
+      minBidMicros: machine.minBidPerGpuHourMicros ?? machine.pricePerGpuHourMicros,
       inetUpCostMicros: machine.inetUpPricePerGbMicros ?? 0n,
       inetDownCostMicros: machine.inetDownPricePerGbMicros ?? 0n,
       verified: machine.verification === "VERIFIED",
@@ -125,7 +128,36 @@ export async function syncOffers(db: Tx, machineId: number, now = new Date(), co
       rentable: availability[index].rentable && diskSpace >= MIN_RENTAL_DISK_GB,
     };
   });
-  await db.offer.deleteMany({ where: { machineId, numGpus: { notIn: sizes } } });
+}
+
+/** Whether the machine has offers at all: listed with a price and not removed. */
+export function offered(machine: Machine | null): machine is Machine & { pricePerGpuHourMicros: bigint } {
+  return machine !== null && machine.listed && machine.pricePerGpuHourMicros !== null && machine.removedAt === null;
+}
+
+/**
+ * Brings the machine's rows in the offer table in line with the machine: the one place offers are
+ * written. Call it in the same transaction as any change to a machine's specs, listing, rentals,
+ * reliability or online state. `contracts`: the machine's live contracts when the caller has them
+ * loaded already (the auction's clearing); read here otherwise.
+ */
+export async function syncOffers(db: Tx, machineId: number, now = new Date(), contracts?: Contract[]): Promise<void> {
+  const machine = await db.machine.findUnique({ where: { id: machineId } });
+  if (!offered(machine)) {
+    await db.offer.deleteMany({ where: { machineId } });
+    return;
+  }
+  const rows = offerRows(
+    machine,
+    {
+      maintenanceStartsAt: await maintenanceStart(db, machineId, now),
+      contracts: contracts ?? (await liveInstances(db, machineId)).map((instance) => toContract(instance, now)),
+      directPortCount: await freeDirectPorts(db, machine),
+      diskSpace: await freeDiskGb(db, machine),
+    },
+    now,
+  );
+  await db.offer.deleteMany({ where: { machineId, numGpus: { notIn: rows.map((row) => row.numGpus) } } });
   for (const row of rows) {
     const { id, ...values } = row;
     await db.offer.upsert({ where: { id }, create: row, update: values });

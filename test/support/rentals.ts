@@ -9,6 +9,7 @@ import { gpuModel } from "../../domain/dlperf.ts";
 import { applyListing, type ListMachineInput, registerMachine } from "../../domain/machines.ts";
 import { vetMachine } from "../../domain/verification.ts";
 import { prisma } from "../../infra/db.ts";
+import type { TestApp } from "./app.ts";
 
 /** Fixtures and checks shared by the rental tests (instances, auction, race, fault, bench). */
 
@@ -35,33 +36,71 @@ export async function signedUpAccount(label = "user"): Promise<{ userId: number;
   return { userId: session.userId, token: session.key.token };
 }
 
+/** What the agent of a machine of `numGpus` RTX 4090s reports: registerMachine's input. */
+export function machineSpecs(numGpus: number) {
+  const model = gpuModel("RTX 4090")!;
+  return {
+    gpuName: model.gpuName,
+    gpuRamMb: model.gpuRamMb,
+    computeCap: model.computeCap,
+    tflopsPerGpu: model.tflopsPerGpu,
+    gpuMemBw: model.gpuMemBw,
+    pcieGen: model.pcieGen,
+    numGpus,
+    pcieBw: 24.5,
+    cpuName: "AMD EPYC 7543 32-Core Processor",
+    cpuCores: 64,
+    cpuRamMb: 256_000,
+    diskSpaceGb: 2000,
+    diskBw: 6500,
+    inetUpMbps: 900,
+    inetDownMbps: 950,
+    cudaMaxGood: 12.4,
+    driverVersion: "550.54.15",
+    countryCode: "DE",
+    geolocation: "Frankfurt, DE",
+  };
+}
+
+/**
+ * A machine its host registers and lists through the API, as a new host's (unverified: search finds
+ * it with `verified=any`): its global id.
+ */
+export async function listMachineThroughApi(
+  app: TestApp,
+  hostKey: string,
+  listing: { numGpus: number; pricePerGpuHour: string; minBidPerGpuHour: string },
+): Promise<string> {
+  const registered = await app.gql(
+    `mutation ($input: RegisterMachineInput!) { registerMachine(input: $input) {
+       __typename ... on MutationRegisterMachineSuccess { data { machine { id } } } ... on Error { code message } } }`,
+    { input: machineSpecs(listing.numGpus) },
+    hostKey,
+  );
+  expect(registered.data.registerMachine.__typename, JSON.stringify(registered)).toBe("MutationRegisterMachineSuccess");
+  const machineId: string = registered.data.registerMachine.data.machine.id;
+  const listed = await app.gql(
+    `mutation ($input: ListMachineInput!) { listMachine(input: $input) { __typename ... on Error { code message } } }`,
+    {
+      input: {
+        machineId,
+        pricePerGpuHour: listing.pricePerGpuHour,
+        minBidPerGpuHour: listing.minBidPerGpuHour,
+        endDate: new Date(Date.now() + 30 * DAY).toISOString(),
+      },
+    },
+    hostKey,
+  );
+  expect(listed.data.listMachine.__typename, JSON.stringify(listed)).toBe("MutationListMachineSuccess");
+  return machineId;
+}
+
 /** A verified, listed datacenter machine of `numGpus` RTX 4090s: $0.40 on demand, $0.10 min bid unless told otherwise. */
 export async function createListedMachine(
   hostId: number,
   options: { numGpus?: number; listing?: Partial<ListMachineInput> } = {},
 ): Promise<number> {
-  const model = gpuModel("RTX 4090")!;
-  const { machine } = await registerMachine(hostId, {
-      gpuName: model.gpuName,
-      gpuRamMb: model.gpuRamMb,
-      computeCap: model.computeCap,
-      tflopsPerGpu: model.tflopsPerGpu,
-      gpuMemBw: model.gpuMemBw,
-      pcieGen: model.pcieGen,
-      numGpus: options.numGpus ?? 8,
-      pcieBw: 24.5,
-      cpuName: "AMD EPYC 7543 32-Core Processor",
-      cpuCores: 64,
-      cpuRamMb: 256_000,
-      diskSpaceGb: 2000,
-      diskBw: 6500,
-      inetUpMbps: 900,
-      inetDownMbps: 950,
-      cudaMaxGood: 12.4,
-      driverVersion: "550.54.15",
-      countryCode: "DE",
-      geolocation: "Frankfurt, DE",
-    });
+  const { machine } = await registerMachine(hostId, machineSpecs(options.numGpus ?? 8));
   await prisma.$transaction(async (tx) => {
     await applyListing(tx, hostId, {
       machineId: machine.id,
@@ -84,7 +123,8 @@ export async function createListedMachine(
  * instances never exceed the machine's; and the stored allocation is exactly what `clearMachine`
  * decides for the machine's contracts (so on-demand rentals are never displaced by bids and no
  * lower bid runs while a higher one is paused for lack of GPUs; clearing.ts's property tests prove
- * those of the function); and the holders' GPU indices never overlap.
+ * those of the function); the holders' GPU indices never overlap; and the disks of the instances not
+ * destroyed fit the machine's, the offers showing what is free.
  */
 export async function expectAllocationValid(machineId: number): Promise<void> {
   const machine = await prisma.machine.findUniqueOrThrow({ where: { id: machineId } });
@@ -96,6 +136,12 @@ export async function expectAllocationValid(machineId: number): Promise<void> {
   const shouldRun = clearing.outcomes.filter((o) => o.runs).map((o) => o.instanceId).sort((a, b) => a - b);
   expect(holding.map((i) => i.id).sort((a, b) => a - b)).toEqual(shouldRun);
   expectGpuIndicesValid(machine.numGpus, holding);
+  // Disk is reserved by every instance not destroyed, and offers show what is left.
+  const { _sum } = await prisma.instance.aggregate({ where: { machineId, status: { not: "DESTROYED" } }, _sum: { diskGb: true } });
+  const reserved = _sum.diskGb ?? 0;
+  expect(reserved).toBeLessThanOrEqual(machine.diskSpaceGb);
+  const offers = await prisma.offer.findMany({ where: { machineId }, select: { diskSpace: true } });
+  expect(offers.every((offer) => offer.diskSpace === machine.diskSpaceGb - reserved), `${machine.diskSpaceGb - reserved} GB free`).toBe(true);
 }
 
 /** Holders of a machine's GPUs each hold exactly their number of its indices, and no index twice. */
