@@ -97,7 +97,7 @@ async function screenshots(browser: Browser, origin: string, keys: Record<string
   const client = await open("client@demo.local");
   const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "asc" } });
   await client.goto(`/?type=bid&q=machine_id%3D${machine.id}`);
-  await client.getByRole("link", { name: /^Rent / }).first().click();
+  await client.getByRole("link", { name: /^Bid: / }).first().click();
   await client.getByLabel("Label").fill("training-run");
   await client.getByLabel("Ports").fill("8080");
   await client.getByLabel("On-start script").fill('for epoch in 1 2 3; do echo "epoch $epoch/3: loss 0.$((9 - epoch))"; done');

@@ -1,15 +1,16 @@
 /**
  * Metering benchmark: `npx tsx bench/metering.ts`.
  *
- * 1. Tick: BENCH_INSTANCES (100,000) RUNNING instances of 1–4 GPUs on 8-GPU machines, seeded with
- *    SQL into a fresh database; times the tick that opens their accrual rows, BENCH_TICKS steady
+ * 1. Tick, at each size of BENCH_INSTANCES (default 10000,30000,100000): that many RUNNING instances
+ *    of 1–4 GPUs on 8-GPU machines, seeded with SQL into an emptied database; times the tick that opens their accrual rows, BENCH_TICKS steady
  *    seconds of metering (the clock driven in simulated time; a second is every phase's tick in
  *    turn, each also timed), and the tick that crosses a billing period (UTC midnight); counts rows
  *    inserted and updated per steady second (pg_stat) and turns them into rows written per hour.
  *    Floor: after the opening tick the database is cloned; every statement a steady phase tick sends
  *    (recorded at pg's Client#query, BEGIN and COMMIT included) is replayed right after it on the
  *    clone through one bare `pg` client, so the clone goes through the same states: the tick's SQL
- *    alone, without Prisma or the tick's own code. Prints both and their ratio.
+ *    alone, without Prisma or the tick's own code. Prints both and their ratio at each size, then the
+ *    steady second's curve: the growth exponent of product and floor between sizes.
  * 2. Soak: BENCH_SOAK_INSTANCES (10,000) instances metered by the real BullMQ worker in real time for
  *    BENCH_SOAK_SECONDS (600), with random stops and starts, then every account's balance is
  *    checked against the exact expected figure computed from the status history. Prints how far
@@ -18,11 +19,13 @@
 
 import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
-import { freshBenchDatabase, percentile } from "./support.ts";
+import { loadavg } from "node:os";
+import { freshBenchDatabase, growthExponent, percentile } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
-const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 100_000);
+/** Instance counts the tick is measured at, one after the other (a comma-separated list). */
+const SIZES = (process.env.BENCH_INSTANCES ?? "10000,30000,100000").split(",").map(Number);
 const TICKS = Number(process.env.BENCH_TICKS ?? 30);
 const SOAK_INSTANCES = Number(process.env.BENCH_SOAK_INSTANCES ?? 10_000);
 const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
@@ -142,69 +145,97 @@ async function tick(sec: number, record = false): Promise<number> {
 
 const ms = (value: number) => value.toFixed(1);
 
-// --- 1. One tick at 100,000 instances, in simulated time ---------------------------------------
+// --- 1. Ticks at each size, in simulated time ---------------------------------------------------
 // Start 10 s + TICKS before a UTC midnight, so the run ends by crossing a billing period.
 const midnight = (Math.floor(Date.now() / 1000 / PERIOD_SECONDS) - 1) * PERIOD_SECONDS;
 const start = midnight - TICKS - 10;
-await seed(INSTANCES, start);
-console.log(`seeded ${INSTANCES} running instances`);
-const opening = await tick(start + 1);
-await cloneForFloor();
-const steady: number[] = [];
-// pg_stat counters are flushed asynchronously: let the seed's and opening tick's arrive first.
-await new Promise((resolve) => setTimeout(resolve, 1500));
-const before = await writes();
-for (let s = start + 2; s < midnight; s++) steady.push(await tick(s, true));
-const after = await writes();
-await new Promise((resolve) => setTimeout(resolve, 1500));
-const statAfter = await writes();
-const rollover = await tick(midnight + 1);
-const afterMidnight: number[] = [];
-for (let s = midnight + 2; s < midnight + 7; s++) afterMidnight.push(await tick(s));
-const perTick = {
-  inserted: (Math.max(after.inserted, statAfter.inserted) - before.inserted) / steady.length,
-  updated: (Math.max(after.updated, statAfter.updated) - before.updated) / steady.length,
-};
-const accruals = await prisma.timeAccrual.count();
-const mismatches = await ledgerMismatches(prisma);
-const { charged } = await expectedCharges(midnight + 6);
-const totals = await prisma.ledgerEntry.groupBy({ by: ["userId"], where: { kind: "CHARGE" }, _sum: { amountMicros: true } });
-const wrong = totals.filter((t) => -(t._sum.amountMicros ?? 0n) !== (charged.get(t.userId) ?? 0n)).length;
-console.log(
-  JSON.stringify({
-    instances: INSTANCES,
-    openingTickMs: ms(opening),
-    steadyTicks: steady.length,
-    steadyP50Ms: ms(percentile(steady.toSorted((a, b) => a - b), 50)),
-    steadyP95Ms: ms(percentile(steady.toSorted((a, b) => a - b), 95)),
-    steadyMaxMs: ms(Math.max(...steady)),
-    phases: METERING_PHASES,
-    steadyPhaseTickP50Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 50)),
-    steadyPhaseTickP95Ms: ms(percentile(phaseTicks.toSorted((a, b) => a - b), 95)),
-    floorSteadyP50Ms: ms(percentile(floorSeconds.toSorted((a, b) => a - b), 50)),
-    floorSteadyP95Ms: ms(percentile(floorSeconds.toSorted((a, b) => a - b), 95)),
-    floorPhaseTickP50Ms: ms(percentile(phaseFloors.toSorted((a, b) => a - b), 50)),
-    ratioSteadyP50: (percentile(steady.toSorted((a, b) => a - b), 50) / percentile(floorSeconds.toSorted((a, b) => a - b), 50)).toFixed(2),
-    ratioSteadyP95: (percentile(steady.toSorted((a, b) => a - b), 95) / percentile(floorSeconds.toSorted((a, b) => a - b), 95)).toFixed(2),
-    rolloverTickMs: ms(rollover),
-    afterRolloverP50Ms: ms(percentile(afterMidnight.toSorted((a, b) => a - b), 50)),
-    rowsInsertedPerTick: perTick.inserted,
-    rowsUpdatedPerTick: perTick.updated,
-    accrualRowsAfterRun: accruals,
-    ledgerMismatches: mismatches.length,
-    openAccrualMismatches: await openAccrualMismatches(),
-    accountsWithWrongCharges: wrong,
-  }),
-);
+const sorted = (values: number[]) => values.toSorted((a, b) => a - b);
 
-await floorClient?.end();
-await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${FLOOR_DATABASE} WITH (FORCE)`);
-
-// --- 2. Soak: the real worker in real time ------------------------------------------------------
-if (SOAK_SECONDS > 0) {
+/** Everything metering and the seed wrote: each size, and the soak, start from an empty database. */
+async function emptyDatabase(): Promise<void> {
   await prisma.$executeRawUnsafe(
     `TRUNCATE instance, instance_status_change, time_accrual, bandwidth_accrual, bandwidth_counter, ledger_entry, metering_clock, machine, user_account RESTART IDENTITY CASCADE`,
   );
+}
+
+/** The opening tick, TICKS steady seconds against their floor and the billing-period rollover at `instances`; prints them. */
+async function measureSize(instances: number): Promise<{ instances: number; product: number; floor: number }> {
+  await emptyDatabase();
+  for (const list of [phaseTicks, phaseFloors, floorSeconds]) list.length = 0;
+  await seed(instances, start);
+  console.log(`seeded ${instances} running instances`);
+  const opening = await tick(start + 1);
+  await cloneForFloor();
+  const steady: number[] = [];
+  // pg_stat counters are flushed asynchronously: let the seed's and opening tick's arrive first.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const before = await writes();
+  for (let s = start + 2; s < midnight; s++) steady.push(await tick(s, true));
+  const after = await writes();
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const statAfter = await writes();
+  const rollover = await tick(midnight + 1);
+  const afterMidnight: number[] = [];
+  for (let s = midnight + 2; s < midnight + 7; s++) afterMidnight.push(await tick(s));
+  const perTick = {
+    inserted: (Math.max(after.inserted, statAfter.inserted) - before.inserted) / steady.length,
+    updated: (Math.max(after.updated, statAfter.updated) - before.updated) / steady.length,
+  };
+  const accruals = await prisma.timeAccrual.count();
+  const mismatches = await ledgerMismatches(prisma);
+  const { charged } = await expectedCharges(midnight + 6);
+  const totals = await prisma.ledgerEntry.groupBy({ by: ["userId"], where: { kind: "CHARGE" }, _sum: { amountMicros: true } });
+  const wrong = totals.filter((t) => -(t._sum.amountMicros ?? 0n) !== (charged.get(t.userId) ?? 0n)).length;
+  const product = percentile(sorted(steady), 50);
+  const floor = percentile(sorted(floorSeconds), 50);
+  console.log(
+    JSON.stringify({
+      instances,
+      openingTickMs: ms(opening),
+      steadyTicks: steady.length,
+      steadyP50Ms: ms(product),
+      steadyP95Ms: ms(percentile(sorted(steady), 95)),
+      steadyMaxMs: ms(Math.max(...steady)),
+      phases: METERING_PHASES,
+      steadyPhaseTickP50Ms: ms(percentile(sorted(phaseTicks), 50)),
+      steadyPhaseTickP95Ms: ms(percentile(sorted(phaseTicks), 95)),
+      floorSteadyP50Ms: ms(floor),
+      floorSteadyP95Ms: ms(percentile(sorted(floorSeconds), 95)),
+      floorPhaseTickP50Ms: ms(percentile(sorted(phaseFloors), 50)),
+      ratioSteadyP50: (product / floor).toFixed(2),
+      ratioSteadyP95: (percentile(sorted(steady), 95) / percentile(sorted(floorSeconds), 95)).toFixed(2),
+      rolloverTickMs: ms(rollover),
+      afterRolloverP50Ms: ms(percentile(sorted(afterMidnight), 50)),
+      rowsInsertedPerTick: perTick.inserted,
+      rowsUpdatedPerTick: perTick.updated,
+      accrualRowsAfterRun: accruals,
+      ledgerMismatches: mismatches.length,
+      openAccrualMismatches: await openAccrualMismatches(),
+      accountsWithWrongCharges: wrong,
+    }),
+  );
+  await floorClient?.end();
+  floorClient = undefined;
+  await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${FLOOR_DATABASE} WITH (FORCE)`);
+  return { instances, product, floor };
+}
+
+const curve: { instances: number; product: number; floor: number }[] = [];
+for (const instances of SIZES) curve.push(await measureSize(instances));
+console.log(`\nThe steady second's curve (load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}): growth exponent (log-log slope) of p50 between sizes\n`);
+console.log("| instances | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |");
+console.log("|---:|---:|---:|---:|---:|---:|");
+curve.forEach((size, i) => {
+  const previous = curve[i - 1];
+  const slopes = previous
+    ? `${growthExponent(previous.instances, previous.product, size.instances, size.product)} | ${growthExponent(previous.instances, previous.floor, size.instances, size.floor)}`
+    : " | ";
+  console.log(`| ${size.instances} | ${ms(size.product)} | ${ms(size.floor)} | ${(size.product / size.floor).toFixed(2)} | ${slopes} |`);
+});
+
+// --- 2. Soak: the real worker in real time ------------------------------------------------------
+if (SOAK_SECONDS > 0) {
+  await emptyDatabase();
   const soakStart = Math.floor(Date.now() / 1000);
   await seed(SOAK_INSTANCES, soakStart);
   const ids = (await prisma.instance.findMany({ select: { id: true } })).map((i) => i.id);

@@ -128,11 +128,25 @@ function deliveryLatencies(subscribers: Subscriber[], commits: Commit[]): Omit<P
   return { latencies: latencies.sort((a, b) => a - b), deliveries: latencies.length, clearings, coalesced, maxEventsPerClearing };
 }
 
+/**
+ * A key per subscriber, as that many watchers would have: the API lets one key hold at most
+ * WS_MAX_CONNECTIONS_PER_KEY WebSocket connections.
+ */
+async function watcherKeys(count: number): Promise<string[]> {
+  const [{ prisma }, { issueApiKey }] = await Promise.all([import("../infra/db.ts"), import("../domain/apiKeys.ts")]);
+  const watcher = await prisma.user.create({ data: { email: "watcher@bench.example", passwordHash: "x" } });
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) keys.push((await issueApiKey(prisma, { userId: watcher.id, name: `watcher ${i}`, scope: "ACCOUNT" })).token);
+  await prisma.$disconnect();
+  return keys;
+}
+
 async function phase(kind: "product" | "floor", floorPayloads: Record<string, string> = {}): Promise<PhaseResult> {
   const database = `bench_order_book_${kind}_${Date.now().toString(36)}`;
   const databaseUrl = await freshBenchDatabase(SERVER_URL, database);
   process.env.REDIS_PREFIX = database;
   process.env.LOG_LEVEL = "warn";
+  const watchers = kind === "product" ? await watcherKeys(SUBSCRIBERS) : [];
   const keys = await seedAuction(MACHINES, CONCURRENCY);
   const env = productionEnv({ DATABASE_URL: databaseUrl });
   const api = await startAppProcess(databaseUrl);
@@ -150,7 +164,7 @@ async function phase(kind: "product" | "floor", floorPayloads: Record<string, st
       subscribers.push(subscriber);
       const socket = await leanSubscriber(
         wsUrl,
-        keys[i % keys.length],
+        watchers[i]!,
         ORDER_BOOK,
         (_payload, raw) => {
           if (subscriber.readyAt === 0) subscriber.readyAt = Date.now();

@@ -27,6 +27,7 @@ import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
 import { startFanoutFloor } from "./fanout-floor.ts";
+import { adminQuery } from "../infra/pg-admin.ts";
 import { freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -35,9 +36,10 @@ const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 5_000);
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
-const DATABASE = "bench_subscriptions";
 const root = fileURLToPath(new URL("..", import.meta.url));
 
+// A database of the run's own: concurrent runs and other benchmarks never drop it from under this one.
+const DATABASE = `bench_subscriptions_${Date.now().toString(36)}`;
 await freshBenchDatabase(SERVER_URL, DATABASE);
 process.env.REDIS_PREFIX = `bench_subs_${process.pid}`;
 process.env.LOG_LEVEL ??= "warn";
@@ -334,6 +336,7 @@ await Promise.all(apis.map((api) => new Promise((exited) => api.child.once("exit
 listener.disconnect();
 await closePubSub();
 await prisma.$disconnect();
+await adminQuery(SERVER_URL, `DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
 const { redis } = await import("../infra/redis.ts");
 redis.disconnect();
 process.exit(0);

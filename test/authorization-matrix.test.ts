@@ -385,13 +385,28 @@ const permissionOf = (caller: string) => /^victim (READ|INSTANCES|BILLING|MACHIN
  * Subscriptions over WebSocket of the victim's things: `allowedFor` names the callers that may
  * follow them besides the victim's keys that may read.
  */
-const subscriptions: { name: string; title: string; document: string; variables: () => Record<string, unknown>; allowedFor: string[] }[] = [
+const subscriptions: {
+  name: string;
+  title: string;
+  document: string;
+  variables: () => Record<string, unknown>;
+  allowedFor: string[];
+  /** What a caller it accepts gets first, for a subscription open to every key. */
+  shows?: Record<string, unknown>;
+}[] = [
   { name: "assignments", title: "assignments of the victim's machine", document: `subscription ($m: ID!) { assignments(machineId: $m) { machineId selfTests instances { instanceId } } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
   { name: "logRequests", title: "log requests of the victim's machine", document: `subscription ($m: ID!) { logRequests(machineId: $m) { instanceId } }`, variables: () => ({ m: ids.machine }), allowedFor: ["victim machine key"] },
   { name: "instanceStatus", title: "the status of the victim's instance", document: `subscription ($id: ID!) { instanceStatus(instanceId: $id) { id status } }`, variables: () => ({ id: ids.instance }), allowedFor: ["victim instance key"] },
   // Without an instance: each of the caller's own instances, so none of the victim's for anyone else.
   { name: "instanceStatus", title: "the status of the caller's instances", document: `subscription { instanceStatus { id status } }`, variables: () => ({}), allowedFor: [] },
   { name: "balance", title: "the caller's balance", document: `subscription { balance { id balance } }`, variables: () => ({}), allowedFor: [] },
+  // Any key may watch a listed machine's book: the victim's bid shows as a price level, never as the victim's.
+  {
+    name: "orderBook", title: "the book of a machine the victim bids on",
+    document: `subscription ($m: ID!) { orderBook(machineId: $m) { machineId clearingPrice levels { price gpus bids winningGpus } } }`,
+    variables: () => ({ m: `Machine:${attackerMachineId}` }), allowedFor: [],
+    shows: { clearingPrice: "0.50", levels: [{ price: "0.50", gpus: 2, bids: 1, winningGpus: 2 }] },
+  },
 ];
 
 /** Open to every caller: signing up, logging in, the mailed tokens, and the public market. */
@@ -477,9 +492,11 @@ describe("authorization matrix", () => {
           const text = JSON.stringify([first, sub.values]);
           for (const id of [...Object.values(ids), `User:${victim.userId}`]) expect(text).not.toContain(`"${id}"`);
           expect(text).not.toContain(victim.email);
+          expect(text).not.toContain(VICTIM_BID_LABEL);
           if (sub.errors.length > 0 && Array.isArray(sub.errors[0])) {
             expect(["FORBIDDEN", "UNAUTHENTICATED", "NOT_FOUND"]).toContain((sub.errors[0] as { extensions: { code: string } }[])[0]!.extensions.code);
           }
+          if (subscription.shows && sub.errors.length === 0) expect(first).toMatchObject(subscription.shows);
         } finally {
           await sub.close();
         }

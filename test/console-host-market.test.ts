@@ -2,9 +2,10 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import { expect, it } from "vitest";
 import { runMarketSampler } from "../domain/market/sampler.ts";
+import { toMicros } from "../client/web/src/format.ts";
 import { prisma } from "../infra/db.ts";
 import { eventually, useConsoleServer } from "./support/browser.ts";
 
@@ -18,6 +19,20 @@ async function signInWithKey(page: Page, key: string): Promise<void> {
   await page.getByLabel("API key", { exact: true }).fill(key);
   await page.getByRole("button", { name: "Use this key" }).click();
   await eventually(() => page.getByTestId("balance").count()).toBe(1);
+}
+
+/** How many of the chart's canvas pixels are exactly this colour ("#rrggbb"): what uPlot drew of a series. */
+function pixelsOf(chart: Locator, color: string): Promise<number> {
+  const [r, g, b] = [1, 3, 5].map((at) => parseInt(color.slice(at, at + 2), 16));
+  return chart.locator("canvas").evaluate(
+    (canvas: HTMLCanvasElement, [r, g, b]) => {
+      const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
+      let count = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) count++;
+      return count;
+    },
+    [r, g, b],
+  );
 }
 
 async function gql(query: string, variables: Record<string, unknown>, key?: string) {
@@ -80,6 +95,17 @@ it("a host unlists a machine, lists it again at a new price, and another visitor
 }, 120_000);
 
 it("draws the price history chart from the market's samples", async () => {
+  // A running interruptible rental of an RTX 4090 (a demo agent runs it), so the market has bids.
+  const machine = await prisma.machine.findFirstOrThrow({ where: { gpuName: "RTX 4090" }, orderBy: { id: "asc" } });
+  const offers = await gql(`query($q: String) { offers(query: $q, first: 1, filter: { rentable: null }) { edges { node { id winningBid } } } }`, { q: `machine_id=${machine.id}` });
+  const offer = offers.data.offers.edges[0].node;
+  const bid = await gql(
+    `mutation($input: CreateInstanceInput!) { createInstance(input: $input) { __typename } }`,
+    { input: { offerId: offer.id, image: "busybox", diskGb: 10, launchMode: "ENTRYPOINT", bidPricePerGpuHour: offer.winningBid } },
+    server.keys["client@demo.local"],
+  );
+  expect(bid.data.createInstance.__typename).toBe("MutationCreateInstanceSuccess");
+  await eventually(async () => (await prisma.instance.findFirstOrThrow({ where: { kind: "INTERRUPTIBLE", machineId: machine.id } })).status, 60_000).toBe("RUNNING");
   // An hour of minute samples of today's market, taken by the real sampler.
   const now = Date.now();
   for (let minutes = 60; minutes >= 1; minutes--) await runMarketSampler(prisma, new Date(now - minutes * 60_000));
@@ -87,16 +113,11 @@ it("draws the price history chart from the market's samples", async () => {
   await page.goto("/market?gpu=RTX+4090&range=6h&bucket=MINUTE");
   const chart = page.locator("figure.chart");
   await eventually(async () => Number(await chart.getAttribute("data-points"))).toBeGreaterThanOrEqual(60);
-  // uPlot drew the series: the median on-demand line's colour is on the canvas.
-  const drawn = await chart.locator("canvas").evaluate((canvas: HTMLCanvasElement) => {
-    const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
-    let blue = 0;
-    for (let i = 0; i < data.length; i += 4) if (data[i] === 0x1d && data[i + 1] === 0x4e && data[i + 2] === 0xd8) blue++;
-    return blue;
-  });
-  expect(drawn).toBeGreaterThan(50);
+  // uPlot drew the series: the median on-demand and the lowest bid lines' colours are on the canvas.
+  expect(await pixelsOf(chart, "#1d4ed8")).toBeGreaterThan(50);
+  expect(await pixelsOf(chart, "#be185d")).toBeGreaterThan(50);
   await eventually(() => page.locator("tbody tr").filter({ hasText: "RTX 4090" }).count()).toBe(1);
-}, 60_000);
+}, 120_000);
 
 it("signs the page out when its key is revoked", async () => {
   const clientKey = server.keys["client@demo.local"];
@@ -162,4 +183,121 @@ it("manages API keys, SSH keys and alert settings, and exports the statements as
   await eventually(() => page.getByRole("status").filter({ hasText: "Saved." }).count()).toBe(1);
   const settings = await gql(`{ billingSettings { balanceAlertThreshold } }`, {}, server.keys["client@demo.local"]);
   expect(settings.data.billingSettings.balanceAlertThreshold).toBe("12.50");
+}, 90_000);
+
+it("shows a host's machines with status, metrics and reliability, sets an end date, charts earnings per day and estimates new hardware", async () => {
+  const hostKey = server.keys["host@demo.local"];
+  // A rental on one of the host's machines, so that metering credits the host with earnings.
+  const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "asc" } });
+  const offers = await gql(`query($q: String) { offers(query: $q, first: 1) { edges { node { id } } } }`, { q: `machine_id=${machine.id}` });
+  const rented = await gql(
+    `mutation($input: CreateInstanceInput!) { createInstance(input: $input) { __typename } }`,
+    { input: { offerId: offers.data.offers.edges[0].node.id, image: "busybox", diskGb: 10, launchMode: "ENTRYPOINT" } },
+    server.keys["client@demo.local"],
+  );
+  expect(rented.data.createInstance.__typename).toBe("MutationCreateInstanceSuccess");
+  const range = { from: new Date(Date.now() - 30 * 86_400_000).toISOString(), to: new Date(Date.now() + 86_400_000).toISOString() };
+  const earned = async () => {
+    const { data } = await gql(`query($from: DateTime!, $to: DateTime!) { earnings(from: $from, to: $to, first: 100) { nodes { total } } }`, range, hostKey);
+    return data.earnings.nodes.reduce((sum: bigint, row: { total: string }) => sum + toMicros(row.total), 0n);
+  };
+  await eventually(earned, 60_000).toBeGreaterThan(0n);
+
+  const { page } = await server.newPage();
+  await signInWithKey(page, hostKey);
+  await page.goto("/host");
+
+  // Each machine as the API has it: online and listed or not, verification, reliability, GPU metrics.
+  const { data } = await gql(`{ myMachines(first: 100) { nodes { id online listed verification reliability metrics { gpuUtilization } } } }`, {}, hostKey);
+  const machines = page.getByRole("table", { name: "Your machines" });
+  await eventually(() => machines.locator("tbody tr").count()).toBe(data.myMachines.nodes.length);
+  for (const m of data.myMachines.nodes as { id: string; online: boolean; listed: boolean; verification: string; reliability: number; metrics: { gpuUtilization: number[] | null } | null }[]) {
+    const row = machines.locator("tbody tr").filter({ hasText: `#${m.id.replace(/^Machine:/, "")} ·` });
+    await expect(row.locator("td[data-label=Status]").textContent()).resolves.toBe(`${m.online ? "online" : "offline"} ${m.listed ? "listed" : "unlisted"} · ${m.verification.toLowerCase()}`);
+    await expect(row.locator("td[data-label=Reliability]").textContent()).resolves.toBe(`${(m.reliability * 100).toFixed(2)}%`);
+    if (m.metrics?.gpuUtilization?.length) await expect(row.locator("td[data-label='GPU util / temp']").textContent()).resolves.toMatch(/^\d+% .* \/ /);
+  }
+
+  // The listing's end date, set on the page, is the machine's.
+  const last = await prisma.machine.findFirstOrThrow({ where: { listed: true }, orderBy: { id: "desc" } });
+  const endDay = new Date(Date.now() + 45 * 86_400_000).toISOString().slice(0, 10);
+  const row = machines.locator("tbody tr").filter({ hasText: `#${last.id} ·` });
+  await row.getByRole("button", { name: "Edit listing" }).click();
+  const form = page.getByRole("form", { name: `Listing of machine ${last.id}` });
+  await form.getByLabel("End date").fill(endDay);
+  await form.getByRole("button", { name: "Update listing" }).click();
+  await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: last.id } })).endDate?.toISOString().slice(0, 10)).toBe(endDay);
+  await eventually(() => row.locator("td[data-label=Ends]").textContent()).toBe(endDay);
+
+  // Earnings per day: the chart's total is the API's, to the micro-dollar, as of when the page asked
+  // (they grow every metering tick), and its bars are drawn.
+  const before = await earned();
+  await page.reload();
+  const chart = page.locator("figure.chart");
+  const caption = chart.locator("figcaption");
+  await eventually(() => caption.textContent()).toMatch(/in all$/);
+  const shown = toMicros(/\$([\d,.]+) in all/.exec((await caption.textContent())!)![1].replace(/,/g, ""));
+  expect(shown).toBeGreaterThanOrEqual(before);
+  expect(shown).toBeLessThanOrEqual(await earned());
+  expect(await pixelsOf(chart, "#047857")).toBeGreaterThan(20);
+
+  // The estimate for new hardware is the API's: from yesterday's market, as the real sampler took it.
+  for (let hours = 30; hours >= 25; hours--) await runMarketSampler(prisma, new Date(Date.now() - hours * 3_600_000));
+  await page.getByLabel("GPU model", { exact: true }).fill("RTX 4090");
+  await page.getByLabel("GPUs", { exact: true }).fill("2");
+  await page.getByRole("button", { name: "Estimate" }).click();
+  const estimate = await gql(`{ earningsEstimate(specs: { gpuName: "RTX 4090", numGpus: 2 }) { perDay source } }`, {});
+  expect(estimate.data.earningsEstimate.source).not.toBe("NONE");
+  const [whole, fraction = ""] = estimate.data.earningsEstimate.perDay.split(".");
+  await eventually(() => page.getByRole("status").filter({ hasText: "2× RTX 4090" }).textContent()).toContain(`2× RTX 4090: about $${whole}.${fraction.replace(/0+$/, "").padEnd(2, "0")} a day`);
+}, 150_000);
+
+it("turns auto-billing on once a card is saved, and shows the charges of the range chosen, exported as CSV", async () => {
+  const clientKey = server.keys["client@demo.local"];
+  const { page } = await server.newPage();
+  await signInWithKey(page, clientKey);
+  await page.goto("/account");
+
+  // Without a saved card, auto-billing is refused next to its threshold and nothing is saved.
+  await page.getByLabel("Auto-bill below ($)").fill("5");
+  await page.getByLabel("Auto-bill amount ($)").fill("25");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await eventually(() => page.locator(".field.invalid input[name=autoBillThreshold]").count()).toBe(1);
+  const settings = async () => (await gql(`{ billingSettings { autoBillThreshold autoBillAmount } }`, {}, clientKey)).data.billingSettings;
+  expect(await settings()).toEqual({ autoBillThreshold: null, autoBillAmount: null });
+  // The card Stripe Checkout saves (addCredit with saveCard), as its webhook records it.
+  await prisma.user.update({ where: { email: "client@demo.local" }, data: { stripePaymentMethodId: "pm_card_visa", savedCardLabel: "visa •••• 4242" } });
+  await page.reload();
+  await eventually(() => page.getByText("Saved card: visa •••• 4242").count()).toBe(1);
+  await page.getByLabel("Auto-bill below ($)").fill("5");
+  await page.getByLabel("Auto-bill amount ($)").fill("25");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await eventually(() => page.getByRole("status").filter({ hasText: "Saved." }).count()).toBe(1);
+  expect(await settings()).toEqual({ autoBillThreshold: "5.00", autoBillAmount: "25.00" });
+
+  // The charges of the demo rentals: the range chosen decides the rows, and the CSV holds the same.
+  const today = new Date().toISOString().slice(0, 10);
+  const charges = page.getByRole("table", { name: "Charges" });
+  const apiCharges = async (from: string, to: string) =>
+    (
+      await gql(
+        `query($from: DateTime!, $to: DateTime!) { charges(from: $from, to: $to, first: 100) { nodes { amount } } }`,
+        { from: `${from}T00:00:00.000Z`, to: new Date(new Date(`${to}T00:00:00.000Z`).getTime() + 86_400_000).toISOString() },
+        clientKey,
+      )
+    ).data.charges.nodes.map((c: { amount: string }) => c.amount);
+  await page.getByLabel("From", { exact: true }).fill(today);
+  await page.getByLabel("To", { exact: true }).fill(today);
+  await eventually(async () => (await charges.locator("tbody td[data-label=Amount]").count()) > 0).toBe(true);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export charges (CSV)" }).click()]);
+  const csv = readFileSync((await download.path())!, "utf8").trim().split("\n");
+  expect(csv[0]).toBe("day,instance,category,description,quantity,unit,rate,amount");
+  expect(csv.slice(1).every((line) => line.startsWith(today))).toBe(true);
+  // The charges grow every metering tick: the export is one reading of the API's rows for the range.
+  expect(csv.length - 1).toBe((await apiCharges(today, today)).length);
+  // A range before the account existed has no charges.
+  await page.getByLabel("From", { exact: true }).fill("2020-01-01");
+  await page.getByLabel("To", { exact: true }).fill("2020-01-31");
+  await eventually(() => charges.locator("tbody td.empty").textContent()).toBe("No charges in this range.");
+  expect(await apiCharges("2020-01-01", "2020-01-31")).toEqual([]);
 }, 90_000);

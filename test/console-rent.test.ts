@@ -62,7 +62,7 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   // The interruptible view of a machine with a demo agent, found with the query box.
   const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "asc" } });
   await page.goto(`/?type=bid&q=${encodeURIComponent(`machine_id=${machine.id}`)}`);
-  await page.getByRole("link", { name: /^Rent / }).first().click();
+  await page.getByRole("link", { name: /^Bid: / }).first().click();
   await eventually(() => page.getByLabel("Docker image").count()).toBe(1);
   expect(await page.getByLabel("Interruptible bid").isChecked()).toBe(true);
 
@@ -111,13 +111,108 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   await eventually(async () => (await page.locator("table tbody td[data-label=Status]").allTextContents()).filter((t) => t === "LOADING → RUNNING").length, 60_000).toBe(2);
   await eventually(() => status.textContent()).toBe("RUNNING");
 
+  // Changing the bid: one below the machine's minimum is named next to the field and changes nothing;
+  // a higher one becomes the instance's bid.
+  const bidForm = page.getByRole("form", { name: "Change bid" });
+  const placed = (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).bidPerGpuHourMicros!;
+  await bidForm.getByLabel("New bid per GPU-hour ($)").fill("0.001");
+  await bidForm.getByRole("button", { name: "Change bid" }).click();
+  await eventually(() => bidForm.locator(".field.invalid input[name=bid]").count()).toBe(1);
+  expect((await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).bidPerGpuHourMicros).toBe(placed);
+  const raised = placed + 10_000n;
+  await bidForm.getByLabel("New bid per GPU-hour ($)").fill(`${raised / 1_000_000n}.${String(raised % 1_000_000n).padStart(6, "0")}`);
+  await bidForm.getByRole("button", { name: "Change bid" }).click();
+  await eventually(() => bidForm.getByRole("status").textContent()).toBe("Bid changed.");
+  expect((await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).bidPerGpuHourMicros).toBe(raised);
+
+  // A new label: the page's title follows, and the list shows it when next opened.
+  const labelForm = page.getByRole("form", { name: "Label" });
+  await labelForm.getByLabel("Label").fill("renamed-in-browser");
+  await labelForm.getByRole("button", { name: "Save label" }).click();
+  await eventually(() => page.locator("h1").textContent()).toContain("renamed-in-browser");
+  await list.reload();
+  await eventually(() => list.locator("tbody td[data-label=Instance] a").textContent()).toContain("renamed-in-browser");
+  expect((await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).label).toBe("renamed-in-browser");
+
+  // Stopped, then started again: the page follows each change without a reload.
   await page.getByRole("button", { name: "Stop" }).click();
   await eventually(() => status.textContent(), 30_000).toBe("STOPPED");
   await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).toEqual(["STOPPED"]);
+  await page.getByRole("button", { name: "Start" }).click();
+  await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).intendedStatus).toBe("RUNNING");
+  await eventually(() => status.textContent(), 30_000).not.toBe("STOPPED");
+  await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).not.toEqual(["STOPPED"]);
+
+  await page.getByRole("button", { name: "Stop" }).click();
+  await eventually(() => status.textContent(), 30_000).toBe("STOPPED");
 
   await page.getByRole("button", { name: "Destroy…" }).click();
   await page.getByRole("button", { name: "Destroy for good" }).click();
   await eventually(() => page.url()).toMatch(/\/instances$/);
   expect((await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status).toBe("DESTROYED");
   await eventually(() => list.locator("tbody td.empty").count(), 30_000).toBe(1);
+
+  // Logging out ends the session: the page forgets it, a reload stays signed out, and the key the
+  // signup issued for it is revoked (a copy of it, as the other tab holds, is refused).
+  const sessionKey = (JSON.parse((await page.evaluate(() => localStorage.getItem("gm.session")))!) as { apiKey: string }).apiKey;
+  const me = async () =>
+    (await (await fetch(`${server.origin}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${sessionKey}` }, body: JSON.stringify({ query: "{ me { email } }" }) })).json()) as {
+      data?: { me: { email: string } } | null;
+      errors?: { extensions: { code: string } }[];
+    };
+  expect((await me()).data?.me.email).toBe(email);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await eventually(() => page.locator("header").getByRole("link", { name: "Log in" }).count()).toBe(1);
+  expect(await page.evaluate(() => localStorage.getItem("gm.session"))).toBeNull();
+  await eventually(async () => (await me()).errors?.[0]?.extensions.code).toBe("UNAUTHENTICATED");
+  await page.goto("/instances");
+  await eventually(() => page.getByRole("heading", { name: "Log in to see your instances" }).count()).toBe(1);
+  expect(await page.getByTestId("balance").count()).toBe(0);
+  // A deliberate log out is not reported as a revoked session.
+  expect(await page.getByText("its API key was revoked").count()).toBe(0);
 }, 240_000);
+
+it("rents on demand in Jupyter mode with env and ports, and shows the Jupyter link and the mapped ports the agent reported", async () => {
+  const clientKey = server.keys["client@demo.local"];
+  const { context, page } = await server.newPage();
+  await context.addInitScript((session) => localStorage.setItem("gm.session", session), JSON.stringify({ apiKey: clientKey, email: "client@demo.local" }));
+  const machine = await prisma.machine.findFirstOrThrow({ orderBy: { id: "asc" } });
+  await page.goto(`/?q=${encodeURIComponent(`machine_id=${machine.id}`)}`);
+  await page.getByRole("link", { name: /^Rent: / }).first().click();
+  await eventually(() => page.getByLabel("Docker image").count()).toBe(1);
+  expect(await page.getByRole("radio", { name: /On-demand at/ }).isChecked()).toBe(true);
+  await page.getByRole("radio", { name: "Jupyter" }).check();
+  await page.getByLabel("Environment").fill("TRAINING_RUN=42");
+
+  // A malformed port is named next to the ports field, and nothing is rented.
+  await page.getByLabel("Ports").fill("http");
+  await page.getByRole("button", { name: "Rent now" }).click();
+  await eventually(() => page.locator(".field.invalid input[name=ports]").count()).toBe(1);
+  expect(await prisma.instance.count({ where: { client: { email: "client@demo.local" } } })).toBe(0);
+
+  await page.getByLabel("Ports").fill("8081");
+  await page.getByRole("button", { name: "Rent now" }).click();
+  await eventually(() => page.url()).toMatch(/\/instances\/[^/]+$/);
+  const instance = await prisma.instance.findFirstOrThrow({ where: { client: { email: "client@demo.local" } } });
+  expect(instance).toMatchObject({ kind: "ON_DEMAND", launchMode: "JUPYTER", ports: ["8081"] });
+  await eventually(() => page.locator("h1 .status").textContent(), 60_000).toBe("RUNNING");
+  await expect(page.locator("dd", { hasText: "TRAINING_RUN" }).count()).resolves.toBe(1);
+
+  // The connection details are the API's: the Jupyter link and each container port's external one.
+  const response = await fetch(`${server.origin}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${clientKey}` },
+    body: JSON.stringify({ query: `{ instance(id: "Instance:${instance.id}") { connection { publicHost jupyterUrl ports { containerPort hostPort protocol } } } }` }),
+  });
+  const { connection } = ((await response.json()) as { data: { instance: { connection: { publicHost: string; jupyterUrl: string | null; ports: { containerPort: number; hostPort: number; protocol: string }[] } } } }).data.instance;
+  expect(connection.jupyterUrl).toBeTruthy();
+  expect(connection.ports.map((p) => p.containerPort)).toContain(8081);
+  await eventually(() => page.getByRole("link", { name: "Open Jupyter" }).getAttribute("href"), 30_000).toBe(connection.jupyterUrl);
+  await eventually(() => page.getByRole("region", { name: "Connect" }).locator("dt:text-is('Ports') + dd").textContent()).toBe(
+    connection.ports.map((p) => `${p.containerPort}/${p.protocol} → ${connection.publicHost}:${p.hostPort}`).join(", "),
+  );
+
+  await page.getByRole("button", { name: "Destroy…" }).click();
+  await page.getByRole("button", { name: "Destroy for good" }).click();
+  await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).status).toBe("DESTROYED");
+}, 150_000);

@@ -56,6 +56,6 @@ export function useConsoleServer(): ConsoleServer {
 }
 
 /** Polls until the assertion holds: pages update live, after a query, a subscription event or a worker's tick. */
-export function eventually<T>(read: () => T | Promise<T>, timeoutMs = 30_000) {
-  return expect.poll(read, { timeout: timeoutMs, interval: 100 });
+export function eventually<T>(read: () => T | Promise<T>, timeoutMs = 30_000, message?: string) {
+  return expect.poll(read, { timeout: timeoutMs, interval: 100, message });
 }

@@ -1,11 +1,22 @@
 import { createClient as createWsClient } from "graphql-ws";
 import { createContext, type ReactNode, useCallback, useContext, useMemo, useState } from "react";
 import { cacheExchange, Client, fetchExchange, mapExchange, Provider, subscriptionExchange } from "urql";
+import type { AuthResultFragment } from "./gql/graphql.ts";
 
 /** The signed-in account: its full-account API key, kept in localStorage so a reload keeps the session. */
 export interface Session {
   apiKey: string;
   email: string;
+  /**
+   * The key a login issued for this session, revoked when the visitor logs out; absent when the
+   * visitor signed in with a key of the account's own, which logging out leaves working.
+   */
+  loginKeyId?: string;
+}
+
+/** The session a login, a completed signup or a password reset starts. */
+export function loginSession(auth: AuthResultFragment): Session {
+  return { apiKey: auth.apiKey.token, email: auth.user.email, loginKeyId: auth.apiKey.apiKey.id };
 }
 
 interface SessionContext {

@@ -1,4 +1,4 @@
-import { useSubscription } from "urql";
+import { useClient, useSubscription } from "urql";
 import { Link, useLocation } from "wouter";
 import { money } from "../format.ts";
 import { graphql } from "../gql/index.ts";
@@ -14,11 +14,19 @@ const BalanceSubscription = graphql(`
   }
 `);
 
+const RevokeLoginKey = graphql(`
+  mutation RevokeLoginKey($id: ID!) {
+    revokeApiKey(id: $id) {
+      __typename
+    }
+  }
+`);
+
 /** The live balance: the `balance` subscription sends it at once, then on every change. */
 function Balance() {
   const [{ data }] = useSubscription({ query: BalanceSubscription });
   return (
-    <Link href="/account" className="balance" aria-label="Balance (account)">
+    <Link href="/account" className="balance">
       <span className="muted">Balance</span> <output data-testid="balance">{data ? money(data.balance.balance) : "…"}</output>
     </Link>
   );
@@ -35,6 +43,14 @@ const NAV = [
 export function Header() {
   const { session, signOut, endedBecause } = useSession();
   const [location, navigate] = useLocation();
+  const client = useClient();
+  async function logOut() {
+    const ending = session!;
+    signOut();
+    navigate("/");
+    // The key of this login stops working too, so a copy of it (another tab, a saved page) is no session.
+    if (ending.loginKeyId) await client.mutation(RevokeLoginKey, { id: ending.loginKeyId }).toPromise();
+  }
   return (
     <header className="site-header">
       <div className="bar">
@@ -59,14 +75,7 @@ export function Header() {
               <span className="email muted" title={session.email}>
                 {session.email}
               </span>
-              <button
-                type="button"
-                className="btn ghost"
-                onClick={() => {
-                  signOut();
-                  navigate("/");
-                }}
-              >
+              <button type="button" className="btn ghost" onClick={logOut}>
                 Log out
               </button>
             </>

@@ -15,6 +15,7 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  */
 type Documents = {
     "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n": typeof types.HeaderBalanceDocument,
+    "\n  mutation RevokeLoginKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n    }\n  }\n": typeof types.RevokeLoginKeyDocument,
     "\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n": typeof types.TrustDocument,
     "\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.RequestEmailVerificationDocument,
     "\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.AddCardDocument,
@@ -30,7 +31,7 @@ type Documents = {
     "\n  mutation RevokeApiKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n      ... on MutationRevokeApiKeySuccess {\n        data {\n          id\n          revokedAt\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.RevokeApiKeyDocument,
     "\n  mutation AddSshKey($publicKey: String!) {\n    addSshKey(publicKey: $publicKey) {\n      __typename\n      ... on MutationAddSshKeySuccess {\n        data {\n          id\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": typeof types.AddSshKeyDocument,
     "\n  mutation RemoveSshKey($id: ID!) {\n    removeSshKey(id: $id) {\n      __typename\n      ... on MutationRemoveSshKeySuccess {\n        data {\n          id\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": typeof types.RemoveSshKeyDocument,
-    "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n    }\n    user {\n      id\n      email\n    }\n  }\n": typeof types.AuthResultFragmentDoc,
+    "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n      apiKey {\n        id\n      }\n    }\n    user {\n      id\n      email\n    }\n  }\n": typeof types.AuthResultFragmentDoc,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      __typename\n      ... on MutationLoginSuccess {\n        data {\n          ...AuthResult\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": typeof types.LoginDocument,
     "\n  mutation Signup($email: String!, $password: String!) {\n    signup(email: $email, password: $password) {\n      __typename\n      ... on MutationSignupSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": typeof types.SignupDocument,
     "\n  query KeyOwner {\n    me {\n      id\n      email\n    }\n  }\n": typeof types.KeyOwnerDocument,
@@ -67,6 +68,7 @@ type Documents = {
 };
 const documents: Documents = {
     "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n": types.HeaderBalanceDocument,
+    "\n  mutation RevokeLoginKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n    }\n  }\n": types.RevokeLoginKeyDocument,
     "\n  query Trust {\n    me {\n      id\n      email\n      emailVerified\n      cardVerified\n      testCredit {\n        status\n        amount\n        message\n      }\n    }\n    spendLimit {\n      tier\n      limitPerHour\n      currentPerHour\n      next {\n        tier\n        limitPerHour\n        requirements\n      }\n    }\n  }\n": types.TrustDocument,
     "\n  mutation RequestEmailVerification {\n    requestEmailVerification {\n      __typename\n      ... on MutationRequestEmailVerificationSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.RequestEmailVerificationDocument,
     "\n  mutation AddCard {\n    addCard {\n      __typename\n      ... on MutationAddCardSuccess {\n        data {\n          url\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.AddCardDocument,
@@ -82,7 +84,7 @@ const documents: Documents = {
     "\n  mutation RevokeApiKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n      ... on MutationRevokeApiKeySuccess {\n        data {\n          id\n          revokedAt\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.RevokeApiKeyDocument,
     "\n  mutation AddSshKey($publicKey: String!) {\n    addSshKey(publicKey: $publicKey) {\n      __typename\n      ... on MutationAddSshKeySuccess {\n        data {\n          id\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": types.AddSshKeyDocument,
     "\n  mutation RemoveSshKey($id: ID!) {\n    removeSshKey(id: $id) {\n      __typename\n      ... on MutationRemoveSshKeySuccess {\n        data {\n          id\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n    }\n  }\n": types.RemoveSshKeyDocument,
-    "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n    }\n    user {\n      id\n      email\n    }\n  }\n": types.AuthResultFragmentDoc,
+    "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n      apiKey {\n        id\n      }\n    }\n    user {\n      id\n      email\n    }\n  }\n": types.AuthResultFragmentDoc,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      __typename\n      ... on MutationLoginSuccess {\n        data {\n          ...AuthResult\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": types.LoginDocument,
     "\n  mutation Signup($email: String!, $password: String!) {\n    signup(email: $email, password: $password) {\n      __typename\n      ... on MutationSignupSuccess {\n        data {\n          email\n        }\n      }\n      ... on Error {\n        code\n        message\n      }\n      ... on ValidationError {\n        issues {\n          path\n          message\n        }\n      }\n    }\n  }\n": types.SignupDocument,
     "\n  query KeyOwner {\n    me {\n      id\n      email\n    }\n  }\n": types.KeyOwnerDocument,
@@ -136,6 +138,10 @@ export function graphql(source: string): unknown;
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n"): (typeof documents)["\n  subscription HeaderBalance {\n    balance {\n      id\n      email\n      balance\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation RevokeLoginKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n    }\n  }\n"): (typeof documents)["\n  mutation RevokeLoginKey($id: ID!) {\n    revokeApiKey(id: $id) {\n      __typename\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -199,7 +205,7 @@ export function graphql(source: "\n  mutation RemoveSshKey($id: ID!) {\n    remo
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n    }\n    user {\n      id\n      email\n    }\n  }\n"): (typeof documents)["\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n    }\n    user {\n      id\n      email\n    }\n  }\n"];
+export function graphql(source: "\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n      apiKey {\n        id\n      }\n    }\n    user {\n      id\n      email\n    }\n  }\n"): (typeof documents)["\n  fragment AuthResult on AuthPayload {\n    apiKey {\n      token\n      apiKey {\n        id\n      }\n    }\n    user {\n      id\n      email\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -4,12 +4,15 @@ import { Link, useLocation, useSearch } from "wouter";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { graphql } from "../gql/index.ts";
 import { resultError, type ResultError } from "../results.ts";
-import { useSession } from "../session.tsx";
+import { loginSession, type Session, useSession } from "../session.tsx";
 
 graphql(`
   fragment AuthResult on AuthPayload {
     apiKey {
       token
+      apiKey {
+        id
+      }
     }
     user {
       id
@@ -74,7 +77,7 @@ const KeyOwner = graphql(`
 `);
 
 /** Signing in with an existing full-account key (the demo accounts' keys `npm start` prints). */
-function ApiKeyLogin({ onSignedIn }: { onSignedIn: (email: string, key: string) => void }) {
+function ApiKeyLogin({ onSignedIn }: { onSignedIn: (session: Session) => void }) {
   const client = useClient();
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -86,7 +89,7 @@ function ApiKeyLogin({ onSignedIn }: { onSignedIn: (email: string, key: string) 
       .query(KeyOwner, {}, { requestPolicy: "network-only", fetchOptions: { headers: { authorization: `Bearer ${apiKey}` } } })
       .toPromise();
     const email = outcome.data?.me?.email;
-    if (email) onSignedIn(email, apiKey);
+    if (email) onSignedIn({ apiKey, email });
     else setError(outcome.error?.graphQLErrors[0]?.message ?? outcome.error?.message ?? "That is not a full-account key.");
   }
   return (
@@ -129,11 +132,11 @@ export default function AuthPage({ mode }: { mode: "login" | "signup" }) {
       setMailedTo(result.data.email);
       return;
     }
-    finish(result.data.user.email, result.data.apiKey.token);
+    finish(loginSession(result.data));
   }
 
-  function finish(signedInEmail: string, apiKey: string) {
-    signIn({ apiKey, email: signedInEmail });
+  function finish(session: Session) {
+    signIn(session);
     navigate(next && next.startsWith("/") ? next : mode === "signup" ? "/account" : "/instances");
   }
 

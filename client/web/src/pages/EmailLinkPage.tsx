@@ -4,7 +4,7 @@ import { Link, useLocation, useSearch } from "wouter";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { graphql } from "../gql/index.ts";
 import { resultError, type ResultError } from "../results.ts";
-import { useSession } from "../session.tsx";
+import { loginSession, useSession } from "../session.tsx";
 
 const VerifyEmail = graphql(`
   mutation VerifyEmail($token: String!) {
@@ -97,7 +97,7 @@ function CompleteSignupLink({ token }: { token: string }) {
     void complete({ token }).then((outcome) => {
       const result = outcome.data?.completeSignup;
       if (result && "data" in result) {
-        signIn({ apiKey: result.data.apiKey.token, email: result.data.user.email });
+        signIn(loginSession(result.data));
         navigate("/account");
       }
     });
@@ -123,7 +123,7 @@ function ResetPasswordLink({ token }: { token: string }) {
       setError(failure ?? { code: "UNKNOWN", message: "Something went wrong", fields: {} });
       return;
     }
-    signIn({ apiKey: result.data.apiKey.token, email: result.data.user.email });
+    signIn(loginSession(result.data));
     navigate("/account");
   }
   return (

@@ -5,7 +5,7 @@ import { type Column, DataTable } from "../components/base/DataTable.tsx";
 import { Alert, Field } from "../components/base/Field.tsx";
 import { TimeSeriesChart } from "../components/base/TimeSeriesChart.tsx";
 import { RequireSession } from "../components/RequireSession.tsx";
-import { dateTime, money, number, percent } from "../format.ts";
+import { dateTime, fromMicros, money, number, percent, toMicros } from "../format.ts";
 import { graphql } from "../gql/index.ts";
 import type { HostMachineFragment } from "../gql/graphql.ts";
 import { resultError, type ResultError } from "../results.ts";
@@ -275,11 +275,17 @@ function EarningsChart() {
     for (let t = new Date(range.from).getTime(); t < new Date(range.to).getTime(); t += DAY_MS) x.push(t / 1000);
     return { x, series: [{ label: "Earnings", color: "#047857", bars: true, values: x.map((t) => perDay.get(t) ?? 0) }] };
   }, [earnings.items, range]);
-  const total = chart.series[0].values.reduce((sum, v) => sum + v, 0);
+  const total = fromMicros((earnings.items ?? []).reduce((sum, row) => sum + toMicros(row.total), 0n));
   return (
     <section className="card" aria-labelledby="earnings-title">
       <h2 id="earnings-title">Earnings per day (30 days)</h2>
-      {earnings.error ? <Alert>{earnings.error.message}</Alert> : <TimeSeriesChart title={`Earnings per day, $${total.toFixed(2)} in all`} x={chart.x} series={chart.series} yLabel="$ per day" formatY={dollars} />}
+      {earnings.error ? (
+        <Alert>{earnings.error.message}</Alert>
+      ) : earnings.items === null ? (
+        <p className="muted">Loading earnings…</p>
+      ) : (
+        <TimeSeriesChart title={`Earnings per day, ${money(total)} in all`} x={chart.x} series={chart.series} yLabel="$ per day" formatY={dollars} />
+      )}
     </section>
   );
 }

@@ -1,4 +1,4 @@
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type CombinedError, useMutation, useQuery, useSubscription } from "urql";
 import { Link, useLocation } from "wouter";
 import { type Column, DataTable } from "../components/base/DataTable.tsx";
@@ -198,7 +198,10 @@ const HISTORY_COLUMNS: Column<History>[] = [
   { key: "message", header: "Message", cell: (h) => h.message ?? "" },
 ];
 
-function Actions({ instance }: { instance: InstanceDetailFragment }) {
+/** What an action's answer carries: the instance as the action left it. */
+type OnChanged = (instance: InstanceDetailFragment) => void;
+
+function Actions({ instance, onChanged }: { instance: InstanceDetailFragment; onChanged: OnChanged }) {
   const [, navigate] = useLocation();
   const [start, runStart] = useMutation(StartInstance);
   const [stop, runStop] = useMutation(StopInstance);
@@ -211,10 +214,11 @@ function Actions({ instance }: { instance: InstanceDetailFragment }) {
   const run = async (action: (variables: { id: string }) => Promise<{ data?: object; error?: CombinedError }>, after?: () => void) => {
     setError(null);
     const outcome = await action({ id: instance.id });
-    const result = outcome.data ? (Object.values(outcome.data)[0] as Parameters<typeof resultError>[0]) : null;
+    const result = outcome.data ? (Object.values(outcome.data)[0] as Parameters<typeof resultError>[0] & { data?: InstanceDetailFragment }) : null;
     const failure = resultError(result, outcome.error);
-    if (failure) setError(failure.message);
-    else after?.();
+    if (failure) return setError(failure.message);
+    if (result?.data) onChanged(result.data);
+    after?.();
   };
   if (instance.status === "DESTROYED") return <p className="muted">Destroyed {dateTime(instance.destroyedAt)}.</p>;
   const stopped = instance.intendedStatus === "STOPPED";
@@ -258,7 +262,7 @@ function Actions({ instance }: { instance: InstanceDetailFragment }) {
   );
 }
 
-function BidForm({ instance }: { instance: InstanceDetailFragment }) {
+function BidForm({ instance, onChanged }: { instance: InstanceDetailFragment; onChanged: OnChanged }) {
   const [state, change] = useMutation(ChangeBid);
   const [price, setPrice] = useState("");
   const [error, setError] = useState<ResultError | null>(null);
@@ -271,8 +275,9 @@ function BidForm({ instance }: { instance: InstanceDetailFragment }) {
     const result = outcome.data?.changeBid;
     const failure = resultError(result, outcome.error);
     if (failure && result?.__typename === "BidTooLowError") failure.message = `${failure.message} (at least ${money(result.minBidPerGpuHour, 3)})`;
-    if (failure) setError(failure);
-    else setSaved(true);
+    if (failure) return setError(failure);
+    if (result?.__typename === "MutationChangeBidSuccess") onChanged(result.data);
+    setSaved(true);
   }
   return (
     <form className="inline-form" onSubmit={submit} noValidate aria-label="Change bid">
@@ -287,14 +292,16 @@ function BidForm({ instance }: { instance: InstanceDetailFragment }) {
   );
 }
 
-function LabelForm({ instance }: { instance: InstanceDetailFragment }) {
+function LabelForm({ instance, onChanged }: { instance: InstanceDetailFragment; onChanged: OnChanged }) {
   const [state, relabel] = useMutation(LabelInstance);
   const [label, setLabel] = useState(instance.label ?? "");
   const [error, setError] = useState<ResultError | null>(null);
   async function submit(event: FormEvent) {
     event.preventDefault();
     const outcome = await relabel({ id: instance.id, label: label.trim() || null });
-    setError(resultError(outcome.data?.labelInstance, outcome.error));
+    const result = outcome.data?.labelInstance;
+    setError(resultError(result, outcome.error));
+    if (result?.__typename === "MutationLabelInstanceSuccess") onChanged(result.data);
   }
   return (
     <form className="inline-form" onSubmit={submit} noValidate aria-label="Label">
@@ -390,8 +397,19 @@ function InstanceView({ id }: { id: string }) {
   const [queried] = useQuery({ query: InstanceQuery, variables: { id }, requestPolicy: "cache-and-network" });
   const [live] = useSubscription({ query: InstanceLive, variables: { id } });
   const now = useNow();
-  // The subscription sends the instance at once and after every change; before it answers, the query's copy.
-  const instance = live.data?.instanceStatus ?? queried.data?.instance;
+  // The newest copy of the subscription's (sent at once, then after every change of status) and this
+  // page's actions' answers (a new label or bid is no change of status); before either, the query's.
+  // The later status change wins whatever arrives last: an action's answer can come after the event
+  // of the change that followed it.
+  const [latest, setLatest] = useState<InstanceDetailFragment | null>(null);
+  const arrived = useCallback(
+    (next: InstanceDetailFragment) => setLatest((current) => (current && current.statusChangedAt > next.statusChangedAt ? current : next)),
+    [],
+  );
+  useEffect(() => {
+    if (live.data) arrived(live.data.instanceStatus);
+  }, [live.data, arrived]);
+  const instance = latest ?? queried.data?.instance;
   if (queried.error && !instance) return <Alert>{queried.error.graphQLErrors[0]?.message ?? queried.error.message}</Alert>;
   if (!instance) return <p className="muted">Loading…</p>;
   return (
@@ -439,9 +457,9 @@ function InstanceView({ id }: { id: string }) {
         </section>
         <section className="card" aria-labelledby="manage">
           <h2 id="manage">Manage</h2>
-          <Actions instance={instance} />
-          {instance.kind === "INTERRUPTIBLE" && instance.status !== "DESTROYED" && <BidForm instance={instance} />}
-          {instance.status !== "DESTROYED" && <LabelForm key={instance.label ?? ""} instance={instance} />}
+          <Actions instance={instance} onChanged={arrived} />
+          {instance.kind === "INTERRUPTIBLE" && instance.status !== "DESTROYED" && <BidForm instance={instance} onChanged={arrived} />}
+          {instance.status !== "DESTROYED" && <LabelForm key={instance.label ?? ""} instance={instance} onChanged={arrived} />}
         </section>
       </div>
       {(instance.status === "RUNNING" || instance.status === "LOADING") && <Logs id={instance.id} />}
@@ -456,7 +474,8 @@ function InstanceView({ id }: { id: string }) {
 export default function InstancePage({ id }: { id: string }) {
   return (
     <RequireSession what="see this instance">
-      <InstanceView id={decodeURIComponent(id)} />
+      {/* One state per instance: another instance's page starts afresh. */}
+      <InstanceView key={id} id={decodeURIComponent(id)} />
     </RequireSession>
   );
 }

@@ -122,7 +122,7 @@ function columns(state: SearchState): Column<OfferRow>[] {
           <Link
             className="btn small primary"
             href={`/rent/${encodeURIComponent(o.id)}?storage=${storage}${bid ? "&type=bid" : ""}`}
-            aria-label={`Rent ${o.numGpus}× ${o.gpuName} in ${o.geolocation}`}
+            aria-label={`${bid ? "Bid" : "Rent"}: ${o.numGpus}× ${o.gpuName} in ${o.geolocation}`}
           >
             {bid ? "Bid" : "Rent"}
           </Link>
