@@ -13,8 +13,9 @@ export const REQUEST_SESSION_OPTIONS = "-c max_parallel_workers_per_gather=0";
 export const prisma = new PrismaClient({
   adapter: new PrismaPg({ connectionString: config().DATABASE_URL, max: 20, options: REQUEST_SESSION_OPTIONS }),
   // Under a burst (32 bidders on a saturated box) a transaction may wait more than Prisma's default 2 s
-  // for one of the 20 connections: it should wait its turn, not fail the request with an internal error.
-  transactionOptions: { maxWait: 10_000 },
+  // for one of the 20 connections, and then more than its default 5 s run time for a machine's lock
+  // behind 50 others: it should wait its turn, not fail the request with an internal error.
+  transactionOptions: { maxWait: 10_000, timeout: 30_000 },
 });
 
 /**
