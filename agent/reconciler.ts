@@ -217,7 +217,11 @@ export class Reconciler {
         return this.launch(action.assignment);
       case "start":
         logger.info({ label: plan.label }, "starting");
-        return runtime.start(plan.label);
+        await runtime.start(plan.label);
+        // Running again: the next pass reports it, even if the STOPPED before it never got reported
+        // (a start asked for while the stop was still under way).
+        this.memory.reported.delete(plan.instanceId);
+        return;
       case "reboot":
         logger.info({ label: plan.label, rebootCount: action.rebootCount }, "rebooting");
         await runtime.restart(plan.label, action.graceSeconds, action.rebootCount);
@@ -227,7 +231,6 @@ export class Reconciler {
       case "recycle":
         logger.info({ label: plan.label, recycleCount: action.assignment.recycleCount }, "recycling");
         await runtime.remove(plan.label, action.assignment.preemptGraceSeconds);
-        this.memory.reported.delete(plan.instanceId);
         return this.launch(action.assignment);
       case "stop":
         logger.info({ label: plan.label, graceSeconds: action.graceSeconds }, "stopping");
@@ -292,6 +295,8 @@ export class Reconciler {
     });
     this.memory.keys.set(assignment.containerLabel, assignment.sshKeys.join("\n"));
     await runtime.start(assignment.containerLabel);
+    // A new container: what was reported of an earlier one (gone without a pass seeing it) no longer holds.
+    this.memory.reported.delete(assignment.instanceId);
   }
 
   /** A delivered report is remembered even when refused (a refusal will not change on retry); a lost one is retried next pass. */

@@ -93,6 +93,29 @@ describe("agent end to end", () => {
     expect(await agent.exited).toBe(0);
   });
 
+  it("runs a stopped instance again when it is started while its stop is still under way", async () => {
+    const host = await createAccount("host");
+    const client = await createAccount("client");
+    await prisma.user.update({ where: { id: client.userId }, data: { balanceMicros: 10_000_000n } });
+    const { machineId, key } = await registerAndList(app, host.key);
+    const agent = spawnAgent({ api: app.url, key, machineId, stateDir: join(dir, "restart") });
+    agents.push(agent);
+    await eventually(async () => (await prisma.machine.findUniqueOrThrow({ where: { id: machineId } })).lastHeartbeatAt);
+
+    const watch = subscribe(app.url, client.key, `subscription { instanceStatus { id status } }`);
+    const id = await rent(client.key, machineId, "exec sleep 120");
+    await watch.next((i) => i.id === id && i.status === "RUNNING", 20_000);
+    const toggle = (verb: "stop" | "start") => app.gql(`mutation ($id: ID!) { ${verb}Instance(id: $id) { __typename } }`, { id }, client.key);
+    expect((await toggle("stop")).data.stopInstance.__typename).toBe("MutationStopInstanceSuccess");
+    await watch.next((i) => i.id === id && i.status === "STOPPED");
+    // Started again at once: the agent may not have reported the stop yet; it must still report RUNNING.
+    const from = watch.values.length;
+    expect((await toggle("start")).data.startInstance.__typename).toBe("MutationStartInstanceSuccess");
+    await watch.next((i) => i.id === id && i.status === "RUNNING", 20_000, from);
+    expect(await processesOf(`C.${id.split(":")[1]}`, app.url)).toHaveLength(1);
+    await watch.close();
+  });
+
   it("converges when the agent is killed in the middle of an assignment and restarted", async () => {
     const host = await createAccount("host");
     const client = await createAccount("client");

@@ -140,8 +140,8 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).toEqual(["STOPPED"]);
   await page.getByRole("button", { name: "Start" }).click();
   await eventually(async () => (await prisma.instance.findUniqueOrThrow({ where: { id: instance.id } })).intendedStatus).toBe("RUNNING");
-  await eventually(() => status.textContent(), 30_000).not.toBe("STOPPED");
-  await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).not.toEqual(["STOPPED"]);
+  await eventually(() => status.textContent(), 30_000).toBe("RUNNING");
+  await eventually(() => list.locator("tbody td[data-label=Status]").allTextContents(), 30_000).toEqual(["RUNNING"]);
 
   await page.getByRole("button", { name: "Stop" }).click();
   await eventually(() => status.textContent(), 30_000).toBe("STOPPED");
