@@ -42,6 +42,8 @@ describe("auction queue", () => {
 
   it("requeues machines whose clearing was requested but never ran", async () => {
     await queue.drain();
+    // Only this machine's request is stale: the machines before it, whatever their age, asked for none.
+    await prisma.machine.updateMany({ data: { clearingRequestedAt: null } });
     const machineId = await createListedMachine(host.userId);
     await prisma.machine.update({ where: { id: machineId }, data: { clearingRequestedAt: new Date(Date.now() - 60_000) } });
     expect(await requeueStaleClearings(5_000)).toBe(1);
