@@ -20,7 +20,7 @@
 import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { loadavg } from "node:os";
-import { freshBenchDatabase, growthExponent, percentile } from "./support.ts";
+import { freshBenchDatabase, percentile, printCurve } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -223,15 +223,7 @@ async function measureSize(instances: number): Promise<{ instances: number; prod
 const curve: { instances: number; product: number; floor: number }[] = [];
 for (const instances of SIZES) curve.push(await measureSize(instances));
 console.log(`\nThe steady second's curve (load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}): growth exponent (log-log slope) of p50 between sizes\n`);
-console.log("| instances | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |");
-console.log("|---:|---:|---:|---:|---:|---:|");
-curve.forEach((size, i) => {
-  const previous = curve[i - 1];
-  const slopes = previous
-    ? `${growthExponent(previous.instances, previous.product, size.instances, size.product)} | ${growthExponent(previous.instances, previous.floor, size.instances, size.floor)}`
-    : " | ";
-  console.log(`| ${size.instances} | ${ms(size.product)} | ${ms(size.floor)} | ${(size.product / size.floor).toFixed(2)} | ${slopes} |`);
-});
+printCurve("instances", curve.map(({ instances, product, floor }) => ({ size: instances, product, floor })));
 
 // --- 2. Soak: the real worker in real time ------------------------------------------------------
 if (SOAK_SECONDS > 0) {

@@ -19,7 +19,7 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import pg from "pg";
-import { growthExponent, openBenchDatabase, percentile, startAppProcess } from "./support.ts";
+import { openBenchDatabase, percentile, printCurve, startAppProcess } from "./support.ts";
 import type { PriceBucket, SeriesColumn } from "../domain/market/history.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -165,15 +165,7 @@ async function main(): Promise<void> {
     console.log("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) console.log(row);
     console.log("\nThe MINUTE series' curve: growth exponent (log-log slope) of p50 between its sizes\n");
-    console.log("| points | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |");
-    console.log("|---:|---:|---:|---:|---:|---:|");
-    seriesCurve.forEach((size, i) => {
-      const previous = seriesCurve[i - 1];
-      const slopes = previous
-        ? `${growthExponent(previous.points, previous.product, size.points, size.product)} | ${growthExponent(previous.points, previous.floor, size.points, size.floor)}`
-        : " | ";
-      console.log(`| ${size.points} | ${size.product.toFixed(1)} | ${size.floor.toFixed(1)} | ${(size.product / size.floor).toFixed(2)} | ${slopes} |`);
-    });
+    printCurve("points", seriesCurve.map(({ points, product, floor }) => ({ size: points, product, floor })));
   } finally {
     await floorClient.end().catch(() => {});
     server?.kill("SIGTERM");

@@ -19,6 +19,22 @@ export function growthExponent(sizeA: number, valueA: number, sizeB: number, val
 }
 
 /**
+ * A product-against-floor curve as a Markdown table: each size's p50s, their ratio, and the growth
+ * exponent of each from the size before.
+ */
+export function printCurve(sizeName: string, rows: readonly { size: number; product: number; floor: number }[]): void {
+  console.log(`| ${sizeName} | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |`);
+  console.log("|---:|---:|---:|---:|---:|---:|");
+  rows.forEach((row, i) => {
+    const previous = rows[i - 1];
+    const slopes = previous
+      ? `${growthExponent(previous.size, previous.product, row.size, row.product)} | ${growthExponent(previous.size, previous.floor, row.size, row.floor)}`
+      : " | ";
+    console.log(`| ${row.size} | ${row.product.toFixed(1)} | ${row.floor.toFixed(1)} | ${(row.product / row.floor).toFixed(2)} | ${slopes} |`);
+  });
+}
+
+/**
  * The environment of the app's processes in a benchmark: production mode, which requires the
  * secrets development makes up (a registry-credentials key of the run's own when none is set).
  */
