@@ -279,7 +279,7 @@ const floor = await measureBalance(
   },
 );
 report("floor (bare ws fan-out of the same payloads)", floor);
-const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(1);
+const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(2);
 const cpuRatio = (product.serverCpu / Math.max(1, product.received) / (floor.serverCpu / Math.max(1, floor.received))).toFixed(1);
 console.log(`ratio product/floor: delivery p50 ${ratio(50)}x, p99 ${ratio(99)}x; serving CPU per event ${cpuRatio}x`);
 await Promise.all(floors.map((f) => new Promise((exited) => f.child.once("exit", exited).kill("SIGTERM"))));

@@ -1,7 +1,9 @@
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../domain/apiKeys.ts";
 import { clearMachineNow } from "../domain/auction/service.ts";
 import { prisma } from "../infra/db.ts";
+import { eventually } from "./support/agent-process.ts";
 import { useTestApp } from "./support/app.ts";
 import {
   CREATE_INSTANCE,
@@ -89,6 +91,38 @@ describe("50 clients racing for the disk of a machine", () => {
     expect(refused.every((r) => r.__typename === "InsufficientDiskError" && r.requestedGb === 100 && r.availableGb === 0)).toBe(true);
     await clearMachineNow(machineId);
     await expectAllocationValid(machineId);
+  });
+});
+
+describe("a rental admitted while a maintenance window is being scheduled", () => {
+  it("ends by the window, which its locking statement began too early to see", async () => {
+    const machineId = await createListedMachine(host.userId, { numGpus: 8 });
+    const startsAt = new Date(Date.now() + 2 * 86_400_000);
+    // The scheduler's transaction, held open with the machine locked and the window written.
+    const scheduler = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await scheduler.connect();
+    try {
+      await scheduler.query("BEGIN");
+      await scheduler.query("SELECT id FROM machine WHERE id = $1 FOR UPDATE", [machineId]);
+      const renting = app.gql(CREATE_INSTANCE, { input: instanceInput(machineId, 1) }, clients[0].key);
+      // The rental's locking statement has begun and waits for the machine.
+      await eventually(async () => {
+        const { rows } = await scheduler.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
+        return rows.length > 0;
+      });
+      await scheduler.query("INSERT INTO maintenance_window (machine_id, starts_at, ends_at) VALUES ($1, $2, $3)", [
+        machineId,
+        startsAt,
+        new Date(startsAt.getTime() + 3_600_000),
+      ]);
+      await scheduler.query("COMMIT");
+      const created = unwrap((await renting).data.createInstance);
+      expect(created.__typename).toBe("CreateInstancePayload");
+      const instance = await prisma.instance.findUniqueOrThrow({ where: { id: Number(created.instance.id.split(":")[1]) } });
+      expect(instance.endDate.getTime()).toBeLessThanOrEqual(startsAt.getTime());
+    } finally {
+      await scheduler.end();
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import { auctionMachine, liveInstances, onDemandClaim, toContract } from "../auc
 import { TRUST_FACTS_COLUMNS, type TrustFacts, checkSpendRate, rentalMicrosPerHour } from "../billing/spendLimit.ts";
 import { ForbiddenError, IllegalTransitionError, NotFoundError, ValidationError } from "../errors.ts";
 import { MICROS_PER_DOLLAR } from "../money.ts";
-import { MIN_RENTAL_DISK_GB, chunkSizes, rentalEnd, reservedDiskSql, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
+import { MIN_RENTAL_DISK_GB, chunkSizes, maintenanceStartSql, rentalEnd, reservedDiskSql, syncDirectPorts, syncOfferDisk, syncOffers } from "../offers/sync.ts";
 import { type RegistryAuthInput, sealRentalAuth } from "../registryCredentials.ts";
 import { type LaunchRequest, resolveLaunch } from "../templates.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
@@ -191,14 +191,15 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   let created: CreatedInstance;
   try {
     created = await prisma.$transaction(async (tx) => {
-      const machine = await lockMachineForEvent(tx, machineId);
+      const locked = await lockMachineForEvent(tx, machineId);
+      // The machine's free disk and next maintenance are read by the account's locking statement,
+      // after the machine's lock: the machine's locking statement, had it waited for the lock (behind
+      // another rental, or a window being scheduled), would still see the rows from before it began.
+      const account = await lockAccount(tx, userId, locked);
+      const machine = locked && { ...locked, maintenanceStartsAt: account.maintenanceStartsAt };
       const reason = unrentableReason(machine, numGpus, now);
       if (reason) throw new OfferUnavailableError(data.offerId, reason);
       const m = machine!;
-      // The machine's free disk is read by the account's locking statement, after the machine's lock:
-      // the machine's locking statement, had it waited for the lock, would still count only the
-      // instances that existed when it began.
-      const account = await lockAccount(tx, userId, m);
       const freeDisk = Math.max(0, m.diskSpaceGb - account.diskReservedGb);
       if (data.diskGb > freeDisk) throw new InsufficientDiskError(data.diskGb, freeDisk);
       const kind = data.bidPricePerGpuHour == null ? "ON_DEMAND" : "INTERRUPTIBLE";
@@ -263,17 +264,25 @@ export async function createInstance(userId: number, input: CreateInstanceInput,
   return created;
 }
 
-type LockedAccount = TrustFacts & { balance: bigint; debitMode: boolean; held: boolean; diskReservedGb: number };
+type LockedAccount = TrustFacts & {
+  balance: bigint;
+  debitMode: boolean;
+  held: boolean;
+  diskReservedGb: number;
+  maintenanceStartsAt: Date | null;
+};
 
 /**
  * Locks the account row (so that a concurrent debit is seen, and concurrent rentals of one account
  * are checked one after the other) and reads what renting and starting check, with the disk reserved
- * on `machine` when a rental asks (0 otherwise). NotFound when the account is gone.
+ * on `machine` and its next maintenance when a rental asks (0 and null otherwise). NotFound when the
+ * account is gone.
  */
 async function lockAccount(tx: Tx, userId: number, machine: { id: number } | null = null): Promise<LockedAccount> {
   const [account] = await tx.$queryRaw<LockedAccount[]>`
     SELECT balance_micros AS balance, debit_mode AS "debitMode", metering_held_at IS NOT NULL AS held, ${TRUST_FACTS_COLUMNS},
-           ${machine ? reservedDiskSql(machine.id) : Prisma.sql`0`} AS "diskReservedGb"
+           ${machine ? reservedDiskSql(machine.id) : Prisma.sql`0`} AS "diskReservedGb",
+           ${machine ? Prisma.raw(maintenanceStartSql(String(machine.id))) : Prisma.sql`NULL::timestamptz`} AS "maintenanceStartsAt"
       FROM user_account u WHERE id = ${userId} FOR NO KEY UPDATE`;
   if (!account) throw new NotFoundError("User");
   return account;
