@@ -34,6 +34,9 @@ const COUNTRY_CODES = new Set(
   ).split(" "),
 );
 
+/** Longest location text a machine may give (offer cursors hold it when ordered by location). */
+export const MAX_GEOLOCATION_LENGTH = 100;
+
 /** A machine's specs as registerMachine takes them; updateMachine takes any of them. */
 export const machineSpecsSchema = z.object({
     gpuName: z
@@ -64,7 +67,7 @@ export const machineSpecsSchema = z.object({
       .trim()
       .toUpperCase()
       .refine((code) => COUNTRY_CODES.has(code), "an ISO 3166-1 alpha-2 country code such as US"),
-    geolocation: z.string().trim().min(1).max(100),
+    geolocation: z.string().trim().min(1).max(MAX_GEOLOCATION_LENGTH),
     cpuArch: z.enum(["amd64", "arm64"]).nullish(),
     hasAvx: z.boolean().nullish(),
     gpuMaxPowerW: z.number().min(10).max(2000).nullish(),

@@ -1,5 +1,4 @@
-import { OFFER_FIELDS } from "../domain/offers/query-language.ts";
-import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers } from "../domain/offers/search.ts";
+import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers, sortFieldDescription } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
@@ -97,7 +96,7 @@ builder.node(OfferRef, {
 const OfferOrderField = builder.enumType("OfferOrderField", {
   description: "A field to order offers by: the search fields of the same name.",
   values: Object.fromEntries(
-    SORTABLE_FIELDS.map((field) => [field.toUpperCase(), { value: field, description: OFFER_FIELDS[field].description }]),
+    SORTABLE_FIELDS.map((field) => [field.toUpperCase(), { value: field, description: sortFieldDescription(field) }]),
   ) as Record<string, { value: (typeof SORTABLE_FIELDS)[number]; description: string }>,
 });
 

@@ -176,22 +176,45 @@ it("narrows the search with each filter control exactly as the API's filter does
 
 it("sorts by every sortable column, both ways, in the API's order", async () => {
   const { page } = await server.newPage();
+  /** Clicks each header twice; the rows (and the bid-to-win cells, shown even where no bid can win) follow the API's order. */
+  const sortEach = async (headers: string[], api: Record<string, unknown>) => {
+    for (const header of headers) {
+      for (let click = 0; click < 2; click++) {
+        const before = page.url();
+        await page.getByRole("columnheader").getByRole("button", { name: header, exact: true }).click();
+        await eventually(() => page.url()).not.toBe(before);
+        const [field, direction] = new URL(page.url()).searchParams.get("sort")!.split(":");
+        const expected = (await apiOffers({ ...api, orderBy: [{ field, direction }] })).nodes;
+        const bidCells = page.locator("tbody td[data-label^='Bid to win now']");
+        await eventually(async () => {
+          const shown = { ids: await shownIds(page), bids: await bidCells.allTextContents() };
+          return api.filter ? shown : shown.ids;
+        }, 15_000).toEqual(
+          api.filter
+            ? {
+                ids: expected.filter((o) => o.winningBid).map((o) => o.id),
+                bids: expected.map((o) => (o.winningBid ? priceText(o.winningBid) : "on-demand full")),
+              }
+            : expected.map((o) => o.id),
+        );
+        await expect(page.getByRole("columnheader", { name: header, exact: true }).getAttribute("aria-sort")).resolves.toBe(direction === "ASC" ? "ascending" : "descending");
+      }
+    }
+  };
   await page.goto("/");
   await eventually(async () => (await shownIds(page)).length).toBe(25);
   const headers = await page.locator("thead button.sort").allTextContents();
-  expect(headers.length).toBeGreaterThanOrEqual(12);
-  for (const header of headers) {
-    for (let click = 0; click < 2; click++) {
-      const before = page.url();
-      await page.getByRole("columnheader").getByRole("button", { name: header, exact: true }).click();
-      await eventually(() => page.url()).not.toBe(before);
-      const [field, direction] = new URL(page.url()).searchParams.get("sort")!.split(":");
-      const expected = await apiIds({ orderBy: [{ field, direction }] });
-      await eventually(() => shownIds(page), 15_000).toEqual(expected);
-      await expect(page.getByRole("columnheader", { name: header, exact: true }).getAttribute("aria-sort")).resolves.toBe(direction === "ASC" ? "ascending" : "descending");
-    }
-  }
-}, 180_000);
+  expect(headers).toContain("Location");
+  expect(headers.length).toBeGreaterThanOrEqual(13);
+  await sortEach(headers, {});
+
+  // The interruptible view's own columns: the min bid and the bid that would win now.
+  await page.goto("/?type=bid");
+  await eventually(async () => (await page.locator("tbody tr").count())).toBe(25);
+  const bidHeaders = (await page.locator("thead button.sort").allTextContents()).filter((header) => !headers.includes(header));
+  expect(bidHeaders).toEqual(["Min bid /GPU·h", "Bid to win now /GPU·h"]);
+  await sortEach(bidHeaders, { filter: { rentable: null } });
+}, 240_000);
 
 it("shows the interruptible view with the live bid to win, prices the storage in, and pages", async () => {
   const { page } = await server.newPage();

@@ -15,7 +15,7 @@ const OFFER_FIELDS = `
   cpuName cpuCores cpuRam diskSpace diskBw inetUp inetDown cudaMaxGood driverVersion
   dphTotal pricePerGpuHour minBid storageCostPerGbMonth inetUpCostPerGb inetDownCostPerGb
   dlperf dlperfPerDphTotal flopsPerDphTotal reliability score verified datacenter geolocation countryCode
-  endDate durationDays rentable rented`;
+  endDate durationDays rentable rented winningBid`;
 
 const OFFERS = `
   query Offers($query: String, $filter: OfferFilter, $orderBy: [OfferOrder!], $storageGb: Float, $first: Int, $after: String) {
@@ -55,6 +55,20 @@ async function search(variables: Record<string, unknown> = {}): Promise<Page> {
 
 async function ids(variables: Record<string, unknown> = {}): Promise<string[]> {
   return (await search(variables)).offers.map((offer) => offer.id);
+}
+
+/** Every offer of the search, two a page through the cursors. */
+async function walk(variables: Record<string, unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 20; page++) {
+    const result = await search({ ...variables, first: 2, after });
+    seen.push(...result.offers.map((offer) => offer.id));
+    expect(result.pageInfo.hasPreviousPage).toBe(after !== null);
+    if (!result.pageInfo.hasNextPage) return seen;
+    after = result.pageInfo.endCursor;
+  }
+  throw new Error("did not finish");
 }
 
 const future = new Date(Date.now() + 30 * 86_400_000);
@@ -209,19 +223,6 @@ describe("order", () => {
 });
 
 describe("pagination", () => {
-  async function walk(variables: Record<string, unknown>): Promise<string[]> {
-    const seen: string[] = [];
-    let after: string | null = null;
-    for (let page = 0; page < 20; page++) {
-      const result = await search({ ...variables, first: 2, after });
-      seen.push(...result.offers.map((offer) => offer.id));
-      expect(result.pageInfo.hasPreviousPage).toBe(after !== null);
-      if (!result.pageInfo.hasNextPage) return seen;
-      after = result.pageInfo.endCursor;
-    }
-    throw new Error("did not finish");
-  }
-
   it.each([
     ["default order", {}],
     ["one key ascending", { orderBy: [{ field: "NUM_GPUS", direction: "ASC" }] }],
@@ -395,6 +396,150 @@ describe("the reference's vocabulary", () => {
       expect(result.errors?.[0].message).toContain("not recorded by this marketplace");
       expect(result.errors?.[0].message).not.toMatch(/unknown/i);
     }
+  });
+});
+
+describe("order by location and by the bid to win now", () => {
+  const everything = "verified=any rentable=any";
+
+  beforeAll(async () => {
+    const client = (await prisma.user.create({ data: { email: "client@example.com", passwordHash: "x" } })).id;
+    /** An on-demand rental holding GPUs of the machine, as createInstance leaves it, and the offers synced. */
+    const onDemand = async (machineId: number, numGpus: number) => {
+      await prisma.instance.create({
+        data: {
+          clientId: client,
+          machineId,
+          kind: "ON_DEMAND",
+          numGpus,
+          pricePerGpuHourMicros: 400_000n,
+          storagePricePerGbMonthMicros: 0n,
+          inetUpPricePerGbMicros: 0n,
+          inetDownPricePerGbMicros: 0n,
+          endDate: future,
+          bidPlacedAt: new Date(),
+          image: "ubuntu:22.04",
+          diskGb: 10,
+          launchMode: "SSH",
+          onstart: "",
+          env: [],
+          ports: [],
+          status: "SCHEDULING",
+          intendedStatus: "RUNNING",
+          statusChangedAt: new Date(),
+        },
+      });
+      await syncOffers(prisma, machineId);
+    };
+    const half = await machine({ numGpus: 2, countryCode: "NZ", geolocation: "Auckland, NZ", minBidPerGpuHourMicros: 150_000n });
+    await onDemand(half, 1);
+    await machine({ countryCode: "NO", geolocation: "Oslo, Norway", minBidPerGpuHourMicros: 90_000n });
+    await onDemand(await machine({ countryCode: "PE", geolocation: "Lima, Peru", minBidPerGpuHourMicros: 90_000n }), 1);
+    await machine({ countryCode: "NO", geolocation: "Oslo, Norway", minBidPerGpuHourMicros: 150_000n });
+    await machine({ countryCode: "FR", geolocation: "Île-de-France, FR", minBidPerGpuHourMicros: 120_000n });
+  });
+
+  /**
+   * Compares two offers in the order asked for: nulls last either way, the offer id breaking ties in
+   * the same direction (global ids share their "Offer:" prefix, so they compare as the bare ids do).
+   */
+  const inOrder = (key: (offer: OfferNode) => bigint | string | null, direction: "ASC" | "DESC") => (a: OfferNode, b: OfferNode) => {
+    const [x, y] = [key(a), key(b)];
+    if (x === null || y === null) return x === y ? compare(a.id, b.id, direction) : x === null ? 1 : -1;
+    const byKey = typeof x === "string" ? dictionary.compare(x, y as string) : compare(x, y, "ASC");
+    return byKey === 0 ? compare(a.id, b.id, direction) : byKey * (direction === "ASC" ? 1 : -1);
+  };
+  /** Ids compare by their bytes; places as a dictionary orders them. */
+  const compare = <T extends bigint | string>(x: T, y: T, direction: "ASC" | "DESC") => (x < y ? -1 : x > y ? 1 : 0) * (direction === "ASC" ? 1 : -1);
+  const dictionary = new Intl.Collator("und");
+  const bid = (offer: OfferNode) => (offer.winningBid === null ? null : parseMoney(offer.winningBid as string));
+  const location = (offer: OfferNode) => offer.geolocation as string;
+
+  it.each([
+    ["GEOLOCATION", location],
+    ["WINNING_BID", bid],
+  ] as const)("sorts by %s both ways", async (field, key) => {
+    // The second query is searched model by model and the parts merged: the merge keeps the order.
+    for (const [query, direction] of [
+      [everything, "ASC"],
+      [everything, "DESC"],
+      [`${everything} gpu_name in [RTX_4090,RTX_3090]`, "ASC"],
+    ] as const) {
+      const { offers } = await search({ query, orderBy: [{ field, direction }] });
+      expect(offers.length).toBeGreaterThan(10);
+      expect(offers.map((o) => o.id)).toEqual([...offers].sort(inOrder(key, direction)).map((o) => o.id));
+    }
+  });
+
+  it("puts offers without a winning bid last both ways, after bids and locations that differ", async () => {
+    for (const direction of ["ASC", "DESC"] as const) {
+      const bids = (await search({ query: everything, orderBy: [{ field: "WINNING_BID", direction }] })).offers.map(bid);
+      expect(bids.filter((b) => b === null).length).toBeGreaterThanOrEqual(2);
+      expect(new Set(bids.filter((b) => b !== null)).size).toBeGreaterThanOrEqual(2);
+      expect(bids.slice(-2)).toEqual([null, null]);
+    }
+    const locations = (await search({ query: everything, orderBy: [{ field: "GEOLOCATION", direction: "ASC" }] })).offers.map(location);
+    expect(locations[0]).toBe("Auckland, NZ");
+    expect(new Set(locations).size).toBeGreaterThanOrEqual(5);
+    // Among the I's, before the L's: not after every plain letter as the bytes of "Î" would put it.
+    const france = locations.indexOf("Île-de-France, FR");
+    expect(locations[france - 1] < "I" && locations[france + 1] >= "L").toBe(true);
+  });
+
+  it("searches by the bid to win now: a bound, or null for offers no bid can win", async () => {
+    const all = (await search({ query: everything })).offers;
+    const withBid = (keep: (micros: bigint | null) => boolean) => all.filter((offer) => keep(bid(offer))).map((offer) => offer.id).sort();
+    expect(withBid((micros) => micros === null).length).toBeGreaterThanOrEqual(2);
+    expect((await ids({ query: `${everything} winning_bid=null` })).sort()).toEqual(withBid((micros) => micros === null));
+    expect((await ids({ query: `${everything} winning_bid<=0.12` })).sort()).toEqual(withBid((micros) => micros !== null && micros <= 120_000n));
+  });
+
+  it.each([
+    ["location ascending", [{ field: "GEOLOCATION", direction: "ASC" }]],
+    ["location descending", [{ field: "GEOLOCATION", direction: "DESC" }]],
+    ["bid to win ascending", [{ field: "WINNING_BID", direction: "ASC" }]],
+    ["bid to win descending", [{ field: "WINNING_BID", direction: "DESC" }]],
+    ["bid to win, then location the other way", [{ field: "WINNING_BID", direction: "ASC" }, { field: "GEOLOCATION", direction: "DESC" }]],
+    ["location, then bid to win", [{ field: "GEOLOCATION", direction: "DESC" }, { field: "WINNING_BID", direction: "DESC" }]],
+  ])("pages through %s: every offer once, in order", async (_name, orderBy) => {
+    const whole = await ids({ query: everything, orderBy });
+    expect(whole.length).toBeGreaterThan(10);
+    expect(await walk({ query: everything, orderBy })).toEqual(whole);
+  });
+
+  it("reads a cursor's null bid as after every bid, and refuses forged keys", async () => {
+    const cursorFor = async (field: string) => {
+      const { pageInfo } = await search({ query: everything, orderBy: [{ field, direction: "ASC" }], first: 1 });
+      return JSON.parse(Buffer.from(pageInfo.endCursor!, "base64url").toString("utf8"));
+    };
+    const forge = (cursor: object, k: unknown[]) => Buffer.from(JSON.stringify({ ...cursor, k })).toString("base64url");
+    const byBid = await cursorFor("WINNING_BID");
+    const ascending = await ids({ query: everything, orderBy: [{ field: "WINNING_BID", direction: "ASC" }] });
+    const firstNull = (await search({ query: everything, orderBy: [{ field: "WINNING_BID", direction: "ASC" }] })).offers.findIndex(
+      (offer) => offer.winningBid === null,
+    );
+    const nullId = ascending[firstNull].replace(/^Offer:/, "");
+    expect(await ids({ query: everything, orderBy: [{ field: "WINNING_BID", direction: "ASC" }], after: forge({ ...byBid, id: nullId }, [null]) })).toEqual(
+      ascending.slice(firstNull + 1),
+    );
+
+    const byLocation = await cursorFor("GEOLOCATION");
+    const refused = [
+      ["WINNING_BID", forge(byBid, ["0.15"])],
+      ["WINNING_BID", forge(byBid, [150000])],
+      ["WINNING_BID", forge(byBid, [])],
+      ["GEOLOCATION", forge(byLocation, [null])],
+      ["GEOLOCATION", forge(byLocation, ["Texas\u0000, US"])],
+      ["GEOLOCATION", forge(byLocation, ["x".repeat(101)])],
+      ["GEOLOCATION", forge({ ...byLocation, id: "Texas, US" }, ["Texas, US"])],
+    ];
+    for (const [field, after] of refused) {
+      const result = await app.gql(OFFERS, { query: everything, orderBy: [{ field, direction: "ASC" }], after });
+      expect(result.errors?.[0].extensions?.code, after).toBe("VALIDATION");
+    }
+    const fine = await app.gql(OFFERS, { query: everything, orderBy: [{ field: "GEOLOCATION", direction: "ASC" }], after: forge(byLocation, ["M"]) });
+    expect(fine.errors).toBeUndefined();
+    expect(fine.data.offers.edges.every((edge: { node: OfferNode }) => (edge.node.geolocation as string) > "M")).toBe(true);
   });
 });
 

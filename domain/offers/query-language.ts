@@ -74,6 +74,10 @@ export const OFFER_FIELDS = {
   storage_cost: { kind: "money", description: "storage, $/GB-month" },
   inet_up_cost: { kind: "money", description: "upload, $/GB" },
   inet_down_cost: { kind: "money", description: "download, $/GB" },
+  winning_bid: {
+    kind: "money",
+    description: "the lowest bid per GPU that would run the offer now, $/hr (null when on-demand rentals leave too few GPUs: no bound matches it)",
+  },
   verified: { kind: "bool", description: "the machine is verified" },
   verification: { kind: "string", description: "the machine's verification: verified, unverified or deverified" },
   external: { kind: "bool", description: "listed on another marketplace: never, every offer here is this marketplace's own" },

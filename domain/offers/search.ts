@@ -5,6 +5,7 @@ import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
 import { launchMode, portList } from "../instances/launchSpec.ts";
 import { directPortsNeeded } from "../instances/ports.ts";
+import { MAX_GEOLOCATION_LENGTH } from "../machines.ts";
 import { MAX_INT4, parseInput } from "../validation.ts";
 import {
   type Clause,
@@ -29,9 +30,9 @@ export const DEFAULT_PAGE_SIZE = 20;
 
 export type SortDirection = "ASC" | "DESC";
 
-/** Fields an offer list can be ordered by: every numeric field. */
+/** Fields an offer list can be ordered by: every numeric field, and the location (by its text). */
 export const SORTABLE_FIELDS = (Object.keys(OFFER_FIELDS) as OfferField[]).filter((field) =>
-  ["int", "float", "money"].includes(OFFER_FIELDS[field].kind),
+  ["int", "float", "money", "geo"].includes(OFFER_FIELDS[field].kind),
 );
 
 export interface OfferOrder {
@@ -250,6 +251,7 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
   storage_cost: (ctx) => col(ctx, "storage_cost_micros"),
   inet_up_cost: (ctx) => col(ctx, "inet_up_cost_micros"),
   inet_down_cost: (ctx) => col(ctx, "inet_down_cost_micros"),
+  winning_bid: (ctx) => col(ctx, "winning_bid_micros"),
   verified: (ctx) => col(ctx, "verified"),
   verification: (ctx) => machineSql(ctx, "lower(verification::text)"),
   external: () => Prisma.sql`FALSE`,
@@ -269,16 +271,32 @@ const FIELD_SQL: Record<OfferField, (ctx: SqlContext) => Prisma.Sql> = {
 /** Sortable fields a machine may not have reported: they sort as 0, so that every cursor key is a number. */
 const UNREPORTED_SORTS_AS_ZERO = new Set<OfferField>(["gpu_max_temp", "cpu_ghz", "ubuntu_version"]);
 
+/**
+ * Sortable fields that are null for some offers (no bid can win GPUs that on-demand rentals hold):
+ * those offers come after every value in either direction, since they are the ones a user sorting
+ * by the field is least looking for.
+ */
+const NULLS_LAST = new Set<OfferField>(["winning_bid"]);
+
+/** What ordering by a field means, for the API's documentation. */
+export function sortFieldDescription(field: OfferField): string {
+  if (OFFER_FIELDS[field].kind === "geo") return "the machine's location text (Oregon, US), alphabetically (accents after the plain letter, as in a dictionary)";
+  return NULLS_LAST.has(field) ? `${OFFER_FIELDS[field].description}; offers without one come last either way` : OFFER_FIELDS[field].description;
+}
+
 /** Order keys: the field's value, except duration, ordered by the end date so that cursors do not drift with time. */
 function sortKeySql(field: OfferField, ctx: SqlContext): Prisma.Sql {
   if (field === "duration") return col(ctx, "end_date");
+  // Places sort as people read them (Île-de-France among the I's) whatever the database's collation;
+  // ICU's root collation is deterministic, so a cursor's key still compares equal to its own row only.
+  if (OFFER_FIELDS[field].kind === "geo") return Prisma.sql`(${FIELD_SQL[field](ctx)} COLLATE "und-x-icu")`;
   return UNREPORTED_SORTS_AS_ZERO.has(field) ? Prisma.sql`COALESCE(${FIELD_SQL[field](ctx)}, 0)` : FIELD_SQL[field](ctx);
 }
 
-/** The SQL type a cursor's key is read back as. */
-function sortKeyType(field: OfferField): string {
+/** The type a cursor's key is read back as (KEY_TYPES). */
+function sortKeyType(field: OfferField): KeyType {
   if (field === "duration") return "timestamptz";
-  return { int: "int4", float: "float8", money: "int8" }[OFFER_FIELDS[field].kind as "int" | "float" | "money"];
+  return ({ int: "int4", float: "float8", money: "int8", geo: "text" } as const)[OFFER_FIELDS[field].kind as "int" | "float" | "money" | "geo"];
 }
 
 const SQL_OPS = { eq: "=", neq: "<>", lt: "<", lte: "<=", gt: ">", gte: ">=" } as const;
@@ -371,7 +389,8 @@ function filterClauses(filter: OfferFilter | null | undefined): Clause[] {
 interface Cursor {
   /** The order and storage size the cursor was made for. */
   o: string;
-  k: string[];
+  /** The keys' values; null only for a field of NULLS_LAST. */
+  k: (string | null)[];
   id: string;
 }
 
@@ -383,16 +402,33 @@ function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(cursor)).toString("base64url");
 }
 
-/** Each SQL type's values as cursorKey writes them: a key is read back with a cast, which must not fail. */
-const CURSOR_KEY_PATTERNS: Record<string, (key: string) => boolean> = {
-  int4: (key) => /^-?\d{1,10}$/.test(key) && Math.abs(Number(key)) <= MAX_INT4,
-  int8: (key) => /^-?\d{1,18}$/.test(key),
-  float8: (key) => /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(key) && Number.isFinite(Number(key)),
-  timestamptz: (key) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(key) && !Number.isNaN(Date.parse(key)),
-  text: (key) => /^\d{1,10}-\d{1,2}$/.test(key),
-};
+/**
+ * Each key type's values as cursorKey writes them, and the SQL type a key is read back as: the
+ * cast must not fail (text must not hold a NUL, which PostgreSQL refuses).
+ */
+const KEY_TYPES = {
+  int4: { sql: "int4", valid: (key: string) => /^-?\d{1,10}$/.test(key) && Math.abs(Number(key)) <= MAX_INT4 },
+  int8: { sql: "int8", valid: (key: string) => /^-?\d{1,18}$/.test(key) },
+  float8: { sql: "float8", valid: (key: string) => /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(key) && Number.isFinite(Number(key)) },
+  timestamptz: {
+    sql: "timestamptz",
+    valid: (key: string) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(key) && !Number.isNaN(Date.parse(key)),
+  },
+  text: { sql: "text", valid: (key: string) => key.length <= MAX_GEOLOCATION_LENGTH && !key.includes("\0") },
+  offerId: { sql: "text", valid: (key: string) => /^\d{1,10}-\d{1,2}$/.test(key) },
+} as const satisfies Record<string, { sql: string; valid: (key: string) => boolean }>;
 
-function decodeCursor(text: string, signature: string, types: string[]): Cursor {
+type KeyType = keyof typeof KEY_TYPES;
+
+interface OrderKey {
+  sql: Prisma.Sql;
+  type: KeyType;
+  direction: SortDirection;
+  /** Null for some rows, which sort after every value (NULLS_LAST). */
+  nullable: boolean;
+}
+
+function decodeCursor(text: string, signature: string, keys: OrderKey[]): Cursor {
   let cursor: Cursor;
   try {
     cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
@@ -402,8 +438,10 @@ function decodeCursor(text: string, signature: string, types: string[]): Cursor 
   const valid =
     typeof cursor?.id === "string" &&
     Array.isArray(cursor.k) &&
-    cursor.k.length === types.length - 1 &&
-    [...cursor.k, cursor.id].every((key, i) => typeof key === "string" && CURSOR_KEY_PATTERNS[types[i]!]?.(key) === true);
+    cursor.k.length === keys.length - 1 &&
+    [...cursor.k, cursor.id].every((key, i) =>
+      key === null ? keys[i].nullable : typeof key === "string" && KEY_TYPES[keys[i].type].valid(key),
+    );
   if (!valid) throw new ValidationError([{ path: ["after"], message: "is not a cursor from this search" }]);
   if (cursor.o !== signature) {
     throw new ValidationError([{ path: ["after"], message: "was made for another order or storage size" }]);
@@ -411,26 +449,39 @@ function decodeCursor(text: string, signature: string, types: string[]): Cursor 
   return cursor;
 }
 
-function cursorKey(value: unknown): string {
+function cursorKey(value: unknown): string | null {
+  if (value === null) return null;
   return value instanceof Date ? value.toISOString() : String(value);
+}
+
+/** A key in ORDER BY: nullable keys put their nulls last whichever the direction. */
+function orderSql(expr: Prisma.Sql, key: OrderKey): Prisma.Sql {
+  return Prisma.sql`${expr} ${Prisma.raw(key.direction)}${Prisma.raw(key.nullable ? " NULLS LAST" : "")}`;
 }
 
 /**
  * Rows after the cursor in the given order, the offer id breaking ties in the direction of the
- * last key. One direction throughout is a row comparison, which an index on (key, id) answers;
- * mixed directions expand to the equivalent OR of prefixes.
+ * last key. One direction throughout without nullable keys is a row comparison, which an index on
+ * (key, id) answers; otherwise the equivalent OR of prefixes, where a null key equals only null
+ * and every null comes after every value.
  */
-function keysetSql(keys: { sql: Prisma.Sql; type: string; direction: SortDirection }[], cursor: Cursor): Prisma.Sql {
-  const values = [...cursor.k, cursor.id].map((value, i) => Prisma.sql`${value}::${Prisma.raw(keys[i].type)}`);
-  const exprs = keys.map((key) => key.sql);
-  const directions = keys.map((key) => key.direction);
+function keysetSql(keys: OrderKey[], cursor: Cursor): Prisma.Sql {
+  const raw = [...cursor.k, cursor.id];
+  const values = raw.map((value, i) => Prisma.sql`${value}::${Prisma.raw(KEY_TYPES[keys[i].type].sql)}`);
   const after = (direction: SortDirection) => Prisma.raw(direction === "DESC" ? "<" : ">");
-  if (directions.every((direction) => direction === directions[0])) {
-    return Prisma.sql`(${Prisma.join(exprs)}) ${after(directions[0])} (${Prisma.join(values)})`;
+  if (keys.every((key) => key.direction === keys[0].direction && !key.nullable)) {
+    return Prisma.sql`(${Prisma.join(keys.map((key) => key.sql))}) ${after(keys[0].direction)} (${Prisma.join(values)})`;
   }
-  const branches = exprs.map((expr, i) => {
-    const equal = exprs.slice(0, i).map((prefix, j) => Prisma.sql`${prefix} = ${values[j]}`);
-    return Prisma.join([...equal, Prisma.sql`${expr} ${after(directions[i])} ${values[i]}`], " AND ");
+  const equal = (key: OrderKey, i: number) =>
+    raw[i] === null ? Prisma.sql`${key.sql} IS NULL` : Prisma.sql`${key.sql} = ${values[i]}`;
+  const beyond = (key: OrderKey, i: number): Prisma.Sql | null => {
+    if (raw[i] === null) return null;
+    const strict = Prisma.sql`${key.sql} ${after(key.direction)} ${values[i]}`;
+    return key.nullable ? Prisma.sql`(${strict} OR ${key.sql} IS NULL)` : strict;
+  };
+  const branches = keys.flatMap((key, i) => {
+    const last = beyond(key, i);
+    return last ? [Prisma.join([...keys.slice(0, i).map(equal), last], " AND ")] : [];
   });
   return Prisma.sql`(${Prisma.join(branches.map((branch) => Prisma.sql`(${branch})`), " OR ")})`;
 }
@@ -496,23 +547,26 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
   const orders = args.orderBy?.length ? args.orderBy : DEFAULT_ORDER;
   const signature = orderSignature(orders, milliGb);
   const lastDirection = orders[orders.length - 1].direction;
-  const keys = [
-    ...orders.map((order) => ({ sql: sortKeySql(order.field, inner), type: sortKeyType(order.field), direction: order.direction })),
-    { sql: Prisma.raw("id"), type: "text", direction: lastDirection },
+  const keys: OrderKey[] = [
+    ...orders.map((order) => ({
+      sql: sortKeySql(order.field, inner),
+      type: sortKeyType(order.field),
+      direction: order.direction,
+      nullable: NULLS_LAST.has(order.field),
+    })),
+    { sql: Prisma.raw("id"), type: "offerId", direction: lastDirection, nullable: false },
   ];
   const matching = [...conditions, ...(split ? [conditionSql(split, inner)] : [])];
   const countSql = Prisma.sql`SELECT count(*)::int AS count FROM offer ${matching.length ? Prisma.sql`WHERE ${Prisma.join(matching, " AND ")}` : Prisma.empty}`;
-  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys.map((key) => key.type))));
+  if (args.after) conditions.push(keysetSql(keys, decodeCursor(args.after, signature, keys)));
 
   const first = args.first ?? DEFAULT_PAGE_SIZE;
   const bound = storedBoundSql(orders, milliGb, [...conditions, ...(split ? [conditionSql(split, inner)] : [])], first + 1, inner);
   if (bound) conditions.push(bound);
   const keyColumns = orders.map((_, i) => Prisma.raw(`k${i}`));
-  const innerOrder = Prisma.join(keys.map((key) => Prisma.sql`${key.sql} ${Prisma.raw(key.direction)}`));
+  const innerOrder = Prisma.join(keys.map((key) => orderSql(key.sql, key)));
   const aliasOrder = (table: string) =>
-    Prisma.join(
-      [...keyColumns, Prisma.raw("id")].map((key, i) => Prisma.sql`${Prisma.raw(table)}.${key} ${Prisma.raw(keys[i].direction)}`),
-    );
+    Prisma.join([...keyColumns, Prisma.raw("id")].map((column, i) => orderSql(Prisma.sql`${Prisma.raw(table)}.${column}`, keys[i])));
   const innerKeys = orders.map((order, i) => Prisma.sql`, ${sortKeySql(order.field, inner)} AS k${Prisma.raw(String(i))}`);
   const pageQuery = (extra: Prisma.Sql[]) => {
     const all = [...conditions, ...extra];

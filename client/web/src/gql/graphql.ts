@@ -264,6 +264,8 @@ export type OfferOrderField =
   | 'DURATION'
   /** TFLOPS per $/hr */
   | 'FLOPS_PER_DPHTOTAL'
+  /** the machine's location text (Oregon, US), alphabetically (accents after the plain letter, as in a dictionary) */
+  | 'GEOLOCATION'
   /** the offer's share of the machine's GPUs, 0 to 1 */
   | 'GPU_FRAC'
   /** each GPU's power limit, W, as nvidia-smi reports it (0 when not reported) */
@@ -305,7 +307,9 @@ export type OfferOrderField =
   /** FP32 TFLOPS of all the offer's GPUs */
   | 'TOTAL_FLOPS'
   /** the host's Ubuntu release as a number (22.04); no bound matches a host on another system */
-  | 'UBUNTU_VERSION';
+  | 'UBUNTU_VERSION'
+  /** the lowest bid per GPU that would run the offer now, $/hr (null when on-demand rentals leave too few GPUs: no bound matches it); offers without one come last either way */
+  | 'WINNING_BID';
 
 /** MINUTE points come from the minute samples (ranges up to 1 day), HOUR and DAY from their rollups (up to 92 and 2000 days): about 2,000 points at most. */
 export type PriceBucket =

@@ -88,7 +88,7 @@ function columns(state: SearchState): Column<OfferRow>[] {
     { key: "DLPERF", header: "DLPerf", numeric: true, sortable: true, cell: (o) => number(o.dlperf, 1) },
     { key: "DLPERF_PER_DPHTOTAL", header: "DLPerf/$", numeric: true, sortable: true, cell: (o) => number(o.dlperfPerDphTotal, 0) },
     { key: "RELIABILITY", header: "Reliability", numeric: true, sortable: true, cell: (o) => percent(o.reliability, 2) },
-    { key: "location", header: "Location", cell: (o) => o.geolocation },
+    { key: "GEOLOCATION", header: "Location", sortable: true, cell: (o) => o.geolocation },
     { key: "CPU_CORES", header: "CPU / RAM", numeric: true, sortable: true, cell: (o) => `${o.cpuCores} c / ${number(o.cpuRam, 0)} GB` },
     { key: "DISK_SPACE", header: "Disk", numeric: true, sortable: true, cell: (o) => `${number(o.diskSpace, 0)} GB` },
     { key: "INET_DOWN", header: "Net ↓", numeric: true, sortable: true, cell: (o) => `${number(o.inetDown, 0)} Mbps` },
@@ -98,9 +98,10 @@ function columns(state: SearchState): Column<OfferRow>[] {
       ? [
           { key: "MIN_BID", header: "Min bid /GPU·h", numeric: true, sortable: true, cell: (o: OfferRow) => money(o.minBid, 3) },
           {
-            key: "winningBid",
+            key: "WINNING_BID",
             header: "Bid to win now /GPU·h",
             numeric: true,
+            sortable: true,
             title: "The lowest bid per GPU-hour that would run now",
             cell: (o: OfferRow) => (o.winningBid ? <strong>{money(o.winningBid, 3)}</strong> : <span className="muted">on-demand full</span>),
           },
