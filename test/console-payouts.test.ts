@@ -15,8 +15,8 @@ it("onboards a host for payouts through Stripe's hosted onboarding", async () =>
   const { userId } = await createAccount({ email, password: "the host's password" });
   const { page } = await server.newPage();
   await page.goto("/login");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("the host's password");
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Password", { exact: true }).fill("the host's password");
   await page.getByRole("button", { name: "Log in" }).click();
   await eventually(() => page.url()).toContain("/instances");
 

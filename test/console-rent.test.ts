@@ -36,8 +36,8 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   const { page } = await server.newPage();
   const email = `renter-${Date.now()}@example.com`;
   await page.goto("/signup");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Password", { exact: true }).fill("correct horse battery");
   await page.getByRole("button", { name: "Create an account" }).click();
   // The account exists once the link mailed to the address is opened.
   await eventually(() => page.locator(".alert.success").textContent()).toContain(`We sent a link to ${email}.`);
@@ -50,7 +50,7 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   // Credit through Checkout: the header's balance follows the webhook without a reload.
   await payOnCheckout(page);
   await page.goto("/account");
-  await page.getByLabel("Amount ($)").fill("20.00");
+  await page.getByLabel("Amount ($)", { exact: true }).fill("20.00");
   await page.getByRole("button", { name: "Add credit" }).click();
   await eventually(() => page.url()).toContain("/billing?checkout=success");
   await eventually(() => balance.textContent(), 30_000).toBe("$20.00");
@@ -67,13 +67,13 @@ it("signs up, adds credit, rents with a bid, sees it run and the balance fall li
   expect(await page.getByLabel("Interruptible bid").isChecked()).toBe(true);
 
   // A bid below the machine's minimum is refused next to the bid field, and nothing is created.
-  await page.getByLabel("Bid per GPU-hour ($)").fill("0.001");
+  await page.getByLabel("Bid per GPU-hour ($)", { exact: true }).fill("0.001");
   await page.getByRole("button", { name: "Place bid and rent" }).click();
   await eventually(() => page.locator(".field.invalid input[name=bid]").count()).toBe(1);
   expect(await prisma.instance.count()).toBe(0);
 
   // An invalid disk size is named next to the disk field.
-  await page.getByLabel("Bid per GPU-hour ($)").fill("");
+  await page.getByLabel("Bid per GPU-hour ($)", { exact: true }).fill("");
   await page.getByLabel("Disk (GB)").fill("0");
   await page.getByRole("button", { name: "Place bid and rent" }).click();
   await eventually(() => page.locator(".field.invalid input[name=diskGb]").count()).toBe(1);
@@ -185,12 +185,12 @@ it("rents on demand in Jupyter mode with env and ports, and shows the Jupyter li
   await page.getByLabel("Environment").fill("TRAINING_RUN=42");
 
   // A malformed port is named next to the ports field, and nothing is rented.
-  await page.getByLabel("Ports").fill("http");
+  await page.getByLabel("Ports", { exact: true }).fill("http");
   await page.getByRole("button", { name: "Rent now" }).click();
   await eventually(() => page.locator(".field.invalid input[name=ports]").count()).toBe(1);
   expect(await prisma.instance.count({ where: { client: { email: "client@demo.local" } } })).toBe(0);
 
-  await page.getByLabel("Ports").fill("8081");
+  await page.getByLabel("Ports", { exact: true }).fill("8081");
   await page.getByRole("button", { name: "Rent now" }).click();
   await eventually(() => page.url()).toMatch(/\/instances\/[^/]+$/);
   const instance = await prisma.instance.findFirstOrThrow({ where: { client: { email: "client@demo.local" } } });
