@@ -17,7 +17,7 @@
  * concurrency (bench/auction-floor.ts). Prints its bids/s and p50/p99 beside the product's, and the ratios.
  *
  * Env: DATABASE_URL (server; default local postgres), REDIS_URL, BENCH_BIDS (20000),
- * BENCH_MACHINES (1000), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (8), BENCH_API_PROCESSES (1:
+ * BENCH_MACHINES (1000), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (the worker's own), BENCH_API_PROCESSES (1:
  * more run the API as a node:cluster of that many processes sharing the port, as a stateless API
  * is deployed on a multi-core host), BENCH_KEEP=1 keeps the database.
  */
@@ -37,7 +37,7 @@ process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
 const BIDS = Number(process.env.BENCH_BIDS ?? 20_000);
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 8);
+const WORKER_CONCURRENCY = process.env.BENCH_WORKER_CONCURRENCY ? Number(process.env.BENCH_WORKER_CONCURRENCY) : undefined;
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 1);
 const self = fileURLToPath(import.meta.url);
 
@@ -188,7 +188,7 @@ async function main(): Promise<void> {
   await check.end();
 
   console.log(
-    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}) and auction worker (concurrency ${WORKER_CONCURRENCY}) in separate processes`,
+    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}) and auction worker (concurrency ${WORKER_CONCURRENCY ?? "default"}) in separate processes`,
   );
   console.log(`bids placed: ${sentAt.size} of ${BIDS} (${failures.length} refused${failures.length ? `, first: ${failures[0]}` : ""}) at concurrency ${CONCURRENCY}`);
   console.log(`placing: ${(sentAt.size / (placedMs / 1000)).toFixed(0)} bids/s (${(placedMs / 1000).toFixed(1)} s)`);

@@ -1,7 +1,7 @@
 import type { Tx } from "../../infra/db.ts";
 import { prisma } from "../../infra/db.ts";
 import { logger } from "../../infra/logger.ts";
-import { publish } from "../../infra/pubsub.ts";
+import { publishEach } from "../../infra/pubsub.ts";
 import { producerQueue } from "../../infra/queues.ts";
 import { type InstanceStatus, Prisma } from "../../prisma/generated/client/client.ts";
 import { type BatchedEvent, type InstanceOfClient, applyEvents, publishBidChanges, publishInstanceChanges } from "../instances/status.ts";
@@ -10,13 +10,13 @@ import { formatMoney } from "../money.ts";
 import { maintenanceStartSql, syncOfferAvailability } from "../offers/sync.ts";
 import { recordBidPositions } from "./bids.ts";
 import { bidPositions } from "./book.ts";
-import { type Outcome, clearMachine } from "./clearing.ts";
+import { type AuctionMachine, type Clearing, type Contract, type Outcome, clearMachine } from "./clearing.ts";
 import {
   HOLDING_STATUSES,
   type LiveInstance,
   type MachineForAuction,
   auctionMachine,
-  liveInstances,
+  liveInstancesOf,
   onDemandClaim,
   toContract,
 } from "./contracts.ts";
@@ -26,8 +26,8 @@ import { assignGpuIndices } from "./gpuIndices.ts";
  * The database side of the auction. Every event that can change who runs on a machine happens in a
  * transaction that locks the machine row with `lockMachineForEvent` (which also flags the machine
  * as needing a clearing), and after commit calls `enqueueClearing`. The auction worker then runs
- * `clearMachineNow`, one transaction under the same lock. A lost job (crash, Redis down) leaves the
- * flag set, and `requeueStaleClearings` finds it.
+ * `clearMachinesNow` over the machines waiting together, in one transaction under the same locks.
+ * A lost job (crash, Redis down) leaves the flag set, and `requeueStaleClearings` finds it.
  */
 
 export const AUCTION_QUEUE = "auction";
@@ -197,17 +197,16 @@ function decide(
 }
 
 /**
- * Gives the winners their GPU indices (gpuIndices.ts) and writes the ones that changed. An instance
- * left holding GPUs without winning them (never by the rules, only if the machine shrank under it)
- * holds no index, so holders never share one.
+ * Gives the winners their GPU indices (gpuIndices.ts): the instances whose indices change. An
+ * instance left holding GPUs without winning them (never by the rules, only if the machine shrank
+ * under it) holds no index, so holders never share one.
  */
-async function writeGpuIndices(
-  tx: Tx,
+function gpuIndexChanges(
   machineGpus: number,
   live: readonly LiveInstance[],
   outcomes: readonly Outcome[],
   statusAfter: ReadonlyMap<number, InstanceStatus>,
-): Promise<void> {
+): { id: number; indices: number[] }[] {
   const winners = new Set(outcomes.filter((o) => o.runs).map((o) => o.instanceId));
   const assigned = assignGpuIndices(
     machineGpus,
@@ -225,10 +224,7 @@ async function writeGpuIndices(
     const indices = assigned.get(instance.id) ?? [];
     if (!sameIndices(indices, instance.gpuIndices)) changed.push({ id: instance.id, indices });
   }
-  if (changed.length === 0) return;
-  const ids = changed.map((c) => c.id);
-  const indices = changed.map((c) => `{${c.indices.join(",")}}`);
-  await tx.$executeRaw`UPDATE instance SET gpu_indices = v.indices::int[] FROM unnest(${ids}::int[], ${indices}::text[]) AS v(id, indices) WHERE instance.id = v.id`;
+  return changed;
 }
 
 function sameIndices(a: readonly number[], b: readonly number[]): boolean {
@@ -236,76 +232,168 @@ function sameIndices(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * Runs the auction on one machine in one transaction with its row locked: expires contracts past
- * their end date, applies `clearMachine`'s outcomes through the lifecycle table (winners waiting in
- * SCHEDULING or PAUSED go to LOADING; the agent reports RUNNING), pauses losers with a message that
- * says why and by what price, and brings the on-demand count, offers and clearing flag up to date.
+ * Runs the auction on one machine in one transaction with its row locked (waiting for the lock):
+ * expires contracts past their end date, applies `clearMachine`'s outcomes through the lifecycle
+ * table (winners waiting in SCHEDULING or PAUSED go to LOADING; the agent reports RUNNING), pauses
+ * losers with a message that says why and by what price, and brings the on-demand count, offers and
+ * clearing flag up to date.
  */
 export async function clearMachineNow(machineId: number, now = new Date()): Promise<ClearingChange[]> {
-  const cleared = await clearInTransaction(machineId, now);
-  if (!cleared) return [];
-  // After commit, one event per machine and per affected client: the agent's desired state (every
-  // clearing passes here, including those after expiry and exhausted balances), and the instances
-  // whose status or message changed.
-  publish("assignments", machineId, { machineId });
-  publish("orderBook", machineId, { machineId });
-  publishInstanceChanges(cleared.touched);
-  publishBidChanges(cleared.bidsMoved);
-  return cleared.changes;
+  const { changes } = await clearAndPublish([machineId], "wait", now);
+  return changes.get(machineId) ?? [];
 }
 
-async function clearInTransaction(
-  machineId: number,
-  now: Date,
-): Promise<{ changes: ClearingChange[]; touched: InstanceOfClient[]; bidsMoved: InstanceOfClient[] } | null> {
-  return prisma.$transaction(async (tx) => {
-    // The lock also clears the flag: events after this one wait for the lock and set it again.
-    const [machine] = await tx.$queryRaw<LockedMachine[]>`
-      UPDATE machine SET clearing_requested_at = NULL, assignments_revision = assignments_revision + 1
-       WHERE id = ${machineId} RETURNING ${MACHINE_COLUMNS}`;
-    if (!machine) return null;
+/**
+ * `clearMachineNow` for several machines in one transaction (the worker's group commit): one set of
+ * statements for all of them. Resolves when that transaction has ended, with each machine's clearing
+ * as a promise of its own: a machine whose row another transaction holds (an admission under way)
+ * is left out of the batch rather than waited for, and it, or every machine when the batch failed,
+ * is then cleared alone, so one busy or failing machine holds up no other.
+ */
+export async function clearMachinesNow(machineIds: readonly number[], now = new Date()): Promise<Map<number, Promise<ClearingChange[]>>> {
+  const cleared = new Map<number, Promise<ClearingChange[]>>();
+  let alone = [...new Set(machineIds)];
+  try {
+    const { changes, skipped } = await clearAndPublish(alone, "skipLocked", now);
+    for (const [machineId, machineChanges] of changes) cleared.set(machineId, Promise.resolve(machineChanges));
+    alone = skipped;
+  } catch (err) {
+    logger.warn({ err, machineIds }, "clearing machines together failed; clearing each alone");
+  }
+  for (const machineId of alone) cleared.set(machineId, clearMachineNow(machineId, now));
+  return cleared;
+}
 
-    const live: LiveInstance[] = [];
-    const events: BatchedEvent[] = [];
-    for (const instance of await liveInstances(tx, machineId, true)) {
-      // Past its end date: ended here rather than holding GPUs until the expiry job runs.
-      if (instance.endDate > now) live.push(instance);
-      else events.push({ instance, event: "EXPIRED", message: "lifetime ended", preemptGraceSeconds: null });
+/** Whether a clearing waits for machine rows other transactions hold, or leaves those machines out. */
+type LockMode = "wait" | "skipLocked";
+
+async function clearAndPublish(machineIds: readonly number[], lockMode: LockMode, now: Date): Promise<ClearedMachines> {
+  const cleared = await clearInTransaction(machineIds, lockMode, now);
+  // After commit, one event per key for the whole batch: the agents' desired state (every clearing
+  // passes here, including those after expiry and exhausted balances), the order books, and the
+  // instances whose status, message or bid standing changed.
+  const machines = [...cleared.changes.keys()];
+  publishEach("assignments", machines, (machineId) => ({ machineId }));
+  publishEach("orderBook", machines, (machineId) => ({ machineId }));
+  publishInstanceChanges(cleared.touched);
+  publishBidChanges(cleared.bidsMoved);
+  return cleared;
+}
+
+interface ClearedMachines {
+  /** The status changes of each machine cleared. */
+  changes: Map<number, ClearingChange[]>;
+  /** Machines left out: missing, or (skipLocked) held by another transaction. */
+  skipped: number[];
+  touched: InstanceOfClient[];
+  bidsMoved: InstanceOfClient[];
+}
+
+/** What one machine's clearing decides, before anything is written. */
+interface MachinePlan {
+  machine: LockedMachine;
+  auction: AuctionMachine;
+  live: LiveInstance[];
+  contracts: Contract[];
+  clearing: Clearing;
+  events: BatchedEvent[];
+  messages: { id: number; message: string | null }[];
+}
+
+function planClearing(machine: LockedMachine, instances: readonly LiveInstance[], now: Date): MachinePlan {
+  const live: LiveInstance[] = [];
+  const events: BatchedEvent[] = [];
+  for (const instance of instances) {
+    // Past its end date: ended here rather than holding GPUs until the expiry job runs.
+    if (instance.endDate > now) live.push(instance);
+    else events.push({ instance, event: "EXPIRED", message: "lifetime ended", preemptGraceSeconds: null });
+  }
+  const contracts = live.map((instance) => toContract(instance, now));
+  const auction = auctionMachine(machine);
+  const clearing = clearMachine(auction, contracts);
+  const byId = new Map(live.map((instance) => [instance.id, instance]));
+  const messages: { id: number; message: string | null }[] = [];
+  for (const outcome of clearing.outcomes) {
+    const instance = byId.get(outcome.instanceId)!;
+    const { event, message, preempts } = decide(instance, outcome, auction.minBidMicros);
+    if (event) {
+      const preemptGraceSeconds = preempts ? machine.preemptGraceSeconds : event === "ALLOCATED" ? null : undefined;
+      events.push({ instance, event, message, preemptGraceSeconds });
+    } else if (message !== instance.statusMessage) {
+      messages.push({ id: instance.id, message });
     }
-    const contracts = live.map((instance) => toContract(instance, now));
-    const auction = auctionMachine(machine);
-    const clearing = clearMachine(auction, contracts);
-    const byId = new Map(live.map((instance) => [instance.id, instance]));
-    const messages: { id: number; message: string | null }[] = [];
-    for (const outcome of clearing.outcomes) {
-      const instance = byId.get(outcome.instanceId)!;
-      const { event, message, preempts } = decide(instance, outcome, auction.minBidMicros);
-      if (event) {
-        const preemptGraceSeconds = preempts ? machine.preemptGraceSeconds : event === "ALLOCATED" ? null : undefined;
-        events.push({ instance, event, message, preemptGraceSeconds });
-      } else if (message !== instance.statusMessage) {
-        messages.push({ id: instance.id, message });
-      }
-    }
+  }
+  return { machine, auction, live, contracts, clearing, events, messages };
+}
+
+async function clearInTransaction(machineIds: readonly number[], lockMode: LockMode, now: Date): Promise<ClearedMachines> {
+  return prisma.$transaction(async (tx) => {
+    // The lock also clears the flag: events after this one wait for the lock and set it again. Rows
+    // are locked in id order, so two clearings of overlapping machines never deadlock.
+    const machines = await tx.$queryRaw<LockedMachine[]>`
+      UPDATE machine SET clearing_requested_at = NULL, assignments_revision = assignments_revision + 1
+       WHERE id IN (SELECT id FROM machine WHERE id = ANY(${machineIds}::int[]) ORDER BY id
+                    FOR UPDATE ${lockMode === "skipLocked" ? Prisma.sql`SKIP LOCKED` : Prisma.empty})
+       RETURNING ${MACHINE_COLUMNS}`;
+    const locked = new Set(machines.map((machine) => machine.id));
+    const skipped = machineIds.filter((machineId) => !locked.has(machineId));
+    if (machines.length === 0) return { changes: new Map(), skipped, touched: [], bidsMoved: [] };
+
+    const liveOf = new Map(machines.map((machine) => [machine.id, [] as LiveInstance[]]));
+    for (const instance of await liveInstancesOf(tx, [...locked], true)) liveOf.get(instance.machineId)!.push(instance);
+    const plans = machines.map((machine) => planClearing(machine, liveOf.get(machine.id)!, now));
+
     // Paused bids learn the new price to win in the same statement.
+    const events = plans.flatMap((plan) => plan.events);
+    const messages = plans.flatMap((plan) => plan.messages);
     const statuses = await applyEvents(tx, events, now, messages);
-    const after = new Map(live.map((instance) => [instance.id, instance.status]));
+    const after = new Map(plans.flatMap((plan) => plan.live.map((instance) => [instance.id, instance.status] as const)));
     events.forEach(({ instance }, i) => after.set(instance.id, statuses[i]));
-    await writeGpuIndices(tx, machine.numGpus, live, clearing.outcomes, after);
-    const changes = events
-      .map(({ instance, message }, i) => ({ instanceId: instance.id, from: instance.status, to: statuses[i], message }))
-      .filter((change) => change.to !== change.from);
-    const clientOf = new Map(live.concat(events.map((e) => e.instance as LiveInstance)).map((i) => [i.id, i.clientId]));
+    await writeGpuIndices(
+      tx,
+      plans.flatMap((plan) => gpuIndexChanges(plan.machine.numGpus, plan.live, plan.clearing.outcomes, after)),
+    );
+    await writeOnDemandClaims(
+      tx,
+      plans
+        .map((plan) => ({ id: plan.machine.id, gpusOnDemand: onDemandClaim(plan.machine.numGpus, plan.contracts) }))
+        .filter((claim, i) => claim.gpusOnDemand !== plans[i].machine.gpusOnDemand),
+    );
+    await syncOfferAvailability(tx, plans, now);
+    const bidsMoved = await recordBidPositions(
+      tx,
+      plans.flatMap((plan) => plan.live),
+      plans.flatMap((plan) => bidPositions(plan.auction, plan.contracts, plan.clearing)),
+    );
+
+    const statusOf = new Map(events.map(({ instance }, i) => [instance.id, statuses[i]]));
+    const changes = new Map(
+      plans.map((plan) => [
+        plan.machine.id,
+        plan.events
+          .map(({ instance, message }) => ({ instanceId: instance.id, from: instance.status, to: statusOf.get(instance.id)!, message }))
+          .filter((change) => change.to !== change.from),
+      ]),
+    );
+    const clientOf = new Map(plans.flatMap((plan) => plan.events.map((e) => e.instance as LiveInstance).concat(plan.live)).map((i) => [i.id, i.clientId]));
     const touched = [...events.map((e) => e.instance.id), ...messages.map((m) => m.id)].map((instanceId) => ({
       instanceId,
       clientId: clientOf.get(instanceId)!,
     }));
-    const gpusOnDemand = onDemandClaim(machine.numGpus, contracts);
-    if (gpusOnDemand !== machine.gpusOnDemand) {
-      await tx.machine.update({ where: { id: machineId }, data: { gpusOnDemand }, select: { id: true } });
-    }
-    await syncOfferAvailability(tx, machine, contracts, now);
-    const bidsMoved = await recordBidPositions(tx, live, bidPositions(auction, contracts, clearing));
-    return { changes, touched, bidsMoved };
+    return { changes, skipped, touched, bidsMoved };
   });
+}
+
+async function writeGpuIndices(tx: Tx, changed: readonly { id: number; indices: number[] }[]): Promise<void> {
+  if (changed.length === 0) return;
+  const ids = changed.map((c) => c.id);
+  const indices = changed.map((c) => `{${c.indices.join(",")}}`);
+  await tx.$executeRaw`UPDATE instance SET gpu_indices = v.indices::int[] FROM unnest(${ids}::int[], ${indices}::text[]) AS v(id, indices) WHERE instance.id = v.id`;
+}
+
+async function writeOnDemandClaims(tx: Tx, claims: readonly { id: number; gpusOnDemand: number }[]): Promise<void> {
+  if (claims.length === 0) return;
+  await tx.$executeRaw`
+    UPDATE machine SET gpus_on_demand = v.gpus
+      FROM unnest(${claims.map((c) => c.id)}::int[], ${claims.map((c) => c.gpusOnDemand)}::int[]) AS v(id, gpus) WHERE machine.id = v.id`;
 }

@@ -212,23 +212,24 @@ function offerAvailability(machine: AvailabilityMachine, contracts: readonly Con
 }
 
 /**
- * The auction's part of syncOffers in one statement, for the clearing that changed nothing but
- * contracts: the availability columns of the machine's offers, rows whose values changed only.
- * A machine that is not listed has no offer rows, so nothing is written.
+ * The auction's part of syncOffers in one statement for any number of machines, for the clearing
+ * that changed nothing but contracts: the availability columns of each machine's offers, rows whose
+ * values changed only. A machine that is not listed has no offer rows, so nothing is written.
  */
 export async function syncOfferAvailability(
   db: Tx,
-  machine: AvailabilityMachine & { id: number },
-  contracts: readonly Contract[],
+  machines: readonly { machine: AvailabilityMachine & { id: number }; contracts: readonly Contract[] }[],
   now = new Date(),
 ): Promise<void> {
-  const sizes = chunkSizes(machine.numGpus, machine.minChunk);
-  const availability = offerAvailability(machine, contracts, now);
-  const ids = sizes.map((numGpus) => offerId(machine.id, numGpus));
-  const free = availability.map((a) => a.gpusFreeOfOnDemand);
-  const bids = availability.map((a) => (a.winningBidMicros === null ? null : a.winningBidMicros.toString()));
-  const rented = availability.map((a) => a.rented);
-  const rentable = availability.map((a) => a.rentable);
+  const rows = machines.flatMap(({ machine, contracts }) => {
+    const availability = offerAvailability(machine, contracts, now);
+    return chunkSizes(machine.numGpus, machine.minChunk).map((numGpus, i) => ({ id: offerId(machine.id, numGpus), ...availability[i] }));
+  });
+  const ids = rows.map((row) => row.id);
+  const free = rows.map((row) => row.gpusFreeOfOnDemand);
+  const bids = rows.map((row) => (row.winningBidMicros === null ? null : row.winningBidMicros.toString()));
+  const rented = rows.map((row) => row.rented);
+  const rentable = rows.map((row) => row.rentable);
   // The offers' free disk is kept by the writers of instances (syncOfferDisk, createInstance).
   await db.$executeRaw`
     UPDATE offer SET gpus_free_of_on_demand = v.free, winning_bid_micros = v.bid::bigint, rented = v.rented,
