@@ -16,26 +16,30 @@
  * hand-written admission and clearing SQL from this process through bare pg clients at the same
  * concurrency (bench/auction-floor.ts). Prints its bids/s and p50/p99 beside the product's, and the ratios.
  *
+ * Curve: the whole run (fresh database, product, floor) at each machine count of BENCH_MACHINES, one
+ * after the other with the same bid plan size, then bids/s and p99 of product and floor against the
+ * machine count with their growth exponents.
+ *
  * Env: DATABASE_URL (server; default local postgres), REDIS_URL, BENCH_BIDS (20000),
- * BENCH_MACHINES (1000), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (the worker's own), BENCH_API_PROCESSES (1:
+ * BENCH_MACHINES (100,1000,10000: a comma-separated list), BENCH_CONCURRENCY (32), BENCH_WORKER_CONCURRENCY (the worker's own), BENCH_API_PROCESSES (1:
  * more run the API as a node:cluster of that many processes sharing the port, as a stateless API
  * is deployed on a multi-core host), BENCH_KEEP=1 keeps the database.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import cluster from "node:cluster";
 import { once } from "node:events";
-import { availableParallelism, cpus } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { runAuctionFloor } from "./auction-floor.ts";
 import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
-import { percentile, productionEnv } from "./support.ts";
+import { percentile, printCurve, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
 const BIDS = Number(process.env.BENCH_BIDS ?? 20_000);
-const MACHINES = Number(process.env.BENCH_MACHINES ?? 1_000);
+const SIZES = (process.env.BENCH_MACHINES ?? "100,1000,10000").split(",").map(Number);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const WORKER_CONCURRENCY = process.env.BENCH_WORKER_CONCURRENCY ? Number(process.env.BENCH_WORKER_CONCURRENCY) : undefined;
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 1);
@@ -46,7 +50,20 @@ interface Usage {
   cpuMs: number;
   statements: number;
 }
-type Message = { url: string } | { ready: true } | { cleared: [number, number][]; jobs: number; usage: Usage } | { usage: Usage };
+/** One size's figures, product and floor. */
+interface SizeResult {
+  machines: number;
+  rate: number;
+  floorRate: number;
+  p99: number;
+  floorP99: number;
+}
+type Message =
+  | { url: string }
+  | { ready: true }
+  | { cleared: [number, number][]; jobs: number; usage: Usage }
+  | { usage: Usage }
+  | { result: SizeResult };
 
 // Every statement of the Prisma pg adapter goes through pg's Client#query (BEGIN and COMMIT too).
 let statements = 0;
@@ -120,13 +137,14 @@ async function runWorker(): Promise<void> {
 
 // ---- Orchestrator ------------------------------------------------------------------------------
 
-function startChild(role: string, env: NodeJS.ProcessEnv): { child: ChildProcess; first: Promise<Message> } {
-  const child = fork(self, [role], { env, execArgv: [...(process.env.BENCH_CHILD_NODE_ARGS?.split(" ") ?? []), "--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+function startChild(role: string, env: NodeJS.ProcessEnv, args: string[] = []): { child: ChildProcess; first: Promise<Message> } {
+  const child = fork(self, [role, ...args], { env, execArgv: [...(process.env.BENCH_CHILD_NODE_ARGS?.split(" ") ?? []), "--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const first = once(child, "message").then(([message]) => message as Message);
   return { child, first };
 }
 
-async function main(): Promise<void> {
+/** One size: a fresh database of `machines` machines, the product's run on it and the floor's on its clone. */
+async function runSize(machines: number): Promise<SizeResult> {
   const database = `bench_auction_${Date.now().toString(36)}`;
   await adminQuery(SERVER_URL, `CREATE DATABASE ${database}`);
   const databaseUrl = withDatabase(SERVER_URL, database);
@@ -136,8 +154,8 @@ async function main(): Promise<void> {
   const { migrate } = await import("../infra/migrate.ts");
   await migrate(databaseUrl);
   const seedStart = Date.now();
-  const keys = await seedAuction(MACHINES, CONCURRENCY);
-  console.log(`seeded ${MACHINES} machines of ${AUCTION_GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+  const keys = await seedAuction(machines, CONCURRENCY);
+  console.log(`seeded ${machines} machines of ${AUCTION_GPUS} GPUs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
   // The floor's copy of the seeded state (seeding closed its connections, as TEMPLATE requires).
   const floorDatabase = `${database}_floor`;
   await adminQuery(SERVER_URL, `CREATE DATABASE ${floorDatabase} TEMPLATE ${database}`);
@@ -148,7 +166,7 @@ async function main(): Promise<void> {
   const { url } = (await api.first) as { url: string };
   await worker.first;
 
-  const plan = auctionBidPlan(BIDS, MACHINES);
+  const plan = auctionBidPlan(BIDS, machines);
   const report = async <T extends Message>(child: ChildProcess): Promise<T> => {
     const reply = once(child, "message");
     child.send("report");
@@ -157,6 +175,7 @@ async function main(): Promise<void> {
   // Usage from here on: seeding and start-up are not the benchmark.
   const [apiBefore, workerBefore] = await Promise.all([report<{ usage: Usage }>(api.child), report<{ usage: Usage; jobs: number }>(worker.child)]);
   const loadCpuStart = process.cpuUsage();
+  const loadBefore = loadavg();
   const started = Date.now();
   const { sentAt, failures } = await placeBids(url, keys, plan);
   const placedMs = Date.now() - started;
@@ -187,6 +206,7 @@ async function main(): Promise<void> {
   );
   await check.end();
 
+  console.log(`load average: ${loadBefore.map((l) => l.toFixed(2)).join(" ")} at the start, ${loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`);
   console.log(
     `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}) and auction worker (concurrency ${WORKER_CONCURRENCY ?? "default"}) in separate processes`,
   );
@@ -226,9 +246,28 @@ async function main(): Promise<void> {
     await adminQuery(SERVER_URL, `DROP DATABASE ${database} WITH (FORCE)`);
     await adminQuery(SERVER_URL, `DROP DATABASE ${floorDatabase} WITH (FORCE)`);
   }
+  return { machines, rate: productRate, floorRate, p99, floorP99: f99 };
+}
+
+async function main(): Promise<void> {
+  const results: SizeResult[] = [];
+  for (const machines of SIZES) {
+    console.log(`\n## ${machines} machines`);
+    // Each size in a process of its own: the project's modules read DATABASE_URL once.
+    const { child, first } = startChild("size", process.env, [String(machines)]);
+    const exited = once(child, "exit");
+    results.push(((await first) as { result: SizeResult }).result);
+    await exited;
+  }
+  if (results.length < 2) return;
+  console.log(`\nbids/s against machines (${BIDS} bids at concurrency ${CONCURRENCY}):`);
+  printCurve("machines", results.map((r) => ({ size: r.machines, product: r.rate, floor: r.floorRate })), "bids/s");
+  console.log("\nbid → cleared p99 against machines:");
+  printCurve("machines", results.map((r) => ({ size: r.machines, product: r.p99, floor: r.floorP99 })), "p99 ms");
 }
 
 const role = process.argv[2];
 if (role === "api") await runApi();
 else if (role === "worker") await runWorker();
+else if (role === "size") process.send!({ result: await runSize(Number(process.argv[3])) } satisfies Message);
 else await main();

@@ -19,11 +19,11 @@ export function growthExponent(sizeA: number, valueA: number, sizeB: number, val
 }
 
 /**
- * A product-against-floor curve as a Markdown table: each size's p50s, their ratio, and the growth
- * exponent of each from the size before.
+ * A product-against-floor curve as a Markdown table: each size's figure (p50 unless told), their
+ * ratio, and the growth exponent of each from the size before.
  */
-export function printCurve(sizeName: string, rows: readonly { size: number; product: number; floor: number }[]): void {
-  console.log(`| ${sizeName} | product p50 ms | floor p50 ms | ratio | exponent product | exponent floor |`);
+export function printCurve(sizeName: string, rows: readonly { size: number; product: number; floor: number }[], figure = "p50 ms"): void {
+  console.log(`| ${sizeName} | product ${figure} | floor ${figure} | ratio | exponent product | exponent floor |`);
   console.log("|---:|---:|---:|---:|---:|---:|");
   rows.forEach((row, i) => {
     const previous = rows[i - 1];
