@@ -65,7 +65,9 @@ export function eventChannel(key: EventKey): string {
 /** The two Redis connections, opened on first use (a process that never publishes opens none). */
 function open(): Connections {
   if (connections) return connections;
-  const publishClient = redisConnection({ lazyConnect: false });
+  // Auto-pipelined: the publishes of one event-loop turn (a request's two events, a clearing batch's
+  // four, those of concurrent requests) go out as one socket write.
+  const publishClient = redisConnection({ lazyConnect: false, enableAutoPipelining: true });
   // No ready check: its INFO would fail on a connection whose queued SUBSCRIBEs went out first
   // (ioredis "Connection in subscriber mode").
   const subscribeClient = redisConnection({ lazyConnect: false, enableReadyCheck: false });
