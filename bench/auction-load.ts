@@ -105,6 +105,38 @@ const CREATE = `mutation ($input: CreateInstanceInput!) {
   createInstance(input: $input) { __typename ... on MutationCreateInstanceSuccess { data { instance { id } } } ... on Error { code message } }
 }`;
 
+/** A lean client: node:http over kept-alive sockets, one per concurrent client. */
+function leanAgent(keys: readonly string[]): Agent {
+  return new Agent({ keepAlive: true, maxSockets: keys.length });
+}
+
+function postGraphql(url: string, agent: Agent, key: string, body: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = request(url, { method: "POST", agent, headers: { "content-type": "application/json", authorization: `Bearer ${key}` } }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => resolve(text));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Before the clock starts: each client reads its bids once through the API at `url`, so that the
+ * API has opened its database connections and loaded its query engine, as the floor's clients are
+ * connected before its clock starts. Changes nothing.
+ */
+export async function warmUp(url: string, keys: readonly string[]): Promise<void> {
+  const agent = leanAgent(keys);
+  const body = JSON.stringify({ query: "{ bids(first: 1) { pageInfo { hasNextPage } } }" });
+  const answers = await Promise.all(keys.map((key) => postGraphql(url, agent, key, body)));
+  agent.destroy();
+  const failed = answers.find((text) => !(JSON.parse(text) as { data?: unknown }).data);
+  if (failed) throw new Error(`warm-up failed: ${failed}`);
+}
+
 /**
  * Places `plan` through the API at `url`, one client per key, each sending its next bid when the
  * last one is answered. Returns when each placed bid (by instance id) was sent, and the refusals.
@@ -112,19 +144,8 @@ const CREATE = `mutation ($input: CreateInstanceInput!) {
 export async function placeBids(url: string, keys: readonly string[], plan: readonly PlannedBid[]): Promise<{ sentAt: Map<number, number>; failures: string[] }> {
   const sentAt = new Map<number, number>();
   const failures: string[] = [];
-  // A lean client: node:http over kept-alive sockets, one per concurrent client.
-  const agent = new Agent({ keepAlive: true, maxSockets: keys.length });
-  const post = (body: string, key: string) =>
-    new Promise<string>((resolve, reject) => {
-      const req = request(url, { method: "POST", agent, headers: { "content-type": "application/json", authorization: `Bearer ${key}` } }, (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => (text += chunk));
-        res.on("end", () => resolve(text));
-      });
-      req.on("error", reject);
-      req.end(body);
-    });
+  const agent = leanAgent(keys);
+  const post = (body: string, key: string) => postGraphql(url, agent, key, body);
   let next = 0;
   await Promise.all(
     keys.map(async (key) => {

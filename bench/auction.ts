@@ -33,7 +33,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { runAuctionFloor } from "./auction-floor.ts";
-import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
+import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction, warmUp } from "./auction-load.ts";
 import { percentile, printCurve, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -172,6 +172,7 @@ async function runSize(machines: number): Promise<SizeResult> {
     child.send("report");
     return (await reply)[0] as T;
   };
+  await warmUp(url, keys);
   // Usage from here on: seeding and start-up are not the benchmark.
   const [apiBefore, workerBefore] = await Promise.all([report<{ usage: Usage }>(api.child), report<{ usage: Usage; jobs: number }>(worker.child)]);
   const loadCpuStart = process.cpuUsage();
