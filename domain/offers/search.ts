@@ -516,6 +516,44 @@ function storedBoundSql(
     SELECT ${FIELD_SQL[orders[0].field](ctx)} AS value FROM offer ${where} ORDER BY ${stored} ${Prisma.raw(twin.direction)} LIMIT ${k}) best)`;
 }
 
+/** The columns that make an offer's size: every offer of one (num_gpus, gpu_ram, gpu_total_ram) is one part of a size split. */
+const SIZE_FIELDS = new Set<OfferField>(["num_gpus", "gpu_ram", "gpu_total_ram"]);
+
+/** Orders with a (num_gpus, gpu_ram, gpu_total_ram, key, id) index (prisma/schema.prisma), at the default disk size. */
+const SIZE_ORDERED_KEYS = new Set<OfferField>(["score", "dph_total"]);
+
+/**
+ * Whether to search size by size: a lower bound on the size asks for big boxes, which are expensive
+ * and rank low, so an ordered scan of all offers walks past every smaller one before finding the page.
+ * Each (num_gpus, gpu_ram, gpu_total_ram) that the size conditions accept is instead an ordered scan of
+ * its own, found by a loose index scan: their number depends on the GPU models and chunk sizes listed,
+ * not on the offers. A GPU model condition is left to the model's own indexes.
+ */
+function splitsBySize(conditions: Condition[], orders: OfferOrder[], ctx: SqlContext): boolean {
+  return (
+    ctx.defaultStorage &&
+    SIZE_ORDERED_KEYS.has(orders[0].field) &&
+    conditions.some((c) => SIZE_FIELDS.has(c.field) && (c.op === "gte" || c.op === "gt")) &&
+    !conditions.some((c) => c.field === "gpu_name" && (c.op === "eq" || c.op === "in"))
+  );
+}
+
+/**
+ * The sizes the size conditions accept, as rows (num_gpus, gpu_ram, gpu_total_ram) named `size`: each
+ * next distinct size is the first index entry after the last one (a loose index scan of the size indexes).
+ */
+function acceptedSizesSql(sizeConditions: Condition[], ctx: SqlContext): Prisma.Sql {
+  const accepted = sizeConditions.map((condition) => conditionSql(condition, { ...ctx, prefix: "size." }));
+  return Prisma.sql`(WITH RECURSIVE size AS (
+      (SELECT num_gpus, gpu_ram, gpu_total_ram FROM offer ORDER BY num_gpus, gpu_ram, gpu_total_ram LIMIT 1)
+      UNION ALL
+      SELECT following.* FROM size CROSS JOIN LATERAL (
+        SELECT num_gpus, gpu_ram, gpu_total_ram FROM offer
+        WHERE (num_gpus, gpu_ram, gpu_total_ram) > (size.num_gpus, size.gpu_ram, size.gpu_total_ram)
+        ORDER BY num_gpus, gpu_ram, gpu_total_ram LIMIT 1) following)
+    SELECT * FROM size WHERE ${Prisma.join(accepted, " AND ")}) size`;
+}
+
 export interface OfferSearchPlan {
   sql: Prisma.Sql;
   /** How many offers match, over every page. */
@@ -578,7 +616,13 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
         [...new Set(split.value as string[])].map((name) => Prisma.sql`(${pageQuery([Prisma.sql`gpu_name = ${name}`])})`),
         " UNION ALL ",
       )}) part ORDER BY ${aliasOrder("part")} LIMIT ${first + 1}`
-    : pageQuery([]);
+    : splitsBySize(resolved, orders, inner)
+      ? Prisma.sql`SELECT part.* FROM ${acceptedSizesSql(resolved.filter((c) => SIZE_FIELDS.has(c.field)), inner)}
+          CROSS JOIN LATERAL (${pageQuery([
+            Prisma.sql`num_gpus = size.num_gpus AND gpu_ram = size.gpu_ram AND gpu_total_ram = size.gpu_total_ram`,
+          ])}) part
+          ORDER BY ${aliasOrder("part")} LIMIT ${first + 1}`
+      : pageQuery([]);
 
   // The page is chosen over the narrow (id, keys) rows first, and the wide columns and the machine
   // are fetched for those rows only: sorting carries a few bytes per offer instead of the whole row.
