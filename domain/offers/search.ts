@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Tx } from "../../infra/db.ts";
+import { type Db, driverRows } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
 import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
@@ -651,9 +651,9 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
 }
 
 /** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
-export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<OfferPage> {
+export async function searchOffers(db: Db, input: OfferSearchArgs): Promise<OfferPage> {
   const plan = planOfferSearch(input);
-  const rows = await db.$queryRaw<(OfferRow & Record<string, unknown>)[]>(plan.sql);
+  const rows = await driverRows<OfferRow & Record<string, unknown>>(db, plan.sql);
   const offers = rows.slice(0, plan.limit);
   const cursors = offers.map((row) =>
     encodeCursor({
@@ -670,7 +670,7 @@ export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<Offe
  * One offer by its id ("12-4", or "Offer:12-4"), whether or not it is verified or rentable now; null
  * when no listed machine offers that chunk. `storageGb` prices storage into dph_total as in a search.
  */
-export async function offerById(db: Tx, id: string, storageGb?: number | null): Promise<OfferRow | null> {
+export async function offerById(db: Db, id: string, storageGb?: number | null): Promise<OfferRow | null> {
   const bare = id.startsWith("Offer:") ? id.slice("Offer:".length) : id;
   if (!/^\d{1,10}-\d{1,4}$/.test(bare)) return null;
   const page = await searchOffers(db, { query: `id=${bare} verified=any rentable=any`, storageGb, first: 1 });
