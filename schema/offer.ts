@@ -1,4 +1,5 @@
-import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers, sortFieldDescription } from "../domain/offers/search.ts";
+import { type FieldNode, Kind } from "graphql";
+import { OFFER_ROW_COLUMNS, type OfferRow, offerById, SORTABLE_FIELDS, searchOffers, sortFieldDescription } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
@@ -169,6 +170,47 @@ builder.queryField("offer", (t) =>
   }),
 );
 
+/** The row fields each Offer field reads, where they are not the field's own name. */
+const ROW_FIELDS_OF: Record<string, (keyof OfferRow)[]> = {
+  __typename: [],
+  dphTotal: ["dphTotalMicros"],
+  pricePerGpuHour: ["pricePerGpuMicros"],
+  minBid: ["minBidMicros"],
+  storageCostPerGbMonth: ["storageCostMicros"],
+  inetUpCostPerGb: ["inetUpCostMicros"],
+  inetDownCostPerGb: ["inetDownCostMicros"],
+  dlperfPerDphTotal: ["dlperfPerDphtotal"],
+  flopsPerDphTotal: ["flopsPerDphtotal"],
+  durationDays: ["endDate"],
+  winningBid: ["winningBidMicros"],
+};
+
+/**
+ * The offer fields an `offers` selection (`edges { node { … } }`) reads, so that the search fetches
+ * only those; every field when the selection uses fragments or a field this does not know.
+ */
+export function askedOfferColumns(fieldNodes: readonly FieldNode[]): (keyof OfferRow)[] {
+  const asked = new Set<keyof OfferRow>();
+  const fields = (node: FieldNode | undefined) => node?.selectionSet?.selections ?? [];
+  for (const connection of fieldNodes) {
+    for (const edges of fields(connection)) {
+      if (edges.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+      if (edges.name.value !== "edges") continue;
+      for (const edge of fields(edges)) {
+        if (edge.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+        if (edge.name.value !== "node") continue;
+        for (const field of fields(edge)) {
+          if (field.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+          const columns = ROW_FIELDS_OF[field.name.value] ?? [field.name.value];
+          if (!columns.every((column) => (OFFER_ROW_COLUMNS as string[]).includes(column))) return OFFER_ROW_COLUMNS;
+          for (const column of columns) asked.add(column);
+        }
+      }
+    }
+  }
+  return [...asked];
+}
+
 builder.queryField("offers", (t) =>
   t.field({
     type: OfferConnection,
@@ -187,8 +229,8 @@ builder.queryField("offers", (t) =>
       first: t.arg.int({ description: "Page size: 0 to 100, default 20." }),
       after: t.arg.string({ description: "The cursor of the offer to start after (pageInfo.endCursor)." }),
     },
-    resolve: async (_root, args) => {
-      const page = await onReadReplica((db) => searchOffers(db, args));
+    resolve: async (_root, args, _context, info) => {
+      const page = await onReadReplica((db) => searchOffers(db, args, askedOfferColumns(info.fieldNodes)));
       return {
         totalCount: page.totalCount,
         edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),

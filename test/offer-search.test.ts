@@ -595,7 +595,7 @@ describe("size filters, searched size by size", () => {
 });
 
 describe("statements per request", () => {
-  it("a page of 100 offers with all fields is one SQL statement, whatever the page size", async () => {
+  it("a page of 100 offers is one SQL statement, whatever the page size, reading the columns of the fields asked for", async () => {
     for (let i = 0; i < 25; i++) await machine({ numGpus: 8, minChunk: 1, gpuName: i % 2 ? "RTX 4090" : "RTX 3090" });
     const statements: string[] = [];
     const query = pg.Client.prototype.query;
@@ -615,6 +615,24 @@ describe("statements per request", () => {
       }
       expect(counts[100]).toBe(counts[5]);
       expect(counts[100]).toBe(1);
+
+      // A selection of a few fields reads only their columns (no machine join without cpuName or
+      // pcieGen), with the same values as a page of every field; a fragment reads every column.
+      const few = "id gpuName dphTotal durationDays winningBid";
+      statements.length = 0;
+      const narrow = await app.gql(`{ offers(first: 100, query: "verified=any") { edges { cursor node { ${few} } } } }`);
+      expect(narrow.errors).toBeUndefined();
+      expect(statements).toHaveLength(1);
+      expect(statements[0]).not.toMatch(/cpu_name|JOIN machine/);
+      const full = await search({ first: 100, query: "verified=any" });
+      const picked = (node: Record<string, unknown>) => ({ ...node, durationDays: Math.round(node.durationDays as number) });
+      expect(narrow.data.offers.edges.map((edge: { node: Record<string, unknown> }) => picked(edge.node))).toEqual(
+        full.offers.map((offer) => picked(Object.fromEntries(few.split(" ").map((field) => [field, offer[field]])))),
+      );
+      statements.length = 0;
+      const viaFragment = await app.gql(`{ offers(first: 1) { edges { node { ...F } } } } fragment F on Offer { cpuName pcieGen }`);
+      expect(viaFragment.errors).toBeUndefined();
+      expect(statements[0]).toMatch(/cpu_name/);
     } finally {
       pg.Client.prototype.query = query;
     }

@@ -564,8 +564,66 @@ export interface OfferSearchPlan {
   keyCount: number;
 }
 
-/** Validates the arguments and builds the statement; exported so that the benchmark runs the same SQL. */
-export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
+const offerColumn = (name: string) => (ctx: SqlContext) => col(ctx, name);
+
+/** Each field of a found offer as the page's SQL computes it (from the offer, or "m." its machine). */
+const ROW_COLUMN_SQL: Record<keyof OfferRow, (ctx: SqlContext) => Prisma.Sql> = {
+  id: offerColumn("id"),
+  machineId: offerColumn("machine_id"),
+  hostId: offerColumn("host_id"),
+  numGpus: offerColumn("num_gpus"),
+  gpuName: offerColumn("gpu_name"),
+  gpuRam: offerColumn("gpu_ram"),
+  gpuTotalRam: offerColumn("gpu_total_ram"),
+  computeCap: offerColumn("compute_cap"),
+  totalFlops: offerColumn("total_flops"),
+  gpuMemBw: offerColumn("gpu_mem_bw"),
+  pcieBw: offerColumn("pcie_bw"),
+  pcieGen: () => Prisma.raw("m.pcie_gen"),
+  cpuName: () => Prisma.raw("m.cpu_name"),
+  cpuCores: offerColumn("cpu_cores"),
+  cpuCoresEffective: offerColumn("cpu_cores_effective"),
+  cpuRam: offerColumn("cpu_ram"),
+  diskSpace: offerColumn("disk_space"),
+  diskBw: offerColumn("disk_bw"),
+  inetUp: offerColumn("inet_up"),
+  inetDown: offerColumn("inet_down"),
+  cudaMaxGood: offerColumn("cuda_max_good"),
+  driverVersion: offerColumn("driver_version"),
+  reliability: offerColumn("reliability"),
+  dlperf: offerColumn("dlperf"),
+  pricePerGpuMicros: offerColumn("price_per_gpu_micros"),
+  minBidMicros: offerColumn("min_bid_micros"),
+  storageCostMicros: offerColumn("storage_cost_micros"),
+  inetUpCostMicros: offerColumn("inet_up_cost_micros"),
+  inetDownCostMicros: offerColumn("inet_down_cost_micros"),
+  dphTotalMicros: FIELD_SQL.dph_total,
+  dlperfPerDphtotal: FIELD_SQL.dlperf_per_dphtotal,
+  flopsPerDphtotal: FIELD_SQL.flops_per_dphtotal,
+  score: FIELD_SQL.score,
+  verified: offerColumn("verified"),
+  datacenter: offerColumn("datacenter"),
+  geolocation: offerColumn("geolocation"),
+  countryCode: offerColumn("country_code"),
+  endDate: offerColumn("end_date"),
+  rentable: FIELD_SQL.rentable,
+  rented: offerColumn("rented"),
+  gpusFreeOfOnDemand: offerColumn("gpus_free_of_on_demand"),
+  directPortCount: offerColumn("direct_port_count"),
+  staticIp: offerColumn("static_ip"),
+  winningBidMicros: offerColumn("winning_bid_micros"),
+};
+
+/** Fields of an offer read from its machine: only a page that asks for one joins it. */
+const MACHINE_COLUMNS = new Set<keyof OfferRow>(["pcieGen", "cpuName"]);
+
+export const OFFER_ROW_COLUMNS = Object.keys(ROW_COLUMN_SQL) as (keyof OfferRow)[];
+
+/**
+ * Validates the arguments and builds the statement for a page whose offers carry `columns` (and
+ * their ids); exported so that the benchmark runs the same SQL.
+ */
+export function planOfferSearch(input: OfferSearchArgs, columns: readonly (keyof OfferRow)[] = OFFER_ROW_COLUMNS): OfferSearchPlan {
   const args = parseInput(argsSchema, input);
   const storageGb = args.storageGb ?? DEFAULT_STORAGE_GB;
   const milliGb = storageMilliGb(storageGb);
@@ -626,33 +684,26 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
 
   // The page is chosen over the narrow (id, keys) rows first, and the wide columns and the machine
   // are fetched for those rows only: sorting carries a few bytes per offer instead of the whole row.
+  const selected = [...new Set(columns)].filter((column) => column !== "id");
+  const machine = selected.some((column) => MACHINE_COLUMNS.has(column));
   const sql = Prisma.sql`
-    SELECT o.id, o.machine_id AS "machineId", o.host_id AS "hostId", o.num_gpus AS "numGpus", o.gpu_name AS "gpuName",
-      o.gpu_ram AS "gpuRam", o.gpu_total_ram AS "gpuTotalRam", o.compute_cap AS "computeCap",
-      o.total_flops AS "totalFlops", o.gpu_mem_bw AS "gpuMemBw", o.pcie_bw AS "pcieBw", m.pcie_gen AS "pcieGen",
-      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_cores_effective AS "cpuCoresEffective", o.cpu_ram AS "cpuRam",
-      o.disk_space AS "diskSpace",
-      o.disk_bw AS "diskBw", o.inet_up AS "inetUp", o.inet_down AS "inetDown", o.cuda_max_good AS "cudaMaxGood",
-      o.driver_version AS "driverVersion", o.reliability, o.dlperf, o.price_per_gpu_micros AS "pricePerGpuMicros",
-      o.min_bid_micros AS "minBidMicros", o.storage_cost_micros AS "storageCostMicros",
-      o.inet_up_cost_micros AS "inetUpCostMicros", o.inet_down_cost_micros AS "inetDownCostMicros",
-      ${FIELD_SQL.dph_total(outer)} AS "dphTotalMicros", ${FIELD_SQL.dlperf_per_dphtotal(outer)} AS "dlperfPerDphtotal",
-      ${FIELD_SQL.flops_per_dphtotal(outer)} AS "flopsPerDphtotal", ${FIELD_SQL.score(outer)} AS score,
-      o.verified, o.datacenter, o.geolocation, o.country_code AS "countryCode", o.end_date AS "endDate",
-      ${FIELD_SQL.rentable(outer)} AS rentable, o.rented, o.gpus_free_of_on_demand AS "gpusFreeOfOnDemand",
-      o.direct_port_count AS "directPortCount", o.static_ip AS "staticIp",
-      o.winning_bid_micros AS "winningBidMicros",
-      ${Prisma.join(keyColumns.map((k) => Prisma.sql`page.${k}`))}
+    SELECT o.id, ${Prisma.join([
+      ...selected.map((column) => Prisma.sql`${ROW_COLUMN_SQL[column](outer)} AS ${Prisma.raw(`"${column}"`)}`),
+      ...keyColumns.map((k) => Prisma.sql`page.${k}`),
+    ])}
     FROM (${page}) page
     JOIN offer o ON o.id = page.id
-    JOIN machine m ON m.id = o.machine_id
+    ${machine ? Prisma.sql`JOIN machine m ON m.id = o.machine_id` : Prisma.empty}
     ORDER BY ${aliasOrder("page")}`;
   return { sql, countSql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
 }
 
-/** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
-export async function searchOffers(db: Db, input: OfferSearchArgs): Promise<OfferPage> {
-  const plan = planOfferSearch(input);
+/**
+ * A page of offers with the fields in `columns` (every field by default). Throws SearchQueryError for
+ * a query it cannot read, ValidationError for bad arguments.
+ */
+export async function searchOffers(db: Db, input: OfferSearchArgs, columns?: readonly (keyof OfferRow)[]): Promise<OfferPage> {
+  const plan = planOfferSearch(input, columns);
   const rows = await driverRows<OfferRow & Record<string, unknown>>(db, plan.sql);
   const offers = rows.slice(0, plan.limit);
   const cursors = offers.map((row) =>
