@@ -3,6 +3,7 @@ import { OFFER_ROW_COLUMNS, type OfferRow, offerById, SORTABLE_FIELDS, searchOff
 import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
+import { globalId } from "./ids.ts";
 import { LaunchMode } from "./instance.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -15,13 +16,14 @@ builder.node(OfferRef, {
   id: { resolve: (offer) => offer.id },
   loadOne: (id) => offerById(prisma, id),
   fields: (t) => ({
-    machineId: t.globalID({
+    // Encoded here rather than by t.globalID, whose resolver is async: a page of 100 offers would await 200 of them.
+    machineId: t.id({
       description: "The listed machine the offer is a chunk of, such as \"Machine:12\" (its number is the search field machine_id); machine(id) shows its public specs.",
-      resolve: (offer) => ({ type: "Machine", id: offer.machineId }),
+      resolve: (offer) => globalId("Machine", offer.machineId),
     }),
-    hostId: t.globalID({
+    hostId: t.id({
       description: "The host's account, such as \"User:5\" (its number is the search field host_id); only the host may read the account itself.",
-      resolve: (offer) => ({ type: "User", id: offer.hostId }),
+      resolve: (offer) => globalId("User", offer.hostId),
     }),
     gpuName: t.exposeString("gpuName", { description: "The GPU model, such as RTX 4090 (search field gpu_name, with _ for spaces)." }),
     numGpus: t.exposeInt("numGpus", { description: "GPUs in this offer." }),
@@ -233,12 +235,22 @@ builder.queryField("offers", (t) =>
       const page = await onReadReplica((db) => searchOffers(db, args, askedOfferColumns(info.fieldNodes)));
       return {
         totalCount: page.totalCount,
-        edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),
+        // Cursors are made for the edges and ends a client asks for (often only endCursor).
+        edges: page.offers.map((node, i) => ({
+          node,
+          get cursor() {
+            return page.cursor(i);
+          },
+        })),
         pageInfo: {
           hasNextPage: page.hasNextPage,
           hasPreviousPage: page.hasPreviousPage,
-          startCursor: page.cursors[0] ?? null,
-          endCursor: page.cursors.at(-1) ?? null,
+          get startCursor() {
+            return page.offers.length ? page.cursor(0) : null;
+          },
+          get endCursor() {
+            return page.offers.length ? page.cursor(page.offers.length - 1) : null;
+          },
         },
       };
     },

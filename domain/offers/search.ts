@@ -126,7 +126,8 @@ export interface OfferPage {
   offers: OfferRow[];
   /** Counts the offers matching the search over every page; run only when asked for. */
   totalCount: () => Promise<number>;
-  cursors: string[];
+  /** The cursor of the page's offer at `index`, made only when asked for. */
+  cursor: (index: number) => string;
   hasNextPage: boolean;
   hasPreviousPage: boolean;
 }
@@ -706,15 +707,14 @@ export async function searchOffers(db: Db, input: OfferSearchArgs, columns?: rea
   const plan = planOfferSearch(input, columns);
   const rows = await driverRows<OfferRow & Record<string, unknown>>(db, plan.sql);
   const offers = rows.slice(0, plan.limit);
-  const cursors = offers.map((row) =>
+  const cursor = (index: number) =>
     encodeCursor({
       o: plan.signature,
-      k: Array.from({ length: plan.keyCount }, (_, i) => cursorKey(row[`k${i}`])),
-      id: row.id,
-    }),
-  );
+      k: Array.from({ length: plan.keyCount }, (_, i) => cursorKey(offers[index][`k${i}`])),
+      id: offers[index].id,
+    });
   const totalCount = async () => (await db.$queryRaw<{ count: number }[]>(plan.countSql))[0].count;
-  return { offers, cursors, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
+  return { offers, cursor, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
 }
 
 /**
