@@ -4,10 +4,11 @@
  * Creates a fresh database on DATABASE_URL's server, migrates it, writes BENCH_DAYS (default 90)
  * days of minute samples for BENCH_MODELS (default 50) GPU models straight into price_sample with
  * set-based SQL (generate_series; 90 × 1440 × 50 = 6.48M rows), rolls them up to hours and days
- * with the sampler's own rollUp, starts the real app (buildApp) in a child process and asks
- * priceHistory (points) and priceSeries (parallel arrays) over HTTP, one request at a time, for a
- * model in turn: points by DAY and HOUR over the whole range and by MINUTE over the last day; the
- * series by MINUTE over 1, 3 and 7 days (1,440 / 4,320 / 10,080 points) and by HOUR over 92 days.
+ * with the sampler's own rollUp, starts the real app (buildApp) in a child process with the V8 flags
+ * of `npm start` and asks priceHistory (points) and priceSeries (parallel arrays) over HTTP, one
+ * request at a time, for a model in turn: points by DAY and HOUR over the whole range and by MINUTE
+ * over the last day; the series by MINUTE over 1, 3 and 7 days (1,440 / 4,320 / 10,080 points) and
+ * by HOUR over 92 days.
  * Beside each, its floor: the resolver's own statement alone through `pg`, interleaved with the
  * product's requests. Prints p50/p99 of both and their ratio, and the MINUTE series' curve over its
  * three sizes with the growth exponent of each.
@@ -19,7 +20,7 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import pg from "pg";
-import { openBenchDatabase, percentile, printCurve, startAppProcess } from "./support.ts";
+import { API_NODE_ARGS, openBenchDatabase, percentile, printCurve, startAppProcess } from "./support.ts";
 import type { PriceBucket, SeriesColumn } from "../domain/market/history.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
     }
     console.log(`\nMachine: ${availableParallelism()} cores (${cpus()[0].model}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM; load average after: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
     console.log(`${DAYS} days × ${MODELS} models of minute samples; one request at a time (${REQUESTS} per row), 7 figures per point;`);
-    console.log("product = GraphQL over HTTP against the app in its own process; floor = the resolver's SQL alone through pg\n");
+    console.log(`product = GraphQL over HTTP against the app in its own process (node ${API_NODE_ARGS.join(" ")}); floor = the resolver's SQL alone through pg\n`);
     console.log("| field | bucket | range | points | product p50 ms | product p99 ms | floor p50 ms | floor p99 ms | ratio p50 | ratio p99 |");
     console.log("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) console.log(row);

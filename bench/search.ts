@@ -21,6 +21,7 @@ import { once } from "node:events";
 import http from "node:http";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { parseArgs } from "node:util";
+import { type FieldNode, type OperationDefinitionNode, parse } from "graphql";
 import pg from "pg";
 import { seededRandom } from "../domain/seededRandom.ts";
 import { growthExponent, openBenchDatabase, percentile, startAppProcess } from "./support.ts";
@@ -387,13 +388,16 @@ async function benchSize(databaseUrl: string): Promise<{ graphql: Stats; sql: St
   try {
     const searches = await resolvePages(started.url);
     const { planOfferSearch } = await import("../domain/offers/search.ts");
-    // The SQL the resolver would build: the same arguments, enum values as the domain spells them.
+    const { askedOfferColumns } = await import("../schema/offer.ts");
+    const operation = parse(GRAPHQL).definitions[0] as OperationDefinitionNode;
+    const columns = askedOfferColumns(operation.selectionSet.selections as FieldNode[]);
+    // The SQL the resolver would build: the same arguments and selected fields, enum values as the domain spells them.
     const plans = searches.map(([, args]) => {
       const orderBy = (args.orderBy as { field: string; direction: string }[] | undefined)?.map((order) => ({
         ...order,
         field: order.field.toLowerCase(),
       }));
-      return planOfferSearch({ ...args, orderBy } as never).sql;
+      return planOfferSearch({ ...args, orderBy } as never, columns).sql;
     });
     // The floor's connections have the session settings of the app's.
     const { REQUEST_SESSION_OPTIONS } = await import("../infra/db.ts");

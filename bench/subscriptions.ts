@@ -28,7 +28,7 @@ import { Redis } from "ioredis";
 import WebSocket from "ws";
 import { startFanoutFloor } from "./fanout-floor.ts";
 import { adminQuery } from "../infra/pg-admin.ts";
-import { freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
+import { API_NODE_ARGS, freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -120,12 +120,8 @@ function spawnChild(nodeArgs: string[], script: string, logLevel: string, ready:
   });
 }
 
-/** The node flags of `npm start`, the API's production command. */
-const startFlags: string[] = JSON.parse(readFileSync(`${root}/package.json`, "utf8")).scripts.start.match(/--[\w-]+=\S+/g) ?? [];
-
 async function spawnApi(): Promise<{ child: ChildProcess; url: string }> {
-  const nodeArgs = process.env.BENCH_API_NODE_ARGS?.split(" ") ?? startFlags;
-  const { child, line } = await spawnChild(nodeArgs, "test/support/api-server.ts", "warn", (l) => l.startsWith('{"url"'));
+  const { child, line } = await spawnChild(API_NODE_ARGS, "test/support/api-server.ts", "warn", (l) => l.startsWith('{"url"'));
   return { child, url: JSON.parse(line).url.replace(/^http/, "ws") };
 }
 

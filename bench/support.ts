@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
@@ -43,9 +44,19 @@ export function productionEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv 
 }
 const BENCH_CREDENTIALS_KEY = randomBytes(32).toString("base64");
 
-/** Starts bench/serve-app.ts on `databaseUrl` (production mode, quiet logs); resolves with its GraphQL URL. */
+/**
+ * The V8 flags of the API's processes: those of `npm start` (package.json), the production command,
+ * or BENCH_API_NODE_ARGS (empty for none). Without them a benchmark measures another garbage
+ * collector than production's.
+ */
+export const API_NODE_ARGS: string[] =
+  process.env.BENCH_API_NODE_ARGS?.split(" ").filter(Boolean) ??
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).scripts.start.match(/--[\w-]+=\S+/g) ??
+  [];
+
+/** Starts bench/serve-app.ts on `databaseUrl` (production mode and flags, quiet logs); resolves with its GraphQL URL. */
 export async function startAppProcess(databaseUrl: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./serve-app.ts", import.meta.url))], {
+  const child = spawn(process.execPath, [...API_NODE_ARGS, "--import", "tsx", fileURLToPath(new URL("./serve-app.ts", import.meta.url))], {
     env: productionEnv({ DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" }),
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -18,26 +18,32 @@ export function parseMoney(text: string): bigint | null {
 
 const MAX_SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** 389000n → "0.389"; keeps at least two decimals ("12.50"). */
-export function formatMoney(micros: bigint): string {
-  const negative = micros < 0n;
+/** 0–999 as three digits ("007"), the same without trailing zeros ("5" for 500), and with at least two kept ("50"). */
+const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
+const THREE_DIGITS_TRIMMED = THREE_DIGITS.map((digits) => digits.replace(/0+$/, ""));
+const TWO_OR_THREE_DIGITS = THREE_DIGITS_TRIMMED.map((digits) => digits.padEnd(2, "0"));
+
+/**
+ * 389000n → "0.389"; keeps at least two decimals ("12.50"). Also takes micro-dollars as a safe-integer
+ * number, as SQL's JSON carries them (a price series); any other number is refused, never rounded.
+ */
+export function formatMoney(micros: bigint | number): string {
+  if (typeof micros === "number" && !Number.isSafeInteger(micros)) throw new RangeError(`${micros} is not a whole number of micro-dollars`);
+  const negative = micros < 0;
   const abs = negative ? -micros : micros;
-  const sign = negative ? "-" : "";
-  if (abs > MAX_SAFE_MICROS) {
-    let fraction = (abs % MICROS_PER_DOLLAR).toString().padStart(6, "0").replace(/0+$/, "");
-    if (fraction.length < 2) fraction = fraction.padEnd(2, "0");
-    return `${sign}${abs / MICROS_PER_DOLLAR}.${fraction}`;
+  let whole: number | bigint;
+  let fraction: number;
+  if (typeof abs === "bigint" && abs > MAX_SAFE_MICROS) {
+    whole = abs / MICROS_PER_DOLLAR;
+    fraction = Number(abs % MICROS_PER_DOLLAR);
+  } else {
+    // Exact in a double below 2^53, and several times faster than bigint division and strings'
+    // padding and regular expressions (a price series formats ~10^5 amounts).
+    const value = Number(abs);
+    whole = Math.floor(value / 1_000_000);
+    fraction = value - whole * 1_000_000;
   }
-  // Exact in a double below 2^53, and several times faster than bigint division and regular
-  // expressions (a price series formats ~10^5 amounts).
-  const value = Number(abs);
-  const whole = Math.floor(value / 1_000_000);
-  let fraction = value - whole * 1_000_000;
-  if (fraction === 0) return `${sign}${whole}.00`;
-  let digits = 6;
-  while (fraction % 10 === 0) {
-    fraction /= 10;
-    digits--;
-  }
-  return `${sign}${whole}.${String(fraction).padStart(digits, "0")}${digits < 2 ? "0" : ""}`;
+  const high = Math.floor(fraction / 1000);
+  const low = fraction - high * 1000;
+  return `${negative ? "-" : ""}${whole}.${low === 0 ? TWO_OR_THREE_DIGITS[high] : THREE_DIGITS[high] + THREE_DIGITS_TRIMMED[low]}`;
 }

@@ -1,8 +1,7 @@
-import { PrismaPg } from "@prisma/adapter-pg";
 import { AppError } from "../domain/errors.ts";
 import { PrismaClient } from "../prisma/generated/client/client.ts";
 import { config } from "./config.ts";
-import { prisma, REQUEST_SESSION_OPTIONS, type Tx } from "./db.ts";
+import { type Db, prisma, prismaClient, REQUEST_SESSION_OPTIONS } from "./db.ts";
 import { logger } from "./logger.ts";
 
 /**
@@ -47,9 +46,7 @@ function replicaState(): ReplicaState | undefined {
   if (state) return state;
   const { DATABASE_REPLICA_URL, REPLICA_MAX_LAG_MS } = config();
   if (!DATABASE_REPLICA_URL) return undefined;
-  const client = new PrismaClient({
-    adapter: new PrismaPg({ connectionString: DATABASE_REPLICA_URL, max: 20, connectionTimeoutMillis: REPLICA_MAX_LAG_MS, options: REQUEST_SESSION_OPTIONS }),
-  });
+  const client = prismaClient({ connectionString: DATABASE_REPLICA_URL, max: 20, connectionTimeoutMillis: REPLICA_MAX_LAG_MS, options: REQUEST_SESSION_OPTIONS });
   const intervalMs = Math.min(1000, Math.max(50, REPLICA_MAX_LAG_MS / 4));
   state = { client, maxLagMs: REPLICA_MAX_LAG_MS, samples: [], freshAt: 0, usable: false, probing: false, timer: setInterval(() => void probe(), intervalMs) };
   state.timer.unref();
@@ -115,7 +112,7 @@ function freshReplica(): PrismaClient | undefined {
  * the primary when it fails on the replica for any reason other than the caller's own input (an
  * AppError), so that a replica going away costs no request an error.
  */
-export async function onReadReplica<T>(read: (db: Tx) => Promise<T>): Promise<T> {
+export async function onReadReplica<T>(read: (db: Db) => Promise<T>): Promise<T> {
   const replica = freshReplica();
   if (!replica) return read(prisma);
   try {

@@ -26,8 +26,8 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     ID: { Input: string; Output: string | number | bigint };
     DateTime: { Input: Date; Output: Date };
-    /** US dollars as an exact decimal string; integer micro-dollars inside. */
-    Money: { Input: bigint; Output: bigint };
+    /** US dollars as an exact decimal string; integer micro-dollars inside (a safe-integer number where SQL's JSON carries them). */
+    Money: { Input: bigint; Output: bigint | number };
   };
   /** Answered by domain/authorization.ts, which says which key may do what. */
   AuthScopes: {

@@ -1,7 +1,9 @@
-import { type OfferRow, offerById, SORTABLE_FIELDS, searchOffers, sortFieldDescription } from "../domain/offers/search.ts";
+import { type FieldNode, Kind } from "graphql";
+import { OFFER_ROW_COLUMNS, type OfferRow, offerById, SORTABLE_FIELDS, searchOffers, sortFieldDescription } from "../domain/offers/search.ts";
 import { prisma } from "../infra/db.ts";
 import { onReadReplica } from "../infra/replica.ts";
 import { builder } from "./builder.ts";
+import { globalId } from "./ids.ts";
 import { LaunchMode } from "./instance.ts";
 import { DAY_MS } from "../domain/time.ts";
 
@@ -14,13 +16,14 @@ builder.node(OfferRef, {
   id: { resolve: (offer) => offer.id },
   loadOne: (id) => offerById(prisma, id),
   fields: (t) => ({
-    machineId: t.globalID({
+    // Encoded here rather than by t.globalID, whose resolver is async: a page of 100 offers would await 200 of them.
+    machineId: t.id({
       description: "The listed machine the offer is a chunk of, such as \"Machine:12\" (its number is the search field machine_id); machine(id) shows its public specs.",
-      resolve: (offer) => ({ type: "Machine", id: offer.machineId }),
+      resolve: (offer) => globalId("Machine", offer.machineId),
     }),
-    hostId: t.globalID({
+    hostId: t.id({
       description: "The host's account, such as \"User:5\" (its number is the search field host_id); only the host may read the account itself.",
-      resolve: (offer) => ({ type: "User", id: offer.hostId }),
+      resolve: (offer) => globalId("User", offer.hostId),
     }),
     gpuName: t.exposeString("gpuName", { description: "The GPU model, such as RTX 4090 (search field gpu_name, with _ for spaces)." }),
     numGpus: t.exposeInt("numGpus", { description: "GPUs in this offer." }),
@@ -169,6 +172,47 @@ builder.queryField("offer", (t) =>
   }),
 );
 
+/** The row fields each Offer field reads, where they are not the field's own name. */
+const ROW_FIELDS_OF: Record<string, (keyof OfferRow)[]> = {
+  __typename: [],
+  dphTotal: ["dphTotalMicros"],
+  pricePerGpuHour: ["pricePerGpuMicros"],
+  minBid: ["minBidMicros"],
+  storageCostPerGbMonth: ["storageCostMicros"],
+  inetUpCostPerGb: ["inetUpCostMicros"],
+  inetDownCostPerGb: ["inetDownCostMicros"],
+  dlperfPerDphTotal: ["dlperfPerDphtotal"],
+  flopsPerDphTotal: ["flopsPerDphtotal"],
+  durationDays: ["endDate"],
+  winningBid: ["winningBidMicros"],
+};
+
+/**
+ * The offer fields an `offers` selection (`edges { node { … } }`) reads, so that the search fetches
+ * only those; every field when the selection uses fragments or a field this does not know.
+ */
+export function askedOfferColumns(fieldNodes: readonly FieldNode[]): (keyof OfferRow)[] {
+  const asked = new Set<keyof OfferRow>();
+  const fields = (node: FieldNode | undefined) => node?.selectionSet?.selections ?? [];
+  for (const connection of fieldNodes) {
+    for (const edges of fields(connection)) {
+      if (edges.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+      if (edges.name.value !== "edges") continue;
+      for (const edge of fields(edges)) {
+        if (edge.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+        if (edge.name.value !== "node") continue;
+        for (const field of fields(edge)) {
+          if (field.kind !== Kind.FIELD) return OFFER_ROW_COLUMNS;
+          const columns = ROW_FIELDS_OF[field.name.value] ?? [field.name.value];
+          if (!columns.every((column) => (OFFER_ROW_COLUMNS as string[]).includes(column))) return OFFER_ROW_COLUMNS;
+          for (const column of columns) asked.add(column);
+        }
+      }
+    }
+  }
+  return [...asked];
+}
+
 builder.queryField("offers", (t) =>
   t.field({
     type: OfferConnection,
@@ -187,16 +231,26 @@ builder.queryField("offers", (t) =>
       first: t.arg.int({ description: "Page size: 0 to 100, default 20." }),
       after: t.arg.string({ description: "The cursor of the offer to start after (pageInfo.endCursor)." }),
     },
-    resolve: async (_root, args) => {
-      const page = await onReadReplica((db) => searchOffers(db, args));
+    resolve: async (_root, args, _context, info) => {
+      const page = await onReadReplica((db) => searchOffers(db, args, askedOfferColumns(info.fieldNodes)));
       return {
         totalCount: page.totalCount,
-        edges: page.offers.map((node, i) => ({ cursor: page.cursors[i], node })),
+        // Cursors are made for the edges and ends a client asks for (often only endCursor).
+        edges: page.offers.map((node, i) => ({
+          node,
+          get cursor() {
+            return page.cursor(i);
+          },
+        })),
         pageInfo: {
           hasNextPage: page.hasNextPage,
           hasPreviousPage: page.hasPreviousPage,
-          startCursor: page.cursors[0] ?? null,
-          endCursor: page.cursors.at(-1) ?? null,
+          get startCursor() {
+            return page.offers.length ? page.cursor(0) : null;
+          },
+          get endCursor() {
+            return page.offers.length ? page.cursor(page.offers.length - 1) : null;
+          },
         },
       };
     },

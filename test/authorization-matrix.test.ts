@@ -133,6 +133,11 @@ beforeAll(async () => {
   callers["operator account key"] = operator.key;
   // A rental of its own: what the operator follows of its instances shows at once.
   unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(victimMachine, 1) }, operator.key)).data.createInstance);
+  // Bids of their own, on a machine of neither: what the attacker and the operator follow of their bids shows at once.
+  const operatorMachine = await createListedMachine(operator.userId);
+  for (const key of [attacker.key, operator.key]) {
+    unwrap((await app.gql(CREATE_INSTANCE, { input: instanceInput(operatorMachine, 1, { bidPricePerGpuHour: "0.40" }) }, key)).data.createInstance);
+  }
   callers["operator READ key"] = (
     await issueApiKey(prisma, { userId: operator.userId, name: "ro", scope: "ACCOUNT", permissions: keyPermissions(["READ"]) })
   ).token;
@@ -400,6 +405,11 @@ const subscriptions: {
   // Without an instance: each of the caller's own instances, so none of the victim's for anyone else.
   { name: "instanceStatus", title: "the status of the caller's instances", document: `subscription { instanceStatus { id status } }`, variables: () => ({}), allowedFor: [] },
   { name: "balance", title: "the caller's balance", document: `subscription { balance { id balance } }`, variables: () => ({}), allowedFor: [] },
+  // Each key that may read gets its own account's bid first (the attacker's and the operator's), never the victim's.
+  {
+    name: "bids", title: "the caller's bids", document: `subscription { bids { id numGpus pricePerGpuHour standing } }`, variables: () => ({}), allowedFor: [],
+    shows: { numGpus: 1, pricePerGpuHour: "0.40" },
+  },
   // Any key may watch a listed machine's book: the victim's bid shows as a price level, never as the victim's.
   {
     name: "orderBook", title: "the book of a machine the victim bids on",

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { gpuModel, machineDlperf } from "../domain/dlperf.ts";
 import { formatMoney, parseMoney } from "../domain/money.ts";
 import { dphTotalMicros } from "../domain/offers/ranking.ts";
+import { type OfferSearchArgs, planOfferSearch } from "../domain/offers/search.ts";
 import { syncOffers } from "../domain/offers/sync.ts";
 import { prisma } from "../infra/db.ts";
 import type { Prisma } from "../prisma/generated/client/client.ts";
@@ -543,8 +544,58 @@ describe("order by location and by the bid to win now", () => {
   });
 });
 
+describe("size filters, searched size by size", () => {
+  const everything = "verified=any rentable=any";
+
+  beforeAll(async () => {
+    // Big boxes of several sizes and models, priced so that every order interleaves them.
+    await machine({ gpuName: "H100 SXM", numGpus: 8, pricePerGpuHourMicros: 2_300_000n });
+    await machine({ gpuName: "H100 SXM", numGpus: 16, minChunk: 4, pricePerGpuHourMicros: 1_900_000n, reliability: 0.97 });
+    await machine({ gpuName: "H200", numGpus: 8, minChunk: 2, pricePerGpuHourMicros: 3_100_000n });
+    await machine({ gpuName: "A100 SXM4", numGpus: 10, minChunk: 10, pricePerGpuHourMicros: 1_100_000n, verification: "UNVERIFIED" });
+    await machine({ gpuName: "RTX 4090", numGpus: 12, minChunk: 2, pricePerGpuHourMicros: 350_000n });
+    await machine({ gpuName: "Tesla T4", numGpus: 16, minChunk: 8, pricePerGpuHourMicros: 110_000n });
+    await machine({ gpuName: "L40S", numGpus: 16, minChunk: 16, pricePerGpuHourMicros: 800_000n, online: false });
+  });
+
+  const sizeSearches: [query: string, matches: (offer: OfferNode) => boolean][] = [
+    ["num_gpus>=8 gpu_ram>=80", (o) => o.numGpus >= 8 && (o.gpuRam as number) >= 80],
+    ["compute_cap>=800 gpu_total_ram>=160", (o) => (o.computeCap as number) >= 800 && (o.gpuTotalRam as number) >= 160],
+    ["num_gpus>2 num_gpus<=8", (o) => o.numGpus > 2 && o.numGpus <= 8],
+    ["gpu_ram>=24 gpu_total_ram<200 datacenter=false", (o) => (o.gpuRam as number) >= 24 && (o.gpuTotalRam as number) < 200 && o.datacenter === false],
+  ];
+  const orders = [
+    [{ field: "SCORE", direction: "DESC" }],
+    [{ field: "SCORE", direction: "ASC" }],
+    [{ field: "DPH_TOTAL", direction: "ASC" }],
+    [{ field: "DPH_TOTAL", direction: "DESC" }, { field: "NUM_GPUS", direction: "ASC" }],
+  ];
+
+  it.each(sizeSearches)("%s: the same offers in the same order as the whole search filtered, page by page too", async (query, matches) => {
+    for (const orderBy of orders) {
+      // The whole search has no size bound, so it is one ordered statement; its matches in its order are the answer.
+      const whole = (await search({ query: everything, orderBy })).offers;
+      expect(whole.length).toBeLessThan(100);
+      const expected = whole.filter(matches).map((offer) => offer.id);
+      expect(expected.length, `${query} ${JSON.stringify(orderBy)}`).toBeGreaterThan(3);
+      expect(await ids({ query: `${everything} ${query}`, orderBy }), `${query} ${JSON.stringify(orderBy)}`).toEqual(expected);
+      expect(await walk({ query: `${everything} ${query}`, orderBy })).toEqual(expected);
+    }
+  });
+
+  it("splits a lower bound on the size ordered by score or price, and leaves a model filter to the model's indexes", () => {
+    const splits = (args: OfferSearchArgs) => planOfferSearch(args).sql.text.includes("WITH RECURSIVE");
+    for (const [query] of sizeSearches) expect(splits({ query }), query).toBe(true);
+    expect(splits({ filter: { minNumGpus: 4 }, orderBy: [{ field: "dph_total", direction: "ASC" }] })).toBe(true);
+    expect(splits({ query: "num_gpus<=2" })).toBe(false);
+    expect(splits({ query: "num_gpus>=2", orderBy: [{ field: "inet_down", direction: "DESC" }] })).toBe(false);
+    expect(splits({ query: "num_gpus>=2", storageGb: 50 })).toBe(false);
+    expect(splits({ query: "gpu_name=RTX_4090 num_gpus>=2" })).toBe(false);
+  });
+});
+
 describe("statements per request", () => {
-  it("a page of 100 offers with all fields is one SQL statement, whatever the page size", async () => {
+  it("a page of 100 offers is one SQL statement, whatever the page size, reading the columns of the fields asked for", async () => {
     for (let i = 0; i < 25; i++) await machine({ numGpus: 8, minChunk: 1, gpuName: i % 2 ? "RTX 4090" : "RTX 3090" });
     const statements: string[] = [];
     const query = pg.Client.prototype.query;
@@ -564,6 +615,24 @@ describe("statements per request", () => {
       }
       expect(counts[100]).toBe(counts[5]);
       expect(counts[100]).toBe(1);
+
+      // A selection of a few fields reads only their columns (no machine join without cpuName or
+      // pcieGen), with the same values as a page of every field; a fragment reads every column.
+      const few = "id gpuName dphTotal durationDays winningBid";
+      statements.length = 0;
+      const narrow = await app.gql(`{ offers(first: 100, query: "verified=any") { edges { cursor node { ${few} } } } }`);
+      expect(narrow.errors).toBeUndefined();
+      expect(statements).toHaveLength(1);
+      expect(statements[0]).not.toMatch(/cpu_name|JOIN machine/);
+      const full = await search({ first: 100, query: "verified=any" });
+      const picked = (node: Record<string, unknown>) => ({ ...node, durationDays: Math.round(node.durationDays as number) });
+      expect(narrow.data.offers.edges.map((edge: { node: Record<string, unknown> }) => picked(edge.node))).toEqual(
+        full.offers.map((offer) => picked(Object.fromEntries(few.split(" ").map((field) => [field, offer[field]])))),
+      );
+      statements.length = 0;
+      const viaFragment = await app.gql(`{ offers(first: 1) { edges { node { ...F } } } } fragment F on Offer { cpuName pcieGen }`);
+      expect(viaFragment.errors).toBeUndefined();
+      expect(statements[0]).toMatch(/cpu_name/);
     } finally {
       pg.Client.prototype.query = query;
     }

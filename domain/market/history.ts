@@ -157,12 +157,15 @@ export type SeriesColumn = keyof typeof SERIES_COLUMNS;
 export const SERIES_COLUMN_NAMES = Object.keys(SERIES_COLUMNS) as SeriesColumn[];
 export const MONEY_SERIES_COLUMNS = ["minPrice", "p50Price", "p90Price", "avgPrice", "minBid", "p50Bid", "p90Bid", "avgBid"] as const;
 type MoneySeriesColumn = (typeof MONEY_SERIES_COLUMNS)[number];
-const MONEY_COLUMN_SET = new Set<SeriesColumn>(MONEY_SERIES_COLUMNS);
 
-/** The asked columns of a series, each one value per bucket with samples, in time order. */
+/**
+ * The asked columns of a series, each one value per bucket with samples, in time order. Amounts are
+ * micro-dollars as JSON numbers, exact (prices are bounded far below 2^53 µ$) and serialized as Money
+ * as they come: converting 50,000 of them to bigint cost more than formatting them.
+ */
 export type NullableSeriesColumn = MoneySeriesColumn | "utilization" | "dlperfPerDollar";
 export type PriceSeries = { gpuName: string; bucket: PriceBucket } & Partial<
-  { [C in MoneySeriesColumn]: (bigint | null)[] } & { utilization: (number | null)[]; dlperfPerDollar: (number | null)[] } & {
+  { [C in MoneySeriesColumn]: (number | null)[] } & { utilization: (number | null)[]; dlperfPerDollar: (number | null)[] } & {
     [C in Exclude<SeriesColumn, NullableSeriesColumn>]: number[];
   }
 >;
@@ -195,9 +198,6 @@ export async function priceSeries(input: PriceRange, columns: readonly SeriesCol
   const [{ series }] = await onReadReplica((db) => db.$queryRawUnsafe<{ series: string }[]>(sql, ...values));
   const parsed = JSON.parse(series) as Record<SeriesColumn, (number | null)[]>;
   const result: Record<string, unknown> = { gpuName: range.gpuName, bucket: range.bucket };
-  for (const column of columns) {
-    const values = parsed[column];
-    result[column] = MONEY_COLUMN_SET.has(column) ? values.map((value) => (value === null ? null : BigInt(value))) : values;
-  }
+  for (const column of columns) result[column] = parsed[column];
   return result as PriceSeries;
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Tx } from "../../infra/db.ts";
+import { type Db, driverRows } from "../../infra/db.ts";
 import { Prisma } from "../../prisma/generated/client/client.ts";
 import type { LaunchMode } from "../../prisma/generated/client/client.ts";
 import { ValidationError } from "../errors.ts";
@@ -126,7 +126,8 @@ export interface OfferPage {
   offers: OfferRow[];
   /** Counts the offers matching the search over every page; run only when asked for. */
   totalCount: () => Promise<number>;
-  cursors: string[];
+  /** The cursor of the page's offer at `index`, made only when asked for. */
+  cursor: (index: number) => string;
   hasNextPage: boolean;
   hasPreviousPage: boolean;
 }
@@ -516,6 +517,44 @@ function storedBoundSql(
     SELECT ${FIELD_SQL[orders[0].field](ctx)} AS value FROM offer ${where} ORDER BY ${stored} ${Prisma.raw(twin.direction)} LIMIT ${k}) best)`;
 }
 
+/** The columns that make an offer's size: every offer of one (num_gpus, gpu_ram, gpu_total_ram) is one part of a size split. */
+const SIZE_FIELDS = new Set<OfferField>(["num_gpus", "gpu_ram", "gpu_total_ram"]);
+
+/** Orders with a (num_gpus, gpu_ram, gpu_total_ram, key, id) index (prisma/schema.prisma), at the default disk size. */
+const SIZE_ORDERED_KEYS = new Set<OfferField>(["score", "dph_total"]);
+
+/**
+ * Whether to search size by size: a lower bound on the size asks for big boxes, which are expensive
+ * and rank low, so an ordered scan of all offers walks past every smaller one before finding the page.
+ * Each (num_gpus, gpu_ram, gpu_total_ram) that the size conditions accept is instead an ordered scan of
+ * its own, found by a loose index scan: their number depends on the GPU models and chunk sizes listed,
+ * not on the offers. A GPU model condition is left to the model's own indexes.
+ */
+function splitsBySize(conditions: Condition[], orders: OfferOrder[], ctx: SqlContext): boolean {
+  return (
+    ctx.defaultStorage &&
+    SIZE_ORDERED_KEYS.has(orders[0].field) &&
+    conditions.some((c) => SIZE_FIELDS.has(c.field) && (c.op === "gte" || c.op === "gt")) &&
+    !conditions.some((c) => c.field === "gpu_name" && (c.op === "eq" || c.op === "in"))
+  );
+}
+
+/**
+ * The sizes the size conditions accept, as rows (num_gpus, gpu_ram, gpu_total_ram) named `size`: each
+ * next distinct size is the first index entry after the last one (a loose index scan of the size indexes).
+ */
+function acceptedSizesSql(sizeConditions: Condition[], ctx: SqlContext): Prisma.Sql {
+  const accepted = sizeConditions.map((condition) => conditionSql(condition, { ...ctx, prefix: "size." }));
+  return Prisma.sql`(WITH RECURSIVE size AS (
+      (SELECT num_gpus, gpu_ram, gpu_total_ram FROM offer ORDER BY num_gpus, gpu_ram, gpu_total_ram LIMIT 1)
+      UNION ALL
+      SELECT following.* FROM size CROSS JOIN LATERAL (
+        SELECT num_gpus, gpu_ram, gpu_total_ram FROM offer
+        WHERE (num_gpus, gpu_ram, gpu_total_ram) > (size.num_gpus, size.gpu_ram, size.gpu_total_ram)
+        ORDER BY num_gpus, gpu_ram, gpu_total_ram LIMIT 1) following)
+    SELECT * FROM size WHERE ${Prisma.join(accepted, " AND ")}) size`;
+}
+
 export interface OfferSearchPlan {
   sql: Prisma.Sql;
   /** How many offers match, over every page. */
@@ -526,8 +565,66 @@ export interface OfferSearchPlan {
   keyCount: number;
 }
 
-/** Validates the arguments and builds the statement; exported so that the benchmark runs the same SQL. */
-export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
+const offerColumn = (name: string) => (ctx: SqlContext) => col(ctx, name);
+
+/** Each field of a found offer as the page's SQL computes it (from the offer, or "m." its machine). */
+const ROW_COLUMN_SQL: Record<keyof OfferRow, (ctx: SqlContext) => Prisma.Sql> = {
+  id: offerColumn("id"),
+  machineId: offerColumn("machine_id"),
+  hostId: offerColumn("host_id"),
+  numGpus: offerColumn("num_gpus"),
+  gpuName: offerColumn("gpu_name"),
+  gpuRam: offerColumn("gpu_ram"),
+  gpuTotalRam: offerColumn("gpu_total_ram"),
+  computeCap: offerColumn("compute_cap"),
+  totalFlops: offerColumn("total_flops"),
+  gpuMemBw: offerColumn("gpu_mem_bw"),
+  pcieBw: offerColumn("pcie_bw"),
+  pcieGen: () => Prisma.raw("m.pcie_gen"),
+  cpuName: () => Prisma.raw("m.cpu_name"),
+  cpuCores: offerColumn("cpu_cores"),
+  cpuCoresEffective: offerColumn("cpu_cores_effective"),
+  cpuRam: offerColumn("cpu_ram"),
+  diskSpace: offerColumn("disk_space"),
+  diskBw: offerColumn("disk_bw"),
+  inetUp: offerColumn("inet_up"),
+  inetDown: offerColumn("inet_down"),
+  cudaMaxGood: offerColumn("cuda_max_good"),
+  driverVersion: offerColumn("driver_version"),
+  reliability: offerColumn("reliability"),
+  dlperf: offerColumn("dlperf"),
+  pricePerGpuMicros: offerColumn("price_per_gpu_micros"),
+  minBidMicros: offerColumn("min_bid_micros"),
+  storageCostMicros: offerColumn("storage_cost_micros"),
+  inetUpCostMicros: offerColumn("inet_up_cost_micros"),
+  inetDownCostMicros: offerColumn("inet_down_cost_micros"),
+  dphTotalMicros: FIELD_SQL.dph_total,
+  dlperfPerDphtotal: FIELD_SQL.dlperf_per_dphtotal,
+  flopsPerDphtotal: FIELD_SQL.flops_per_dphtotal,
+  score: FIELD_SQL.score,
+  verified: offerColumn("verified"),
+  datacenter: offerColumn("datacenter"),
+  geolocation: offerColumn("geolocation"),
+  countryCode: offerColumn("country_code"),
+  endDate: offerColumn("end_date"),
+  rentable: FIELD_SQL.rentable,
+  rented: offerColumn("rented"),
+  gpusFreeOfOnDemand: offerColumn("gpus_free_of_on_demand"),
+  directPortCount: offerColumn("direct_port_count"),
+  staticIp: offerColumn("static_ip"),
+  winningBidMicros: offerColumn("winning_bid_micros"),
+};
+
+/** Fields of an offer read from its machine: only a page that asks for one joins it. */
+const MACHINE_COLUMNS = new Set<keyof OfferRow>(["pcieGen", "cpuName"]);
+
+export const OFFER_ROW_COLUMNS = Object.keys(ROW_COLUMN_SQL) as (keyof OfferRow)[];
+
+/**
+ * Validates the arguments and builds the statement for a page whose offers carry `columns` (and
+ * their ids); exported so that the benchmark runs the same SQL.
+ */
+export function planOfferSearch(input: OfferSearchArgs, columns: readonly (keyof OfferRow)[] = OFFER_ROW_COLUMNS): OfferSearchPlan {
   const args = parseInput(argsSchema, input);
   const storageGb = args.storageGb ?? DEFAULT_STORAGE_GB;
   const milliGb = storageMilliGb(storageGb);
@@ -578,55 +675,53 @@ export function planOfferSearch(input: OfferSearchArgs): OfferSearchPlan {
         [...new Set(split.value as string[])].map((name) => Prisma.sql`(${pageQuery([Prisma.sql`gpu_name = ${name}`])})`),
         " UNION ALL ",
       )}) part ORDER BY ${aliasOrder("part")} LIMIT ${first + 1}`
-    : pageQuery([]);
+    : splitsBySize(resolved, orders, inner)
+      ? Prisma.sql`SELECT part.* FROM ${acceptedSizesSql(resolved.filter((c) => SIZE_FIELDS.has(c.field)), inner)}
+          CROSS JOIN LATERAL (${pageQuery([
+            Prisma.sql`num_gpus = size.num_gpus AND gpu_ram = size.gpu_ram AND gpu_total_ram = size.gpu_total_ram`,
+          ])}) part
+          ORDER BY ${aliasOrder("part")} LIMIT ${first + 1}`
+      : pageQuery([]);
 
   // The page is chosen over the narrow (id, keys) rows first, and the wide columns and the machine
   // are fetched for those rows only: sorting carries a few bytes per offer instead of the whole row.
+  const selected = [...new Set(columns)].filter((column) => column !== "id");
+  const machine = selected.some((column) => MACHINE_COLUMNS.has(column));
   const sql = Prisma.sql`
-    SELECT o.id, o.machine_id AS "machineId", o.host_id AS "hostId", o.num_gpus AS "numGpus", o.gpu_name AS "gpuName",
-      o.gpu_ram AS "gpuRam", o.gpu_total_ram AS "gpuTotalRam", o.compute_cap AS "computeCap",
-      o.total_flops AS "totalFlops", o.gpu_mem_bw AS "gpuMemBw", o.pcie_bw AS "pcieBw", m.pcie_gen AS "pcieGen",
-      m.cpu_name AS "cpuName", o.cpu_cores AS "cpuCores", o.cpu_cores_effective AS "cpuCoresEffective", o.cpu_ram AS "cpuRam",
-      o.disk_space AS "diskSpace",
-      o.disk_bw AS "diskBw", o.inet_up AS "inetUp", o.inet_down AS "inetDown", o.cuda_max_good AS "cudaMaxGood",
-      o.driver_version AS "driverVersion", o.reliability, o.dlperf, o.price_per_gpu_micros AS "pricePerGpuMicros",
-      o.min_bid_micros AS "minBidMicros", o.storage_cost_micros AS "storageCostMicros",
-      o.inet_up_cost_micros AS "inetUpCostMicros", o.inet_down_cost_micros AS "inetDownCostMicros",
-      ${FIELD_SQL.dph_total(outer)} AS "dphTotalMicros", ${FIELD_SQL.dlperf_per_dphtotal(outer)} AS "dlperfPerDphtotal",
-      ${FIELD_SQL.flops_per_dphtotal(outer)} AS "flopsPerDphtotal", ${FIELD_SQL.score(outer)} AS score,
-      o.verified, o.datacenter, o.geolocation, o.country_code AS "countryCode", o.end_date AS "endDate",
-      ${FIELD_SQL.rentable(outer)} AS rentable, o.rented, o.gpus_free_of_on_demand AS "gpusFreeOfOnDemand",
-      o.direct_port_count AS "directPortCount", o.static_ip AS "staticIp",
-      o.winning_bid_micros AS "winningBidMicros",
-      ${Prisma.join(keyColumns.map((k) => Prisma.sql`page.${k}`))}
+    SELECT o.id, ${Prisma.join([
+      ...selected.map((column) => Prisma.sql`${ROW_COLUMN_SQL[column](outer)} AS ${Prisma.raw(`"${column}"`)}`),
+      ...keyColumns.map((k) => Prisma.sql`page.${k}`),
+    ])}
     FROM (${page}) page
     JOIN offer o ON o.id = page.id
-    JOIN machine m ON m.id = o.machine_id
+    ${machine ? Prisma.sql`JOIN machine m ON m.id = o.machine_id` : Prisma.empty}
     ORDER BY ${aliasOrder("page")}`;
   return { sql, countSql, limit: first, hasPreviousPage: Boolean(args.after), signature, keyCount: orders.length };
 }
 
-/** A page of offers. Throws SearchQueryError for a query it cannot read, ValidationError for bad arguments. */
-export async function searchOffers(db: Tx, input: OfferSearchArgs): Promise<OfferPage> {
-  const plan = planOfferSearch(input);
-  const rows = await db.$queryRaw<(OfferRow & Record<string, unknown>)[]>(plan.sql);
+/**
+ * A page of offers with the fields in `columns` (every field by default). Throws SearchQueryError for
+ * a query it cannot read, ValidationError for bad arguments.
+ */
+export async function searchOffers(db: Db, input: OfferSearchArgs, columns?: readonly (keyof OfferRow)[]): Promise<OfferPage> {
+  const plan = planOfferSearch(input, columns);
+  const rows = await driverRows<OfferRow & Record<string, unknown>>(db, plan.sql);
   const offers = rows.slice(0, plan.limit);
-  const cursors = offers.map((row) =>
+  const cursor = (index: number) =>
     encodeCursor({
       o: plan.signature,
-      k: Array.from({ length: plan.keyCount }, (_, i) => cursorKey(row[`k${i}`])),
-      id: row.id,
-    }),
-  );
+      k: Array.from({ length: plan.keyCount }, (_, i) => cursorKey(offers[index][`k${i}`])),
+      id: offers[index].id,
+    });
   const totalCount = async () => (await db.$queryRaw<{ count: number }[]>(plan.countSql))[0].count;
-  return { offers, cursors, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
+  return { offers, cursor, totalCount, hasNextPage: rows.length > plan.limit, hasPreviousPage: plan.hasPreviousPage };
 }
 
 /**
  * One offer by its id ("12-4", or "Offer:12-4"), whether or not it is verified or rentable now; null
  * when no listed machine offers that chunk. `storageGb` prices storage into dph_total as in a search.
  */
-export async function offerById(db: Tx, id: string, storageGb?: number | null): Promise<OfferRow | null> {
+export async function offerById(db: Db, id: string, storageGb?: number | null): Promise<OfferRow | null> {
   const bare = id.startsWith("Offer:") ? id.slice("Offer:".length) : id;
   if (!/^\d{1,10}-\d{1,4}$/.test(bare)) return null;
   const page = await searchOffers(db, { query: `id=${bare} verified=any rentable=any`, storageGb, first: 1 });
