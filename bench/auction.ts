@@ -34,7 +34,7 @@ import pg from "pg";
 import { adminQuery, withDatabase } from "../infra/pg-admin.ts";
 import { runAuctionFloor } from "./auction-floor.ts";
 import { AUCTION_GPUS, auctionBidPlan, placeBids, seedAuction, warmUp } from "./auction-load.ts";
-import { percentile, printCurve, productionEnv } from "./support.ts";
+import { API_NODE_ARGS, percentile, printCurve, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
@@ -138,7 +138,9 @@ async function runWorker(): Promise<void> {
 // ---- Orchestrator ------------------------------------------------------------------------------
 
 function startChild(role: string, env: NodeJS.ProcessEnv, args: string[] = []): { child: ChildProcess; first: Promise<Message> } {
-  const child = fork(self, [role, ...args], { env, execArgv: [...(process.env.BENCH_CHILD_NODE_ARGS?.split(" ") ?? []), "--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  // The API with production's V8 flags (npm start); BENCH_CHILD_NODE_ARGS for every child (e.g. --cpu-prof).
+  const nodeArgs = [...(role === "api" ? API_NODE_ARGS : []), ...(process.env.BENCH_CHILD_NODE_ARGS?.split(" ") ?? [])];
+  const child = fork(self, [role, ...args], { env, execArgv: [...nodeArgs, "--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const first = once(child, "message").then(([message]) => message as Message);
   return { child, first };
 }
@@ -209,7 +211,7 @@ async function runSize(machines: number): Promise<SizeResult> {
 
   console.log(`load average: ${loadBefore.map((l) => l.toFixed(2)).join(" ")} at the start, ${loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`);
   console.log(
-    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}) and auction worker (concurrency ${WORKER_CONCURRENCY ?? "default"}) in separate processes`,
+    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); API (${API_PROCESSES} process${API_PROCESSES > 1 ? "es" : ""}, node ${API_NODE_ARGS.join(" ")}) and auction worker (concurrency ${WORKER_CONCURRENCY ?? "default"}) in separate processes`,
   );
   console.log(`bids placed: ${sentAt.size} of ${BIDS} (${failures.length} refused${failures.length ? `, first: ${failures[0]}` : ""}) at concurrency ${CONCURRENCY}`);
   console.log(`placing: ${(sentAt.size / (placedMs / 1000)).toFixed(0)} bids/s (${(placedMs / 1000).toFixed(1)} s)`);
