@@ -173,9 +173,13 @@ export class Reconciler {
   }
 
   private async pass(): Promise<void> {
+    // A container acted on while the runtime is listed may be seen mid-action (stopped but not yet
+    // marked so, between a restart's stop and its start), and reported EXITED: its plan waits for
+    // the pass that the action's end kicks, which lists it again.
+    const actedOn = new Set(this.busy.keys());
     const actual = await this.options.runtime.list();
     for (const plan of reconcile(this.desired!, actual, this.memory)) {
-      if (this.busy.has(plan.label)) continue;
+      if (this.busy.has(plan.label) || actedOn.has(plan.label)) continue;
       const work = this.apply(plan).finally(() => {
         this.busy.delete(plan.label);
         this.kick();

@@ -173,6 +173,56 @@ describe("agent against the realtime contract", () => {
     expect(reportsOf("Instance:3")).toEqual(["RUNNING", "EXITED"]);
   });
 
+  it("does not take a container for exited when a listing saw it in the middle of being started again", async () => {
+    // A listing that begins while the start is under way (the stopped mark gone, the new process not
+    // yet spawned, so the container looks exited) and returns after the start has ended.
+    const processes = join(dir, "processes");
+    class ListedMidStart extends ProcessRuntime {
+      overlap = false;
+      private starting: Promise<void> | null = null;
+      private listings = 0;
+      override async list() {
+        this.listings++;
+        const starting = this.starting;
+        const seen = await super.list();
+        if (starting) {
+          await starting;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        return seen;
+      }
+      override async start(label: string) {
+        if (!this.overlap) return super.start(label);
+        let started!: () => void;
+        this.starting = new Promise((resolve) => (started = resolve));
+        try {
+          await rm(join(processes, label, "stopped"), { force: true });
+          const listed = this.listings;
+          await vi.waitFor(() => expect(this.listings).toBeGreaterThan(listed), { timeout: 10_000, interval: 10 });
+          await super.start(label);
+        } finally {
+          this.starting = null;
+          started();
+        }
+      }
+    }
+    const overlapping = new ListedMidStart(processes, logger);
+    runtime = overlapping;
+    const running = assignment(5);
+    api.setInstances([running]);
+    start();
+    await waitForReport("Instance:5", "RUNNING");
+    api.setInstances([{ ...running, desiredState: "STOPPED" }]);
+    await waitForReport("Instance:5", "STOPPED");
+
+    overlapping.overlap = true;
+    api.setInstances([running]);
+    await api.waitFor(() => reportsOf("Instance:5").length >= 3);
+    await passes(3);
+    expect(reportsOf("Instance:5")).toEqual(["RUNNING", "STOPPED", "RUNNING"]);
+    expect((await runtime.list()).map((c) => c.state)).toEqual(["running"]);
+  });
+
   it("reports FAILED when the launch fails and ignores a stale desired state", async () => {
     api.setInstances([assignment(4)]);
     start();
