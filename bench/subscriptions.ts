@@ -1,7 +1,7 @@
 /**
  * Subscriptions benchmark: `npx tsx bench/subscriptions.ts`.
  *
- * 1. Balance: BENCH_SUBSCRIBERS (5,000) accounts, each with a RUNNING instance, each with one
+ * 1. Balance: BENCH_SUBSCRIBERS accounts, each with a RUNNING instance, each with one
  *    graphql-ws subscriber to `balance`, spread over BENCH_API_PROCESSES (2) real API processes,
  *    while the real metering worker (its own process, BullMQ, with its balance events) charges them all.
  *    Delivery latency = the subscriber's receipt − the moment the balance event reached Redis
@@ -17,26 +17,63 @@
  * 2. Agents: BENCH_AGENTS (1,000) agents subscribed to `assignments`, all disconnected at once
  *    (their sockets dropped) and reconnecting with the agent's backoff (uniform jitter in [0, 500 ms)):
  *    time from the drop to each agent's whole desired state again.
+ *
+ * Curve: BENCH_SUBSCRIBERS is a comma-separated list (1000,2500,5000 by default); the whole run
+ * (fresh database, product, floor, agents) goes once per count, each in a process of its own, and
+ * the balance delivery's p50 and p99 and the serving CPU per event are printed against the count,
+ * with their growth exponents.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
 import { startFanoutFloor } from "./fanout-floor.ts";
 import { adminQuery } from "../infra/pg-admin.ts";
-import { API_NODE_ARGS, freshBenchDatabase, leanSubscriber, percentile, productionEnv } from "./support.ts";
+import { API_NODE_ARGS, freshBenchDatabase, leanSubscriber, percentile, printCurve, productionEnv } from "./support.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
-const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 5_000);
+const SIZES = (process.env.BENCH_SUBSCRIBERS ?? "1000,2500,5000").split(",").map(Number);
 const API_PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
 const root = fileURLToPath(new URL("..", import.meta.url));
+
+/** One subscriber count's balance figures, sent to the process that draws the curve. */
+interface SizeResult {
+  subscribers: number;
+  p50: { product: number; floor: number };
+  p99: { product: number; floor: number };
+  cpuMicros: { product: number; floor: number };
+}
+
+if (SIZES.length > 1) {
+  const results: SizeResult[] = [];
+  for (const subscribers of SIZES) {
+    console.log(`\n## ${subscribers} subscribers`);
+    const child = fork(fileURLToPath(import.meta.url), [], {
+      env: { ...process.env, BENCH_SUBSCRIBERS: String(subscribers) },
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    child.on("message", (result: SizeResult) => results.push(result));
+    const [code] = await once(child, "exit");
+    if (code !== 0) throw new Error(`the run at ${subscribers} subscribers failed (exit ${code})`);
+  }
+  console.log(`\nbalance delivery against subscribers (load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} at the end):\n`);
+  printCurve("subscribers", results.map((r) => ({ size: r.subscribers, ...r.p50 })));
+  console.log("");
+  printCurve("subscribers", results.map((r) => ({ size: r.subscribers, ...r.p99 })), "p99 ms");
+  console.log("");
+  printCurve("subscribers", results.map((r) => ({ size: r.subscribers, ...r.cpuMicros })), "serving CPU µs per event");
+  process.exit(0);
+}
+const SUBSCRIBERS = SIZES[0]!;
 
 // A database of the run's own: concurrent runs and other benchmarks never drop it from under this one.
 const DATABASE = `bench_subscriptions_${Date.now().toString(36)}`;
@@ -296,6 +333,13 @@ report("floor (bare ws fan-out of the same payloads)", floor);
 const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(2);
 const cpuRatio = (product.serverCpu / Math.max(1, product.received) / (floor.serverCpu / Math.max(1, floor.received))).toFixed(1);
 console.log(`ratio product/floor: delivery p50 ${ratio(50)}x, p99 ${ratio(99)}x; serving CPU per event ${cpuRatio}x`);
+const cpuPerEvent = (phase: BalancePhase) => (phase.serverCpu / Math.max(1, phase.received)) * 1e6;
+process.send?.({
+  subscribers: SUBSCRIBERS,
+  p50: { product: percentile(product.latencies, 50), floor: percentile(floor.latencies, 50) },
+  p99: { product: percentile(product.latencies, 99), floor: percentile(floor.latencies, 99) },
+  cpuMicros: { product: cpuPerEvent(product), floor: cpuPerEvent(floor) },
+} satisfies SizeResult);
 await Promise.all(floors.map((f) => new Promise((exited) => f.child.once("exit", exited).kill("SIGTERM"))));
 await new Promise((exited) => metering.once("exit", exited).kill("SIGTERM"));
 
