@@ -15,20 +15,22 @@
  * - floor: a bare `ws` server in its own process forwards each machine's clearing event from Redis
  *   to its sockets as the same payload the product sent last for that machine: no GraphQL, no refetch.
  *
- * Prints p50/p99/max delivery for each, the ratio, and the events per clearing (at most one).
+ * Prints p50/p99/max delivery for each, the ratio, and the events per clearing (at most one); then,
+ * when BENCH_SUBSCRIBERS lists several counts, the p50 and p99 curves against the count with their
+ * growth exponents (both phases run once per count).
  * Env: DATABASE_URL (server), REDIS_URL, BENCH_BIDS (5000), BENCH_MACHINES (1000), BENCH_CONCURRENCY
- * (32), BENCH_SUBSCRIBERS (1000), BENCH_WATCHED_MACHINES (100).
+ * (32), BENCH_SUBSCRIBERS (250,500,1000: a comma-separated list), BENCH_WATCHED_MACHINES (100).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
-import { availableParallelism, cpus } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
 import WebSocket from "ws";
 import { auctionBidPlan, placeBids, seedAuction } from "./auction-load.ts";
 import { startFanoutFloor } from "./fanout-floor.ts";
-import { freshBenchDatabase, leanSubscriber, percentile, productionEnv, startAppProcess } from "./support.ts";
+import { freshBenchDatabase, leanSubscriber, percentile, printCurve, productionEnv, startAppProcess } from "./support.ts";
 import { adminQuery } from "../infra/pg-admin.ts";
 
 const SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -36,7 +38,9 @@ process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
 const BIDS = Number(process.env.BENCH_BIDS ?? 5_000);
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 1_000);
+const SUBSCRIBER_COUNTS = (process.env.BENCH_SUBSCRIBERS ?? "250,500,1000").split(",").map(Number);
+/** A phase's count: each phase runs in a process of its own, given one count. */
+const SUBSCRIBERS = SUBSCRIBER_COUNTS[0]!;
 const WATCHED = Number(process.env.BENCH_WATCHED_MACHINES ?? 100);
 const self = fileURLToPath(import.meta.url);
 
@@ -248,16 +252,26 @@ async function inChild(kind: "product" | "floor", floorPayloads: Record<string, 
 }
 
 async function main(): Promise<void> {
-  console.log(
-    `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); ${SUBSCRIBERS} subscribers on ${WATCHED} of ${MACHINES} machines; ` +
-      `load: ${BIDS} bids at concurrency ${CONCURRENCY} through 1 API process, auction worker in its own process`,
-  );
-  const product = await inChild("product");
-  console.log(summary("product (API: refetch, GraphQL, WebSocket)", product));
-  const floor = await inChild("floor", product.payloads);
-  console.log(summary("floor (bare ws fan-out of the same payloads)", floor));
-  const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(1);
-  console.log(`ratio product/floor: p50 ${ratio(50)}x, p99 ${ratio(99)}x`);
+  const curve: { size: number; product: number[]; floor: number[] }[] = [];
+  for (const subscribers of SUBSCRIBER_COUNTS) {
+    process.env.BENCH_SUBSCRIBERS = String(subscribers);
+    console.log(
+      `machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? "?"}); ${subscribers} subscribers on ${WATCHED} of ${MACHINES} machines; ` +
+        `load: ${BIDS} bids at concurrency ${CONCURRENCY} through 1 API process, auction worker in its own process; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+    );
+    const product = await inChild("product");
+    console.log(summary("product (API: refetch, GraphQL, WebSocket)", product));
+    const floor = await inChild("floor", product.payloads);
+    console.log(summary("floor (bare ws fan-out of the same payloads)", floor));
+    const ratio = (p: number) => (percentile(product.latencies, p) / Math.max(1, percentile(floor.latencies, p))).toFixed(1);
+    console.log(`ratio product/floor: p50 ${ratio(50)}x, p99 ${ratio(99)}x\n`);
+    curve.push({ size: subscribers, product: product.latencies, floor: floor.latencies });
+  }
+  if (curve.length < 2) return;
+  for (const p of [50, 99]) {
+    printCurve("subscribers", curve.map((c) => ({ size: c.size, product: percentile(c.product, p), floor: Math.max(1, percentile(c.floor, p)) })), `p${p} ms`);
+    console.log("");
+  }
 }
 
 const role = process.argv[2];
